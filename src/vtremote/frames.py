@@ -1,0 +1,108 @@
+"""``av.VideoFrame`` <-> VTR1 FRAME planes (NV12 / P010LE).
+
+VTR1.md §5.1: two planes, Y then interleaved CbCr; each plane travels as
+``stride`` x ``rows`` bytes. Rules here:
+
+* Sending a frame: the planes are the frame's own buffers (``memoryview`` of the
+  ``VideoPlane``; no copy); stride is FFmpeg's linesize (padding included, as the
+  reference client sends it); chroma rows are ``ceil(height / 2)``, what FFmpeg
+  and CoreVideo allocate (the reference client's floor leaves the last chroma row
+  of odd heights uninitialised, VTR1.md §13.19).
+* Receiving planes: one copy, row by row when strides differ, into a new
+  ``av.VideoFrame`` of the configured size. Never more rows than the frame has
+  (the geometry was checked by ``wire.check_frame_geometry`` already); a chroma
+  plane sent with floor rows gets its last row repeated.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+
+from vtremote.errors import ConfigError, RemoteProtocolError
+from vtremote.wire.constants import PixelFormat
+from vtremote.wire.messages import Buffer, nbytes
+
+#: PyAV format names of the wire pixel formats.
+AV_FORMAT = {PixelFormat.NV12: "nv12", PixelFormat.P010: "p010le"}
+PIXEL_FORMAT = {v: k for k, v in AV_FORMAT.items()}
+
+
+def pixel_format_of(frame: av.VideoFrame) -> PixelFormat:
+    name = frame.format.name
+    try:
+        return PIXEL_FORMAT[name]
+    except KeyError:
+        raise ConfigError(f"frame format {name} is not NV12 or P010LE; convert it first") from None
+
+
+def plane_views(frame: av.VideoFrame) -> list[tuple[int, int, memoryview]]:
+    """``(stride, rows, bytes)`` of each plane of an NV12/P010LE frame, without copying.
+
+    Negative linesizes (bottom-up frames) are refused rather than misread.
+    """
+    pixel_format_of(frame)
+    out = []
+    for plane in frame.planes:
+        stride = plane.line_size
+        if stride <= 0:
+            raise ConfigError(f"frame plane has linesize {stride}; only positive linesizes are supported")
+        view = memoryview(plane)
+        rows = nbytes(view) // stride
+        out.append((stride, rows, view[: stride * rows] if nbytes(view) != stride * rows else view))
+    return out
+
+
+def chroma_rows(height: int) -> int:
+    return (height + 1) // 2
+
+
+def new_frame(width: int, height: int, pix_fmt: PixelFormat | int) -> av.VideoFrame:
+    return av.VideoFrame(width, height, AV_FORMAT[PixelFormat(pix_fmt)])
+
+
+def copy_planes_into(
+    frame: av.VideoFrame, planes: list[tuple[int, int, Buffer]], pix_fmt: PixelFormat | int
+) -> None:
+    """Copy wire planes (stride, rows, uncompressed bytes) into ``frame`` (one copy)."""
+    bps = PixelFormat(pix_fmt).bytes_per_sample
+    width, height = frame.width, frame.height
+    row_bytes = (width * bps, ((width + 1) // 2) * 2 * bps)
+    want_rows = (height, chroma_rows(height))
+    if len(planes) != 2:
+        raise RemoteProtocolError(f"FRAME has {len(planes)} planes, needs 2")
+    for i, (stride, rows, data) in enumerate(planes):
+        dst_plane = frame.planes[i]
+        dst_stride = dst_plane.line_size
+        n_rows = min(rows, want_rows[i])
+        if stride < row_bytes[i] or nbytes(data) < stride * n_rows:
+            raise RemoteProtocolError(
+                f"plane {i}: {nbytes(data)} bytes at stride {stride} cannot hold {n_rows} rows of {row_bytes[i]}"
+            )
+        dst = np.frombuffer(dst_plane, dtype=np.uint8)
+        src = np.frombuffer(data, dtype=np.uint8, count=stride * n_rows)
+        if stride == dst_stride:
+            dst[: stride * n_rows] = src  # one contiguous copy
+        else:
+            dst2 = dst[: dst_stride * want_rows[i]].reshape(want_rows[i], dst_stride)
+            dst2[:n_rows, : row_bytes[i]] = src.reshape(n_rows, stride)[:, : row_bytes[i]]
+        if n_rows < want_rows[i]:  # floor-height chroma from a reference peer: repeat the last row
+            dst2 = dst[: dst_stride * want_rows[i]].reshape(want_rows[i], dst_stride)
+            dst2[n_rows:, : row_bytes[i]] = dst2[n_rows - 1 : n_rows, : row_bytes[i]] if n_rows else 0
+
+
+def frame_from_planes(
+    width: int, height: int, pix_fmt: PixelFormat | int, planes: list[tuple[int, int, Buffer]]
+) -> av.VideoFrame:
+    """A new ``av.VideoFrame`` holding the given uncompressed wire planes."""
+    frame = new_frame(width, height, pix_fmt)
+    copy_planes_into(frame, planes, pix_fmt)
+    return frame
+
+
+def to_wire_format(frame: av.VideoFrame, pix_fmt: PixelFormat | int) -> av.VideoFrame:
+    """``frame`` converted to NV12/P010LE if it is in another format (a copy then)."""
+    name = AV_FORMAT[PixelFormat(pix_fmt)]
+    if frame.format.name == name:
+        return frame
+    return frame.reformat(format=name)
