@@ -22,6 +22,7 @@ reference, on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 
 from vtremote.errors import LocalProtocolError, RemoteProtocolError
@@ -137,6 +138,21 @@ def transition(sender: Role, state: State, msg: Message) -> State:
     return nxt
 
 
+def type_allowed(sender: Role, state: State, raw_type: int) -> bool:
+    """Whether a message of wire type ``raw_type`` from ``sender`` is legal in ``state``.
+
+    Depends on the type only (the data-dependent branches of :func:`transition`
+    choose the next state, never legality), so it can be asked as soon as a header
+    is in, before the body is buffered.
+    """
+    try:
+        mtype = T(raw_type)
+    except ValueError:
+        return state in STREAMING  # unknown ids: ignored once streaming, refused before
+    table = CLIENT_SENDS if sender is Role.CLIENT else SERVER_SENDS
+    return (state, mtype) in table
+
+
 def session_mode(cfg: Configure) -> str:
     """``encode`` or ``decode``; any other value of option ``mode`` means encode (as in v1)."""
     return "decode" if cfg.option("mode", "encode") == "decode" else "encode"
@@ -151,7 +167,10 @@ def check_frame_geometry(
     ceil of height/2 (the reference client sends floor, CoreVideo ceil); stride at
     least the row and at most :func:`max_stride` (VTR1.md §13.3/§13.4).
     """
-    pf = PixelFormat(pix_fmt)
+    try:
+        pf = PixelFormat(pix_fmt)
+    except ValueError:
+        raise RemoteProtocolError(f"FRAME for pix_fmt {pix_fmt}, which is neither NV12 (1) nor P010 (2)") from None
     if len(frame.planes) != 2:
         raise RemoteProtocolError(f"FRAME has {len(frame.planes)} planes, {pf.name} needs 2")
     rows = plane_rows(height)
@@ -182,7 +201,8 @@ class Connection:
         self.role = role
         self.peer = Role.SERVER if role is Role.CLIENT else Role.CLIENT
         self.state = State.START
-        self.receiver = Receiver(limits)
+        # The order is checked on each header, before its body is buffered (VTR1.md §13.1).
+        self.receiver = Receiver(limits, check_header=self._check_header)
         self.configure: Configure | None = None
         self.compression = WireCompression.NONE
         self.capabilities: tuple[str, ...] = ()
@@ -234,7 +254,7 @@ class Connection:
             nxt = transition(self.role, self.state, msg)
         except KeyError:
             raise LocalProtocolError(
-                f"{self.role.value} may not send {type(msg).__name__.upper()} in state {self.state.value}"
+                f"{self.role.value} may not send {_type_label(message_type(msg))} in state {self.state.value}"
             ) from None
         try:
             self._note(msg)
@@ -268,6 +288,12 @@ class Connection:
     def buffer_updated(self, n: int) -> None:
         self.receiver.buffer_updated(n)
 
+    def _check_header(self, raw_type: int, length: int) -> None:
+        if not type_allowed(self.peer, self.state, raw_type):
+            raise RemoteProtocolError(
+                f"{self.peer.value} sent {_type_label(raw_type)} in state {self.state.value}"
+            )
+
     def next_event(self) -> Message | None:
         """The next received message after checking its order, or None for "need data"."""
         msg = self.receiver.next_message()
@@ -276,22 +302,28 @@ class Connection:
         try:
             nxt = transition(self.peer, self.state, msg)
         except KeyError:
-            name = type(msg).__name__.upper() if not isinstance(msg, Unknown) else f"message type {msg.raw_type}"
             raise RemoteProtocolError(
-                f"{self.peer.value} sent {name} in state {self.state.value}"
+                f"{self.peer.value} sent {_type_label(message_type(msg))} in state {self.state.value}"
             ) from None
         if isinstance(msg, Frame) and self.configure is not None:
             pf = self.configure.pix_fmt
             if self.role is Role.CLIENT and self.state in (S.DECODING, S.DRAINING_DECODE):
                 pf = self._ack_pix_fmt or pf
             check_frame_geometry(msg, self.configure.width, self.configure.height, pf)
-        try:
+        # An unsupported wire_compression is not a framing error: the server reads the
+        # CONFIGURE and answers it with ERROR (VTR1.md §1.4 step 4).
+        with contextlib.suppress(ValueError):
             self._note(msg)
-        except ValueError:
-            pass  # unsupported wire_compression: the server answers with ERROR, not a crash
         if isinstance(msg, ConfigureAck):
             self._ack_pix_fmt = msg.pix_fmt if msg.pix_fmt in (1, 2) else None
         self.state = nxt
         return msg
 
     _ack_pix_fmt: int | None = None
+
+
+def _type_label(raw_type: int) -> str:
+    try:
+        return T(raw_type).name
+    except ValueError:
+        return f"message type {raw_type}"

@@ -6,14 +6,22 @@ chunking) or, on the hot path, let the transport ``recv_into`` the view that
 :meth:`Receiver.buffer_updated`: body bytes then land in their final buffer and
 are never copied again (FRAME planes and PACKET data are memoryview slices of it).
 
-The header is validated (magic, version, per-type length limit) as soon as its 12
-bytes are in, before a single body byte is buffered, so a header that claims
-4 GiB costs nothing (VTR1.md §13.1).
+The header is validated (magic, version, per-type length limit and, when a
+:class:`~vtremote.wire.connection.Connection` owns the receiver, the message
+order) as soon as its 12 bytes are in, before a single body byte is buffered, so
+a header that claims 4 GiB costs nothing (VTR1.md §13.1).
+
+Bodies larger than :data:`LAZY_BODY_THRESHOLD` live in an anonymous memory map
+rather than a ``bytearray``: the kernel hands out its pages as the bytes arrive,
+so a peer that announces a large (but allowed) message and then stalls holds
+memory in proportion to what it really sent, not to what it claimed.
 """
 
 from __future__ import annotations
 
+import mmap
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from vtremote.errors import LocalProtocolError, RemoteProtocolError
@@ -37,6 +45,16 @@ MiB = 1024 * 1024
 #: Side data (A53 captions...) a FRAME may carry on top of its planes.
 SIDE_DATA_ALLOWANCE = 1 * MiB
 
+#: Largest width or height a FRAME limit is computed for. H.264 and HEVC level 6.2
+#: top out at 8192 x 4352 (35,651,584 luma samples); 16384 leaves room for any
+#: codec a server may add without letting a CONFIGURE of 4 billion rows turn into
+#: a FRAME limit of terabytes. Outside 1..MAX_DIMENSION no FRAME is accepted.
+MAX_DIMENSION = 16384
+
+#: Message bodies above this size are received into an anonymous memory map
+#: (pages are committed as bytes arrive); smaller ones into a ``bytearray``.
+LAZY_BODY_THRESHOLD = 256 * KiB
+
 
 def max_stride(row_bytes: int) -> int:
     """Largest plane stride accepted for rows of ``row_bytes`` meaningful bytes.
@@ -59,7 +77,14 @@ def plane_row_bytes(width: int, pix_fmt: PixelFormat | int) -> tuple[int, int]:
 
 
 def frame_limit(width: int, height: int, pix_fmt: PixelFormat | int, compression: WireCompression | int) -> int:
-    """Largest FRAME payload a session of this geometry accepts."""
+    """Largest FRAME payload a session of this geometry accepts.
+
+    prefix + plane_count + side-data allowance + for each of the two planes a plane
+    header and the compression bound of ``max_stride(row) * rows``. A geometry
+    outside ``1..MAX_DIMENSION`` gives 0: no FRAME fits it.
+    """
+    if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
+        return 0
     rows = plane_rows(height)
     total = FRAME_PREFIX.size + 1 + SIDE_DATA_ALLOWANCE
     for row, n in zip(plane_row_bytes(width, pix_fmt), rows, strict=True):
@@ -98,15 +123,27 @@ def type_name(raw_type: int) -> str:
         return f"type {raw_type}"
 
 
-class Receiver:
-    """Turns a byte stream into messages. One instance per connection direction."""
+#: Called with ``(raw_type, length)`` once a header passed the magic and version
+#: checks, before the length limit and before its body is buffered; raises
+#: RemoteProtocolError to refuse the message.
+HeaderCheck = Callable[[int, int], None]
 
-    def __init__(self, limits: Limits | None = None) -> None:
+
+class Receiver:
+    """Turns a byte stream into messages. One instance per connection direction.
+
+    ``check_header`` (optional) vets each header before its body is buffered;
+    :class:`~vtremote.wire.connection.Connection` uses it to refuse a message the
+    session state does not allow right after its 12 header bytes.
+    """
+
+    def __init__(self, limits: Limits | None = None, check_header: HeaderCheck | None = None) -> None:
         self.limits = limits or Limits()
+        self.check_header = check_header
         self._hdr = bytearray(HEADER_SIZE)
         self._hdr_view = memoryview(self._hdr)
         self._have = 0  # bytes of the current header or body received
-        self._body: bytearray | None = None  # None while reading a header
+        self._body: bytearray | mmap.mmap | None = None  # None while reading a header
         self._type = 0
         self._length = 0
         self._ready: deque[Message] = deque()
@@ -125,6 +162,14 @@ class Receiver:
     @property
     def eof(self) -> bool:
         return self._eof
+
+    @property
+    def allocated(self) -> int:
+        """Bytes reserved for the body being received (0 between messages).
+
+        Bodies above :data:`LAZY_BODY_THRESHOLD` are memory maps: reserved address
+        space whose pages are only committed as bytes arrive."""
+        return 0 if self._body is None else len(self._body)
 
     def _fail(self, err: RemoteProtocolError) -> RemoteProtocolError:
         self._failed = err
@@ -161,6 +206,9 @@ class Receiver:
         if n <= 0:
             return
         self._check_open()
+        room = (HEADER_SIZE if self._body is None else self._length) - self._have
+        if n > room:
+            raise LocalProtocolError(f"buffer_updated({n}) but the receive buffer had room for {room} bytes")
         self.bytes_received += n
         self._have += n
         if self._body is None:
@@ -173,6 +221,11 @@ class Receiver:
         magic, version, raw_type, length = HEADER.unpack_from(self._hdr)
         if magic != MAGIC or version != VERSION:
             raise self._fail(RemoteProtocolError(f"bad header magic={magic:#x} version={version}"))
+        if self.check_header is not None:
+            try:
+                self.check_header(raw_type, length)
+            except RemoteProtocolError as e:
+                raise self._fail(e) from None
         limit = self.limits.for_type(raw_type)
         if length > limit:
             raise self._fail(
@@ -183,6 +236,9 @@ class Receiver:
         self._have = 0
         if length == 0:
             self._emit(b"")
+        elif length > LAZY_BODY_THRESHOLD:
+            # The one buffer this message lives in; untouched pages cost nothing.
+            self._body = mmap.mmap(-1, length)
         else:
             self._body = bytearray(length)  # the one buffer this message lives in
 
@@ -193,9 +249,9 @@ class Receiver:
         self._have = 0
         self._emit(body)
 
-    def _emit(self, body: Buffer) -> None:
+    def _emit(self, body: Buffer | mmap.mmap) -> None:
         try:
-            msg = parse_payload(self._type, body)
+            msg = parse_payload(self._type, memoryview(body))
         except RemoteProtocolError as e:
             raise self._fail(e) from None
         self.messages_received += 1
