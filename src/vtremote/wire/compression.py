@@ -25,6 +25,14 @@ from vtremote.wire.messages import Buffer, nbytes
 
 ZSTD_LEVEL = 1  # what both reference peers use
 
+#: Largest plane (stride x height) we decompress: LZ4's and the reference's ``int``.
+MAX_PLANE_BYTES = 2**31 - 1
+#: Most bytes one compressed byte can stand for. LZ4: a match length grows by 255
+#: per extension byte. zstd: a block yields at most 128 KiB and takes at least 4
+#: bytes (3-byte header + 1 RLE byte). A plane whose compressed size cannot reach
+#: stride x height under these ratios is refused before any output is allocated.
+MAX_RATIO = {1: 255, 2: 32768}
+
 _local = threading.local()
 
 
@@ -58,7 +66,7 @@ def compress_plane(mode: WireCompression | int, data: Buffer) -> Buffer:
     if mode == WireCompression.LZ4:
         return lz4.block.compress(data, mode="default", store_size=False)  # type: ignore[no-any-return]
     if mode == WireCompression.ZSTD:
-        return _zstd_c().compress(data)  # type: ignore[no-any-return]
+        return _zstd_c().compress(data)
     raise UnsupportedConfigError(f"unsupported wire_compression={mode}")
 
 
@@ -69,6 +77,15 @@ def decompress_plane(mode: WireCompression | int, data: Buffer, expected: int) -
     accepts ``data_len >= expected`` for raw planes) without copying.
     """
     n = nbytes(data)
+    if not 0 <= expected <= MAX_PLANE_BYTES:
+        raise RemoteProtocolError(f"plane of stride x height = {expected} bytes is outside 0..{MAX_PLANE_BYTES}")
+    ratio = MAX_RATIO.get(int(mode))
+    if ratio is not None and expected > ratio * n + 64:
+        name = WireCompression(mode).name
+        raise RemoteProtocolError(
+            f"{name} plane of {n} bytes cannot decompress to stride x height = {expected} bytes "
+            f"(at most {ratio}:1)"
+        )
     if mode == WireCompression.NONE:
         if n < expected:
             raise RemoteProtocolError(f"raw plane has {n} bytes, stride x height needs {expected}")
@@ -91,12 +108,14 @@ def decompress_plane(mode: WireCompression | int, data: Buffer, expected: int) -
         if declared not in (-1, expected):
             raise RemoteProtocolError(f"zstd plane declares {declared} bytes, stride x height is {expected}")
         try:
-            out = _zstd_d().decompress(data, max_output_size=expected)
+            # One frame and nothing after it: ZSTD_decompress() in the reference would
+            # run into a second frame and overflow its stride x height buffer.
+            out = _zstd_d().decompress(data, max_output_size=expected, allow_extra_data=False)
         except (zstandard.ZstdError, ValueError, MemoryError) as e:
             raise RemoteProtocolError(f"zstd plane of {n} bytes does not decompress: {e}") from e
         if len(out) != expected:
             raise RemoteProtocolError(f"zstd plane decompressed to {len(out)} bytes, expected {expected}")
-        return out  # type: ignore[no-any-return]
+        return out
     raise RemoteProtocolError(f"unknown wire compression {mode}")
 
 
