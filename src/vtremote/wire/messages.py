@@ -48,6 +48,7 @@ def nbytes(buf: Buffer) -> int:
     """Size in bytes of any buffer (a memoryview's len counts items, not bytes)."""
     return buf.nbytes if isinstance(buf, memoryview) else len(buf)
 
+
 _U32_MAX = 0xFFFFFFFF
 
 
@@ -269,8 +270,13 @@ class Done:
 
 @dataclass(frozen=True, slots=True)
 class Error:
+    """Server -> client: ``u32 code`` + string. ``unframed`` marks a text received
+    without its u16 length (the reference's test servers write it that way and the
+    reference client accepts it); such an ERROR serializes back the same way."""
+
     code: int
     message: str = ""
+    unframed: bool = False
 
     TYPE = MessageType.ERROR
 
@@ -408,7 +414,12 @@ def _parse_packet(r: _Reader) -> Packet:
 
 def _parse_error(r: _Reader) -> Error:
     code = r.u32("code")
-    return Error(code, r.string("message"))
+    rest = r.view(r.remaining, "message")
+    if len(rest) >= 2 and U16.unpack_from(rest)[0] == len(rest) - 2:
+        return Error(code, bytes(rest[2:]).decode("utf-8", "surrogateescape"))
+    # VTR1.md §6.2: the reference client logs such an ERROR without its text; we keep
+    # whatever followed the code, so the session still ends with a RemoteError.
+    return Error(code, bytes(rest).decode("utf-8", "surrogateescape"), unframed=True)
 
 
 def parse_payload(raw_type: int, payload: Buffer) -> Message:
@@ -502,13 +513,13 @@ def _body_parts(msg: Message) -> list[Buffer]:
         out += U16.pack(len(msg.options))
         for k, v in msg.options:
             out += _str(k, "option key") + _str(v, "option value")
-        out += U32.pack(len(msg.extradata))
+        out += U32.pack(nbytes(msg.extradata))
         out += msg.extradata
         return [bytes(out)]
     if isinstance(msg, ConfigureAck):
-        _check_range(len(msg.extradata), 0, 0xFFFF, "CONFIGURE_ACK extradata_len")
+        _check_range(nbytes(msg.extradata), 0, 0xFFFF, "CONFIGURE_ACK extradata_len")
         _check_range(len(msg.warnings), 0, _U8_MAX, "warning_count")
-        out = bytearray(U8.pack(msg.status) + U16.pack(len(msg.extradata)))
+        out = bytearray(U8.pack(msg.status) + U16.pack(nbytes(msg.extradata)))
         out += msg.extradata
         out += U8.pack(msg.pix_fmt) + U8.pack(len(msg.warnings))
         for w in msg.warnings:
@@ -516,6 +527,8 @@ def _body_parts(msg: Message) -> list[Buffer]:
         return [bytes(out)]
     if isinstance(msg, Error):
         _check_range(msg.code, 0, _U32_MAX, "ERROR code")
+        if msg.unframed:
+            return [U32.pack(msg.code) + msg.message.encode("utf-8", "surrogateescape")]
         return [U32.pack(msg.code) + _str(msg.message, "ERROR message")]
     if isinstance(msg, Unknown):
         return [msg.payload] if msg.payload else []
@@ -546,9 +559,15 @@ def serialize(msg: Message) -> list[Buffer]:
     Plane, packet and side data buffers are returned as the same objects the
     message holds (no copy); small fixed fields are packed into new bytes.
     """
-    body = _body_parts(msg)
-    length = sum(nbytes(b) for b in body)
-    return [_header(message_type(msg), length), *body]
+    try:
+        body = _body_parts(msg)
+        length = sum(nbytes(b) for b in body)
+        return [_header(message_type(msg), length), *body]
+    except (struct.error, OverflowError, UnicodeEncodeError) as e:
+        # A field value that does not fit its wire width (negative stride, pts beyond
+        # i64, status > 255, type id > 65535, a lone surrogate in a string...): our
+        # bug, named with its message.
+        raise LocalProtocolError(f"cannot serialize {type(msg).__name__}: {e}") from e
 
 
 def serialize_bytes(msg: Message) -> bytes:
