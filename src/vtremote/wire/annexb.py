@@ -351,6 +351,10 @@ def build_avcc(ps: ParameterSets) -> bytes:
     pps = [n for n in ps.nals if n and n[0] & 0x1F == H264_PPS]
     if not sps or not pps:
         raise BitstreamError("avcC needs at least one SPS and one PPS")
+    # ISO/IEC 14496-15 §5.3.3.1: 5 bits of SPS count, 8 bits of PPS count, u16 lengths.
+    if len(sps) > 31 or len(pps) > 255:
+        raise BitstreamError(f"avcC holds at most 31 SPS and 255 PPS, got {len(sps)} and {len(pps)}")
+    _check_nal_sizes(ps.nals, "avcC")
     info = parse_h264_sps(sps[0])
     out = bytearray([1, info.profile_idc, info.constraint_flags, info.level_idc, 0xFF, 0xE0 | len(sps)])
     for n in sps:
@@ -378,7 +382,13 @@ def build_hvcc(ps: ParameterSets) -> bytes:
     for t, name in ((HEVC_VPS, "VPS"), (HEVC_SPS, "SPS"), (HEVC_PPS, "PPS")):
         if t not in arrays:
             raise BitstreamError(f"hvcC needs a {name}")
+    if any(len(v) > 0xFFFF for v in arrays.values()):
+        raise BitstreamError("hvcC holds at most 65535 NAL units of one type")
+    _check_nal_sizes(ps.nals, "hvcC")
     sps = parse_hevc_sps(arrays[HEVC_SPS][0])
+    if sps.bit_depth_luma > 15 or sps.bit_depth_chroma > 15:
+        # bitDepth*Minus8 are 3-bit fields of the record.
+        raise BitstreamError(f"hvcC cannot describe bit depth {sps.bit_depth_luma}/{sps.bit_depth_chroma}")
     out = bytearray([1])
     out += sps.ptl[:1] + sps.ptl[1:5] + sps.ptl[5:11] + sps.ptl[11:12]
     out += (0xF000).to_bytes(2, "big")  # min_spatial_segmentation_idc 0
@@ -396,6 +406,12 @@ def build_hvcc(ps: ParameterSets) -> bytes:
         for n in arrays[t]:
             out += len(n).to_bytes(2, "big") + n
     return bytes(out)
+
+
+def _check_nal_sizes(nals: tuple[bytes, ...], what: str) -> None:
+    for n in nals:
+        if len(n) > 0xFFFF:
+            raise BitstreamError(f"{what} stores NAL lengths in 16 bits; a parameter set has {len(n)} bytes")
 
 
 def build_config_record(codec: str, annexb_params: Buffer) -> bytes:
