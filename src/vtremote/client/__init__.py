@@ -1,0 +1,16 @@
+"""The vtremote client library: use a vtremoted's encoders and decoders from PyAV.
+
+:class:`RemoteEncoder` takes ``av.VideoFrame`` and gives ``av.Packet``;
+:class:`RemoteDecoder` takes ``av.Packet`` and gives ``av.VideoFrame``. Both
+are context managers, pipelined, and end with ``flush()``, which returns every
+remaining result before the session ends.
+"""
+
+from __future__ import annotations
+
+from vtremote.client.decoder import RemoteDecoder
+from vtremote.client.encoder import EncoderSettings, RemoteEncoder
+from vtremote.client.session import SessionStats
+from vtremote.client.transport import Transport, parse_address
+
+__all__ = ["EncoderSettings", "RemoteDecoder", "RemoteEncoder", "SessionStats", "Transport", "parse_address"]

@@ -1,0 +1,375 @@
+"""What :class:`RemoteEncoder` and :class:`RemoteDecoder` share: handshake, receiver thread, window.
+
+One session = one TCP connection = one codec on the server (VTR1.md §0). The
+caller's thread sends (FRAMEs or PACKETs); a receiver thread reads everything
+the server sends, turns PACKET/FRAME messages into PyAV objects and queues them.
+The caller never blocks on the socket to read, so a server that writes while we
+write cannot deadlock us (VTR1.md §13.30), and results are picked up as they
+arrive instead of one per call (§10.1).
+
+The queue is bounded by the in-flight window: the caller sends at most
+``inflight`` un-answered messages, so at most that many results (plus the codec's
+own delay) can be waiting. Every wait of the caller has a deadline that restarts
+whenever anything arrives ("no progress for ``timeout`` seconds").
+
+The end of the stream follows VTR1.md §10.2 the correct way round: FLUSH is sent
+exactly once, results are read until DONE, and every queued result is returned
+before the end is reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Generic, Self, TypeVar
+
+from vtremote import __version__
+from vtremote.client.transport import Transport, auto_compression, parse_compression
+from vtremote.errors import (
+    ConfigError,
+    ConnectionLostError,
+    LocalProtocolError,
+    TimeoutExpiredError,
+    VTRemoteError,
+)
+from vtremote.wire import extensions as ext
+from vtremote.wire import messages as m
+from vtremote.wire.constants import WireCompression
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: HELLO ``client_name`` of this client (the reference sends "ffmpeg-vtremote").
+CLIENT_NAME = "vtremote"
+#: Largest window the reference allows (VTR1.md §3.2 ``vt_remote_inflight`` 1..128).
+MAX_INFLIGHT = 128
+CODECS = ("h264", "hevc")
+
+
+def to_fraction(value: Fraction | int | str | tuple[int, int] | None, what: str) -> Fraction | None:
+    """A time base / frame rate given as Fraction, int, "num/den" or (num, den)."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, tuple):
+            return Fraction(value[0], value[1])
+        return Fraction(value)
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise ConfigError(f"{what} {value!r} is not a fraction like 1/30") from None
+
+
+@dataclass
+class SessionStats:
+    """Counters of one session (the reference prints these as its summary, VTR1.md §10.1)."""
+
+    frames: int = 0  # frames sent (encode) or received (decode)
+    packets: int = 0  # packets received (encode) or sent (decode)
+    bytes_sent: int = 0  # wire bytes, headers included
+    bytes_received: int = 0
+    max_inflight: int = 0
+    elapsed: float = 0.0  # seconds from connect to now / to the end of the session
+
+    @property
+    def wire_mbps(self) -> float:
+        """Megabits per second on the wire, both directions together."""
+        return (self.bytes_sent + self.bytes_received) * 8 / self.elapsed / 1e6 if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "frames": self.frames,
+            "packets": self.packets,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "max_inflight": self.max_inflight,
+            "elapsed": round(self.elapsed, 6),
+            "wire_mbps": round(self.wire_mbps, 3),
+        }
+
+
+class RemoteSession(Generic[T]):
+    """Base of the client objects. Not used directly.
+
+    Subclasses build the CONFIGURE, call :meth:`_open`, and implement
+    :meth:`_on_result` to turn a PACKET or FRAME message into a result.
+    """
+
+    _kind = "session"
+
+    def __init__(
+        self,
+        address: str | Transport,
+        codec: str,
+        *,
+        token: str = "",
+        timeout: float = 5.0,
+        compression: str | int = "auto",
+        inflight: int = 16,
+    ) -> None:
+        if codec not in CODECS:
+            raise ConfigError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
+        if not 1 <= inflight <= MAX_INFLIGHT:
+            raise ConfigError(f"in-flight window {inflight} is outside 1..{MAX_INFLIGHT}")
+        if not timeout > 0:
+            raise ConfigError(f"timeout {timeout} s must be positive")
+        wanted = parse_compression(compression)  # validate before connecting
+        self.codec = codec
+        self.inflight = inflight
+        self.timeout = float(timeout)
+        self._t0 = time.monotonic()
+        self._t_end: float | None = None
+        self._cond = threading.Condition()
+        self._ready: deque[T] = deque()
+        self._error: BaseException | None = None
+        self._done = False  # DONE received
+        self._flushed = False  # FLUSH sent
+        self._closed = False
+        self._progress = 0  # messages received; waits restart their deadline on change
+        self._pongs = 0
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.stats = SessionStats()
+
+        self._transport = address if isinstance(address, Transport) else Transport.connect(address, timeout=self.timeout)
+        try:
+            self.hello_ack = self._transport.hello(m.Hello(token, codec, CLIENT_NAME, f"vtremote {__version__}"))
+            caps = self.hello_ack.capabilities
+            #: Extension capability names the server announced (VTR1.md §14; wire.extensions).
+            self.extensions = ext.split_capabilities(caps)[1]
+            self.engine = ext.capability_value(caps, ext.CAP_ENGINE_PREFIX.rstrip("=")) or ""
+            keepalive = ext.capability_value(caps, ext.CAP_KEEPALIVE)
+            self._keepalive_s = self._keepalive_interval(keepalive)
+            self.compression = wanted if wanted is not None else auto_compression(self._transport.peer_is_loopback)
+        except BaseException:
+            self._transport.close()
+            raise
+
+    @staticmethod
+    def _keepalive_interval(value: str | None) -> float | None:
+        """A third of the server's idle timeout (wire.extensions.CAP_KEEPALIVE)."""
+        if value is None:
+            return None
+        try:
+            ms = int(value)
+        except ValueError:
+            log.warning("ignoring malformed keepalive capability %r", value)
+            return None
+        return max(ms, 300) / 3000.0
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        """``host:port`` of the server, as every error message names it."""
+        return self._transport.name
+
+    @property
+    def server_name(self) -> str:
+        return self.hello_ack.server_name
+
+    @property
+    def server_version(self) -> str:
+        return self.hello_ack.server_version
+
+    @property
+    def keepalive(self) -> bool:
+        """True when this session sends PING while idle (negotiated with ``ext:keepalive``)."""
+        return self._keepalive_s is not None
+
+    def close(self) -> None:
+        """End the session. Without a completed :meth:`flush` the server just sees EOF."""
+        if self._closed:
+            return
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._transport.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._finish_stats()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Last resort for an object never closed: do not leave a socket and a thread behind.
+        if getattr(self, "_transport", None) is not None and not getattr(self, "_closed", True):
+            with contextlib.suppress(Exception):  # interpreter shutdown: nobody to report to
+                self._transport.close()
+
+    # -- for subclasses --------------------------------------------------------------------
+
+    def _extension_options(self) -> list[tuple[str, str]]:
+        """Option keys of our extensions, each only when the server announced it."""
+        opts: list[tuple[str, str]] = []
+        if self._keepalive_s is not None:
+            opts.append((ext.OPT_KEEPALIVE, "1"))
+        return opts
+
+    def _open(self, configure: m.Configure) -> m.ConfigureAck:
+        """Send CONFIGURE, wait for the ACK, start the receiver thread."""
+        try:
+            ack = self._transport.configure(configure)
+        except BaseException:
+            self._transport.close()
+            self._closed = True
+            raise
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vtremote-{self._kind}-planes")
+        self._thread = threading.Thread(target=self._run, name=f"vtremote-{self._kind}-recv {self.server}", daemon=True)
+        self._thread.start()
+        return ack
+
+    def _on_result(self, msg: m.Message) -> T | None:
+        """Turn a PACKET/FRAME into a result (receiver thread). None: not a result."""
+        raise NotImplementedError
+
+    def _count_result(self) -> None:
+        """Update counters for one queued result (called with the lock held)."""
+
+    def _send(self, *msgs: m.Message) -> int:
+        self._check_usable()
+        try:
+            return self._transport.send(*msgs)
+        except VTRemoteError:
+            # A broken pipe often hides the reason the server gave just before closing.
+            self._raise_pending(grace=0.2)
+            raise
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise LocalProtocolError(f"the {self._kind} session with {self.server} is closed")
+        if self._error is not None:
+            raise self._error
+
+    def _raise_pending(self, grace: float) -> None:
+        """Give the receiver thread ``grace`` s to report why the server went away."""
+        with self._cond:
+            if self._error is None:
+                self._cond.wait(grace)
+            if self._error is not None and not isinstance(self._error, ConnectionLostError):
+                raise self._error
+
+    def _take(self) -> list[T]:
+        """Every result queued so far (caller's thread)."""
+        with self._cond:
+            out = list(self._ready)
+            self._ready.clear()
+        return out
+
+    def _wait(self, predicate: Callable[[], bool], what: Callable[[], str]) -> None:
+        """Block until ``predicate()`` (checked with the lock held) or fail.
+
+        Fails with the receiver's error, with ConnectionLostError if the stream ended
+        (DONE) without the predicate, or with TimeoutExpiredError after ``timeout``
+        seconds without any message from the server.
+        """
+        with self._cond:
+            seen = self._progress
+            start = time.monotonic()
+            while not predicate():
+                if self._error is not None:
+                    raise self._error
+                if self._closed:
+                    raise LocalProtocolError(f"the {self._kind} session with {self.server} is closed")
+                if self._done:
+                    raise ConnectionLostError(f"{self.server} ended the session (DONE) while {what()}")
+                left = self.timeout - (time.monotonic() - start)
+                if left <= 0:
+                    raise TimeoutExpiredError(f"no reply from {self.server} for {self.timeout:g} s while {what()}")
+                self._cond.wait(left)
+                if self._progress != seen:
+                    seen, start = self._progress, time.monotonic()
+
+    def _flush(self) -> list[T]:
+        """Send FLUSH once, collect everything until DONE, return it all (VTR1.md §10.2)."""
+        self._check_usable()
+        if not self._flushed:
+            self._flushed = True
+            self._send(m.Flush())
+        if not self._done:
+            self._wait(lambda: self._done, lambda: "draining after FLUSH (waiting for DONE)")
+        out = self._take()
+        self._finish_stats()
+        return out
+
+    def _finish_stats(self) -> None:
+        if self._t_end is None and (self._done or self._closed):
+            self._t_end = time.monotonic()
+        self._update_stats()
+
+    def _update_stats(self) -> None:
+        self.stats.bytes_sent = self._transport.bytes_sent
+        self.stats.bytes_received = self._transport.bytes_received
+        self.stats.elapsed = (self._t_end or time.monotonic()) - self._t0
+
+    # -- receiver thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        tick = self._keepalive_s if self._keepalive_s is not None else 1.0
+        try:
+            while True:
+                try:
+                    msg = self._transport.receive(timeout=tick)
+                except TimeoutExpiredError:
+                    if self._closed:
+                        return
+                    self._keepalive_tick()
+                    continue
+                if isinstance(msg, m.Ping):
+                    self._transport.send(m.Pong())  # VTR1.md §6.3: both sides answer PING
+                elif isinstance(msg, m.Error):
+                    raise self._transport.remote_error(msg)
+                elif isinstance(msg, m.Done):
+                    with self._cond:
+                        self._done = True
+                        self._progress += 1
+                        self._cond.notify_all()
+                    return  # the server closes after DONE (VTR1.md §6.1)
+                elif isinstance(msg, m.Pong):
+                    with self._cond:
+                        self._pongs += 1
+                        self._progress += 1
+                        self._cond.notify_all()
+                else:
+                    result = self._on_result(msg)
+                    with self._cond:
+                        self._progress += 1
+                        if result is not None:
+                            self._ready.append(result)
+                            self._count_result()
+                        self._cond.notify_all()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, not swallowed
+            with self._cond:
+                if not self._closed and self._error is None:
+                    if isinstance(e, ConnectionLostError) and not self._done:
+                        e = ConnectionLostError(
+                            f"{self.server} closed the connection before DONE "
+                            f"({self.stats.frames} frames, {self.stats.packets} packets so far)"
+                        )
+                    self._error = e
+                self._cond.notify_all()
+
+    def _keepalive_tick(self) -> None:
+        # PING only where the server announced keepalive, never after FLUSH: a v1 server
+        # stops reading at FLUSH and unread bytes can turn its close into a reset (§13.10).
+        if self._keepalive_s is None or self._flushed or self._closed:
+            return
+        if time.monotonic() - self._transport.last_send >= self._keepalive_s:
+            log.debug("%s idle for %.1f s: PING", self.server, self._keepalive_s)
+            self._transport.send(m.Ping())
+
+
+def compression_name(mode: WireCompression) -> str:
+    return mode.name.lower()
