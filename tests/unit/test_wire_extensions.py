@@ -1,0 +1,67 @@
+"""Extension negotiation: capabilities ride in HELLO_ACK's codec list, invisible to v1 peers."""
+
+from __future__ import annotations
+
+from vtremote.wire import HelloAck, MessageType, parse_payload, serialize_bytes
+from vtremote.wire import extensions as ext
+
+OURS = HelloAck(
+    status=0,
+    server_name="vtremoted",
+    server_version="0.1.0",
+    capabilities=("h264", "hevc", ext.CAP_BUSY, ext.CAP_ERRORS, f"{ext.CAP_KEEPALIVE}=10000", ext.CAP_DECODE_PIPELINE,
+                  f"{ext.CAP_ENGINE_PREFIX}x264"),
+    max_sessions=8,
+    active_sessions=3,
+)
+
+
+def test_names() -> None:
+    assert ext.KNOWN_CAPABILITIES == ("ext:busy", "ext:errors", "ext:keepalive", "ext:decode-pipeline")
+    assert all(ext.is_extension(c) and ":" in c for c in ext.KNOWN_CAPABILITIES)
+    assert not ext.is_extension("h264") and not ext.is_extension("hevc")
+    assert ext.OPT_KEEPALIVE == "ext_keepalive" and ext.OPT_DECODE_PIPELINE == "ext_decode_pipeline"
+
+
+def test_split_and_values() -> None:
+    codecs, exts = ext.split_capabilities(OURS.capabilities)
+    assert codecs == ("h264", "hevc")
+    assert exts == {"ext:busy", "ext:errors", "ext:keepalive", "ext:decode-pipeline", "ext:engine"}
+    assert ext.capability_value(OURS.capabilities, ext.CAP_KEEPALIVE) == "10000"
+    assert ext.capability_value(OURS.capabilities, "ext:engine") == "x264"
+    assert ext.capability_value(OURS.capabilities, ext.CAP_BUSY) is None
+
+
+def test_reference_hello_ack_has_no_extensions() -> None:
+    """A reference server's 22-byte HELLO_ACK announces nothing: our client stays plain v1."""
+    ref = parse_payload(MessageType.HELLO_ACK, serialize_bytes(HelloAck())[12:])
+    assert isinstance(ref, HelloAck)
+    assert len(serialize_bytes(HelloAck())) == 12 + 22
+    assert ext.split_capabilities(ref.capabilities) == (("h264", "hevc"), frozenset())
+    # the 1-byte form the reference client also accepts
+    tiny = parse_payload(MessageType.HELLO_ACK, b"\x00")
+    assert isinstance(tiny, HelloAck) and tiny.capabilities == () and tiny.status == 0
+
+
+def test_extended_hello_ack_keeps_the_v1_layout() -> None:
+    """Status, two strings, u8 count + strings, two u16: what the reference client reads
+    (and then ignores) — the extensions are just more strings in the list."""
+    wire = serialize_bytes(OURS)[12:]
+    assert wire[0] == 0
+    pos = 1
+    strings = []
+    for _ in range(2):
+        n = int.from_bytes(wire[pos : pos + 2], "big")
+        strings.append(wire[pos + 2 : pos + 2 + n].decode())
+        pos += 2 + n
+    count = wire[pos]
+    pos += 1
+    caps = []
+    for _ in range(count):
+        n = int.from_bytes(wire[pos : pos + 2], "big")
+        caps.append(wire[pos + 2 : pos + 2 + n].decode())
+        pos += 2 + n
+    assert strings == ["vtremoted", "0.1.0"]
+    assert tuple(caps) == OURS.capabilities
+    assert wire[pos:] == (8).to_bytes(2, "big") + (3).to_bytes(2, "big")
+    assert parse_payload(MessageType.HELLO_ACK, wire) == OURS
