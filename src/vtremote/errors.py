@@ -160,11 +160,25 @@ class ShutdownError(VTRemoteError):
     code = ErrorCode.SHUTTING_DOWN
 
 
+class AuthenticationError(VTRemoteError):
+    """A HELLO carried the wrong token (server side; HELLO_ACK status 2, then ERROR 1)."""
+
+    code = ErrorCode.AUTH
+
+
+class CapacityError(VTRemoteError):
+    """Every session slot is taken (server side; HELLO_ACK status 1, then ERROR 2)."""
+
+    code = ErrorCode.BUSY
+
+
 __all__ = [
     "AuthError",
+    "AuthenticationError",
     "BadRequestError",
     "BitstreamError",
     "BusyError",
+    "CapacityError",
     "ConfigError",
     "ConnectionLostError",
     "EngineError",

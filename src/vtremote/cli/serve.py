@@ -1,0 +1,125 @@
+"""``vtremoted``: serve VTR1 sessions with this host's encoders and decoders.
+
+Prints exactly one line, ``vtremoted listening on HOST:PORT``, to stdout once
+the socket is bound (port 0 picks a free port); everything else is logging on
+stderr. SIGTERM or SIGINT drains the sessions and exits 0; a second SIGINT
+exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+import vtremote
+from vtremote.engines import registry
+from vtremote.engines.base import CODECS, MODES
+from vtremote.errors import ConfigError, VTRemoteError
+from vtremote.server import Server, ServerConfig, format_address
+from vtremote.server.config import DEFAULT_LISTEN, LOG_LEVELS, log_level_number
+
+log = logging.getLogger("vtremote.cli.serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vtremoted",
+        description="Serve remote H.264/HEVC encode and decode sessions (VTR1 protocol v1).",
+        allow_abbrev=False,
+    )
+    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                   help=f"address to listen on; [V6ADDR]:PORT for IPv6, port 0 picks one (default {DEFAULT_LISTEN})")
+    p.add_argument("--token", default="", help="shared secret clients must send in HELLO (default: none)")
+    p.add_argument("--max-sessions", type=int, default=4, metavar="N",
+                   help="concurrent sessions; more get a busy answer (0 = unlimited, default 4)")
+    p.add_argument("--engine", default="auto", choices=[*registry.CHOICES, *registry.ALIASES],
+                   help="codec engine; auto picks the best that works here (default auto)")
+    p.add_argument("--list-engines", action="store_true", help="probe every engine, print what works, exit")
+    p.add_argument("--log-level", default="info", choices=list(LOG_LEVELS), metavar="LEVEL",
+                   help="error, warning, info, debug (or 0, 1, 2 as the reference daemon); default info")
+    p.add_argument("--once", action="store_true", help="serve one client, then exit")
+    p.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="close a session whose client stays silent this long (default 30)")
+    p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT, how long running sessions may finish (default 30)")
+    p.add_argument("--version", action="version", version=f"vtremoted {vtremote.__version__}")
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s vtremoted %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(log_level_number(level))
+    # PyAV forwards FFmpeg's own log lines to "libav.*" when enabled; keep them at warning.
+    logging.getLogger("libav").setLevel(logging.WARNING)
+
+
+def list_engines() -> int:
+    results = registry.probe_all()
+    for r in results:
+        kind = "hardware" if r.hardware else "software"
+        status = "available" if r.works else "unavailable"
+        print(f"{r.engine:<13} {status:<12} {kind}  {r.description}".rstrip())
+        for (codec, mode), reason in r.results.items():
+            print(f"    {codec:<5} {mode:<7} {'ok' if reason is None else 'no: ' + reason}")
+    auto = []
+    for codec in CODECS:
+        for mode in MODES:
+            try:
+                auto.append(f"{codec} {mode}={registry.resolve('auto', codec, mode).name}")
+            except VTRemoteError:
+                auto.append(f"{codec} {mode}=none")
+    print(f"auto: {', '.join(auto)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    if args.list_engines:
+        return list_engines()
+    try:
+        config = ServerConfig(
+            listen=args.listen, token=args.token, max_sessions=args.max_sessions, engine=args.engine,
+            idle_timeout=args.idle_timeout, log_level=args.log_level, once=args.once,
+            drain_timeout=args.drain_timeout,
+        )
+    except ConfigError as e:
+        parser.error(str(e))
+    server = Server(config)
+    try:
+        server.start()
+    except (VTRemoteError, OSError) as e:
+        log.error("cannot start: %s", e)
+        return 1
+    print(f"vtremoted listening on {format_address(*server.address)}", flush=True)
+
+    signals_seen = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1 and signum == signal.SIGINT:
+            log.warning("second interrupt: exiting now")
+            os._exit(130)
+        log.info("%s received: draining sessions (Ctrl-C again to exit at once)", signal.Signals(signum).name)
+        server.request_shutdown()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:  # a signal arriving before the handler was installed
+        server.shutdown(config.drain_timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""What every PyAV-backed engine shares: opening, encoding, decoding, probing.
+
+Concrete engines (software.py, nvenc.py, qsv.py, vaapi.py, videotoolbox.py)
+name their FFmpeg codecs and map :class:`~vtremote.engines.options.EncodeSettings`
+onto them in :meth:`FFmpegEngine.configure_encoder`; everything else is here:
+
+* encoders are opened with ``AV_CODEC_FLAG_GLOBAL_HEADER`` so the parameter sets
+  exist at open time; CONFIGURE_ACK carries them as avcC/hvcC (VTR1.md §3.4,
+  §8.3) and no warm-up frame is ever encoded (§7.4, §13.15);
+* the encoder is fed frame indices as pts with a time base of 1/rate, so its
+  rate control sees a constant frame rate whatever the client's timestamps are
+  (the session maps them back);
+* decoders get Annex B parameter sets as extradata (converted from avcC/hvcC),
+  because the packets arrive in Annex B (§5.2, §8.3);
+* hardware decoding uses ``av.codec.hwaccel.HWAccel`` without software
+  fallback: if the device does not take the stream the session fails loudly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import av
+from av.codec.context import Flags
+from av.codec.hwaccel import HWAccel
+from av.video.codeccontext import VideoCodecContext
+
+from vtremote.engines.base import (
+    Engine,
+    Mode,
+    StreamConfig,
+    av_error_text,
+    capture_ffmpeg_errors,
+    ffmpeg_reason,
+)
+from vtremote.engines.options import (
+    COLOR_PRIMARIES,
+    COLOR_RANGES,
+    COLOR_SPACES,
+    COLOR_TRCS,
+    EncodeSettings,
+    flag_names,
+    parse_encode_options,
+)
+from vtremote.errors import (
+    BitstreamError,
+    EngineError,
+    EngineUnavailableError,
+    UnsupportedConfigError,
+)
+from vtremote.wire import annexb
+from vtremote.wire.constants import PixelFormat
+
+#: Size of the frames probes encode (hardware encoders have minimum sizes near 128).
+PROBE_SIZE = 256
+
+
+class FFmpegEngine(Engine):
+    """An engine made of one PyAV codec context."""
+
+    #: codec ("h264"/"hevc") -> FFmpeg encoder name.
+    encoders: ClassVar[Mapping[str, str]] = {}
+    #: codec -> FFmpeg decoder name.
+    decoders: ClassVar[Mapping[str, str]] = {"h264": "h264", "hevc": "hevc"}
+    #: Device type for hwaccel decoding ("cuda", "vaapi", "videotoolbox"), None for none.
+    hwaccel_device: ClassVar[str | None] = None
+    #: Device type the encoder needs frames uploaded to (vaapi), None if it takes system memory.
+    encode_device: ClassVar[str | None] = None
+    #: What to install or have when the engine is missing (appended to probe errors).
+    requirement: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ctx: VideoCodecContext | None = None
+        self.settings = EncodeSettings()
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self, config: StreamConfig) -> bytes:
+        self.config = config
+        if config.mode == "encode":
+            return self._open_encoder(config)
+        self._open_decoder(config)
+        return b""
+
+    def encoder_name(self, config: StreamConfig) -> str:
+        try:
+            return self.encoders[config.codec]
+        except KeyError:
+            raise EngineUnavailableError(f"engine {self.name} has no {config.codec} encoder") from None
+
+    def encoder_pix_fmt(self, config: StreamConfig) -> str:
+        """The software pixel format handed to the encoder (PyAV converts to it)."""
+        return "nv12" if config.pix_fmt is PixelFormat.NV12 else "p010le"
+
+    def create_encoder(self, name: str) -> VideoCodecContext:
+        hw = HWAccel(self.encode_device, allow_software_fallback=False) if self.encode_device else None
+        ctx = av.CodecContext.create(name, "w", hwaccel=hw)
+        assert isinstance(ctx, VideoCodecContext)
+        return ctx
+
+    def configure_encoder(
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings
+    ) -> dict[str, str]:
+        """Map the settings onto ``ctx``; return the codec's private options. Engines override."""
+        raise NotImplementedError
+
+    def _open_encoder(self, config: StreamConfig) -> bytes:
+        settings, warnings = parse_encode_options(config.options)
+        self.settings = settings
+        self.warnings.extend(warnings)
+        name = self.encoder_name(config)
+        self.codec_name = name
+        try:
+            ctx = self.create_encoder(name)
+        except av.FFmpegError as e:
+            raise EngineUnavailableError(f"{name} cannot be created: {av_error_text(e)}") from e
+        ctx.width = config.width
+        ctx.height = config.height
+        ctx.pix_fmt = self.encoder_pix_fmt(config)
+        # The encoder sees pts 0, 1, 2, ... (frame indices) at the session's rate.
+        rate = config.rate
+        ctx.time_base = 1 / rate
+        ctx.framerate = rate
+        ctx.flags = int(ctx.flags) | int(Flags.global_header) | int(Flags.closed_gop)
+        self._apply_common(ctx, settings)
+        options = self.configure_encoder(ctx, config, settings)
+        if settings.unhonoured_flags:
+            self.warn(
+                f"flags {flag_names(settings.unhonoured_flags)} have no effect on the {self.name} engine"
+            )
+        ctx.options = options
+        try:
+            ctx.open()
+        except av.FFmpegError as e:
+            raise EngineError(f"{name} refused the configuration {config.describe()}: {av_error_text(e)}") from e
+        extradata = ctx.extradata or b""
+        if not extradata:
+            raise EngineError(f"{name} produced no parameter sets with global headers")
+        try:
+            record = annexb.build_config_record(config.codec, extradata)
+        except BitstreamError as e:
+            raise EngineError(f"{name} parameter sets do not form an {config.codec} record: {e}") from e
+        self._ctx = ctx
+        return record
+
+    def _apply_common(self, ctx: VideoCodecContext, s: EncodeSettings) -> None:
+        """Colour description and sample aspect ratio go to the VUI of every encoder."""
+        if s.sent("color_range") and s.color_range:
+            if s.color_range in COLOR_RANGES:
+                ctx.color_range = s.color_range
+            else:
+                self.warn(f"color_range={s.color_range} is not a valid AVColorRange; ignored")
+        for key, valid in (
+            ("colorspace", COLOR_SPACES),
+            ("color_primaries", COLOR_PRIMARIES),
+            ("color_trc", COLOR_TRCS),
+        ):
+            value = getattr(s, key)
+            if not s.sent(key) or value == 2:  # 2 = unspecified
+                continue
+            if value in valid:
+                setattr(ctx, key, value)
+            else:
+                self.warn(f"{key}={value} is not a valid value; ignored")
+        if s.sent("sar_num") or s.sent("sar_den"):
+            if s.sar_num > 0 and s.sar_den > 0:
+                ctx.sample_aspect_ratio = Fraction(s.sar_num, s.sar_den)
+            else:
+                self.warn(f"sar {s.sar_num}:{s.sar_den} needs both parts > 0; ignored")
+
+    def encode(self, frame: av.VideoFrame | None) -> list[av.Packet[Any]]:
+        ctx = self._ctx
+        if ctx is None:
+            raise EngineError(f"engine {self.name} encoder is not open")
+        try:
+            return ctx.encode(frame)
+        except av.FFmpegError as e:
+            what = "drain" if frame is None else f"frame {frame.pts}"
+            raise EngineError(f"{self.codec_name} failed to encode {what}: {av_error_text(e)}") from e
+
+    # -- decoding --------------------------------------------------------------------------
+
+    def decoder_name(self, config: StreamConfig) -> str:
+        try:
+            return self.decoders[config.codec]
+        except KeyError:
+            raise EngineUnavailableError(f"engine {self.name} has no {config.codec} decoder") from None
+
+    def create_decoder(self, name: str) -> VideoCodecContext:
+        hw = None
+        if self.hwaccel_device:
+            hw = HWAccel(self.hwaccel_device, allow_software_fallback=False)
+        try:
+            ctx = av.CodecContext.create(name, "r", hwaccel=hw)
+        except av.FFmpegError as e:
+            raise EngineUnavailableError(f"{name} with {self.hwaccel_device or 'no'} hwaccel: {av_error_text(e)}") from e
+        assert isinstance(ctx, VideoCodecContext)
+        if self.hwaccel_device and not ctx.is_hwaccel:
+            raise EngineUnavailableError(
+                f"this FFmpeg build has no {self.hwaccel_device} hwaccel for the {name} decoder"
+            )
+        return ctx
+
+    def _open_decoder(self, config: StreamConfig) -> None:
+        name = self.decoder_name(config)
+        self.codec_name = name
+        depth = 8
+        annexb_params: bytes | None = None
+        if config.extradata:
+            # VTR1.md §8.3: avcC/hvcC (atom header stripped) or Annex B parameter sets.
+            ps = annexb.parse_extradata(config.codec, config.extradata)
+            annexb_params = ps.annexb()
+            depth = _bit_depth(config.codec, ps)
+        # CONFIGURE_ACK states what really comes back: more than 8 bits -> P010 (issue 3).
+        self.output_pix_fmt = PixelFormat.P010 if depth > 8 else config.pix_fmt
+        ctx = self.create_decoder(name)
+        if annexb_params:
+            ctx.extradata = annexb_params
+        self.configure_decoder(ctx, config)
+        try:
+            ctx.open()
+        except av.FFmpegError as e:
+            raise EngineError(f"{name} cannot open for {config.describe()}: {av_error_text(e)}") from e
+        self._ctx = ctx
+
+    def configure_decoder(self, ctx: VideoCodecContext, config: StreamConfig) -> None:
+        """Threading: frame threads add one frame of delay each, which a lock-step
+        client pays as a timeout per frame (VTR1.md §10.3), so they are used only
+        when the client pipelines."""
+        if config.pipelined:
+            ctx.thread_type = "FRAME"
+            ctx.thread_count = 0
+        else:
+            ctx.thread_type = "SLICE"
+            ctx.thread_count = 0
+
+    def decode(self, packet: av.Packet[Any] | None) -> list[av.VideoFrame]:
+        ctx = self._ctx
+        if ctx is None:
+            raise EngineError(f"engine {self.name} decoder is not open")
+        try:
+            return ctx.decode(packet)
+        except av.error.InvalidDataError as e:
+            what = "drain" if packet is None else f"PACKET pts={packet.pts}"
+            raise BitstreamError(f"{what} is not valid {self.config.codec if self.config else ''}: {av_error_text(e)}") from e
+        except av.FFmpegError as e:
+            what = "drain" if packet is None else f"PACKET pts={packet.pts}"
+            raise EngineError(f"{self.codec_name} failed to decode {what}: {av_error_text(e)}") from e
+
+    def close(self) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            del ctx  # PyAV frees the AVCodecContext when the last reference goes
+
+    # -- probing ---------------------------------------------------------------------------
+
+    @classmethod
+    def _probe(cls, codec: str, mode: Mode) -> None:
+        with capture_ffmpeg_errors() as logs:
+            try:
+                if mode == "encode":
+                    cls._probe_encode(codec)
+                else:
+                    cls._probe_decode(codec)
+            except EngineUnavailableError as e:
+                raise EngineUnavailableError(cls._with_requirement(ffmpeg_reason(e, logs))) from e
+            except av.FFmpegError as e:
+                raise EngineUnavailableError(cls._with_requirement(ffmpeg_reason(av_error_text(e), logs))) from e
+            except (EngineError, UnsupportedConfigError, NotImplementedError) as e:
+                raise EngineUnavailableError(cls._with_requirement(ffmpeg_reason(e, logs))) from e
+
+    @classmethod
+    def _with_requirement(cls, reason: str) -> str:
+        return f"{reason}; {cls.requirement}" if cls.requirement else reason
+
+    @classmethod
+    def _probe_encode(cls, codec: str) -> None:
+        names = cls.encoders
+        if codec not in names:
+            raise EngineUnavailableError(f"no {codec} encoder in engine {cls.name}")
+        try:
+            av.codec.Codec(names[codec], "w")
+        except av.codec.codec.UnknownCodecError:
+            raise EngineUnavailableError(f"this FFmpeg build has no {names[codec]} encoder") from None
+        engine = cls()
+        cfg = StreamConfig(
+            mode="encode", codec=codec, width=PROBE_SIZE, height=PROBE_SIZE, pix_fmt=PixelFormat.NV12,
+            time_base=Fraction(1, 30), framerate=Fraction(30), options={"gop": "2"},
+        )
+        engine.open(cfg)
+        try:
+            frame = av.VideoFrame(PROBE_SIZE, PROBE_SIZE, "nv12")
+            for plane in frame.planes:
+                memoryview(plane)[:] = b"\x80" * plane.buffer_size
+            frame.pts = 0
+            packets = engine.encode(frame) + engine.encode(None)
+            if not packets:
+                raise EngineError(f"{names[codec]} returned no packet for a probe frame")
+        finally:
+            engine.close()
+
+    @classmethod
+    def _probe_decode(cls, codec: str) -> None:
+        names = cls.decoders
+        if codec not in names:
+            raise EngineUnavailableError(f"no {codec} decoder in engine {cls.name}")
+        try:
+            av.codec.Codec(names[codec], "r")
+        except av.codec.codec.UnknownCodecError:
+            raise EngineUnavailableError(f"this FFmpeg build has no {names[codec]} decoder") from None
+        record, packets = probe_stream(codec)
+        engine = cls()
+        cfg = StreamConfig(
+            mode="decode", codec=codec, width=PROBE_SIZE, height=PROBE_SIZE, pix_fmt=PixelFormat.NV12,
+            extradata=record,
+        )
+        engine.open(cfg)
+        try:
+            frames: list[av.VideoFrame] = []
+            for i, data in enumerate(packets):
+                pkt = av.Packet(data)
+                pkt.pts = pkt.dts = i
+                frames += engine.decode(pkt)
+            frames += engine.decode(None)
+            if not frames:
+                raise EngineError(f"{names[codec]} decoded no frame from the probe stream")
+        finally:
+            engine.close()
+
+
+_probe_streams: dict[str, tuple[bytes, list[bytes]]] = {}
+_probe_streams_lock = threading.Lock()
+
+
+def probe_stream(codec: str) -> tuple[bytes, list[bytes]]:
+    """A tiny stream (config record, Annex B packets) made with the software
+    encoder, to probe decoders with real data; cached."""
+    with _probe_streams_lock:
+        if codec in _probe_streams:
+            return _probe_streams[codec]
+        name = "libx264" if codec == "h264" else "libx265"
+        try:
+            ctx = av.CodecContext.create(name, "w")
+        except av.FFmpegError as e:
+            raise EngineUnavailableError(f"cannot build a probe stream without {name}: {e}") from e
+        assert isinstance(ctx, VideoCodecContext)
+        ctx.width = ctx.height = PROBE_SIZE
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = Fraction(1, 30)
+        ctx.flags = int(ctx.flags) | int(Flags.global_header)
+        ctx.max_b_frames = 0
+        if codec == "h264":
+            ctx.options = {"preset": "ultrafast"}
+        else:
+            ctx.options = {"preset": "ultrafast", "x265-params": "log-level=error:info=0:frame-threads=1"}
+        ctx.open()
+        out: list[bytes] = []
+        for i in range(2):
+            frame = av.VideoFrame(PROBE_SIZE, PROBE_SIZE, "yuv420p")
+            for plane in frame.planes:
+                memoryview(plane)[:] = bytes([16 + 8 * i]) * plane.buffer_size
+            frame.pts = i
+            out += [bytes(p) for p in ctx.encode(frame)]
+        out += [bytes(p) for p in ctx.encode(None)]
+        record = annexb.build_config_record(codec, ctx.extradata or b"")
+        _probe_streams[codec] = (record, out)
+        return record, out
+
+
+def _bit_depth(codec: str, ps: annexb.ParameterSets) -> int:
+    """Luma bit depth from the first SPS of a parameter-set list (8 if unreadable)."""
+    sps_type = annexb.H264_SPS if codec == "h264" else annexb.HEVC_SPS
+    for nal in ps.nals:
+        if annexb.nal_type(codec, nal) != sps_type:
+            continue
+        try:
+            if codec == "h264":
+                return annexb.parse_h264_sps(nal).bit_depth_luma
+            return annexb.parse_hevc_sps(nal).bit_depth_luma
+        except BitstreamError:
+            return 8
+    return 8

@@ -1,0 +1,208 @@
+"""Shared mapping of CONFIGURE keys onto FFmpeg's hardware encoders.
+
+Hardware encoders (h264/hevc_nvenc, _qsv, _vaapi, _videotoolbox) read most
+settings from the generic AVCodecContext fields (bit rate, VBV, GOP, B-frames,
+QP limits, colours) and a few from private options whose names differ per
+family. :class:`HardwareEngine` maps the generic part once; each engine declares
+which private options it has in :class:`Features` and anything left over
+becomes a CONFIGURE_ACK warning.
+
+None of these engines ever falls back to software: if the device, driver or
+FFmpeg build is missing, the probe (and the session) fails with
+:class:`~vtremote.errors.EngineUnavailableError` naming what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from av.video.codeccontext import VideoCodecContext
+
+from vtremote.engines.base import MAX_FRAME_DELAY, StreamConfig
+from vtremote.engines.ffmpeg import FFmpegEngine
+from vtremote.engines.options import (
+    H264_BASELINE,
+    H264_CONSTRAINED_BASELINE,
+    H264_CONSTRAINED_HIGH,
+    H264_EXTENDED,
+    H264_HIGH,
+    H264_LEVELS,
+    H264_MAIN,
+    HEVC_MAIN,
+    HEVC_MAIN10,
+    HEVC_REXT,
+    PROFILE_UNKNOWN,
+    EncodeSettings,
+    h264_level_name,
+)
+from vtremote.errors import UnsupportedConfigError
+from vtremote.wire.constants import PixelFormat
+
+H264_PROFILE_NAMES = {
+    H264_BASELINE: "baseline",
+    H264_CONSTRAINED_BASELINE: "constrained_baseline",
+    H264_MAIN: "main",
+    H264_HIGH: "high",
+    H264_CONSTRAINED_HIGH: "constrained_high",
+    H264_EXTENDED: "extended",
+}
+HEVC_PROFILE_NAMES = {HEVC_MAIN: "main", HEVC_MAIN10: "main10", HEVC_REXT: "rext"}
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """Private options of one hardware encoder family (None: not available)."""
+
+    forced_idr: tuple[str, str] | None = None  # option enabling IDR on pict_type I
+    realtime: dict[str, str] = field(default_factory=dict)  # options for realtime/low delay
+    speed: tuple[dict[str, str], dict[str, str]] | None = None  # (prio_speed=1, prio_speed=0)
+    cbr: dict[str, str] | None = None  # options for constant_bit_rate
+    quality: str | None = None  # "cq" / "global_quality" / "qscale": how quality is set
+    entropy: str | None = None  # option taking "cavlc"/"cabac"
+    spatial_aq: str | None = None
+    strict_gop: dict[str, str] = field(default_factory=dict)
+    profiles: dict[int, str] | None = None  # H.264 profile constant -> option value (None: names above)
+    supports_constrained_high: bool = False
+    vt_keys: bool = False  # the videotoolbox-only keys (allow_sw, frames_*, power, slices, alpha)
+    max_bframes: int = 4
+    a53_option: str | None = None  # the encoder's own caption option, turned off (the session inserts SEI)
+
+
+class HardwareEngine(FFmpegEngine):
+    """An FFmpeg hardware encoder family plus its hwaccel decoder."""
+
+    hardware = True
+    features: ClassVar[Features] = Features()
+
+    def encoder_pix_fmt(self, config: StreamConfig) -> str:
+        return "nv12" if config.pix_fmt is PixelFormat.NV12 else "p010le"
+
+    def configure_encoder(
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings
+    ) -> dict[str, str]:
+        f = self.features
+        opts: dict[str, str] = {}
+        if f.forced_idr:
+            opts[f.forced_idr[0]] = f.forced_idr[1]
+        if f.a53_option:
+            opts[f.a53_option] = "0"
+
+        if config.codec == "h264" and config.pix_fmt is PixelFormat.P010:
+            raise UnsupportedConfigError("h264 encodes NV12 only; P010 needs hevc")
+
+        # Rate control.
+        quality = s.quality
+        if quality is not None:
+            if f.quality == "cq":  # nvenc: constant quality 0..51 in VBR mode
+                opts["rc"] = "vbr"
+                opts["cq"] = f"{round(51 * (1 - quality))}"
+            elif f.quality == "global_quality":  # qsv ICQ / vaapi: 1..51 QP-like
+                ctx.global_quality = max(1, round(51 * (1 - quality)))
+            elif f.quality == "qscale":  # videotoolbox: -q:v 1..100 maps to Quality
+                ctx.flags = int(ctx.flags) | 2  # AV_CODEC_FLAG_QSCALE
+                ctx.global_quality = max(1, round(quality * 100)) * 118
+            else:
+                self.warn("global_quality ignored: this encoder has no constant-quality mode")
+            if s.bitrate > 0:
+                self.warn(f"bitrate={s.bitrate} ignored: global_quality selects constant-quality encoding")
+        elif s.bitrate > 0:
+            ctx.bit_rate = s.bitrate
+            if s.constant_bit_rate:
+                if f.cbr is None:
+                    opts["maxrate"] = str(s.bitrate)
+                    opts["bufsize"] = str(s.bitrate)
+                else:
+                    opts.update(f.cbr)
+                    opts.setdefault("maxrate", str(s.bitrate))
+                    opts.setdefault("bufsize", str(s.bitrate))
+        elif s.constant_bit_rate:
+            self.warn("constant_bit_rate=1 needs a bitrate; ignored")
+        if s.maxrate > 0 and not (s.constant_bit_rate and s.bitrate > 0):
+            opts["maxrate"] = str(s.maxrate)
+            opts["bufsize"] = str(s.maxrate)  # one second, like the reference's DataRateLimits
+        if s.qmin >= 0:
+            ctx.qmin = s.qmin
+        if s.qmax >= 0:
+            ctx.qmax = s.qmax
+
+        # GOP and frame reordering.
+        if s.gop > 0:
+            ctx.gop_size = s.gop
+            opts.update(f.strict_gop)
+        bframes = 0
+        if s.max_b_frames > 0:
+            if s.low_latency:
+                self.warn(f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames")
+            elif config.codec == "h264" and s.profile in (H264_BASELINE, H264_CONSTRAINED_BASELINE):
+                self.warn(f"max_b_frames={s.max_b_frames} ignored: baseline has no B-frames")
+            else:
+                bframes = min(s.max_b_frames, f.max_bframes, MAX_FRAME_DELAY // 2)
+                if bframes < s.max_b_frames:
+                    self.warn(f"max_b_frames={s.max_b_frames} reduced to {bframes} for {self.codec_name}")
+        ctx.max_b_frames = bframes
+        if s.low_latency:
+            opts.update(f.realtime)
+        if f.speed is not None:
+            if s.prio_speed == 0:
+                opts.update(f.speed[1])
+            elif s.prio_speed == 1 or not s.low_latency:
+                opts.update(f.speed[0])
+        elif s.prio_speed >= 0:
+            self.warn(f"prio_speed={s.prio_speed} has no effect on {self.codec_name}")
+
+        # Profile, level, entropy.
+        if s.profile != PROFILE_UNKNOWN:
+            names = f.profiles or (H264_PROFILE_NAMES if config.codec == "h264" else HEVC_PROFILE_NAMES)
+            name = names.get(s.profile)
+            if name is None:
+                self.warn(f"profile={s.profile} is not available on {self.codec_name}; the encoder picks it")
+            else:
+                opts["profile"] = name
+        elif config.codec == "hevc" and config.pix_fmt is PixelFormat.P010:
+            opts["profile"] = HEVC_PROFILE_NAMES[HEVC_MAIN10]
+        if s.level:
+            if config.codec == "h264" and s.level in H264_LEVELS:
+                opts["level"] = h264_level_name(s.level)
+            else:
+                self.warn(f"level={s.level} is not supported for {config.codec}; the encoder picks the level")
+        if s.entropy in (1, 2):
+            if config.codec != "h264":
+                self.warn(f"entropy={s.entropy} ignored: HEVC always uses CABAC")
+            elif f.entropy is None:
+                self.warn(f"entropy={s.entropy} has no effect on {self.codec_name}")
+            else:
+                opts[f.entropy] = "cavlc" if s.entropy == 1 else "cabac"
+        if s.spatial_aq >= 0:
+            if f.spatial_aq is None:
+                self.warn(f"spatial_aq={s.spatial_aq} has no effect on {self.codec_name}")
+            else:
+                opts[f.spatial_aq] = "1" if s.spatial_aq else "0"
+        if s.max_ref_frames > 0:
+            opts["refs"] = str(s.max_ref_frames)
+
+        # VideoToolbox-only keys.
+        vt_only = {
+            "allow_sw": s.allow_sw,
+            "require_sw": s.require_sw,
+            "frames_before": s.frames_before,
+            "frames_after": s.frames_after,
+            "power_efficient": s.power_efficient == 1,
+        }
+        for key, on in vt_only.items():
+            if not on:
+                continue
+            if f.vt_keys:
+                opts[key] = "1"
+            elif key == "require_sw":
+                self.warn(f"require_sw=1 ignored: {self.name} is a hardware-only engine")
+            elif key != "allow_sw":
+                self.warn(f"{key}=1 has no effect on {self.codec_name}")
+        if s.max_slice_bytes > 0:
+            if f.vt_keys and config.codec == "h264":
+                opts["max_slice_bytes"] = str(s.max_slice_bytes)
+            else:
+                self.warn(f"max_slice_bytes={s.max_slice_bytes} has no effect on {self.codec_name}")
+        if s.alpha_quality > 0:
+            self.warn(f"alpha_quality={s.alpha_quality:g} ignored: NV12/P010 frames carry no alpha")
+        return opts

@@ -1,0 +1,350 @@
+"""Software engine: libx264 / libx265 encoders and FFmpeg's native H.264/HEVC decoders.
+
+Registered as ``x264``. It runs wherever PyAV's FFmpeg has libx264/libx265, so it
+is the last entry of the ``auto`` order and what the test suite uses.
+
+How the CONFIGURE keys (VTR1.md §3.2) map onto x264/x265, and why:
+
+* ``gop`` is exact: ``keyint=gop``, scene cuts off, closed GOP; a forced IDR
+  (FRAME flag bit 0) restarts the count, as it does with VideoToolbox.
+* Delay budget: lookahead + B-frames + frame threads stay within
+  :data:`~vtremote.engines.base.MAX_FRAME_DELAY` (8) frames, because the
+  reference client blocks with 16 frames in flight (§10.1) and the reference
+  server capped VideoToolbox at MaxFrameDelayCount=8 (§9.5). x264's delay is
+  ``max(bframes, lookahead) + threads - 1`` with ``force-cfr`` and no sync
+  lookahead; x265's is ``lookahead + bframes + frame-threads + 2``.
+* ``max_b_frames`` absent or 0 means no reordering, as the reference sets
+  AllowFrameReordering=false then (§9.5 step 10).
+* ``prio_speed``: the reference prioritises speed unless ``prio_speed=0``
+  (§9.5 step 3), hence preset ``veryfast`` by default and ``medium`` for 0.
+* ``realtime=1`` / the LOW_DELAY flag: ``tune=zerolatency`` (no lookahead, no
+  B-frames, sliced threads).
+* ``global_quality`` (or QSCALE) is VideoToolbox's 0..1 quality; it becomes
+  ``crf = 51 x (1 - quality)``.
+* ``maxrate`` sets the VBV with a one-second buffer, like the reference's
+  DataRateLimits ``[maxrate/8 bytes, 1 s]`` (§9.5 step 5); ``constant_bit_rate``
+  is CBR with HRD signalling and filler.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+from av.video.codeccontext import VideoCodecContext
+
+from vtremote.engines.base import MAX_FRAME_DELAY, StreamConfig
+from vtremote.engines.ffmpeg import FFmpegEngine
+from vtremote.engines.options import (
+    H264_BASELINE,
+    H264_CONSTRAINED_BASELINE,
+    H264_CONSTRAINED_HIGH,
+    H264_EXTENDED,
+    H264_HIGH,
+    H264_HIGH10,
+    H264_HIGH422,
+    H264_HIGH444,
+    H264_LEVELS,
+    H264_MAIN,
+    HEVC_MAIN,
+    HEVC_MAIN10,
+    HEVC_MAIN_STILL,
+    HEVC_REXT,
+    PROFILE_UNKNOWN,
+    EncodeSettings,
+    h264_level_name,
+)
+from vtremote.errors import UnsupportedConfigError
+from vtremote.wire.constants import PixelFormat
+
+#: Frame threads used by x264 outside realtime mode (each adds one frame of delay).
+X264_MAX_FRAME_THREADS = 4
+#: B-frames x265 can have within the delay budget (its lookahead must exceed them).
+X265_MAX_BFRAMES = 2
+
+_H264_PROFILES = {
+    H264_BASELINE: "baseline",
+    H264_CONSTRAINED_BASELINE: "baseline",  # x264's baseline is constrained baseline
+    H264_MAIN: "main",
+    H264_HIGH: "high",
+    H264_CONSTRAINED_HIGH: "high",
+}
+
+
+def _params(values: dict[str, object]) -> str:
+    return ":".join(f"{k}={v}" for k, v in values.items())
+
+
+def _kbit(bits: int) -> int:
+    return max(1, round(bits / 1000))
+
+
+def crf_for_quality(quality: float) -> float:
+    """VideoToolbox quality 0..1 -> x264/x265 CRF 51..0 (one decimal)."""
+    return round(51.0 * (1.0 - quality), 1)
+
+
+class SoftwareEngine(FFmpegEngine):
+    """libx264 / libx265 encoders, FFmpeg native decoders."""
+
+    name = "x264"
+    hardware = False
+    description = "software: libx264 / libx265 encode, FFmpeg native decode"
+    encoders = {"h264": "libx264", "hevc": "libx265"}
+    decoders = {"h264": "h264", "hevc": "hevc"}
+    requirement = "needs an FFmpeg build with libx264/libx265 (PyAV wheels have them)"
+
+    cpu_count: ClassVar[int] = os.cpu_count() or 1
+
+    def encoder_pix_fmt(self, config: StreamConfig) -> str:
+        if config.codec == "h264":
+            if config.pix_fmt is not PixelFormat.NV12:
+                raise UnsupportedConfigError(
+                    f"h264 encodes NV12 only; pix_fmt={int(config.pix_fmt)} ({config.pix_fmt.name}) needs hevc"
+                )
+            return "nv12"  # libx264 takes NV12 as is: no conversion
+        return "yuv420p10le" if self._hevc_ten_bit(config) else "yuv420p"
+
+    def _hevc_ten_bit(self, config: StreamConfig) -> bool:
+        profile = self.settings.profile
+        if profile == HEVC_MAIN10:
+            return True
+        if profile in (HEVC_MAIN, HEVC_MAIN_STILL):
+            return False
+        return config.pix_fmt is PixelFormat.P010
+
+    def configure_encoder(
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings
+    ) -> dict[str, str]:
+        if config.width % 2 or config.height % 2:
+            raise UnsupportedConfigError(
+                f"{self.codec_name} needs an even width and height for 4:2:0, got {config.width}x{config.height}"
+            )
+        self._common_warnings(s, config)
+        if config.codec == "h264":
+            return self._x264(ctx, s)
+        return self._x265(ctx, config, s)
+
+    def _common_warnings(self, s: EncodeSettings, config: StreamConfig) -> None:
+        if s.power_efficient == 1:
+            self.warn("power_efficient=1 has no effect on the software encoder")
+        if s.frames_before:
+            self.warn("frames_before=1 has no effect on the software encoder")
+        if s.frames_after:
+            self.warn("frames_after=1 has no effect on the software encoder")
+        if s.alpha_quality > 0:
+            self.warn(f"alpha_quality={s.alpha_quality:g} ignored: NV12/P010 frames carry no alpha")
+        # allow_sw / require_sw are satisfied by definition here.
+
+    # -- rate control shared by both codecs ---------------------------------------------------
+
+    def _rate_control(self, ctx: VideoCodecContext, s: EncodeSettings, params: dict[str, object]) -> dict[str, str]:
+        opts: dict[str, str] = {}
+        quality = s.quality
+        if quality is not None:
+            opts["crf"] = f"{crf_for_quality(quality):g}"
+            if s.bitrate > 0:
+                self.warn(f"bitrate={s.bitrate} ignored: global_quality selects constant-quality encoding")
+            if s.constant_bit_rate:
+                self.warn("constant_bit_rate ignored: global_quality selects constant-quality encoding")
+            if s.maxrate > 0:
+                params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
+            return opts
+        if s.bitrate > 0:
+            ctx.bit_rate = s.bitrate
+            if s.constant_bit_rate:
+                if s.maxrate > 0 and s.maxrate != s.bitrate:
+                    self.warn(f"maxrate={s.maxrate} ignored: constant_bit_rate uses maxrate = bitrate")
+                params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.bitrate)
+                if self.config is not None and self.config.codec == "h264":
+                    params["nal-hrd"] = "cbr"
+                else:
+                    params["strict-cbr"] = 1
+            elif s.maxrate > 0:
+                if s.maxrate < s.bitrate:
+                    self.warn(f"maxrate={s.maxrate} is below bitrate={s.bitrate}; the encoder runs CBR at maxrate")
+                params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
+            return opts
+        if s.constant_bit_rate:
+            self.warn("constant_bit_rate=1 needs a bitrate; encoding at the default constant quality")
+        if s.maxrate > 0:
+            params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
+        return opts
+
+    def _qp_limits(self, s: EncodeSettings, params: dict[str, object], top: int) -> None:
+        if s.qmin >= 0:
+            if s.qmin > top:
+                self.warn(f"qmin={s.qmin} exceeds {top}; clamped")
+            params["qpmin"] = min(s.qmin, top)
+        if s.qmax >= 0:
+            if s.qmax > top:
+                self.warn(f"qmax={s.qmax} exceeds {top}; clamped")
+            params["qpmax"] = min(s.qmax, top)
+        if 0 <= s.qmax < s.qmin:
+            self.warn(f"qmax={s.qmax} is below qmin={s.qmin}; the encoder uses qmin")
+            params["qpmax"] = params["qpmin"]
+
+    def _b_frames(self, s: EncodeSettings, allowed: int, why: str) -> int:
+        """B-frames to use: the client's max_b_frames within ``allowed``, with a warning if cut."""
+        if s.max_b_frames <= 0:
+            return 0
+        if s.low_latency:
+            self.warn(f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames")
+            return 0
+        if s.max_b_frames > allowed:
+            self.warn(f"max_b_frames={s.max_b_frames} reduced to {allowed}: {why}")
+            return allowed
+        return s.max_b_frames
+
+    # -- x264 ------------------------------------------------------------------------------------
+
+    def _x264(self, ctx: VideoCodecContext, s: EncodeSettings) -> dict[str, str]:
+        params: dict[str, object] = {}
+        opts: dict[str, str] = {"preset": "medium" if s.prio_speed == 0 else "veryfast", "forced-idr": "1"}
+        # Captions are inserted by the session (server/sei.py); the wrapper's own
+        # a53cc path needs AVFrame side data PyAV cannot attach.
+        opts["a53cc"] = "0"
+
+        profile = _H264_PROFILES.get(s.profile)
+        if s.profile != PROFILE_UNKNOWN and profile is None:
+            fallback = {
+                H264_EXTENDED: "main",
+                H264_HIGH10: "high",
+                H264_HIGH422: "high",
+                H264_HIGH444: "high",
+            }.get(s.profile)
+            self.warn(
+                f"profile={s.profile} is not available from NV12 with libx264; "
+                + (f"encoding {fallback} instead" if fallback else "the encoder picks the profile")
+            )
+            profile = fallback
+        if profile:
+            opts["profile"] = profile
+        baseline = profile == "baseline"
+        if s.profile == H264_CONSTRAINED_HIGH:
+            self.warn("profile=612 (constrained high) is encoded as High without B-frames; the SPS does not signal the constraint")
+
+        if s.level:
+            if s.level in H264_LEVELS:
+                opts["level"] = h264_level_name(s.level)
+            else:
+                self.warn(f"level={s.level} is not an H.264 level; the encoder picks the level")
+
+        if s.entropy == 1:
+            opts["coder"] = "cavlc"
+        elif s.entropy == 2:
+            if baseline:
+                self.warn("entropy=2 (CABAC) ignored: the baseline profile allows CAVLC only")
+            else:
+                opts["coder"] = "cabac"
+        elif s.entropy != 0:
+            self.warn(f"entropy={s.entropy} is neither 0 (auto), 1 (CAVLC) nor 2 (CABAC); ignored")
+
+        # Threads and delay budget (module docstring).
+        if s.low_latency:
+            opts["tune"] = "zerolatency"
+            ctx.thread_type = "SLICE"
+            ctx.thread_count = min(self.cpu_count, 8)
+            thread_delay = 0
+            lookahead = 0
+        else:
+            threads = max(1, min(self.cpu_count, X264_MAX_FRAME_THREADS))
+            ctx.thread_type = "FRAME"
+            ctx.thread_count = threads
+            thread_delay = threads - 1
+            lookahead = MAX_FRAME_DELAY - thread_delay
+        if baseline or s.profile == H264_CONSTRAINED_HIGH:
+            if s.max_b_frames > 0:
+                self.warn(f"max_b_frames={s.max_b_frames} ignored: the requested profile has no B-frames")
+            bframes = 0
+        else:
+            bframes = self._b_frames(s, min(16, lookahead), "the encoder delay must stay within 8 frames")
+        ctx.max_b_frames = bframes
+        params["bframes"] = bframes
+        params["rc-lookahead"] = max(lookahead, bframes)
+        params["sync-lookahead"] = 0
+        params["force-cfr"] = 1  # the encoder is fed frame indices: constant frame rate
+
+        if s.gop > 0:
+            ctx.gop_size = s.gop
+            params["keyint"] = s.gop
+            params["min-keyint"] = min(s.gop, s.gop // 2 + 1)
+            params["scenecut"] = 0
+        params["open-gop"] = 0  # closed GOPs: every IDR starts a decodable segment
+
+        opts.update(self._rate_control(ctx, s, params))
+        self._qp_limits(s, params, 69)
+        if s.spatial_aq == 0:
+            params["aq-mode"] = 0
+        elif s.spatial_aq == 1:
+            params["aq-mode"] = 1
+        if s.max_ref_frames > 0:
+            if s.max_ref_frames > 16:
+                self.warn(f"max_ref_frames={s.max_ref_frames} exceeds 16; clamped")
+            params["ref"] = min(s.max_ref_frames, 16)
+        if s.max_slice_bytes > 0:
+            params["slice-max-size"] = s.max_slice_bytes
+        opts["x264-params"] = _params(params)
+        return opts
+
+    # -- x265 ------------------------------------------------------------------------------------
+
+    def _x265(self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings) -> dict[str, str]:
+        params: dict[str, object] = {"log-level": "error", "info": 0, "repeat-headers": 0, "annexb": 1}
+        opts: dict[str, str] = {"preset": "medium" if s.prio_speed == 0 else "veryfast", "forced-idr": "1"}
+        ten_bit = self._hevc_ten_bit(config)
+        if s.profile in (HEVC_MAIN, HEVC_MAIN_STILL):
+            opts["profile"] = "main" if s.profile == HEVC_MAIN else "mainstillpicture"
+            if config.pix_fmt is PixelFormat.P010:
+                self.warn(f"profile={s.profile} is 8-bit: P010 frames are reduced to 8 bits")
+        elif s.profile == HEVC_MAIN10 or (s.profile == PROFILE_UNKNOWN and ten_bit):
+            opts["profile"] = "main10"
+        elif s.profile == HEVC_REXT:
+            self.warn("profile=4 (4:2:2 range extensions) needs 4:2:2 input; encoding main/main10 from 4:2:0")
+            opts["profile"] = "main10" if ten_bit else "main"
+        elif s.profile != PROFILE_UNKNOWN:
+            self.warn(f"profile={s.profile} is not an HEVC profile; the encoder picks the profile")
+        if s.level:
+            # The reference client sends a level for H.264 only; accept level x 10 or FFmpeg's level x 30.
+            if s.level in H264_LEVELS and s.level != 9:
+                params["level-idc"] = h264_level_name(s.level)
+            elif s.level % 3 == 0 and 30 <= s.level <= 186:
+                params["level-idc"] = f"{s.level / 30:g}"
+            else:
+                self.warn(f"level={s.level} is not an HEVC level; the encoder picks the level")
+        if s.entropy not in (0,):
+            self.warn(f"entropy={s.entropy} ignored: HEVC always uses CABAC")
+        if s.max_slice_bytes > 0:
+            self.warn(f"max_slice_bytes={s.max_slice_bytes} ignored: libx265 cannot cap slice sizes")
+
+        ctx.thread_type = "FRAME"
+        ctx.thread_count = 1
+        params["frame-threads"] = 1
+        if s.low_latency:
+            opts["tune"] = "zerolatency"
+            bframes, lookahead = 0, 0
+        else:
+            bframes = self._b_frames(s, X265_MAX_BFRAMES, "the encoder delay must stay within 8 frames")
+            # delay = lookahead + bframes + frame-threads + 2 <= 8, and lookahead > bframes
+            lookahead = MAX_FRAME_DELAY - 2 - 1 - bframes
+        ctx.max_b_frames = bframes
+        params["bframes"] = bframes
+        params["rc-lookahead"] = lookahead
+        if s.gop > 0:
+            ctx.gop_size = s.gop
+            params["keyint"] = s.gop
+            params["min-keyint"] = s.gop
+            params["scenecut"] = 0
+        params["open-gop"] = 0
+        opts.update(self._rate_control(ctx, s, params))
+        self._qp_limits(s, params, 51)
+        if s.spatial_aq == 0:
+            params["aq-mode"] = 0
+        elif s.spatial_aq == 1:
+            params["aq-mode"] = 1
+        if s.max_ref_frames > 0:
+            if s.max_ref_frames > 16:
+                self.warn(f"max_ref_frames={s.max_ref_frames} exceeds 16; clamped")
+            params["ref"] = min(s.max_ref_frames, 16)
+        opts["x265-params"] = _params(params)
+        return opts

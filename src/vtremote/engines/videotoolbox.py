@@ -1,0 +1,52 @@
+"""Apple VideoToolbox engine: h264/hevc_videotoolbox encoders, videotoolbox hwaccel decoding.
+
+The device the reference daemon served. The encoder options follow the
+reference's session properties (VTR1.md §9.5): realtime, prio_speed,
+power_efficient, allow_sw/require_sw, frames_before/after, max_slice_bytes,
+spatial_aq and CBR are passed to FFmpeg's VideoToolbox wrapper, which sets the
+same VTCompressionSession properties. macOS only; elsewhere the probe says the
+FFmpeg build has no videotoolbox encoder.
+"""
+
+from __future__ import annotations
+
+from vtremote.engines.hardware import Features, HardwareEngine
+from vtremote.engines.options import (
+    H264_BASELINE,
+    H264_CONSTRAINED_BASELINE,
+    H264_CONSTRAINED_HIGH,
+    H264_EXTENDED,
+    H264_HIGH,
+    H264_MAIN,
+)
+
+
+class VideoToolboxEngine(HardwareEngine):
+    name = "videotoolbox"
+    description = "Apple VideoToolbox: h264/hevc_videotoolbox encode, videotoolbox hwaccel decode"
+    encoders = {"h264": "h264_videotoolbox", "hevc": "hevc_videotoolbox"}
+    decoders = {"h264": "h264", "hevc": "hevc"}
+    hwaccel_device = "videotoolbox"
+    requirement = "needs macOS with VideoToolbox and an FFmpeg build with it"
+    features = Features(
+        forced_idr=None,  # VideoToolbox forces a keyframe for pict_type I
+        realtime={"realtime": "1"},
+        speed=({"prio_speed": "1"}, {"prio_speed": "0"}),
+        cbr={"constant_bit_rate": "1"},
+        quality="qscale",
+        entropy="coder",
+        spatial_aq="spatial_aq",
+        strict_gop={},
+        profiles={
+            H264_BASELINE: "baseline",
+            H264_CONSTRAINED_BASELINE: "constrained_baseline",
+            H264_MAIN: "main",
+            H264_HIGH: "high",
+            H264_CONSTRAINED_HIGH: "constrained_high",
+            H264_EXTENDED: "extended",
+        },
+        supports_constrained_high=True,
+        vt_keys=True,
+        max_bframes=4,
+        a53_option="a53cc",
+    )

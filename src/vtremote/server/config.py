@@ -1,0 +1,118 @@
+"""Server configuration: a frozen, validated dataclass (STYLE.md §8)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from vtremote.engines.registry import canonical
+from vtremote.errors import ConfigError
+from vtremote.wire.framing import Limits
+
+DEFAULT_LISTEN = "127.0.0.1:5555"
+
+#: --log-level spellings: names, and the reference daemon's 0/1/2 (VTR1.md §9.1).
+LOG_LEVELS: dict[str, int] = {
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "0": logging.ERROR,
+    "1": logging.INFO,
+    "2": logging.DEBUG,
+}
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` / ``[V6ADDR]:PORT`` -> (host, port). Hostnames are allowed.
+
+    The port must be 0..65535 (0 picks a free one). Unlike the reference, which
+    takes an IPv4 dotted quad only (VTR1.md §9.1, §13.25).
+    """
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ConfigError(f"listen address {value!r} is not [IPV6]:PORT")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ConfigError(f"listen address {value!r} is not HOST:PORT")
+        if ":" in host:
+            raise ConfigError(f"listen address {value!r}: write IPv6 addresses as [ADDR]:PORT")
+    if not host:
+        raise ConfigError(f"listen address {value!r} has no host (use 0.0.0.0 or :: for all)")
+    try:
+        port = int(port_text, 10)
+    except ValueError:
+        raise ConfigError(f"listen address {value!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"listen address {value!r}: port {port} is outside 0..65535")
+    return host, port
+
+
+def log_level_number(name: str) -> int:
+    try:
+        return LOG_LEVELS[name.strip().lower()]
+    except KeyError:
+        raise ConfigError(
+            f"log level {name!r} is not one of error, warning, info, debug, 0, 1, 2"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``vtremoted`` can be told.
+
+    ``max_sessions`` counts sessions that passed HELLO (0 = unlimited);
+    ``idle_timeout`` is how long a client may stay silent while the server waits
+    for it (seconds; the reference hard-codes 10); ``once`` serves one client,
+    then the server stops (``serve_forever`` returns).
+    """
+
+    listen: str = DEFAULT_LISTEN
+    token: str = ""
+    max_sessions: int = 4
+    engine: str = "auto"
+    idle_timeout: float = 30.0
+    log_level: str = "info"
+    once: bool = False
+    #: On shutdown, how long streaming sessions may go on before they get ERROR 7.
+    drain_timeout: float = 30.0
+    #: Largest payloads accepted per message type (VTR1.md §13.1); FRAME follows the geometry.
+    limits: Limits = Limits()
+    #: Connections allowed to wait in the handshake beyond max_sessions (slowloris bound).
+    max_handshakes: int = 64
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
+        if self.max_sessions < 0 or self.max_sessions > 0xFFFF:
+            raise ConfigError(f"max_sessions={self.max_sessions} is outside 0..65535 (0 = unlimited)")
+        canonical(self.engine)
+        if not self.drain_timeout >= 0:
+            raise ConfigError(f"drain_timeout={self.drain_timeout} must be >= 0 seconds")
+        if not self.idle_timeout > 0:
+            raise ConfigError(f"idle_timeout={self.idle_timeout} must be > 0 seconds")
+        log_level_number(self.log_level)
+        if len(self.token.encode("utf-8", "surrogateescape")) > 0xFFFF:
+            raise ConfigError("token is longer than the 65535 bytes a VTR1 string holds")
+        if self.max_handshakes < 1:
+            raise ConfigError(f"max_handshakes={self.max_handshakes} must be >= 1")
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+    @property
+    def engine_name(self) -> str:
+        return canonical(self.engine)
+
+    @property
+    def idle_timeout_ms(self) -> int:
+        return round(self.idle_timeout * 1000)
