@@ -1,0 +1,732 @@
+"""ffmpeg-style command lines, parsed verbatim with argparse.
+
+``vtremote [global] [input options] -i INPUT ... [output options] OUTPUT``
+
+As in ffmpeg, where an option stands decides what it applies to: options before
+an ``-i`` belong to that input (``-f lavfi``, ``-ss``, a decoder chosen with
+``-c:v h264_videotoolbox_remote`` = remote decode, ``-vt_remote_host`` of that
+decoder), options after the last ``-i`` belong to the output (``-c:v
+h264_videotoolbox_remote`` = remote encode, ``-b:v 6000k``...). One argparse
+parser (``allow_abbrev=False``, so ``-vt_remote_h`` is not ``-vt_remote_host``)
+reads the whole line in order; each option's action records how many inputs
+had been seen, which is exactly ffmpeg's rule.
+
+The result is a :class:`Command`: plain data, validated, with values already
+converted (bitrates, times, sizes, rates, colour names). Nothing here opens a
+file or a socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, NoReturn
+
+from vtremote.errors import ConfigError
+
+
+class UsageError(ConfigError):
+    """The command line is wrong (exit code 2)."""
+
+    exit_code = 2
+
+
+#: Codec names that mean "this codec runs on a vtremoted" (the reference's names).
+REMOTE_CODECS = {
+    "h264_videotoolbox_remote": "h264",
+    "hevc_videotoolbox_remote": "hevc",
+}
+
+# --- value parsers ------------------------------------------------------------------------------
+
+_SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_NUMBER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKMGT]?)(i?)(B?)\s*$")
+
+
+def parse_bitrate(text: str) -> int:
+    """``6000k`` -> 6000000, ``1.5M`` -> 1500000, ``2Mi`` -> 2097152 (ffmpeg's number suffixes)."""
+    match = _NUMBER_RE.match(text)
+    if not match:
+        raise UsageError(f"bitrate {text!r} is not a number like 6000k or 6M")
+    value, prefix, binary, byte = match.groups()
+    scale = (1024 ** " kMGT".index(prefix.upper() if prefix != "k" else "K")) if binary and prefix else _SI[prefix]
+    result = float(value) * scale * (8 if byte else 1)
+    return round(result)
+
+
+def parse_int(text: str, what: str) -> int:
+    try:
+        return int(text, 0) if text.lower().startswith(("0x", "-0x")) else int(text)
+    except ValueError:
+        try:
+            return parse_bitrate(text)
+        except UsageError:
+            raise UsageError(f"{what} {text!r} is not an integer") from None
+
+
+_TIME_RE = re.compile(r"^(-)?(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?|\.\d+)$")
+
+
+def parse_time(text: str, what: str = "time") -> float:
+    """ffmpeg durations: ``[-][HH:]MM:SS[.m...]`` or ``[-]S+[.m...][s|ms|us]``."""
+    raw = text.strip()
+    scale = 1.0
+    for suffix, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0)):
+        if raw.endswith(suffix) and ":" not in raw:
+            raw, scale = raw[: -len(suffix)], factor
+            break
+    match = _TIME_RE.match(raw)
+    if not match:
+        raise UsageError(f"{what} {text!r} is not a time like 10, 2.5, 01:23.5 or 00:01:23.5")
+    neg, a, b, sec = match.groups()
+    if a is not None and b is not None:
+        hours, minutes = int(a), int(b)
+    elif a is not None:
+        hours, minutes = 0, int(a)
+    else:
+        hours = minutes = 0
+    value = (hours * 3600 + minutes * 60 + float(sec)) * scale
+    return -value if neg else value
+
+
+_RATE_ABBR = {
+    "ntsc": Fraction(30000, 1001),
+    "pal": Fraction(25),
+    "qntsc": Fraction(30000, 1001),
+    "qpal": Fraction(25),
+    "sntsc": Fraction(30000, 1001),
+    "spal": Fraction(25),
+    "film": Fraction(24),
+    "ntsc-film": Fraction(24000, 1001),
+}
+
+
+def parse_rate(text: str) -> Fraction:
+    """``30``, ``30000/1001``, ``29.97`` (-> 30000/1001), ``ntsc``."""
+    key = text.strip().lower()
+    if key in _RATE_ABBR:
+        return _RATE_ABBR[key]
+    try:
+        rate = Fraction(key)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"frame rate {text!r} is not a number like 30, 30000/1001 or 29.97") from None
+    if rate <= 0 or rate > 1000:
+        raise UsageError(f"frame rate {text!r} is outside 0..1000")
+    # 29.97 / 59.94 / 23.976 mean the NTSC rates, as in ffmpeg's av_d2q-based parsing.
+    for ntsc in (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001)):
+        if rate.denominator > 1 and abs(float(rate) - float(ntsc)) < 0.0015:
+            return ntsc
+    return rate.limit_denominator(100000)
+
+
+_SIZE_ABBR = {
+    "ntsc": (720, 480), "pal": (720, 576), "qvga": (320, 240), "vga": (640, 480), "svga": (800, 600),
+    "xga": (1024, 768), "hd480": (852, 480), "hd720": (1280, 720), "hd1080": (1920, 1080),
+    "2k": (2048, 1080), "4k": (4096, 2160), "uhd2160": (3840, 2160), "nhd": (640, 360),
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    key = text.strip().lower()
+    if key in _SIZE_ABBR:
+        return _SIZE_ABBR[key]
+    match = re.match(r"^(\d+)x(\d+)$", key)
+    if not match:
+        raise UsageError(f"frame size {text!r} is not WIDTHxHEIGHT like 1280x720")
+    w, h = int(match.group(1)), int(match.group(2))
+    if not (0 < w <= 16384 and 0 < h <= 16384):
+        raise UsageError(f"frame size {text!r} is outside 1x1..16384x16384")
+    return w, h
+
+
+# FFmpeg's enum values for the colour options (libavutil/pixfmt.h).
+COLOR_RANGES = {"unknown": 0, "unspecified": 0, "tv": 1, "mpeg": 1, "limited": 1, "pc": 2, "jpeg": 2, "full": 2}
+COLOR_SPACES = {
+    "rgb": 0, "gbr": 0, "bt709": 1, "unknown": 2, "unspecified": 2, "fcc": 4, "bt470bg": 5, "smpte170m": 6,
+    "smpte240m": 7, "ycgco": 8, "ycocg": 8, "bt2020nc": 9, "bt2020_ncl": 9, "bt2020c": 10, "bt2020_cl": 10,
+}
+COLOR_PRIMARIES = {
+    "bt709": 1, "unknown": 2, "unspecified": 2, "bt470m": 4, "bt470bg": 5, "smpte170m": 6, "smpte240m": 7,
+    "film": 8, "bt2020": 9, "smpte428": 10, "smpte431": 11, "smpte432": 12, "ebu3213": 22,
+}
+COLOR_TRCS = {
+    "bt709": 1, "unknown": 2, "unspecified": 2, "gamma22": 4, "gamma28": 5, "smpte170m": 6, "smpte240m": 7,
+    "linear": 8, "log100": 9, "log316": 10, "iec61966-2-4": 11, "bt1361e": 12, "iec61966-2-1": 13,
+    "srgb": 13, "bt2020-10": 14, "bt2020-12": 15, "smpte2084": 16, "smpte428": 17, "arib-std-b67": 18,
+}
+
+
+def parse_enum(text: str, table: dict[str, int], what: str) -> int:
+    key = text.strip().lower()
+    if key.isdigit():
+        return int(key)
+    try:
+        return table[key]
+    except KeyError:
+        raise UsageError(f"{what} {text!r} is not one of {', '.join(sorted(set(table)))} (or a number)") from None
+
+
+def parse_bool(text: str, what: str) -> bool:
+    key = text.strip().lower()
+    if key in ("1", "true", "yes", "on"):
+        return True
+    if key in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{what} {text!r} is not 0 or 1")
+
+
+# --- stream selection ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """``-map [-]INPUT[:TYPE][:INDEX][?]`` (ffmpeg's common forms)."""
+
+    input: int
+    type: str | None = None  # "v", "a", "s", "d" or None (every stream)
+    index: int | None = None  # n-th stream of that type, or absolute stream index if type is None
+    negative: bool = False
+    optional: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> MapSpec:
+        spec = text.strip()
+        negative = spec.startswith("-")
+        optional = spec.endswith("?")
+        spec = spec.lstrip("-").rstrip("?")
+        parts = spec.split(":")
+        if not parts[0].isdigit():
+            raise UsageError(f"-map {text!r}: expected INPUT[:TYPE][:INDEX] like 0:v or 0:a:1")
+        stype: str | None = None
+        index: int | None = None
+        rest = parts[1:]
+        if rest and rest[0] in ("v", "V", "a", "s", "d"):
+            stype = rest.pop(0).lower()
+        if rest:
+            if len(rest) > 1 or not rest[0].isdigit():
+                raise UsageError(f"-map {text!r}: stream specifier {':'.join(parts[1:])!r} is not supported")
+            index = int(rest[0])
+        return cls(int(parts[0]), stype, index, negative, optional)
+
+
+# --- the parsed command -------------------------------------------------------------------------
+
+
+@dataclass
+class RemoteOptions:
+    """The ``-vt_remote_*`` options of one remote codec (VTR1.md §3.2, client-only)."""
+
+    host: str | None = None
+    token: str = ""
+    compression: str = "auto"
+    inflight: int = 16
+    timeout_ms: int = 5000
+
+    def merged(self, other: RemoteOptions) -> RemoteOptions:
+        """These options, with ``other``'s host/token when this side names none."""
+        if self.host is not None:
+            return self
+        return RemoteOptions(other.host, self.token or other.token, self.compression, self.inflight, self.timeout_ms)
+
+
+@dataclass
+class InputSpec:
+    url: str
+    format: str | None = None
+    seek: float = 0.0
+    duration: float | None = None
+    video_codec: str | None = None  # decoder: *_videotoolbox_remote = remote decode
+    audio_codec: str | None = None
+    remote: RemoteOptions = field(default_factory=RemoteOptions)
+    options: dict[str, str] = field(default_factory=dict)  # demuxer options (-framerate, -video_size)
+
+    @property
+    def remote_codec(self) -> str | None:
+        return REMOTE_CODECS.get(self.video_codec or "")
+
+
+@dataclass
+class OutputSpec:
+    url: str
+    format: str | None = None
+    maps: list[MapSpec] = field(default_factory=list)
+    codecs: dict[str, str] = field(default_factory=dict)  # "v" / "a" / "s" -> codec name or "copy"
+    no_video: bool = False
+    no_audio: bool = False
+    no_subtitles: bool = False
+    no_data: bool = False
+    seek: float = 0.0
+    duration: float | None = None
+    max_frames: int | None = None
+    video_filter: str | None = None
+    pix_fmt: str | None = None
+    rate: Fraction | None = None
+    size: tuple[int, int] | None = None
+    force_key_frames: str | None = None
+    audio_bitrate: int | None = None
+    audio_rate: int | None = None
+    audio_channels: int | None = None
+    #: Video codec options, already converted: remote encoders read the fields of
+    #: EncoderSettings from here; local encoders get ``codec_options`` too.
+    video: dict[str, Any] = field(default_factory=dict)
+    #: Options handed verbatim to a local PyAV encoder (preset, crf, x264-params, ...).
+    codec_options: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    remote: RemoteOptions = field(default_factory=RemoteOptions)
+
+    @property
+    def video_codec(self) -> str | None:
+        return self.codecs.get("v")
+
+    @property
+    def remote_codec(self) -> str | None:
+        return REMOTE_CODECS.get(self.video_codec or "")
+
+
+@dataclass
+class Command:
+    inputs: list[InputSpec]
+    output: OutputSpec
+    overwrite: bool | None = None  # -y True, -n False, neither None
+    json: bool = False
+    stats: bool = True
+    loglevel: str = "warning"
+
+
+# --- argparse plumbing --------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # ffmpeg words: "unrecognized arguments: -foo" -> usage error, exit code 2.
+        raise UsageError(message)
+
+
+@dataclass
+class _Event:
+    dest: str
+    option: str
+    value: Any
+    input_index: int  # inputs seen when the option appeared
+
+
+class _Record(argparse.Action):
+    """Store every occurrence with its position relative to the ``-i`` options."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        value = True if self.nargs == 0 else values
+        ns.events.append(_Event(self.dest, option_string or self.dest, value, len(ns.inputs)))
+
+
+class _Input(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        ns.inputs.append(values)
+
+
+# dest -> (option strings, takes a value, where it may appear: "in", "out", "both", "global", help)
+_OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
+    ("format", ("-f",), True, "both", "container format (lavfi for filter sources, null for no output)"),
+    ("codec", ("-c", "-codec", "-c:v", "-codec:v", "-vcodec", "-c:a", "-codec:a", "-acodec", "-c:s", "-codec:s", "-scodec", "-c:d"), True, "both",
+     "codec: h264_videotoolbox_remote / hevc_videotoolbox_remote, a local PyAV codec, or copy"),
+    ("seek", ("-ss",), True, "both", "start time (before -i: seek the input; after: discard output until then)"),
+    ("duration", ("-t",), True, "both", "duration to read / write"),
+    ("map", ("-map",), True, "out", "stream selection, e.g. 0:v:0, 0:a, 0:s?"),
+    ("vn", ("-vn",), False, "out", "no video"),
+    ("an", ("-an",), False, "out", "no audio"),
+    ("sn", ("-sn",), False, "out", "no subtitles"),
+    ("dn", ("-dn",), False, "out", "no data streams"),
+    ("bitrate", ("-b:v", "-b", "-vb"), True, "out", "video bitrate, e.g. 6000k"),
+    ("audio_bitrate", ("-b:a", "-ab"), True, "out", "audio bitrate for a local audio encoder"),
+    ("maxrate", ("-maxrate", "-maxrate:v"), True, "out", "maximum video bitrate"),
+    ("bufsize", ("-bufsize", "-bufsize:v"), True, "out", "rate-control buffer (local encoders)"),
+    ("gop", ("-g", "-g:v"), True, "out", "keyframe interval in frames"),
+    ("bf", ("-bf", "-bf:v"), True, "out", "maximum B-frames"),
+    ("profile", ("-profile:v", "-profile", "-vprofile"), True, "out", "codec profile (baseline, main, high, main10...)"),
+    ("level", ("-level", "-level:v"), True, "out", "codec level, e.g. 4.1"),
+    ("pix_fmt", ("-pix_fmt", "-pix_fmt:v"), True, "out", "pixel format (nv12 / p010le for remote encoders)"),
+    ("rate", ("-r", "-r:v"), True, "out", "output frame rate"),
+    ("size", ("-s", "-s:v"), True, "out", "output frame size WxH"),
+    ("vf", ("-vf", "-filter:v"), True, "out", "video filter chain (PyAV filter graph)"),
+    ("frames", ("-frames:v", "-vframes"), True, "out", "stop after this many video frames"),
+    ("force_key_frames", ("-force_key_frames", "-force_key_frames:v"), True, "out", "times of forced keyframes: 0,2.5,10 or expr:gte(t,n_forced*N)"),
+    ("realtime", ("-realtime",), True, "out", "remote encoder real-time mode (0/1)"),
+    ("global_quality", ("-global_quality", "-global_quality:v"), True, "out", "constant quality"),
+    ("qscale", ("-q:v", "-qscale:v", "-q", "-qscale"), True, "out", "quality scale (global_quality = N x 118)"),
+    ("qmin", ("-qmin",), True, "out", "minimum QP"),
+    ("qmax", ("-qmax",), True, "out", "maximum QP"),
+    ("coder", ("-coder", "-entropy"), True, "out", "H.264 entropy coder: auto, cavlc, cabac"),
+    ("a53cc", ("-a53cc",), True, "out", "keep A53 captions (0/1)"),
+    ("allow_sw", ("-allow_sw",), True, "out", "let the server fall back to a software encoder (0/1)"),
+    ("require_sw", ("-require_sw",), True, "out", "ask the server for a software encoder (0/1)"),
+    ("prio_speed", ("-prio_speed",), True, "out", "prioritise speed over quality (0/1)"),
+    ("power_efficient", ("-power_efficient",), True, "out", "power-efficient mode (0/1)"),
+    ("spatial_aq", ("-spatial_aq",), True, "out", "spatial adaptive quantisation (0/1)"),
+    ("max_ref_frames", ("-max_ref_frames",), True, "out", "maximum reference frames"),
+    ("max_slice_bytes", ("-max_slice_bytes",), True, "out", "H.264 maximum slice size"),
+    ("constant_bit_rate", ("-constant_bit_rate",), True, "out", "constant bitrate mode (0/1)"),
+    ("frames_before", ("-frames_before",), True, "out", "encoder hint: more frames before the first (0/1)"),
+    ("frames_after", ("-frames_after",), True, "out", "encoder hint: more frames after the last (0/1)"),
+    ("alpha_quality", ("-alpha_quality",), True, "out", "HEVC alpha quality 0..1"),
+    ("color_range", ("-color_range",), True, "out", "colour range tag (tv, pc)"),
+    ("colorspace", ("-colorspace",), True, "out", "colour matrix tag (bt709, bt2020nc...)"),
+    ("color_primaries", ("-color_primaries",), True, "out", "colour primaries tag"),
+    ("color_trc", ("-color_trc",), True, "out", "transfer characteristics tag"),
+    ("flags", ("-flags", "-flags:v"), True, "out", "codec flags: +global_header, +low_delay, +cgop"),
+    ("preset", ("-preset", "-preset:v"), True, "out", "local encoder preset (passed to PyAV)"),
+    ("tune", ("-tune", "-tune:v"), True, "out", "local encoder tune"),
+    ("crf", ("-crf", "-crf:v"), True, "out", "local encoder CRF"),
+    ("x264_params", ("-x264-params", "-x264opts"), True, "out", "libx264 options"),
+    ("x265_params", ("-x265-params",), True, "out", "libx265 options"),
+    ("threads", ("-threads",), True, "both", "codec threads for local codecs"),
+    ("ar", ("-ar", "-ar:a"), True, "out", "audio sample rate for a local audio encoder"),
+    ("ac", ("-ac", "-ac:a"), True, "out", "audio channels for a local audio encoder"),
+    ("metadata", ("-metadata",), True, "out", "container metadata KEY=VALUE"),
+    ("framerate", ("-framerate",), True, "in", "demuxer option: input frame rate"),
+    ("video_size", ("-video_size",), True, "in", "demuxer option: input frame size"),
+    ("vt_remote_host", ("-vt_remote_host",), True, "both", "server HOST:PORT (default: an embedded server on 127.0.0.1)"),
+    ("vt_remote_token", ("-vt_remote_token",), True, "both", "server token"),
+    ("vt_remote_wire_compression", ("-vt_remote_wire_compression",), True, "both", "none, lz4, zstd or auto"),
+    ("vt_remote_inflight", ("-vt_remote_inflight",), True, "both", "frames in flight, 1..128 (16)"),
+    ("vt_remote_timeout_ms", ("-vt_remote_timeout_ms",), True, "both", "network timeout in ms, 100..60000 (5000)"),
+    ("vt_remote_log_level", ("-vt_remote_log_level",), True, "global", "client log level (0 error, 1 info, 2 debug)"),
+    ("overwrite", ("-y",), False, "global", "overwrite the output"),
+    ("no_overwrite", ("-n",), False, "global", "never overwrite the output"),
+    ("loglevel", ("-loglevel", "-v"), True, "global", "quiet, error, warning, info, verbose, debug"),
+    ("nostats", ("-nostats",), False, "global", "no progress display"),
+    ("stats", ("-stats",), False, "global", "progress display (default when stderr is a terminal)"),
+    ("hide_banner", ("-hide_banner",), False, "global", "accepted for ffmpeg compatibility"),
+    ("nostdin", ("-nostdin",), False, "global", "accepted for ffmpeg compatibility"),
+    ("json", ("--json",), False, "global", "print the summary as JSON on stdout"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vtremote",
+        allow_abbrev=False,
+        add_help=False,
+        usage="vtremote [options] [[input options] -i INPUT]... [output options] OUTPUT\n"
+        "       vtremote probe HOST:PORT [--json]\n"
+        "       vtremote bench ...",
+        description="ffmpeg-style front end of vtremote: video encode/decode on a vtremoted server.",
+    )
+    parser.set_defaults(events=[], inputs=[])
+    parser.add_argument("-i", dest="inputs", action=_Input, metavar="INPUT", help="input file or lavfi graph")
+    for dest, flags, takes_value, _where, help_text in _OPTIONS:
+        if takes_value:
+            parser.add_argument(*flags, dest=dest, action=_Record, metavar="VALUE", help=help_text)
+        else:
+            parser.add_argument(*flags, dest=dest, action=_Record, nargs=0, help=help_text)
+    parser.add_argument("-h", "-help", "--help", dest="help", action="store_true", help="show this help")
+    parser.add_argument("-version", "--version", dest="version", action="store_true", help="show the version")
+    parser.add_argument("output", nargs="?", metavar="OUTPUT", help="output file, or - with -f null")
+    return parser
+
+
+_WHERE = {dest: where for dest, _flags, _takes, where, _help in _OPTIONS}
+
+
+def _stream_type(option: str) -> str:
+    """The stream type an option's specifier names (``-c:a`` -> a, ``-vcodec`` -> v, ``-c`` -> *)."""
+    if ":" in option:
+        return option.split(":", 1)[1][:1]
+    return {"-vcodec": "v", "-acodec": "a", "-scodec": "s"}.get(option, "*")
+
+
+_TAKES_VALUE = {flag: takes for _d, flags, takes, _w, _h in _OPTIONS for flag in flags} | {"-i": True}
+_FLAGS_ONLY = {"-h", "-help", "--help", "-version", "--version"}
+
+
+def _normalize(argv: Sequence[str]) -> list[str]:
+    """Check every option name exactly and keep values that start with ``-`` attached.
+
+    argparse alone would read an unknown ``-tag:v`` as ``-t ag:v`` (short option
+    with an attached value) and ``-map -0:s`` as two options; ffmpeg does neither.
+    """
+    out: list[str] = []
+    outputs: list[str] = []
+    it = iter(argv)
+    for token in it:
+        if token.startswith("-") and token != "-":
+            name = token.split("=", 1)[0] if token.startswith("--") or "=" in token else token
+            if name in _FLAGS_ONLY:
+                out.append(token)
+                continue
+            if name not in _TAKES_VALUE:
+                raise UsageError(f"unrecognized option '{name}'")
+            if _TAKES_VALUE[name] and name == token:
+                value = next(it, None)
+                if value is None:
+                    raise UsageError(f"option {token} needs a value")
+                out.append(f"{token}={value}" if value.startswith("-") and value != "-" else token)
+                if not (value.startswith("-") and value != "-"):
+                    out.append(value)
+                continue
+            out.append(token)
+        else:
+            outputs.append(token)
+            out.append(token)
+    if len(outputs) > 1:
+        raise UsageError(f"more than one output ({', '.join(outputs)}): vtremote writes exactly one")
+    return out
+
+
+def parse_command(argv: Sequence[str]) -> tuple[Command | None, argparse.Namespace]:
+    """Parse a full command line. Returns (None, ns) for -h / -version."""
+    parser = build_parser()
+    ns = parser.parse_args(_normalize(argv))
+    if ns.help or ns.version:
+        return None, ns
+    inputs = [InputSpec(url) for url in ns.inputs]
+    if not inputs:
+        raise UsageError("no input: give at least one -i INPUT (a file, or -f lavfi -i testsrc2=...)")
+    if ns.output is None:
+        raise UsageError("no output file: give OUTPUT last (or -f null -)")
+    out = OutputSpec(ns.output)
+    cmd = Command(inputs, out)
+    for ev in ns.events:
+        where = _WHERE[ev.dest]
+        is_input = ev.input_index < len(inputs) and where != "global"
+        if where == "global":
+            _apply_global(cmd, ev)
+        elif is_input:
+            if where == "out":
+                raise UsageError(f"option {ev.option} ({ev.value}) cannot be applied to input {inputs[ev.input_index].url!r}: put it after the last -i")
+            _apply_input(inputs[ev.input_index], ev)
+        else:
+            if where == "in":
+                raise UsageError(f"option {ev.option} is an input option: put it before -i")
+            _apply_output(out, ev)
+    return cmd, ns
+
+
+def _apply_global(cmd: Command, ev: _Event) -> None:
+    if ev.dest == "overwrite":
+        cmd.overwrite = True
+    elif ev.dest == "no_overwrite":
+        cmd.overwrite = False
+    elif ev.dest == "json":
+        cmd.json = True
+    elif ev.dest == "nostats":
+        cmd.stats = False
+    elif ev.dest == "stats":
+        cmd.stats = True
+    elif ev.dest == "loglevel":
+        level = str(ev.value).split("+")[-1].lower()
+        names = {"quiet", "panic", "fatal", "error", "warning", "info", "verbose", "debug", "trace"}
+        numbers = {"-8": "quiet", "0": "panic", "8": "fatal", "16": "error", "24": "warning", "32": "info", "40": "verbose", "48": "debug", "56": "trace"}
+        level = numbers.get(level, level)
+        if level not in names:
+            raise UsageError(f"-loglevel {ev.value!r} is not one of {', '.join(sorted(names))}")
+        cmd.loglevel = level
+    elif ev.dest == "vt_remote_log_level":
+        # The reference's levels: 0 error, 1 info (default), 2 debug; AV_LOG_* numbers too.
+        value = str(ev.value)
+        cmd.loglevel = {"0": "error", "1": "info", "2": "debug"}.get(value, cmd.loglevel)
+        if value not in ("0", "1", "2"):
+            numbers = {"-8": "quiet", "16": "error", "24": "warning", "32": "info", "40": "verbose", "48": "debug", "56": "trace"}
+            if value not in numbers:
+                raise UsageError(f"-vt_remote_log_level {value!r} is not 0, 1, 2 or an AV_LOG_* number")
+            cmd.loglevel = numbers[value]
+
+
+def _apply_remote(remote: RemoteOptions, ev: _Event) -> bool:
+    value = str(ev.value)
+    if ev.dest == "vt_remote_host":
+        remote.host = value
+    elif ev.dest == "vt_remote_token":
+        remote.token = value
+    elif ev.dest == "vt_remote_wire_compression":
+        key = value.lower()
+        if key not in ("none", "lz4", "zstd", "auto", "0", "1", "2"):
+            raise UsageError(f"-vt_remote_wire_compression {value!r} is not none, lz4, zstd or auto")
+        remote.compression = key
+    elif ev.dest == "vt_remote_inflight":
+        remote.inflight = parse_int(value, "-vt_remote_inflight")
+        if not 1 <= remote.inflight <= 128:
+            raise UsageError(f"-vt_remote_inflight {value} is outside 1..128")
+    elif ev.dest == "vt_remote_timeout_ms":
+        remote.timeout_ms = parse_int(value, "-vt_remote_timeout_ms")
+        if not 100 <= remote.timeout_ms <= 60000:
+            raise UsageError(f"-vt_remote_timeout_ms {value} is outside 100..60000")
+    else:
+        return False
+    return True
+
+
+def _apply_input(spec: InputSpec, ev: _Event) -> None:
+    value = str(ev.value)
+    if _apply_remote(spec.remote, ev):
+        return
+    if ev.dest == "format":
+        spec.format = value
+    elif ev.dest == "seek":
+        spec.seek = parse_time(value, "-ss")
+    elif ev.dest == "duration":
+        spec.duration = parse_time(value, "-t")
+    elif ev.dest == "codec":
+        kind = _stream_type(ev.option)
+        if kind in ("v", "*"):
+            spec.video_codec = value
+        if kind in ("a", "*") and value not in REMOTE_CODECS:
+            spec.audio_codec = value
+    elif ev.dest in ("framerate", "video_size"):
+        spec.options[ev.dest] = value
+    elif ev.dest == "threads":
+        spec.options["threads"] = value
+    else:  # pragma: no cover - _WHERE keeps output-only options away
+        raise UsageError(f"option {ev.option} cannot be applied to an input")
+
+
+_FLAG_BITS = {"global_header": 1 << 22, "low_delay": 1 << 19, "cgop": 1 << 31, "qscale": 1 << 1}
+
+
+def _parse_flags(text: str, current: int) -> int:
+    flags = current
+    for token in re.findall(r"[+-]?[a-z_]+", text):
+        sign, name = (token[0], token[1:]) if token[0] in "+-" else ("+", token)
+        if name not in _FLAG_BITS:
+            raise UsageError(f"-flags {text!r}: flag {name!r} is not one of {', '.join(_FLAG_BITS)}")
+        flags = flags | _FLAG_BITS[name] if sign == "+" else flags & ~_FLAG_BITS[name]
+    return flags
+
+
+def _apply_output(out: OutputSpec, ev: _Event) -> None:
+    value = "" if ev.value is True else str(ev.value)
+    v = out.video
+    if _apply_remote(out.remote, ev):
+        return
+    dest = ev.dest
+    if dest == "format":
+        out.format = value
+    elif dest == "codec":
+        kind = _stream_type(ev.option)
+        for t in ("v", "a", "s", "d") if kind == "*" else (kind,):
+            if t != "v" and value in REMOTE_CODECS:
+                continue  # -c NAME_remote sets the video codec only
+            out.codecs[t] = value
+    elif dest == "map":
+        out.maps.append(MapSpec.parse(value))
+    elif dest == "vn":
+        out.no_video = True
+    elif dest == "an":
+        out.no_audio = True
+    elif dest == "sn":
+        out.no_subtitles = True
+    elif dest == "dn":
+        out.no_data = True
+    elif dest == "seek":
+        out.seek = parse_time(value, "-ss")
+    elif dest == "duration":
+        out.duration = parse_time(value, "-t")
+        if out.duration <= 0:
+            raise UsageError(f"-t {value} must be positive")
+    elif dest == "frames":
+        out.max_frames = parse_int(value, ev.option)
+    elif dest == "vf":
+        out.video_filter = value
+    elif dest == "pix_fmt":
+        out.pix_fmt = value
+    elif dest == "rate":
+        out.rate = parse_rate(value)
+    elif dest == "size":
+        out.size = parse_size(value)
+    elif dest == "force_key_frames":
+        out.force_key_frames = value
+    elif dest == "bitrate":
+        v["bitrate"] = parse_bitrate(value)
+        out.codec_options["b"] = str(v["bitrate"])
+    elif dest == "audio_bitrate":
+        out.audio_bitrate = parse_bitrate(value)
+    elif dest == "maxrate":
+        v["maxrate"] = parse_bitrate(value)
+        out.codec_options["maxrate"] = str(v["maxrate"])
+    elif dest == "bufsize":
+        out.codec_options["bufsize"] = str(parse_bitrate(value))
+    elif dest == "gop":
+        v["gop"] = parse_int(value, "-g")
+        out.codec_options["g"] = str(v["gop"])
+    elif dest == "bf":
+        v["max_b_frames"] = parse_int(value, "-bf")
+        out.codec_options["bf"] = str(v["max_b_frames"])
+    elif dest == "profile":
+        v["profile"] = value
+        out.codec_options["profile"] = value
+    elif dest == "level":
+        v["level"] = value
+        out.codec_options["level"] = value
+    elif dest == "realtime":
+        v["realtime"] = parse_int(value, "-realtime")
+        if v["realtime"] not in (-1, 0, 1):
+            raise UsageError(f"-realtime {value} is not -1, 0 or 1")
+    elif dest == "global_quality":
+        v["global_quality"] = parse_int(value, "-global_quality")
+        out.codec_options["global_quality"] = value
+    elif dest == "qscale":
+        # ffmpeg: -q:v N sets global_quality = N * FF_QP2LAMBDA (118) and the QSCALE flag.
+        q = float(value)
+        v["global_quality"] = round(q * 118)
+        v["flags"] = v.get("flags", 0) | _FLAG_BITS["qscale"]
+        out.codec_options["q"] = value
+    elif dest in ("qmin", "qmax", "max_ref_frames", "max_slice_bytes", "prio_speed", "power_efficient", "spatial_aq"):
+        v[dest] = parse_int(value, ev.option)
+        if dest in ("qmin", "qmax"):
+            out.codec_options[dest] = value
+    elif dest == "coder":
+        v["entropy"] = value if not value.isdigit() else int(value)
+        out.codec_options["coder"] = value
+    elif dest == "a53cc":
+        v["a53_cc"] = parse_bool(value, "-a53cc")
+    elif dest in ("allow_sw", "require_sw", "constant_bit_rate", "frames_before", "frames_after"):
+        v[dest] = parse_bool(value, ev.option)
+    elif dest == "alpha_quality":
+        try:
+            v["alpha_quality"] = float(value)
+        except ValueError:
+            raise UsageError(f"-alpha_quality {value!r} is not a number") from None
+    elif dest == "color_range":
+        v["color_range"] = parse_enum(value, COLOR_RANGES, "-color_range")
+    elif dest == "colorspace":
+        v["colorspace"] = parse_enum(value, COLOR_SPACES, "-colorspace")
+    elif dest == "color_primaries":
+        v["color_primaries"] = parse_enum(value, COLOR_PRIMARIES, "-color_primaries")
+    elif dest == "color_trc":
+        v["color_trc"] = parse_enum(value, COLOR_TRCS, "-color_trc")
+    elif dest == "flags":
+        v["flags"] = _parse_flags(value, v.get("flags", 0))
+    elif dest in ("preset", "tune", "crf", "threads"):
+        out.codec_options[dest] = value
+    elif dest == "x264_params":
+        out.codec_options["x264-params"] = value
+    elif dest == "x265_params":
+        out.codec_options["x265-params"] = value
+    elif dest == "ar":
+        out.audio_rate = parse_int(value, "-ar")
+    elif dest == "ac":
+        out.audio_channels = parse_int(value, "-ac")
+    elif dest == "metadata":
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-metadata {value!r} is not KEY=VALUE")
+        out.metadata[key] = val
+    else:  # pragma: no cover - every output option is handled above
+        raise UsageError(f"option {ev.option} cannot be applied to the output")
+
+
+def parse_force_key_frames(text: str) -> tuple[list[float], float | None]:
+    """``0,2.5,00:00:10`` -> ([0, 2.5, 10], None); ``expr:gte(t,n_forced*2)`` -> ([], 2.0)."""
+    spec = text.strip()
+    match = re.fullmatch(r"expr:\s*gte\(\s*t\s*,\s*n_forced\s*\*\s*([0-9.]+)\s*\)", spec)
+    if match:
+        every = float(match.group(1))
+        if every <= 0:
+            raise UsageError(f"-force_key_frames {text!r}: the interval must be positive")
+        return [], every
+    if spec.startswith(("expr:", "source")):
+        raise UsageError(
+            f"-force_key_frames {text!r}: only time lists (0,2.5,10) and expr:gte(t,n_forced*N) are supported"
+        )
+    return sorted(parse_time(part, "-force_key_frames") for part in spec.split(",") if part.strip()), None

@@ -1,0 +1,121 @@
+"""``vtremote probe HOST:PORT``: what a vtremoted offers, without opening a codec.
+
+Sends HELLO and reads HELLO_ACK (VTR1.md §2), then closes: server name and
+version, codecs, engines and extension capabilities, sessions in use. A plain
+v1 server answers with empty names and constant session counts (§2.2), which
+the output says rather than presenting them as facts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from vtremote import __version__
+from vtremote.client.session import CLIENT_NAME
+from vtremote.client.transport import Transport
+from vtremote.errors import (
+    ConnectionLostError,
+    RemoteProtocolError,
+    TimeoutExpiredError,
+    VTRemoteError,
+)
+from vtremote.wire import extensions as ext
+from vtremote.wire import messages as m
+from vtremote.wire.constants import HelloStatus
+
+
+def probe(address: str, *, token: str = "", timeout: float = 5.0) -> dict[str, Any]:
+    """HELLO -> HELLO_ACK; a dict describing the server. Raises on connection failures."""
+    t0 = time.monotonic()
+    transport = Transport.connect(address, timeout=timeout)
+    try:
+        transport.send(m.Hello(token, "h264", CLIENT_NAME, f"vtremote {__version__}"))
+        ack = transport.receive()
+        rtt = time.monotonic() - t0
+        if isinstance(ack, m.Error):
+            raise transport.remote_error(ack)
+        if not isinstance(ack, m.HelloAck):
+            raise RemoteProtocolError(f"{transport.name} answered HELLO with {type(ack).__name__.upper()}")
+        message = ""
+        if ack.status != HelloStatus.OK:
+            try:
+                follow = transport.receive(timeout=min(timeout, 2.0))
+                if isinstance(follow, m.Error):
+                    message = follow.message
+            except (ConnectionLostError, TimeoutExpiredError, RemoteProtocolError):
+                pass  # a v1 server just closes after a refusal
+    finally:
+        transport.close()
+    codecs, exts = ext.split_capabilities(ack.capabilities)
+    engines = [c[len(ext.CAP_ENGINE_PREFIX) :] for c in ack.capabilities if c.startswith(ext.CAP_ENGINE_PREFIX)]
+    statuses = {int(HelloStatus.OK): "ok", int(HelloStatus.BUSY): "busy", int(HelloStatus.AUTH_FAILED): "authentication failed"}
+    status = statuses.get(ack.status, f"refused (status {ack.status})")
+    # Without ext:busy the counts are the reference's constants 4 and 1 (VTR1.md §2.2).
+    counts_real = ext.CAP_BUSY in exts
+    return {
+        "server": transport.name,
+        "status": status,
+        "message": message,
+        "server_name": ack.server_name,
+        "server_version": ack.server_version,
+        "codecs": list(codecs),
+        "engines": engines,
+        "capabilities": [c for c in ack.capabilities if ext.is_extension(c)],
+        "extensions": sorted(exts),
+        "active_sessions": ack.active_sessions if counts_real else None,
+        "max_sessions": ack.max_sessions if counts_real else None,
+        "protocol": "VTR1 v1" + (" + extensions" if exts else " (reference-compatible server, no extensions)"),
+        "hello_ms": round(rtt * 1000, 3),
+    }
+
+
+def _text(info: dict[str, Any]) -> str:
+    if info["max_sessions"] is None:
+        sessions = "not reported (v1 server)"
+    elif info["max_sessions"] == 0:
+        sessions = f"{info['active_sessions']} in use (no limit)"
+    else:
+        sessions = f"{info['active_sessions']} of {info['max_sessions']} in use"
+    lines = [
+        f"server       {info['server']}",
+        f"status       {info['status']}" + (f": {info['message']}" if info["message"] else ""),
+        f"name         {info['server_name'] or '(not given)'}",
+        f"version      {info['server_version'] or '(not given)'}",
+        f"protocol     {info['protocol']}",
+        f"codecs       {', '.join(info['codecs']) or '(none)'}",
+        f"engines      {', '.join(info['engines']) or '(not reported)'}",
+        f"capabilities {', '.join(info['capabilities']) or '(none)'}",
+        f"sessions     {sessions}",
+        f"hello        {info['hello_ms']:.1f} ms (connect + HELLO round trip)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vtremote probe",
+        allow_abbrev=False,
+        description="Ask a vtremoted what it offers (HELLO only; no codec is opened).",
+    )
+    parser.add_argument("address", metavar="HOST:PORT", help="server address ([v6]:port and host names work)")
+    parser.add_argument("--token", default="", help="token, if the server requires one")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        info = probe(args.address, token=args.token, timeout=args.timeout)
+    except VTRemoteError as e:
+        print(f"vtremote probe: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(info, indent=2) if args.json else _text(info))
+    return 1 if info["status"] == "authentication failed" else 0
