@@ -387,7 +387,10 @@ class RemoteEncoder(RemoteSession["Packet"]):
         planes = self._planes(frame)
         self._wait(
             lambda: self._sent - self._received < self.inflight,
-            lambda: f"{self.in_flight} frames were in flight (window {self.inflight})",
+            lambda: (
+                f"{self.in_flight} frames were in flight (window {self.inflight}; a server whose "
+                "encoder holds back more frames than the window cannot answer: raise inflight)"
+            ),
         )
         msg = m.Frame(pts, duration, 1 if keyframe else 0, planes)
         with self._cond:
