@@ -166,13 +166,14 @@ def test_parse_payload_inverts_serialize(msg: Message) -> None:
 @given(frame)
 def test_serialize_frame_returns_callers_planes(msg: Frame) -> None:
     bufs = serialize(msg)
-    for p in msg.planes:
-        assert any(b is p.data for b in bufs), "plane bytes must be the caller's object, not a copy"
-    for sd in msg.side_data or ():
-        assert any(b is sd.data for b in bufs)
-    # and in order: plane data follows its 12-byte plane header
-    idx = [next(i for i, b in enumerate(bufs) if b is p.data) for p in msg.planes]
-    assert idx == sorted(idx)
+    # header, FRAME prefix, then (plane header, plane data) per plane, then the side data
+    # block: count, then (entry header, entry data) per entry
+    n = len(msg.planes)
+    for i, p in enumerate(msg.planes):
+        assert bufs[3 + 2 * i] is p.data, "plane bytes must be the caller's object, not a copy"
+    for j, sd in enumerate(msg.side_data or ()):
+        assert bufs[2 + 2 * n + 2 + 2 * j] is sd.data
+    assert len(bufs) == 2 + 2 * n + (0 if msg.side_data is None else 1 + 2 * len(msg.side_data))
 
 
 @SETTINGS

@@ -210,11 +210,31 @@ def test_illegal_message_refused_after_header_only() -> None:
     header = serialize_bytes(Packet(0, 0, 0, 0, b""))[:8] + (64 * 1024 * 1024).to_bytes(4, "big")
     view = conn.get_buffer()
     view[:12] = header
-    with pytest.raises(RemoteProtocolError, match="client sent PACKET in state ready"):
-        conn.buffer_updated(12)
+    conn.buffer_updated(12)  # the verdict comes from next_event, where messages are handled
     assert conn.receiver.allocated == 0
-    with pytest.raises(RemoteProtocolError):  # the failure sticks
+    with pytest.raises(RemoteProtocolError, match="client sent PACKET in state ready"):
         conn.next_event()
+    with pytest.raises(RemoteProtocolError, match="client sent PACKET"):  # the failure sticks
+        conn.get_buffer()
+    with pytest.raises(RemoteProtocolError, match="client sent PACKET"):
+        conn.next_event()
+
+
+def test_bytes_after_done_surface_only_in_next_event() -> None:
+    """A server that sent DONE may still recv_into a repeated FLUSH of the reference encoder;
+    buffer_updated accepts it quietly and next_event reports it."""
+    srv = reach(S, State.DONE)
+    flush = serialize_bytes(Flush())
+    view = srv.get_buffer()
+    view[:12] = flush
+    srv.buffer_updated(12)
+    with pytest.raises(RemoteProtocolError, match="client sent FLUSH in state done"):
+        srv.next_event()
+    # the receive_data path gives the same verdict
+    srv2 = reach(S, State.DONE)
+    srv2.receive_data(flush * 2)
+    with pytest.raises(RemoteProtocolError, match="client sent FLUSH in state done"):
+        srv2.next_event()
 
 
 def test_error_after_refusal_then_nothing() -> None:

@@ -125,7 +125,8 @@ def type_name(raw_type: int) -> str:
 
 #: Called with ``(raw_type, length)`` once a header passed the magic and version
 #: checks, before the length limit and before its body is buffered; raises
-#: RemoteProtocolError to refuse the message.
+#: RemoteProtocolError to refuse the message. The refusal is raised by the next
+#: ``next_message()`` (and by any later call), not by ``buffer_updated()``.
 HeaderCheck = Callable[[int, int], None]
 
 
@@ -225,7 +226,11 @@ class Receiver:
             try:
                 self.check_header(raw_type, length)
             except RemoteProtocolError as e:
-                raise self._fail(e) from None
+                # Refused before its body is buffered, but reported by next_message(), where
+                # the caller handles messages: a server that stops reading after its DONE
+                # must not trip over the reference client's repeated FLUSH in recv_into.
+                self._failed = e
+                return
         limit = self.limits.for_type(raw_type)
         if length > limit:
             raise self._fail(
@@ -276,7 +281,7 @@ class Receiver:
         pos = 0
         with memoryview(self._backlog) as src:
             end = len(src)
-            while pos < end and not self._ready:
+            while pos < end and not self._ready and self._failed is None:
                 dst = self._target()
                 n = min(len(dst), end - pos)
                 dst[:n] = src[pos : pos + n]
@@ -301,6 +306,8 @@ class Receiver:
             self._drain_backlog()
         if self._ready:
             return self._ready.popleft()
+        if self._failed is not None:
+            raise self._failed
         if self._eof and self.mid_message:
             where = f"{self._have} of {HEADER_SIZE} header bytes"
             if self._body is not None:
