@@ -64,6 +64,9 @@ def testsrc_frames(
     return out
 
 
+testsrc_frames.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test (pytest collects test*)
+
+
 def _encode_video_file(
     path: Path | str,
     codec: str,

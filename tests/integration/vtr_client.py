@@ -148,7 +148,7 @@ class VTRClient:
 
     def encode(
         self,
-        frames: list[av.VideoFrame],
+        frames: Iterable[av.VideoFrame],
         force_keyframes: Iterable[int] = (),
         window: int = 16,
     ) -> list[messages.Packet]:

@@ -147,6 +147,9 @@ class Stats:
         self.latency_max = max(self.latency_max, seconds)
 
 
+#: States before CONFIGURE_ACK: a draining server refuses these sessions at once.
+_HANDSHAKE = (State.START, State.HELLO, State.READY, State.CONFIGURING_ENCODE, State.CONFIGURING_DECODE)
+
 # Work items for the engine thread.
 _FRAME = "frame"
 _PACKET = "packet"
@@ -294,10 +297,7 @@ class Session:
             if isinstance(err, BaseException):
                 raise err
             raise ClientGone("session aborted")
-        streaming = self.conn.state in (
-            State.ENCODING, State.DECODING, State.DRAINING_ENCODE, State.DRAINING_DECODE
-        )
-        if self.host.force_close or (self.host.shutting_down and not streaming):
+        if self.host.force_close or (self.host.shutting_down and self.conn.state in _HANDSHAKE):
             raise ShutdownError("server shutting down")
 
     def _check_idle(self) -> None:
@@ -325,7 +325,7 @@ class Session:
                 if self.log.isEnabledFor(logging.DEBUG):
                     self.log.debug("<- %s", _describe(msg))
                 return msg
-            if self._finished.is_set():
+            if self._finished.is_set() or self.conn.state is State.DONE:
                 return None
             self._check_interrupts()
             if self._eof:
