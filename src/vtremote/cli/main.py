@@ -62,26 +62,30 @@ _handler: logging.Handler | None = None
 
 
 def setup_logging(level_name: str) -> None:
-    """The CLI owns the handlers (the library never configures any, STYLE.md §7)."""
+    """The CLI owns the handlers (the library never configures any, STYLE.md §7).
+
+    One handler on the ``vtremote`` logger, writing to the current ``sys.stderr``
+    (replaced on each call, so repeated in-process runs do not write to a stale stream).
+    """
+    global _handler
     level = _LEVELS.get(level_name, logging.WARNING)
     root = logging.getLogger("vtremote")
     root.setLevel(level)
-    global _handler
-    if _handler is None:
-        handler: logging.Handler
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.logging import RichHandler
+    if _handler is not None:
+        root.removeHandler(_handler)
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
 
-            handler = RichHandler(console=Console(file=sys.stderr), show_time=False, show_path=False)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-        else:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("vtremote: %(levelname)s: %(message)s"))
-        _handler = handler
-        root.addHandler(handler)
-    for h in root.handlers:
-        h.setLevel(level)
+        handler = RichHandler(console=Console(file=sys.stderr), show_time=False, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("vtremote: %(levelname)s: %(message)s"))
+    handler.setLevel(level)
+    root.addHandler(handler)
+    _handler = handler
 
 
 def _error(message: str) -> None:
