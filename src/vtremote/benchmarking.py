@@ -331,7 +331,7 @@ class ServerProcess:
         return self._stderr.read()
 
     def start(self) -> ServerProcess:
-        # Closed in __exit__ (kept open after stop() so a failure can still show it).
+        # Closed by stop(); read by stderr_text() when the server fails.
         self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         cmd = [
             sys.executable,
@@ -363,9 +363,9 @@ class ServerProcess:
             line = self.proc.stdout.readline()
             if not line:
                 code = self.proc.wait()
-                raise RuntimeError(
-                    f"vtremoted exited with status {code} before listening:\n{self.stderr_text()}"
-                )
+                text = self.stderr_text()
+                self.stop()
+                raise RuntimeError(f"vtremoted exited with status {code} before listening:\n{text}")
             m = LISTENING.search(line)
             if m:
                 host, _, port = m.group(1).rpartition(":")
@@ -386,6 +386,9 @@ class ServerProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.proc = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -398,9 +401,6 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
 
 # --- raw socket ceiling ----------------------------------------------------------------------
@@ -614,6 +614,7 @@ def _encode_run(
         with Stopwatch(server_pid) as sw:
             for _, frame in cycle_frames(frames, count):
                 packets += len(enc.encode(frame))
+            frame_bytes = enc._transport.bytes_sent - sent0  # every FRAME is sent by now
             packets += len(enc.flush())
         sent = enc._transport.bytes_sent - sent0
         received = enc._transport.bytes_received - recv0
@@ -625,6 +626,7 @@ def _encode_run(
         "seconds": sw.wall,
         "frames": count,
         "bytes_sent": sent,
+        "frame_bytes": frame_bytes,
         "bytes_received": received,
         "client_cpu_s": sw.cpu,
         "server_cpu_s": sw.server_cpu,
@@ -698,7 +700,7 @@ def run_wire(
             entry: dict[str, Any] = {"raw": best_raw}
             for mode in modes:
                 best = max(runs[mode], key=lambda r: r["fps"])
-                per_frame = best["bytes_sent"] / frames
+                per_frame = best["frame_bytes"] / frames
                 entry[mode] = {
                     "fps": round(best["fps"], 1),
                     "gbps": round(best["fps"] * picture_bytes / 1e9, 3),

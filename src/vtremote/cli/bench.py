@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from vtremote import benchmarking as bm
+from vtremote.errors import VTRemoteError
 
 # --- tables ----------------------------------------------------------------------------------
 
@@ -656,13 +658,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    # The null engine's CONFIGURE_ACK warning ("packets are placeholders") would be
+    # logged once per session; the benchmark knows, so keep the client quiet meanwhile.
+    client_log = logging.getLogger("vtremote.client")
+    level = client_log.level
+    client_log.setLevel(logging.ERROR)
     try:
         result = run(args)
     except KeyboardInterrupt:
         return 130
-    except (RuntimeError, OSError, ValueError) as e:
+    except (RuntimeError, OSError, ValueError, VTRemoteError) as e:
         print(f"vtremote bench {args.command}: {e}", file=sys.stderr)
         return 1
+    finally:
+        client_log.setLevel(level)
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
