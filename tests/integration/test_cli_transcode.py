@@ -334,3 +334,31 @@ def test_time_base_is_the_frame_rate(server, tmp_path: Path, capsys: pytest.Capt
         durations = {p.duration for p in c.demux(s) if p.size}
     assert len(durations) == 1  # every frame lasts exactly 1/24 s
     assert Fraction(durations.pop()) * s.time_base == Fraction(1, 24)
+
+
+def test_raw_h264_input_without_timestamps(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tmp_path / "clip.h264"
+    rc, _, err = run(capsys, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "1", "-c:v", "libx264", "-f", "h264", raw)
+    assert rc == 0, err
+    out = tmp_path / "out.mp4"
+    rc, _, err = run(
+        capsys, "-framerate", "30", "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-i", raw,
+        "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, out,
+    )
+    assert rc == 0, err
+    v = video_info(out)
+    assert v["frames"] == 30 and strictly_increasing(v["dts"])
+    assert abs(v["duration"] - 1.0) < 0.05
+
+
+def test_subtitles_mp4(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_av_mkv(tmp_path / "in.mkv", n=12, width=320, height=180, rate=24)
+    out = tmp_path / "out.mp4"
+    args = ["-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-c:a", "copy"]
+    rc, _, err = run(capsys, *args, out)
+    assert rc == 0, err
+    assert "subtitle stream 0:2 (srt) left out: mp4 cannot hold it" in err
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+    rc, _, err = run(capsys, "-y", *args, "-c:s", "copy", out)
+    assert rc == 1 and "cannot copy stream 0:2 (srt) into mp4" in err

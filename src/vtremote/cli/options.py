@@ -347,7 +347,7 @@ _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
     ("profile", ("-profile:v", "-profile", "-vprofile"), True, "out", "codec profile (baseline, main, high, main10...)"),
     ("level", ("-level", "-level:v"), True, "out", "codec level, e.g. 4.1"),
     ("pix_fmt", ("-pix_fmt", "-pix_fmt:v"), True, "out", "pixel format (nv12 / p010le for remote encoders)"),
-    ("rate", ("-r", "-r:v"), True, "out", "output frame rate"),
+    ("rate", ("-r", "-r:v"), True, "both", "frame rate (before -i: of a raw input, as -framerate)"),
     ("size", ("-s", "-s:v"), True, "out", "output frame size WxH"),
     ("vf", ("-vf", "-filter:v"), True, "out", "video filter chain (PyAV filter graph)"),
     ("frames", ("-frames:v", "-vframes"), True, "out", "stop after this many video frames"),
@@ -575,6 +575,8 @@ def _apply_input(spec: InputSpec, ev: _Event) -> None:
             spec.audio_codec = value
     elif ev.dest in ("framerate", "video_size"):
         spec.options[ev.dest] = value
+    elif ev.dest == "rate":
+        spec.options["framerate"] = str(parse_rate(value))
     elif ev.dest == "threads":
         spec.options["threads"] = value
     else:  # pragma: no cover - _WHERE keeps output-only options away

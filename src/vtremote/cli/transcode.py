@@ -355,7 +355,7 @@ class CopyHandler(Handler):
         except ValueError as e:
             raise JobError(
                 f"cannot copy stream {inp.index}:{in_stream.index} ({in_stream.codec_context.name if in_stream.codec_context else in_stream.type}) "
-                f"into {job.output_format}: {e}"
+                f"into {job.output_format}: {e} (leave it out with -{in_stream.type[0]}n or -map, or choose another container)"
             ) from e
         self.video = in_stream.type == "video"
         self.trimmed = inp.spec.seek > 0 or job.cmd.output.seek > 0
@@ -487,6 +487,8 @@ class VideoHandler(Handler):
         self.local_ctx: Any = None
         self.durations: dict[int, int] = {}
         self.decoder: RemoteDecoder | None = None
+        self.synthetic: bool | None = None  # True: the input has no timestamps (decided on its first packet)
+        self.next_pts = 0
         self.time_base: Fraction | None = None  # the encoder's, decided by the first frame
         self.last_pts: int | None = None
         self.dropped = 0
@@ -536,6 +538,10 @@ class VideoHandler(Handler):
             return
         if packet.size == 0:
             return  # end-of-stream marker of the demuxer; finish() drains
+        if self.synthetic is None:
+            # Raw elementary streams (.h264, .hevc) carry no timestamps: number the
+            # frames in output order instead, as ffmpeg's best-effort timestamps do.
+            self.synthetic = packet.pts is None and packet.dts is None
         if self.decoder is not None:
             frames = self.decoder.decode(packet)
         else:
@@ -548,9 +554,14 @@ class VideoHandler(Handler):
             self._decoded(frame)
 
     def _decoded(self, frame: VideoFrame) -> None:
-        if self.done or frame.pts is None:
+        if self.done:
             return
         tb = frame.time_base or self.in_stream.time_base
+        if self.synthetic or frame.pts is None:
+            # One frame at the stream's rate (raw demuxers assume 25 fps unless -framerate says).
+            step = max(round(1 / (self.rate * tb)), 1) if self.rate else (frame.duration or 1)
+            frame.pts = self.next_pts
+            self.next_pts += step
         t_out = float(frame.pts * tb) - self.origin
         if self.end is not None and t_out >= self.end - 1e-9:
             self._stop()
@@ -805,6 +816,28 @@ def _default_streams(inputs: list[Input], out: OutputSpec) -> list[tuple[Input, 
     return picked
 
 
+def _drop_uncopyable_subtitles(chosen: list[tuple[Input, Any]], output: Any, out: OutputSpec) -> list[tuple[Input, Any]]:
+    """Automatic selection only: leave out subtitles the container cannot hold.
+
+    ffmpeg would convert them (SubRip -> mov_text for MP4); vtremote copies
+    subtitles only, so it says what it leaves out instead of failing the run.
+    """
+    if "s" in out.codecs:  # -c:s given: the user asked for these subtitles
+        return chosen
+    supported = output.supported_codecs
+    kept = []
+    for inp, stream in chosen:
+        name = stream.codec_context.name if stream.codec_context is not None else stream.type
+        if stream.type == "subtitle" and name not in supported:
+            log.warning(
+                "subtitle stream %d:%d (%s) left out: %s cannot hold it and vtremote does not convert subtitles",
+                inp.index, stream.index, name, output.format.name,
+            )
+            continue
+        kept.append((inp, stream))
+    return kept
+
+
 def _match(spec: MapSpec, stream: Any) -> bool:
     if spec.type is not None:
         kind = {"v": "video", "a": "audio", "s": "subtitle", "d": "data"}[spec.type]
@@ -952,6 +985,8 @@ class Job:
         self._open_output()
         self.inputs = [Input(i, spec) for i, spec in enumerate(self.cmd.inputs)]
         selected = select_streams(self.inputs, out)
+        if not out.maps:
+            selected = _drop_uncopyable_subtitles(selected, self.output, out)
         if not selected:
             raise UsageError("no stream selected for the output (check -map / -an / -vn / -sn)")
         if self._needs_remote() and self._named_host() is None:

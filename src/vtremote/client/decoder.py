@@ -205,7 +205,9 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         data: m.Buffer = memoryview(packet)
         if self._nal_length_size:
             data = annexb.length_prefixed_to_annexb(data, self._nal_length_size)
-        pts = packet.pts if packet.pts is not None else 0  # NOPTS travels as 0 (VTR1.md §5.2)
+        # A missing pts travels as the dts, or as 0 when both are missing (the reference
+        # always sends 0, VTR1.md §5.2, which gives every frame of such a stream pts 0).
+        pts = packet.pts if packet.pts is not None else (packet.dts if packet.dts is not None else 0)
         dts = packet.dts if packet.dts is not None else pts
         duration = packet.duration if packet.duration and packet.duration > 0 else 0
         self._wait(self._window_open, lambda: f"{self.in_flight} packets were unanswered (window {self.window})")
