@@ -134,11 +134,14 @@ def parse_compression(value: str | int | WireCompression) -> WireCompression | N
 def auto_compression(peer_is_loopback: bool) -> WireCompression:
     """What ``auto`` means: raw planes on loopback, zstd across a network.
 
-    On loopback the "network" is a memory copy: compressing costs more CPU time
-    than the bytes it saves (docs/benchmarks.md has the numbers), so planes go
-    raw. Across a LAN bandwidth is the limit and zstd level 1 (the reference
-    default, VTR1.md §4) typically halves or quarters a frame at a speed the two
-    parallel compressors sustain.
+    On loopback the "network" is a memory copy and compressing only costs CPU.
+    Measured here (2-core VM, 1080p NV12 through the null engine, best of two
+    runs of 120 frames): testsrc2 none 2024 fps / lz4 1584 / zstd 1143; a noisy
+    source none 1409 / lz4 453 / zstd 516. So planes go raw on loopback.
+    Across a LAN the wire is the limit (1 GbE carries ~40 raw 1080p frames/s):
+    zstd level 1, the reference default (VTR1.md §4), sent 0.10 MB (testsrc2)
+    and 0.23 MB (noise) per 3.1 MB frame against lz4's 0.15 / 0.48 MB, which
+    makes it the faster choice on noisy, camera-like content.
     """
     return WireCompression.NONE if peer_is_loopback else WireCompression.ZSTD
 
