@@ -72,6 +72,16 @@ class ServerProcess:
                 raise AssertionError(f"server exited ({self.proc.returncode}) before /{pattern}/:\n{self.stderr_text()}")
             time.sleep(0.05)
 
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Wait for the process to exit by itself (--once, a signal already sent)."""
+        try:
+            rc = self.proc.wait(timeout)
+        finally:
+            if self.proc.stdout is not None and self.proc.poll() is not None:
+                self.proc.stdout.close()
+        self.stopped = True
+        return rc
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
         """Send ``sig`` and wait for the exit status."""
         if self.proc.poll() is None:

@@ -94,13 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         parser.error(str(e))
     server = Server(config)
-    try:
-        server.start()
-    except (VTRemoteError, OSError) as e:
-        log.error("cannot start: %s", e)
-        return 1
-    print(f"vtremoted listening on {format_address(*server.address)}", flush=True)
-
     signals_seen = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -112,8 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s received: draining sessions (Ctrl-C again to exit at once)", signal.Signals(signum).name)
         server.request_shutdown()
 
+    # Handlers first: once the listening line is out, a signal must drain, not kill.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.start()
+    except (VTRemoteError, OSError) as e:
+        log.error("cannot start: %s", e)
+        return 1
+    print(f"vtremoted listening on {format_address(*server.address)}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # a signal arriving before the handler was installed
