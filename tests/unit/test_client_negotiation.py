@@ -544,3 +544,28 @@ def test_decoder_reports_p010_from_the_ack_and_decompresses() -> None:
     plane = frame.planes[0]
     got = bytes(memoryview(plane))
     assert b"".join(got[r * plane.line_size : r * plane.line_size + w * 2] for r in range(h)) == luma[: w * 2 * h]
+
+
+def test_sendmsg_all_survives_partial_writes() -> None:
+    """A FRAME larger than the socket buffer goes out in pieces, in order, without copies."""
+    from vtremote.client.transport import _sendmsg_all
+
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    a.settimeout(10)
+    parts = [b"head", bytes(range(256)) * 2000, memoryview(bytearray(b"\x07" * 300_001))[1:], b"", b"tail"]
+    want = b"".join(bytes(p) for p in parts)
+    got = bytearray()
+
+    def reader() -> None:
+        while len(got) < len(want):
+            time.sleep(0.001)  # slow reader: forces partial sendmsg calls
+            got.extend(b.recv(65536))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    _sendmsg_all(a, parts)
+    t.join(10)
+    a.close()
+    b.close()
+    assert bytes(got) == want

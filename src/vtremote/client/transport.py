@@ -159,19 +159,30 @@ def _reason(exc: OSError) -> str:
 def _sendmsg_all(sock: socket.socket, buffers: Sequence[m.Buffer]) -> None:
     """Write every byte of ``buffers`` with as few ``sendmsg`` calls as the kernel allows.
 
-    No copy: partial writes advance memoryview slices of the same buffers.
+    No copy: the buffers go to the kernel as they are; only after a partial
+    write (a large FRAME meeting a full socket buffer) are the rest sliced as
+    memoryviews of the same buffers.
     """
-    views = [b if isinstance(b, memoryview) and b.format == "B" and b.ndim == 1 else memoryview(b).cast("B") for b in buffers if len(b)]
+    total = sum(m.nbytes(b) for b in buffers)
+    sent = sock.sendmsg(buffers[:_IOV_MAX])
+    if sent == total:
+        return
+    views = [b if isinstance(b, memoryview) and b.format == "B" and b.ndim == 1 else memoryview(b).cast("B") for b in buffers if m.nbytes(b)]
+    _advance(views, sent)
     while views:
-        sent = sock.sendmsg(views[:_IOV_MAX])
-        while sent:
-            head = views[0]
-            if sent >= head.nbytes:
-                sent -= head.nbytes
-                views.pop(0)
-            else:
-                views[0] = head[sent:]
-                sent = 0
+        _advance(views, sock.sendmsg(views[:_IOV_MAX]))
+
+
+def _advance(views: list[memoryview], sent: int) -> None:
+    """Drop the first ``sent`` bytes from the front of ``views`` (in place)."""
+    while sent:
+        head = views[0]
+        if sent >= head.nbytes:
+            sent -= head.nbytes
+            views.pop(0)
+        else:
+            views[0] = head[sent:]
+            sent = 0
 
 
 class Transport:
