@@ -52,7 +52,8 @@ class Server:
         self._config = config or ServerConfig()
         self._listener: socket.socket | None = None
         self._address: tuple[str, int] | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r: socket.socket | None = None  # wakes the accept loop on shutdown
+        self._wake_w: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._sessions: dict[threading.Thread, Session] = {}
@@ -130,6 +131,7 @@ class Server:
             raise RuntimeError("server already started")
         self._select_engines()
         self._listener = self._bind()
+        self._wake_r, self._wake_w = socket.socketpair()
         addr = self._listener.getsockname()
         self._address = (str(addr[0]), int(addr[1]))
         self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="vtremoted-planes")
@@ -194,14 +196,15 @@ class Server:
 
     def _accept_loop(self) -> None:
         listener = self._listener
-        assert listener is not None
+        wake = self._wake_r
+        assert listener is not None and wake is not None
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ)
-        sel.register(self._wake_r, selectors.EVENT_READ)
+        sel.register(wake, selectors.EVENT_READ)
         try:
             while not self._shutting_down:
                 for key, _ in sel.select():
-                    if key.fileobj is self._wake_r:
+                    if key.fileobj is wake:
                         return
                     try:
                         conn, addr = listener.accept()
@@ -263,8 +266,9 @@ class Server:
                 return
             self._shutting_down = True
             self._stop_requested.set()
-            with contextlib.suppress(OSError):
-                self._wake_w.send(b"x")
+            if self._wake_w is not None:
+                with contextlib.suppress(OSError):
+                    self._wake_w.send(b"x")
             if self._accept_thread is not None:
                 self._accept_thread.join()
             if self._listener is not None:
@@ -285,8 +289,9 @@ class Server:
                     t.join(5.0)
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
-            self._wake_r.close()
-            self._wake_w.close()
+            for sock in (self._wake_r, self._wake_w):
+                if sock is not None:
+                    sock.close()
             self._stopped.set()
             log.info("stopped")
 

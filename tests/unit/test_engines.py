@@ -1,0 +1,296 @@
+"""Engines in-process: option parsing, the delay budget, GOP, bit depth, registry, probes.
+
+Hardware engines are exercised for real only when ``VTREMOTE_HW_ENGINE`` names
+one (``nvenc``, ``qsv``, ``vaapi``, ``videotoolbox``); elsewhere their probes
+must fail cleanly, naming what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+
+import av
+import pytest
+from av.video.frame import PictureType
+
+from vtremote.engines import MAX_FRAME_DELAY, StreamConfig, registry
+from vtremote.engines.base import Engine
+from vtremote.engines.null import NullEngine
+from vtremote.engines.options import (
+    FLAG_CLOSED_GOP,
+    FLAG_GLOBAL_HEADER,
+    FLAG_QSCALE,
+    check_decode_options,
+    parse_encode_options,
+)
+from vtremote.engines.software import SoftwareEngine, crf_for_quality
+from vtremote.errors import ConfigError, EngineUnavailableError, UnsupportedConfigError
+from vtremote.wire import annexb
+from vtremote.wire.constants import PixelFormat
+from vtremote.wire.messages import Configure
+
+HW_ENGINE = os.environ.get("VTREMOTE_HW_ENGINE", "")
+HARDWARE = ("nvenc", "qsv", "vaapi", "videotoolbox")
+W, H = 128, 72
+
+
+def grey_frames(n: int, pix_fmt: str = "nv12", width: int = W, height: int = H) -> list[av.VideoFrame]:
+    """Frames with a moving gradient (so encoders produce real P/B decisions)."""
+    import numpy as np
+
+    out = []
+    for i in range(n):
+        frame = av.VideoFrame(width, height, pix_fmt)
+        for j, plane in enumerate(frame.planes):
+            arr = np.frombuffer(plane, dtype=np.uint8)
+            arr[:] = (np.arange(arr.size, dtype=np.uint32) * (3 + j) + i * 7).astype(np.uint8)
+        if pix_fmt == "p010le":  # keep 10-bit samples in the high bits
+            for plane in frame.planes:
+                arr = np.frombuffer(plane, dtype=np.uint16)
+                arr[:] = arr & 0xFFC0
+        out.append(frame)
+    return out
+
+
+def encode_config(codec: str = "h264", pix_fmt: PixelFormat = PixelFormat.NV12, **options: str) -> StreamConfig:
+    return StreamConfig(mode="encode", codec=codec, width=W, height=H, pix_fmt=pix_fmt,
+                        time_base=Fraction(1, 30), framerate=Fraction(30), options={"mode": "encode", **options})
+
+
+def run_engine(engine: Engine, frames: list[av.VideoFrame], forced: tuple[int, ...] = ()) -> tuple[int, list]:
+    """Feed frames (pts = index); returns (frames fed before the first packet, all packets)."""
+    packets: list = []
+    first = -1
+    for i, frame in enumerate(frames):
+        frame.pts = i
+        frame.pict_type = PictureType.I if i in forced else PictureType.NONE
+        out = engine.encode(frame)
+        if out and first < 0:
+            first = i
+        packets += out
+    packets += engine.encode(None)
+    engine.close()
+    return first, packets
+
+
+# --- options -------------------------------------------------------------------------------
+
+
+def test_parse_encode_options_like_the_reference() -> None:
+    s, warnings = parse_encode_options({
+        "mode": "encode", "wire_compression": "2", "bitrate": "300000", "gop": "30",
+        "flags": str(-(1 << 31) | FLAG_GLOBAL_HEADER), "entropy": "0", "realtime": "0", "a53_cc": "1",
+        "constant_bit_rate": "1", "ext_decode_pipeline": "1",
+    })
+    assert warnings == []
+    assert (s.bitrate, s.gop, s.entropy, s.realtime, s.a53_cc) == (300000, 30, 0, 0, 1)
+    assert s.flags == FLAG_CLOSED_GOP | FLAG_GLOBAL_HEADER  # signed int32 on the wire
+    assert s.constant_bit_rate and s.unhonoured_flags == 0
+    assert s.qmin == -1 and s.profile == -99  # reference defaults (VTR1.md §3.3)
+
+
+def test_parse_encode_options_warns_instead_of_guessing() -> None:
+    s, warnings = parse_encode_options({"bitrate": "3M", "gop": " 12", "mystery": "1", "allow_sw": "maybe"})
+    assert s.bitrate == 0 and s.gop == 12
+    assert any("bitrate='3M'" in w for w in warnings)
+    assert any("mystery" in w for w in warnings)
+    assert any("allow_sw='maybe'" in w for w in warnings)
+
+
+def test_quality_as_the_reference_computes_it() -> None:
+    assert parse_encode_options({"global_quality": "50"})[0].quality == 0.5
+    qscale = parse_encode_options({"global_quality": str(118 * 70), "flags": str(FLAG_QSCALE)})[0]
+    assert qscale.quality == pytest.approx(0.7)
+    assert parse_encode_options({})[0].quality is None
+    assert crf_for_quality(1.0) == 0 and crf_for_quality(0.0) == 51
+
+
+def test_decode_options() -> None:
+    assert check_decode_options({"mode": "decode", "wire_compression": "2", "color_trc": "1"}) == []
+    assert check_decode_options({"bitrate": "1"}) == ["unknown option bitrate='1' ignored by a decode session"]
+
+
+def test_stream_config_from_configure() -> None:
+    cfg = StreamConfig.from_configure("h264", Configure(320, 180, 1, 0, 1, 0, 1, (("mode", "decode"),)))
+    assert cfg.mode == "decode" and cfg.time_base == 1 and cfg.framerate is None
+    with pytest.raises(UnsupportedConfigError, match="pix_fmt=9"):
+        StreamConfig.from_configure("h264", Configure(320, 180, 9))
+    with pytest.raises(UnsupportedConfigError, match="codec 'vp9'"):
+        StreamConfig.from_configure("vp9", Configure(320, 180, 1))
+    with pytest.raises(ConfigError, match="0x180"):
+        StreamConfig.from_configure("h264", Configure(0, 180, 1))
+    enc = StreamConfig.from_configure("h264", Configure(320, 180, 1, 1, 90000, 30000, 1001))
+    assert enc.rate == Fraction(30000, 1001) and enc.frame_ticks == 3003
+
+
+# --- software engine ---------------------------------------------------------------------------
+
+DELAY_CASES = [
+    ("h264", {}),
+    ("h264", {"max_b_frames": "16"}),
+    ("h264", {"max_b_frames": "3", "prio_speed": "0"}),
+    ("h264", {"realtime": "1"}),
+    ("h264", {"max_b_frames": "2", "bitrate": "200000", "maxrate": "300000"}),
+    ("hevc", {}),
+    ("hevc", {"max_b_frames": "4"}),
+    ("hevc", {"max_b_frames": "1", "prio_speed": "0"}),
+    ("hevc", {"realtime": "1"}),
+]
+
+
+@pytest.mark.parametrize(("codec", "options"), DELAY_CASES)
+def test_encoder_delay_and_one_packet_per_frame(codec: str, options: dict[str, str]) -> None:
+    engine = SoftwareEngine()
+    record = engine.open(encode_config(codec, **options))
+    assert record[0] == 1  # avcC/hvcC version byte
+    first, packets = run_engine(engine, grey_frames(24))
+    assert 0 <= first <= MAX_FRAME_DELAY, f"first packet after {first + 1} frames"
+    assert sorted(p.pts for p in packets) == list(range(24))
+    dts = [p.dts for p in packets]
+    assert all(a < b for a, b in zip(dts, dts[1:], strict=False)) and all(p.dts <= p.pts for p in packets)
+    if options.get("realtime") == "1":
+        assert first == 0  # zero latency
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_gop_is_exact_and_forced_idr_restarts_it(codec: str) -> None:
+    engine = SoftwareEngine()
+    engine.open(encode_config(codec, gop="8", max_b_frames="2"))
+    _, packets = run_engine(engine, grey_frames(30), forced=(11,))
+    keys = sorted(p.pts for p in packets if p.is_keyframe)
+    assert keys == [0, 8, 11, 19, 27]
+    for p in packets:  # the flag is a real IDR/IRAP
+        assert p.is_keyframe == annexb.is_keyframe(codec, bytes(p))
+
+
+@pytest.mark.parametrize(("pix_fmt", "options", "depth"), [
+    (PixelFormat.P010, {}, 10),
+    (PixelFormat.NV12, {}, 8),
+    (PixelFormat.NV12, {"profile": "2"}, 10),  # Main10 from 8-bit input, as VideoToolbox does
+    (PixelFormat.P010, {"profile": "1"}, 8),
+])
+def test_hevc_bit_depth_follows_format_and_profile(pix_fmt: PixelFormat, options: dict[str, str], depth: int) -> None:
+    engine = SoftwareEngine()
+    record = engine.open(encode_config("hevc", pix_fmt, **options))
+    sps = [n for n in annexb.parse_hvcc(record).nals if annexb.nal_type("hevc", n) == annexb.HEVC_SPS][0]
+    assert annexb.parse_hevc_sps(sps).bit_depth_luma == depth
+    fmt = "p010le" if pix_fmt is PixelFormat.P010 else "nv12"
+    _, packets = run_engine(engine, grey_frames(3, fmt))
+    assert len(packets) == 3
+
+
+def test_h264_refuses_p010() -> None:
+    with pytest.raises(UnsupportedConfigError, match="NV12 only"):
+        SoftwareEngine().open(encode_config("h264", PixelFormat.P010))
+
+
+def test_baseline_drops_b_frames_and_cabac_with_warnings() -> None:
+    engine = SoftwareEngine()
+    record = engine.open(encode_config("h264", profile="66", max_b_frames="2", entropy="2"))
+    text = " ".join(engine.warnings)
+    assert "max_b_frames=2" in text and "CABAC" in text
+    assert annexb.parse_h264_sps(annexb.parse_avcc(record).nals[0]).profile_idc == 66
+    _, packets = run_engine(engine, grey_frames(10))
+    assert [p.pts for p in packets] == list(range(10))  # no reordering
+
+
+def test_decoder_reports_p010_for_10_bit_streams() -> None:
+    enc = SoftwareEngine()
+    record = enc.open(encode_config("hevc", PixelFormat.P010))
+    _, packets = run_engine(enc, grey_frames(4, "p010le"))
+    dec = SoftwareEngine()
+    dec.open(StreamConfig(mode="decode", codec="hevc", width=W, height=H, pix_fmt=PixelFormat.NV12,
+                          extradata=record))
+    assert dec.output_pix_fmt is PixelFormat.P010
+    frames = []
+    for p in packets:
+        frames += dec.decode(p)
+    frames += dec.decode(None)
+    assert len(frames) == 4
+
+
+# --- null engine ---------------------------------------------------------------------------
+
+
+def test_null_engine() -> None:
+    engine = NullEngine()
+    assert engine.open(encode_config(gop="4")) == b""
+    first, packets = run_engine(engine, grey_frames(9), forced=(6,))
+    assert first == 0 and [p.pts for p in packets] == list(range(9))
+    assert [p.pts for p in packets if p.is_keyframe] == [0, 4, 6]
+    dec = NullEngine()
+    dec.open(StreamConfig(mode="decode", codec="h264", width=64, height=36, pix_fmt=PixelFormat.P010))
+    pkt = av.Packet(b"\0\0\0\1\x65")
+    pkt.pts = 7
+    (frame,) = dec.decode(pkt)
+    assert (frame.width, frame.height, frame.format.name, frame.pts) == (64, 36, "p010le", 7)
+
+
+# --- registry and probes -------------------------------------------------------------------------
+
+
+def test_registry_names() -> None:
+    assert registry.canonical("software") == "x264"
+    with pytest.raises(ConfigError, match="unknown engine 'vp9'"):
+        registry.canonical("vp9")
+    assert "null" not in registry.AUTO_ORDER
+    assert registry.AUTO_ORDER[-1] == "x264"
+    assert registry.AUTO_ORDER.index("videotoolbox") < registry.AUTO_ORDER.index("nvenc")
+    assert registry.resolve("null", "h264", "encode") is NullEngine
+
+
+def test_auto_picks_a_working_engine_never_null() -> None:
+    for codec in ("h264", "hevc"):
+        for mode in ("encode", "decode"):
+            cls = registry.resolve("auto", codec, mode)
+            assert cls.name != "null" and cls.probe(codec, mode)  # type: ignore[arg-type]
+
+
+def test_engines_are_imported_only_when_chosen() -> None:
+    code = (
+        "import sys\n"
+        "from vtremote.engines import registry\n"
+        "registry.engine_class('x264')\n"
+        "assert not any(m in sys.modules for m in ('vtremote.engines.nvenc', 'vtremote.engines.vaapi')), sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", [n for n in HARDWARE if n != HW_ENGINE])
+def test_missing_hardware_fails_cleanly(name: str) -> None:
+    cls = registry.engine_class(name)
+    assert cls.hardware
+    reason = cls.probe_error("h264", "encode")
+    if reason is None:
+        pytest.skip(f"{name} works on this host; set VTREMOTE_HW_ENGINE={name} to test it")
+    with pytest.raises(EngineUnavailableError, match=f"engine {name} cannot encode h264 here"):
+        registry.resolve(name, "h264", "encode")
+    assert cls.requirement in reason  # names what is missing
+    assert cls.probe_error("h264", "encode") is reason  # cached: probed once
+
+
+@pytest.mark.hardware
+@pytest.mark.skipif(HW_ENGINE not in HARDWARE, reason="set VTREMOTE_HW_ENGINE to a hardware engine")
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_hardware_engine_round_trip(codec: str) -> None:
+    cls = registry.resolve(HW_ENGINE, codec, "encode")
+    engine = cls()
+    config = StreamConfig(mode="encode", codec=codec, width=320, height=192, pix_fmt=PixelFormat.NV12,
+                          time_base=Fraction(1, 30), framerate=Fraction(30),
+                          options={"gop": "10", "bitrate": "500000", "max_b_frames": "2"})
+    record = engine.open(config)
+    first, packets = run_engine(engine, grey_frames(30, width=320, height=192), forced=(13,))
+    assert first <= MAX_FRAME_DELAY
+    assert sorted(p.pts for p in packets) == list(range(30))
+    assert {0, 10, 13} <= {p.pts for p in packets if p.is_keyframe}
+    dec = registry.resolve(HW_ENGINE, codec, "decode")()
+    dec.open(StreamConfig(mode="decode", codec=codec, width=320, height=192, pix_fmt=PixelFormat.NV12,
+                          extradata=record))
+    frames = []
+    for p in packets:
+        frames += dec.decode(p)
+    frames += dec.decode(None)
+    assert len(frames) == 30
