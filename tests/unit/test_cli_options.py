@@ -17,7 +17,7 @@ from vtremote.cli.options import (
     parse_size,
     parse_time,
 )
-from vtremote.cli.transcode import split_filter_chain
+from vtremote.cli.transcode import chain_rate, split_filter_chain
 from vtremote.client.encoder import EncoderSettings
 from vtremote.wire.constants import WireCompression
 
@@ -155,6 +155,14 @@ def test_filter_chain_split() -> None:
     assert split_filter_chain(r"select=eq(n\,0)") == [("select", r"eq(n\,0)")]
     with pytest.raises(UsageError, match="filter_complex"):
         split_filter_chain("[in]scale=2:2[out]")
+
+
+def test_chain_rate() -> None:
+    base = Fraction(30)
+    assert chain_rate(split_filter_chain("scale=640:360"), base) == 30
+    assert chain_rate(split_filter_chain("fps=60,scale=2:2"), base) == 60
+    assert chain_rate(split_filter_chain("fps=fps=30000/1001:round=near"), base) == Fraction(30000, 1001)
+    assert chain_rate(split_filter_chain("framerate=rate=50"), None) == 50
 
 
 # --- main(): dispatch and exit codes -------------------------------------------------------------------

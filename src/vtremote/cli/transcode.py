@@ -48,6 +48,7 @@ from vtremote.cli.options import (
     RemoteOptions,
     UsageError,
     parse_force_key_frames,
+    parse_rate,
 )
 from vtremote.cli.progress import JobStats, ProgressDisplay
 from vtremote.client import RemoteDecoder, RemoteEncoder
@@ -85,6 +86,28 @@ def _seconds(ts: int | None, tb: Fraction | None) -> float | None:
 
 def _ticks(seconds: float, tb: Fraction) -> int:
     return round(Fraction(seconds).limit_denominator(1_000_000) / tb)
+
+
+#: Filters that never change frame timing: with only these the encoder still counts in 1/rate.
+TIMING_NEUTRAL_FILTERS = frozenset(
+    ["scale", "format", "crop", "pad", "hflip", "vflip", "transpose", "rotate", "setsar", "setdar", "drawtext", "drawbox", "drawgrid", "eq", "hue", "noise", "unsharp", "boxblur", "gblur", "smartblur", "deband", "colorspace", "colorchannelmixer", "colorlevels", "curves", "lut", "lutrgb", "lutyuv", "negate", "null", "copy", "fade", "vignette", "sharpen", "convolution", "scale2ref", "zscale"]
+)
+#: Filters that set a new constant frame rate (their ``fps``/``rate`` argument).
+RATE_FILTERS = frozenset({"fps", "framerate"})
+
+
+def chain_rate(chain: list[tuple[str, str | None]], default: Fraction | None) -> Fraction | None:
+    """The frame rate after the chain: the last fps/framerate filter's, else ``default``."""
+    rate = default
+    for name, args in chain:
+        if name in RATE_FILTERS and args:
+            first = args.split(":")[0]
+            named = {k: v for k, _, v in (p.partition("=") for p in args.split(":")) if v}
+            value = named.get("fps", named.get("rate", first if "=" not in first else None))
+            if value:
+                with contextlib.suppress(UsageError):
+                    rate = parse_rate(value)
+    return rate
 
 
 def split_filter_chain(text: str) -> list[tuple[str, str | None]]:
@@ -472,8 +495,13 @@ class VideoHandler(Handler):
         self.remote_codec = out.remote_codec
         self.shift = _ticks(self.origin, in_stream.time_base)
         self.sar = in_stream.codec_context.sample_aspect_ratio or None
-        self.rate: Fraction | None = out.rate or in_stream.average_rate or in_stream.guessed_rate or None
+        #: The input's frame rate (raw demuxers guess 25 unless -framerate is given).
+        self.in_rate: Fraction | None = in_stream.average_rate or in_stream.guessed_rate or None
         chain = split_filter_chain(out.video_filter) if out.video_filter else []
+        #: The encoder's frame rate: -r, a rate set by the filters, or the input's.
+        self.rate = out.rate or chain_rate(chain, self.in_rate)
+        #: Count in 1/rate (as ffmpeg does) unless the filters retime frames in ways we cannot know.
+        self.cfr = out.rate is not None or all(name in TIMING_NEUTRAL_FILTERS or name in RATE_FILTERS for name, _ in chain)
         if out.size is not None:
             chain.append(("scale", f"{out.size[0]}:{out.size[1]}"))
         if out.rate is not None:
@@ -481,7 +509,6 @@ class VideoHandler(Handler):
         self.filter = VideoFilter(chain) if chain else None
         self.key_times, self.key_every = parse_force_key_frames(out.force_key_frames) if out.force_key_frames else ([], None)
         self.forced = 0
-        self.frames_in = 0
         self.frames_out = 0
         self.encoder: RemoteEncoder | None = None
         self.local_ctx: Any = None
@@ -558,30 +585,24 @@ class VideoHandler(Handler):
             return
         tb = frame.time_base or self.in_stream.time_base
         if self.synthetic or frame.pts is None:
-            # One frame at the stream's rate (raw demuxers assume 25 fps unless -framerate says).
-            step = max(round(1 / (self.rate * tb)), 1) if self.rate else (frame.duration or 1)
+            # One frame at the input's rate (raw demuxers assume 25 fps unless -framerate says).
+            step = max(round(1 / (self.in_rate * tb)), 1) if self.in_rate else (frame.duration or 1)
             frame.pts = self.next_pts
             self.next_pts += step
         t_out = float(frame.pts * tb) - self.origin
         if self.end is not None and t_out >= self.end - 1e-9:
-            self._stop()
+            self.done = True  # -t reached: the rest of the input is not needed
             return
         if t_out < -1e-9:
             return  # before -ss
         frame.pts -= self.shift
         frame.time_base = tb
         frame.pict_type = av.video.frame.PictureType.NONE  # ffmpeg: keyframes only where forced
-        self.frames_in += 1
         if self.filter is None:
             self._encode(frame)
         else:
             for out in self.filter.process(frame, self.sar):
                 self._encode(out)
-
-    def _stop(self) -> None:
-        """-t or -frames:v reached: the rest of the input is not needed."""
-        if not self.done:
-            self.done = True
 
     # -- encoding ------------------------------------------------------------------------------
 
@@ -608,7 +629,7 @@ class VideoHandler(Handler):
         """
         if self.time_base is None:
             rate = self.rate
-            if rate is not None and 0 < rate <= 1000 and rate.denominator <= 1001:
+            if self.cfr and rate is not None and 0 < rate <= 1000 and rate.denominator <= 1001:
                 self.time_base = 1 / rate
             else:
                 self.time_base = frame.time_base or self.in_stream.time_base
@@ -630,7 +651,7 @@ class VideoHandler(Handler):
 
     def _encode(self, frame: VideoFrame) -> None:
         if self.out.max_frames is not None and self.frames_out >= self.out.max_frames:
-            self._stop()
+            self.done = True
             return
         cfr = self._cfr(frame)
         if cfr is None:
@@ -653,7 +674,7 @@ class VideoHandler(Handler):
                 self.durations[frame.pts] = frame.duration
             self._mux_packets(self.out_stream.encode(frame))
         if self.out.max_frames is not None and self.frames_out >= self.out.max_frames:
-            self._stop()
+            self.done = True
 
     def _mux_packets(self, packets: list[Packet]) -> None:
         """Mux encoded packets; a zero duration gets the duration of its frame."""
@@ -788,7 +809,7 @@ class VideoHandler(Handler):
                 session.close()
 
     def describe(self) -> dict[str, Any]:
-        d = super().describe() | {"codec": self.codec, "frames": self.frames_out}
+        d = super().describe() | {"codec": self.codec, "frames": self.frames_out, "dropped": self.dropped}
         if self.encoder is not None:
             d["remote_encoder"] = self.encoder.server
         if self.decoder is not None:
