@@ -837,6 +837,18 @@ def _default_streams(inputs: list[Input], out: OutputSpec) -> list[tuple[Input, 
     return picked
 
 
+def _can_copy(stream: Any, format_name: str) -> bool:
+    """Whether a stream of this codec can be copied into this container (asked of FFmpeg)."""
+    scratch = av.open(io.BytesIO(), "w", format=format_name)
+    try:
+        scratch.add_stream_from_template(stream)
+    except ValueError:
+        return False
+    finally:
+        scratch.close()
+    return True
+
+
 def _drop_uncopyable_subtitles(chosen: list[tuple[Input, Any]], output: Any, out: OutputSpec) -> list[tuple[Input, Any]]:
     """Automatic selection only: leave out subtitles the container cannot hold.
 
@@ -845,14 +857,12 @@ def _drop_uncopyable_subtitles(chosen: list[tuple[Input, Any]], output: Any, out
     """
     if "s" in out.codecs:  # -c:s given: the user asked for these subtitles
         return chosen
-    supported = output.supported_codecs
     kept = []
     for inp, stream in chosen:
-        name = stream.codec_context.name if stream.codec_context is not None else stream.type
-        if stream.type == "subtitle" and name not in supported:
+        if stream.type == "subtitle" and not _can_copy(stream, output.format.name):
             log.warning(
                 "subtitle stream %d:%d (%s) left out: %s cannot hold it and vtremote does not convert subtitles",
-                inp.index, stream.index, name, output.format.name,
+                inp.index, stream.index, stream.codec_context.name, output.format.name,
             )
             continue
         kept.append((inp, stream))
