@@ -55,6 +55,29 @@ MAX_DIMENSION = 16384
 #: (pages are committed as bytes arrive); smaller ones into a ``bytearray``.
 LAZY_BODY_THRESHOLD = 256 * KiB
 
+#: Large bodies kept per receiver for reuse once no message views them any more.
+#: A fresh map costs a page fault per 4 KiB as the bytes arrive and an munmap
+#: afterwards: about 0.7 ms per 1080p NV12 FRAME here, more than the kernel's
+#: copy of its 3 MB (docs/benchmarks.md). A message handled before the next one
+#: arrives releases its body in time; three cover a reader that still holds the
+#: previous message while receiving the next. Memory held: at most this many of
+#: the largest bodies the session really received (never merely announced ones).
+SPARE_BODIES = 3
+
+
+def _unviewed(buf: mmap.mmap) -> bool:
+    """True if no memoryview of ``buf`` is alive, i.e. no message uses it any more.
+
+    A map with exported buffers refuses to be resized (BufferError); resizing to
+    its own size is otherwise a no-op. Where the platform cannot resize anonymous
+    maps at all (no mremap, e.g. macOS) this answers False: no reuse, as before.
+    """
+    try:
+        buf.resize(len(buf))
+    except (BufferError, OSError, SystemError, TypeError, ValueError):
+        return False
+    return True
+
 
 def max_stride(row_bytes: int) -> int:
     """Largest plane stride accepted for rows of ``row_bytes`` meaningful bytes.
@@ -145,6 +168,7 @@ class Receiver:
         self._hdr_view = memoryview(self._hdr)
         self._have = 0  # bytes of the current header or body received
         self._body: bytearray | mmap.mmap | None = None  # None while reading a header
+        self._spares: list[mmap.mmap] = []  # large bodies to reuse (SPARE_BODIES)
         self._type = 0
         self._length = 0
         self._ready: deque[Message] = deque()
@@ -200,7 +224,7 @@ class Receiver:
     def _target(self) -> memoryview:
         if self._body is None:
             return self._hdr_view[self._have :]
-        return memoryview(self._body)[self._have :]
+        return memoryview(self._body)[self._have : self._length]  # a reused body may be longer
 
     def buffer_updated(self, n: int) -> None:
         """``n`` bytes were written at the start of the last :meth:`get_buffer` view."""
@@ -243,20 +267,33 @@ class Receiver:
             self._emit(b"")
         elif length > LAZY_BODY_THRESHOLD:
             # The one buffer this message lives in; untouched pages cost nothing.
-            self._body = mmap.mmap(-1, length)
+            self._body = self._reuse(length) or mmap.mmap(-1, length)
         else:
             self._body = bytearray(length)  # the one buffer this message lives in
+
+    def _reuse(self, length: int) -> mmap.mmap | None:
+        """A spare body of at least ``length`` bytes that no message views any more."""
+        for i, buf in enumerate(self._spares):
+            if len(buf) >= length and _unviewed(buf):
+                del self._spares[i]
+                return buf
+        return None
 
     def _body_done(self) -> None:
         body = self._body
         assert body is not None
         self._body = None
         self._have = 0
+        if isinstance(body, mmap.mmap):
+            # Reusable once the message emitted below is dropped by its consumer.
+            self._spares.append(body)
+            if len(self._spares) > SPARE_BODIES:
+                del self._spares[0]  # unmapped when its last view goes
         self._emit(body)
 
     def _emit(self, body: Buffer | mmap.mmap) -> None:
         try:
-            msg = parse_payload(self._type, memoryview(body))
+            msg = parse_payload(self._type, memoryview(body)[: self._length])
         except RemoteProtocolError as e:
             raise self._fail(e) from None
         self.messages_received += 1
