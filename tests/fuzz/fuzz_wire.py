@@ -14,7 +14,7 @@ in random chunks, through one of:
 
 * a bare :class:`Receiver` (``receive_data`` or ``get_buffer``/``buffer_updated``),
   with the FRAME planes decompressed and checked against the geometry, PACKET
-  data and CONFIGURE extradata run through the Annex B / avcC helpers;
+  data and CONFIGURE extradata run through the Annex B / avcC functions;
 * a :class:`Connection` in the server role, answering like a server would
   (HELLO_ACK, CONFIGURE_ACK or ERROR, PONG, DONE);
 * a :class:`Connection` in the client role that first sent a captured HELLO and
@@ -313,9 +313,9 @@ def _feed_zero_copy(rng: random.Random, recv: Receiver, data: bytes, on_msg: Cal
 
 
 def _exercise(msg: Message, mode: int, rng: random.Random, stats: Stats) -> None:
-    """Run the helpers a server or client applies to a received message.
+    """Run the functions a server or client applies to a received message.
 
-    Each helper gets its own try: one refusing the input must not hide the next."""
+    Each call gets its own try: one refusing the input must not hide the next."""
     calls: list[Callable[[], object]] = []
     if isinstance(msg, Frame):
 

@@ -2,7 +2,7 @@
 
 Random bytes, mutated valid streams and mutated reference captures go through a
 bare Receiver and through Connections of both roles (answering like a peer
-would). Bitstream helpers on arbitrary bytes raise only BitstreamError, plane
+would). Bitstream functions on arbitrary bytes raise only BitstreamError, plane
 decompression only RemoteProtocolError.
 """
 
@@ -317,7 +317,7 @@ def record_like(draw: st.DrawFn) -> bytes:
 
 @SETTINGS
 @given(st.binary(max_size=300) | nal_soup() | record_like())
-def test_bitstream_helpers_raise_only_bitstream_error(data: bytes) -> None:
+def test_bitstream_functions_raise_only_bitstream_error(data: bytes) -> None:
     for call in ANNEXB_CALLS:
         with contextlib.suppress(BitstreamError):
             call(data)

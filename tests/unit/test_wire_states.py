@@ -248,7 +248,7 @@ def test_error_after_refusal_then_nothing() -> None:
     assert conn.finished
 
 
-def test_send_error_helper() -> None:
+def test_send_error_only_while_open() -> None:
     srv = reach(S, State.ENCODING)
     bufs = srv.send_error(5, "engine failed")
     assert bufs is not None and srv.state is State.FAILED
