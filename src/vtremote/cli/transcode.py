@@ -664,7 +664,7 @@ class VideoHandler(Handler):
         self.job.stats.frames += 1
         if self.encoder is not None:
             if frame.pts is not None:
-                self.durations[frame.pts] = frame.duration or self.encoder._default_duration
+                self.durations[frame.pts] = frame.duration or self.encoder.default_duration
             self._mux_packets(self.encoder.encode(frame, keyframe=keyframe))
         else:
             frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
@@ -1061,9 +1061,9 @@ class Job:
     def _update_wire(self) -> None:
         sent = received = 0
         for s in self.sessions:
-            s._update_stats()
-            sent += s.stats.bytes_sent
-            received += s.stats.bytes_received
+            st = s.stats
+            sent += st.bytes_sent
+            received += st.bytes_received
         self.stats.wire_sent, self.stats.wire_received = sent, received
 
     @staticmethod

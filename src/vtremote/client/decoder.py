@@ -42,7 +42,7 @@ import av
 
 from vtremote import frames as vframes
 from vtremote.client.encoder import UNSPECIFIED_COLOR, UNSPECIFIED_RANGE, parse_pix_fmt
-from vtremote.client.session import RemoteSession, to_fraction
+from vtremote.client.session import RemoteSession, check_size, to_fraction
 from vtremote.client.transport import Transport
 from vtremote.errors import ConfigError, RemoteProtocolError
 from vtremote.wire import annexb
@@ -88,8 +88,7 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         color_primaries: int = UNSPECIFIED_COLOR,
         color_trc: int = UNSPECIFIED_COLOR,
     ) -> None:
-        if width <= 0 or height <= 0 or width > 16384 or height > 16384:
-            raise ConfigError(f"frame size {width}x{height} is outside 1x1..16384x16384")
+        check_size(width, height)
         if not extradata:
             raise ConfigError(f"{codec} decoding needs the stream's extradata (SPS/PPS), none given")
         self.width, self.height = width, height
@@ -216,12 +215,11 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
             if ordinal > self._pongs:
                 self._unacked.append(ordinal)
             self._sent += 1
-            self.stats.packets = self._sent
-            self.stats.max_inflight = max(self.stats.max_inflight, len(self._unacked))
+            self._stats.packets = self._sent
+            self._stats.max_inflight = max(self._stats.max_inflight, len(self._unacked))
         if not self.pipelined:  # lock-step: this packet's output is complete at its PONG
             self._wait(self._all_acked, lambda: "waiting for the frame of the last packet")
         out = self._take()
-        self._update_stats()
         return out
 
     def flush(self) -> list[av.VideoFrame]:
@@ -269,4 +267,4 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
 
     def _count_result(self) -> None:
         self._frames += 1
-        self.stats.frames = self._frames
+        self._stats.frames = self._frames

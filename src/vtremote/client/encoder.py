@@ -29,7 +29,7 @@ from typing import Any, TypeAlias
 import av
 
 from vtremote import frames as vframes
-from vtremote.client.session import RemoteSession, to_fraction
+from vtremote.client.session import RemoteSession, check_size, to_fraction
 from vtremote.client.transport import Transport
 from vtremote.errors import ConfigError
 from vtremote.wire import annexb
@@ -300,8 +300,7 @@ class RemoteEncoder(RemoteSession["Packet"]):
         self.pix_fmt = parse_pix_fmt(pix_fmt)
         if codec == "h264" and self.pix_fmt is not PixelFormat.NV12:
             raise ConfigError("H.264 sessions take NV12 frames only (VTR1.md §5.1); use hevc for P010")
-        if width <= 0 or height <= 0 or width > 16384 or height > 16384:
-            raise ConfigError(f"frame size {width}x{height} is outside 1x1..16384x16384")
+        check_size(width, height)
         tb = to_fraction(time_base, "time base")
         assert tb is not None
         if tb <= 0:
@@ -309,11 +308,11 @@ class RemoteEncoder(RemoteSession["Packet"]):
         self.width, self.height = width, height
         self.time_base = tb
         self.framerate = to_fraction(framerate, "frame rate")
-        # Frame duration in time_base units when a frame carries none (FRAME duration field).
-        self._default_duration = 0
+        #: FRAME duration (time_base units) for frames that carry none: one frame at ``framerate``.
+        self.default_duration = 0
         if self.framerate and self.framerate > 0:
             ticks = 1 / (self.framerate * tb)
-            self._default_duration = round(ticks) if ticks >= 1 else 0
+            self.default_duration = round(ticks) if ticks >= 1 else 0
         self._next_pts = 0
         self._sent = 0
         self._received = 0
@@ -382,7 +381,7 @@ class RemoteEncoder(RemoteSession["Packet"]):
         if keyframe is None:
             keyframe = frame.pict_type == av.video.frame.PictureType.I
         pts = frame.pts if frame.pts is not None else self._next_pts
-        duration = frame.duration or self._default_duration
+        duration = frame.duration or self.default_duration
         self._next_pts = pts + max(duration, 1)
         planes = self._planes(frame)
         self._wait(
@@ -395,11 +394,10 @@ class RemoteEncoder(RemoteSession["Packet"]):
         msg = m.Frame(pts, duration, 1 if keyframe else 0, planes)
         with self._cond:
             self._sent += 1
-            self.stats.frames = self._sent
-            self.stats.max_inflight = max(self.stats.max_inflight, self._sent - self._received)
+            self._stats.frames = self._sent
+            self._stats.max_inflight = max(self._stats.max_inflight, self._sent - self._received)
         self._send(msg)
         out = self._take()
-        self._update_stats()
         return out
 
     def flush(self) -> list[Packet]:
@@ -440,4 +438,4 @@ class RemoteEncoder(RemoteSession["Packet"]):
 
     def _count_result(self) -> None:
         self._received += 1
-        self.stats.packets = self._received
+        self._stats.packets = self._received

@@ -41,7 +41,7 @@ from vtremote.errors import (
 )
 from vtremote.wire import extensions as ext
 from vtremote.wire import messages as m
-from vtremote.wire.constants import WireCompression
+from vtremote.wire.framing import MAX_DIMENSION
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,12 @@ CLIENT_NAME = "vtremote"
 #: Largest window the reference allows (VTR1.md §3.2 ``vt_remote_inflight`` 1..128).
 MAX_INFLIGHT = 128
 CODECS = ("h264", "hevc")
+
+
+def check_size(width: int, height: int) -> None:
+    """The picture size a session may configure (the wire layer's FRAME limits, framing.py)."""
+    if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
+        raise ConfigError(f"frame size {width}x{height} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}")
 
 
 def to_fraction(value: Fraction | int | str | tuple[int, int] | None, what: str) -> Fraction | None:
@@ -135,7 +141,7 @@ class RemoteSession(Generic[T]):
         self._pongs = 0
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self.stats = SessionStats()
+        self._stats = SessionStats()
 
         self._transport = address if isinstance(address, Transport) else Transport.connect(address, timeout=self.timeout)
         try:
@@ -179,6 +185,14 @@ class RemoteSession(Generic[T]):
         return self.hello_ack.server_version
 
     @property
+    def stats(self) -> SessionStats:
+        """Counters of this session, wire bytes and elapsed time as of now."""
+        self._stats.bytes_sent = self._transport.bytes_sent
+        self._stats.bytes_received = self._transport.bytes_received
+        self._stats.elapsed = (self._t_end or time.monotonic()) - self._t0
+        return self._stats
+
+    @property
     def keepalive(self) -> bool:
         """True when this session sends PING while idle (negotiated with ``ext:keepalive``)."""
         return self._keepalive_s is not None
@@ -195,7 +209,7 @@ class RemoteSession(Generic[T]):
             self._thread.join(timeout=self.timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        self._finish_stats()
+        self._stop_clock()
 
     def __enter__(self) -> Self:
         return self
@@ -301,18 +315,13 @@ class RemoteSession(Generic[T]):
         if not self._done:
             self._wait(lambda: self._done, lambda: "draining after FLUSH (waiting for DONE)")
         out = self._take()
-        self._finish_stats()
+        self._stop_clock()
         return out
 
-    def _finish_stats(self) -> None:
+    def _stop_clock(self) -> None:
+        """Stop the session clock (DONE received or closed)."""
         if self._t_end is None and (self._done or self._closed):
             self._t_end = time.monotonic()
-        self._update_stats()
-
-    def _update_stats(self) -> None:
-        self.stats.bytes_sent = self._transport.bytes_sent
-        self.stats.bytes_received = self._transport.bytes_received
-        self.stats.elapsed = (self._t_end or time.monotonic()) - self._t0
 
     # -- receiver thread -------------------------------------------------------------------
 
@@ -356,7 +365,7 @@ class RemoteSession(Generic[T]):
                     if isinstance(e, ConnectionLostError) and not self._done:
                         e = ConnectionLostError(
                             f"{self.server} closed the connection before DONE "
-                            f"({self.stats.frames} frames, {self.stats.packets} packets so far)"
+                            f"({self._stats.frames} frames, {self._stats.packets} packets so far)"
                         )
                     self._error = e
                 self._cond.notify_all()
@@ -369,7 +378,3 @@ class RemoteSession(Generic[T]):
         if time.monotonic() - self._transport.last_send >= self._keepalive_s:
             log.debug("%s idle for %.1f s: PING", self.server, self._keepalive_s)
             self._transport.send(m.Ping())
-
-
-def compression_name(mode: WireCompression) -> str:
-    return mode.name.lower()

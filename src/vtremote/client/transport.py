@@ -36,7 +36,6 @@ from vtremote.errors import (
     BusyError,
     ConfigError,
     ConnectionLostError,
-    LocalProtocolError,
     RemoteError,
     RemoteProtocolError,
     TimeoutExpiredError,
@@ -388,7 +387,3 @@ class Transport:
         err = RemoteError.for_code(msg.code, msg.message)
         err.args = (f"{err.args[0]} ({self.name})",)
         return err
-
-    def check_open(self) -> None:
-        if self._closed:
-            raise LocalProtocolError(f"the session with {self.name} is closed")
