@@ -31,6 +31,7 @@ from vtremote.wire import (
     serialize,
     serialize_bytes,
 )
+from vtremote.wire.framing import LAZY_BODY_THRESHOLD
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -182,3 +183,37 @@ def test_serialize_packet_returns_callers_data(msg: Packet) -> None:
     bufs = serialize(msg)
     assert bufs[-1] is msg.data
     assert len(bufs) == 3  # header, prefix, data: one sendmsg, no concatenation
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(LAZY_BODY_THRESHOLD + 1, 3 * LAZY_BODY_THRESHOLD), u8, st.booleans()),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from([4096, 65536, 1 << 20]),
+)
+def test_large_bodies_survive_buffer_reuse(specs: list[tuple[int, int, bool]], chunk: int) -> None:
+    """Bodies above the lazy threshold are memory maps that the receiver reuses once no
+    message views them: a message still held must never be overwritten by a later one."""
+    r = Receiver()
+    held: list[tuple[Packet, int, int]] = []
+    for i, (size, fill, hold) in enumerate(specs):
+        wire = memoryview(serialize_bytes(Packet(i, i, 0, 0, bytes([fill]) * size)))
+        msg = None
+        while msg is None:
+            view = r.get_buffer()
+            n = min(len(view), len(wire), chunk)
+            view[:n] = wire[:n]
+            wire = wire[n:]
+            del view  # a transport drops its recv_into view after each read
+            r.buffer_updated(n)
+            msg = r.next_message()
+        assert isinstance(msg, Packet) and msg.pts == i
+        assert bytes(msg.data) == bytes([fill]) * size
+        if hold:
+            held.append((msg, fill, size))
+        del msg
+    for msg, fill, size in held:
+        assert bytes(msg.data) == bytes([fill]) * size
