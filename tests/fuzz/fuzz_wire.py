@@ -7,8 +7,8 @@ Run by hand (pytest does not collect it: the name does not start with ``test_``)
 
 Every iteration builds one input, either random bytes or a mutation (bit flips,
 interesting byte values, truncation, splicing with another stream, changed
-header length/type fields, inserted or deleted bytes) of a real session: the
-reference client's captures in ``../shared/protocol/vectors`` (client -> server)
+header length/type fields, inserted or deleted bytes, now and then large valid
+PACKETs) of a real session: the reference client's captures in ``../shared/protocol/vectors`` (client -> server)
 and server -> client streams built here from the same sessions. The input goes,
 in random chunks, through one of:
 
@@ -67,6 +67,7 @@ from vtremote.wire import (
     serialize_bytes,
 )
 from vtremote.wire.compression import parse_compression
+from vtremote.wire.framing import LAZY_BODY_THRESHOLD
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO.parent / "shared" / "protocol" / "vectors"
@@ -250,6 +251,18 @@ def _duplicate(rng: random.Random, data: bytearray, seed: Seed, other: Seed) -> 
         data[b:b] = data[a:b]
 
 
+def _large_messages(rng: random.Random, data: bytearray, seed: Seed, other: Seed) -> None:
+    # Whole, valid PACKETs above LAZY_BODY_THRESHOLD at a message boundary: their bodies
+    # take the memory-map path, and several of them exercise the receiver's reuse.
+    at = rng.choice(seed.offsets)
+    blob = bytearray()
+    for _ in range(rng.randint(1, 3)):
+        size = rng.randint(LAZY_BODY_THRESHOLD + 1, 3 * LAZY_BODY_THRESHOLD)
+        body = b"\x00\x00\x00\x01\x41" + bytes([rng.getrandbits(8)]) * size
+        blob += serialize_bytes(Packet(rng.getrandbits(16), 0, 0, 0, body))
+    data[at:at] = blob
+
+
 MUTATORS: list[Callable[[random.Random, bytearray, Seed, Seed], None]] = [
     _bit_flips,
     _interesting_bytes,
@@ -276,6 +289,8 @@ def make_input(rng: random.Random, seeds: list[Seed]) -> tuple[Seed, bytes]:
         hdr = b"VTR1\x00\x01" + rng.randint(0, 12).to_bytes(2, "big") + rng.getrandbits(32).to_bytes(4, "big")
         return seed, hdr + rng.randbytes(rng.randint(0, 64))
     data = bytearray(seed.data)
+    if rng.random() < 0.01:  # rare: large inputs cost a hundred times more to process
+        _large_messages(rng, data, seed, seed)
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         rng.choice(MUTATORS)(rng, data, seed, rng.choice(seeds))
     return seed, bytes(data)
