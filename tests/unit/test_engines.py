@@ -294,3 +294,52 @@ def test_hardware_engine_round_trip(codec: str) -> None:
         frames += dec.decode(p)
     frames += dec.decode(None)
     assert len(frames) == 30
+
+
+# --- what x264 really runs with (its options SEI in the first packet) ---------------------------
+
+X264_SETTINGS = [
+    ({"qmin": "10", "qmax": "30"}, ["qpmin=10", "qpmax=30"]),
+    ({"bitrate": "300000", "constant_bit_rate": "1"}, ["rc=cbr", "nal_hrd=cbr", "vbv_maxrate=300", "vbv_bufsize=300"]),
+    ({"bitrate": "300000", "maxrate": "450000"}, ["rc=abr", "bitrate=300", "vbv_maxrate=450", "vbv_bufsize=450"]),
+    ({"global_quality": str(118 * 50), "flags": str(FLAG_QSCALE)}, ["rc=crf", "crf=25.5"]),
+    ({"global_quality": "80"}, ["crf=10.2"]),
+    ({"max_ref_frames": "2"}, ["ref=2"]),
+    ({"max_slice_bytes": "1500"}, ["slice_max_size=1500"]),
+    ({"gop": "48"}, ["keyint=48", "scenecut=0"]),
+    ({"realtime": "1"}, ["bframes=0", "mbtree=0", "sliced_threads=1"]),  # zerolatency: no lookahead
+    ({"max_b_frames": "2"}, ["bframes=2", "open_gop=0"]),
+    ({"prio_speed": "0"}, ["subme=7"]),
+    ({}, ["subme=2", "bframes=0"]),  # reference default: speed first, no reordering
+    ({"entropy": "1"}, ["cabac=0"]),
+    ({"entropy": "2"}, ["cabac=1"]),
+]
+
+
+@pytest.mark.parametrize(("options", "expected"), X264_SETTINGS)
+def test_x264_runs_with_the_requested_settings(options: dict[str, str], expected: list[str]) -> None:
+    engine = SoftwareEngine()
+    engine.open(encode_config("h264", **options))
+    assert engine.warnings == []
+    _, packets = run_engine(engine, grey_frames(1))
+    first = bytes(packets[0])
+    sei = first[first.index(b"x264 - core"):].split(b"\x80", 1)[0].decode()
+    settings = sei.split(" options: ", 1)[1].split()
+    for item in expected:
+        assert item in settings, (item, sei)
+
+
+def test_colour_description_and_sar_reach_the_bitstream() -> None:
+    engine = SoftwareEngine()
+    record = engine.open(encode_config("h264", color_range="1", colorspace="9", color_primaries="9",
+                                       color_trc="16", sar_num="4", sar_den="3"))
+    assert engine.warnings == []
+    _, packets = run_engine(engine, grey_frames(2))
+    dec = av.CodecContext.create("h264", "r")
+    dec.extradata = annexb.config_record_to_annexb("h264", record)
+    frames = []
+    for p in packets:
+        frames += dec.decode(p)
+    frame = frames[0]
+    assert (frame.color_range, frame.colorspace, frame.color_primaries, frame.color_trc) == (1, 9, 9, 16)
+    assert dec.sample_aspect_ratio == Fraction(4, 3)
