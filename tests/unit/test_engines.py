@@ -307,7 +307,7 @@ X264_SETTINGS = [
     ({"max_ref_frames": "2"}, ["ref=2"]),
     ({"max_slice_bytes": "1500"}, ["slice_max_size=1500"]),
     ({"gop": "48"}, ["keyint=48", "scenecut=0"]),
-    ({"realtime": "1"}, ["bframes=0", "mbtree=0", "sliced_threads=1"]),  # zerolatency: no lookahead
+    ({"realtime": "1"}, ["bframes=0", "mbtree=0"]),  # zerolatency: no lookahead, no reordering
     ({"max_b_frames": "2"}, ["bframes=2", "open_gop=0"]),
     ({"prio_speed": "0"}, ["subme=7"]),
     ({}, ["subme=2", "bframes=0"]),  # reference default: speed first, no reordering
