@@ -33,10 +33,14 @@ CASES = [
 ]
 
 
-def options(compression: int, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+def options(compression: int, *extra: tuple[str, str], codec: str = "h264") -> tuple[tuple[str, str], ...]:
+    """The option list the reference client sends (VTR1.md §3.2) plus ``extra``."""
     opts = list(REFERENCE_OPTIONS)
     if compression:
         opts.insert(1, ("wire_compression", str(compression)))
+    if codec == "hevc":  # HEVC always sends max_slice_bytes=0 and a53_cc=0
+        opts[-1] = ("max_slice_bytes", "0")
+        opts.append(("a53_cc", "0"))
     return (*opts, *extra)
 
 
@@ -82,7 +86,7 @@ def test_encode(server, codec: str, pix_fmt: PixelFormat, compression: int) -> N
     with VTRClient(server.address) as client:
         hello = client.hello(codec)
         assert hello.status == 0
-        ack = client.configure(W, H, pix_fmt, options(compression))
+        ack = client.configure(W, H, pix_fmt, options(compression, codec=codec))
         assert ack.status == 0 and ack.pix_fmt == pix_fmt
         assert ack.warnings == ()  # every key the reference client sends is honoured
         packets = client.encode(frames, force_keyframes=[13])

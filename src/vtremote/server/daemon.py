@@ -216,6 +216,7 @@ class Server:
                         continue
                     self._spawn(conn, addr)
                     if self._config.once:
+                        listener.close()  # --once: nobody else waits in the backlog for nothing
                         return
         finally:
             sel.close()
