@@ -222,11 +222,6 @@ def flag_names(flags: int) -> str:
     return "+".join(names)
 
 
-_INT_FIELDS = {
-    f.name
-    for f in dataclasses.fields(EncodeSettings)
-    if f.type in ("int", int) and f.name not in ("flags",)
-}
 _BOOL_FIELDS = {f.name for f in dataclasses.fields(EncodeSettings) if f.type in ("bool", bool)}
 
 

@@ -180,7 +180,6 @@ class Session:
         self._abort = threading.Event()
         self._abort_error: BaseException | None = None
         self._finished = threading.Event()
-        self._engine_done = threading.Event()
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(QUEUE_DEPTH)
         self._engine_thread: threading.Thread | None = None
         self._engine_busy = False
@@ -582,7 +581,6 @@ class Session:
                 engine.close()
             except Exception:
                 self.log.exception("engine close failed")
-            self._engine_done.set()
 
     def _queue_drop(self) -> None:
         while True:
