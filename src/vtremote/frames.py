@@ -79,7 +79,7 @@ def copy_planes_into(
             raise RemoteProtocolError(
                 f"plane {i}: {nbytes(data)} bytes at stride {stride} cannot hold {n_rows} rows of {row_bytes[i]}"
             )
-        dst = np.frombuffer(dst_plane, dtype=np.uint8)
+        dst = np.frombuffer(memoryview(dst_plane), dtype=np.uint8)
         src = np.frombuffer(data, dtype=np.uint8, count=stride * n_rows)
         if stride == dst_stride:
             dst[: stride * n_rows] = src  # one contiguous copy
