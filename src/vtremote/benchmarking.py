@@ -563,10 +563,11 @@ class Progress:
     def __init__(self, enabled: bool = True, stream: IO[str] | None = None) -> None:
         self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
+        self._t0 = time.monotonic()
 
     def __call__(self, text: str) -> None:
         if self.enabled:
-            self.stream.write(text + "\n")
+            self.stream.write(f"[{time.monotonic() - self._t0:6.1f} s] {text}\n")
             self.stream.flush()
 
 
@@ -975,9 +976,12 @@ def run_bandwidth(
             for label, width, height, fps in formats:
                 count = max(1, round(fps * seconds))
                 media_s = count / fps
+                say(f"bandwidth: {source} {label}{fps}: generating {count} frames")
+                # One render for both codecs; each gets its wire format (P010 of an 8-bit
+                # source: the two extra significant bits are zero).
+                base = make_frames(source, width, height, count, pix_fmt="yuv420p", rate=fps)
                 for column, codec, pix_fmt, engine in codecs:
-                    say(f"bandwidth: {source} {label}{fps} {column}: generating {count} frames")
-                    pics = make_frames(source, width, height, count, pix_fmt=pix_fmt, rate=fps)
+                    pics = [f.reformat(format=pix_fmt) for f in base]
                     real = _encode_run(
                         servers[engine].address,
                         pics,
@@ -1033,6 +1037,7 @@ def run_bandwidth(
                         + " Mb/s"
                     )
                     del pics
+                del base
     finally:
         for s in (*servers.values(), null):
             s.stop()
@@ -1051,7 +1056,9 @@ def make_clip(
     bitrate: int = BITRATE,
     gop: int = GOP,
 ) -> None:
-    """Write ``frames`` encoded locally (libx264 / libx265, preset veryfast) to an MP4."""
+    """Write ``frames`` encoded locally to an MP4: libx264 ``veryfast``, or libx265
+    ``ultrafast`` (x265 ``veryfast`` makes 1080p at ~5 frames/s here, too slow to
+    prepare a clip; the decoder's work differs little)."""
     first = frames[0]
     name = "libx264" if codec == "h264" else "libx265"
     with quiet_libav(), av.open(path, "w") as out:
@@ -1063,7 +1070,7 @@ def make_clip(
         stream.codec_context.gop_size = gop
         opts = {"preset": "veryfast"}
         if name == "libx265":
-            opts["x265-params"] = "log-level=error"
+            opts = {"preset": "ultrafast", "x265-params": "log-level=error"}
         stream.codec_context.options = opts
         for i, frame in enumerate(frames):
             f = frame.reformat(format="yuv420p")

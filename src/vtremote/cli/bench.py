@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vtremote import benchmarking as bm
+from vtremote.cli.memory import retain_freed_frames
 from vtremote.errors import VTRemoteError
 
 # --- tables ----------------------------------------------------------------------------------
@@ -322,7 +323,7 @@ def decode_tables(result: dict[str, Any]) -> list[Table]:
             rows,
             machine,
             [
-                f"{p['frames']} frames, MP4 made with libx264/libx265 veryfast -b:v {p['bitrate'] // 1_000_000}M -g {p['gop']}; "
+                f"{p['frames']} frames, MP4 made with libx264 veryfast / libx265 ultrafast -b:v {p['bitrate'] // 1_000_000}M -g {p['gop']}; "
                 "local = PyAV with frame threads; remote = RemoteDecoder -> vtremoted (FFmpeg software decoder) -> NV12 frames."
             ],
             numeric={2, 3, 4, 5},
@@ -663,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client_log = logging.getLogger("vtremote.client")
     level = client_log.level
     client_log.setLevel(logging.ERROR)
+    retain_freed_frames()  # as the vtremote command does for its client side (cli/memory.py)
     try:
         result = run(args)
     except KeyboardInterrupt:

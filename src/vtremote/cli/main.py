@@ -112,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _transcode(args: list[str]) -> int:
+    from vtremote.cli.memory import retain_freed_frames
     from vtremote.cli.transcode import Job, check_config
 
     try:
@@ -126,6 +127,7 @@ def _transcode(args: list[str]) -> int:
             print(build_parser().format_help())
         return EXIT_OK
     setup_logging(cmd.loglevel)
+    retain_freed_frames()  # decoded/received frames reuse freed memory (cli/memory.py)
     try:
         check_config(cmd)
         stats = Job(cmd, progress=cmd.stats and not cmd.json).run()

@@ -16,6 +16,7 @@ import sys
 from types import FrameType
 
 import vtremote
+from vtremote.cli.memory import retain_freed_frames
 from vtremote.engines import registry
 from vtremote.engines.base import CODECS, MODES
 from vtremote.errors import ConfigError, VTRemoteError
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ConfigError as e:
         parser.error(str(e))
+    # Freed frame buffers stay in the process for the next frame instead of being
+    # faulted in again page by page (cli/memory.py; ~0.4 ms per 1080p frame).
+    retain_freed_frames()
     server = Server(config)
     signals_seen = 0
 
