@@ -84,7 +84,7 @@ def test_decode_h264_with_b_frames_lockstep(server, h264_mp4: Path, compression:
                                framerate=(30, 1))
         assert ack.pix_fmt == PixelFormat.NV12 and ack.extradata == b"" and ack.warnings == ()
         frames = decode_lockstep(client, packets)
-        assert client.recv_until_closed() == []
+        assert client.after_done() == []
     # Presentation order with the packets' own pts.
     assert [f.pts for f in frames] == sorted(p.pts for p in packets)
     assert_pixels_equal(frames, expected, WireCompression(compression), 1)

@@ -7,6 +7,7 @@ keeps encoding; auth and busy get their HELLO_ACK status plus an ERROR.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import threading
@@ -260,8 +261,9 @@ def test_two_sessions_at_once(server, tmp_path: Path) -> None:
                 client.send(messages.Packet(p.pts or 0, p.dts or 0, 0, 0,
                                             annexb.length_prefixed_to_annexb(bytes(p), 4)))
             client.send(messages.Flush())
-            frames = client.recv_until_closed()
-            assert isinstance(frames[-1], messages.Done)
+            frames = []
+            while not isinstance(msg := client.recv(), messages.Done):
+                frames.append(msg)
             results["decode"] = sum(isinstance(m, messages.Frame) for m in frames)
 
     threads = [threading.Thread(target=run_catching(fn, results)) for fn in (encode, decode)]
@@ -308,6 +310,18 @@ def test_ping_keeps_an_idle_session_alive(start_server) -> None:
     assert pongs >= 5 and len(packets) == 5
 
 
+def test_no_fin_after_done_until_the_client_is_done(server) -> None:
+    """The reference encoder queues PACKETs and DONE and drops the queue when it sees EOF
+    (VTR1.md §10.2): the server half-closes only once the client closes or speaks again."""
+    frames = testsrc_frames(12, W, H, "nv12")
+    with streaming_client(server.address) as client:
+        packets = client.encode(frames, window=16)  # DONE read; a queue would still hold packets
+        assert len(packets) == 12
+        ready, _, _ = select.select([client.sock], [], [], 0.5)
+        assert ready == []  # no EOF yet: the client may drain its queue
+        assert client.after_done() == []  # the second FLUSH: now the server closes
+
+
 def test_pong_and_repeated_flush_are_harmless(server) -> None:
     frames = testsrc_frames(4, W, H, "nv12")
     with streaming_client(server.address) as client:
@@ -316,6 +330,7 @@ def test_pong_and_repeated_flush_are_harmless(server) -> None:
             client.send(client.frame_message(frame))
         client.send(messages.Flush())
         client.send_raw(serialize_bytes(messages.Flush()) * 2, unchecked=False)  # the reference repeats FLUSH
-        msgs = client.recv_until_closed()
+        msgs = [client.recv() for _ in range(5)]
+        assert client.after_done() == []
     assert [type(m) for m in msgs] == [messages.Packet] * 4 + [messages.Done]
     assert messages.message_type(msgs[-1]) == MessageType.DONE

@@ -57,7 +57,7 @@ def test_replay_encode_capture(start_server, capture_loader, name: str) -> None:
         while not isinstance(reply := client.recv(), messages.Done):
             assert isinstance(reply, messages.Packet), reply
             packets.append(reply)
-        assert client.recv_until_closed() == []
+        assert client.after_done() == []
     assert len(packets) == 3
     assert sorted(p.pts for p in packets) == [0, 1, 2]
     assert all(p.duration == 1 for p in packets)  # flags=256 (FRAME_DURATION): durations filled
@@ -112,4 +112,4 @@ def test_token_capture_refused_without_the_right_token(start_server, capture_loa
         assert isinstance(ack, messages.HelloAck) and ack.status == 2
         err = client.recv()
         assert isinstance(err, messages.Error) and (err.code, err.message) == (1, "authentication failed")
-        assert client.recv_until_closed() == []
+        assert client.after_done() == []

@@ -26,7 +26,7 @@ from vtremote.wire.constants import (
     PixelFormat,
     WireCompression,
 )
-from vtremote.wire.messages import nbytes
+from vtremote.wire.messages import nbytes, serialize_bytes
 
 
 class Closed(Exception):
@@ -100,6 +100,12 @@ class VTRClient:
                 out.append(self.recv())
             except Closed:
                 return out
+
+    def after_done(self) -> list[messages.Message]:
+        """What the reference encoder does once its queue is empty after DONE: FLUSH again.
+        The server closes then; returns anything it sent before closing (should be nothing)."""
+        self.send_raw(serialize_bytes(messages.Flush()), unchecked=False)
+        return self.recv_until_closed()
 
     def read_eof(self) -> bytes:
         """Whatever raw bytes remain until EOF (no parsing)."""

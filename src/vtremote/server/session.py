@@ -91,6 +91,8 @@ QUEUE_DEPTH = 4
 #: so unread client bytes do not turn our close into a reset that eats the ERROR.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 64 * 1024 * 1024
+#: After DONE: longest wait for the client to close or speak before our FIN (see _close_socket).
+POST_DONE_WAIT = 10.0
 #: Longest an engine may take to open (hardware initialisation included).
 ENGINE_OPEN_TIMEOUT = 60.0
 
@@ -193,6 +195,7 @@ class Session:
         self._pending_frames: deque[av.VideoFrame] = deque()
         self._warned_pts = False
         self._captions = False
+        self._rx_at_done = -1  # bytes received when DONE went out (see _close_socket)
 
     # ==== lifecycle ==========================================================================
 
@@ -262,18 +265,34 @@ class Session:
             self.host.release_slot()
         if self.stream is not None:
             self._log_summary(outcome)
-        self._close_socket()
+        self._close_socket(after_done=outcome == "done")
 
-    def _close_socket(self) -> None:
-        """Half-close, discard what the client still sends for a moment, close (no RST)."""
+    def _close_socket(self, after_done: bool = False) -> None:
+        """Half-close, discard what the client still sends for a moment, close (no RST).
+
+        After DONE the half-close waits until the client shows it has consumed
+        everything: it closes, or sends anything (the reference encoder sends
+        FLUSH again once its packet queue is empty). The reference client reads
+        PACKETs and DONE into a queue and, if it then sees EOF, drops what is
+        still queued (VTR1.md §10.2); a FIN sent right after DONE invites that.
+        """
         s = self.sock
         try:
+            s.settimeout(0.1)
+            buf = bytearray(65536)
+            spoke = 0 <= self._rx_at_done < self.conn.bytes_received  # bytes came in after DONE
+            if after_done and not spoke and not self._closed_write:
+                deadline = time.monotonic() + min(self.cfg.idle_timeout, POST_DONE_WAIT)
+                while time.monotonic() < deadline and not self.host.shutting_down:
+                    try:
+                        if s.recv_into(buf) >= 0:
+                            break  # data or EOF: the client is done reading
+                    except TimeoutError:
+                        continue
             if not self._closed_write:
                 s.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + LINGER_SECONDS
             drained = 0
-            buf = bytearray(65536)
-            s.settimeout(0.1)
             while time.monotonic() < deadline and drained < LINGER_BYTES:
                 try:
                     n = s.recv_into(buf)
@@ -609,6 +628,7 @@ class Session:
                 elif kind == _FLUSH:
                     self._drain(engine)
                     self._send(messages.Done())
+                    self._rx_at_done = self.conn.bytes_received
                     self._finished.set()
                     return
             finally:
