@@ -95,7 +95,7 @@ def test_bandwidth_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
         frame_bytes = 12 + 21 + 2 * 12 + 320 * 180 * 3 // 2 * bps
         expected = (5 * frame_bytes + 12) * 8 / 0.5 / 1e6
         assert row["modes"]["none"]["in_mbps"] == pytest.approx(expected, rel=0.001)
-    assert len(bench.bandwidth_tables(r)) == len(bm.MODES)
+    assert len(bench.bandwidth_tables(r)) == len(bm.MODES) + 1  # one per mode, one detail
 
 
 def test_decode_json_keys(capsys: pytest.CaptureFixture[str]) -> None:

@@ -280,6 +280,40 @@ def bandwidth_tables(result: dict[str, Any]) -> list[Table]:
                     numeric={1, 2, 3},
                 )
             )
+    for source in p["sources"]:
+        rows = [
+            [
+                row["format"],
+                str(row["fps"]),
+                row["codec"],
+                *(_fmt(row["modes"][m]["in_mbps"]) for m in p["modes"]),
+                _fmt(row["out_mbps"]),
+                _fmt(row["encode_fps"]),
+            ]
+            for row in result["rows"]
+            if row["source"] == source
+        ]
+        tables.append(
+            Table(
+                f"Bandwidth detail, {source}: each direction in Mb/s",
+                [
+                    "Format",
+                    "FPS",
+                    "codec",
+                    *(f"in ({m})" for m in p["modes"]),
+                    "out (PACKETs)",
+                    "encode fps",
+                ],
+                rows,
+                machine,
+                [
+                    "in = FRAMEs client -> server for each wire compression; out = PACKETs server -> client "
+                    "(the same for every compression); encode fps = speed of the real encode on this machine "
+                    "(bytes per media second do not depend on it)."
+                ],
+                numeric={1, *range(3, 5 + len(p["modes"]))},
+            )
+        )
     return tables
 
 
