@@ -182,3 +182,23 @@ def test_null_engine_decode_returns_configured_frames(start_server, h264_mp4: Pa
         frames = decode_lockstep(client, packets[:5])
     assert [f.pts for f in frames] == [p.pts for p in packets[:5]]
     assert all([(p.stride, p.height) for p in f.planes] == [(W, H), (W, H // 2)] for f in frames)
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_no_reordering_means_one_frame_per_packet_at_once(server, tmp_path: Path, codec: str) -> None:
+    """Without B-frames the decoder adds no delay: a lock-step v1 client gets each FRAME
+    right after its PACKET instead of waiting out its receive timeout (VTR1.md §13.18)."""
+    if codec == "h264":
+        mp4 = make_h264_mp4(tmp_path / "ip.mp4", 12, W, H, bframes=0)
+    else:
+        mp4 = make_hevc_mp4(tmp_path / "ip.mp4", 12, W, H, ten_bit=False, bframes=0)
+    extradata, packets = wire_packets(codec, mp4)
+    with VTRClient(server.address) as client:
+        client.hello(codec)
+        client.configure(W, H, PixelFormat.NV12, [("mode", "decode")], extradata=extradata)
+        for p in packets:
+            client.send(p)
+            (reply,) = client.ping_barrier()
+            assert isinstance(reply, messages.Frame) and reply.pts == p.pts
+        client.send(messages.Flush())
+        assert isinstance(client.recv(), messages.Done)
