@@ -166,7 +166,7 @@ def test_bitrate_within_tolerance(server) -> None:
         packets = client.encode(frames)
     bits = 8 * sum(messages.nbytes(p.data) for p in packets)
     actual = bits / seconds
-    assert abs(actual - target) / target < 0.15, f"{actual:.0f} b/s for a {target} b/s target"
+    assert abs(actual - target) / target < 0.10, f"{actual:.0f} b/s for a {target} b/s target"
 
 
 def test_profile_level_entropy_are_honoured(server) -> None:
