@@ -662,7 +662,19 @@ def run_wire(
     For each source the raw-socket ceiling (:func:`raw_ceiling`, same bytes,
     same window) and one session per compression mode run ``repeat`` times,
     interleaved so that a burst of load from elsewhere hits all of them alike;
-    the best run of each is reported (every run is kept under ``runs``).
+    the best run of each is reported (every run's rate is kept in ``runs_fps``).
+
+    JSON layout (docs/benchmarks.md "JSON output")::
+
+        {"benchmark": "wire", "machine": {...}, "params": {...},
+         "raw_fps": ..., "none": {...}, "lz4": {...}, "zstd": {...},   # testsrc2, for convenience
+         "sources": {"testsrc2": {"raw": {...}, "none": {...}, "lz4": {...}, "zstd": {...}},
+                     "noise": {...}},
+         "goals": [{"name", "goal", "value", "met"}, ...]}
+
+    Each mode: ``fps``, ``gbps`` (picture bytes/s), ``wire_gbps``, ``ratio_to_raw``,
+    ``wire_bytes_per_frame``, ``compression_ratio``, ``client_cpu_ms_per_frame``,
+    ``server_cpu_ms_per_frame``, ``seconds``, ``runs_fps``.
     """
     from vtremote.client import RemoteEncoder
 
