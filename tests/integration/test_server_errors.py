@@ -310,16 +310,18 @@ def test_ping_keeps_an_idle_session_alive(start_server) -> None:
     assert pongs >= 5 and len(packets) == 5
 
 
-def test_no_fin_after_done_until_the_client_is_done(server) -> None:
+def test_no_fin_after_done_until_the_client_closes(server) -> None:
     """The reference encoder queues PACKETs and DONE and drops the queue when it sees EOF
-    (VTR1.md §10.2): the server half-closes only once the client closes or speaks again."""
+    (VTR1.md §10.2): the server half-closes only after the client closed."""
     frames = testsrc_frames(12, W, H, "nv12")
     with streaming_client(server.address) as client:
         packets = client.encode(frames, window=16)  # DONE read; a queue would still hold packets
         assert len(packets) == 12
-        ready, _, _ = select.select([client.sock], [], [], 0.5)
-        assert ready == []  # no EOF yet: the client may drain its queue
-        assert client.after_done() == []  # the second FLUSH: now the server closes
+        assert select.select([client.sock], [], [], 0.5)[0] == []  # no EOF yet
+        client.send_raw(serialize_bytes(messages.Flush()), unchecked=False)  # the reference's next FLUSH
+        assert select.select([client.sock], [], [], 0.3)[0] == []  # still no EOF: FLUSH proves nothing
+        client.sock.shutdown(socket.SHUT_WR)  # the client closes
+        assert client.recv_until_closed() == []  # now the server closes too
 
 
 def test_pong_and_repeated_flush_are_harmless(server) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from vtr_client import VTRClient, frame_planes
+from vtr_client import Closed, VTRClient, frame_planes
 
 from media import decode_video, make_h264_mp4, plane_arrays, testsrc_frames, video_packets
 from vtremote.wire import annexb, messages
@@ -41,16 +41,23 @@ class ReferenceEncoder:
         self.capacity = max(4, 2 * inflight)
         self.inflight = 0
         self.done = False
+        self.flushes = 0
+        self.stash: deque[messages.Message] = deque()
 
     def _readable(self) -> bool:
-        if self.c.conn.receiver.pending:
-            return True
-        return bool(select.select([self.c.sock], [], [], 0)[0])
+        """poll(fd, 0) of the reference; our client buffers, so look at its buffer first."""
+        if not self.stash:
+            msg = self.c.conn.next_event()
+            if msg is not None:
+                self.stash.append(msg)
+        return bool(self.stash) or bool(select.select([self.c.sock], [], [], 0)[0])
 
     def _read_one(self) -> messages.Message:
+        if self.stash:
+            return self.stash.popleft()
         try:
             return self.c.recv()
-        except Exception as e:  # EOF or reset: the call's result is an error
+        except (Closed, ConnectionError) as e:  # EOF or reset: the call's result is an error
             raise EndOfStream(str(e)) from e
 
     def _send_frame(self, frame: av.VideoFrame) -> None:
@@ -89,7 +96,11 @@ class ReferenceEncoder:
             self._send_frame(frame)
             return msg
         # 5. draining with an empty ring: FLUSH (every time, as the reference does)
-        self.c.send_raw(messages.serialize_bytes(messages.Flush()), unchecked=False)
+        if self.flushes == 0:
+            self.c.send(messages.Flush())
+        else:  # the client-side state machine knows only one FLUSH; the bytes are the same
+            self.c.send_raw(messages.serialize_bytes(messages.Flush()), unchecked=False)
+        self.flushes += 1
         # 6. blocking receive; `done` is checked before anything else (§10.2)
         if self.done:
             raise EndOfStream("done")

@@ -102,9 +102,11 @@ class VTRClient:
                 return out
 
     def after_done(self) -> list[messages.Message]:
-        """What the reference encoder does once its queue is empty after DONE: FLUSH again.
-        The server closes then; returns anything it sent before closing (should be nothing)."""
+        """End a session the way the reference client does after DONE: another FLUSH, then
+        its close (half-close here, to watch the server's side). Returns anything the server
+        sent before closing its side too (should be nothing)."""
         self.send_raw(serialize_bytes(messages.Flush()), unchecked=False)
+        self.sock.shutdown(socket.SHUT_WR)
         return self.recv_until_closed()
 
     def read_eof(self) -> bytes:

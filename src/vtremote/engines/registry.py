@@ -88,6 +88,25 @@ def resolve(name: str, codec: str, mode: Mode) -> type[Engine]:
     raise EngineUnavailableError(f"no engine can {mode} {codec} here ({'; '.join(reasons)})")
 
 
+def candidates(name: str, codec: str, mode: Mode) -> list[type[Engine]]:
+    """Engines to try in order for one session: the named one only (it must work), or
+    under ``auto`` every engine that probes OK, best first."""
+    key = canonical(name)
+    if key != "auto":
+        return [resolve(key, codec, mode)]
+    out = []
+    for candidate in AUTO_ORDER:
+        try:
+            cls = engine_class(candidate)
+        except EngineUnavailableError:
+            continue
+        if cls.probe(codec, mode):
+            out.append(cls)
+    if not out:
+        resolve("auto", codec, mode)  # raises with every engine's reason
+    return out
+
+
 def auto_choice() -> str:
     """The engine ``auto`` uses for H.264 encoding (what the server announces), logged."""
     cls = resolve("auto", "h264", "encode")

@@ -91,7 +91,7 @@ QUEUE_DEPTH = 4
 #: so unread client bytes do not turn our close into a reset that eats the ERROR.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 64 * 1024 * 1024
-#: After DONE: longest wait for the client to close or speak before our FIN (see _close_socket).
+#: After DONE: longest wait for the client to close before our FIN (see _close_socket).
 POST_DONE_WAIT = 10.0
 #: Longest an engine may take to open (hardware initialisation included).
 ENGINE_OPEN_TIMEOUT = 60.0
@@ -195,7 +195,6 @@ class Session:
         self._pending_frames: deque[av.VideoFrame] = deque()
         self._warned_pts = False
         self._captions = False
-        self._rx_at_done = -1  # bytes received when DONE went out (see _close_socket)
 
     # ==== lifecycle ==========================================================================
 
@@ -270,29 +269,30 @@ class Session:
     def _close_socket(self, after_done: bool = False) -> None:
         """Half-close, discard what the client still sends for a moment, close (no RST).
 
-        After DONE the half-close waits until the client shows it has consumed
-        everything: it closes, or sends anything (the reference encoder sends
-        FLUSH again once its packet queue is empty). The reference client reads
-        PACKETs and DONE into a queue and, if it then sees EOF, drops what is
-        still queued (VTR1.md §10.2); a FIN sent right after DONE invites that.
+        After DONE our FIN waits for the client's (or POST_DONE_WAIT): the reference
+        encoder reads PACKETs and DONE into a queue and drops what is still queued as
+        soon as it sees EOF (VTR1.md §10.2). Its repeated FLUSHes say nothing about
+        whether DONE was read, so only its close is a safe signal. The session slot
+        and the engine are already free by then.
         """
         s = self.sock
         try:
             s.settimeout(0.1)
             buf = bytearray(65536)
-            spoke = 0 <= self._rx_at_done < self.conn.bytes_received  # bytes came in after DONE
-            if after_done and not spoke and not self._closed_write:
+            drained = 0
+            if after_done and not self._closed_write:
                 deadline = time.monotonic() + min(self.cfg.idle_timeout, POST_DONE_WAIT)
-                while time.monotonic() < deadline and not self.host.shutting_down:
+                while time.monotonic() < deadline and not self.host.shutting_down and drained < LINGER_BYTES:
                     try:
-                        if s.recv_into(buf) >= 0:
-                            break  # data or EOF: the client is done reading
+                        n = s.recv_into(buf)
                     except TimeoutError:
                         continue
+                    if n == 0:
+                        return  # the client closed: close too (finally)
+                    drained += n
             if not self._closed_write:
                 s.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + LINGER_SECONDS
-            drained = 0
             while time.monotonic() < deadline and drained < LINGER_BYTES:
                 try:
                     n = s.recv_into(buf)
@@ -478,22 +478,24 @@ class Session:
         warnings: list[str] = []
         if mode == "decode":
             warnings += check_decode_options(opts)
-        engine_cls = registry.resolve(self.cfg.engine, self.codec, config.mode)
-        engine = engine_cls()
-        self.engine = engine
         self.stream = config
         if mode == "encode":
             self._timestamps = TimestampMapper(config.frame_ticks)
             self._captions = opts.get("a53_cc", "0") not in ("0", "", "-1")
-        opened: Future[bytes] = Future()
-        self._engine_thread = threading.Thread(
-            target=self._engine_main, args=(engine, config, opened), name=f"vtremoted-engine-{self.id}", daemon=True
-        )
-        self._engine_thread.start()
-        try:  # raises the engine's error (EngineError, EngineUnavailableError, ConfigError...)
-            extradata = opened.result(timeout=ENGINE_OPEN_TIMEOUT)
-        except FutureTimeout:
-            raise EngineError(f"engine {engine.name} did not open within {ENGINE_OPEN_TIMEOUT:g} s") from None
+        candidates = registry.candidates(self.cfg.engine, self.codec, config.mode)
+        for i, engine_cls in enumerate(candidates):
+            engine = engine_cls()
+            self.engine = engine
+            try:
+                extradata = self._start_engine(engine, config)
+                break
+            except EngineError as e:
+                if i + 1 == len(candidates):
+                    raise
+                # Only under --engine auto: a device that probed fine may still refuse this
+                # configuration (10-bit, size); the next engine in the auto order takes it.
+                self.log.warning("engine %s cannot serve %s: %s; trying %s",
+                                 engine.name, config.describe(), e, candidates[i + 1].name)
         warnings += engine.warnings
         pix_fmt = int(engine.output_pix_fmt) if mode == "decode" else int(config.pix_fmt)
         ack = messages.ConfigureAck(status=0, extradata=extradata, pix_fmt=pix_fmt, warnings=tuple(warnings[:255]))
@@ -508,6 +510,22 @@ class Session:
         )
         for w in warnings:
             self.log.info("CONFIGURE warning: %s", w)
+
+    def _start_engine(self, engine: Engine, config: StreamConfig) -> bytes:
+        """Start the engine thread, which opens the engine; returns the extradata."""
+        opened: Future[bytes] = Future()
+        thread = threading.Thread(
+            target=self._engine_main, args=(engine, config, opened), name=f"vtremoted-engine-{self.id}", daemon=True
+        )
+        self._engine_thread = thread
+        thread.start()
+        try:  # raises the engine's error (EngineError, EngineUnavailableError, ConfigError...)
+            return opened.result(timeout=ENGINE_OPEN_TIMEOUT)
+        except FutureTimeout:
+            raise EngineError(f"engine {engine.name} did not open within {ENGINE_OPEN_TIMEOUT:g} s") from None
+        except EngineError:
+            thread.join(timeout=5.0)  # it returns right after a failed open
+            raise
 
     # ==== streaming: reader side ==============================================================
 
@@ -628,7 +646,6 @@ class Session:
                 elif kind == _FLUSH:
                     self._drain(engine)
                     self._send(messages.Done())
-                    self._rx_at_done = self.conn.bytes_received
                     self._finished.set()
                     return
             finally:
