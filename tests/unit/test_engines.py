@@ -343,3 +343,54 @@ def test_colour_description_and_sar_reach_the_bitstream() -> None:
     frame = frames[0]
     assert (frame.color_range, frame.colorspace, frame.color_primaries, frame.color_trc) == (1, 9, 9, 16)
     assert dec.sample_aspect_ratio == Fraction(4, 3)
+
+
+# --- hardware option mapping (runs without the device: only the mapping is checked) ------------
+
+
+def hw_options(name: str, codec: str = "h264", pix_fmt: PixelFormat = PixelFormat.NV12, **options: str):
+    cls = registry.engine_class(name)
+    engine = cls()
+    config = encode_config(codec, pix_fmt, **options)
+    engine.config = config
+    settings, warnings = parse_encode_options(config.options)
+    engine.settings = settings
+    engine.codec_name = cls.encoders[codec]
+    ctx = av.CodecContext.create("libx264", "w")  # a stand-in context: only fields are set
+    opts = engine.configure_encoder(ctx, config, settings)
+    return engine, ctx, opts, warnings + engine.warnings
+
+
+def test_nvenc_mapping() -> None:
+    _, ctx, opts, warnings = hw_options("nvenc", bitrate="2000000", constant_bit_rate="1", gop="30",
+                                       max_b_frames="2", profile="578", entropy="1", spatial_aq="1",
+                                       level="41", max_ref_frames="3")
+    assert warnings == ["max_b_frames=2 ignored: baseline has no B-frames"]
+    assert opts["forced-idr"] == "1" and opts["strict_gop"] == "1" and opts["no-scenecut"] == "1"
+    assert opts["rc"] == "cbr" and opts["maxrate"] == opts["bufsize"] == "2000000"
+    assert opts["profile"] == "baseline" and opts["level"] == "4.1" and opts["coder"] == "cavlc"
+    assert opts["spatial-aq"] == "1" and opts["refs"] == "3" and opts["preset"] == "p2"
+    assert int(opts["delay"]) + ctx.max_b_frames < MAX_FRAME_DELAY
+    assert (ctx.bit_rate, ctx.gop_size, ctx.max_b_frames) == (2000000, 30, 0)  # baseline: no B-frames
+
+
+def test_videotoolbox_mapping_follows_the_reference_properties() -> None:
+    _, ctx, opts, warnings = hw_options("videotoolbox", realtime="1", prio_speed="0", allow_sw="1",
+                                       require_sw="1", frames_before="1", power_efficient="1",
+                                       max_slice_bytes="1200", max_ref_frames="2", profile="612")
+    assert warnings == []
+    for key in ("realtime", "allow_sw", "require_sw", "frames_before", "power_efficient"):
+        assert opts[key] == "1", key
+    assert opts["prio_speed"] == "0" and opts["max_slice_bytes"] == "1200" and opts["max_ref_frames"] == "2"
+    assert opts["profile"] == "constrained_high" and opts["a53cc"] == "0"
+
+
+def test_hardware_mapping_warns_about_what_it_cannot_do() -> None:
+    _, _, opts, warnings = hw_options("qsv", "hevc", PixelFormat.P010, frames_before="1", entropy="2",
+                                      spatial_aq="1", max_slice_bytes="100", require_sw="1")
+    text = " ".join(warnings)
+    for needle in ("frames_before=1", "entropy=2", "spatial_aq=1", "max_slice_bytes=100", "require_sw=1"):
+        assert needle in text
+    assert opts["profile"] == "main10" and opts["forced_idr"] == "1"
+    with pytest.raises(UnsupportedConfigError, match="NV12 only"):
+        hw_options("vaapi", "h264", PixelFormat.P010)

@@ -62,8 +62,10 @@ class Features:
     entropy: str | None = None  # option taking "cavlc"/"cabac"
     spatial_aq: str | None = None
     strict_gop: dict[str, str] = field(default_factory=dict)
-    profiles: dict[int, str] | None = None  # H.264 profile constant -> option value (None: names above)
-    supports_constrained_high: bool = False
+    h264_profiles: dict[int, str] = field(default_factory=dict)  # H.264 profile constant -> option value
+    refs_option: str = "refs"  # how the reference-frame count is set
+    #: Option holding the frames the encoder may delay output by (budgeted to MAX_FRAME_DELAY).
+    delay_option: str | None = None
     vt_keys: bool = False  # the videotoolbox-only keys (allow_sw, frames_*, power, slices, alpha)
     max_bframes: int = 4
     a53_option: str | None = None  # the encoder's own caption option, turned off (the session inserts SEI)
@@ -153,7 +155,7 @@ class HardwareEngine(FFmpegEngine):
 
         # Profile, level, entropy.
         if s.profile != PROFILE_UNKNOWN:
-            names = f.profiles or (H264_PROFILE_NAMES if config.codec == "h264" else HEVC_PROFILE_NAMES)
+            names = (f.h264_profiles or H264_PROFILE_NAMES) if config.codec == "h264" else HEVC_PROFILE_NAMES
             name = names.get(s.profile)
             if name is None:
                 self.warn(f"profile={s.profile} is not available on {self.codec_name}; the encoder picks it")
@@ -179,7 +181,11 @@ class HardwareEngine(FFmpegEngine):
             else:
                 opts[f.spatial_aq] = "1" if s.spatial_aq else "0"
         if s.max_ref_frames > 0:
-            opts["refs"] = str(s.max_ref_frames)
+            opts[f.refs_option] = str(s.max_ref_frames)
+        if f.delay_option and not s.low_latency:
+            # The reference client blocks with 16 frames in flight: keep the output delay,
+            # B-frames included, within MAX_FRAME_DELAY (VTR1.md §9.5 step 4, §10.1).
+            opts.setdefault(f.delay_option, str(max(0, MAX_FRAME_DELAY - 1 - bframes)))
 
         # VideoToolbox-only keys.
         vt_only = {

@@ -8,6 +8,13 @@ libcuda.so.1"). Encoding takes NV12/P010 frames from system memory.
 from __future__ import annotations
 
 from vtremote.engines.hardware import Features, HardwareEngine
+from vtremote.engines.options import (
+    H264_BASELINE,
+    H264_CONSTRAINED_BASELINE,
+    H264_CONSTRAINED_HIGH,
+    H264_HIGH,
+    H264_MAIN,
+)
 
 
 class NvencEngine(HardwareEngine):
@@ -28,4 +35,14 @@ class NvencEngine(HardwareEngine):
         spatial_aq="spatial-aq",
         strict_gop={"strict_gop": "1", "no-scenecut": "1"},
         max_bframes=4,
+        # h264_nvenc knows baseline/main/high; its baseline is constrained, and
+        # constrained high is High without B-frames (the client asks for none then).
+        h264_profiles={
+            H264_BASELINE: "baseline",
+            H264_CONSTRAINED_BASELINE: "baseline",
+            H264_MAIN: "main",
+            H264_HIGH: "high",
+            H264_CONSTRAINED_HIGH: "high",
+        },
+        delay_option="delay",
     )

@@ -7,6 +7,7 @@ the MFX session error otherwise. Frames travel in system memory (NV12/P010).
 from __future__ import annotations
 
 from vtremote.engines.hardware import Features, HardwareEngine
+from vtremote.engines.options import H264_BASELINE, H264_CONSTRAINED_BASELINE, H264_HIGH, H264_MAIN
 
 
 class QsvEngine(HardwareEngine):
@@ -26,4 +27,10 @@ class QsvEngine(HardwareEngine):
         spatial_aq=None,
         strict_gop={"idr_interval": "0"},
         max_bframes=3,
+        h264_profiles={
+            H264_BASELINE: "baseline",
+            H264_CONSTRAINED_BASELINE: "baseline",
+            H264_MAIN: "main",
+            H264_HIGH: "high",
+        },
     )

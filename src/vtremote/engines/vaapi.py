@@ -8,6 +8,7 @@ build with VA-API; the probe names what is missing.
 from __future__ import annotations
 
 from vtremote.engines.hardware import Features, HardwareEngine
+from vtremote.engines.options import H264_BASELINE, H264_CONSTRAINED_BASELINE, H264_HIGH, H264_MAIN
 
 
 class VaapiEngine(HardwareEngine):
@@ -28,4 +29,11 @@ class VaapiEngine(HardwareEngine):
         spatial_aq=None,
         strict_gop={"idr_interval": "0"},
         max_bframes=2,
+        # VA-API has no plain baseline: constrained baseline is what it encodes.
+        h264_profiles={
+            H264_BASELINE: "constrained_baseline",
+            H264_CONSTRAINED_BASELINE: "constrained_baseline",
+            H264_MAIN: "main",
+            H264_HIGH: "high",
+        },
     )

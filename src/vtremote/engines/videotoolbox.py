@@ -37,7 +37,7 @@ class VideoToolboxEngine(HardwareEngine):
         entropy="coder",
         spatial_aq="spatial_aq",
         strict_gop={},
-        profiles={
+        h264_profiles={
             H264_BASELINE: "baseline",
             H264_CONSTRAINED_BASELINE: "constrained_baseline",
             H264_MAIN: "main",
@@ -45,7 +45,7 @@ class VideoToolboxEngine(HardwareEngine):
             H264_CONSTRAINED_HIGH: "constrained_high",
             H264_EXTENDED: "extended",
         },
-        supports_constrained_high=True,
+        refs_option="max_ref_frames",
         vt_keys=True,
         max_bframes=4,
         a53_option="a53cc",
