@@ -890,6 +890,10 @@ def run_offload(
     by_mode: dict[str, Any] = {}
     if compression is None:
         with ServerProcess("null") as null:
+            for mode in modes:  # untimed warm-up of each mode (server heap, socket buffers)
+                encode_session(
+                    null.address, pics, 32, compression=mode, window=None, server_pid=None
+                )
             for mode in modes:
                 r = encode_session(
                     null.address,
