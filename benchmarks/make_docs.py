@@ -1,7 +1,7 @@
 """Run every benchmark and regenerate the tables in docs/benchmarks.md.
 
-    python benchmarks/make_docs.py            # full set, about 10 minutes on the 2-core box
-    python benchmarks/make_docs.py --quick    # fewer frames / shorter clips, about 3 minutes
+    python benchmarks/make_docs.py            # full set, about 4-5 minutes on the 2-core box
+    python benchmarks/make_docs.py --quick    # fewer frames / shorter clips, about 2-3 minutes
     python benchmarks/make_docs.py --only wire,offload
 
 Each benchmark runs in its own process (``python -m vtremote.cli.bench NAME

@@ -658,7 +658,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 #: Arguments of each benchmark under ``all`` (full, quick); benchmarks/make_docs.py
-#: runs the same ones, each in its own process. Full: about 10 minutes here; quick: about 3.
+#: runs the same ones, each in its own process. Full: about 4-5 minutes here; quick: 2-3.
 ALL_ARGS: dict[str, tuple[list[str], list[str]]] = {
     "wire": (["--frames", "600", "--repeat", "3"], ["--frames", "300", "--repeat", "2"]),
     "offload": (
