@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -316,7 +317,14 @@ def test_probe(start_server, capsys: pytest.CaptureFixture[str]) -> None:
     assert info["engines"] == ["x264"]
     assert "ext:decode-pipeline" in info["capabilities"]
     assert info["max_sessions"] == 3 and info["active_sessions"] == 1  # the probe's own session
-    rc, out, _ = run(capsys, "probe", srv.addr)
+    # The first probe's slot is freed when the server sees its EOF, which may be a moment
+    # after the client returned: poll until the count settles back.
+    deadline = time.monotonic() + 10
+    while True:
+        rc, out, _ = run(capsys, "probe", srv.addr)
+        if "sessions     1 of 3 in use" in out or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert rc == 0 and "sessions     1 of 3 in use" in out and "engines      x264" in out
     rc, _, err = run(capsys, "probe", f"127.0.0.1:{_free_port()}")
     assert rc == 1 and "cannot reach" in err

@@ -210,13 +210,17 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         dts = packet.dts if packet.dts is not None else pts
         duration = packet.duration if packet.duration and packet.duration > 0 else 0
         self._wait(self._window_open, lambda: f"{self.in_flight} packets were unanswered (window {self.window})")
+        with self._cond:
+            # Count this packet as in flight at the moment it leaves: its PONG may be
+            # handled by the receiver thread before this thread records it below.
+            self._acknowledge()
+            self._stats.max_inflight = max(self._stats.max_inflight, len(self._unacked) + 1)
         ordinal = self._send(m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data), m.Ping())
         with self._cond:
             if ordinal > self._pongs:
                 self._unacked.append(ordinal)
             self._sent += 1
             self._stats.packets = self._sent
-            self._stats.max_inflight = max(self._stats.max_inflight, len(self._unacked))
         if not self.pipelined:  # lock-step: this packet's output is complete at its PONG
             self._wait(self._all_acked, lambda: "waiting for the frame of the last packet")
         out = self._take()
