@@ -184,6 +184,18 @@ class SoftwareEngine(FFmpegEngine):
             self.warn(f"qmax={s.qmax} is below qmin={s.qmin}; the encoder uses qmin")
             params["qpmax"] = params["qpmin"]
 
+    def _quality_params(self, s: EncodeSettings, params: dict[str, object], qp_top: int) -> None:
+        """QP limits, adaptive quantisation and reference count: the same keys in x264 and x265."""
+        self._qp_limits(s, params, qp_top)
+        if s.spatial_aq == 0:
+            params["aq-mode"] = 0
+        elif s.spatial_aq == 1:
+            params["aq-mode"] = 1
+        if s.max_ref_frames > 0:
+            if s.max_ref_frames > 16:
+                self.warn(f"max_ref_frames={s.max_ref_frames} exceeds 16; clamped")
+            params["ref"] = min(s.max_ref_frames, 16)
+
     def _b_frames(self, s: EncodeSettings, allowed: int, why: str) -> int:
         """B-frames to use: the client's max_b_frames within ``allowed``, with a warning if cut."""
         if s.max_b_frames <= 0:
@@ -273,15 +285,7 @@ class SoftwareEngine(FFmpegEngine):
         params["open-gop"] = 0  # closed GOPs: every IDR starts a decodable segment
 
         opts.update(self._rate_control(ctx, s, params))
-        self._qp_limits(s, params, 69)
-        if s.spatial_aq == 0:
-            params["aq-mode"] = 0
-        elif s.spatial_aq == 1:
-            params["aq-mode"] = 1
-        if s.max_ref_frames > 0:
-            if s.max_ref_frames > 16:
-                self.warn(f"max_ref_frames={s.max_ref_frames} exceeds 16; clamped")
-            params["ref"] = min(s.max_ref_frames, 16)
+        self._quality_params(s, params, 69)
         if s.max_slice_bytes > 0:
             params["slice-max-size"] = s.max_slice_bytes
         opts["x264-params"] = _params(params)
@@ -337,14 +341,6 @@ class SoftwareEngine(FFmpegEngine):
             params["scenecut"] = 0
         params["open-gop"] = 0
         opts.update(self._rate_control(ctx, s, params))
-        self._qp_limits(s, params, 51)
-        if s.spatial_aq == 0:
-            params["aq-mode"] = 0
-        elif s.spatial_aq == 1:
-            params["aq-mode"] = 1
-        if s.max_ref_frames > 0:
-            if s.max_ref_frames > 16:
-                self.warn(f"max_ref_frames={s.max_ref_frames} exceeds 16; clamped")
-            params["ref"] = min(s.max_ref_frames, 16)
+        self._quality_params(s, params, 51)
         opts["x265-params"] = _params(params)
         return opts
