@@ -645,13 +645,48 @@ def encode_session(
     }
 
 
+def _wire_entry(
+    runs: dict[str, list[dict[str, Any]]], modes: Sequence[str], frames: int, picture_bytes: int
+) -> dict[str, Any]:
+    """One source's wire results: the best run of the raw ceiling and of each mode."""
+    best_raw = max(runs["raw"], key=lambda r: r["fps"])
+    entry: dict[str, Any] = {
+        "raw": {
+            "fps": best_raw["fps"],
+            "gbps": best_raw["gbps"],
+            "message_bytes": best_raw["message_bytes"],
+            "client_cpu_ms_per_frame": round(best_raw["client_cpu_s_per_frame"] * 1000, 3),
+            "runs_fps": [r["fps"] for r in runs["raw"]],
+        }
+    }
+    for mode in modes:
+        best = max(runs[mode], key=lambda r: r["fps"])
+        per_frame = best["frame_bytes"] / frames
+        server_cpu = best["server_cpu_s"]
+        entry[mode] = {
+            "fps": round(best["fps"], 1),
+            "gbps": round(best["fps"] * picture_bytes / 1e9, 3),
+            "wire_gbps": round(best["fps"] * per_frame / 1e9, 3),
+            "ratio_to_raw": round(best["fps"] / best_raw["fps"], 3),
+            "wire_bytes_per_frame": round(per_frame),
+            "compression_ratio": round(per_frame / picture_bytes, 4),
+            "client_cpu_ms_per_frame": round(best["client_cpu_s"] * 1000 / frames, 3),
+            "server_cpu_ms_per_frame": None
+            if server_cpu is None
+            else round(server_cpu * 1000 / frames, 3),
+            "seconds": round(best["seconds"], 3),
+            "runs_fps": [round(r["fps"], 1) for r in runs[mode]],
+        }
+    return entry
+
+
 def run_wire(
     *,
     width: int = 1920,
     height: int = 1080,
     frames: int = 600,
     distinct: int = 16,
-    repeat: int = 3,
+    repeat: int = 4,
     window: int | None = None,
     sources: Sequence[str] = SOURCES,
     modes: Sequence[str] = MODES,
@@ -660,9 +695,9 @@ def run_wire(
     """The wire ceiling: NV12 frames client -> vtremoted (``null`` engine) -> client.
 
     For each source the raw-socket ceiling (:func:`raw_ceiling`, same bytes,
-    same window) and one session per compression mode run ``repeat`` times,
-    interleaved so that a burst of load from elsewhere hits all of them alike;
-    the best run of each is reported (every run's rate is kept in ``runs_fps``).
+    same window) and one session per compression mode run ``repeat`` times, in
+    rounds over all sources and modes so that a burst of load from elsewhere
+    hits all of them alike; the best run of each is reported (every run's rate is kept in ``runs_fps``).
 
     JSON layout (docs/benchmarks.md "JSON output")::
 
@@ -697,68 +732,48 @@ def run_wire(
         },
         "sources": {},
     }
+    pics: dict[str, list[av.VideoFrame]] = {}
+    for source in sources:
+        say(f"wire: generating {distinct} {width}x{height} {source} frames")
+        pics[source] = make_frames(source, width, height, distinct)
+    picture_bytes = sum(memoryview(p).nbytes for p in frame_message_parts(pics[sources[0]][0]))
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        source: {"raw": [], **{m: [] for m in modes}} for source in sources
+    }
     with ServerProcess("null") as server:
+        # One short untimed session per mode first: the server's first frames of a
+        # kind grow its heap and receive buffers, a cost no later frame pays.
         for source in sources:
-            say(f"wire: generating {distinct} {width}x{height} {source} frames")
-            pics = make_frames(source, width, height, distinct)
-            picture_bytes = sum(memoryview(p).nbytes for p in frame_message_parts(pics[0]))
-            runs: dict[str, list[dict[str, Any]]] = {"raw": [], **{m: [] for m in modes}}
-            # One short untimed session per mode first: the server's first frames of a
-            # kind grow its heap and receive buffers, a cost no later frame pays.
             for mode in modes:
                 encode_session(
                     server.address,
-                    pics,
+                    pics[source],
                     min(frames, 64),
                     compression=mode,
                     window=window,
                     server_pid=None,
                 )
-            for rep in range(repeat):
-                raw = raw_ceiling(pics, frames, window=window)
-                runs["raw"].append(raw)
-                say(f"wire: {source} run {rep + 1}/{repeat}: raw socket {raw['fps']:.0f} fps")
+        # Rounds go over every source and mode, so each one's runs are spread over the
+        # whole benchmark: a burst of other work on the machine cannot hit all of them.
+        for rep in range(repeat):
+            for source in sources:
+                raw = raw_ceiling(pics[source], frames, window=window)
+                runs[source]["raw"].append(raw)
+                say(f"wire: run {rep + 1}/{repeat} {source}: raw socket {raw['fps']:.0f} fps")
                 for mode in modes:
                     r = encode_session(
                         server.address,
-                        pics,
+                        pics[source],
                         frames,
                         compression=mode,
                         window=window,
                         server_pid=server.pid,
                     )
-                    runs[mode].append(r)
-                    say(f"wire: {source} run {rep + 1}/{repeat}: {mode} {r['fps']:.0f} fps")
+                    runs[source][mode].append(r)
+                    say(f"wire: run {rep + 1}/{repeat} {source}: {mode} {r['fps']:.0f} fps")
                     server.check_alive()
-            best_raw = max(runs["raw"], key=lambda r: r["fps"])
-            entry: dict[str, Any] = {"raw": best_raw}
-            for mode in modes:
-                best = max(runs[mode], key=lambda r: r["fps"])
-                per_frame = best["frame_bytes"] / frames
-                entry[mode] = {
-                    "fps": round(best["fps"], 1),
-                    "gbps": round(best["fps"] * picture_bytes / 1e9, 3),
-                    "wire_gbps": round(best["fps"] * per_frame / 1e9, 3),
-                    "ratio_to_raw": round(best["fps"] / best_raw["fps"], 3),
-                    "wire_bytes_per_frame": round(per_frame),
-                    "compression_ratio": round(per_frame / picture_bytes, 4),
-                    "client_cpu_ms_per_frame": round(best["client_cpu_s"] * 1000 / frames, 3),
-                    "server_cpu_ms_per_frame": (
-                        None
-                        if best["server_cpu_s"] is None
-                        else round(best["server_cpu_s"] * 1000 / frames, 3)
-                    ),
-                    "seconds": round(best["seconds"], 3),
-                    "runs_fps": [round(r["fps"], 1) for r in runs[mode]],
-                }
-            entry["raw"] = {
-                "fps": best_raw["fps"],
-                "gbps": best_raw["gbps"],
-                "message_bytes": best_raw["message_bytes"],
-                "client_cpu_ms_per_frame": round(best_raw["client_cpu_s_per_frame"] * 1000, 3),
-                "runs_fps": [r["fps"] for r in runs["raw"]],
-            }
-            result["sources"][source] = entry
+    for source in sources:
+        result["sources"][source] = _wire_entry(runs[source], modes, frames, picture_bytes)
     first = "testsrc2" if "testsrc2" in result["sources"] else next(iter(result["sources"]))
     top = result["sources"][first]
     # Convenience keys: the raw ceiling and the per-mode results of testsrc2 at the top level.

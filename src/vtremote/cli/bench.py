@@ -498,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="distinct source frames cycled through (default 16)",
     )
     p.add_argument(
-        "--repeat", type=int, default=3, help="runs per mode; the best is reported (default 3)"
+        "--repeat", type=int, default=4, help="runs per mode; the best is reported (default 4)"
     )
     p.add_argument(
         "--window", type=int, default=None, help="in-flight frames (default: the client's default)"
@@ -660,7 +660,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 #: Arguments of each benchmark under ``all`` (full, quick); benchmarks/make_docs.py
 #: runs the same ones, each in its own process. Full: about 4-5 minutes here; quick: 2-3.
 ALL_ARGS: dict[str, tuple[list[str], list[str]]] = {
-    "wire": (["--frames", "600", "--repeat", "3"], ["--frames", "300", "--repeat", "2"]),
+    "wire": (["--frames", "600", "--repeat", "4"], ["--frames", "300", "--repeat", "2"]),
     "offload": (
         ["--frames", "1000", "--probe-frames", "200"],
         ["--frames", "300", "--probe-frames", "100"],
