@@ -169,7 +169,7 @@ def make_av_mkv(
     n: int = 30,
     width: int = 320,
     height: int = 180,
-    rate: int = 30,
+    rate: int | Fraction = 30,
     bframes: int = 2,
     audio: str = "aac",
     source: str = "testsrc2",

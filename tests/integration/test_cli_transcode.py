@@ -107,6 +107,38 @@ def test_seed_command_copies_audio_and_subtitles_untouched(server, tmp_path: Pat
     assert "mode=encode" in server.stderr_text() and "br=6000000 gop=240" in server.stderr_text()
 
 
+def _shift_video(src: Path, dst: Path, ms: int) -> Path:
+    """Remux ``src`` with its video ``ms`` milliseconds late, as ffmpeg's MKVs with B-frames
+    often start (e.g. at 21 ms for 23.976 fps)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="matroska") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for pkt in inp.demux():
+            if pkt.dts is None and pkt.pts is None:
+                continue
+            if pkt.stream.type == "video":
+                pkt.pts = None if pkt.pts is None else pkt.pts + ms
+                pkt.dts = None if pkt.dts is None else pkt.dts + ms
+            pkt.stream = streams[pkt.stream.index]
+            out.mux(pkt)
+    return dst
+
+
+def test_ntsc_rate_with_millisecond_timestamps_keeps_every_frame(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """23.976 fps in Matroska's 1 ms clock, starting half a frame late: rounding each
+    timestamp to the 1001/24000 grid lands some frames on their predecessor's tick;
+    they must move to the next tick, not be dropped."""
+    made = make_av_mkv(tmp_path / "made.mkv", n=96, width=320, height=180, rate=Fraction(24000, 1001))
+    src = _shift_video(made, tmp_path / "input.mkv", 21)
+    out = tmp_path / "output.mkv"
+    rc, _, err = run(capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-g", "48", "-an", "-sn", out)
+    assert rc == 0, err
+    v = video_info(out)
+    assert v["frames"] == 96 == len(v["packets"])
+    assert strictly_increasing(v["dts"])
+
+
 def test_bitrate_within_tolerance(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = make_av_mkv(tmp_path / "input.mkv", n=60, width=320, height=180, rate=24, source="noise")
     out = tmp_path / "out.mkv"

@@ -637,11 +637,27 @@ class VideoHandler(Handler):
         assert tb is not None
         src_tb = frame.time_base or tb
         if src_tb != tb and frame.pts is not None:
-            pts = round(frame.pts * src_tb / tb)
-            duration = round(frame.duration * src_tb / tb) if frame.duration else 0
+            exact = Fraction(frame.pts) * src_tb / tb
+            span = Fraction(frame.duration) * src_tb / tb if frame.duration else Fraction(0)
+            counting = self.rate is not None and tb == 1 / self.rate
+            if counting and not span:
+                span = Fraction(1)
+            pts = round(exact)
+            nxt = None if self.last_pts is None else self.last_pts + 1
+            if nxt is not None and pts < nxt:
+                # Container timestamps are rounded (MKV counts in ms), so a frame of a
+                # 23.976 fps stream can round onto its predecessor's tick. Like ffmpeg's
+                # vsync, slide a frame that is only slightly early to the next tick and
+                # drop only one that ends more than 0.6 tick before it.
+                if exact + span <= nxt - Fraction(3, 5):
+                    self.dropped += 1
+                    log.debug("dropping a frame at %s ticks: the clock is at %d (time base %s)", exact, self.last_pts, tb)
+                    return None
+                pts = nxt
             frame.pts = pts
             frame.time_base = tb
-            frame.duration = max(duration, 1) if self.rate and tb == 1 / self.rate else duration
+            duration = round(span)
+            frame.duration = max(duration, 1) if counting else duration
         if frame.pts is not None and self.last_pts is not None and frame.pts <= self.last_pts:
             self.dropped += 1
             log.debug("dropping a frame at pts %d: the clock is at %d (time base %s)", frame.pts, self.last_pts, tb)
