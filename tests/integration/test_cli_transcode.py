@@ -19,7 +19,7 @@ import av
 import numpy as np
 import pytest
 
-from media import decode_video, make_av_mkv, make_h264_mp4, plane_arrays
+from media import decode_video, make_av_mkv, make_h264_mp4, make_hevc_mp4, plane_arrays
 from vtremote.cli.main import main
 from vtremote.client import RemoteEncoder
 
@@ -234,6 +234,24 @@ def test_remote_decode_scale_remote_encode(server, tmp_path: Path, capsys: pytes
     assert copied(out, "subtitle") == copied(src, "subtitle")
     log = server.stderr_text()
     assert "mode=decode codec=h264 320x180" in log and "mode=encode codec=h264 160x90" in log
+
+
+@pytest.mark.parametrize(("ten_bit", "pix_fmt"), [(False, "yuv420p"), (True, "yuv420p10le")])
+def test_hevc_remote_encode_keeps_the_source_bit_depth(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str], ten_bit: bool, pix_fmt: str
+) -> None:
+    """Without -pix_fmt the remote HEVC encoder gets NV12 from 8-bit sources (NV12's name
+    holds a "12") and P010 from 10-bit ones."""
+    src = make_hevc_mp4(tmp_path / "in.mp4", 12, 320, 180, ten_bit=ten_bit)
+    out = tmp_path / "out.mkv"
+    rc, _, err = run(
+        capsys, "-c:v", "hevc_videotoolbox_remote", "-vt_remote_host", server.addr, "-i", src,
+        "-vf", "scale=160:90", "-c:v", "hevc_videotoolbox_remote", "-vt_remote_host", server.addr, out,
+    )
+    assert rc == 0, err
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == pix_fmt
+    assert video_info(out)["frames"] == 12
 
 
 def test_trim_and_forced_keyframes(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

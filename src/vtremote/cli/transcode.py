@@ -732,7 +732,8 @@ class VideoHandler(Handler):
 
     def _remote_pix_fmt(self, frame: VideoFrame) -> str:
         want = self.out.pix_fmt
-        deep = any(tag in frame.format.name for tag in ("10", "12", "16"))
+        # More than 8 bits per sample picks P010 for HEVC (a name test would take nv12 for 12-bit).
+        deep = max(c.bits for c in frame.format.components) > 8
         default = "p010le" if self.remote_codec == "hevc" and deep else "nv12"
         if want is None:
             return default
