@@ -24,6 +24,7 @@ from vtremote.errors import (
     BusyError,
     ConfigError,
     ConnectionLostError,
+    RemoteProtocolError,
     TimeoutExpiredError,
     UnsupportedError,
 )
@@ -161,6 +162,26 @@ def test_dead_server_names_host_and_reason() -> None:
         port = s.getsockname()[1]
     with pytest.raises(ConnectionLostError, match=rf"^cannot reach 127\.0\.0\.1:{port}: connection refused$"):
         RemoteEncoder(f"127.0.0.1:{port}", width=64, height=64)
+
+
+def test_a_service_that_is_not_vtr1_is_named() -> None:
+    """An HTTP proxy (or any other service) on the port: the error names the host."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        t = threading.Thread(target=answer)
+        t.start()
+        with pytest.raises(RemoteProtocolError, match=rf"^127\.0\.0\.1:{port} does not answer like a VTR1 server: bad header"):
+            RemoteEncoder(f"127.0.0.1:{port}", width=64, height=64)
+        t.join(5)
 
 
 # --- encoder ---------------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def _text(info: dict[str, Any]) -> str:
         sessions = f"{info['active_sessions']} of {info['max_sessions']} in use"
     lines = [
         f"server       {info['server']}",
-        f"status       {info['status']}" + (f": {info['message']}" if info["message"] else ""),
+        f"status       {info['status']}"
+        + (f": {info['message']}" if info["message"] and info["message"] != info["status"] else ""),
         f"name         {info['server_name'] or '(not given)'}",
         f"version      {info['server_version'] or '(not given)'}",
         f"protocol     {info['protocol']}",

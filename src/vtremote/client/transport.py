@@ -339,7 +339,11 @@ class Transport:
     def hello(self, hello: m.Hello) -> m.HelloAck:
         """HELLO -> HELLO_ACK; a refusal becomes BusyError / AuthError (VTR1.md §2.2, §2.3)."""
         self.send(hello)
-        msg = self.receive()
+        try:
+            msg = self.receive()
+        except RemoteProtocolError as e:
+            # Something answers on that port, but not VTR1 (an HTTP proxy, another service).
+            raise RemoteProtocolError(f"{self.name} does not answer like a VTR1 server: {e}") from e
         if isinstance(msg, m.Error):
             raise self.remote_error(msg)
         if not isinstance(msg, m.HelloAck):  # the state machine allows nothing else here
