@@ -375,6 +375,37 @@ def test_keepalive_ping_only_when_announced() -> None:
     assert len(pings) >= 2
 
 
+def test_v1_server_gets_plain_pings_without_the_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A v1 server drops a session after 10 s of silence; PING is v1, so the client sends it
+    when idle, but never announces ext_keepalive to a server that did not offer it."""
+    from vtremote.client import session as client_session
+
+    monkeypatch.setattr(client_session, "V1_KEEPALIVE_S", 0.2)
+    pings: list[int] = []
+    options: dict[str, str] = {}
+
+    def script(srv: FakeServer) -> None:
+        cfg = srv.handshake(("h264", "hevc"))  # what the reference daemon sends
+        options.update(cfg.option_map())
+        while True:
+            msg = srv.recv()
+            if isinstance(msg, m.Ping):
+                pings.append(1)
+                srv.send(m.Pong())
+            elif isinstance(msg, m.Flush):
+                srv.send(m.Done())
+                return
+
+    srv = FakeServer(script)
+    with RemoteEncoder(srv.transport(), width=64, height=64) as enc:
+        assert not enc.keepalive
+        time.sleep(0.7)
+        assert enc.flush() == []
+    srv.join()
+    assert len(pings) >= 2
+    assert "ext_keepalive" not in options
+
+
 # --- refusals --------------------------------------------------------------------------------
 
 

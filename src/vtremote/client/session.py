@@ -49,6 +49,10 @@ T = TypeVar("T")
 
 #: HELLO ``client_name`` of this client (the reference sends "ffmpeg-vtremote").
 CLIENT_NAME = "vtremote"
+#: PING interval when the server did not announce ext:keepalive: well inside the 10 s
+#: after which the reference daemon drops a silent session (VTR1.md §6.4).
+V1_KEEPALIVE_S = 3.0
+
 #: Largest window the reference allows (VTR1.md §3.2 ``vt_remote_inflight`` 1..128).
 MAX_INFLIGHT = 128
 CODECS = ("h264", "hevc")
@@ -152,6 +156,13 @@ class RemoteSession(Generic[T]):
             self.engine = ext.capability_value(caps, ext.CAP_ENGINE_PREFIX.rstrip("=")) or ""
             keepalive = ext.capability_value(caps, ext.CAP_KEEPALIVE)
             self._keepalive_s = self._keepalive_interval(keepalive)
+            #: The server announced ext:keepalive: say so in CONFIGURE (ext_keepalive=1).
+            self._keepalive_negotiated = self._keepalive_s is not None
+            if self._keepalive_s is None:
+                # A v1 server answers PING once streaming but drops a session after 10 s
+                # without a message (VTR1.md §6.3, §6.4, §13.13): a PING after a few idle
+                # seconds keeps a stalled pipeline alive. PING is plain v1, no option needed.
+                self._keepalive_s = V1_KEEPALIVE_S
             self.compression = wanted if wanted is not None else auto_compression(self._transport.peer_is_loopback)
         except BaseException:
             self._transport.close()
@@ -194,8 +205,9 @@ class RemoteSession(Generic[T]):
 
     @property
     def keepalive(self) -> bool:
-        """True when this session sends PING while idle (negotiated with ``ext:keepalive``)."""
-        return self._keepalive_s is not None
+        """True when the server announced ``ext:keepalive`` (its idle timeout sets the PING
+        interval). Otherwise PING still goes out after ``V1_KEEPALIVE_S`` idle seconds."""
+        return self._keepalive_negotiated
 
     def close(self) -> None:
         """End the session. Without a completed :meth:`flush` the server just sees EOF."""
@@ -228,7 +240,7 @@ class RemoteSession(Generic[T]):
     def _extension_options(self) -> list[tuple[str, str]]:
         """Option keys of our extensions, each only when the server announced it."""
         opts: list[tuple[str, str]] = []
-        if self._keepalive_s is not None:
+        if self._keepalive_negotiated:
             opts.append((ext.OPT_KEEPALIVE, "1"))
         return opts
 
@@ -371,8 +383,8 @@ class RemoteSession(Generic[T]):
                 self._cond.notify_all()
 
     def _keepalive_tick(self) -> None:
-        # PING only where the server announced keepalive, never after FLUSH: a v1 server
-        # stops reading at FLUSH and unread bytes can turn its close into a reset (§13.10).
+        # Never after FLUSH: a v1 server stops reading at FLUSH and unread bytes can turn
+        # its close into a reset (§13.10).
         if self._keepalive_s is None or self._flushed or self._closed:
             return
         if time.monotonic() - self._transport.last_send >= self._keepalive_s:
