@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="serve one client, then exit")
     p.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="close a session whose client stays silent this long (default 30)")
+    p.add_argument("--no-extensions", dest="extensions", action="store_false",
+                   help="behave as a plain VTR1 v1 daemon: the reference's 22-byte HELLO_ACK, no "
+                        "capabilities, lock-step decode (for testing clients)")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="on SIGTERM/SIGINT, how long running sessions may finish (default 30)")
     p.add_argument("--version", action="version", version=f"vtremoted {vtremote.__version__}")
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ServerConfig(
             listen=args.listen, token=args.token, max_sessions=args.max_sessions, engine=args.engine,
             idle_timeout=args.idle_timeout, log_level=args.log_level, once=args.once,
-            drain_timeout=args.drain_timeout,
+            drain_timeout=args.drain_timeout, extensions=args.extensions,
         )
     except ConfigError as e:
         parser.error(str(e))

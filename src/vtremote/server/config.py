@@ -85,6 +85,10 @@ class ServerConfig:
     limits: Limits = Limits()
     #: Connections allowed to wait in the handshake beyond max_sessions (slowloris bound).
     max_handshakes: int = 64
+    #: Announce and honour our extensions (wire/extensions.py). False answers HELLO with the
+    #: reference daemon's exact 22-byte HELLO_ACK and ignores extension options, so clients
+    #: can be tested against plain v1 behaviour.
+    extensions: bool = True
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)

@@ -427,6 +427,9 @@ class Session:
     # ==== handshake ==========================================================================
 
     def _hello_ack(self, status: HelloStatus, active: int) -> messages.HelloAck:
+        if not self.cfg.extensions:
+            # The reference daemon's 22 bytes: empty strings, h264/hevc, constants 4 and 1.
+            return messages.HelloAck(status=int(status))
         caps: tuple[str, ...] = (*CODECS, CAP_BUSY, CAP_ERRORS, f"{CAP_KEEPALIVE}={self.cfg.idle_timeout_ms}",
                                  CAP_DECODE_PIPELINE)
         label = self.host.engine_label(self.codec if self.codec in CODECS else "h264")
@@ -473,7 +476,7 @@ class Session:
         )
         # VTR1.md §3.3/§4: values other than 0/1/2 are refused (the reference used code 1).
         self.compression = parse_compression(msg.option("wire_compression"))
-        pipelined = mode == "decode" and msg.option(OPT_DECODE_PIPELINE) == "1"
+        pipelined = mode == "decode" and self.cfg.extensions and msg.option(OPT_DECODE_PIPELINE) == "1"
         config = StreamConfig.from_configure(self.codec, msg, pipelined=pipelined)
         warnings: list[str] = []
         if mode == "decode":
