@@ -237,7 +237,8 @@ def test_client_vanishing_mid_stream_frees_its_engine(start_server, how: str) ->
     client.close()
     srv.wait_for_log(r"client vanished mid-stream")
     srv.wait_for_log(r"engine x264 closed")
-    srv.wait_for_log(r"SUMMARY mode=encode frames_in=10 ")
+    # A FIN delivers every frame sent; a reset discards what the server had not read yet.
+    srv.wait_for_log(r"SUMMARY mode=encode frames_in=10 " if how == "close" else r"SUMMARY mode=encode frames_in=\d+ ")
     # The only slot is free again and the process still serves.
     with streaming_client(srv.address) as again:
         assert len(again.encode(frames)) == 12
