@@ -278,14 +278,20 @@ class FFmpegEngine(Engine):
         return f"{reason}; {cls.requirement}" if cls.requirement else reason
 
     @classmethod
-    def _probe_encode(cls, codec: str) -> None:
-        names = cls.encoders
+    def _require_codec(cls, names: Mapping[str, str], codec: str, kind: str) -> str:
+        """The FFmpeg codec serving ``codec`` in this engine; EngineUnavailableError if the
+        engine or this FFmpeg build lacks it."""
         if codec not in names:
-            raise EngineUnavailableError(f"no {codec} encoder in engine {cls.name}")
+            raise EngineUnavailableError(f"no {codec} {kind} in engine {cls.name}")
         try:
-            av.codec.Codec(names[codec], "w")
+            av.codec.Codec(names[codec], "w" if kind == "encoder" else "r")
         except av.codec.codec.UnknownCodecError:
-            raise EngineUnavailableError(f"this FFmpeg build has no {names[codec]} encoder") from None
+            raise EngineUnavailableError(f"this FFmpeg build has no {names[codec]} {kind}") from None
+        return names[codec]
+
+    @classmethod
+    def _probe_encode(cls, codec: str) -> None:
+        name = cls._require_codec(cls.encoders, codec, "encoder")
         engine = cls()
         cfg = StreamConfig(
             mode="encode", codec=codec, width=PROBE_SIZE, height=PROBE_SIZE, pix_fmt=PixelFormat.NV12,
@@ -299,19 +305,13 @@ class FFmpegEngine(Engine):
             frame.pts = 0
             packets = engine.encode(frame) + engine.encode(None)
             if not packets:
-                raise EngineError(f"{names[codec]} returned no packet for a probe frame")
+                raise EngineError(f"{name} returned no packet for a probe frame")
         finally:
             engine.close()
 
     @classmethod
     def _probe_decode(cls, codec: str) -> None:
-        names = cls.decoders
-        if codec not in names:
-            raise EngineUnavailableError(f"no {codec} decoder in engine {cls.name}")
-        try:
-            av.codec.Codec(names[codec], "r")
-        except av.codec.codec.UnknownCodecError:
-            raise EngineUnavailableError(f"this FFmpeg build has no {names[codec]} decoder") from None
+        name = cls._require_codec(cls.decoders, codec, "decoder")
         record, packets = probe_stream(codec)
         engine = cls()
         cfg = StreamConfig(
@@ -327,7 +327,7 @@ class FFmpegEngine(Engine):
                 frames += engine.decode(pkt)
             frames += engine.decode(None)
             if not frames:
-                raise EngineError(f"{names[codec]} decoded no frame from the probe stream")
+                raise EngineError(f"{name} decoded no frame from the probe stream")
         finally:
             engine.close()
 

@@ -11,14 +11,6 @@ FFmpeg build has no videotoolbox encoder.
 from __future__ import annotations
 
 from vtremote.engines.hardware import Features, HardwareEngine
-from vtremote.engines.options import (
-    H264_BASELINE,
-    H264_CONSTRAINED_BASELINE,
-    H264_CONSTRAINED_HIGH,
-    H264_EXTENDED,
-    H264_HIGH,
-    H264_MAIN,
-)
 
 
 class VideoToolboxEngine(HardwareEngine):
@@ -37,14 +29,7 @@ class VideoToolboxEngine(HardwareEngine):
         entropy="coder",
         spatial_aq="spatial_aq",
         strict_gop={},
-        h264_profiles={
-            H264_BASELINE: "baseline",
-            H264_CONSTRAINED_BASELINE: "constrained_baseline",
-            H264_MAIN: "main",
-            H264_HIGH: "high",
-            H264_CONSTRAINED_HIGH: "constrained_high",
-            H264_EXTENDED: "extended",
-        },
+        # h264_profiles left empty: hardware.H264_PROFILE_NAMES are h264_videotoolbox's names.
         refs_option="max_ref_frames",
         vt_keys=True,
         max_bframes=4,
