@@ -255,25 +255,30 @@ def summarize_ms(seconds: Sequence[float]) -> dict[str, float]:
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def process_minor_faults(pid: int) -> int | None:
-    """Minor page faults of a process so far (Linux ``/proc``), else None."""
+def _proc_stat_fields(pid: int) -> list[str] | None:
+    """Fields 3 onwards of ``/proc/PID/stat`` (Linux), or None where there is no such file.
+
+    Field 2 (comm) may contain spaces; everything after its closing parenthesis is fixed.
+    """
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
             stat = f.read()
     except OSError:
         return None
-    return int(stat[stat.rindex(")") + 2 :].split()[7])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_minor_faults(pid: int) -> int | None:
+    """Minor page faults of a process so far (Linux ``/proc``), else None."""
+    fields = _proc_stat_fields(pid)
+    return None if fields is None else int(fields[7])
 
 
 def process_cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of another process so far (Linux ``/proc``), else None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            stat = f.read()
-    except OSError:
+    fields = _proc_stat_fields(pid)
+    if fields is None:
         return None
-    # Field 2 (comm) may contain spaces; everything after the closing parenthesis is fixed.
-    fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / _CLK_TCK
 
