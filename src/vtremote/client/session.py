@@ -154,15 +154,13 @@ class RemoteSession(Generic[T]):
             #: Extension capability names the server announced (VTR1.md §14; wire.extensions).
             self.extensions = ext.split_capabilities(caps)[1]
             self.engine = ext.capability_value(caps, ext.CAP_ENGINE_PREFIX.rstrip("=")) or ""
-            keepalive = ext.capability_value(caps, ext.CAP_KEEPALIVE)
-            self._keepalive_s = self._keepalive_interval(keepalive)
+            announced = self._keepalive_interval(ext.capability_value(caps, ext.CAP_KEEPALIVE))
             #: The server announced ext:keepalive: say so in CONFIGURE (ext_keepalive=1).
-            self._keepalive_negotiated = self._keepalive_s is not None
-            if self._keepalive_s is None:
-                # A v1 server answers PING once streaming but drops a session after 10 s
-                # without a message (VTR1.md §6.3, §6.4, §13.13): a PING after a few idle
-                # seconds keeps a stalled pipeline alive. PING is plain v1, no option needed.
-                self._keepalive_s = V1_KEEPALIVE_S
+            self._keepalive_negotiated = announced is not None
+            # A v1 server answers PING once streaming but drops a session after 10 s without
+            # a message (VTR1.md §6.3, §6.4, §13.13): a PING after a few idle seconds keeps a
+            # stalled pipeline alive. PING is plain v1, no option needed.
+            self._keepalive_s: float = V1_KEEPALIVE_S if announced is None else announced
             self.compression = wanted if wanted is not None else auto_compression(self._transport.peer_is_loopback)
         except BaseException:
             self._transport.close()
@@ -338,7 +336,7 @@ class RemoteSession(Generic[T]):
     # -- receiver thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        tick = self._keepalive_s if self._keepalive_s is not None else 1.0
+        tick = self._keepalive_s
         try:
             while True:
                 try:
@@ -385,7 +383,7 @@ class RemoteSession(Generic[T]):
     def _keepalive_tick(self) -> None:
         # Never after FLUSH: a v1 server stops reading at FLUSH and unread bytes can turn
         # its close into a reset (§13.10).
-        if self._keepalive_s is None or self._flushed or self._closed:
+        if self._flushed or self._closed:
             return
         if time.monotonic() - self._transport.last_send >= self._keepalive_s:
             log.debug("%s idle for %.1f s: PING", self.server, self._keepalive_s)
