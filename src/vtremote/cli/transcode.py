@@ -643,8 +643,8 @@ class VideoHandler(Handler):
             if counting and not span:
                 span = Fraction(1)
             pts = round(exact)
-            nxt = None if self.last_pts is None else self.last_pts + 1
-            if nxt is not None and pts < nxt:
+            if self.last_pts is not None and pts <= self.last_pts:
+                nxt = self.last_pts + 1
                 # Container timestamps are rounded (MKV counts in ms), so a frame of a
                 # 23.976 fps stream can round onto its predecessor's tick. Like ffmpeg's
                 # vsync, slide a frame that is only slightly early to the next tick and
