@@ -147,6 +147,16 @@ class ConfigError(VTRemoteError, ValueError):
     exit_code = 2
 
 
+class UsageError(ConfigError):
+    """A command line or job description is wrong (exit code 2)."""
+
+    exit_code = 2
+
+
+class JobError(VTRemoteError):
+    """A job cannot go on: an input, output or stream problem (exit code 1)."""
+
+
 class UnsupportedConfigError(ConfigError):
     """A well-formed request this side cannot serve (codec, pixel format, compression...)."""
 
@@ -185,6 +195,7 @@ __all__ = [
     "EngineUnavailableError",
     "ErrorCode",
     "InternalServerError",
+    "JobError",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteError",
@@ -195,5 +206,6 @@ __all__ = [
     "TimeoutExpiredError",
     "UnsupportedConfigError",
     "UnsupportedError",
+    "UsageError",
     "VTRemoteError",
 ]

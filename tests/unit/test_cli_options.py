@@ -17,8 +17,8 @@ from vtremote.cli.options import (
     parse_size,
     parse_time,
 )
-from vtremote.cli.transcode import chain_rate, split_filter_chain
 from vtremote.client.encoder import EncoderSettings
+from vtremote.pipeline.filters import chain_rate, split_filter_chain
 from vtremote.wire.constants import WireCompression
 
 SEED = "-i input.mkv -c:v h264_videotoolbox_remote -vt_remote_host H:5555 -b:v 6000k -g 240 -c:a copy -c:s copy output.mkv"
@@ -201,11 +201,11 @@ def test_subcommand_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_ctrl_c_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from vtremote.cli import transcode
+    from vtremote import pipeline
 
     def interrupted(self: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(transcode.Job, "run", interrupted)
+    monkeypatch.setattr(pipeline.Job, "run", interrupted)
     assert cli_main.main(["-f", "lavfi", "-i", "testsrc2", "-f", "null", "-"]) == 130
     assert "interrupted" in capsys.readouterr().err

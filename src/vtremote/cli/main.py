@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _transcode(args: list[str]) -> int:
     from vtremote.cli.memory import retain_freed_frames
-    from vtremote.cli.transcode import Job, check_config
+    from vtremote.cli.progress import ProgressDisplay
+    from vtremote.pipeline import Job, check_spec
 
     try:
         cmd, ns = parse_command(args)
@@ -129,8 +130,11 @@ def _transcode(args: list[str]) -> int:
     setup_logging(cmd.loglevel)
     retain_freed_frames()  # decoded/received frames reuse freed memory (cli/memory.py)
     try:
-        check_config(cmd)
-        stats = Job(cmd, progress=cmd.stats and not cmd.json).run()
+        check_spec(cmd)
+        job = Job(cmd)
+        with ProgressDisplay(job.stats, enabled=cmd.stats and not cmd.json) as progress:
+            job.on_progress = progress.update
+            stats = job.run()
     except KeyboardInterrupt:
         print("vtremote: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -11,7 +11,7 @@ parser (``allow_abbrev=False``, so ``-vt_remote_h`` is not ``-vt_remote_host``)
 reads the whole line in order; each option's action records how many inputs
 had been seen, which is exactly ffmpeg's rule.
 
-The result is a :class:`Command`: plain data, validated, with values already
+The result is a :class:`~vtremote.pipeline.spec.JobSpec`: plain data, validated, with values already
 converted (bitrates, times, sizes, rates, colour names). Nothing here opens a
 file or a socket.
 """
@@ -21,280 +21,49 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from vtremote.errors import ConfigError
+from vtremote.errors import UsageError
+from vtremote.pipeline.spec import (
+    REMOTE_CODECS,
+    InputSpec,
+    JobSpec,
+    MapSpec,
+    OutputSpec,
+    RemoteOptions,
+)
+from vtremote.pipeline.values import (
+    COLOR_PRIMARIES,
+    COLOR_RANGES,
+    COLOR_SPACES,
+    COLOR_TRCS,
+    parse_bitrate,
+    parse_bool,
+    parse_enum,
+    parse_force_key_frames,
+    parse_int,
+    parse_rate,
+    parse_size,
+    parse_time,
+)
 
-
-class UsageError(ConfigError):
-    """The command line is wrong (exit code 2)."""
-
-    exit_code = 2
-
-
-#: Codec names that mean "this codec runs on a vtremoted" (the reference's names).
-REMOTE_CODECS = {
-    "h264_videotoolbox_remote": "h264",
-    "hevc_videotoolbox_remote": "hevc",
-}
-
-# --- value parsers ------------------------------------------------------------------------------
-
-_SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-_NUMBER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKMGT]?)(i?)(B?)\s*$")
-
-
-def parse_bitrate(text: str) -> int:
-    """``6000k`` -> 6000000, ``1.5M`` -> 1500000, ``2Mi`` -> 2097152 (ffmpeg's number suffixes)."""
-    match = _NUMBER_RE.match(text)
-    if not match:
-        raise UsageError(f"bitrate {text!r} is not a number like 6000k or 6M")
-    value, prefix, binary, byte = match.groups()
-    scale = (1024 ** " kMGT".index(prefix.upper() if prefix != "k" else "K")) if binary and prefix else _SI[prefix]
-    result = float(value) * scale * (8 if byte else 1)
-    return round(result)
-
-
-def parse_int(text: str, what: str) -> int:
-    try:
-        return int(text, 0) if text.lower().startswith(("0x", "-0x")) else int(text)
-    except ValueError:
-        try:
-            return parse_bitrate(text)
-        except UsageError:
-            raise UsageError(f"{what} {text!r} is not an integer") from None
-
-
-_TIME_RE = re.compile(r"^(-)?(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?|\.\d+)$")
-
-
-def parse_time(text: str, what: str = "time") -> float:
-    """ffmpeg durations: ``[-][HH:]MM:SS[.m...]`` or ``[-]S+[.m...][s|ms|us]``."""
-    raw = text.strip()
-    scale = 1.0
-    for suffix, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0)):
-        if raw.endswith(suffix) and ":" not in raw:
-            raw, scale = raw[: -len(suffix)], factor
-            break
-    match = _TIME_RE.match(raw)
-    if not match:
-        raise UsageError(f"{what} {text!r} is not a time like 10, 2.5, 01:23.5 or 00:01:23.5")
-    neg, a, b, sec = match.groups()
-    if a is not None and b is not None:
-        hours, minutes = int(a), int(b)
-    elif a is not None:
-        hours, minutes = 0, int(a)
-    else:
-        hours = minutes = 0
-    value = (hours * 3600 + minutes * 60 + float(sec)) * scale
-    return -value if neg else value
-
-
-_RATE_ABBR = {
-    "ntsc": Fraction(30000, 1001),
-    "pal": Fraction(25),
-    "qntsc": Fraction(30000, 1001),
-    "qpal": Fraction(25),
-    "sntsc": Fraction(30000, 1001),
-    "spal": Fraction(25),
-    "film": Fraction(24),
-    "ntsc-film": Fraction(24000, 1001),
-}
-
-
-def parse_rate(text: str) -> Fraction:
-    """``30``, ``30000/1001``, ``29.97`` (-> 30000/1001), ``ntsc``."""
-    key = text.strip().lower()
-    if key in _RATE_ABBR:
-        return _RATE_ABBR[key]
-    try:
-        rate = Fraction(key)
-    except (ValueError, ZeroDivisionError):
-        raise UsageError(f"frame rate {text!r} is not a number like 30, 30000/1001 or 29.97") from None
-    if rate <= 0 or rate > 1000:
-        raise UsageError(f"frame rate {text!r} is outside 0..1000")
-    # 29.97 / 59.94 / 23.976 mean the NTSC rates, as in ffmpeg's av_d2q-based parsing.
-    for ntsc in (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001)):
-        if rate.denominator > 1 and abs(float(rate) - float(ntsc)) < 0.0015:
-            return ntsc
-    return rate.limit_denominator(100000)
-
-
-_SIZE_ABBR = {
-    "ntsc": (720, 480), "pal": (720, 576), "qvga": (320, 240), "vga": (640, 480), "svga": (800, 600),
-    "xga": (1024, 768), "hd480": (852, 480), "hd720": (1280, 720), "hd1080": (1920, 1080),
-    "2k": (2048, 1080), "4k": (4096, 2160), "uhd2160": (3840, 2160), "nhd": (640, 360),
-}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    key = text.strip().lower()
-    if key in _SIZE_ABBR:
-        return _SIZE_ABBR[key]
-    match = re.match(r"^(\d+)x(\d+)$", key)
-    if not match:
-        raise UsageError(f"frame size {text!r} is not WIDTHxHEIGHT like 1280x720")
-    w, h = int(match.group(1)), int(match.group(2))
-    if not (0 < w <= 16384 and 0 < h <= 16384):
-        raise UsageError(f"frame size {text!r} is outside 1x1..16384x16384")
-    return w, h
-
-
-# FFmpeg's enum values for the colour options (libavutil/pixfmt.h).
-COLOR_RANGES = {"unknown": 0, "unspecified": 0, "tv": 1, "mpeg": 1, "limited": 1, "pc": 2, "jpeg": 2, "full": 2}
-COLOR_SPACES = {
-    "rgb": 0, "gbr": 0, "bt709": 1, "unknown": 2, "unspecified": 2, "fcc": 4, "bt470bg": 5, "smpte170m": 6,
-    "smpte240m": 7, "ycgco": 8, "ycocg": 8, "bt2020nc": 9, "bt2020_ncl": 9, "bt2020c": 10, "bt2020_cl": 10,
-}
-COLOR_PRIMARIES = {
-    "bt709": 1, "unknown": 2, "unspecified": 2, "bt470m": 4, "bt470bg": 5, "smpte170m": 6, "smpte240m": 7,
-    "film": 8, "bt2020": 9, "smpte428": 10, "smpte431": 11, "smpte432": 12, "ebu3213": 22,
-}
-COLOR_TRCS = {
-    "bt709": 1, "unknown": 2, "unspecified": 2, "gamma22": 4, "gamma28": 5, "smpte170m": 6, "smpte240m": 7,
-    "linear": 8, "log100": 9, "log316": 10, "iec61966-2-4": 11, "bt1361e": 12, "iec61966-2-1": 13,
-    "srgb": 13, "bt2020-10": 14, "bt2020-12": 15, "smpte2084": 16, "smpte428": 17, "arib-std-b67": 18,
-}
-
-
-def parse_enum(text: str, table: dict[str, int], what: str) -> int:
-    key = text.strip().lower()
-    if key.isdigit():
-        return int(key)
-    try:
-        return table[key]
-    except KeyError:
-        raise UsageError(f"{what} {text!r} is not one of {', '.join(sorted(set(table)))} (or a number)") from None
-
-
-def parse_bool(text: str, what: str) -> bool:
-    key = text.strip().lower()
-    if key in ("1", "true", "yes", "on"):
-        return True
-    if key in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"{what} {text!r} is not 0 or 1")
-
-
-# --- stream selection ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MapSpec:
-    """``-map [-]INPUT[:TYPE][:INDEX][?]`` (ffmpeg's common forms)."""
-
-    input: int
-    type: str | None = None  # "v", "a", "s", "d" or None (every stream)
-    index: int | None = None  # n-th stream of that type, or absolute stream index if type is None
-    negative: bool = False
-    optional: bool = False
-
-    @classmethod
-    def parse(cls, text: str) -> MapSpec:
-        spec = text.strip()
-        negative = spec.startswith("-")
-        optional = spec.endswith("?")
-        spec = spec.lstrip("-").rstrip("?")
-        parts = spec.split(":")
-        if not parts[0].isdigit():
-            raise UsageError(f"-map {text!r}: expected INPUT[:TYPE][:INDEX] like 0:v or 0:a:1")
-        stype: str | None = None
-        index: int | None = None
-        rest = parts[1:]
-        if rest and rest[0] in ("v", "V", "a", "s", "d"):
-            stype = rest.pop(0).lower()
-        if rest:
-            if len(rest) > 1 or not rest[0].isdigit():
-                raise UsageError(f"-map {text!r}: stream specifier {':'.join(parts[1:])!r} is not supported")
-            index = int(rest[0])
-        return cls(int(parts[0]), stype, index, negative, optional)
-
-
-# --- the parsed command -------------------------------------------------------------------------
-
-
-@dataclass
-class RemoteOptions:
-    """The ``-vt_remote_*`` options of one remote codec (VTR1.md §3.2, client-only)."""
-
-    host: str | None = None
-    token: str = ""
-    compression: str = "auto"
-    inflight: int = 16
-    timeout_ms: int = 5000
-
-    def merged(self, other: RemoteOptions) -> RemoteOptions:
-        """These options, with ``other``'s host/token when this side names none."""
-        if self.host is not None:
-            return self
-        return RemoteOptions(other.host, self.token or other.token, self.compression, self.inflight, self.timeout_ms)
-
-
-@dataclass
-class InputSpec:
-    url: str
-    format: str | None = None
-    seek: float = 0.0
-    duration: float | None = None
-    video_codec: str | None = None  # decoder: *_videotoolbox_remote = remote decode
-    audio_codec: str | None = None
-    remote: RemoteOptions = field(default_factory=RemoteOptions)
-    options: dict[str, str] = field(default_factory=dict)  # demuxer options (-framerate, -video_size)
-
-    @property
-    def remote_codec(self) -> str | None:
-        return REMOTE_CODECS.get(self.video_codec or "")
-
-
-@dataclass
-class OutputSpec:
-    url: str
-    format: str | None = None
-    maps: list[MapSpec] = field(default_factory=list)
-    codecs: dict[str, str] = field(default_factory=dict)  # "v" / "a" / "s" -> codec name or "copy"
-    no_video: bool = False
-    no_audio: bool = False
-    no_subtitles: bool = False
-    no_data: bool = False
-    seek: float = 0.0
-    duration: float | None = None
-    max_frames: int | None = None
-    video_filter: str | None = None
-    pix_fmt: str | None = None
-    rate: Fraction | None = None
-    size: tuple[int, int] | None = None
-    force_key_frames: str | None = None
-    audio_bitrate: int | None = None
-    audio_rate: int | None = None
-    audio_channels: int | None = None
-    #: Video codec options, already converted: remote encoders read the fields of
-    #: EncoderSettings from here; local encoders get ``codec_options`` too.
-    video: dict[str, Any] = field(default_factory=dict)
-    #: Options handed verbatim to a local PyAV encoder (preset, crf, x264-params, ...).
-    codec_options: dict[str, str] = field(default_factory=dict)
-    metadata: dict[str, str] = field(default_factory=dict)
-    remote: RemoteOptions = field(default_factory=RemoteOptions)
-
-    @property
-    def video_codec(self) -> str | None:
-        return self.codecs.get("v")
-
-    @property
-    def remote_codec(self) -> str | None:
-        return REMOTE_CODECS.get(self.video_codec or "")
-
-
-@dataclass
-class Command:
-    inputs: list[InputSpec]
-    output: OutputSpec
-    overwrite: bool | None = None  # -y True, -n False, neither None
-    json: bool = False
-    stats: bool = True
-    loglevel: str = "warning"
-
+__all__ = [
+    "REMOTE_CODECS",
+    "InputSpec",
+    "JobSpec",
+    "MapSpec",
+    "OutputSpec",
+    "RemoteOptions",
+    "UsageError",
+    "build_parser",
+    "parse_bitrate",
+    "parse_command",
+    "parse_force_key_frames",
+    "parse_rate",
+    "parse_size",
+    "parse_time",
+]
 
 # --- argparse plumbing --------------------------------------------------------------------------
 
@@ -392,6 +161,8 @@ _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
     ("vt_remote_inflight", ("-vt_remote_inflight",), True, "both", "frames in flight, 1..128 (16)"),
     ("vt_remote_timeout_ms", ("-vt_remote_timeout_ms",), True, "both", "network timeout in ms, 100..60000 (5000)"),
     ("vt_remote_log_level", ("-vt_remote_log_level",), True, "global", "client log level (0 error, 1 info, 2 debug)"),
+    ("vt_remote_transcode", ("-vt_remote_transcode",), True, "out", "packet transcode on the server: auto, 1 (required) or 0 (raw frames)"),
+    ("vt_remote_keep_partial", ("-vt_remote_keep_partial",), True, "out", "on failure keep the output as NAME.partial.EXT (0/1)"),
     ("overwrite", ("-y",), False, "global", "overwrite the output"),
     ("no_overwrite", ("-n",), False, "global", "never overwrite the output"),
     ("loglevel", ("-loglevel", "-v"), True, "global", "quiet, error, warning, info, verbose, debug"),
@@ -474,7 +245,7 @@ def _normalize(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def parse_command(argv: Sequence[str]) -> tuple[Command | None, argparse.Namespace]:
+def parse_command(argv: Sequence[str]) -> tuple[JobSpec | None, argparse.Namespace]:
     """Parse a full command line. Returns (None, ns) for -h / -version."""
     parser = build_parser()
     ns = parser.parse_args(_normalize(argv))
@@ -486,7 +257,7 @@ def parse_command(argv: Sequence[str]) -> tuple[Command | None, argparse.Namespa
     if ns.output is None:
         raise UsageError("no output file: give OUTPUT last (or -f null -)")
     out = OutputSpec(ns.output)
-    cmd = Command(inputs, out)
+    cmd = JobSpec(inputs, out)
     for ev in ns.events:
         where = _WHERE[ev.dest]
         is_input = ev.input_index < len(inputs) and where != "global"
@@ -503,7 +274,7 @@ def parse_command(argv: Sequence[str]) -> tuple[Command | None, argparse.Namespa
     return cmd, ns
 
 
-def _apply_global(cmd: Command, ev: _Event) -> None:
+def _apply_global(cmd: JobSpec, ev: _Event) -> None:
     if ev.dest == "overwrite":
         cmd.overwrite = True
     elif ev.dest == "no_overwrite":
@@ -602,7 +373,15 @@ def _apply_output(out: OutputSpec, ev: _Event) -> None:
     if _apply_remote(out.remote, ev):
         return
     dest = ev.dest
-    if dest == "format":
+    if dest == "vt_remote_transcode":
+        key = value.lower()
+        choices = {"auto": "auto", "-1": "auto", "1": "on", "on": "on", "0": "off", "off": "off"}
+        if key not in choices:
+            raise UsageError(f"-vt_remote_transcode {value!r} is not auto, 1 or 0")
+        out.transcode = choices[key]
+    elif dest == "vt_remote_keep_partial":
+        out.keep_partial = parse_bool(value, "-vt_remote_keep_partial")
+    elif dest == "format":
         out.format = value
     elif dest == "codec":
         kind = _stream_type(ev.option)
@@ -716,19 +495,3 @@ def _apply_output(out: OutputSpec, ev: _Event) -> None:
         out.metadata[key] = val
     else:  # pragma: no cover - every output option is handled above
         raise UsageError(f"option {ev.option} cannot be applied to the output")
-
-
-def parse_force_key_frames(text: str) -> tuple[list[float], float | None]:
-    """``0,2.5,00:00:10`` -> ([0, 2.5, 10], None); ``expr:gte(t,n_forced*2)`` -> ([], 2.0)."""
-    spec = text.strip()
-    match = re.fullmatch(r"expr:\s*gte\(\s*t\s*,\s*n_forced\s*\*\s*([0-9.]+)\s*\)", spec)
-    if match:
-        every = float(match.group(1))
-        if every <= 0:
-            raise UsageError(f"-force_key_frames {text!r}: the interval must be positive")
-        return [], every
-    if spec.startswith(("expr:", "source")):
-        raise UsageError(
-            f"-force_key_frames {text!r}: only time lists (0,2.5,10) and expr:gte(t,n_forced*N) are supported"
-        )
-    return sorted(parse_time(part, "-force_key_frames") for part in spec.split(",") if part.strip()), None

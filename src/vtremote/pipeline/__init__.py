@@ -1,0 +1,14 @@
+"""Whole jobs: inputs -> per-stream handlers -> one output, without the command line.
+
+:class:`Job` runs a :class:`JobSpec` (what ``vtremote``'s command line parses
+into); stream handlers live in :mod:`.streams` and the video strategies (raw
+frames to a remote encoder, remote decode, packet transcode) in :mod:`.video`.
+"""
+
+from __future__ import annotations
+
+from vtremote.pipeline.job import Job, check_spec
+from vtremote.pipeline.spec import InputSpec, JobSpec, MapSpec, OutputSpec, RemoteOptions
+from vtremote.pipeline.stats import JobStats
+
+__all__ = ["InputSpec", "Job", "JobSpec", "JobStats", "MapSpec", "OutputSpec", "RemoteOptions", "check_spec"]

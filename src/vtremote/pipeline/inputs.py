@@ -1,0 +1,79 @@
+"""Inputs: open, seek (``-ss`` before ``-i``), demux several inputs in decode-time order."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections.abc import Iterator
+from typing import Any, TypeAlias
+
+import av
+import av.error
+
+from vtremote.errors import JobError, UsageError
+from vtremote.pipeline.spec import InputSpec
+from vtremote.pipeline.timing import to_seconds
+
+log = logging.getLogger(__name__)
+
+Packet: TypeAlias = "av.Packet[Any]"
+
+
+class Input:
+    def __init__(self, index: int, spec: InputSpec) -> None:
+        self.index = index
+        self.spec = spec
+        options = {k: v for k, v in spec.options.items() if k != "threads"}
+        try:
+            self.container = av.open(spec.url, format=spec.format, options=options or None)
+        except av.error.FFmpegError as e:
+            raise JobError(f"cannot open input {spec.url!r}: {e.strerror or e}") from e
+        except ValueError as e:  # unknown format name
+            raise UsageError(f"cannot open input {spec.url!r}: {e}") from e
+        start = self.container.start_time
+        self.start = start / 1_000_000 if start is not None else 0.0
+        if spec.seek > 0:
+            try:
+                self.container.seek(round((self.start + spec.seek) * 1_000_000), backward=True, any_frame=False)
+            except (av.error.FFmpegError, ValueError) as e:
+                log.info("input %d cannot seek (%s); decoding from the start and dropping until %.3f s", index, e, spec.seek)
+        self.streams: list[Any] = list(self.container.streams)
+
+    @property
+    def duration(self) -> float | None:
+        d = self.container.duration
+        return d / 1_000_000 if d else None
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def merged_demux(inputs: list[tuple[Input, list[Any]]]) -> Iterator[tuple[Input, Packet]]:
+    """Packets of several inputs, interleaved by decode time (one input: its own order)."""
+    if len(inputs) == 1:
+        inp, streams = inputs[0]
+        for packet in inp.container.demux(streams):
+            yield inp, packet
+        return
+    iters = [(inp, inp.container.demux(streams)) for inp, streams in inputs]
+    heap: list[tuple[float, int, int, Packet]] = []
+    seq = 0
+
+    def push(k: int) -> None:
+        nonlocal seq
+        inp, it = iters[k]
+        for packet in it:
+            t = to_seconds(packet.dts if packet.dts is not None else packet.pts, packet.time_base)
+            heapq.heappush(heap, (t if t is not None else -math.inf, seq, k, packet))
+            seq += 1
+            return
+
+    for k in range(len(iters)):
+        push(k)
+    while heap:
+        _t, _s, k, packet = heapq.heappop(heap)
+        yield iters[k][0], packet
+        push(k)
+
+

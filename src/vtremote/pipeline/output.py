@@ -1,0 +1,185 @@
+"""The output container: opened under a temporary name, muxed, renamed only when complete.
+
+A run that fails leaves no file under the target's name, so nothing truncated
+passes for a good output; ``keep_partial`` keeps what was written under a name
+that says so. The :class:`Muxer` holds packets back until every output stream
+is configured, so the header is written once with the right extradata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from typing import Any, TypeAlias
+
+import av
+import av.error
+
+from vtremote.errors import JobError, UsageError
+from vtremote.pipeline.stats import JobStats
+from vtremote.pipeline.timing import to_seconds
+
+log = logging.getLogger(__name__)
+
+Packet: TypeAlias = "av.Packet[Any]"
+#: Packets held while waiting for every output stream to be configured.
+MAX_PENDING_PACKETS = 20000
+
+
+def open_output_stream_for_packets(output: av.container.OutputContainer, codec: str) -> Any:
+    """An output stream that muxes packets made elsewhere (the remote encoder).
+
+    ``add_stream`` would open a local encoder when the header is written and
+    replace our extradata with its own. A stream created from a template is
+    never opened, and its codec context still carries the parameters (size,
+    extradata) the muxer copies into the header.
+    """
+    scratch = av.open(io.BytesIO(), "w", format="matroska")
+    try:
+        template = scratch.add_stream(codec)
+        return output.add_stream_from_template(template)
+    finally:
+        scratch.close()
+
+
+# --- muxing ---------------------------------------------------------------------------------------
+
+
+class Muxer:
+    """Writes packets once every output stream is configured; holds them until then."""
+
+    def __init__(self, container: av.container.OutputContainer, stats: JobStats) -> None:
+        self.container = container
+        self.stats = stats
+        self.ready: list[bool] = []
+        self.pending: list[tuple[int, Packet]] = []
+        self.started = False
+        self.closed = False
+
+    def add(self) -> int:
+        self.ready.append(False)
+        return len(self.ready) - 1
+
+    def set_ready(self, index: int) -> None:
+        self.ready[index] = True
+        if not self.started and all(self.ready):
+            self.started = True
+            pending, self.pending = self.pending, []
+            for idx, pkt in pending:
+                self._write(idx, pkt)
+
+    def mux(self, index: int, packet: Packet) -> None:
+        if self.started:
+            self._write(index, packet)
+            return
+        self.pending.append((index, packet))
+        if len(self.pending) > MAX_PENDING_PACKETS:
+            waiting = [i for i, r in enumerate(self.ready) if not r]
+            raise JobError(
+                f"{len(self.pending)} packets are waiting for output stream(s) {waiting} to receive their first frame"
+            )
+
+    def _write(self, index: int, packet: Packet) -> None:
+        end = to_seconds((packet.pts if packet.pts is not None else packet.dts or 0) + (packet.duration or 0), packet.time_base)
+        self.stats.bytes_out += packet.size
+        if end is not None and end > self.stats.out_time:
+            self.stats.out_time = end
+        try:
+            self.container.mux(packet)
+        except av.error.FFmpegError as e:
+            raise JobError(f"writing {self.stats.output} failed on stream {index}: {e}") from e
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self.started:
+            waiting = [i for i, r in enumerate(self.ready) if not r]
+            if waiting:
+                raise JobError(f"output stream(s) {waiting} received no frames: nothing was encoded (check -ss / -t / -map)")
+        self.container.close()
+
+
+
+
+# --- the output file -----------------------------------------------------------------------------
+
+
+def _is_plain_path(url: str) -> bool:
+    """A file name on this machine (not ``-``, a device, a pipe or a protocol URL)."""
+    if url == "-" or "://" in url or url.startswith(("pipe:", "file:")):
+        return False
+    return not os.path.exists(url) or os.path.isfile(url)
+
+
+class OutputFile:
+    """The output container, written under a temporary name beside the target.
+
+    :meth:`commit` renames it to the target once the run has succeeded;
+    :meth:`abort` removes it, or with ``keep_partial`` renames it to
+    ``NAME.partial.EXT`` and says so, so a failed run never leaves a finished,
+    playable, truncated file under the name a script expects.
+    """
+
+    def __init__(self, url: str, fmt: str | None, *, overwrite: bool | None, keep_partial: bool = False) -> None:
+        self.url = url
+        self.keep_partial = keep_partial
+        null = fmt == "null"
+        if not null and url != "-" and os.path.exists(url) and overwrite is not True:
+            raise JobError(f"{url} already exists; use -y to overwrite it" + (" (-n given)" if overwrite is False else ""))
+        if url == "-" and not null:
+            raise UsageError("output '-' (stdout) is only supported with -f null")
+        self.temp: str | None = None
+        target = os.devnull if null else url
+        if not null and _is_plain_path(url):
+            head, name = os.path.split(url)
+            stem, ext = os.path.splitext(name)
+            self.temp = os.path.join(head, f".{stem}.vtremote-{os.getpid()}{ext}")
+            target = self.temp
+        try:
+            # The format comes from the target's name; the temporary name keeps its extension.
+            self.container: av.container.OutputContainer = av.open(target, "w", format=fmt)
+        except ValueError as e:
+            self._remove_temp()
+            raise UsageError(f"cannot tell the output format of {url!r}: {e}; name it with -f (mp4, mov, matroska, mpegts, nut, null)") from e
+        except av.error.FFmpegError as e:
+            self._remove_temp()
+            raise JobError(f"cannot open output {url!r}: {e.strerror or e}") from e
+        self.done = False
+
+    @property
+    def partial_name(self) -> str:
+        stem, ext = os.path.splitext(self.url)
+        return f"{stem}.partial{ext}"
+
+    def commit(self) -> None:
+        """The run succeeded and the container is closed: give the file its name."""
+        self.done = True
+        if self.temp is not None:
+            os.replace(self.temp, self.url)
+            self.temp = None
+
+    def abort(self) -> None:
+        """The run failed: close what is open and take the partial file away (or keep it, marked)."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.container.close()
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            log.debug("closing the failed output: %s", e)
+        if self.temp is None:
+            return
+        if self.keep_partial and os.path.exists(self.temp):
+            os.replace(self.temp, self.partial_name)
+            log.warning("the run failed; what was written is kept as %s (incomplete)", self.partial_name)
+        else:
+            self._remove_temp()
+        self.temp = None
+
+    def _remove_temp(self) -> None:
+        if self.temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp)

@@ -1,0 +1,142 @@
+"""What a job is, as plain data: inputs, one output, stream maps, remote options.
+
+The command line builds a :class:`JobSpec` from argv (``cli/options.py``); a
+Python program can build one directly and hand it to
+:class:`vtremote.pipeline.Job`. Nothing here opens a file or a socket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from vtremote.errors import UsageError
+
+#: Codec names that mean "this codec runs on a vtremoted" (the reference's names).
+REMOTE_CODECS = {
+    "h264_videotoolbox_remote": "h264",
+    "hevc_videotoolbox_remote": "hevc",
+}
+
+@dataclass(frozen=True)
+class MapSpec:
+    """``-map [-]INPUT[:TYPE][:INDEX][?]`` (ffmpeg's common forms)."""
+
+    input: int
+    type: str | None = None  # "v", "a", "s", "d" or None (every stream)
+    index: int | None = None  # n-th stream of that type, or absolute stream index if type is None
+    negative: bool = False
+    optional: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> MapSpec:
+        spec = text.strip()
+        negative = spec.startswith("-")
+        optional = spec.endswith("?")
+        spec = spec.lstrip("-").rstrip("?")
+        parts = spec.split(":")
+        if not parts[0].isdigit():
+            raise UsageError(f"-map {text!r}: expected INPUT[:TYPE][:INDEX] like 0:v or 0:a:1")
+        stype: str | None = None
+        index: int | None = None
+        rest = parts[1:]
+        if rest and rest[0] in ("v", "V", "a", "s", "d"):
+            stype = rest.pop(0).lower()
+        if rest:
+            if len(rest) > 1 or not rest[0].isdigit():
+                raise UsageError(f"-map {text!r}: stream specifier {':'.join(parts[1:])!r} is not supported")
+            index = int(rest[0])
+        return cls(int(parts[0]), stype, index, negative, optional)
+
+
+# --- the parsed command -------------------------------------------------------------------------
+
+
+@dataclass
+class RemoteOptions:
+    """The ``-vt_remote_*`` options of one remote codec (VTR1.md §3.2, client-only)."""
+
+    host: str | None = None
+    token: str = ""
+    compression: str = "auto"
+    inflight: int = 16
+    timeout_ms: int = 5000
+
+    def merged(self, other: RemoteOptions) -> RemoteOptions:
+        """These options, with ``other``'s host/token when this side names none."""
+        if self.host is not None:
+            return self
+        return dataclasses.replace(self, host=other.host, token=self.token or other.token)
+
+
+@dataclass
+class InputSpec:
+    url: str
+    format: str | None = None
+    seek: float = 0.0
+    duration: float | None = None
+    video_codec: str | None = None  # decoder: *_videotoolbox_remote = remote decode
+    audio_codec: str | None = None
+    remote: RemoteOptions = field(default_factory=RemoteOptions)
+    options: dict[str, str] = field(default_factory=dict)  # demuxer options (-framerate, -video_size)
+
+    @property
+    def remote_codec(self) -> str | None:
+        return REMOTE_CODECS.get(self.video_codec or "")
+
+
+@dataclass
+class OutputSpec:
+    url: str
+    format: str | None = None
+    maps: list[MapSpec] = field(default_factory=list)
+    codecs: dict[str, str] = field(default_factory=dict)  # "v" / "a" / "s" -> codec name or "copy"
+    no_video: bool = False
+    no_audio: bool = False
+    no_subtitles: bool = False
+    no_data: bool = False
+    seek: float = 0.0
+    duration: float | None = None
+    max_frames: int | None = None
+    video_filter: str | None = None
+    pix_fmt: str | None = None
+    rate: Fraction | None = None
+    size: tuple[int, int] | None = None
+    force_key_frames: str | None = None
+    audio_bitrate: int | None = None
+    audio_rate: int | None = None
+    audio_channels: int | None = None
+    #: Video codec options, already converted: remote encoders read the fields of
+    #: EncoderSettings from here; local encoders get ``codec_options`` too.
+    video: dict[str, Any] = field(default_factory=dict)
+    #: Options handed verbatim to a local PyAV encoder (preset, crf, x264-params, ...).
+    codec_options: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    remote: RemoteOptions = field(default_factory=RemoteOptions)
+    #: On failure keep what was written as ``NAME.partial.EXT`` instead of removing it.
+    keep_partial: bool = False
+    #: Packet transcode (the server decodes, filters and encodes): "auto" when the chain
+    #: and the server allow it, "on" required (an error says why not), "off" raw frames.
+    transcode: str = "auto"
+
+    @property
+    def video_codec(self) -> str | None:
+        return self.codecs.get("v")
+
+    @property
+    def remote_codec(self) -> str | None:
+        return REMOTE_CODECS.get(self.video_codec or "")
+
+
+@dataclass
+class JobSpec:
+    """One job: inputs, one output, and how the command line wants it reported."""
+
+    inputs: list[InputSpec]
+    output: OutputSpec
+    overwrite: bool | None = None  # -y True, -n False, neither None
+    json: bool = False
+    stats: bool = True
+    loglevel: str = "warning"

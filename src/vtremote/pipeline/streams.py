@@ -1,0 +1,183 @@
+"""Stream handlers: one output stream fed from one input stream.
+
+* :class:`CopyHandler`: packets copied untouched (data byte for byte; only the
+  timestamps move by the run's start offset).
+* :class:`AudioHandler`: local decode + local PyAV encode (``-c:a aac`` ...).
+* Video: the strategies in :mod:`vtremote.pipeline.video`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import av
+import av.error
+
+from vtremote.errors import JobError, UsageError
+from vtremote.pipeline.inputs import Input
+from vtremote.pipeline.timing import to_seconds, to_ticks
+
+if TYPE_CHECKING:
+    from vtremote.pipeline.job import Job
+
+log = logging.getLogger(__name__)
+
+Packet: TypeAlias = "av.Packet[Any]"
+#: ``-ac N`` -> FFmpeg's default layout name for N channels.
+CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+class Handler(abc.ABC):
+    """One output stream fed from one input stream."""
+
+    sparse = False  # subtitles: do not keep the run alive waiting for them
+
+    def __init__(self, job: Job, inp: Input, in_stream: Any, out_index: int) -> None:
+        self.job = job
+        self.input = inp
+        self.in_stream = in_stream
+        self.out_index = out_index
+        self.done = False
+        out = job.spec.output
+        #: Source seconds that become output time 0 (ffmpeg: start time + -ss).
+        self.origin = inp.start + inp.spec.seek + out.seek
+        ends = []
+        if out.duration is not None:
+            ends.append(out.duration)
+        if inp.spec.duration is not None:
+            ends.append(inp.spec.duration - out.seek)
+        self.end = min(ends) if ends else None
+
+    @abc.abstractmethod
+    def feed(self, packet: Packet) -> None: ...
+
+    @abc.abstractmethod
+    def finish(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]:
+        return {"index": self.out_index, "input": f"{self.input.index}:{self.in_stream.index}", "type": self.in_stream.type}
+
+    def close(self) -> None:  # noqa: B027 - most handlers hold nothing to release
+        """Release remote sessions (also on errors)."""
+
+
+
+class CopyHandler(Handler):
+    def __init__(self, job: Job, inp: Input, in_stream: Any, out_index: int) -> None:
+        super().__init__(job, inp, in_stream, out_index)
+        self.sparse = in_stream.type in ("subtitle", "data", "attachment")
+        try:
+            self.out_stream: Any = job.output.add_stream_from_template(in_stream)
+        except ValueError as e:
+            raise JobError(
+                f"cannot copy stream {inp.index}:{in_stream.index} ({in_stream.codec_context.name if in_stream.codec_context else in_stream.type}) "
+                f"into {job.output_format}: {e} (leave it out with -{in_stream.type[0]}n or -map, or choose another container)"
+            ) from e
+        self.video = in_stream.type == "video"
+        self.trimmed = inp.spec.seek > 0 or job.spec.output.seek > 0
+        self.started = not (self.video and self.trimmed)
+        self.shift = to_ticks(self.origin, in_stream.time_base) if in_stream.time_base else 0
+        self.packets = 0
+        job.muxer.set_ready(out_index)
+
+    def feed(self, packet: Packet) -> None:
+        if self.done or packet.size == 0:
+            return
+        t = to_seconds(packet.pts if packet.pts is not None else packet.dts, packet.time_base)
+        if t is not None:
+            t_out = t - self.origin
+            if self.end is not None and t_out >= self.end - 1e-9:
+                self.done = True
+                return
+            # ffmpeg's stream copy with -ss: packets before the start are dropped and
+            # video starts at a keyframe. Without -ss everything is copied.
+            if self.trimmed and t_out < -1e-9:
+                return
+        if not self.started:
+            if not packet.is_keyframe:
+                return
+            self.started = True
+        if self.shift:
+            if packet.pts is not None:
+                packet.pts -= self.shift
+            if packet.dts is not None:
+                packet.dts -= self.shift
+        packet.stream = self.out_stream
+        self.packets += 1
+        if self.video:
+            self.job.stats.frames += 1
+        self.job.muxer.mux(self.out_index, packet)
+
+    def finish(self) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"codec": "copy", "packets": self.packets}
+
+
+class AudioHandler(Handler):
+    """Local audio decode + local PyAV encode (``-c:a aac``, ``-b:a``, ``-ar``, ``-ac``)."""
+
+    def __init__(self, job: Job, inp: Input, in_stream: Any, out_index: int, codec: str) -> None:
+        super().__init__(job, inp, in_stream, out_index)
+        out = job.spec.output
+        rate = out.audio_rate or in_stream.codec_context.sample_rate or 48000
+        try:
+            self.out_stream: Any = job.output.add_stream(codec, rate=rate)
+        except (ValueError, av.error.FFmpegError) as e:
+            raise JobError(f"audio encoder {codec!r} cannot write into {job.output_format}: {e}") from e
+        ctx: Any = self.out_stream.codec_context
+        if out.audio_bitrate:
+            ctx.bit_rate = out.audio_bitrate
+        layout: Any = in_stream.codec_context.layout
+        if out.audio_channels:
+            if out.audio_channels not in CHANNEL_LAYOUTS:
+                raise UsageError(f"-ac {out.audio_channels}: give 1..8 channels")
+            layout = CHANNEL_LAYOUTS[out.audio_channels]
+        ctx.layout = layout
+        ctx.time_base = Fraction(1, rate)
+        self.shift = to_ticks(self.origin, in_stream.time_base)
+        self.frames = 0
+        job.muxer.set_ready(out_index)
+
+    def feed(self, packet: Packet) -> None:
+        if self.done or packet.size == 0:
+            return  # size 0: the demuxer's end-of-stream marker; finish() drains
+        try:
+            frames = self.in_stream.codec_context.decode(packet)
+        except av.error.FFmpegError as e:
+            log.warning("audio stream %d:%d: dropping a packet that does not decode: %s", self.input.index, self.in_stream.index, e)
+            return
+        for frame in frames:
+            self._frame(frame)
+
+    def _frame(self, frame: Any) -> None:
+        if frame.pts is None:
+            return
+        t_out = float(frame.pts * frame.time_base) - self.origin
+        if self.end is not None and t_out >= self.end - 1e-9:
+            self.done = True
+            return
+        if t_out + frame.samples / frame.sample_rate <= 0:
+            return
+        frame.pts -= self.shift
+        self.frames += 1
+        for pkt in self.out_stream.encode(frame):
+            self.job.muxer.mux(self.out_index, pkt)
+
+    def finish(self) -> None:
+        if not self.done:
+            with contextlib.suppress(av.error.EOFError):
+                for frame in self.in_stream.codec_context.decode(None):
+                    self._frame(frame)
+        for pkt in self.out_stream.encode(None):
+            self.job.muxer.mux(self.out_index, pkt)
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"codec": self.out_stream.codec_context.name, "frames": self.frames}
+
+

@@ -1,0 +1,164 @@
+"""Values of ffmpeg-style options: bitrates, times, rates, sizes, colour names, key frame lists.
+
+Pure functions shared by the command line (which parses argv) and the pipeline
+(which reads the same kinds of values out of filter chains); they raise
+:class:`~vtremote.errors.UsageError` with the text that was wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from vtremote.errors import UsageError
+
+_SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_NUMBER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKMGT]?)(i?)(B?)\s*$")
+
+
+def parse_bitrate(text: str) -> int:
+    """``6000k`` -> 6000000, ``1.5M`` -> 1500000, ``2Mi`` -> 2097152 (ffmpeg's number suffixes)."""
+    match = _NUMBER_RE.match(text)
+    if not match:
+        raise UsageError(f"bitrate {text!r} is not a number like 6000k or 6M")
+    value, prefix, binary, byte = match.groups()
+    scale = (1024 ** " kMGT".index(prefix.upper() if prefix != "k" else "K")) if binary and prefix else _SI[prefix]
+    result = float(value) * scale * (8 if byte else 1)
+    return round(result)
+
+
+def parse_int(text: str, what: str) -> int:
+    try:
+        return int(text, 0) if text.lower().startswith(("0x", "-0x")) else int(text)
+    except ValueError:
+        try:
+            return parse_bitrate(text)
+        except UsageError:
+            raise UsageError(f"{what} {text!r} is not an integer") from None
+
+
+_TIME_RE = re.compile(r"^(-)?(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?|\.\d+)$")
+
+
+def parse_time(text: str, what: str = "time") -> float:
+    """ffmpeg durations: ``[-][HH:]MM:SS[.m...]`` or ``[-]S+[.m...][s|ms|us]``."""
+    raw = text.strip()
+    scale = 1.0
+    for suffix, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0)):
+        if raw.endswith(suffix) and ":" not in raw:
+            raw, scale = raw[: -len(suffix)], factor
+            break
+    match = _TIME_RE.match(raw)
+    if not match:
+        raise UsageError(f"{what} {text!r} is not a time like 10, 2.5, 01:23.5 or 00:01:23.5")
+    neg, a, b, sec = match.groups()
+    if a is not None and b is not None:
+        hours, minutes = int(a), int(b)
+    elif a is not None:
+        hours, minutes = 0, int(a)
+    else:
+        hours = minutes = 0
+    value = (hours * 3600 + minutes * 60 + float(sec)) * scale
+    return -value if neg else value
+
+
+_RATE_ABBR = {
+    "ntsc": Fraction(30000, 1001),
+    "pal": Fraction(25),
+    "qntsc": Fraction(30000, 1001),
+    "qpal": Fraction(25),
+    "sntsc": Fraction(30000, 1001),
+    "spal": Fraction(25),
+    "film": Fraction(24),
+    "ntsc-film": Fraction(24000, 1001),
+}
+
+
+def parse_rate(text: str) -> Fraction:
+    """``30``, ``30000/1001``, ``29.97`` (-> 30000/1001), ``ntsc``."""
+    key = text.strip().lower()
+    if key in _RATE_ABBR:
+        return _RATE_ABBR[key]
+    try:
+        rate = Fraction(key)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"frame rate {text!r} is not a number like 30, 30000/1001 or 29.97") from None
+    if rate <= 0 or rate > 1000:
+        raise UsageError(f"frame rate {text!r} is outside 0..1000")
+    # 29.97 / 59.94 / 23.976 mean the NTSC rates, as in ffmpeg's av_d2q-based parsing.
+    for ntsc in (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001)):
+        if rate.denominator > 1 and abs(float(rate) - float(ntsc)) < 0.0015:
+            return ntsc
+    return rate.limit_denominator(100000)
+
+
+_SIZE_ABBR = {
+    "ntsc": (720, 480), "pal": (720, 576), "qvga": (320, 240), "vga": (640, 480), "svga": (800, 600),
+    "xga": (1024, 768), "hd480": (852, 480), "hd720": (1280, 720), "hd1080": (1920, 1080),
+    "2k": (2048, 1080), "4k": (4096, 2160), "uhd2160": (3840, 2160), "nhd": (640, 360),
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    key = text.strip().lower()
+    if key in _SIZE_ABBR:
+        return _SIZE_ABBR[key]
+    match = re.match(r"^(\d+)x(\d+)$", key)
+    if not match:
+        raise UsageError(f"frame size {text!r} is not WIDTHxHEIGHT like 1280x720")
+    w, h = int(match.group(1)), int(match.group(2))
+    if not (0 < w <= 16384 and 0 < h <= 16384):
+        raise UsageError(f"frame size {text!r} is outside 1x1..16384x16384")
+    return w, h
+
+
+# FFmpeg's enum values for the colour options (libavutil/pixfmt.h).
+COLOR_RANGES = {"unknown": 0, "unspecified": 0, "tv": 1, "mpeg": 1, "limited": 1, "pc": 2, "jpeg": 2, "full": 2}
+COLOR_SPACES = {
+    "rgb": 0, "gbr": 0, "bt709": 1, "unknown": 2, "unspecified": 2, "fcc": 4, "bt470bg": 5, "smpte170m": 6,
+    "smpte240m": 7, "ycgco": 8, "ycocg": 8, "bt2020nc": 9, "bt2020_ncl": 9, "bt2020c": 10, "bt2020_cl": 10,
+}
+COLOR_PRIMARIES = {
+    "bt709": 1, "unknown": 2, "unspecified": 2, "bt470m": 4, "bt470bg": 5, "smpte170m": 6, "smpte240m": 7,
+    "film": 8, "bt2020": 9, "smpte428": 10, "smpte431": 11, "smpte432": 12, "ebu3213": 22,
+}
+COLOR_TRCS = {
+    "bt709": 1, "unknown": 2, "unspecified": 2, "gamma22": 4, "gamma28": 5, "smpte170m": 6, "smpte240m": 7,
+    "linear": 8, "log100": 9, "log316": 10, "iec61966-2-4": 11, "bt1361e": 12, "iec61966-2-1": 13,
+    "srgb": 13, "bt2020-10": 14, "bt2020-12": 15, "smpte2084": 16, "smpte428": 17, "arib-std-b67": 18,
+}
+
+
+def parse_enum(text: str, table: dict[str, int], what: str) -> int:
+    key = text.strip().lower()
+    if key.isdigit():
+        return int(key)
+    try:
+        return table[key]
+    except KeyError:
+        raise UsageError(f"{what} {text!r} is not one of {', '.join(sorted(set(table)))} (or a number)") from None
+
+
+def parse_bool(text: str, what: str) -> bool:
+    key = text.strip().lower()
+    if key in ("1", "true", "yes", "on"):
+        return True
+    if key in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{what} {text!r} is not 0 or 1")
+
+
+def parse_force_key_frames(text: str) -> tuple[list[float], float | None]:
+    """``0,2.5,00:00:10`` -> ([0, 2.5, 10], None); ``expr:gte(t,n_forced*2)`` -> ([], 2.0)."""
+    spec = text.strip()
+    match = re.fullmatch(r"expr:\s*gte\(\s*t\s*,\s*n_forced\s*\*\s*([0-9.]+)\s*\)", spec)
+    if match:
+        every = float(match.group(1))
+        if every <= 0:
+            raise UsageError(f"-force_key_frames {text!r}: the interval must be positive")
+        return [], every
+    if spec.startswith(("expr:", "source")):
+        raise UsageError(
+            f"-force_key_frames {text!r}: only time lists (0,2.5,10) and expr:gte(t,n_forced*N) are supported"
+        )
+    return sorted(parse_time(part, "-force_key_frames") for part in spec.split(",") if part.strip()), None
