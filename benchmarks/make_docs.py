@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vtremote import benchmarking as bm
+from vtremote import bench as bm
 from vtremote.cli import bench
 
 ROOT = Path(__file__).resolve().parent.parent

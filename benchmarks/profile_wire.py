@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from vtremote import benchmarking as bm
+from vtremote import bench as bm
 from vtremote.cli.memory import retain_freed_frames
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vtremote import benchmarking as bm
+from vtremote import bench as bm
 from vtremote.cli import bench
 
 MACHINE_KEYS = {"cpu", "cores", "python", "pyav", "ffmpeg"}

@@ -11,7 +11,7 @@ Subcommands (each starts its own real ``vtremoted`` process on loopback)::
 
 Tables go to stdout (rich when stdout is a terminal, plain text otherwise);
 ``--json`` prints the results as JSON instead. Progress goes to stderr. The
-measuring code is in :mod:`vtremote.benchmarking`; this module parses argv,
+measuring code is in :mod:`vtremote.bench`; this module parses argv,
 calls it and draws tables. ``docs/benchmarks.md`` is regenerated from the same
 tables by ``benchmarks/make_docs.py``.
 """
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vtremote import benchmarking as bm
+from vtremote import bench as bm
 from vtremote.cli.memory import retain_freed_frames
 from vtremote.errors import VTRemoteError
 
