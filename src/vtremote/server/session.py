@@ -150,7 +150,8 @@ class Stats:
 
 
 #: States before CONFIGURE_ACK: a draining server refuses these sessions at once.
-_HANDSHAKE = (State.START, State.HELLO, State.READY, State.CONFIGURING_ENCODE, State.CONFIGURING_DECODE)
+_HANDSHAKE = (State.START, State.HELLO, State.READY, State.CONFIGURING_ENCODE, State.CONFIGURING_DECODE,
+              State.CONFIGURING_TRANSCODE)
 
 # Work items for the engine thread.
 _FRAME = "frame"
