@@ -99,7 +99,9 @@ class InputDecoder:
         assert isinstance(ctx, VideoCodecContext)
         if extradata:
             ctx.extradata = extradata
-        ctx.thread_type = "FRAME"
+        # Slice threads: with frame threads a packet the decoder rejects is reported late or
+        # not at all (its error stays in a worker), and the session must answer it with ERROR.
+        ctx.thread_type = "SLICE"
         ctx.thread_count = 0
         try:
             ctx.open()
