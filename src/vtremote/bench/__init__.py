@@ -1,0 +1,1 @@
+"""Measuring code behind ``vtremote bench`` and ``benchmarks/``."""
