@@ -15,7 +15,7 @@ from vtremote.bench.transcode import CODECS, MODES, SOURCES, format_tables, run
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=3.0, help="clip length (default 3)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="clip length (default 5)")
     ap.add_argument("--sources", default=",".join(SOURCES))
     ap.add_argument("--codecs", default=",".join(CODECS))
     ap.add_argument("--modes", default=",".join(MODES))

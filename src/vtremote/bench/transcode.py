@@ -14,7 +14,8 @@ Wire bytes are counted on the client's socket (headers included), each way,
 and given per second of content (the bandwidth a real-time run needs) and per
 second of wall time. Client CPU is this process's user + system time
 (``getrusage``); server CPU is the vtremoted process's, from ``/proc/PID/stat``
-(Linux; None elsewhere). Both are per 1000 frames of the source.
+(Linux; None elsewhere). Both are per 1000 frames of the source. Each mode runs
+once on the first source before anything is recorded (first-use costs).
 
 :func:`run` returns a JSON-able dict; :func:`format_tables` prints it.
 """
@@ -287,7 +288,7 @@ def measure(src: Source, mode: str, address: str | None, server_pid: int | None,
 
 
 def run(
-    seconds: float = 3.0,
+    seconds: float = 5.0,
     sources: Sequence[str] = SOURCES,
     codecs: Sequence[str] = CODECS,
     modes: Sequence[str] = MODES,
@@ -304,6 +305,8 @@ def run(
         pid: int | None = None
         if address is None and any(m != "local" for m in modes):
             address, pid = stack.enter_context(local_server())
+        for mode in modes:  # warm-up, not recorded: imports, codec and connection first use
+            measure(made[0], mode, address, pid, compression)
         for src in made:
             for mode in modes:
                 rows.append(measure(src, mode, address, pid, compression))
