@@ -178,3 +178,31 @@ def test_force_key_frames_by_time(server, tmp_path: Path) -> None:
                                gop=600, force_key_frames=[0.5, 1.2])
     by_pts = sorted(out, key=lambda p: p.pts)
     assert [i for i, p in enumerate(by_pts) if p.is_keyframe] == [0, 15, 36]
+
+
+def test_field_rate_deinterlace_doubles_frames_and_halves_the_time_base(server, tmp_path: Path) -> None:
+    src = make_h264_mp4(tmp_path / "i.mp4", 20, 320, 180, bframes=0)
+    frames, stream = source_frames(src)
+    tc, sent, out = run_transcode(server.addr, src, codec="h264", filters="bwdif=mode=send_field,scale=160:90",
+                                  bitrate=300_000, gop=60)
+    assert tc.time_base == stream.time_base / 2 and tc.output_framerate == 60
+    assert len(out) == 40
+    check_timestamps(out)
+    # every source frame's time appears, and one half way to the next
+    pts = sorted(p.pts for p in out)
+    assert pts[0::2] == [2 * f.pts for f in frames]
+
+
+def test_crop_and_colour_tags(server, tmp_path: Path) -> None:
+    src = make_h264_mp4(tmp_path / "c.mp4", 20, 320, 180, bframes=0)
+    tc, _, out = run_transcode(
+        server.addr, src, codec="h264", bitrate=300_000,
+        filters="crop=200:100:20:40,setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709")
+    assert (tc.width, tc.height) == (200, 100)
+    decoded = decode_output("h264", tc.extradata, out)
+    assert len(decoded) == 20 and (decoded[0].width, decoded[0].height) == (200, 100)
+    f = decoded[0]
+    assert (f.color_primaries, f.color_trc, f.colorspace, f.color_range) == (1, 1, 1, 1)
+    frames, _ = source_frames(src)
+    ref = [fr.to_ndarray()[40:140, 20:220] for fr in frames]  # yuv420p luma rows/cols
+    assert min(ssim(r, luma(d)) for r, d in zip(ref, decoded, strict=True)) >= 0.97
