@@ -206,3 +206,27 @@ def test_crop_and_colour_tags(server, tmp_path: Path) -> None:
     frames, _ = source_frames(src)
     ref = [fr.to_ndarray()[40:140, 20:220] for fr in frames]  # yuv420p luma rows/cols
     assert min(ssim(r, luma(d)) for r, d in zip(ref, decoded, strict=True)) >= 0.97
+
+
+def test_anamorphic_source_keeps_its_display_aspect(server, tmp_path: Path) -> None:
+    frames = testsrc_frames(10, 320, 180, "yuv420p")
+    path = tmp_path / "sar.mp4"
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("libx264", rate=30)
+        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
+        st.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for f in frames:
+            for p in st.encode(f):
+                out.mux(p)
+        for p in st.encode(None):
+            out.mux(p)
+    _, stream = source_frames(path)
+    assert stream.sample_aspect_ratio == Fraction(4, 3)
+    tc, _, out_packets = run_transcode(server.addr, path, codec="h264", filters="scale=240:90", bitrate=200_000)
+    assert tc.sample_aspect_ratio == Fraction(8, 9)  # 320x180 at 4:3 = 240x90 at 8:9 on screen
+    ctx = av.CodecContext.create("h264", "r")
+    ctx.extradata = tc.extradata
+    decoded = []
+    for p in out_packets:
+        decoded += ctx.decode(av.Packet(bytes(p)))
+    assert decoded and ctx.sample_aspect_ratio == Fraction(8, 9)  # in the SPS VUI

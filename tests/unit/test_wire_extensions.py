@@ -82,10 +82,13 @@ def test_transcode_capability_and_output_note() -> None:
     assert ext.transcode_offer(("h264", "hevc")) is None
     assert ext.transcode_offer(("ext:transcode=;",)) == ((), ())
     note = ext.OutputNote(1280, 720, Fraction(1, 1000), Fraction(30000, 1001))
-    assert note.text() == "ext:output=1280x720;tb=1/1000;fr=30000/1001"
+    assert note.text() == "ext:output=1280x720;tb=1/1000;fr=30000/1001;sar=1/1"
     assert ext.OutputNote.parse(note.text()) == note
+    wide = ext.OutputNote(720, 480, Fraction(1, 25), None, Fraction(32, 27))
+    assert ext.OutputNote.parse(wide.text()) == wide
     assert ext.OutputNote.parse("ext:output=2x2;tb=1/25;fr=0/1").frame_rate is None
-    for bad in ("ext:output=", "ext:output=0x2;tb=1/25;fr=0/1", "ext:output=2x2;tb=1/0;fr=0/1", "x", "ext:output=2x2;tb=a;fr=0/1"):
+    for bad in ("ext:output=", "ext:output=0x2;tb=1/25;fr=0/1", "ext:output=2x2;tb=1/0;fr=0/1", "x", "ext:output=2x2;tb=a;fr=0/1",
+                "ext:output=2x2;tb=1/25;fr=0/1;sar=0/1", "ext:output=2x2;tb=1/25;fr=0/1;xx=1/1"):
         with pytest.raises(RemoteProtocolError, match="malformed transcode output note"):
             ext.OutputNote.parse(bad)
     assert ext.split_notes(["slow preset", note.text()]) == (("slow preset",), (note.text(),))

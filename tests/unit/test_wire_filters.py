@@ -176,3 +176,13 @@ def test_coerce_takes_specs_or_text() -> None:
     assert f.coerce("scale=640:-2,fps=25") == chain
     with pytest.raises(ConfigError):
         f.coerce((f.Scale(99999, 2),))
+
+
+def test_scale_keeps_the_display_aspect_through_the_sar() -> None:
+    dvd = f.Geometry(720, 480, Fraction(1, 25), None, Fraction(8, 9))  # 4:3 display
+    g = f.output_geometry(f.parse("scale=640:480"), dvd)
+    assert g.sar == 1 and g.width * g.sar / g.height == Fraction(4, 3)
+    g = f.output_geometry(f.parse("scale=-2:240"), dvd)
+    assert (g.width, g.height) == (360, 240) and g.sar == Fraction(8, 9)
+    assert f.output_geometry(f.parse("scale=640:480,setsar=1/1"), dvd).sar == 1
+    assert f.output_geometry(f.parse("crop=700:400"), dvd).sar == Fraction(8, 9)

@@ -140,6 +140,7 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         input_width: int,
         input_height: int,
         input_pix_fmt: str | None = None,
+        input_sar: Fraction | None = None,
         codec: str = "h264",
         filters: str | Sequence[vf.FilterSpec] = "",
         framerate: Fraction | int | str | tuple[int, int] | None = None,
@@ -163,12 +164,13 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         self.input_codec = input_codec
         self.input_time_base = tb
         self.input_extradata = bytes(input_extradata or b"")
+        self.input_sar = Fraction(input_sar) if input_sar else Fraction(1)
         self.framerate = to_fraction(framerate, "frame rate")
         self.pix_fmt = self._choose_pix_fmt(codec, pix_fmt, input_pix_fmt)
         if codec == "h264" and self.pix_fmt is not PixelFormat.NV12:
             raise ConfigError("H.264 output is 8-bit (NV12); use hevc for 10-bit output")
         # Validate the output size here, so a bad chain fails before connecting.
-        vf.output_geometry(self.chain, vf.Geometry(input_width, input_height, tb, self.framerate))
+        vf.output_geometry(self.chain, vf.Geometry(input_width, input_height, tb, self.framerate, self.input_sar))
         self.time_base = tb  # until CONFIGURE_ACK says the output's
         self._unacked: deque[int] = deque()
         self._sent = 0
@@ -199,6 +201,8 @@ class RemoteTranscoder(RemoteSession["Packet"]):
             self.time_base = out.time_base
             #: Output frame rate when constant and known (fps filter or the source's rate), else None.
             self.output_framerate = out.frame_rate
+            #: Sample aspect ratio of the output (scale keeps the display aspect, setsar sets it).
+            self.sample_aspect_ratio = out.sar
             #: The CONFIGURE_ACK record as the server sent it (avcC / hvcC).
             self.config_record = bytes(ack.extradata)
             #: Annex B parameter sets: what FFmpeg muxers want as codec extradata.
@@ -219,6 +223,7 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         ctx = stream.codec_context
         kwargs.setdefault("framerate", stream.average_rate or stream.guessed_rate)
         kwargs.setdefault("input_pix_fmt", ctx.format.name if ctx.format is not None else None)
+        kwargs.setdefault("input_sar", stream.sample_aspect_ratio or ctx.sample_aspect_ratio or None)
         if stream.time_base is None:
             raise ConfigError(f"stream {stream.index} has no time base")
         return cls(
@@ -262,6 +267,8 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         opts = [(k, v) for k, v in opts if k not in ("mode", "a53_cc")]
         opts.insert(0, ("mode", ext.MODE_TRANSCODE))
         opts.append((ext.OPT_INPUT_CODEC, self.input_codec))
+        if self.input_sar != 1:
+            opts.append(("ext_in_sar", f"{self.input_sar.numerator}/{self.input_sar.denominator}"))
         if self.chain:
             opts.append((ext.OPT_FILTERS, vf.serialize(self.chain)))
         if times:

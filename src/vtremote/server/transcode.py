@@ -43,6 +43,8 @@ from vtremote.wire.messages import Configure
 #: Transcode CONFIGURE options: key-frame times (seconds, comma-separated) and interval.
 OPT_FORCE_KEY_TIMES = "ext_force_key_times"
 OPT_FORCE_KEY_EVERY = "ext_force_key_every"
+#: Transcode CONFIGURE: the source's sample aspect ratio, ``num/den`` (absent: 1/1).
+OPT_INPUT_SAR = "ext_in_sar"
 MAX_FORCED_KEYS = 4096
 
 
@@ -95,7 +97,7 @@ class TranscodeJob:
         self.source = source
         self.output = output
         self.keys = keys
-        self.note = ext.OutputNote(output.width, output.height, output.time_base, output.frame_rate).text()
+        self.note = ext.OutputNote(output.width, output.height, output.time_base, output.frame_rate, output.sar).text()
         self.decoder: InputDecoder | None = None
         self.filters: FilterStage | None = None
         self._next_key = 0
@@ -132,7 +134,13 @@ class TranscodeJob:
             raise UnsupportedConfigError(f"unsupported pix_fmt={msg.pix_fmt}; supported: 1 (NV12), 2 (P010)") from None
         chain = vf.parse(opts.get(ext.OPT_FILTERS, ""))
         rate = Fraction(msg.framerate_num, msg.framerate_den) if msg.framerate_num > 0 and msg.framerate_den > 0 else None
-        source = vf.Geometry(msg.width, msg.height, Fraction(msg.time_base_num, msg.time_base_den), rate)
+        try:
+            sar = Fraction(opts.get(OPT_INPUT_SAR, "1"))
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"{OPT_INPUT_SAR}={opts[OPT_INPUT_SAR]!r} is not a ratio like 1/1") from None
+        if not 0 < sar <= 255 or sar.denominator > 65535:
+            raise ConfigError(f"{OPT_INPUT_SAR}={sar} is outside 1/65535..255")
+        source = vf.Geometry(msg.width, msg.height, Fraction(msg.time_base_num, msg.time_base_den), rate, sar)
         output = vf.output_geometry(chain, source)
         if output.width % 2 or output.height % 2:
             raise UnsupportedConfigError(
@@ -143,6 +151,8 @@ class TranscodeJob:
         enc = {k: v for k, v in opts.items() if k in ENCODE_KEYS}
         for key, value in vf.color_options(chain).items():
             enc.setdefault(key, value)
+        if output.sar != 1 and "sar_num" not in enc:  # scale keeps the display aspect (as FFmpeg)
+            enc["sar_num"], enc["sar_den"] = str(output.sar.numerator), str(output.sar.denominator)
         enc["a53_cc"] = "0"
         stream = StreamConfig(
             mode="encode",

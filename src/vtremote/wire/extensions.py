@@ -58,8 +58,9 @@ OPT_INPUT_CODEC = "ext_in_codec"
 #: Transcode CONFIGURE: the filter chain, canonical text of wire.filters.
 OPT_FILTERS = "ext_filters"
 #: Transcode CONFIGURE_ACK: an entry of the warning list that is not a warning but
-#: ``ext:output=<w>x<h>;tb=<num>/<den>;fr=<num>/<den>``, the output picture and the time
-#: base of the output PACKETs' pts/dts (fr 0/1 when unknown).
+#: ``ext:output=<w>x<h>;tb=<num>/<den>;fr=<num>/<den>;sar=<num>/<den>``, the output picture,
+#: the time base of the output PACKETs' pts/dts (fr 0/1 when unknown) and the sample aspect
+#: ratio (a reader takes a missing ``sar`` part as 1/1).
 NOTE_OUTPUT = "ext:output"
 
 #: All capabilities this implementation understands (for docs and tests).
@@ -119,12 +120,14 @@ class OutputNote:
     height: int
     time_base: Fraction
     frame_rate: Fraction | None
+    sar: Fraction = Fraction(1)
 
     def text(self) -> str:
         fr = self.frame_rate or Fraction(0)
         return (
             f"{NOTE_OUTPUT}={self.width}x{self.height};tb={self.time_base.numerator}/"
-            f"{self.time_base.denominator};fr={fr.numerator}/{fr.denominator}"
+            f"{self.time_base.denominator};fr={fr.numerator}/{fr.denominator};"
+            f"sar={self.sar.numerator}/{self.sar.denominator}"
         )
 
     @classmethod
@@ -134,17 +137,22 @@ class OutputNote:
         try:
             if not text.startswith(prefix):
                 raise ValueError("no prefix")
-            size, tb, fr = text[len(prefix) :].split(";")
+            parts = text[len(prefix) :].split(";")
+            sar_text = parts.pop() if len(parts) == 4 else "sar=1/1"
+            size, tb, fr = parts
+            if not sar_text.startswith("sar="):
+                raise ValueError("sar")
+            sarn, sard = (int(v) for v in sar_text[4:].split("/"))
             w, h = (int(v) for v in size.split("x"))
             if not tb.startswith("tb=") or not fr.startswith("fr="):
                 raise ValueError("fields")
             tbn, tbd = (int(v) for v in tb[3:].split("/"))
             frn, frd = (int(v) for v in fr[3:].split("/"))
-            if w <= 0 or h <= 0 or tbn <= 0 or tbd <= 0 or frd <= 0 or frn < 0:
+            if w <= 0 or h <= 0 or tbn <= 0 or tbd <= 0 or frd <= 0 or frn < 0 or sarn <= 0 or sard <= 0:
                 raise ValueError("range")
         except ValueError:
             raise RemoteProtocolError(f"malformed transcode output note {text[:200]!r}") from None
-        return cls(w, h, Fraction(tbn, tbd), Fraction(frn, frd) if frn else None)
+        return cls(w, h, Fraction(tbn, tbd), Fraction(frn, frd) if frn else None, Fraction(sarn, sard))
 
 
 def split_notes(warnings: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -533,6 +533,8 @@ class Geometry:
     height: int
     time_base: Fraction
     frame_rate: Fraction | None = None
+    #: Sample (pixel) aspect ratio; scale keeps the display aspect by changing it, as FFmpeg does.
+    sar: Fraction = Fraction(1)
 
 
 def _rescale(a: int, b: int, c: int) -> int:
@@ -596,7 +598,8 @@ def graph_steps(chain: Sequence[FilterSpec], source: Geometry) -> tuple[list[tup
             w, h = scale_size(spec, g.width, g.height)
             text = f"{w}:{h}" + (f":flags={spec.flags}" if spec.flags else "")
             steps.append(("scale", text))
-            g = replace(g, width=w, height=h)
+            sar = g.sar * Fraction(h * g.width, w * g.height)
+            g = replace(g, width=w, height=h, sar=sar.limit_denominator(65535))
         elif isinstance(spec, Crop):
             w, h, x, y = crop_box(spec, g.width, g.height)
             steps.append(("crop", f"{w}:{h}:{x}:{y}:exact=1"))
@@ -610,6 +613,9 @@ def graph_steps(chain: Sequence[FilterSpec], source: Geometry) -> tuple[list[tup
             g = replace(g, time_base=g.time_base / 2, frame_rate=rate)
         elif isinstance(spec, Null):
             continue
+        elif isinstance(spec, SetSar):
+            steps.append((spec.name, ":".join(f"{k}={v}" for k, v in spec.args())))
+            g = replace(g, sar=spec.sar)
         else:
             steps.append((spec.name, ":".join(f"{k}={v}" for k, v in spec.args())))
     return steps, g
