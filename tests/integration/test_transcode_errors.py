@@ -111,3 +111,18 @@ def test_plain_v1_server_offers_no_transcode(start_server) -> None:
     with pytest.raises(UnsupportedConfigError, match="does not offer packet transcode"):
         RemoteTranscoder(v1.addr, input_codec="h264", input_time_base=Fraction(1, 30),
                          input_width=320, input_height=180)
+
+
+def test_unreachable_server_fails_fast_naming_it() -> None:
+    import socket
+
+    from vtremote.errors import ConnectionLostError
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionLostError, match=f"cannot reach 127.0.0.1:{port}: connection refused"):
+        RemoteTranscoder(f"127.0.0.1:{port}", input_codec="h264", input_time_base=Fraction(1, 30),
+                         input_width=320, input_height=180)
+    with pytest.raises(ConnectionLostError, match=f"127.0.0.1:{port}"):
+        transcode_capabilities(f"127.0.0.1:{port}")
