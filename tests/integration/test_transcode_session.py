@@ -230,3 +230,11 @@ def test_anamorphic_source_keeps_its_display_aspect(server, tmp_path: Path) -> N
     for p in out_packets:
         decoded += ctx.decode(av.Packet(bytes(p)))
     assert decoded and ctx.sample_aspect_ratio == Fraction(8, 9)  # in the SPS VUI
+
+
+def test_flush_without_packets_ends_cleanly(server) -> None:
+    with RemoteTranscoder(server.addr, input_codec="hevc", input_time_base=Fraction(1, 90000),
+                          input_width=320, input_height=180, codec="hevc", filters="scale=-2:90") as tc:
+        assert tc.flush() == []
+        assert tc.stats.packets_sent == 0 and tc.stats.packets == 0
+    server.wait_for_log(r"SUMMARY mode=transcode packets_in=0 packets_out=0")
