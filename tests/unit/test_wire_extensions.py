@@ -17,7 +17,9 @@ OURS = HelloAck(
 
 
 def test_names() -> None:
-    assert ext.KNOWN_CAPABILITIES == ("ext:busy", "ext:errors", "ext:keepalive", "ext:decode-pipeline")
+    assert ext.KNOWN_CAPABILITIES == (
+        "ext:busy", "ext:errors", "ext:keepalive", "ext:decode-pipeline", "ext:transcode"
+    )
     assert all(ext.is_extension(c) and ":" in c for c in ext.KNOWN_CAPABILITIES)
     assert not ext.is_extension("h264") and not ext.is_extension("hevc")
     assert ext.OPT_KEEPALIVE == "ext_keepalive" and ext.OPT_DECODE_PIPELINE == "ext_decode_pipeline"
@@ -65,3 +67,28 @@ def test_extended_hello_ack_keeps_the_v1_layout() -> None:
     assert tuple(caps) == OURS.capabilities
     assert wire[pos:] == (8).to_bytes(2, "big") + (3).to_bytes(2, "big")
     assert parse_payload(MessageType.HELLO_ACK, wire) == OURS
+
+
+def test_transcode_capability_and_output_note() -> None:
+    from fractions import Fraction
+
+    import pytest
+
+    from vtremote.errors import RemoteProtocolError
+
+    cap = ext.transcode_capability(("h264", "hevc", "vp9"), ("scale", "fps"))
+    assert cap == "ext:transcode=h264,hevc,vp9;scale,fps"
+    assert ext.transcode_offer(("h264", "hevc", "ext:busy", cap)) == (("h264", "hevc", "vp9"), ("scale", "fps"))
+    assert ext.transcode_offer(("h264", "hevc")) is None
+    assert ext.transcode_offer(("ext:transcode=;",)) == ((), ())
+    note = ext.OutputNote(1280, 720, Fraction(1, 1000), Fraction(30000, 1001))
+    assert note.text() == "ext:output=1280x720;tb=1/1000;fr=30000/1001;sar=1/1"
+    assert ext.OutputNote.parse(note.text()) == note
+    wide = ext.OutputNote(720, 480, Fraction(1, 25), None, Fraction(32, 27))
+    assert ext.OutputNote.parse(wide.text()) == wide
+    assert ext.OutputNote.parse("ext:output=2x2;tb=1/25;fr=0/1").frame_rate is None
+    for bad in ("ext:output=", "ext:output=0x2;tb=1/25;fr=0/1", "ext:output=2x2;tb=1/0;fr=0/1", "x", "ext:output=2x2;tb=a;fr=0/1",
+                "ext:output=2x2;tb=1/25;fr=0/1;sar=0/1", "ext:output=2x2;tb=1/25;fr=0/1;xx=1/1"):
+        with pytest.raises(RemoteProtocolError, match="malformed transcode output note"):
+            ext.OutputNote.parse(bad)
+    assert ext.split_notes(["slow preset", note.text()]) == (("slow preset",), (note.text(),))

@@ -63,6 +63,7 @@ SAMPLES: dict[str, Callable[[], Message]] = {
     "HELLO_ACK_AUTH": lambda: HelloAck(status=2),
     "CONFIGURE": lambda: configure("encode"),
     "CONFIGURE_DECODE": lambda: configure("decode"),
+    "CONFIGURE_TRANSCODE": lambda: configure("transcode"),
     "CONFIGURE_ACK": lambda: ConfigureAck(pix_fmt=1),
     "FRAME": nv12_frame,
     "PACKET": lambda: Packet(0, 0, 0, 1, b"\x00\x00\x00\x01\x65\x88"),
@@ -85,6 +86,9 @@ PATHS: dict[State, list[tuple[Role, str]]] = {
     State.READY: _READY,
     State.CONFIGURING_ENCODE: [*_READY, (C, "CONFIGURE")],
     State.CONFIGURING_DECODE: [*_READY, (C, "CONFIGURE_DECODE")],
+    State.CONFIGURING_TRANSCODE: [*_READY, (C, "CONFIGURE_TRANSCODE")],
+    State.TRANSCODING: [*_READY, (C, "CONFIGURE_TRANSCODE"), (S, "CONFIGURE_ACK")],
+    State.DRAINING_TRANSCODE: [*_READY, (C, "CONFIGURE_TRANSCODE"), (S, "CONFIGURE_ACK"), (C, "FLUSH")],
     State.ENCODING: [*_READY, (C, "CONFIGURE"), (S, "CONFIGURE_ACK")],
     State.DECODING: [*_READY, (C, "CONFIGURE_DECODE"), (S, "CONFIGURE_ACK")],
     State.DRAINING_ENCODE: [*_READY, (C, "CONFIGURE"), (S, "CONFIGURE_ACK"), (C, "FLUSH")],
@@ -94,7 +98,8 @@ PATHS: dict[State, list[tuple[Role, str]]] = {
 }
 
 ST = State
-STREAMING = [ST.ENCODING, ST.DECODING, ST.DRAINING_ENCODE, ST.DRAINING_DECODE]
+STREAMING = [ST.ENCODING, ST.DECODING, ST.TRANSCODING, ST.DRAINING_ENCODE, ST.DRAINING_DECODE,
+             ST.DRAINING_TRANSCODE]
 NOT_FINISHED = [s for s in State if s not in (ST.DONE, ST.FAILED)]
 
 # What the CLIENT may send: {(state, kind): next state}; everything else is illegal.
@@ -102,6 +107,11 @@ CLIENT_MAY_SEND: dict[tuple[State, str], State] = {
     (ST.START, "HELLO"): ST.HELLO,
     (ST.READY, "CONFIGURE"): ST.CONFIGURING_ENCODE,
     (ST.READY, "CONFIGURE_DECODE"): ST.CONFIGURING_DECODE,
+    (ST.READY, "CONFIGURE_TRANSCODE"): ST.CONFIGURING_TRANSCODE,
+    # transcode (extension): source PACKETs in, like a decode session
+    (ST.TRANSCODING, "PACKET"): ST.TRANSCODING,
+    (ST.TRANSCODING, "FLUSH"): ST.DRAINING_TRANSCODE,
+    (ST.DRAINING_TRANSCODE, "FLUSH"): ST.DRAINING_TRANSCODE,
     (ST.ENCODING, "FRAME"): ST.ENCODING,
     (ST.ENCODING, "FLUSH"): ST.DRAINING_ENCODE,
     (ST.DECODING, "PACKET"): ST.DECODING,
@@ -123,6 +133,11 @@ SERVER_MAY_SEND: dict[tuple[State, str], State] = {
     (ST.DECODING, "FRAME"): ST.DECODING,
     (ST.DRAINING_DECODE, "FRAME"): ST.DRAINING_DECODE,
     (ST.DRAINING_DECODE, "DONE"): ST.DONE,
+    # transcode (extension): output PACKETs back, like an encode session
+    (ST.CONFIGURING_TRANSCODE, "CONFIGURE_ACK"): ST.TRANSCODING,
+    (ST.TRANSCODING, "PACKET"): ST.TRANSCODING,
+    (ST.DRAINING_TRANSCODE, "PACKET"): ST.DRAINING_TRANSCODE,
+    (ST.DRAINING_TRANSCODE, "DONE"): ST.DONE,
 }
 # ERROR: from the server in every state that is not finished (START and REFUSED included).
 for _st in NOT_FINISHED:
@@ -139,8 +154,8 @@ EXPECTED = {C: CLIENT_MAY_SEND, S: SERVER_MAY_SEND}
 
 def test_expectation_table_size() -> None:
     """Guard against a typo silently shrinking the hand-written tables."""
-    assert len(CLIENT_MAY_SEND) == 9 + 4 * 4
-    assert len(SERVER_MAY_SEND) == 11 + 10 + 4 * 4
+    assert len(CLIENT_MAY_SEND) == 9 + 4 + 4 * 6
+    assert len(SERVER_MAY_SEND) == 11 + 4 + 13 + 4 * 6
 
 
 def reach(role: Role, state: State) -> Connection:

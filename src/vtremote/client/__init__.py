@@ -3,7 +3,9 @@
 :class:`RemoteEncoder` takes ``av.VideoFrame`` and gives ``av.Packet``;
 :class:`RemoteDecoder` takes ``av.Packet`` and gives ``av.VideoFrame``. Both
 are context managers, pipelined, and end with ``flush()``, which returns every
-remaining result before the session ends.
+remaining result before the session ends. :class:`RemoteTranscoder` takes a
+source's ``av.Packet`` and gives encoded ``av.Packet``: the server decodes,
+filters and encodes (:func:`transcode_capabilities` says whether it can).
 """
 
 from __future__ import annotations
@@ -11,6 +13,23 @@ from __future__ import annotations
 from vtremote.client.decoder import RemoteDecoder
 from vtremote.client.encoder import EncoderSettings, RemoteEncoder
 from vtremote.client.session import SessionStats
+from vtremote.client.transcoder import (
+    RemoteTranscoder,
+    TranscodeOffer,
+    TranscodeStats,
+    transcode_capabilities,
+)
 from vtremote.client.transport import Transport, parse_address
 
-__all__ = ["EncoderSettings", "RemoteDecoder", "RemoteEncoder", "SessionStats", "Transport", "parse_address"]
+__all__ = [
+    "EncoderSettings",
+    "RemoteDecoder",
+    "RemoteEncoder",
+    "RemoteTranscoder",
+    "SessionStats",
+    "TranscodeOffer",
+    "TranscodeStats",
+    "Transport",
+    "parse_address",
+    "transcode_capabilities",
+]

@@ -383,7 +383,8 @@ class Transport:
         if msg.status != 0:
             raise RemoteProtocolError(f"{self.name} refused CONFIGURE with status {msg.status}")
         for warning in msg.warnings:
-            log.warning("%s: %s", self.name, warning)
+            if not warning.startswith("ext:"):  # extension notes are data (wire.extensions)
+                log.warning("%s: %s", self.name, warning)
         return msg
 
     def remote_error(self, msg: m.Error) -> RemoteError:

@@ -58,6 +58,8 @@ from vtremote.server.config import ServerConfig
 from vtremote.server.planes import wire_planes
 from vtremote.server.sei import insert_captions
 from vtremote.server.timestamps import FrameInfo, TimestampMapper
+from vtremote.server.transcode import TranscodeJob
+from vtremote.server.transcode import offer as transcode_offer
 from vtremote.wire import annexb, messages
 from vtremote.wire.compression import decompress_plane, parse_compression
 from vtremote.wire.connection import Connection, Role, State, session_mode
@@ -150,7 +152,8 @@ class Stats:
 
 
 #: States before CONFIGURE_ACK: a draining server refuses these sessions at once.
-_HANDSHAKE = (State.START, State.HELLO, State.READY, State.CONFIGURING_ENCODE, State.CONFIGURING_DECODE)
+_HANDSHAKE = (State.START, State.HELLO, State.READY, State.CONFIGURING_ENCODE, State.CONFIGURING_DECODE,
+              State.CONFIGURING_TRANSCODE)
 
 # Work items for the engine thread.
 _FRAME = "frame"
@@ -195,6 +198,7 @@ class Session:
         self._pending_frames: deque[av.VideoFrame] = deque()
         self._warned_pts = False
         self._captions = False
+        self._transcode: TranscodeJob | None = None  # mode=transcode (server/transcode.py)
 
     # ==== lifecycle ==========================================================================
 
@@ -431,7 +435,7 @@ class Session:
             # The reference daemon's 22 bytes: empty strings, h264/hevc, constants 4 and 1.
             return messages.HelloAck(status=int(status))
         caps: tuple[str, ...] = (*CODECS, CAP_BUSY, CAP_ERRORS, f"{CAP_KEEPALIVE}={self.cfg.idle_timeout_ms}",
-                                 CAP_DECODE_PIPELINE)
+                                 CAP_DECODE_PIPELINE, transcode_offer())
         label = self.host.engine_label(self.codec if self.codec in CODECS else "h264")
         caps = (*caps, f"{CAP_ENGINE_PREFIX}{label}")
         return messages.HelloAck(
@@ -477,12 +481,16 @@ class Session:
         # VTR1.md §3.3/§4: values other than 0/1/2 are refused (the reference used code 1).
         self.compression = parse_compression(msg.option("wire_compression"))
         pipelined = mode == "decode" and self.cfg.extensions and msg.option(OPT_DECODE_PIPELINE) == "1"
-        config = StreamConfig.from_configure(self.codec, msg, pipelined=pipelined)
+        if mode == "transcode":  # extension: decode -> filters -> encode (server/transcode.py)
+            self._transcode = TranscodeJob.from_configure(self.codec, msg, extensions=self.cfg.extensions)
+            config = self._transcode.stream
+        else:
+            config = StreamConfig.from_configure(self.codec, msg, pipelined=pipelined)
         warnings: list[str] = []
         if mode == "decode":
             warnings += check_decode_options(opts)
         self.stream = config
-        if mode == "encode":
+        if config.mode == "encode":
             self._timestamps = TimestampMapper(config.frame_ticks)
             self._captions = opts.get("a53_cc", "0") not in ("0", "", "-1")
         candidates = registry.candidates(self.cfg.engine, self.codec, config.mode)
@@ -500,6 +508,9 @@ class Session:
                 self.log.warning("engine %s cannot serve %s: %s; trying %s",
                                  engine.name, config.describe(), e, candidates[i + 1].name)
         warnings += engine.warnings
+        if self._transcode is not None:  # the output geometry, as an ext: note (wire.extensions)
+            warnings.insert(0, self._transcode.note)
+            self.log.info("transcode %s", self._transcode.describe())
         pix_fmt = int(engine.output_pix_fmt) if mode == "decode" else int(config.pix_fmt)
         ack = messages.ConfigureAck(status=0, extradata=extradata, pix_fmt=pix_fmt, warnings=tuple(warnings[:255]))
         self._send(ack)
@@ -592,6 +603,7 @@ class Session:
         pkt = av.Packet(msg.data)  # type: ignore[arg-type]  # the one copy: into the AVPacket
         pkt.pts = msg.pts
         pkt.dts = msg.dts
+        pkt.is_keyframe = bool(msg.flags & PacketFlags.KEYFRAME)
         if msg.duration > 0:
             pkt.duration = msg.duration
         self.stats.packets_in += 1
@@ -617,6 +629,8 @@ class Session:
                     self._abort_with(VTRemoteError(f"internal server error: {type(e).__name__}: {e}"))
         finally:
             self._queue_drop()
+            if self._transcode is not None:
+                self._transcode.close()
             try:
                 engine.close()
             except Exception:
@@ -642,6 +656,9 @@ class Session:
                 kind = item[0]
                 if kind == _FRAME:
                     self._encode(engine, item[1], item[2])
+                elif kind == _PACKET and self._transcode is not None:
+                    for frame, info in self._transcode.frames(engine, item[1]):
+                        self._encode(engine, frame, info)
                 elif kind == _PACKET:
                     self._decode(engine, item[1])
                 elif kind == _PING:
@@ -663,6 +680,9 @@ class Session:
             self._send_packet(pkt)
 
     def _drain(self, engine: Engine) -> None:
+        if self._transcode is not None:  # what the decoder and the filters still hold
+            for frame, info in self._transcode.frames(engine, None):
+                self._encode(engine, frame, info)
         if self.stream is not None and self.stream.mode == "encode":
             for pkt in engine.encode(None):
                 self._send_packet(pkt)
@@ -735,7 +755,16 @@ class Session:
         mbps_out = bytes_out * 8 / seconds / 1e6
         config = self.stream
         assert config is not None
-        if config.mode == "encode":
+        if self._transcode is not None:
+            self.log.info("DONE client=%s packets_in=%d packets_out=%d (%s)", self.client_name, st.packets_in,
+                          st.packets_out, outcome)
+            self.log.info(
+                "SUMMARY mode=transcode packets_in=%d packets_out=%d %s in=%dB out=%dB duration=%.3fs "
+                "in_mbps=%.2f out_mbps=%.2f",
+                st.packets_in, st.packets_out, self._transcode.summary(), bytes_in, bytes_out, seconds,
+                mbps_in, mbps_out,
+            )
+        elif config.mode == "encode":
             self.log.info("DONE client=%s frames=%d packets=%d (%s)", self.client_name, st.frames_in,
                           st.packets_out, outcome)
             avg = st.latency_total / st.latency_count * 1000 if st.latency_count else 0.0

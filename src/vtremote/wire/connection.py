@@ -1,8 +1,9 @@
 """The VTR1 session state machines (client and server role) and a sans-IO Connection.
 
 One TCP connection is one session: HELLO / HELLO_ACK, CONFIGURE / CONFIGURE_ACK,
-then an encode session (client sends FRAMEs, server answers PACKETs) or a decode
-session (client sends PACKETs, server answers FRAMEs), FLUSH, the remaining
+then an encode session (client sends FRAMEs, server answers PACKETs), a decode
+session (client sends PACKETs, server answers FRAMEs) or, as our extension, a
+transcode session (PACKETs both ways, ``mode=transcode``), FLUSH, the remaining
 output, DONE. ERROR ends the session in any state (VTR1.md §1.3).
 
 The legal orders are the tables below, one per role and direction: a
@@ -56,10 +57,13 @@ class State(enum.Enum):
     READY = "ready"  # HELLO accepted, CONFIGURE next
     CONFIGURING_ENCODE = "configuring-encode"  # CONFIGURE(mode=encode) sent, ACK pending
     CONFIGURING_DECODE = "configuring-decode"
+    CONFIGURING_TRANSCODE = "configuring-transcode"  # extension ext:transcode
     ENCODING = "encoding"  # FRAMEs to the server, PACKETs back
     DECODING = "decoding"  # PACKETs to the server, FRAMEs back
+    TRANSCODING = "transcoding"  # source PACKETs to the server, output PACKETs back
     DRAINING_ENCODE = "draining-encode"  # FLUSH sent; remaining PACKETs, then DONE
     DRAINING_DECODE = "draining-decode"
+    DRAINING_TRANSCODE = "draining-transcode"
     DONE = "done"  # DONE sent: the session is over
     FAILED = "failed"  # ERROR sent: the session is over
 
@@ -68,7 +72,14 @@ S = State
 T = MessageType
 
 #: States after CONFIGURE_ACK in which keepalive and ignored messages are allowed.
-STREAMING = (S.ENCODING, S.DECODING, S.DRAINING_ENCODE, S.DRAINING_DECODE)
+STREAMING = (
+    S.ENCODING,
+    S.DECODING,
+    S.TRANSCODING,
+    S.DRAINING_ENCODE,
+    S.DRAINING_DECODE,
+    S.DRAINING_TRANSCODE,
+)
 #: States in which the server may still send ERROR (anything not finished).
 OPEN = (
     S.START,
@@ -77,6 +88,7 @@ OPEN = (
     S.READY,
     S.CONFIGURING_ENCODE,
     S.CONFIGURING_DECODE,
+    S.CONFIGURING_TRANSCODE,
     *STREAMING,
 )
 
@@ -90,13 +102,16 @@ def _keepalive(table: dict[tuple[State, MessageType], State]) -> None:
 # Messages the CLIENT sends (= the server receives).
 CLIENT_SENDS: dict[tuple[State, MessageType], State] = {
     (S.START, T.HELLO): S.HELLO,
-    (S.READY, T.CONFIGURE): S.CONFIGURING_ENCODE,  # or CONFIGURING_DECODE, by option mode
+    (S.READY, T.CONFIGURE): S.CONFIGURING_ENCODE,  # or _DECODE / _TRANSCODE, by option mode
     (S.ENCODING, T.FRAME): S.ENCODING,
     (S.DECODING, T.PACKET): S.DECODING,
+    (S.TRANSCODING, T.PACKET): S.TRANSCODING,
     (S.ENCODING, T.FLUSH): S.DRAINING_ENCODE,
     (S.DECODING, T.FLUSH): S.DRAINING_DECODE,
+    (S.TRANSCODING, T.FLUSH): S.DRAINING_TRANSCODE,
     (S.DRAINING_ENCODE, T.FLUSH): S.DRAINING_ENCODE,  # repeated FLUSH of the reference encoder
     (S.DRAINING_DECODE, T.FLUSH): S.DRAINING_DECODE,
+    (S.DRAINING_TRANSCODE, T.FLUSH): S.DRAINING_TRANSCODE,
 }
 _keepalive(CLIENT_SENDS)
 
@@ -105,12 +120,16 @@ SERVER_SENDS: dict[tuple[State, MessageType], State] = {
     (S.HELLO, T.HELLO_ACK): S.READY,  # or REFUSED when status != 0
     (S.CONFIGURING_ENCODE, T.CONFIGURE_ACK): S.ENCODING,
     (S.CONFIGURING_DECODE, T.CONFIGURE_ACK): S.DECODING,
+    (S.CONFIGURING_TRANSCODE, T.CONFIGURE_ACK): S.TRANSCODING,
     (S.ENCODING, T.PACKET): S.ENCODING,
     (S.DRAINING_ENCODE, T.PACKET): S.DRAINING_ENCODE,
     (S.DECODING, T.FRAME): S.DECODING,
     (S.DRAINING_DECODE, T.FRAME): S.DRAINING_DECODE,
+    (S.TRANSCODING, T.PACKET): S.TRANSCODING,
+    (S.DRAINING_TRANSCODE, T.PACKET): S.DRAINING_TRANSCODE,
     (S.DRAINING_ENCODE, T.DONE): S.DONE,
     (S.DRAINING_DECODE, T.DONE): S.DONE,
+    (S.DRAINING_TRANSCODE, T.DONE): S.DONE,
 }
 _keepalive(SERVER_SENDS)
 for _st in OPEN:
@@ -133,8 +152,12 @@ def transition(sender: Role, state: State, msg: Message) -> State:
     nxt = table[(state, T(raw))]
     if isinstance(msg, HelloAck) and msg.status != HelloStatus.OK:
         return S.REFUSED
-    if isinstance(msg, Configure) and msg.option("mode", "encode") == "decode":
-        return S.CONFIGURING_DECODE
+    if isinstance(msg, Configure):
+        mode = session_mode(msg)
+        if mode == "decode":
+            return S.CONFIGURING_DECODE
+        if mode == "transcode":
+            return S.CONFIGURING_TRANSCODE
     return nxt
 
 
@@ -154,8 +177,10 @@ def type_allowed(sender: Role, state: State, raw_type: int) -> bool:
 
 
 def session_mode(cfg: Configure) -> str:
-    """``encode`` or ``decode``; any other value of option ``mode`` means encode (as in v1)."""
-    return "decode" if cfg.option("mode", "encode") == "decode" else "encode"
+    """``encode``, ``decode`` or ``transcode`` (our extension, sent only to a server that
+    offers ``ext:transcode``); any other value of option ``mode`` means encode (as in v1)."""
+    mode = cfg.option("mode", "encode")
+    return mode if mode in ("decode", "transcode") else "encode"
 
 
 def check_frame_geometry(

@@ -15,7 +15,11 @@ Capability strings contain ``:`` so they can never be mistaken for a codec name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from vtremote.errors import RemoteProtocolError
 
 #: The server answers a full house with HELLO_ACK status 1 (busy) followed by
 #: ERROR code 2 carrying "server busy: N of M sessions in use", and reports real
@@ -39,11 +43,28 @@ CAP_DECODE_PIPELINE = "ext:decode-pipeline"
 #: (x264, nvenc, videotoolbox, ...). Informational.
 CAP_ENGINE_PREFIX = "ext:engine="
 
+#: Packet transcode (docs/protocol.md "Packet transcode"): ``ext:transcode=<decoders>;<filters>``,
+#: two comma-separated lists: the input codecs the server decodes (FFmpeg codec names:
+#: h264, hevc, mpeg2video, vp9, av1, ...) and the filters its chains may use
+#: (wire.filters.ALLOWED). A client that sees it may send CONFIGURE ``mode=transcode``.
+CAP_TRANSCODE = "ext:transcode"
+
 OPT_KEEPALIVE = "ext_keepalive"
 OPT_DECODE_PIPELINE = "ext_decode_pipeline"
+#: CONFIGURE ``mode`` of a transcode session (only to a server announcing ext:transcode).
+MODE_TRANSCODE = "transcode"
+#: Transcode CONFIGURE: FFmpeg name of the input codec.
+OPT_INPUT_CODEC = "ext_in_codec"
+#: Transcode CONFIGURE: the filter chain, canonical text of wire.filters.
+OPT_FILTERS = "ext_filters"
+#: Transcode CONFIGURE_ACK: an entry of the warning list that is not a warning but
+#: ``ext:output=<w>x<h>;tb=<num>/<den>;fr=<num>/<den>;sar=<num>/<den>``, the output picture,
+#: the time base of the output PACKETs' pts/dts (fr 0/1 when unknown) and the sample aspect
+#: ratio (a reader takes a missing ``sar`` part as 1/1).
+NOTE_OUTPUT = "ext:output"
 
 #: All capabilities this implementation understands (for docs and tests).
-KNOWN_CAPABILITIES = (CAP_BUSY, CAP_ERRORS, CAP_KEEPALIVE, CAP_DECODE_PIPELINE)
+KNOWN_CAPABILITIES = (CAP_BUSY, CAP_ERRORS, CAP_KEEPALIVE, CAP_DECODE_PIPELINE, CAP_TRANSCODE)
 
 
 def is_extension(cap: str) -> bool:
@@ -69,3 +90,75 @@ def capability_value(caps: Iterable[str], name: str) -> str | None:
         if cap.startswith(prefix):
             return cap[len(prefix) :]
     return None
+
+
+# --- packet transcode ---------------------------------------------------------------------
+
+
+def transcode_capability(decoders: Sequence[str], filters: Sequence[str]) -> str:
+    """``ext:transcode=h264,hevc;scale,fps`` for HELLO_ACK."""
+    return f"{CAP_TRANSCODE}={','.join(decoders)};{','.join(filters)}"
+
+
+def transcode_offer(caps: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(decoders, filters) of an ``ext:transcode`` capability, None when it is absent."""
+    value = capability_value(caps, CAP_TRANSCODE)
+    if value is None:
+        return None
+    decoders, _, filters = value.partition(";")
+    return (
+        tuple(d for d in decoders.split(",") if d),
+        tuple(f for f in filters.split(",") if f),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputNote:
+    """What a transcode CONFIGURE_ACK says about the output (NOTE_OUTPUT)."""
+
+    width: int
+    height: int
+    time_base: Fraction
+    frame_rate: Fraction | None
+    sar: Fraction = Fraction(1)
+
+    def text(self) -> str:
+        fr = self.frame_rate or Fraction(0)
+        return (
+            f"{NOTE_OUTPUT}={self.width}x{self.height};tb={self.time_base.numerator}/"
+            f"{self.time_base.denominator};fr={fr.numerator}/{fr.denominator};"
+            f"sar={self.sar.numerator}/{self.sar.denominator}"
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> OutputNote:
+        """Parse the note; RemoteProtocolError when it is malformed."""
+        prefix = NOTE_OUTPUT + "="
+        try:
+            if not text.startswith(prefix):
+                raise ValueError("no prefix")
+            parts = text[len(prefix) :].split(";")
+            sar_text = parts.pop() if len(parts) == 4 else "sar=1/1"
+            size, tb, fr = parts
+            if not sar_text.startswith("sar="):
+                raise ValueError("sar")
+            sarn, sard = (int(v) for v in sar_text[4:].split("/"))
+            w, h = (int(v) for v in size.split("x"))
+            if not tb.startswith("tb=") or not fr.startswith("fr="):
+                raise ValueError("fields")
+            tbn, tbd = (int(v) for v in tb[3:].split("/"))
+            frn, frd = (int(v) for v in fr[3:].split("/"))
+            if w <= 0 or h <= 0 or tbn <= 0 or tbd <= 0 or frd <= 0 or frn < 0 or sarn <= 0 or sard <= 0:
+                raise ValueError("range")
+        except ValueError:
+            raise RemoteProtocolError(f"malformed transcode output note {text[:200]!r}") from None
+        return cls(w, h, Fraction(tbn, tbd), Fraction(frn, frd) if frn else None, Fraction(sarn, sard))
+
+
+def split_notes(warnings: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """CONFIGURE_ACK warning list -> (real warnings, ``ext:`` notes)."""
+    real: list[str] = []
+    notes: list[str] = []
+    for w in warnings:
+        (notes if is_extension(w) else real).append(w)
+    return tuple(real), tuple(notes)

@@ -1,0 +1,246 @@
+"""The decode and filter stages of a transcode session: any input codec -> filtered frames.
+
+A transcode session runs three codec stages on one engine thread (STYLE.md
+§1.3): an :class:`InputDecoder` for the source packets, a :class:`FilterStage`
+built from validated :mod:`vtremote.wire.filters` specs, and the session's
+encode engine. This module holds the first two.
+
+* Decoders: FFmpeg's, by codec name (:data:`DECODERS`). An engine with a
+  hardware decoder (``hwaccel_device``) decodes on the device when it takes the
+  stream and in software otherwise (``allow_software_fallback``): unlike a
+  decode session, whose client asked for the device, a transcode only needs
+  frames.
+* Filters: the graph is made of the steps :func:`vtremote.wire.filters.graph_steps`
+  computes from the specs (every size a number worked out here), followed by a
+  scale to the fixed output size when the input changed size mid-stream and by
+  the encoder's pixel format. It is built on the first frame and rebuilt when a
+  frame arrives with another size or pixel format (a new SPS): the output size
+  never changes, so the encoder keeps going.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.filter
+from av.codec.hwaccel import HWAccel
+from av.video.codeccontext import VideoCodecContext
+from av.video.frame import PictureType
+
+from vtremote.engines.base import av_error_text
+from vtremote.errors import BitstreamError, ConfigError, EngineError, UnsupportedConfigError
+from vtremote.wire import filters as vf
+
+log = logging.getLogger(__name__)
+
+#: Input codec (FFmpeg codec name, as a demuxer's stream reports it) -> FFmpeg decoders,
+#: best first. FFmpeg's native av1 decoder only works with a hwaccel: dav1d comes first.
+DECODERS: dict[str, tuple[str, ...]] = {
+    "h264": ("h264",),
+    "hevc": ("hevc",),
+    "mpeg2video": ("mpeg2video",),
+    "mpeg1video": ("mpeg1video",),
+    "mpeg4": ("mpeg4",),
+    "vc1": ("vc1",),
+    "wmv3": ("wmv3",),
+    "vp8": ("vp8", "libvpx"),
+    "vp9": ("vp9", "libvpx-vp9"),
+    "av1": ("libdav1d", "av1"),
+}
+#: Codecs a hardware engine's hwaccel may take (the rest decode in software).
+HWACCEL_CODECS = frozenset({"h264", "hevc", "mpeg2video", "vc1", "wmv3", "vp9", "av1"})
+#: Largest input extradata accepted in a transcode CONFIGURE.
+MAX_EXTRADATA = 256 * 1024
+
+
+@functools.cache
+def _decoder_for(codec: str) -> str | None:
+    for name in DECODERS.get(codec, ()):
+        try:
+            av.codec.Codec(name, "r")
+        except (av.codec.codec.UnknownCodecError, ValueError):
+            continue
+        if name == "av1":  # the native decoder decodes nothing without a device
+            continue
+        return name
+    return None
+
+
+def available_decoders() -> tuple[str, ...]:
+    """Input codecs this FFmpeg build can decode (what ext:transcode announces)."""
+    return tuple(c for c in DECODERS if _decoder_for(c) is not None)
+
+
+class InputDecoder:
+    """Decodes the source packets of one transcode session."""
+
+    def __init__(self, codec: str, extradata: bytes, time_base: Fraction, hwaccel_device: str | None = None) -> None:
+        name = _decoder_for(codec)
+        if name is None:
+            offered = ", ".join(available_decoders())
+            raise UnsupportedConfigError(f"no decoder for input codec {codec!r} here (this server decodes {offered})")
+        self.codec = codec
+        self.name = name
+        self.time_base = time_base
+        self.packets = 0
+        self.frames = 0
+        hw = None
+        if hwaccel_device and codec in HWACCEL_CODECS:
+            hw = HWAccel(hwaccel_device, allow_software_fallback=True)
+        try:
+            ctx = av.CodecContext.create(name, "r", hwaccel=hw)
+        except av.FFmpegError as e:
+            raise EngineError(f"{name} decoder cannot be created: {av_error_text(e)}") from e
+        assert isinstance(ctx, VideoCodecContext)
+        if extradata:
+            ctx.extradata = extradata
+        # Slice threads: with frame threads a packet the decoder rejects is reported late or
+        # not at all (its error stays in a worker), and the session must answer it with ERROR.
+        ctx.thread_type = "SLICE"
+        ctx.thread_count = 0
+        try:
+            ctx.open()
+        except av.FFmpegError as e:
+            raise BitstreamError(f"{name} decoder refused the input extradata: {av_error_text(e)}") from e
+        self.hardware = bool(getattr(ctx, "is_hwaccel", False))
+        self._ctx: VideoCodecContext | None = ctx
+
+    def decode(self, packet: av.Packet[Any] | None) -> list[av.VideoFrame]:
+        """Frames that became ready, in presentation order; None drains."""
+        ctx = self._ctx
+        if ctx is None:
+            raise EngineError("input decoder is closed")
+        if packet is not None:
+            self.packets += 1
+        try:
+            frames = ctx.decode(packet)
+        except av.error.InvalidDataError as e:
+            what = "the end of the stream" if packet is None else f"PACKET {self.packets} (pts={packet.pts})"
+            raise BitstreamError(f"{what} is not valid {self.codec}: {av_error_text(e)}") from e
+        except av.FFmpegError as e:
+            what = "drain" if packet is None else f"PACKET {self.packets}"
+            raise EngineError(f"{self.name} failed to decode {what}: {av_error_text(e)}") from e
+        self.frames += len(frames)
+        return frames
+
+    def close(self) -> None:
+        self._ctx = None
+
+
+class FilterStage:
+    """The filter chain of one session, from decoded frames to encoder frames.
+
+    ``output`` is the geometry announced in CONFIGURE_ACK: every frame that comes
+    out has its size, its pixel format ``pix_fmt`` and pts in its time base.
+    """
+
+    def __init__(self, chain: Sequence[vf.FilterSpec], source: vf.Geometry, output: vf.Geometry, pix_fmt: str) -> None:
+        self.chain = tuple(chain)
+        self.source = source
+        self.output = output
+        self.pix_fmt = pix_fmt
+        self.rebuilds = 0
+        self.frames_out = 0
+        self._graph: av.filter.Graph | None = None
+        self._key: tuple[int, int, str] | None = None
+        self._sink_tb: Fraction = output.time_base
+        self._last_pts: int | None = None
+
+    def _build(self, width: int, height: int, fmt: str) -> None:
+        geometry = vf.Geometry(width, height, self.source.time_base, self.source.frame_rate)
+        try:
+            steps, out = vf.graph_steps(self.chain, geometry)
+        except ConfigError as e:
+            raise UnsupportedConfigError(f"the input changed to {width}x{height}: {e}") from e
+        if (out.width, out.height) != (self.output.width, self.output.height):
+            steps.append(("scale", f"{self.output.width}:{self.output.height}"))
+        steps.append(("format", f"pix_fmts={self.pix_fmt}"))
+        graph = av.filter.Graph()
+        src_args = {
+            "video_size": f"{width}x{height}",
+            "pix_fmt": fmt,
+            "time_base": str(self.source.time_base),
+            "pixel_aspect": "1/1",
+        }
+        if self.source.frame_rate:
+            src_args["frame_rate"] = str(self.source.frame_rate)
+        try:
+            nodes = [graph.add("buffer", **src_args)]
+            # Only numbers computed by wire.filters and names from its allowlist reach FFmpeg.
+            nodes += [graph.add(name, args) for name, args in steps]
+            nodes.append(graph.add("buffersink"))
+            graph.link_nodes(*nodes).configure()
+        except av.FFmpegError as e:
+            raise EngineError(f"filter graph {steps} for {width}x{height} {fmt} failed: {av_error_text(e)}") from e
+        self._graph = graph
+        self._key = (width, height, fmt)
+        tb = getattr(nodes[-1], "time_base", None)  # not every PyAV exposes the sink's time base
+        self._sink_tb = tb if isinstance(tb, Fraction) else out.time_base
+        log.debug("filter graph for %dx%d %s: %s", width, height, fmt, steps)
+
+    def push(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
+        """Filter one decoded frame (None: the end of the stream) and return what came out."""
+        out: list[av.VideoFrame] = []
+        if frame is None:
+            if self._graph is not None:
+                out += self._drain()
+            return out
+        key = (frame.width, frame.height, frame.format.name)
+        if key != self._key:
+            if self._graph is not None:
+                out += self._drain()  # what the old graph still holds, in the old geometry
+                self.rebuilds += 1
+                log.info("input changed from %s to %s: filter graph rebuilt", self._key, key)
+            self._build(*key)
+        graph = self._graph
+        assert graph is not None
+        frame.pict_type = PictureType.NONE  # the source's frame types do not bind the encoder
+        try:
+            graph.vpush(frame)
+        except av.FFmpegError as e:
+            raise EngineError(f"filter graph refused a frame: {av_error_text(e)}") from e
+        out += self._pull(graph)
+        return out
+
+    def _drain(self) -> list[av.VideoFrame]:
+        graph = self._graph
+        assert graph is not None
+        try:
+            graph.vpush(None)
+        except av.FFmpegError as e:
+            raise EngineError(f"filter graph failed at the end of the stream: {av_error_text(e)}") from e
+        out = self._pull(graph)
+        self._graph = None
+        self._key = None
+        return out
+
+    def _pull(self, graph: av.filter.Graph) -> list[av.VideoFrame]:
+        out: list[av.VideoFrame] = []
+        while True:
+            try:
+                frame = graph.vpull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out
+            except av.FFmpegError as e:
+                raise EngineError(f"filter graph failed: {av_error_text(e)}") from e
+            pts = frame.pts
+            if pts is not None and self._sink_tb != self.output.time_base:
+                pts = round(pts * self._sink_tb / self.output.time_base)
+            if pts is None:
+                pts = 0 if self._last_pts is None else self._last_pts + 1
+            frame.pts = pts
+            frame.time_base = self.output.time_base
+            self._last_pts = pts
+            self.frames_out += 1
+            out.append(frame)
+
+    def close(self) -> None:
+        self._graph = None
+
+
+__all__ = ["DECODERS", "MAX_EXTRADATA", "FilterStage", "InputDecoder", "available_decoders"]
