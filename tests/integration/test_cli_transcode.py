@@ -104,7 +104,8 @@ def test_seed_command_copies_audio_and_subtitles_untouched(server, tmp_path: Pat
     assert v["keyframes"] == [0]  # -g 240 > 48 frames: one IDR
     assert v["extradata"][:1] == b"\x01"  # avcC in Matroska CodecPrivate, built from the server's record
     assert abs(v["duration"] - 2.0) < 0.1
-    assert "mode=encode" in server.stderr_text() and "br=6000000 gop=240" in server.stderr_text()
+    # Compressed source, remote encoder, no client-only filter: one packet transcode session.
+    assert "mode=transcode" in server.stderr_text() and "br=6000000 gop=240" in server.stderr_text()
 
 
 def _shift_video(src: Path, dst: Path, ms: int) -> Path:
@@ -225,7 +226,7 @@ def test_remote_decode_scale_remote_encode(server, tmp_path: Path, capsys: pytes
     rc, _, err = run(
         capsys, "-vt_remote_host", server.addr, "-c:v", REMOTE_H264, "-i", src,
         "-vf", "scale=160:90", "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-b:v", "200k",
-        "-c:a", "copy", "-c:s", "copy", out,
+        "-c:a", "copy", "-c:s", "copy", "-vt_remote_transcode", "0", out,
     )
     assert rc == 0, err
     v = video_info(out)

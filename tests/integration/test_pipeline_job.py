@@ -36,7 +36,7 @@ def test_job_from_python_without_the_cli(server, tmp_path: Path) -> None:
     assert len(frames) == 30 == stats.frames
     assert (frames[0].width, frames[0].height) == (160, 120)
     assert seen and seen[-1] is True  # the final forced update
-    assert stats.streams[0]["strategy"] == "frames"
+    assert stats.streams[0]["strategy"] == "transcode"  # H.264 packets in, the server scales and encodes
     assert stats.remote[0]["server"] == server.addr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 

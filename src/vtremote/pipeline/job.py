@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vtremote.client import RemoteDecoder, RemoteEncoder
+from vtremote.client import RemoteDecoder, RemoteEncoder, RemoteTranscoder
 from vtremote.client.encoder import EncoderSettings
 from vtremote.errors import ConfigError, JobError, UsageError
 from vtremote.pipeline.inputs import Input, merged_demux
@@ -44,7 +44,7 @@ from vtremote.pipeline.video import make_video_handler
 log = logging.getLogger(__name__)
 
 #: Anything with wire statistics and a server name: the client's remote sessions.
-RemoteSession = RemoteEncoder | RemoteDecoder
+RemoteSession = RemoteEncoder | RemoteDecoder | RemoteTranscoder
 
 
 class Job:
@@ -218,7 +218,7 @@ class Job:
     @staticmethod
     def _session_info(s: RemoteSession) -> dict[str, Any]:
         return {
-            "mode": "encode" if isinstance(s, RemoteEncoder) else "decode",
+            "mode": "encode" if isinstance(s, RemoteEncoder) else "transcode" if isinstance(s, RemoteTranscoder) else "decode",
             "server": s.server,
             "server_name": s.server_name,
             "server_version": s.server_version,

@@ -38,19 +38,19 @@ AV_CODEC_FLAG_FRAME_DURATION = 1 << 8
 LOCAL_ONLY_OPTIONS = ("preset", "tune", "crf", "x264-params", "x265-params", "bufsize", "threads")
 
 
-def color_settings(frame: VideoFrame) -> dict[str, Any]:
-    """The frame's colour tags, as encoder settings."""
+def color_settings(source: Any) -> dict[str, Any]:
+    """The colour tags of a frame or a decoder's codec context, as encoder settings."""
     return {
-        "color_range": int(frame.color_range),
-        "colorspace": int(frame.colorspace),
-        "color_primaries": int(frame.color_primaries),
-        "color_trc": int(frame.color_trc),
+        "color_range": int(source.color_range),
+        "colorspace": int(source.colorspace),
+        "color_primaries": int(source.color_primaries),
+        "color_trc": int(source.color_trc),
     }
 
 
-def remote_settings(job: Job, out: OutputSpec, frame: VideoFrame, sar: Fraction | None) -> EncoderSettings:
-    """The remote encoder's settings: the output's video options, the frame's colours, the muxer's flags."""
-    settings: dict[str, Any] = color_settings(frame) | dict(out.video)
+def remote_settings(job: Job, out: OutputSpec, colors: dict[str, Any], sar: Fraction | None) -> EncoderSettings:
+    """The remote encoder's settings: the output's video options over the source's colours, the muxer's flags."""
+    settings: dict[str, Any] = colors | dict(out.video)
     flags = AV_CODEC_FLAG_FRAME_DURATION
     if job.output.format.flags & AVFMT_GLOBALHEADER:
         flags |= AV_CODEC_FLAG_GLOBAL_HEADER
@@ -187,7 +187,7 @@ class RemoteEncode(FrameSink):
             timeout=ro.timeout_ms / 1000,
             compression=ro.compression,
             inflight=ro.inflight,
-            settings=remote_settings(self.job, self.out, frame, sar),
+            settings=remote_settings(self.job, self.out, color_settings(frame), sar),
         )
         self.job.sessions.append(self.session)
         ctx.pix_fmt = "yuv420p10le" if pix_fmt.startswith("p010") else "yuv420p"

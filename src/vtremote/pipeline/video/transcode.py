@@ -1,0 +1,202 @@
+"""Packet transcode: the source's compressed packets travel, the server decodes, filters, encodes.
+
+Raw frames of real, grainy content need 0.5-1.5 Gb/s; the packets the client
+already holds need the source's bitrate. When the output is a remote encoder,
+the video chain is decode -> filters the server allows -> encode, and the
+server offers ``ext:transcode`` with a decoder for the input, one
+:class:`~vtremote.client.RemoteTranscoder` session does the whole chain and
+this machine only demuxes and muxes. :func:`why_not_transcode` and
+:func:`chain_refusal` say why a stream cannot take this path (the job then logs
+it and uses the frame path).
+
+Timestamps: packets are shifted by the run's start offset before they leave,
+so the output starts at 0 as in the frame path; the server makes the output
+pts/dts (dts strictly increasing, never above pts) in the time base its
+CONFIGURE_ACK names, and a packet without a duration gets one frame at the
+output rate.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import av
+
+from vtremote.client import RemoteTranscoder
+from vtremote.errors import ConfigError
+from vtremote.pipeline.inputs import Input
+from vtremote.pipeline.output import open_output_stream_for_packets
+from vtremote.pipeline.spec import OutputSpec
+from vtremote.pipeline.streams import Handler
+from vtremote.pipeline.timing import to_ticks
+from vtremote.pipeline.values import parse_force_key_frames
+from vtremote.pipeline.video.encoders import color_settings, remote_settings
+from vtremote.pipeline.video.frames import output_filters
+from vtremote.wire import filters as wire_filters
+from vtremote.wire.constants import PixelFormat
+
+if TYPE_CHECKING:
+    from vtremote.pipeline.job import Job
+
+log = logging.getLogger(__name__)
+
+Packet: TypeAlias = "av.Packet[Any]"
+
+#: Codecs of inputs that are pictures already (lavfi sources, raw video): nothing to decode.
+UNCOMPRESSED_CODECS = frozenset({"rawvideo", "wrapped_avframe"})
+#: Demuxers whose packets carry no timestamps: the frame path numbers their frames.
+UNTIMED_FORMATS = frozenset({"h264", "hevc", "mpegvideo", "m4v", "rawvideo", "ivf"})
+
+
+def chain_text(out_filter: str | None, extra: list[tuple[str, str | None]]) -> str:
+    """The whole video chain as one ``-vf`` text: ``-vf``, then what ``-s`` and ``-r`` add."""
+    parts = [out_filter] if out_filter else []
+    parts += [f"{name}={args}" if args else name for name, args in extra]
+    return ",".join(parts)
+
+
+def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
+    """The reason this stream cannot be transcoded from packets, as far as this machine can tell
+    (the server's own answer comes when the session opens); None when it may."""
+    out = job.spec.output
+    if out.remote_codec is None:
+        return "the output encoder is local"
+    if out.transcode == "off":
+        return "-vt_remote_transcode 0"
+    trims = [name for name, on in (("-ss", out.seek > 0 or inp.spec.seek > 0),
+                                   ("-t", out.duration is not None or inp.spec.duration is not None),
+                                   ("-frames:v", out.max_frames is not None)) if on]
+    if trims:
+        return f"{', '.join(trims)} need frame-exact trimming on this machine"
+    if in_stream.codec_context.name in UNCOMPRESSED_CODECS:
+        return "the input is uncompressed pictures"
+    if inp.container.format.name.split(",")[0] in UNTIMED_FORMATS or in_stream.time_base is None:
+        return f"the input ({inp.container.format.name}) has no packet timestamps"
+    return None
+
+
+def chain_refusal(out: OutputSpec) -> str | None:
+    """Why the output's video chain cannot run on a server (a filter outside the allowlist), or None."""
+    try:
+        wire_filters.parse(chain_text(out.video_filter, output_filters(out)))
+    except ConfigError as e:
+        return f"the filter chain runs on this machine only: {e}"
+    return None
+
+
+class TranscodeHandler(Handler):
+    """One :class:`RemoteTranscoder` session: source packets out, output packets back, muxed.
+
+    Opening it raises :class:`~vtremote.errors.UnsupportedConfigError` when the server
+    offers no packet transcode, or not for this codec or filter chain.
+    """
+
+    strategy = "transcode"
+
+    def __init__(self, job: Job, inp: Input, in_stream: Any, out_index: int, codec: str) -> None:
+        super().__init__(job, inp, in_stream, out_index)
+        out = job.spec.output
+        assert out.remote_codec is not None
+        self.codec = codec
+        self.shift = to_ticks(self.origin, in_stream.time_base)
+        ctx = in_stream.codec_context
+        sar = ctx.sample_aspect_ratio or None
+        key_times, key_every = parse_force_key_frames(out.force_key_frames) if out.force_key_frames else ([], None)
+        ro = job.remote_for_output()
+        self.session = RemoteTranscoder.from_stream(
+            ro.host or "",
+            in_stream,
+            codec=out.remote_codec,
+            filters=chain_text(out.video_filter, output_filters(out)),
+            pix_fmt=out.pix_fmt,
+            force_key_frames=key_times or None,
+            force_key_every=key_every,
+            settings=remote_settings(job, out, color_settings(ctx), sar),
+            token=ro.token,
+            timeout=ro.timeout_ms / 1000,
+            inflight=ro.inflight,
+        )
+        job.sessions.append(self.session)
+        self.out_stream = open_output_stream_for_packets(job.output, out.remote_codec)
+        #: The server's time base; the output counts in 1/rate instead when the rate is known,
+        #: as ffmpeg's encoders do (an MKV source's millisecond clock would otherwise make
+        #: 41/42 ms frames and a 24.02 fps MP4).
+        self.server_tb = self.session.time_base
+        rate = self.session.output_framerate
+        tb = 1 / rate if rate and rate.denominator <= 1001 else self.server_tb
+        self.out_tb = tb  # the muxer may change the stream's own once the header is written
+        octx = self.out_stream.codec_context
+        octx.width, octx.height = self.session.width, self.session.height
+        octx.time_base = tb
+        octx.pix_fmt = "yuv420p10le" if self.session.pix_fmt is PixelFormat.P010 else "yuv420p"
+        if rate:
+            octx.framerate = rate
+        if sar:
+            octx.sample_aspect_ratio = sar
+        if self.session.extradata:
+            octx.extradata = self.session.extradata
+        self.out_stream.time_base = tb
+        #: Duration of one output frame, for packets the server sends without one.
+        self.frame_ticks = max(round(1 / (rate * tb)), 1) if rate else 0
+        self.last_dts: int | None = None
+        self.retimed = 0
+        self.packets_in = 0
+        self.packets_out = 0
+        job.muxer.set_ready(out_index)
+
+    def feed(self, packet: Packet) -> None:
+        if self.done or packet.size == 0:
+            return
+        if self.shift:
+            if packet.pts is not None:
+                packet.pts -= self.shift
+            if packet.dts is not None:
+                packet.dts -= self.shift
+        self.packets_in += 1
+        self._mux(self.session.transcode(packet))
+
+    def _retime(self, pkt: Packet) -> None:
+        """Server ticks -> output ticks; a dts that rounds onto its predecessor moves one tick on."""
+        tb = self.out_tb
+        if tb == self.server_tb:
+            return
+        scale = self.server_tb / tb
+        if pkt.pts is not None:
+            pkt.pts = round(pkt.pts * scale)
+        if pkt.dts is not None:
+            dts = round(pkt.dts * scale)
+            if self.last_dts is not None and dts <= self.last_dts:
+                dts = self.last_dts + 1
+                self.retimed += 1
+            if pkt.pts is not None and pkt.pts < dts:
+                pkt.pts = dts
+            pkt.dts = self.last_dts = dts
+        pkt.duration = round(pkt.duration * scale) if pkt.duration else 0
+        pkt.time_base = tb
+
+    def _mux(self, packets: list[Packet]) -> None:
+        for pkt in packets:
+            self._retime(pkt)
+            if not pkt.duration and self.frame_ticks:
+                pkt.duration = self.frame_ticks
+            pkt.stream = self.out_stream
+            self.packets_out += 1
+            self.job.stats.frames += 1
+            self.job.muxer.mux(self.out_index, pkt)
+
+    def finish(self) -> None:
+        self._mux(self.session.flush())
+
+    def close(self) -> None:
+        self.session.close()
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {
+            "codec": self.codec,
+            "strategy": self.strategy,
+            "packets_in": self.packets_in,
+            "frames": self.packets_out,
+            "retimed": self.retimed,
+            "remote_transcoder": self.session.server,
+        }
