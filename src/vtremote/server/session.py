@@ -95,6 +95,12 @@ LINGER_BYTES = 64 * 1024 * 1024
 POST_DONE_WAIT = 10.0
 #: Longest an engine may take to open (hardware initialisation included).
 ENGINE_OPEN_TIMEOUT = 60.0
+#: Linux only: acknowledge every read at once instead of delaying the ACK (up to 40 ms).
+#: The reference decoder writes a message as two ``send`` calls without TCP_NODELAY, so
+#: Nagle holds its second write until our ACK of the first arrives; a delayed ACK turned
+#: every lock-step PACKET into a ~40 ms round trip (docs/protocol.md "Lock-step clients").
+#: The kernel clears the flag after it acts, so it is set again after each read.
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class SessionHost(Protocol):
@@ -233,6 +239,12 @@ class Session:
             with contextlib.suppress(OSError):  # the OS may cap it: fine
                 s.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
         s.settimeout(POLL_INTERVAL)
+        self._quickack()
+
+    def _quickack(self) -> None:
+        if _QUICKACK is not None:
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
     def _serve(self) -> None:
         hello = self._read()
@@ -360,6 +372,7 @@ class Session:
                 self._eof = True
                 self.conn.receive_eof()  # next_event raises if EOF cut a message
                 continue
+            self._quickack()
             self.conn.buffer_updated(n)
 
     # ==== writing ============================================================================
