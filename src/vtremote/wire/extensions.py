@@ -35,15 +35,21 @@ CAP_KEEPALIVE = "ext:keepalive"
 #: Without it the server sends at most one FRAME per PACKET before reading the
 #: next message, as the reference client requires.
 CAP_DECODE_PIPELINE = "ext:decode-pipeline"
+#: Encode sessions: with CONFIGURE option ``ext_window=<n>`` the client says it
+#: stops sending FRAMEs while ``n`` are unanswered, and the server keeps its
+#: encoder's delay below ``n`` (a window of 1 gets one packet per frame before the
+#: next frame). Without it the server assumes a plain v1 client (VTR1.md §10.1).
+CAP_WINDOW = "ext:window"
 #: ``ext:engine=<name>`` names the engine that serves this server's sessions
 #: (x264, nvenc, videotoolbox, ...). Informational.
 CAP_ENGINE_PREFIX = "ext:engine="
 
 OPT_KEEPALIVE = "ext_keepalive"
 OPT_DECODE_PIPELINE = "ext_decode_pipeline"
+OPT_WINDOW = "ext_window"
 
 #: All capabilities this implementation understands (for docs and tests).
-KNOWN_CAPABILITIES = (CAP_BUSY, CAP_ERRORS, CAP_KEEPALIVE, CAP_DECODE_PIPELINE)
+KNOWN_CAPABILITIES = (CAP_BUSY, CAP_ERRORS, CAP_KEEPALIVE, CAP_DECODE_PIPELINE, CAP_WINDOW)
 
 
 def is_extension(cap: str) -> bool:
