@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from conftest import check_encode, ffmpeg, lavfi, read_stream, remote, wait_summaries
+from interop_helpers import check_encode, ffmpeg, lavfi, read_stream, remote, wait_summaries
 
 GOP = 15
 
@@ -68,6 +67,22 @@ def test_every_window_completes_without_waiting(refserver, tmp_path: Path, windo
     assert (row["frames_in"], row["packets_out"]) == (str(frames), str(frames))
     # Window 1 re-sends the first frame; wider windows re-send at most once, when they fill.
     assert int(row["frames_resent"]) <= 1
+
+
+@pytest.mark.parametrize("window", [4, 8])
+def test_b_frames_with_a_small_window(refserver, tmp_path: Path, window: int) -> None:
+    """x264 holds back only the B-frames (2) for a plain client: a window of 4 suffices
+    (2 held + the frame re-sent once + one in flight); it used to need 10."""
+    out = tmp_path / "out.mp4"
+    frames = 45
+    ffmpeg(
+        *lavfi("320x240", frames), "-pix_fmt", "nv12", "-c:v", "h264_videotoolbox_remote", "-bf", "2",
+        *remote(refserver, "-vt_remote_inflight", str(window), "-vt_remote_timeout_ms", "1000"),
+        "-b:v", "500k", "-g", str(GOP), "-y", str(out),
+    ).check()
+    stream = read_stream(out)
+    check_encode(stream, frames, GOP)
+    assert any(p != d for p, d in zip(stream.pts, stream.dts, strict=True))
 
 
 @pytest.mark.parametrize("compression", ["none", "lz4", "zstd"])

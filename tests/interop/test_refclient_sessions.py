@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import REFCLIENT, check_encode, ffmpeg, lavfi, read_stream, remote
+from interop_helpers import REFCLIENT, check_encode, ffmpeg, lavfi, read_stream, remote
 
 
 def _encode_args(server, out: str, *extra: str) -> list[str]:

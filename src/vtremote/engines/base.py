@@ -82,6 +82,10 @@ class StreamConfig:
     #: frames are unanswered needs fewer than ``window``; 0 means one packet per frame
     #: before the next frame arrives (no lookahead, no B-frames, slice threads).
     max_delay: int = MAX_FRAME_DELAY
+    #: Encode: hold back no more frames than the B-frames asked for need (none without
+    #: B-frames), within ``max_delay``: for a client whose window is unknown and may be
+    #: as small as one frame (a plain v1 client).
+    least_delay: bool = False
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -98,7 +102,13 @@ class StreamConfig:
 
     @classmethod
     def from_configure(
-        cls, codec: str, msg: Configure, *, pipelined: bool = False, max_delay: int = MAX_FRAME_DELAY
+        cls,
+        codec: str,
+        msg: Configure,
+        *,
+        pipelined: bool = False,
+        max_delay: int = MAX_FRAME_DELAY,
+        least_delay: bool = False,
     ) -> StreamConfig:
         """Build from a parsed CONFIGURE; raises ConfigError/UnsupportedConfigError."""
         try:
@@ -124,6 +134,7 @@ class StreamConfig:
             extradata=bytes(msg.extradata),
             pipelined=pipelined,
             max_delay=max_delay,
+            least_delay=least_delay,
         )
 
     @property

@@ -186,7 +186,8 @@ class HardwareEngine(FFmpegEngine):
             # The reference client blocks with 16 frames in flight: keep the output delay,
             # B-frames included, within the session's budget (MAX_FRAME_DELAY at most,
             # VTR1.md §9.5 step 4, §10.1).
-            opts.setdefault(f.delay_option, str(max(0, config.max_delay - 1 - bframes)))
+            extra = 0 if config.least_delay else max(0, config.max_delay - 1 - bframes)
+            opts.setdefault(f.delay_option, str(extra))
 
         # VideoToolbox-only keys.
         vt_only = {

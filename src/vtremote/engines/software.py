@@ -16,6 +16,9 @@ How the CONFIGURE keys (VTR1.md §3.2) map onto x264/x265, and why:
   threads - 1`` with ``force-cfr`` and no sync lookahead; x265's is
   ``lookahead + bframes + frame-threads + 2`` (so 4 at least, with a lookahead)
   or 0 with ``tune=zerolatency``. A budget of 0 encodes as ``realtime=1`` does.
+  ``StreamConfig.least_delay`` (a client whose window may be 1 frame): without
+  B-frames as ``realtime=1``; with them, x264 uses slice threads and a lookahead
+  of exactly the B-frames (delay = B-frames), x265 its smallest B-frame budget.
 * ``max_b_frames`` absent or 0 means no reordering, as the reference sets
   AllowFrameReordering=false then (§9.5 step 10).
 * ``prio_speed``: the reference prioritises speed unless ``prio_speed=0``
@@ -133,7 +136,7 @@ class SoftwareEngine(FFmpegEngine):
             )
         self._common_warnings(s, config)
         if config.codec == "h264":
-            return self._x264(ctx, s, config.max_delay)
+            return self._x264(ctx, s, config.max_delay, config.least_delay)
         return self._x265(ctx, config, s)
 
     def _common_warnings(self, s: EncodeSettings, config: StreamConfig) -> None:
@@ -224,7 +227,7 @@ class SoftwareEngine(FFmpegEngine):
 
     # -- x264 ------------------------------------------------------------------------------------
 
-    def _x264(self, ctx: VideoCodecContext, s: EncodeSettings, budget: int) -> dict[str, str]:
+    def _x264(self, ctx: VideoCodecContext, s: EncodeSettings, budget: int, least: bool) -> dict[str, str]:
         params: dict[str, object] = {}
         opts: dict[str, str] = {"preset": "medium" if s.prio_speed == 0 else "veryfast", "forced-idr": "1"}
         # Captions are inserted by the session (server/sei.py); the wrapper's own
@@ -267,12 +270,17 @@ class SoftwareEngine(FFmpegEngine):
             self.warn(f"entropy={s.entropy} is neither 0 (auto), 1 (CAVLC) nor 2 (CABAC); ignored")
 
         # Threads and delay budget (module docstring).
-        if s.low_latency or budget == 0:
+        if s.low_latency or budget == 0 or (least and s.max_b_frames <= 0):
             opts["tune"] = "zerolatency"
             ctx.thread_type = "SLICE"
             ctx.thread_count = min(self.cpu_count, 8)
             thread_delay = 0
             lookahead = 0
+        elif least:  # only the B-frames' delay: slice threads, lookahead = B-frames
+            ctx.thread_type = "SLICE"
+            ctx.thread_count = min(self.cpu_count, 8)
+            thread_delay = 0
+            lookahead = min(budget, s.max_b_frames)
         else:
             threads = max(1, min(self.cpu_count, X264_MAX_FRAME_THREADS, budget))
             ctx.thread_type = "FRAME"
@@ -339,7 +347,7 @@ class SoftwareEngine(FFmpegEngine):
         ctx.thread_count = 1
         params["frame-threads"] = 1
         budget = config.max_delay
-        if s.low_latency or budget < X265_MIN_DELAY:
+        if s.low_latency or budget < X265_MIN_DELAY or (config.least_delay and s.max_b_frames <= 0):
             opts["tune"] = "zerolatency"
             if not s.low_latency:
                 self._b_frames(s, 0, _delay_reason(budget))  # warns about B-frames asked for
@@ -349,6 +357,8 @@ class SoftwareEngine(FFmpegEngine):
             allowed = min(X265_MAX_BFRAMES, (budget - X265_MIN_DELAY) // 2)
             bframes = self._b_frames(s, allowed, _delay_reason(budget))
             lookahead = budget - 2 - 1 - bframes
+            if config.least_delay:
+                lookahead = bframes + 1  # the least x265 accepts with these B-frames
         ctx.max_b_frames = bframes
         params["bframes"] = bframes
         params["rc-lookahead"] = lookahead

@@ -501,7 +501,10 @@ class Session:
         pipelined = mode == "decode" and self.cfg.extensions and msg.option(OPT_DECODE_PIPELINE) == "1"
         self._plain_client = not (self.cfg.extensions and any(k.startswith("ext_") for k in opts))
         max_delay = self._encoder_delay(opts) if mode == "encode" else MAX_FRAME_DELAY
-        config = StreamConfig.from_configure(self.codec, msg, pipelined=pipelined, max_delay=max_delay)
+        config = StreamConfig.from_configure(
+            self.codec, msg, pipelined=pipelined, max_delay=max_delay,
+            least_delay=mode == "encode" and self._plain_client,
+        )
         warnings: list[str] = []
         if mode == "decode":
             warnings += check_decode_options(opts)
@@ -544,23 +547,16 @@ class Session:
         Our client states its window (``ext_window``). A plain v1 client does not;
         the reference stops sending once ``vt_remote_inflight`` (1..128) frames are
         unanswered and then waits for a PACKET (VTR1.md §10.1), so any encoder delay
-        of ``inflight`` frames or more stalls it. It gets one packet per frame before
-        the next, except that B-frames it asked for keep the default budget (they
-        cannot be encoded without holding frames back).
+        of ``inflight`` frames or more stalls it: it gets the least delay instead
+        (``StreamConfig.least_delay``): none without B-frames, what they need with.
         """
         window = opts.get(OPT_WINDOW) if self.cfg.extensions else None
-        if window is not None:
-            try:
-                return max(0, min(MAX_FRAME_DELAY, int(window) - 1))
-            except ValueError:
-                raise UnsupportedConfigError(f"{OPT_WINDOW}={window!r} is not a number of frames") from None
-        if not self._plain_client:
+        if window is None:
             return MAX_FRAME_DELAY
         try:
-            bframes = int(opts.get("max_b_frames", "0"))
+            return max(0, min(MAX_FRAME_DELAY, int(window) - 1))
         except ValueError:
-            bframes = 0
-        return MAX_FRAME_DELAY if bframes > 0 else 0
+            raise UnsupportedConfigError(f"{OPT_WINDOW}={window!r} is not a number of frames") from None
 
     def _start_engine(self, engine: Engine, config: StreamConfig) -> bytes:
         """Start the engine thread, which opens the engine; returns the extradata."""
