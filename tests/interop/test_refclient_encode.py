@@ -72,7 +72,7 @@ def test_every_window_completes_without_waiting(refserver, tmp_path: Path, windo
 @pytest.mark.parametrize("window", [4, 8])
 def test_b_frames_with_a_small_window(refserver, tmp_path: Path, window: int) -> None:
     """x264 holds back only the B-frames (2) for a plain client: a window of 4 suffices
-    (2 held + the frame re-sent once + one in flight); it used to need 10."""
+    (2 held + the frame re-sent once + one in flight); it used to need 9."""
     out = tmp_path / "out.mp4"
     frames = 45
     ffmpeg(
