@@ -100,6 +100,36 @@ def frame_from_planes(
     return frame
 
 
+def wire_views(
+    frame: av.VideoFrame, pix_fmt: PixelFormat | int, scratch: np.ndarray | None = None
+) -> tuple[list[tuple[int, int, memoryview]], np.ndarray | None]:
+    """``frame``'s planes as a FRAME of ``pix_fmt`` carries them, and the scratch buffer used.
+
+    * already NV12/P010LE: :func:`plane_views`, no copy;
+    * ``yuv420p`` to NV12 (what decoders and lavfi sources give): luma is the frame's
+      own plane, no copy; Cb and Cr are interleaved into ``scratch`` (reused from call
+      to call when its size fits): the one copy, of the chroma only. swscale's
+      conversion copied the luma too and allocated a new picture per frame.
+    * anything else: :func:`to_wire_format` (one copy) and its planes.
+
+    The views into ``scratch`` stay valid until the next call with the same scratch:
+    send them before converting the next frame.
+    """
+    target = PixelFormat(pix_fmt)
+    if target is PixelFormat.NV12 and frame.format.name == "yuv420p" and frame.planes[0].line_size > 0:
+        y, u, v = frame.planes
+        cw, ch = (frame.width + 1) // 2, chroma_rows(frame.height)
+        if u.line_size >= cw and v.line_size >= cw:
+            if scratch is None or scratch.shape != (ch, cw, 2):
+                scratch = np.empty((ch, cw, 2), dtype=np.uint8)
+            scratch[:, :, 0] = np.frombuffer(memoryview(u), dtype=np.uint8, count=u.line_size * ch).reshape(ch, u.line_size)[:, :cw]
+            scratch[:, :, 1] = np.frombuffer(memoryview(v), dtype=np.uint8, count=v.line_size * ch).reshape(ch, v.line_size)[:, :cw]
+            ystride = y.line_size
+            luma = memoryview(y)[: ystride * frame.height]
+            return [(ystride, frame.height, luma), (2 * cw, ch, memoryview(scratch.data).cast("B"))], scratch
+    return plane_views(to_wire_format(frame, target)), scratch
+
+
 def to_wire_format(frame: av.VideoFrame, pix_fmt: PixelFormat | int) -> av.VideoFrame:
     """``frame`` converted to NV12/P010LE if it is in another format (a copy then)."""
     name = AV_FORMAT[PixelFormat(pix_fmt)]

@@ -63,6 +63,25 @@ def test_encode_round_trip_returns_every_packet(server, compression: str) -> Non
     assert st.bytes_sent > 0 and st.bytes_received > sum(p.size for p in packets)
 
 
+@pytest.mark.parametrize("inflight", [1, 2, 3])
+def test_encode_small_window_never_stalls(server, inflight: int) -> None:
+    """The window is stated to the server (ext_window), which keeps its encoder's delay
+    below it: without that, x264's 8-frame delay left a window of 1..8 waiting for
+    the timeout. B-frames asked for are cut to what the window allows, with a warning."""
+    frames = testsrc_frames(N, W, H, "nv12")
+    packets: list[av.Packet] = []
+    with RemoteEncoder(server.addr, "h264", width=W, height=H, gop=12, max_b_frames=2, inflight=inflight,
+                       timeout=2.0) as enc:
+        for frame in frames:
+            packets += enc.encode(frame)
+        packets += enc.flush()
+        assert enc.stats.max_inflight <= inflight
+    assert len(packets) == N
+    reordered = sum(p.pts != p.dts for p in packets)
+    assert (reordered > 0) == (inflight >= 2)  # a window of 2 leaves room for one B-frame
+    assert len(decode_packets("h264", enc.extradata, packets)) == N
+
+
 def test_encode_forced_keyframes_and_frame_conversion(server) -> None:
     frames = testsrc_frames(10, W, H, "yuv420p")  # not a wire format: converted by the client
     with RemoteEncoder(server.addr, "h264", width=W, height=H, gop=100, compression="lz4") as enc:

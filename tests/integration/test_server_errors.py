@@ -229,7 +229,9 @@ def test_hello_ack_describes_the_server(server) -> None:
 def test_client_vanishing_mid_stream_frees_its_engine(start_server, how: str) -> None:
     srv = start_server("--engine", "x264", "--max-sessions", "1")
     frames = testsrc_frames(12, W, H, "nv12")
-    client = streaming_client(srv.address)
+    # A 16-frame window keeps the encoder's 8-frame delay: no PACKET goes out (and meets
+    # the closed socket) before the server has read most of the frames.
+    client = streaming_client(srv.address, (*ENCODE, ("ext_window", "16")))
     for frame in frames[:10]:
         client.send(client.frame_message(frame))
     if how == "reset":

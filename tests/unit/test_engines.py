@@ -7,6 +7,7 @@ must fail cleanly, naming what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -153,6 +154,36 @@ def test_encoder_delay_and_one_packet_per_frame(codec: str, options: dict[str, s
     assert all(a < b for a, b in zip(dts, dts[1:], strict=False)) and all(p.dts <= p.pts for p in packets)
     if options.get("realtime") == "1":
         assert first == 0  # zero latency
+
+
+# (codec, B-frames asked for, max_delay, least_delay) -> the most frames fed before the first packet
+BUDGET_CASES = [
+    ("h264", "0", 0, False, 0),
+    ("h264", "2", 0, False, 0),  # B-frames cut: a window of 1 cannot wait for them
+    ("h264", "2", 1, False, 1),
+    ("h264", "3", 3, False, 3),
+    ("h264", "0", MAX_FRAME_DELAY, True, 0),  # a plain v1 client without B-frames
+    ("h264", "2", MAX_FRAME_DELAY, True, 2),  # ... with B-frames: only what they need
+    ("hevc", "0", 0, False, 0),
+    ("hevc", "2", 3, False, 0),
+    ("hevc", "0", MAX_FRAME_DELAY, True, 0),
+    ("hevc", "2", MAX_FRAME_DELAY, True, MAX_FRAME_DELAY),
+]
+
+
+@pytest.mark.parametrize(("codec", "bframes", "budget", "least", "most"), BUDGET_CASES)
+def test_encoder_delay_stays_within_the_session_budget(codec: str, bframes: str, budget: int, least: bool,
+                                                      most: int) -> None:
+    engine = SoftwareEngine()
+    config = dataclasses.replace(encode_config(codec, max_b_frames=bframes), max_delay=budget, least_delay=least)
+    engine.open(config)
+    first, packets = run_engine(engine, grey_frames(16))
+    assert 0 <= first <= most, f"first packet after {first + 1} frames"
+    assert len(packets) == 16
+    reordered = any(p.pts != p.dts for p in packets)
+    assert reordered == (most > 0 and bframes != "0")
+    if budget < int(bframes):
+        assert any("max_b_frames" in w for w in engine.warnings)
 
 
 @pytest.mark.parametrize("codec", ["h264", "hevc"])

@@ -18,11 +18,12 @@ OURS = HelloAck(
 
 def test_names() -> None:
     assert ext.KNOWN_CAPABILITIES == (
-        "ext:busy", "ext:errors", "ext:keepalive", "ext:decode-pipeline", "ext:transcode"
+        "ext:busy", "ext:errors", "ext:keepalive", "ext:decode-pipeline", "ext:window", "ext:transcode"
     )
     assert all(ext.is_extension(c) and ":" in c for c in ext.KNOWN_CAPABILITIES)
     assert not ext.is_extension("h264") and not ext.is_extension("hevc")
     assert ext.OPT_KEEPALIVE == "ext_keepalive" and ext.OPT_DECODE_PIPELINE == "ext_decode_pipeline"
+    assert ext.OPT_WINDOW == "ext_window"
 
 
 def test_split_and_values() -> None:

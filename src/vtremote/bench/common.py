@@ -478,6 +478,7 @@ def encode_session(
         with Stopwatch(server_pid) as sw:
             for _, frame in cycle_frames(frames, count):
                 packets += len(enc.encode(frame))
+            enc._finish_send()  # the last FRAME leaves on the sender thread
             frame_bytes = enc._transport.bytes_sent - sent0  # every FRAME is sent by now
             packets += len(enc.flush())
         sent = enc._transport.bytes_sent - sent0

@@ -22,6 +22,7 @@ loss). Packet timestamps are the server's, untouched (VTR1.md §7.5).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from typing import Any, TypeAlias
@@ -314,6 +315,9 @@ class RemoteEncoder(RemoteSession["Packet"]):
             ticks = 1 / (self.framerate * tb)
             self.default_duration = round(ticks) if ticks >= 1 else 0
         self._next_pts = 0
+        self._scratch: Any = None  # chroma interleaving buffer of frames.wire_views
+        self._sender: ThreadPoolExecutor | None = None
+        self._sending: Future[None] | None = None
         self._sent = 0
         self._received = 0
         super().__init__(address, codec, token=token, timeout=timeout, compression=compression, inflight=inflight)
@@ -377,13 +381,11 @@ class RemoteEncoder(RemoteSession["Packet"]):
             raise ConfigError(
                 f"frame is {frame.width}x{frame.height}, the session was configured for {self.width}x{self.height}"
             )
-        frame = vframes.to_wire_format(frame, self.pix_fmt)
         if keyframe is None:
             keyframe = frame.pict_type == av.video.frame.PictureType.I
         pts = frame.pts if frame.pts is not None else self._next_pts
         duration = frame.duration or self.default_duration
         self._next_pts = pts + max(duration, 1)
-        planes = self._planes(frame)
         self._wait(
             lambda: self._sent - self._received < self.inflight,
             lambda: (
@@ -391,17 +393,43 @@ class RemoteEncoder(RemoteSession["Packet"]):
                 "encoder holds back more frames than the window cannot answer: raise inflight)"
             ),
         )
-        msg = m.Frame(pts, duration, 1 if keyframe else 0, planes)
+        self._finish_send()  # the previous frame is on the wire (or its error is raised here)
         with self._cond:
             self._sent += 1
             self._stats.frames = self._sent
             self._stats.max_inflight = max(self._stats.max_inflight, self._sent - self._received)
-        self._send(msg)
-        out = self._take()
-        return out
+        # Conversion, compression and the send run on the sender thread while the caller
+        # produces the next frame (demux, decode, filters): one frame at a time, in order.
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtremote-encode-send")
+        self._sending = self._sender.submit(self._send_frame, frame, pts, duration, keyframe)
+        return self._take()
+
+    def _send_frame(self, frame: av.VideoFrame, pts: int, duration: int, keyframe: bool) -> None:
+        # Only this thread uses the scratch, one frame at a time (frames.wire_views).
+        views, self._scratch = vframes.wire_views(frame, self.pix_fmt, self._scratch)
+        self._send(m.Frame(pts, duration, 1 if keyframe else 0, self._planes(views)))
+
+    def _finish_send(self) -> None:
+        """Wait for the frame being sent; raise what went wrong sending it."""
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            sending.result()
+
+    def close(self) -> None:
+        if self._sender is not None:
+            # Closing the transport (super) unblocks a send stuck on a full socket.
+            sender, self._sender = self._sender, None
+            try:
+                super().close()
+            finally:
+                sender.shutdown(wait=True)
+            return
+        super().close()
 
     def flush(self) -> list[Packet]:
         """Send FLUSH (once) and return every remaining packet, in order, up to DONE."""
+        self._finish_send()
         out = self._flush()
         if self._received != self._sent:
             log.warning(
@@ -411,9 +439,8 @@ class RemoteEncoder(RemoteSession["Packet"]):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _planes(self, frame: av.VideoFrame) -> tuple[m.Plane, ...]:
-        """The frame's planes as they travel: its own buffers, or compressed in parallel."""
-        views = vframes.plane_views(frame)  # zero copy (frames.py)
+    def _planes(self, views: list[tuple[int, int, memoryview]]) -> tuple[m.Plane, ...]:
+        """The planes as they travel: as given (frames.wire_views), or compressed in parallel."""
         mode = self.compression
         if mode == WireCompression.NONE:
             return tuple(m.Plane(stride, rows, data) for stride, rows, data in views)

@@ -240,6 +240,10 @@ class RemoteSession(Generic[T]):
         opts: list[tuple[str, str]] = []
         if self._keepalive_negotiated:
             opts.append((ext.OPT_KEEPALIVE, "1"))
+        if self._kind == "encode" and ext.CAP_WINDOW in self.extensions:
+            # We stop sending FRAMEs while `inflight` are unanswered: the server must
+            # not hold that many back, or a small window waits for nothing.
+            opts.append((ext.OPT_WINDOW, str(self.inflight)))
         return opts
 
     def _open(self, configure: m.Configure) -> m.ConfigureAck:

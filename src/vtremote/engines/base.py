@@ -15,7 +15,8 @@ Contract of an engine, whatever the backend:
   (0, 1, 2, ...; the session maps client timestamps, see server/timestamps.py)
   with ``pict_type`` I to force an IDR, and returns the packets that became
   ready, in decode order; ``encode(None)`` drains. One packet comes out per
-  frame in total, and the encoder holds at most :data:`MAX_FRAME_DELAY` frames.
+  frame in total, and the encoder holds at most ``StreamConfig.max_delay``
+  (by default :data:`MAX_FRAME_DELAY`) frames.
 * ``decode(packet)`` returns the frames that became ready, in presentation
   order; ``decode(None)`` drains.
 * Failures raise :class:`EngineError` ``from`` the ``av.FFmpegError``; an engine
@@ -76,6 +77,15 @@ class StreamConfig:
     #: Decode: the client pipelines (ext_decode_pipeline=1), so decoder delay costs
     #: nothing; a lock-step v1 client pays every frame of delay as a timeout.
     pipelined: bool = False
+    #: Encode: frames the encoder may hold back before a packet comes out (lookahead,
+    #: B-frames, frame threads together). A client that stops sending when ``window``
+    #: frames are unanswered needs fewer than ``window``; 0 means one packet per frame
+    #: before the next frame arrives (no lookahead, no B-frames, slice threads).
+    max_delay: int = MAX_FRAME_DELAY
+    #: Encode: hold back no more frames than the B-frames asked for need (none without
+    #: B-frames), within ``max_delay``: for a client whose window is unknown and may be
+    #: as small as one frame (a plain v1 client).
+    least_delay: bool = False
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -87,9 +97,19 @@ class StreamConfig:
             raise ConfigError(f"picture size {self.width}x{self.height} is outside 1x1..{limit}x{limit}")
         if self.mode == "decode" and not (0 <= self.width <= limit and 0 <= self.height <= limit):
             raise ConfigError(f"picture size {self.width}x{self.height} is outside 0x0..{limit}x{limit}")
+        if not 0 <= self.max_delay <= MAX_FRAME_DELAY:
+            raise ConfigError(f"max_delay={self.max_delay} is outside 0..{MAX_FRAME_DELAY}")
 
     @classmethod
-    def from_configure(cls, codec: str, msg: Configure, *, pipelined: bool = False) -> StreamConfig:
+    def from_configure(
+        cls,
+        codec: str,
+        msg: Configure,
+        *,
+        pipelined: bool = False,
+        max_delay: int = MAX_FRAME_DELAY,
+        least_delay: bool = False,
+    ) -> StreamConfig:
         """Build from a parsed CONFIGURE; raises ConfigError/UnsupportedConfigError."""
         try:
             pix_fmt = PixelFormat(msg.pix_fmt)
@@ -113,6 +133,8 @@ class StreamConfig:
             options=msg.option_map(),
             extradata=bytes(msg.extradata),
             pipelined=pipelined,
+            max_delay=max_delay,
+            least_delay=least_delay,
         )
 
     @property

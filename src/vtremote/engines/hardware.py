@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from av.video.codeccontext import VideoCodecContext
 
-from vtremote.engines.base import MAX_FRAME_DELAY, StreamConfig
+from vtremote.engines.base import StreamConfig
 from vtremote.engines.ffmpeg import FFmpegEngine
 from vtremote.engines.options import (
     H264_BASELINE,
@@ -139,7 +139,7 @@ class HardwareEngine(FFmpegEngine):
             elif config.codec == "h264" and s.profile in (H264_BASELINE, H264_CONSTRAINED_BASELINE):
                 self.warn(f"max_b_frames={s.max_b_frames} ignored: baseline has no B-frames")
             else:
-                bframes = min(s.max_b_frames, f.max_bframes, MAX_FRAME_DELAY // 2)
+                bframes = min(s.max_b_frames, f.max_bframes, config.max_delay // 2)
                 if bframes < s.max_b_frames:
                     self.warn(f"max_b_frames={s.max_b_frames} reduced to {bframes} for {self.codec_name}")
         ctx.max_b_frames = bframes
@@ -184,8 +184,10 @@ class HardwareEngine(FFmpegEngine):
             opts[f.refs_option] = str(s.max_ref_frames)
         if f.delay_option and not s.low_latency:
             # The reference client blocks with 16 frames in flight: keep the output delay,
-            # B-frames included, within MAX_FRAME_DELAY (VTR1.md §9.5 step 4, §10.1).
-            opts.setdefault(f.delay_option, str(max(0, MAX_FRAME_DELAY - 1 - bframes)))
+            # B-frames included, within the session's budget (MAX_FRAME_DELAY at most,
+            # VTR1.md §9.5 step 4, §10.1).
+            extra = 0 if config.least_delay else max(0, config.max_delay - 1 - bframes)
+            opts.setdefault(f.delay_option, str(extra))
 
         # VideoToolbox-only keys.
         vt_only = {

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from vtremote.wire.extensions import OPT_DECODE_PIPELINE, OPT_KEEPALIVE
+from vtremote.wire.extensions import OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW
 
 # AVCodecContext.flags bits (libavcodec/avcodec.h) that an encoder client may set.
 FLAG_UNALIGNED: Final = 1 << 0
@@ -84,7 +84,7 @@ COLOR_TRCS: Final = frozenset(range(1, 19)) - {3}
 COLOR_SPACES: Final = frozenset(range(0, 18)) - {3}
 
 #: Keys the session itself consumes (not codec settings).
-SESSION_KEYS: Final = frozenset({"mode", "wire_compression", OPT_DECODE_PIPELINE, OPT_KEEPALIVE})
+SESSION_KEYS: Final = frozenset({"mode", "wire_compression", OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW})
 
 #: Every encoder key VTR1.md §3.2 defines.
 ENCODE_KEYS: Final = frozenset(

@@ -8,11 +8,17 @@ How the CONFIGURE keys (VTR1.md §3.2) map onto x264/x265, and why:
 * ``gop`` is exact: ``keyint=gop``, scene cuts off, closed GOP; a forced IDR
   (FRAME flag bit 0) restarts the count, as it does with VideoToolbox.
 * Delay budget: lookahead + B-frames + frame threads stay within
-  :data:`~vtremote.engines.base.MAX_FRAME_DELAY` (8) frames, because the
-  reference client blocks with 16 frames in flight (§10.1) and the reference
-  server capped VideoToolbox at MaxFrameDelayCount=8 (§9.5). x264's delay is
-  ``max(bframes, lookahead) + threads - 1`` with ``force-cfr`` and no sync
-  lookahead; x265's is ``lookahead + bframes + frame-threads + 2``.
+  ``StreamConfig.max_delay`` frames: at most
+  :data:`~vtremote.engines.base.MAX_FRAME_DELAY` (8), because the reference
+  client blocks with 16 frames in flight (§10.1) and the reference server capped
+  VideoToolbox at MaxFrameDelayCount=8 (§9.5); less when the client's window is
+  smaller (the session decides). x264's delay is ``max(bframes, lookahead) +
+  threads - 1`` with ``force-cfr`` and no sync lookahead; x265's is
+  ``lookahead + bframes + frame-threads + 2`` (so 4 at least, with a lookahead)
+  or 0 with ``tune=zerolatency``. A budget of 0 encodes as ``realtime=1`` does.
+  ``StreamConfig.least_delay`` (a client whose window may be 1 frame): without
+  B-frames as ``realtime=1``; with them, x264 uses slice threads and a lookahead
+  of exactly the B-frames (delay = B-frames), x265 its smallest B-frame budget.
 * ``max_b_frames`` absent or 0 means no reordering, as the reference sets
   AllowFrameReordering=false then (§9.5 step 10).
 * ``prio_speed``: the reference prioritises speed unless ``prio_speed=0``
@@ -61,6 +67,8 @@ from vtremote.wire.constants import PixelFormat
 X264_MAX_FRAME_THREADS = 4
 #: B-frames x265 can have within the delay budget (its lookahead must exceed them).
 X265_MAX_BFRAMES = 2
+#: x265's smallest delay outside zerolatency: lookahead 1 + frame-threads 1 + 2.
+X265_MIN_DELAY = 4
 
 _H264_PROFILES = {
     H264_BASELINE: "baseline",
@@ -69,6 +77,12 @@ _H264_PROFILES = {
     H264_HIGH: "high",
     H264_CONSTRAINED_HIGH: "high",
 }
+
+
+def _delay_reason(budget: int) -> str:
+    if budget >= MAX_FRAME_DELAY:
+        return f"the encoder delay must stay within {MAX_FRAME_DELAY} frames"
+    return f"the client waits for a packet once {budget + 1} frame(s) are unanswered"
 
 
 def _params(values: dict[str, object]) -> str:
@@ -122,7 +136,7 @@ class SoftwareEngine(FFmpegEngine):
             )
         self._common_warnings(s, config)
         if config.codec == "h264":
-            return self._x264(ctx, s)
+            return self._x264(ctx, s, config.max_delay, config.least_delay)
         return self._x265(ctx, config, s)
 
     def _common_warnings(self, s: EncodeSettings, config: StreamConfig) -> None:
@@ -203,6 +217,9 @@ class SoftwareEngine(FFmpegEngine):
         if s.low_latency:
             self.warn(f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames")
             return 0
+        if allowed <= 0:
+            self.warn(f"max_b_frames={s.max_b_frames} ignored: {why}")
+            return 0
         if s.max_b_frames > allowed:
             self.warn(f"max_b_frames={s.max_b_frames} reduced to {allowed}: {why}")
             return allowed
@@ -210,7 +227,7 @@ class SoftwareEngine(FFmpegEngine):
 
     # -- x264 ------------------------------------------------------------------------------------
 
-    def _x264(self, ctx: VideoCodecContext, s: EncodeSettings) -> dict[str, str]:
+    def _x264(self, ctx: VideoCodecContext, s: EncodeSettings, budget: int, least: bool) -> dict[str, str]:
         params: dict[str, object] = {}
         opts: dict[str, str] = {"preset": "medium" if s.prio_speed == 0 else "veryfast", "forced-idr": "1"}
         # Captions are inserted by the session (server/sei.py); the wrapper's own
@@ -253,24 +270,29 @@ class SoftwareEngine(FFmpegEngine):
             self.warn(f"entropy={s.entropy} is neither 0 (auto), 1 (CAVLC) nor 2 (CABAC); ignored")
 
         # Threads and delay budget (module docstring).
-        if s.low_latency:
+        if s.low_latency or budget == 0 or (least and s.max_b_frames <= 0):
             opts["tune"] = "zerolatency"
             ctx.thread_type = "SLICE"
             ctx.thread_count = min(self.cpu_count, 8)
             thread_delay = 0
             lookahead = 0
+        elif least:  # only the B-frames' delay: slice threads, lookahead = B-frames
+            ctx.thread_type = "SLICE"
+            ctx.thread_count = min(self.cpu_count, 8)
+            thread_delay = 0
+            lookahead = min(budget, s.max_b_frames)
         else:
-            threads = max(1, min(self.cpu_count, X264_MAX_FRAME_THREADS))
+            threads = max(1, min(self.cpu_count, X264_MAX_FRAME_THREADS, budget))
             ctx.thread_type = "FRAME"
             ctx.thread_count = threads
             thread_delay = threads - 1
-            lookahead = MAX_FRAME_DELAY - thread_delay
+            lookahead = budget - thread_delay
         if baseline or s.profile == H264_CONSTRAINED_HIGH:
             if s.max_b_frames > 0:
                 self.warn(f"max_b_frames={s.max_b_frames} ignored: the requested profile has no B-frames")
             bframes = 0
         else:
-            bframes = self._b_frames(s, min(16, lookahead), "the encoder delay must stay within 8 frames")
+            bframes = self._b_frames(s, min(16, lookahead), _delay_reason(budget))
         ctx.max_b_frames = bframes
         params["bframes"] = bframes
         params["rc-lookahead"] = max(lookahead, bframes)
@@ -324,13 +346,19 @@ class SoftwareEngine(FFmpegEngine):
         ctx.thread_type = "FRAME"
         ctx.thread_count = 1
         params["frame-threads"] = 1
-        if s.low_latency:
+        budget = config.max_delay
+        if s.low_latency or budget < X265_MIN_DELAY or (config.least_delay and s.max_b_frames <= 0):
             opts["tune"] = "zerolatency"
+            if not s.low_latency:
+                self._b_frames(s, 0, _delay_reason(budget))  # warns about B-frames asked for
             bframes, lookahead = 0, 0
         else:
-            bframes = self._b_frames(s, X265_MAX_BFRAMES, "the encoder delay must stay within 8 frames")
-            # delay = lookahead + bframes + frame-threads + 2 <= 8, and lookahead > bframes
-            lookahead = MAX_FRAME_DELAY - 2 - 1 - bframes
+            # delay = lookahead + bframes + frame-threads + 2 <= budget, and lookahead > bframes
+            allowed = min(X265_MAX_BFRAMES, (budget - X265_MIN_DELAY) // 2)
+            bframes = self._b_frames(s, allowed, _delay_reason(budget))
+            lookahead = budget - 2 - 1 - bframes
+            if config.least_delay:
+                lookahead = bframes + 1  # the least x265 accepts with these B-frames
         ctx.max_b_frames = bframes
         params["bframes"] = bframes
         params["rc-lookahead"] = lookahead

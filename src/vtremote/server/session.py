@@ -27,6 +27,7 @@ import secrets
 import socket
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import MutableMapping
 from concurrent.futures import Executor, Future
@@ -40,7 +41,7 @@ from av.video.frame import PictureType
 import vtremote
 from vtremote import frames as framesmod
 from vtremote.engines import registry
-from vtremote.engines.base import Engine, StreamConfig
+from vtremote.engines.base import MAX_FRAME_DELAY, Engine, StreamConfig
 from vtremote.engines.options import check_decode_options
 from vtremote.errors import (
     AuthenticationError,
@@ -77,7 +78,9 @@ from vtremote.wire.extensions import (
     CAP_ENGINE_PREFIX,
     CAP_ERRORS,
     CAP_KEEPALIVE,
+    CAP_WINDOW,
     OPT_DECODE_PIPELINE,
+    OPT_WINDOW,
 )
 from vtremote.wire.messages import Buffer, nbytes
 
@@ -97,6 +100,12 @@ LINGER_BYTES = 64 * 1024 * 1024
 POST_DONE_WAIT = 10.0
 #: Longest an engine may take to open (hardware initialisation included).
 ENGINE_OPEN_TIMEOUT = 60.0
+#: Linux only: acknowledge every read at once instead of delaying the ACK (up to 40 ms).
+#: The reference decoder writes a message as two ``send`` calls without TCP_NODELAY, so
+#: Nagle holds its second write until our ACK of the first arrives; a delayed ACK turned
+#: every lock-step PACKET into a ~40 ms round trip (docs/protocol.md "Lock-step clients").
+#: The kernel clears the flag after it acts, so it is set again after each read.
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class SessionHost(Protocol):
@@ -141,6 +150,7 @@ class Stats:
     packets_out: int = 0
     packets_in: int = 0
     frames_out: int = 0
+    frames_resent: int = 0  # FRAMEs a plain v1 client sent twice (counted once in frames_in)
     latency_total: float = 0.0
     latency_max: float = 0.0
     latency_count: int = 0
@@ -160,6 +170,7 @@ _FRAME = "frame"
 _PACKET = "packet"
 _PING = "ping"
 _FLUSH = "flush"
+_RESENT = "resent"
 
 
 class Session:
@@ -199,6 +210,10 @@ class Session:
         self._warned_pts = False
         self._captions = False
         self._transcode: TranscodeJob | None = None  # mode=transcode (server/transcode.py)
+        #: The client negotiated none of our extensions: the reference client or alike.
+        self._plain_client = True
+        self._last_frame_key: tuple[int, ...] | None = None
+        self._last_packet_ts = (0, 0)  # pts, dts of the last PACKET sent
 
     # ==== lifecycle ==========================================================================
 
@@ -237,6 +252,12 @@ class Session:
             with contextlib.suppress(OSError):  # the OS may cap it: fine
                 s.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
         s.settimeout(POLL_INTERVAL)
+        self._quickack()
+
+    def _quickack(self) -> None:
+        if _QUICKACK is not None:
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
     def _serve(self) -> None:
         hello = self._read()
@@ -364,6 +385,7 @@ class Session:
                 self._eof = True
                 self.conn.receive_eof()  # next_event raises if EOF cut a message
                 continue
+            self._quickack()
             self.conn.buffer_updated(n)
 
     # ==== writing ============================================================================
@@ -435,7 +457,7 @@ class Session:
             # The reference daemon's 22 bytes: empty strings, h264/hevc, constants 4 and 1.
             return messages.HelloAck(status=int(status))
         caps: tuple[str, ...] = (*CODECS, CAP_BUSY, CAP_ERRORS, f"{CAP_KEEPALIVE}={self.cfg.idle_timeout_ms}",
-                                 CAP_DECODE_PIPELINE, transcode_offer())
+                                 CAP_DECODE_PIPELINE, CAP_WINDOW, transcode_offer())
         label = self.host.engine_label(self.codec if self.codec in CODECS else "h264")
         caps = (*caps, f"{CAP_ENGINE_PREFIX}{label}")
         return messages.HelloAck(
@@ -481,11 +503,16 @@ class Session:
         # VTR1.md §3.3/§4: values other than 0/1/2 are refused (the reference used code 1).
         self.compression = parse_compression(msg.option("wire_compression"))
         pipelined = mode == "decode" and self.cfg.extensions and msg.option(OPT_DECODE_PIPELINE) == "1"
+        self._plain_client = not (self.cfg.extensions and any(k.startswith("ext_") for k in opts))
         if mode == "transcode":  # extension: decode -> filters -> encode (server/transcode.py)
             self._transcode = TranscodeJob.from_configure(self.codec, msg, extensions=self.cfg.extensions)
             config = self._transcode.stream
         else:
-            config = StreamConfig.from_configure(self.codec, msg, pipelined=pipelined)
+            max_delay = self._encoder_delay(opts) if mode == "encode" else MAX_FRAME_DELAY
+            config = StreamConfig.from_configure(
+                self.codec, msg, pipelined=pipelined, max_delay=max_delay,
+                least_delay=mode == "encode" and self._plain_client,
+            )
         warnings: list[str] = []
         if mode == "decode":
             warnings += check_decode_options(opts)
@@ -524,6 +551,23 @@ class Session:
         )
         for w in warnings:
             self.log.info("CONFIGURE warning: %s", w)
+
+    def _encoder_delay(self, opts: dict[str, str]) -> int:
+        """Frames the encoder may hold back: fewer than the client's window.
+
+        Our client states its window (``ext_window``). A plain v1 client does not;
+        the reference stops sending once ``vt_remote_inflight`` (1..128) frames are
+        unanswered and then waits for a PACKET (VTR1.md §10.1), so any encoder delay
+        of ``inflight`` frames or more stalls it: it gets the least delay instead
+        (``StreamConfig.least_delay``): none without B-frames, what they need with.
+        """
+        window = opts.get(OPT_WINDOW) if self.cfg.extensions else None
+        if window is None:
+            return MAX_FRAME_DELAY
+        try:
+            return max(0, min(MAX_FRAME_DELAY, int(window) - 1))
+        except ValueError:
+            raise UnsupportedConfigError(f"{OPT_WINDOW}={window!r} is not a number of frames") from None
 
     def _start_engine(self, engine: Engine, config: StreamConfig) -> bytes:
         """Start the engine thread, which opens the engine; returns the extradata."""
@@ -570,9 +614,36 @@ class Session:
             except queue.Full:
                 continue
 
+    def _resent(self, msg: messages.Frame) -> bool:
+        """True if a plain client sent the same FRAME again (the reference client does).
+
+        The reference encoder sends the frame that fills its window, waits for one
+        PACKET and then sends that same frame again (VTR1.md §10.1 steps 3 and 4). It
+        is encoded once: one PACKET per distinct frame. Same pts, flags and plane
+        bytes (sizes and a CRC of each plane's ends, cheap at any size) is a re-send;
+        only the previous FRAME can be repeated that way.
+        """
+        key: tuple[int, ...] = (msg.pts, msg.duration, msg.flags)
+        for p in msg.planes:
+            data = memoryview(p.data).cast("B") if not isinstance(p.data, bytes) else p.data
+            key += (p.stride, p.height, len(data), zlib.crc32(data[:4096]), zlib.crc32(data[-4096:]))
+        if key == self._last_frame_key:
+            return True
+        self._last_frame_key = key
+        return False
+
     def _on_frame(self, msg: messages.Frame) -> None:
         config = self.stream
         assert config is not None
+        if self._plain_client and self._resent(msg):
+            self.stats.frames_resent += 1
+            if self.stats.frames_in == 1:
+                # Only a window of one re-sends the first frame, and then the client will
+                # not send the next frame before a PACKET for the copy: it gets an empty
+                # one (muxers drop empty packets; the bitstream keeps one per frame).
+                self._enqueue((_RESENT,))
+            self.log.debug("FRAME pts=%d sent again by the client; encoded once", msg.pts)
+            return
         # Geometry was checked by the Connection; the expected sizes are bounded.
         p0, p1 = msg.planes
         mode = self.compression
@@ -663,6 +734,9 @@ class Session:
                     self._decode(engine, item[1])
                 elif kind == _PING:
                     self._send(messages.Pong())
+                elif kind == _RESENT:
+                    pts, dts = self._last_packet_ts
+                    self._send(messages.Packet(pts=pts, dts=dts, duration=0, flags=0, data=b""))
                 elif kind == _FLUSH:
                     self._drain(engine)
                     self._send(messages.Done())
@@ -714,6 +788,7 @@ class Session:
         flags = PacketFlags.KEYFRAME if pkt.is_keyframe else 0
         msg = messages.Packet(pts=info.pts, dts=dts, duration=max(info.duration, 0), flags=int(flags), data=data)
         self._send(msg)
+        self._last_packet_ts = (info.pts, dts)
         self.stats.packets_out += 1
         self.stats.latency(time.monotonic() - info.received)
 
@@ -767,12 +842,14 @@ class Session:
         elif config.mode == "encode":
             self.log.info("DONE client=%s frames=%d packets=%d (%s)", self.client_name, st.frames_in,
                           st.packets_out, outcome)
+            if st.frames_resent:
+                self.log.info("the client sent %d FRAME(s) twice; each was encoded once", st.frames_resent)
             avg = st.latency_total / st.latency_count * 1000 if st.latency_count else 0.0
             self.log.info(
                 "SUMMARY mode=encode frames_in=%d packets_out=%d in=%dB out=%dB duration=%.3fs "
-                "in_mbps=%.2f out_mbps=%.2f avg_encode_ms=%.2f max_encode_ms=%.2f",
+                "in_mbps=%.2f out_mbps=%.2f avg_encode_ms=%.2f max_encode_ms=%.2f frames_resent=%d",
                 st.frames_in, st.packets_out, bytes_in, bytes_out, seconds, mbps_in, mbps_out,
-                avg, st.latency_max * 1000,
+                avg, st.latency_max * 1000, st.frames_resent,
             )
         else:
             self.log.info("DONE client=%s packets=%d frames=%d (%s)", self.client_name, st.packets_in,

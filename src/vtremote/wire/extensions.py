@@ -39,6 +39,11 @@ CAP_KEEPALIVE = "ext:keepalive"
 #: Without it the server sends at most one FRAME per PACKET before reading the
 #: next message, as the reference client requires.
 CAP_DECODE_PIPELINE = "ext:decode-pipeline"
+#: Encode sessions: with CONFIGURE option ``ext_window=<n>`` the client says it
+#: stops sending FRAMEs while ``n`` are unanswered, and the server keeps its
+#: encoder's delay below ``n`` (a window of 1 gets one packet per frame before the
+#: next frame). Without it the server assumes a plain v1 client (VTR1.md §10.1).
+CAP_WINDOW = "ext:window"
 #: ``ext:engine=<name>`` names the engine that serves this server's sessions
 #: (x264, nvenc, videotoolbox, ...). Informational.
 CAP_ENGINE_PREFIX = "ext:engine="
@@ -57,6 +62,7 @@ MODE_TRANSCODE = "transcode"
 OPT_INPUT_CODEC = "ext_in_codec"
 #: Transcode CONFIGURE: the filter chain, canonical text of wire.filters.
 OPT_FILTERS = "ext_filters"
+OPT_WINDOW = "ext_window"
 #: Transcode CONFIGURE_ACK: an entry of the warning list that is not a warning but
 #: ``ext:output=<w>x<h>;tb=<num>/<den>;fr=<num>/<den>;sar=<num>/<den>``, the output picture,
 #: the time base of the output PACKETs' pts/dts (fr 0/1 when unknown) and the sample aspect
@@ -64,7 +70,7 @@ OPT_FILTERS = "ext_filters"
 NOTE_OUTPUT = "ext:output"
 
 #: All capabilities this implementation understands (for docs and tests).
-KNOWN_CAPABILITIES = (CAP_BUSY, CAP_ERRORS, CAP_KEEPALIVE, CAP_DECODE_PIPELINE, CAP_TRANSCODE)
+KNOWN_CAPABILITIES = (CAP_BUSY, CAP_ERRORS, CAP_KEEPALIVE, CAP_DECODE_PIPELINE, CAP_WINDOW, CAP_TRANSCODE)
 
 
 def is_extension(cap: str) -> bool:
