@@ -224,12 +224,21 @@ class RemoteOptions:
     compression: str = "auto"
     inflight: int = 16
     timeout_ms: int = 5000
+    tls: bool = False
+    tls_fingerprint: str = ""
+    tls_ca: str = ""
 
     def merged(self, other: RemoteOptions) -> RemoteOptions:
-        """These options, with ``other``'s host/token when this side names none."""
+        """These options, with ``other``'s host/token/TLS when this side names none."""
         if self.host is not None:
             return self
-        return RemoteOptions(other.host, self.token or other.token, self.compression, self.inflight, self.timeout_ms)
+        return RemoteOptions(other.host, self.token or other.token, self.compression, self.inflight, self.timeout_ms,
+                             self.tls or other.tls, self.tls_fingerprint or other.tls_fingerprint,
+                             self.tls_ca or other.tls_ca)
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        """The TLS keywords of RemoteEncoder / RemoteDecoder."""
+        return {"tls": self.tls, "tls_fingerprint": self.tls_fingerprint, "tls_ca": self.tls_ca}
 
 
 @dataclass
@@ -387,7 +396,10 @@ _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
     ("framerate", ("-framerate",), True, "in", "demuxer option: input frame rate"),
     ("video_size", ("-video_size",), True, "in", "demuxer option: input frame size"),
     ("vt_remote_host", ("-vt_remote_host",), True, "both", "server HOST:PORT (default: an embedded server on 127.0.0.1)"),
-    ("vt_remote_token", ("-vt_remote_token",), True, "both", "server token"),
+    ("vt_remote_token", ("-vt_remote_token",), True, "both", "server token (or $VTREMOTE_TOKEN)"),
+    ("vt_remote_tls", ("-vt_remote_tls",), True, "both", "1: connect with TLS (unknown servers are trusted on first use)"),
+    ("vt_remote_tls_fingerprint", ("-vt_remote_tls_fingerprint",), True, "both", "SHA-256 fingerprint the server's certificate must have (implies TLS)"),
+    ("vt_remote_tls_ca", ("-vt_remote_tls_ca",), True, "both", "CA file the server's certificate must chain to (implies TLS)"),
     ("vt_remote_wire_compression", ("-vt_remote_wire_compression",), True, "both", "none, lz4, zstd or auto"),
     ("vt_remote_inflight", ("-vt_remote_inflight",), True, "both", "frames in flight, 1..128 (16)"),
     ("vt_remote_timeout_ms", ("-vt_remote_timeout_ms",), True, "both", "network timeout in ms, 100..60000 (5000)"),
@@ -539,6 +551,12 @@ def _apply_remote(remote: RemoteOptions, ev: _Event) -> bool:
         remote.host = value
     elif ev.dest == "vt_remote_token":
         remote.token = value
+    elif ev.dest == "vt_remote_tls":
+        remote.tls = parse_bool(value, "-vt_remote_tls")
+    elif ev.dest == "vt_remote_tls_fingerprint":
+        remote.tls_fingerprint = value
+    elif ev.dest == "vt_remote_tls_ca":
+        remote.tls_ca = value
     elif ev.dest == "vt_remote_wire_compression":
         key = value.lower()
         if key not in ("none", "lz4", "zstd", "auto", "0", "1", "2"):
