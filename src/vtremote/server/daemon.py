@@ -192,6 +192,7 @@ class Server:
 
     def auth_failed(self, session: Session) -> None:
         self._metrics.auth_failures.inc()
+        self._metrics.refused.labels("auth_failed").inc()
         ticket = self._tickets.get(session)
         if ticket is None:
             return
@@ -369,6 +370,7 @@ class Server:
         source = str(addr[0])
         peer = format_address(source, int(str(addr[1])))
         if self._shutting_down:
+            self._metrics.refused.labels("shutting_down").inc()
             conn.close()
             return
         # Never refused for lack of room: the oldest pending connection of the busiest
@@ -493,7 +495,7 @@ class Server:
             if self._metrics_server is not None:
                 self._metrics_server.close()
             if self._log_filter is not None:
-                self._log_filter.flush()
+                self._log_filter.flush(final=True)
             for sock in (self._wake_r, self._wake_w):
                 if sock is not None:
                     sock.close()

@@ -16,10 +16,13 @@ errors of authenticated sessions always appear.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+_SESSION_PREFIX = re.compile(r"^\[session [^\]]*\] ")
 
 #: Pass as ``extra=`` to mark a record as rate limited.
 RATE_LIMITED = {"vtremote_rate_limited": True}
@@ -48,7 +51,7 @@ class RateLimitFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "vtremote_rate_limited", False):
             return True
-        key = str(record.msg)
+        key = _SESSION_PREFIX.sub("", str(record.msg))  # one template for every session
         now = self._clock()
         summaries: list[tuple[str, _Window]] = []
         with self._lock:
@@ -67,13 +70,14 @@ class RateLimitFilter(logging.Filter):
             _emit_summary(k, w, self.window)
         return allowed
 
-    def flush(self) -> None:
-        """Write the summary of every window that has ended (the daemon calls this each second)."""
+    def flush(self, final: bool = False) -> None:
+        """Write the summary of every window that has ended (the daemon calls this each second);
+        ``final``: of every window (at shutdown)."""
         now = self._clock()
         summaries: list[tuple[str, _Window]] = []
         with self._lock:
             for key, win in list(self._windows.items()):
-                if now - win.start >= self.window:
+                if final or now - win.start >= self.window:
                     del self._windows[key]
                     if win.suppressed:
                         summaries.append((key, win))
