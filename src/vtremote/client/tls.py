@@ -21,11 +21,12 @@ import logging
 import os
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from vtremote.errors import CertificateError, ConfigError, ConnectionLostError, TimeoutExpiredError
-from vtremote.tlsutil import fingerprint, normalize_fingerprint, use_message_sockets
+from vtremote.tlsutil import TLSSocket, fingerprint, normalize_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class TLSOptions:
         return Path(self.known_hosts) if self.known_hosts else default_known_hosts()
 
     def context(self) -> ssl.SSLContext:
-        ctx = use_message_sockets(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_ciphers(CIPHERS)
         if self.ca:
@@ -79,10 +80,20 @@ class TLSOptions:
         return ctx
 
 
-def wrap(sock: socket.socket, host: str, name: str, options: TLSOptions) -> ssl.SSLSocket:
+def wrap(sock: socket.socket, host: str, name: str, options: TLSOptions, timeout: float) -> TLSSocket:
     """TLS handshake on a connected socket and the server check; errors name ``name``."""
     try:
-        tls = options.context().wrap_socket(sock, server_hostname=host)
+        return _handshake(sock, host, name, options, timeout)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            sock.close()
+        raise
+
+
+def _handshake(sock: socket.socket, host: str, name: str, options: TLSOptions, timeout: float) -> TLSSocket:
+    try:
+        tls = TLSSocket.handshake(sock, options.context(), server_side=False, server_hostname=host,
+                                  deadline=time.monotonic() + timeout)
     except ssl.SSLCertVerificationError as e:
         raise CertificateError(f"TLS certificate of {name} rejected: {e.verify_message or e.reason}") from e
     except ssl.SSLError as e:
@@ -97,16 +108,11 @@ def wrap(sock: socket.socket, host: str, name: str, options: TLSOptions) -> ssl.
     except OSError as e:
         raise ConnectionLostError(f"TLS handshake with {name} failed: {e.strerror or e}"
                                   " (the server closed the connection; does it have TLS on?)") from e
-    try:
-        _check_server(tls, name, options)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tls.close()
-        raise
+    _check_server(tls, name, options)
     return tls
 
 
-def _check_server(tls: ssl.SSLSocket, name: str, options: TLSOptions) -> None:
+def _check_server(tls: TLSSocket, name: str, options: TLSOptions) -> None:
     der = tls.getpeercert(binary_form=True)
     if der is None:
         raise CertificateError(f"{name} sent no TLS certificate")

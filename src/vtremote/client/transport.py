@@ -27,7 +27,6 @@ import ipaddress
 import logging
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from vtremote.errors import (
     RemoteProtocolError,
     TimeoutExpiredError,
 )
+from vtremote.tlsutil import TLSSocket
 from vtremote.wire import Connection, Role
 from vtremote.wire import messages as m
 from vtremote.wire.constants import HelloStatus, WireCompression
@@ -206,7 +206,7 @@ class Transport:
         self.last_send = time.monotonic()
         self.pings_sent = 0
         #: True when the connection is TLS (client/tls.py).
-        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.tls = isinstance(sock, TLSSocket)
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
         try:
@@ -245,7 +245,7 @@ class Transport:
                 continue
             log.debug("connected to %s (%s)", name, sockaddr[0])
             if tls is not None:
-                sock = wrap(sock, host, name, tls)
+                sock = wrap(sock, host, name, tls, timeout)  # type: ignore[assignment]
             return cls(sock, name, timeout=timeout, limits=limits)
         assert last is not None
         if isinstance(last, TimeoutError):

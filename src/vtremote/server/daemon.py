@@ -54,6 +54,7 @@ from vtremote.server.config import ServerConfig, parse_listen
 from vtremote.server.logs import RATE_LIMITED
 from vtremote.server.metrics import Metrics, MetricsServer
 from vtremote.server.session import POLL_INTERVAL, Session
+from vtremote.tlsutil import TLSSocket
 
 log = logging.getLogger(__name__)
 
@@ -438,8 +439,8 @@ class Server:
                         "this server accepts TLS connections only: connect with TLS (-vt_remote_tls 1)"
                     )
                 return True  # plain VTR1 (or the refusal, sent by the session as an ERROR)
-            sock.settimeout(max(0.1, deadline - time.monotonic()))
-            session.sock = self._ssl.wrap_socket(sock, server_side=True)
+            tls = TLSSocket.handshake(sock, self._ssl, server_side=True, deadline=deadline)
+            session.sock = tls  # type: ignore[assignment]  # the socket API the session uses
             return True
         except (OSError, ssl.SSLError) as e:
             if isinstance(e, ssl.SSLError):

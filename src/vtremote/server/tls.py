@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtremote.errors import ConfigError
-from vtremote.tlsutil import fingerprint, use_message_sockets
+from vtremote.tlsutil import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +113,10 @@ def _make_self_signed(cert_path: Path, key_path: Path) -> None:
 
 def server_context(pair: CertPair, client_ca: str = "") -> ssl.SSLContext:
     """A server context for ``pair``; with ``client_ca``, clients must show a certificate it signed."""
-    ctx = use_message_sockets(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(CIPHERS)
-    # No session tickets: nothing is written on the socket after the handshake except by the
-    # session's own sends (a reader and a writer thread share one SSL object).
+    # No session tickets: nothing to resume (each session is one long connection).
     ctx.num_tickets = 0
     try:
         ctx.load_cert_chain(str(pair.cert), str(pair.key))
