@@ -7,7 +7,6 @@ Floods are bounded in count and time and stay on loopback (127.0.0.x).
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -57,6 +56,7 @@ class Flood:
     width: int
     drip: float = 0.5
     max_connections: int = 1500
+    pause: float = 0.01  # between a drop and the reopen (0: a tight loop)
     opened: int = 0
     errors: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -99,7 +99,7 @@ class Flood:
             finally:
                 with contextlib.suppress(OSError):
                     sock.close()
-            time.sleep(float(os.environ.get("FLOOD_PAUSE", "0.01")))  # reopen at once, but leave the shared CPUs to the server
+            time.sleep(self.pause)  # reopen at once, but leave the shared CPUs to the server
 
 
 def encode_once(addr: str) -> int:

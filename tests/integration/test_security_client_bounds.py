@@ -123,3 +123,16 @@ def test_garbage_after_the_handshake_names_the_host() -> None:
         enc.flush()
     text = str(info.value)
     assert "magic" in text and server.addr in text
+
+
+def test_cli_against_a_packet_flood_fails_naming_the_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vtremote.cli.main import main
+
+    server = HostileServer(lambda s: None)
+    server.misbehave = server.flood(messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000))
+    rc = main(["-y", "-nostats", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", "100",
+               "-c:v", "h264_videotoolbox_remote", "-vt_remote_host", server.addr, str(tmp_path / "out.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 1 and server.addr in err and "PACKET" in err
+    server.thread.join(10)
+    assert server.sent < FLOOD
