@@ -160,6 +160,16 @@ def test_ca_verification_and_client_certificates(start_server, tmp_path: Path) -
         encode(server.addr, tls=TLSOptions(ca=str(other_ca), cert=str(client_cert), key=str(client_key)))
 
 
+def test_probe_over_tls(start_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vtremote.cli.probe import main as probe_main
+
+    server, fp = tls_server(start_server, tmp_path, "--require-tls")
+    assert probe_main([server.addr, "--tls-fingerprint", fp, "--json"]) == 0
+    assert '"server_name": "vtremoted"' in capsys.readouterr().out
+    assert probe_main([server.addr]) == 1
+    assert "TLS connections only" in capsys.readouterr().err
+
+
 def test_cli_options_reach_the_client(start_server, tmp_path: Path) -> None:
     server, fp = tls_server(start_server, tmp_path, "--require-tls")
     out = tmp_path / "out.mp4"
