@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vtremoted",
         description="Serve remote H.264/HEVC encode and decode sessions (VTR1 protocol v1).",
+        epilog="Also: vtremoted install-service [--system] [--print] [--dir DIR] -- FLAGS... "
+               "(a launchd agent or systemd unit running vtremoted with FLAGS), vtremoted uninstall-service.",
         allow_abbrev=False,
     )
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
