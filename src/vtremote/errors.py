@@ -134,6 +134,10 @@ class ConnectionLostError(VTRemoteError, ConnectionError):
     code = ErrorCode.INTERNAL
 
 
+class CertificateError(ConnectionLostError):
+    """The server's TLS certificate is not the one expected (CA, pinned or known fingerprint)."""
+
+
 class TimeoutExpiredError(VTRemoteError, TimeoutError):
     """A deadline passed (connect, handshake, idle, reply)."""
 
@@ -189,6 +193,7 @@ __all__ = [
     "BitstreamError",
     "BusyError",
     "CapacityError",
+    "CertificateError",
     "ConfigError",
     "ConnectionLostError",
     "EngineError",

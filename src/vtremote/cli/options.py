@@ -156,7 +156,10 @@ _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
     ("framerate", ("-framerate",), True, "in", "demuxer option: input frame rate"),
     ("video_size", ("-video_size",), True, "in", "demuxer option: input frame size"),
     ("vt_remote_host", ("-vt_remote_host",), True, "both", "server HOST:PORT (default: an embedded server on 127.0.0.1)"),
-    ("vt_remote_token", ("-vt_remote_token",), True, "both", "server token"),
+    ("vt_remote_token", ("-vt_remote_token",), True, "both", "server token (or $VTREMOTE_TOKEN)"),
+    ("vt_remote_tls", ("-vt_remote_tls",), True, "both", "1: connect with TLS (unknown servers are trusted on first use)"),
+    ("vt_remote_tls_fingerprint", ("-vt_remote_tls_fingerprint",), True, "both", "SHA-256 fingerprint the server's certificate must have (implies TLS)"),
+    ("vt_remote_tls_ca", ("-vt_remote_tls_ca",), True, "both", "CA file the server's certificate must chain to (implies TLS)"),
     ("vt_remote_wire_compression", ("-vt_remote_wire_compression",), True, "both", "none, lz4, zstd or auto"),
     ("vt_remote_inflight", ("-vt_remote_inflight",), True, "both", "frames in flight, 1..128 (16)"),
     ("vt_remote_timeout_ms", ("-vt_remote_timeout_ms",), True, "both", "network timeout in ms, 100..60000 (5000)"),
@@ -310,6 +313,12 @@ def _apply_remote(remote: RemoteOptions, ev: _Event) -> bool:
         remote.host = value
     elif ev.dest == "vt_remote_token":
         remote.token = value
+    elif ev.dest == "vt_remote_tls":
+        remote.tls = parse_bool(value, "-vt_remote_tls")
+    elif ev.dest == "vt_remote_tls_fingerprint":
+        remote.tls_fingerprint = value
+    elif ev.dest == "vt_remote_tls_ca":
+        remote.tls_ca = value
     elif ev.dest == "vt_remote_wire_compression":
         key = value.lower()
         if key not in ("none", "lz4", "zstd", "auto", "0", "1", "2"):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from vtremote import __version__
-from vtremote.client.session import CLIENT_NAME
+from vtremote.client.session import CLIENT_NAME, TOKEN_ENV, tls_options_for
+from vtremote.client.tls import TLSOptions
 from vtremote.client.transport import Transport
 from vtremote.errors import (
     ConnectionLostError,
@@ -29,10 +31,10 @@ from vtremote.wire import messages as m
 from vtremote.wire.constants import HelloStatus
 
 
-def probe(address: str, *, token: str = "", timeout: float = 5.0) -> dict[str, Any]:
+def probe(address: str, *, token: str = "", timeout: float = 5.0, tls: TLSOptions | None = None) -> dict[str, Any]:
     """HELLO -> HELLO_ACK; a dict describing the server. Raises on connection failures."""
     t0 = time.monotonic()
-    transport = Transport.connect(address, timeout=timeout)
+    transport = Transport.connect(address, timeout=timeout, tls=tls)
     try:
         transport.send(m.Hello(token, "h264", CLIENT_NAME, f"vtremote {__version__}"))
         ack = transport.receive()
@@ -106,13 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("address", metavar="HOST:PORT", help="server address ([v6]:port and host names work)")
     parser.add_argument("--token", default="", help="token, if the server requires one")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (trust on first use)")
+    parser.add_argument("--tls-fingerprint", default="", metavar="SHA256", help="pin the server's certificate")
+    parser.add_argument("--tls-ca", default="", metavar="FILE", help="verify the server's certificate with this CA")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     except SystemExit as e:
         return int(e.code or 0)
     try:
-        info = probe(args.address, token=args.token, timeout=args.timeout)
+        tls = tls_options_for(args.tls, args.tls_fingerprint, args.tls_ca)
+        info = probe(args.address, token=args.token or os.environ.get(TOKEN_ENV, ""), timeout=args.timeout, tls=tls)
     except VTRemoteError as e:
         print(f"vtremote probe: error: {e}", file=sys.stderr)
         return e.exit_code

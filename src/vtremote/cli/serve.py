@@ -25,16 +25,25 @@ from vtremote.server.config import DEFAULT_LISTEN, LOG_LEVELS, log_level_number
 
 log = logging.getLogger("vtremote.cli.serve")
 
+#: Environment variable holding the token (argv is visible to every local user).
+TOKEN_ENV = "VTREMOTED_TOKEN"
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vtremoted",
         description="Serve remote H.264/HEVC encode and decode sessions (VTR1 protocol v1).",
+        epilog="Also: vtremoted install-service [--system] [--print] [--dir DIR] -- FLAGS... "
+               "(a launchd agent or systemd unit running vtremoted with FLAGS), vtremoted uninstall-service.",
         allow_abbrev=False,
     )
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"address to listen on; [V6ADDR]:PORT for IPv6, port 0 picks one (default {DEFAULT_LISTEN})")
-    p.add_argument("--token", default="", help="shared secret clients must send in HELLO (default: none)")
+    p.add_argument("--token", default="",
+                   help="shared secret clients must send in HELLO (visible in ps: prefer --token-file "
+                        f"or ${TOKEN_ENV}); default none")
+    p.add_argument("--token-file", default="", metavar="FILE",
+                   help="read the token from FILE (first line; keep it mode 0600)")
     p.add_argument("--max-sessions", type=int, default=4, metavar="N",
                    help="concurrent sessions; more get a busy answer (0 = unlimited, default 4)")
     p.add_argument("--engine", default="auto", choices=[*registry.CHOICES, *registry.ALIASES],
@@ -50,6 +59,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "capabilities, lock-step decode (for testing clients)")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="on SIGTERM/SIGINT, how long running sessions may finish (default 30)")
+    g = p.add_argument_group("admission (unauthenticated connections)")
+    g.add_argument("--handshake-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="a complete HELLO must arrive this soon after connecting (default 5)")
+    g.add_argument("--max-handshakes", type=int, default=64, metavar="N",
+                   help="connections waiting for HELLO, all sources together (default 64)")
+    g.add_argument("--max-handshakes-per-source", type=int, default=8, metavar="N",
+                   help="connections waiting for HELLO from one address; the oldest makes way (default 8)")
+    g.add_argument("--auth-block-after", type=int, default=10, metavar="N",
+                   help="wrong tokens from one address before it is refused for a while (default 10)")
+    g.add_argument("--auth-block-seconds", type=float, default=60.0, metavar="SECONDS",
+                   help="how long such an address is refused (default 60)")
+    t = p.add_argument_group("TLS")
+    t.add_argument("--tls", action="store_true",
+                   help="offer TLS with a self-signed certificate made on first start (fingerprint in the log)")
+    t.add_argument("--tls-cert", default="", metavar="PEM", help="certificate chain to serve (implies --tls)")
+    t.add_argument("--tls-key", default="", metavar="PEM", help="private key of --tls-cert")
+    t.add_argument("--tls-dir", default="", metavar="DIR",
+                   help="where the self-signed certificate is kept (default ~/.config/vtremoted)")
+    t.add_argument("--tls-client-ca", default="", metavar="PEM",
+                   help="require client certificates signed by this CA (mutual TLS)")
+    t.add_argument("--require-tls", action="store_true",
+                   help="refuse plain TCP clients (default: TLS and plain VTR1 share the port)")
+    p.add_argument("--metrics", default="", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at /metrics and a health answer at /healthz")
     p.add_argument("--version", action="version", version=f"vtremoted {vtremote.__version__}")
     return p
 
@@ -83,7 +116,28 @@ def list_engines() -> int:
     return 0
 
 
+def read_token(args: argparse.Namespace) -> str:
+    """--token, else --token-file, else $VTREMOTED_TOKEN, else none (ConfigError on conflicts)."""
+    if args.token and args.token_file:
+        raise ConfigError("give --token or --token-file, not both")
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.readline().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"cannot read --token-file {args.token_file}: {e.strerror or e}") from e
+        if not token:
+            raise ConfigError(f"--token-file {args.token_file} is empty")
+        return token
+    return str(args.token or os.environ.get(TOKEN_ENV, ""))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("install-service", "uninstall-service"):
+        from vtremote.cli.service import main as service_main
+
+        return service_main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
@@ -91,9 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         return list_engines()
     try:
         config = ServerConfig(
-            listen=args.listen, token=args.token, max_sessions=args.max_sessions, engine=args.engine,
+            listen=args.listen, token=read_token(args), max_sessions=args.max_sessions, engine=args.engine,
             idle_timeout=args.idle_timeout, log_level=args.log_level, once=args.once,
             drain_timeout=args.drain_timeout, extensions=args.extensions,
+            handshake_timeout=args.handshake_timeout, max_handshakes=args.max_handshakes,
+            max_handshakes_per_source=args.max_handshakes_per_source, auth_block_after=args.auth_block_after,
+            auth_block_seconds=args.auth_block_seconds, tls=args.tls, tls_cert=args.tls_cert,
+            tls_key=args.tls_key, tls_state_dir=args.tls_dir, tls_client_ca=args.tls_client_ca,
+            require_tls=args.require_tls, metrics=args.metrics,
         )
     except ConfigError as e:
         parser.error(str(e))

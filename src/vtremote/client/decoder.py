@@ -43,6 +43,7 @@ import av
 from vtremote import frames as vframes
 from vtremote.client.encoder import UNSPECIFIED_COLOR, UNSPECIFIED_RANGE, parse_pix_fmt
 from vtremote.client.session import RemoteSession, check_size, to_fraction
+from vtremote.client.tls import TLSOptions
 from vtremote.client.transport import Transport
 from vtremote.errors import ConfigError, RemoteProtocolError
 from vtremote.wire import annexb
@@ -83,6 +84,9 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         compression: str | int = "auto",
         inflight: int = 16,
         pipeline: bool | None = None,
+        tls: bool | TLSOptions = False,
+        tls_fingerprint: str = "",
+        tls_ca: str = "",
         color_range: int = UNSPECIFIED_RANGE,
         colorspace: int = UNSPECIFIED_COLOR,
         color_primaries: int = UNSPECIFIED_COLOR,
@@ -102,8 +106,10 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
             self._nal_length_size = annexb.parse_extradata(codec, self.extradata).nal_length_size
         self._unacked: deque[int] = deque()  # PING ordinal sent behind each un-answered PACKET
         self._sent = 0
+        self._offered = 0  # PACKETs handed to the socket (counted before they leave)
         self._frames = 0
-        super().__init__(address, codec, token=token, timeout=timeout, compression=compression, inflight=inflight)
+        super().__init__(address, codec, token=token, timeout=timeout, compression=compression, inflight=inflight,
+                         tls=tls, tls_fingerprint=tls_fingerprint, tls_ca=tls_ca)
         offered = ext.CAP_DECODE_PIPELINE in self.extensions
         if pipeline and not offered:
             self.close()
@@ -215,6 +221,7 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
             # handled by the receiver thread before this thread records it below.
             self._acknowledge()
             self._stats.max_inflight = max(self._stats.max_inflight, len(self._unacked) + 1)
+            self._offered += 1
         ordinal = self._send(m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data), m.Ping())
         with self._cond:
             if ordinal > self._pongs:
@@ -247,6 +254,9 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
     def _on_result(self, msg: m.Message) -> av.VideoFrame | None:
         if not isinstance(msg, m.Frame):
             return None
+        if self._frames >= self._offered:
+            # A packet decodes to at most one frame; more would let the server fill our memory.
+            raise RemoteProtocolError(f"{self.server} sent FRAME {self._frames + 1} for {self._offered} packets sent")
         mode = self.compression
         if len(msg.planes) != 2:  # checked by the wire layer already; keep the invariant local
             raise RemoteProtocolError(f"FRAME has {len(msg.planes)} planes, needs 2")

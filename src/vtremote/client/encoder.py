@@ -31,8 +31,9 @@ import av
 
 from vtremote import frames as vframes
 from vtremote.client.session import RemoteSession, check_size, to_fraction
+from vtremote.client.tls import TLSOptions
 from vtremote.client.transport import Transport
-from vtremote.errors import ConfigError
+from vtremote.errors import ConfigError, RemoteProtocolError
 from vtremote.wire import annexb
 from vtremote.wire import messages as m
 from vtremote.wire.compression import compress_plane
@@ -292,6 +293,9 @@ class RemoteEncoder(RemoteSession["Packet"]):
         timeout: float = 5.0,
         compression: str | int = "auto",
         inflight: int = 16,
+        tls: bool | TLSOptions = False,
+        tls_fingerprint: str = "",
+        tls_ca: str = "",
         settings: EncoderSettings | None = None,
         **options: Any,
     ) -> None:
@@ -320,7 +324,8 @@ class RemoteEncoder(RemoteSession["Packet"]):
         self._sending: Future[None] | None = None
         self._sent = 0
         self._received = 0
-        super().__init__(address, codec, token=token, timeout=timeout, compression=compression, inflight=inflight)
+        super().__init__(address, codec, token=token, timeout=timeout, compression=compression, inflight=inflight,
+                         tls=tls, tls_fingerprint=tls_fingerprint, tls_ca=tls_ca)
         self.options = self.settings.configure_options(codec, self.compression) + self._extension_options()
         fr = self.framerate or Fraction(0, 1)
         cfg = m.Configure(
@@ -455,6 +460,12 @@ class RemoteEncoder(RemoteSession["Packet"]):
     def _on_result(self, msg: m.Message) -> Packet | None:
         if not isinstance(msg, m.Packet):
             return None  # the state machine lets nothing else through in an encode session
+        if self._received >= self._sent:
+            # One frame gives at most one packet: more is a server bug or a hostile one, and
+            # accepting it would let the server fill our memory (the window bounds nothing else).
+            raise RemoteProtocolError(
+                f"{self.server} sent PACKET {self._received + 1} for {self._sent} frames sent"
+            )
         packet: Packet = av.Packet(msg.data)  # type: ignore[arg-type]  # the one copy: receive buffer -> AVPacket
         packet.pts = msg.pts
         packet.dts = msg.dts

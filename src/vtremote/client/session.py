@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -31,6 +32,7 @@ from fractions import Fraction
 from typing import Generic, Self, TypeVar
 
 from vtremote import __version__
+from vtremote.client.tls import TLSOptions
 from vtremote.client.transport import Transport, auto_compression, parse_compression
 from vtremote.errors import (
     ConfigError,
@@ -56,6 +58,21 @@ V1_KEEPALIVE_S = 3.0
 #: Largest window the reference allows (VTR1.md §3.2 ``vt_remote_inflight`` 1..128).
 MAX_INFLIGHT = 128
 CODECS = ("h264", "hevc")
+
+
+#: Environment variable holding the server token when none is given.
+TOKEN_ENV = "VTREMOTE_TOKEN"
+
+
+def tls_options_for(tls: bool | TLSOptions, fingerprint: str = "", ca: str = "") -> TLSOptions | None:
+    """The TLS settings of a session: None for plain TCP. A pin or a CA implies TLS."""
+    if isinstance(tls, TLSOptions):
+        if fingerprint or ca:
+            raise ConfigError("give tls_fingerprint / tls_ca inside the TLSOptions, not beside it")
+        return tls
+    if not (tls or fingerprint or ca):
+        return None
+    return TLSOptions(ca=ca, fingerprint=fingerprint)
 
 
 def check_size(width: int, height: int) -> None:
@@ -122,6 +139,9 @@ class RemoteSession(Generic[T]):
         timeout: float = 5.0,
         compression: str | int = "auto",
         inflight: int = 16,
+        tls: bool | TLSOptions = False,
+        tls_fingerprint: str = "",
+        tls_ca: str = "",
     ) -> None:
         if codec not in CODECS:
             raise ConfigError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
@@ -130,6 +150,9 @@ class RemoteSession(Generic[T]):
         if not timeout > 0:
             raise ConfigError(f"timeout {timeout} s must be positive")
         wanted = parse_compression(compression)  # validate before connecting
+        tls_options = tls_options_for(tls, tls_fingerprint, tls_ca)
+        # The token may come from the environment: argv is visible to every local user.
+        token = token or os.environ.get(TOKEN_ENV, "")
         self.codec = codec
         self.inflight = inflight
         self.timeout = float(timeout)
@@ -147,7 +170,10 @@ class RemoteSession(Generic[T]):
         self._pool: ThreadPoolExecutor | None = None
         self._stats = SessionStats()
 
-        self._transport = address if isinstance(address, Transport) else Transport.connect(address, timeout=self.timeout)
+        self._transport = (
+            address if isinstance(address, Transport)
+            else Transport.connect(address, timeout=self.timeout, tls=tls_options)
+        )
         try:
             self.hello_ack = self._transport.hello(m.Hello(token, codec, CLIENT_NAME, f"vtremote {__version__}"))
             caps = self.hello_ack.capabilities
@@ -374,6 +400,8 @@ class RemoteSession(Generic[T]):
                             self._count_result()
                         self._cond.notify_all()
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, not swallowed
+            if isinstance(e, VTRemoteError) and self.server not in str(e):
+                e.args = (f"{e.args[0] if e.args else type(e).__name__} (from {self.server})", *e.args[1:])
             with self._cond:
                 if not self._closed and self._error is None:
                     if isinstance(e, ConnectionLostError) and not self._done:

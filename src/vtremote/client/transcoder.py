@@ -45,6 +45,7 @@ from vtremote.client.session import (
     check_size,
     to_fraction,
 )
+from vtremote.client.tls import TLSOptions
 from vtremote.client.transport import Transport
 from vtremote.errors import ConfigError, RemoteProtocolError, UnsupportedConfigError
 from vtremote.wire import annexb
@@ -150,6 +151,9 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         token: str = "",
         timeout: float = 5.0,
         inflight: int = 16,
+        tls: bool | TLSOptions = False,
+        tls_fingerprint: str = "",
+        tls_ca: str = "",
         settings: EncoderSettings | None = None,
         **options: Any,
     ) -> None:
@@ -175,7 +179,10 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         self._unacked: deque[int] = deque()
         self._sent = 0
         self._received = 0
-        super().__init__(address, codec, token=token, timeout=timeout, compression="none", inflight=inflight)
+        super().__init__(
+            address, codec, token=token, timeout=timeout, compression="none", inflight=inflight,
+            tls=tls, tls_fingerprint=tls_fingerprint, tls_ca=tls_ca,
+        )
         self._stats = TranscodeStats()
         try:
             self.offer = self._check_offer()

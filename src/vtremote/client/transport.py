@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from vtremote.client.tls import TLSOptions, wrap
 from vtremote.errors import (
     AuthError,
     BusyError,
@@ -40,6 +41,7 @@ from vtremote.errors import (
     RemoteProtocolError,
     TimeoutExpiredError,
 )
+from vtremote.tlsutil import TLSSocket
 from vtremote.wire import Connection, Role
 from vtremote.wire import messages as m
 from vtremote.wire.constants import HelloStatus, WireCompression
@@ -203,6 +205,8 @@ class Transport:
         self._closed = False
         self.last_send = time.monotonic()
         self.pings_sent = 0
+        #: True when the connection is TLS (client/tls.py).
+        self.tls = isinstance(sock, TLSSocket)
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
         try:
@@ -215,8 +219,13 @@ class Transport:
     # -- connecting ----------------------------------------------------------------------
 
     @classmethod
-    def connect(cls, address: str, *, timeout: float, limits: Limits | None = None) -> Transport:
-        """Resolve ``address`` (any family), connect to the first address that answers."""
+    def connect(
+        cls, address: str, *, timeout: float, limits: Limits | None = None, tls: TLSOptions | None = None
+    ) -> Transport:
+        """Resolve ``address`` (any family), connect to the first address that answers.
+
+        With ``tls`` the connection is wrapped in TLS and the server checked (client/tls.py).
+        """
         host, port = parse_address(address, DEFAULT_PORT)
         name = format_address(host, port)
         try:
@@ -235,6 +244,8 @@ class Transport:
                 last = e
                 continue
             log.debug("connected to %s (%s)", name, sockaddr[0])
+            if tls is not None:
+                sock = wrap(sock, host, name, tls, timeout)  # type: ignore[assignment]
             return cls(sock, name, timeout=timeout, limits=limits)
         assert last is not None
         if isinstance(last, TimeoutError):
@@ -298,18 +309,30 @@ class Transport:
         TimeoutExpiredError; a malformed stream is RemoteProtocolError.
         """
         wait = self.timeout if timeout is None else timeout
-        while True:
-            with self._state_lock:
-                msg = self.conn.next_event()
-            if msg is not None:
-                return msg
-            if self.conn.receiver.at_eof:
-                raise ConnectionLostError(f"{self.name} closed the connection (in state {self.conn.state.value})")
-            self._fill(wait)
+        try:
+            while True:
+                with self._state_lock:
+                    msg = self.conn.next_event()
+                if msg is not None:
+                    return msg
+                if self.conn.receiver.at_eof:
+                    raise ConnectionLostError(f"{self.name} closed the connection (in state {self.conn.state.value})")
+                self._fill(wait)
+        except RemoteProtocolError as e:
+            # The wire layer knows no host names; every error the caller sees names one.
+            if self.name in str(e):
+                raise
+            raise type(e)(f"{e} (from {self.name})") from e
 
     def _fill(self, timeout: float | None) -> None:
         # poll first: the socket's own timeout belongs to senders on other threads.
-        if timeout is not None and not self.conn.receiver.mid_message and not self._poll.poll(max(0, int(timeout * 1000))):
+        # Bytes TLS already decrypted are in the SSL object, invisible to poll.
+        if (
+            timeout is not None
+            and not self.conn.receiver.mid_message
+            and not (self.tls and self.sock.pending())  # type: ignore[attr-defined]
+            and not self._poll.poll(max(0, int(timeout * 1000)))
+        ):
             raise TimeoutExpiredError(f"no reply from {self.name} for {timeout:g} s")
         buf = self.conn.get_buffer()
         try:
@@ -343,7 +366,7 @@ class Transport:
             msg = self.receive()
         except RemoteProtocolError as e:
             # Something answers on that port, but not VTR1 (an HTTP proxy, another service).
-            raise RemoteProtocolError(f"{self.name} does not answer like a VTR1 server: {e}") from e
+            raise RemoteProtocolError(f"{self.name} does not answer like a VTR1 server: {e.__cause__ or e}") from e
         if isinstance(msg, m.Error):
             raise self.remote_error(msg)
         if not isinstance(msg, m.HelloAck):  # the state machine allows nothing else here

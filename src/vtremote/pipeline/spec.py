@@ -63,12 +63,26 @@ class RemoteOptions:
     compression: str = "auto"
     inflight: int = 16
     timeout_ms: int = 5000
+    tls: bool = False
+    tls_fingerprint: str = ""
+    tls_ca: str = ""
 
     def merged(self, other: RemoteOptions) -> RemoteOptions:
-        """These options, with ``other``'s host/token when this side names none."""
+        """These options, with ``other``'s host, token and TLS settings when this side names no host."""
         if self.host is not None:
             return self
-        return dataclasses.replace(self, host=other.host, token=self.token or other.token)
+        return dataclasses.replace(
+            self,
+            host=other.host,
+            token=self.token or other.token,
+            tls=self.tls or other.tls,
+            tls_fingerprint=self.tls_fingerprint or other.tls_fingerprint,
+            tls_ca=self.tls_ca or other.tls_ca,
+        )
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        """The TLS keywords of RemoteEncoder / RemoteDecoder / RemoteTranscoder."""
+        return {"tls": self.tls, "tls_fingerprint": self.tls_fingerprint, "tls_ca": self.tls_ca}
 
 
 @dataclass

@@ -89,6 +89,27 @@ class ServerConfig:
     #: reference daemon's exact 22-byte HELLO_ACK and ignores extension options, so clients
     #: can be tested against plain v1 behaviour.
     extensions: bool = True
+    #: A complete HELLO must arrive this many seconds after accept (server/admission.py).
+    handshake_timeout: float = 5.0
+    #: Connections one source address may hold before its HELLO is accepted.
+    max_handshakes_per_source: int = 8
+    #: Wrong tokens from one address before it is blocked, and for how long (seconds).
+    auth_block_after: int = 10
+    auth_block_seconds: float = 60.0
+    #: TLS (server/tls.py): on with ``tls`` (self-signed, made in ``tls_state_dir``) or a
+    #: certificate and key; plain VTR1 stays allowed on the same port unless ``require_tls``.
+    tls: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_state_dir: str = ""
+    tls_client_ca: str = ""
+    require_tls: bool = False
+    #: ``HOST:PORT`` of the Prometheus endpoint ("" = none; server/metrics.py).
+    metrics: str = ""
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls or bool(self.tls_cert)
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -104,6 +125,20 @@ class ServerConfig:
             raise ConfigError("token is longer than the 65535 bytes a VTR1 string holds")
         if self.max_handshakes < 1:
             raise ConfigError(f"max_handshakes={self.max_handshakes} must be >= 1")
+        if not 1 <= self.max_handshakes_per_source <= self.max_handshakes:
+            raise ConfigError(
+                f"max_handshakes_per_source={self.max_handshakes_per_source} is outside 1..max_handshakes"
+            )
+        if not 0 < self.handshake_timeout <= 600:
+            raise ConfigError(f"handshake_timeout={self.handshake_timeout} is outside (0, 600] seconds")
+        if self.auth_block_after < 1 or not self.auth_block_seconds >= 0:
+            raise ConfigError("auth_block_after must be >= 1 and auth_block_seconds >= 0")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if (self.require_tls or self.tls_client_ca) and not self.tls_enabled:
+            raise ConfigError("--require-tls and --tls-client-ca need TLS (--tls or --tls-cert/--tls-key)")
+        if self.metrics:
+            parse_listen(self.metrics)
 
     @property
     def host(self) -> str:

@@ -56,6 +56,8 @@ from vtremote.errors import (
     VTRemoteError,
 )
 from vtremote.server.config import ServerConfig
+from vtremote.server.logs import RATE_LIMITED
+from vtremote.server.metrics import Metrics
 from vtremote.server.planes import wire_planes
 from vtremote.server.sei import insert_captions
 from vtremote.server.timestamps import FrameInfo, TimestampMapper
@@ -95,6 +97,8 @@ QUEUE_DEPTH = 4
 #: After an ERROR or DONE: how long / how much we read and discard before closing,
 #: so unread client bytes do not turn our close into a reset that eats the ERROR.
 LINGER_SECONDS = 1.0
+#: The same for a connection that never got past HELLO (floods must not hold threads long).
+LINGER_UNAUTHENTICATED = 0.2
 LINGER_BYTES = 64 * 1024 * 1024
 #: After DONE: longest wait for the client to close before our FIN (see _close_socket).
 POST_DONE_WAIT = 10.0
@@ -128,6 +132,22 @@ class SessionHost(Protocol):
     def release_slot(self) -> None: ...
 
     def engine_label(self, codec: str) -> str: ...
+
+    # Admission (server/admission.py) and metrics (server/metrics.py).
+    @property
+    def metrics(self) -> Metrics: ...
+
+    def check_handshake(self, session: Session) -> None:
+        """Raise if the connection must go before its HELLO (deadline passed, evicted)."""
+
+    def throttle_hello(self, session: Session) -> None:
+        """Before the token is checked: wait while the source is being slowed down; raise if blocked."""
+
+    def auth_failed(self, session: Session) -> None:
+        """A wrong token: count it against the source address."""
+
+    def authenticated(self, session: Session) -> None:
+        """HELLO accepted: the connection stops counting as unauthenticated."""
 
 
 class _Prefixed(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -214,6 +234,7 @@ class Session:
         self._plain_client = True
         self._last_frame_key: tuple[int, ...] | None = None
         self._last_packet_ts = (0, 0)  # pts, dts of the last PACKET sent
+        self._authenticated = False
 
     # ==== lifecycle ==========================================================================
 
@@ -222,7 +243,7 @@ class Session:
         outcome = "closed"
         try:
             self._setup_socket()
-            self.log.info("open from %s", self.peer)
+            self.log.info("open from %s", self.peer, extra=RATE_LIMITED)
             self._serve()
             outcome = "done"
         except ClientGone as e:
@@ -231,7 +252,7 @@ class Session:
             if self.stream is not None and not self._finished.is_set():
                 self.log.warning("client vanished mid-stream (%s); stopping the engine", e)
             else:
-                self.log.info("client closed the connection (%s)", e)
+                self.log.info("client closed the connection (%s)", e, extra=RATE_LIMITED)
         except VTRemoteError as e:
             outcome = f"error {int(e.code)}"
             self._abort_with(e)
@@ -317,7 +338,7 @@ class Session:
                     drained += n
             if not self._closed_write:
                 s.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + LINGER_SECONDS
+            deadline = time.monotonic() + (LINGER_SECONDS if self._authenticated else LINGER_UNAUTHENTICATED)
             while time.monotonic() < deadline and drained < LINGER_BYTES:
                 try:
                     n = s.recv_into(buf)
@@ -371,6 +392,8 @@ class Session:
             if self._finished.is_set() or self.conn.state is State.DONE:
                 return None
             self._check_interrupts()
+            if self.conn.state is State.START:
+                self.host.check_handshake(self)
             if self._eof:
                 raise ClientGone("connection closed by the client")
             buf = self.conn.get_buffer()
@@ -435,7 +458,10 @@ class Session:
         """One ERROR with the error's code and text, if the connection still allows it."""
         code = int(err.code)
         text = str(err) or type(err).__name__
-        if isinstance(err, (RemoteProtocolError | TimeoutExpiredError | ShutdownError, AuthenticationError | CapacityError | UnsupportedConfigError)):
+        self.host.metrics.error(code)
+        if not self._authenticated:  # anyone can cause these: rate limited (server/logs.py)
+            self.log.warning("ERROR %d to client %s: %s", code, self.peer, text, extra=RATE_LIMITED)
+        elif isinstance(err, (RemoteProtocolError | TimeoutExpiredError | ShutdownError, AuthenticationError | CapacityError | UnsupportedConfigError)):
             self.log.warning("ERROR %d to client: %s", code, text)
         else:
             self.log.error("ERROR %d to client: %s", code, text)
@@ -472,11 +498,14 @@ class Session:
     def _on_hello(self, hello: messages.Hello) -> None:
         self.client_name = hello.client_name
         self.codec = hello.codec
+        self.host.throttle_hello(self)
         token = self.cfg.token
         if token and not hmac.compare_digest(
             hello.token.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
         ):
-            self.log.warning("HELLO authfail from %s codec=%s peer=%s", hello.client_name, hello.codec, self.peer)
+            self.log.warning("HELLO authfail from %s codec=%s peer=%s", hello.client_name, hello.codec, self.peer,
+                             extra=RATE_LIMITED)
+            self.host.auth_failed(self)
             self._send(self._hello_ack(HelloStatus.AUTH_FAILED, 0))
             raise AuthenticationError("authentication failed")
         if hello.codec not in CODECS:
@@ -485,9 +514,12 @@ class Session:
             )
         ok, active = self.host.acquire_slot()
         if not ok:
+            self.host.metrics.refused.labels("busy").inc()
             self._send(self._hello_ack(HelloStatus.BUSY, active))
             raise CapacityError(f"server busy: {active} of {self.cfg.max_sessions} sessions in use")
         self._slot = True
+        self._authenticated = True
+        self.host.authenticated(self)
         self._send(self._hello_ack(HelloStatus.OK, active))
         self.log.info("HELLO ok client=%s build=%s codec=%s", hello.client_name, hello.build, hello.codec)
 
@@ -791,6 +823,7 @@ class Session:
         self._last_packet_ts = (info.pts, dts)
         self.stats.packets_out += 1
         self.stats.latency(time.monotonic() - info.received)
+        self.host.metrics.latency.observe(time.monotonic() - info.received)
 
     def _decode(self, engine: Engine, pkt: av.Packet[Any]) -> None:
         self._pending_frames.extend(engine.decode(pkt))

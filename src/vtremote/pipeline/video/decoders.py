@@ -88,6 +88,7 @@ class RemoteDecode(FrameSource):
             timeout=ro.timeout_ms / 1000,
             compression=ro.compression,
             inflight=ro.inflight,
+            **ro.tls_kwargs(),
         )
         job.sessions.append(self.session)
 

@@ -187,6 +187,7 @@ class RemoteEncode(FrameSink):
             timeout=ro.timeout_ms / 1000,
             compression=ro.compression,
             inflight=ro.inflight,
+            **ro.tls_kwargs(),
             settings=remote_settings(self.job, self.out, color_settings(frame), sar),
         )
         self.job.sessions.append(self.session)

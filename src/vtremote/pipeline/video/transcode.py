@@ -116,6 +116,7 @@ class TranscodeHandler(Handler):
             token=ro.token,
             timeout=ro.timeout_ms / 1000,
             inflight=ro.inflight,
+            **ro.tls_kwargs(),
         )
         job.sessions.append(self.session)
         self.out_stream = open_output_stream_for_packets(job.output, out.remote_codec)

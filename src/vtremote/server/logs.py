@@ -1,0 +1,110 @@
+"""Rate-limited logging: a flood of refused connections must not become a flood of lines.
+
+Log calls that a remote host can trigger at will (a refused or evicted
+connection, a wrong token, a handshake that timed out) pass
+``extra=RATE_LIMITED``. :class:`RateLimitFilter`, installed on the server's
+loggers, lets the first ``burst`` records of each message template through in
+every ``window`` seconds and counts the rest; the count comes out as one line
+when the window ends::
+
+    refusing connection from %s: ... (3817 more like this in the last 10 s)
+
+Records without the marker are never held back, so session summaries and
+errors of authenticated sessions always appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_SESSION_PREFIX = re.compile(r"^\[session [^\]]*\] ")
+
+#: Pass as ``extra=`` to mark a record as rate limited.
+RATE_LIMITED = {"vtremote_rate_limited": True}
+
+
+@dataclass
+class _Window:
+    start: float
+    passed: int = 0
+    suppressed: int = 0
+    level: int = logging.WARNING
+    name: str = ""
+
+
+class RateLimitFilter(logging.Filter):
+    """Pass ``burst`` marked records per template per ``window`` s; summarise the rest."""
+
+    def __init__(self, burst: int = 5, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, _Window] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "vtremote_rate_limited", False):
+            return True
+        key = _SESSION_PREFIX.sub("", str(record.msg))  # one template for every session
+        now = self._clock()
+        summaries: list[tuple[str, _Window]] = []
+        with self._lock:
+            win = self._windows.get(key)
+            if win is None or now - win.start >= self.window:
+                if win is not None and win.suppressed:
+                    summaries.append((key, win))
+                win = self._windows[key] = _Window(now, level=record.levelno, name=record.name)
+            if win.passed < self.burst:
+                win.passed += 1
+                allowed = True
+            else:
+                win.suppressed += 1
+                allowed = False
+        for k, w in summaries:
+            _emit_summary(k, w, self.window)
+        return allowed
+
+    def flush(self, final: bool = False) -> None:
+        """Write the summary of every window that has ended (the daemon calls this each second);
+        ``final``: of every window (at shutdown)."""
+        now = self._clock()
+        summaries: list[tuple[str, _Window]] = []
+        with self._lock:
+            for key, win in list(self._windows.items()):
+                if final or now - win.start >= self.window:
+                    del self._windows[key]
+                    if win.suppressed:
+                        summaries.append((key, win))
+        for k, w in summaries:
+            _emit_summary(k, w, self.window)
+
+
+def _emit_summary(template: str, win: _Window, window: float) -> None:
+    # The template, not a formatted line: its arguments differed between the records.
+    logging.getLogger(win.name).log(
+        win.level, "... %d more like %r in the last %g s", win.suppressed, template, window
+    )
+
+
+#: The loggers whose marked records are rate limited.
+SERVER_LOGGERS = ("vtremote.server.daemon", "vtremote.server.session")
+
+
+def install(burst: int = 5, window: float = 10.0) -> RateLimitFilter:
+    """Attach one filter to the server's loggers (idempotent per filter object); returns it."""
+    flt = RateLimitFilter(burst, window)
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, RateLimitFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(flt)
+    return flt
+
+
+__all__ = ["RATE_LIMITED", "RateLimitFilter", "install"]
