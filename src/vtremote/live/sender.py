@@ -73,33 +73,38 @@ class SenderConfig:
 
 
 class RateController:
-    """Adaptive bitrate between a minimum and a maximum. Sans-IO (time passed in).
+    """Adaptive bitrate between a minimum and a maximum (AIMD). Sans-IO: time is passed in.
 
     Congestion (pictures queued behind the network, frames dropped for it, or
-    datagrams the receiver reports missing) cuts the target to 85 % of what the
-    path really drained, at most to 70 % of the current target per step; a quiet
-    second raises it by 8 % per step, up to the maximum.
+    datagrams the receiver reports missing) cuts the target to 80 % of what the
+    path really drained, and at least by 15 %; that drained rate is remembered
+    as the path's ceiling. After a quiet second the target grows 5 % per step
+    up to the ceiling, and only 2 % per step beyond it (probing for more), up to
+    the maximum.
     """
 
     def __init__(self, start: int, minimum: int, maximum: int) -> None:
         self.minimum, self.maximum = minimum, maximum
         self.target = start
+        self.ceiling = maximum
         self._quiet_since: int | None = None
         self.changes = 0
 
     def update(self, now_ns: int, *, congested: bool, drained_bps: float | None) -> int | None:
         old = self.target
         if congested:
-            cut = self.target * 0.7
+            cut = self.target * 0.85
             if drained_bps is not None and drained_bps > 0:
-                cut = max(cut, min(self.target * 0.95, drained_bps * 0.85))
+                cut = min(cut, drained_bps * 0.8)
+                self.ceiling = int(max(self.minimum, drained_bps * 0.8))
             self.target = int(max(self.minimum, cut))
             self._quiet_since = now_ns
         else:
             if self._quiet_since is None:
                 self._quiet_since = now_ns
             if now_ns - self._quiet_since >= 1_000_000_000:
-                self.target = int(min(self.maximum, self.target * 1.08))
+                step = 1.05 if self.target < self.ceiling else 1.02
+                self.target = int(min(self.maximum, self.target * step))
         if self.target != old:
             self.changes += 1
             return self.target

@@ -38,7 +38,8 @@ from vtremote.live.datagram import (
 log = logging.getLogger(__name__)
 
 #: Kernel send buffer asked for on TCP: small, so a slow path shows as queue growth here.
-TCP_SNDBUF = 32 * 1024
+TCP_SNDBUF = 64 * 1024
+TCP_NOTSENT = 16 * 1024
 HELLO_INTERVAL_S = 0.2
 HANDSHAKE_TIMEOUT_S = 2.0
 #: A UDP receiver that says nothing this long is gone; the link says HELLO again.
@@ -258,6 +259,9 @@ class TcpLink(Link):
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, TCP_SNDBUF)
+            if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+                # Linux: a send blocks once this much is unsent, however large the window.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, TCP_NOTSENT)
             sock.sendmsg(p.serialize(self.hello))
             parser = p.StreamParser()
             ack: p.Message | None = None
