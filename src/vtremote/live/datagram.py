@@ -193,9 +193,9 @@ class Reassembler:
         self.give_up_ns = give_up_ns
         self._partials: dict[int, _Partial] = {}
         self._bytes = 0
-        self._next: int | None = None  # next message sequence number to deliver
+        self._next = 0  # next message sequence number to deliver (a session starts at 0)
         self._gap_since: int | None = None  # when the next message became overdue
-        self._hi_dgram: int | None = None
+        self._hi_dgram = 0xFFFFFFFF  # highest datagram number seen (none yet: -1)
         self._missing: OrderedDict[int, list[int]] = OrderedDict()  # seq -> [first_seen, last_nack]
         # counters
         self.datagrams = 0
@@ -214,8 +214,6 @@ class Reassembler:
         """One sequenced datagram (control datagrams do not come here)."""
         self.datagrams += 1
         self._track_dgram(head.dgram_seq, now_ns)
-        if self._next is None:
-            self._next = head.msg_seq
         ahead = _ahead(head.msg_seq, self._next)
         if ahead < 0:
             self.duplicates += 1
@@ -246,9 +244,6 @@ class Reassembler:
             self._gap_since = now_ns
 
     def _track_dgram(self, seq: int, now_ns: int) -> None:
-        if self._hi_dgram is None:
-            self._hi_dgram = seq
-            return
         ahead = _ahead(seq, self._hi_dgram)
         if ahead > 0:
             for s in range(self._hi_dgram + 1, self._hi_dgram + min(ahead, MISSING_WINDOW)):
@@ -285,7 +280,7 @@ class Reassembler:
         reported as lost: a datagram stream has no connection to close.
         """
         out: list[Message | Lost] = []
-        while self._next is not None:
+        while True:
             part = self._partials.get(self._next)
             if part is not None and len(part.fragments) == part.count:
                 del self._partials[self._next]
@@ -327,7 +322,6 @@ class Reassembler:
             out.append(Lost(seq, 1))
 
     def _advance(self, now_ns: int) -> None:
-        assert self._next is not None
         self._next = (self._next + 1) & 0xFFFFFFFF
         self._gap_since = None  # poll() restarts it if the new next one is overdue
 
