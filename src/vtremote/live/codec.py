@@ -96,8 +96,8 @@ class LiveEncoder:
         ceiling = max(cfg.max_bitrate, cfg.bitrate)
         opts: dict[str, str] = {}
         if cfg.codec is Codec.MJPEG:
-            ctx.qscale = True
-            ctx.global_quality = cfg.mjpeg_quality * 118  # FF_QP2LAMBDA, as -q:v does
+            # A fixed quantiser (what -q:v gives JPEG): the rate control is pinned to it.
+            ctx.qmin = ctx.qmax = cfg.mjpeg_quality
         else:
             ctx.bit_rate = cfg.bitrate
             ctx.gop_size = gop

@@ -45,12 +45,15 @@ class SourceStats:
     datagrams: int = 0
     retransmit_requests: int = 0
     recovered_datagrams: int = 0
+    max_gap_ns: int = 0  # longest time between two shown pictures (a freeze)
 
     def frame(self, now_ns: int, size: int, latency_ms: float, keyframe: bool) -> None:
         self.frames += 1
         self.keyframes += keyframe
         if self.first_ns is None:
             self.first_ns = now_ns
+        elif self.last_ns is not None:
+            self.max_gap_ns = max(self.max_gap_ns, now_ns - self.last_ns)
         self.last_ns = now_ns
         if len(self.latencies_ms) < MAX_SAMPLES:
             self.latencies_ms.append(latency_ms)
@@ -98,6 +101,7 @@ class SourceStats:
             "datagrams": self.datagrams,
             "retransmit_requests": self.retransmit_requests,
             "recovered_datagrams": self.recovered_datagrams,
+            "max_gap_ms": round(self.max_gap_ns / 1e6, 1),
         }
 
 
@@ -129,6 +133,7 @@ def combine(sources: list[SourceStats], *, foreign: int = 0, malformed: int = 0)
         "latency_ms": _latency(lat),
         "drops": sum(s.lost + s.sender_dropped for s in sources),
         "keyframe_requests": sum(s.keyframe_requests for s in sources),
+        "max_gap_ms": round(max((s.max_gap_ns for s in sources), default=0) / 1e6, 1),
         "foreign_datagrams": foreign,
         "malformed": malformed,
         "sources": per,
