@@ -26,7 +26,7 @@ def test_bandwidth_search_finds_settings_at_or_above_the_h264_quality() -> None:
         assert r["reaches_target"] == (r["ssim"] >= target - 1e-9)
     assert rows[-1]["vs_jpeg"] == 1.0
     text = bench.tables({"machine": "test", "bandwidth": result, "latency": [],
-                         "ratelimit": _stream(rate_bps=3_000_000), "loss": _stream(loss=0.05)})
+                         "ratelimit": [_stream(rate_bps=3_000_000)], "loss": _stream(loss=0.05)})
     assert "| H.264 0.3 Mb/s:" in text and "3 Mb/s bottleneck" in text and "5% datagrams lost" in text
 
 

@@ -59,3 +59,14 @@ def test_congestion_cuts_to_the_drained_rate_and_quiet_probes_up_slowly() -> Non
     for _ in range(50):
         rc.update(t, congested=True, drained_bps=10_000)
     assert rc.target == 500_000
+
+
+def test_a_stream_starts_climbing_fast_until_its_first_congestion() -> None:
+    rc = RateController(3_000_000, 750_000, 6_000_000)
+    assert rc.update(0, congested=False, drained_bps=None) == 3_300_000  # no quiet second needed
+    for i in range(1, 20):
+        rc.update(i * 250 * MS, congested=False, drained_bps=None)
+    assert rc.target == 6_000_000
+    rc.update(6 * 10**9, congested=True, drained_bps=4_000_000)
+    assert not rc.starting and rc.target == 3_200_000
+    assert rc.update(6 * 10**9 + 250 * MS, congested=False, drained_bps=None) is None

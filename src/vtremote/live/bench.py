@@ -185,7 +185,7 @@ def _children_cpu() -> float:
 
 def run_stream(*, codec: str = "h264", transport: str = "tcp", width: int = 1920, height: int = 1080,
                fps: int = 30, seconds: float = 10.0, bitrate: int = 4_000_000, loss: float = 0.0,
-               rate_bps: int = 0, progress: Progress | None = None) -> dict[str, Any]:
+               rate_bps: int = 0, greedy: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """One sender process -> (relay) -> one receiver process; the receiver's summary and CPU."""
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,7 +194,7 @@ def run_stream(*, codec: str = "h264", transport: str = "tcp", width: int = 1920
             recv = subprocess.Popen(_live("recv", "--listen", "127.0.0.1:0", "--json"), stdout=o, stderr=e)
         try:
             port = _wait_port(err, recv)
-            relay = LossyRelay(("127.0.0.1", port), loss=loss, rate_bps=rate_bps).start() if (loss or rate_bps) else None
+            relay = LossyRelay(("127.0.0.1", port), loss=loss, rate_bps=rate_bps, greedy=greedy).start() if (loss or rate_bps) else None
             to = relay.addr if relay else f"127.0.0.1:{port}"
             say(f"stream: {codec} over {transport}{f' loss {loss:.0%}' if loss else ''}"
                 f"{f' at {rate_bps / 1e6:g} Mb/s' if rate_bps else ''}, {seconds:g} s of {width}x{height}@{fps}")
@@ -224,7 +224,7 @@ def run_stream(*, codec: str = "h264", transport: str = "tcp", width: int = 1920
         sender = dict(zip(keys, map(int, m.groups()), strict=True))
     return {
         "benchmark": "stream", "codec": codec, "transport": transport, "size": f"{width}x{height}", "fps": fps,
-        "seconds": seconds, "bitrate": bitrate, "loss": loss, "rate_bps": rate_bps,
+        "seconds": seconds, "bitrate": bitrate, "loss": loss, "rate_bps": rate_bps, "greedy": greedy,
         "expected_frames": round(seconds * fps), "summary": summary, "sender": sender,
         "sender_cpu_s": round(sender_cpu, 2), "receiver_cpu_s": round(receiver_cpu, 2), "relay": counters,
     }
@@ -254,8 +254,11 @@ def run_all(*, quick: bool = False, width: int = 1920, height: int = 1080,
             continue
         r = run_stream(codec=codec, width=width, height=height, seconds=seconds, progress=progress)
         results["latency"].append(r)
-    results["ratelimit"] = run_stream(codec="h264", width=width, height=height, seconds=seconds * 1.5,
-                                      bitrate=6_000_000, rate_bps=3_000_000, progress=progress)
+    results["ratelimit"] = [
+        run_stream(codec="h264", width=width, height=height, seconds=seconds * 1.5, bitrate=6_000_000,
+                   rate_bps=3_000_000, greedy=greedy, progress=progress)
+        for greedy in (False, True)
+    ]
     results["loss"] = run_stream(codec="h264", transport="udp", width=width, height=height,
                                  seconds=seconds, loss=0.05, progress=progress)
     return results
@@ -285,13 +288,14 @@ def tables(results: dict[str, Any]) -> str:
     out += ["", "#### Capture-to-decoded latency on loopback, sender and receiver as separate processes", "",
             "| codec | transport | path | frames shown / captured | fps | KB/s | latency p50 / p99 / max ms | drops | keyframe requests | longest freeze ms | sender CPU s | receiver CPU s |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    rows = [*results["latency"], results["ratelimit"], results["loss"]]
+    rows = [*results["latency"], *results["ratelimit"], results["loss"]]
     for r in rows:
         s = r["summary"]
         lat = s["latency_ms"]
         path = "direct"
         if r["rate_bps"]:
-            path = f"{r['rate_bps'] / 1e6:g} Mb/s bottleneck"
+            buffer = "unbounded buffer" if r.get("greedy") else "small buffer"
+            path = f"{r['rate_bps'] / 1e6:g} Mb/s bottleneck, {buffer}"
         if r["loss"]:
             path = f"{r['loss']:.0%} datagrams lost"
         out.append(
@@ -299,11 +303,14 @@ def tables(results: dict[str, Any]) -> str:
             f"{s['kbytes_per_s']:,.0f} | {lat['p50']} / {lat['p99']} / {lat['max']} | {s['drops']} | "
             f"{s['keyframe_requests']} | {s['max_gap_ms']} | {r['sender_cpu_s']} | {r['receiver_cpu_s']} |"
         )
-    rl, lo = results["ratelimit"], results["loss"]
+    lo = results["loss"]
     src = lo["summary"]["sources"][0] if lo["summary"]["sources"] else {}
-    out += ["",
-            f"- Bottleneck: the sender starts at {rl['bitrate'] / 1e6:g} Mb/s; adaptive bitrate ended at "
-            f"{rl['sender'].get('bitrate_end', 0) / 1e6:.2f} Mb/s; {rl['sender'].get('dropped', 'n/a')} frames dropped by the sender.",
+    out.append("")
+    for rl in results["ratelimit"]:
+        out.append(f"- Bottleneck ({'unbounded' if rl.get('greedy') else 'small'} buffer): -b:v {rl['bitrate'] / 1e6:g}M "
+                   f"(start at half); adaptive bitrate ended at {rl['sender'].get('bitrate_end', 0) / 1e6:.2f} Mb/s; "
+                   f"{rl['sender'].get('dropped', 'n/a')} frames dropped by the sender.")
+    out += [
             f"- Loss: {lo['relay'].get('dropped', 0)} of {lo['relay'].get('datagrams', 0)} datagrams dropped by the relay; "
             f"{src.get('retransmit_requests', 0)} asked again (NACK), {src.get('recovered_datagrams', 0)} recovered; "
             f"{src.get('lost', 0)} pictures not shown; longest freeze {src.get('max_gap_ms', 0)} ms.",

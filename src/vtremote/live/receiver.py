@@ -80,6 +80,7 @@ class _Session:
         self.clock_id = 0
         self.next_control = 0
         self.last_kf_request = 0
+        self._seen = self._missing = 0
         self.close_hook: Callable[[], None] = lambda: None
 
     def control_tick(self, now: int, reassembler: Reassembler | None = None) -> None:
@@ -88,11 +89,13 @@ class _Session:
         self.next_control = now + CONTROL_INTERVAL_NS
         self.clock_id += 1
         st = self.source.stats
-        recent = st.recent(now)
+        recent = st.recent(now, CONTROL_INTERVAL_NS)  # what the sender reacts to: the last interval
         loss = 0
-        if reassembler is not None:
+        if reassembler is not None:  # over the last interval, not the whole session
             seen = reassembler.datagrams + reassembler.missing_total
-            loss = int(1000 * reassembler.missing_total / seen) if seen else 0
+            d_seen, d_missing = seen - self._seen, reassembler.missing_total - self._missing
+            self._seen, self._missing = seen, reassembler.missing_total
+            loss = int(1000 * d_missing / d_seen) if d_seen > 0 else 0
         try:
             self.send_control(p.ClockRequest(self.clock_id & 0xFFFFFFFF, time.monotonic_ns()))
             self.send_control(p.Stats(

@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 MAX_PENDING = 2
 #: How often the bitrate is reconsidered.
 RATE_INTERVAL_NS = 250_000_000
+#: Receiver-side latency p50 this far above its lowest value means a queue on the path.
+LATENCY_MARGIN_US = 80_000
+#: Receiver-side latency p50 growing this much per STATS interval, twice in a row: a queue builds.
+LATENCY_RISE_US = 30_000
+#: Receiver-side latency p50 above this is a queue whatever the floor (a LAN has no such delay).
+LATENCY_CEILING_US = 200_000
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,9 @@ class RateController:
 
     Congestion (pictures queued behind the network, frames dropped for it, or
     datagrams the receiver reports missing) cuts the target to 80 % of what the
-    path really drained, and at least by 15 %; that drained rate is remembered
-    as the path's ceiling. After a quiet second the target grows 5 % per step
+    path really drained (50 % while a backlog stands on the path, so that it
+    empties; by 15 % when nothing was measured); 80 % of the drained rate is
+    remembered as the path's ceiling. After a quiet second the target grows 5 % per step
     up to the ceiling, and only 2 % per step beyond it (probing for more), up to
     the maximum.
     """
@@ -87,22 +95,30 @@ class RateController:
         self.minimum, self.maximum = minimum, maximum
         self.target = start
         self.ceiling = maximum
+        self.starting = True
         self._quiet_since: int | None = None
         self.changes = 0
 
-    def update(self, now_ns: int, *, congested: bool, drained_bps: float | None) -> int | None:
+    def update(self, now_ns: int, *, congested: bool, drained_bps: float | None,
+               backlog: bool = False) -> int | None:
+        """``backlog``: a queue already stands on the path; go to half the drained rate to empty it."""
         old = self.target
         if congested:
+            self.starting = False
             cut = self.target * 0.85
             if drained_bps is not None and drained_bps > 0:
-                cut = min(cut, drained_bps * 0.8)
+                # From the measured rate, not from the last target: repeated signals of the same
+                # congestion converge on it instead of spiralling down to the minimum.
+                cut = min(self.target, drained_bps * (0.5 if backlog else 0.8))
                 self.ceiling = int(max(self.minimum, drained_bps * 0.8))
             self.target = int(max(self.minimum, cut))
             self._quiet_since = now_ns
         else:
             if self._quiet_since is None:
                 self._quiet_since = now_ns
-            if now_ns - self._quiet_since >= 1_000_000_000:
+            if self.starting:  # no congestion seen yet: climb fast from the half-rate start
+                self.target = int(min(self.maximum, self.target * 1.10))
+            elif now_ns - self._quiet_since >= 1_000_000_000:
                 step = 1.05 if self.target < self.ceiling else 1.02
                 self.target = int(min(self.maximum, self.target * step))
         if self.target != old:
@@ -137,9 +153,12 @@ class Sender:
         self.config = config
         self.address = parse_address(to)
         self.stats = SenderStats(bitrate=config.bitrate, min_bitrate_seen=config.bitrate)
-        self._encoder = LiveEncoder(config.encoder_config())
+        self._encoder = LiveEncoder(config.encoder_config())  # VBV sized for the maximum
         min_rate = config.min_bitrate or max(100_000, config.bitrate // 8)
-        self._rate = RateController(config.bitrate, min_rate, config.bitrate)
+        start = config.bitrate // 2 if config.adaptive and config.codec is p.Codec.H264 else config.bitrate
+        self._rate = RateController(max(min_rate, start), min_rate, config.bitrate)
+        if self._encoder.set_bitrate(self._rate.target):
+            self.stats.bitrate = self.stats.min_bitrate_seen = self._rate.target
         hello = p.Hello(
             source_id=config.source_id, nonce=random.getrandbits(32), codec=config.codec,
             width=config.width, height=config.height, fps_num=config.fps.numerator,
@@ -158,6 +177,13 @@ class Sender:
         self._hint_bps = 0
         self._congested = False
         self._last_lost = 0
+        self._last_stats: tuple[int, int] | None = None
+        self._delivered_bps = 0.0
+        self._delivered: deque[float] = deque(maxlen=4)
+        self._latency_floor_us = 1 << 62
+        self._late = False
+        self._recent_latency: list[int] = []
+        self._pause_until = 0
         self._seq_base: int | None = None
         self._last_index = -1
         self._carry: list[p.Metadata] = []
@@ -254,9 +280,39 @@ class Sender:
         log.debug("live: keyframe requested (%s)", msg.reason.name)
 
     def _on_stats(self, msg: p.Stats) -> None:
+        """The receiver's view, twice a second: losses, and latency growing over its floor.
+
+        Latency is the signal that still works when the queue is not ours: a
+        path that buffers seconds (a greedy relay, a bloated router) never pushes
+        back on the socket, but the receiver sees every picture arrive later.
+        Then what the receiver got per second is the rate the path really has.
+        """
+        now = time.monotonic_ns()
+        if self._last_stats is not None:
+            t, got = self._last_stats
+            if now > t and msg.bytes >= got:
+                # The best of the last two seconds: while the sender pauses, less arrives.
+                self._delivered.append((msg.bytes - got) * 8e9 / (now - t))
+                self._delivered_bps = max(self._delivered)
+        self._last_stats = (now, msg.bytes)
         if msg.lost > self._last_lost or msg.loss_permille > 100:
             self._congested = True
         self._last_lost = msg.lost
+        if msg.latency_p50_us:
+            lat = msg.latency_p50_us
+            self._latency_floor_us = min(self._latency_floor_us, lat)
+            # Above the lowest latency seen, or rising interval after interval (a queue growing
+            # on a path whose floor was never seen empty, as when a stream starts too fast).
+            rising = len(self._recent_latency) == 2 and (
+                self._recent_latency[0] + LATENCY_RISE_US < self._recent_latency[1] + LATENCY_RISE_US // 2 < lat
+            )
+            if lat > self._latency_floor_us + LATENCY_MARGIN_US or rising or lat > LATENCY_CEILING_US:
+                self._congested = self._late = True
+                # Stop sending for a moment: the standing queue drains at the path's full rate
+                # (frames are dropped before the encoder, so the stream stays decodable).
+                excess = max(lat - self._latency_floor_us, lat - LATENCY_CEILING_US // 2)
+                self._pause_until = now + min(500_000_000, excess * 1000 // 2)
+            self._recent_latency = [*self._recent_latency[-1:], lat]
 
     def _on_hint(self, msg: p.BitrateHint) -> None:
         self._hint_bps = msg.max_bps
@@ -290,11 +346,13 @@ class Sender:
                 self._adapt(now, drained)
                 next_rate = now + RATE_INTERVAL_NS
             index = self._index(capture_ns)
-            if not self._link.connected or self._link.pending() >= MAX_PENDING:
-                if self._link.connected:
-                    self._congested = True
-                else:
+            pausing = now < self._pause_until
+            backed_up = self._link.pending() >= MAX_PENDING
+            if not self._link.connected or backed_up or pausing:
+                if not self._link.connected:
                     self._force_key = True
+                elif backed_up:
+                    self._congested = True
                 self.stats.dropped += 1
                 # Metadata is small: it goes (with its own frame number and time) before the next picture.
                 self._carry += [p.Metadata(self._meta_seq(t), t, m) for t, m in metas]
@@ -333,7 +391,11 @@ class Sender:
         if not self.config.adaptive:
             return
         congested, self._congested = self._congested, False
-        new = self._rate.update(now, congested=congested, drained_bps=drained_bps if congested else None)
+        late, self._late = self._late, False
+        if late and self._delivered_bps > 0:
+            drained_bps = self._delivered_bps  # the queue is beyond our socket: what got through
+        new = self._rate.update(now, congested=congested, drained_bps=drained_bps if congested else None,
+                                backlog=late)
         target = self._rate.target
         if self._hint_bps:
             target = min(target, self._hint_bps)

@@ -8,8 +8,9 @@ network path would:
 * ``reorder``: fraction of UDP datagrams held back ``reorder_ms`` and sent late;
 * ``rate_bps``: a bottleneck of this many bits per second. TCP bytes are paced
   through a small buffer (what does not fit stays in the sender's socket, as
-  behind a router); UDP datagrams queue up to ``queue_bytes`` and the rest are
-  dropped (tail drop);
+  behind a router), or with ``greedy`` through an unbounded one (a bloated
+  buffer that never pushes back); UDP datagrams queue up to ``queue_bytes`` and
+  the rest are dropped (tail drop);
 * :meth:`cut` drops every connection now (a network failure: TCP connections
   are reset, UDP is blackholed for ``seconds``).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import queue
 import random
 import socket
 import threading
@@ -48,12 +50,14 @@ class LossyRelay:
         reorder_ms: float = 5.0,
         rate_bps: int = 0,
         queue_bytes: int = 64 * 1024,
+        greedy: bool = False,
         seed: int = 1,
     ) -> None:
         self.target = target
         self.loss, self.reorder, self.reorder_ms = loss, reorder, reorder_ms
         self.rate_bps = rate_bps
         self.queue_bytes = queue_bytes
+        self.greedy = greedy
         self.counters = RelayCounters()
         self._random = random.Random(seed)
         self._stop = threading.Event()
@@ -149,9 +153,10 @@ class LossyRelay:
     def _pump(self, src: socket.socket, dst: socket.socket, shaped: bool) -> None:
         rate = self.rate_bps / 8 if shaped and self.rate_bps else 0.0
         next_t = time.monotonic()
+        chunks = _greedy_reader(src) if rate and self.greedy else None
         try:
             while True:
-                data = src.recv(1460 if rate else 65536)
+                data = chunks.get() if chunks is not None else src.recv(1460 if rate else 65536)
                 if not data:
                     break
                 if rate:
@@ -232,3 +237,20 @@ class LossyRelay:
                 continue
             with contextlib.suppress(OSError):
                 self._udp.sendto(data, client)
+
+
+def _greedy_reader(src: socket.socket) -> queue.Queue[bytes]:
+    """Read ``src`` as fast as it comes into an unbounded queue (b"" at the end)."""
+    chunks: queue.Queue[bytes] = queue.Queue()
+
+    def run() -> None:
+        try:
+            while data := src.recv(65536):
+                for i in range(0, len(data), 1460):
+                    chunks.put(data[i : i + 1460])
+        except OSError:
+            pass
+        chunks.put(b"")
+
+    threading.Thread(target=run, daemon=True, name="lossy-relay-greedy").start()
+    return chunks

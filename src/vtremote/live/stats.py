@@ -61,17 +61,18 @@ class SourceStats:
         while self._window and now_ns - self._window[0][0] > 2_000_000_000:
             self._window.popleft()
 
-    def recent(self, now_ns: int) -> dict[str, float]:
-        """fps, Mb/s and latency p50/p99 over the last two seconds."""
+    def recent(self, now_ns: int, window_ns: int = 2_000_000_000) -> dict[str, float]:
+        """fps, Mb/s and latency p50/p99 over the last ``window_ns`` (at most two seconds)."""
         while self._window and now_ns - self._window[0][0] > 2_000_000_000:
             self._window.popleft()
-        if len(self._window) < 2:
+        recent = [x for x in self._window if now_ns - x[0] <= window_ns]
+        if len(recent) < 2:
             return {"fps": 0.0, "mbps": 0.0, "p50": math.nan, "p99": math.nan}
-        span = max(1, self._window[-1][0] - self._window[0][0]) / 1e9
-        lat = sorted(x[2] for x in self._window)
+        span = max(1, recent[-1][0] - recent[0][0]) / 1e9
+        lat = sorted(x[2] for x in recent)
         return {
-            "fps": (len(self._window) - 1) / span,
-            "mbps": sum(x[1] for x in self._window) * 8 / span / 1e6,
+            "fps": (len(recent) - 1) / span,
+            "mbps": sum(x[1] for x in recent) * 8 / span / 1e6,
             "p50": percentile(lat, 50),
             "p99": percentile(lat, 99),
         }
