@@ -7,8 +7,13 @@ parameter sets repeated on every keyframe, Annex B output, and keyframes that
 are IDR when asked for (a receiver can join or recover on any of them). MJPEG is
 the baseline the live path replaces: every picture a JPEG at a fixed quality.
 
-The bitrate can change while the encoder runs (x264 reconfigures at the next
-frame; x265 and MJPEG keep theirs).
+When the machine has a hardware encoder that really works (VideoToolbox, NVENC,
+QSV: probed once per process by encoding a frame), H.264 and HEVC use it, with
+its low-delay options and no B-frames; otherwise libx264/libx265. The choice is
+logged; ``EncoderConfig(hardware=False)`` keeps to software.
+
+The bitrate can change while the encoder runs (x264, NVENC and QSV reconfigure
+at the next frame; x265, VideoToolbox and MJPEG keep theirs).
 """
 
 from __future__ import annotations
@@ -31,6 +36,51 @@ _ENCODERS = {Codec.H264: "libx264", Codec.HEVC: "libx265", Codec.MJPEG: "mjpeg"}
 _DECODERS = {Codec.H264: "h264", Codec.HEVC: "hevc", Codec.MJPEG: "mjpeg"}
 _PIX_FMT = {Codec.H264: "yuv420p", Codec.HEVC: "yuv420p", Codec.MJPEG: "yuvj420p"}
 
+#: Hardware encoders tried before the software one: (name, low-delay options).
+_HARDWARE: dict[Codec, list[tuple[str, dict[str, str]]]] = {
+    codec: [
+        (f"{prefix}_videotoolbox", {"realtime": "1", "allow_sw": "0", "prio_speed": "1"}),
+        (f"{prefix}_nvenc", {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0",
+                             "forced-idr": "1", "rc": "cbr"}),
+        (f"{prefix}_qsv", {"preset": "veryfast", "async_depth": "1", "look_ahead": "0", "forced_idr": "1"}),
+    ]
+    for codec, prefix in ((Codec.H264, "h264"), (Codec.HEVC, "hevc"))
+}
+#: Encoders that take a new bit rate between frames.
+_DYNAMIC_RATE_SUFFIXES = ("_nvenc", "_qsv")
+_probed: dict[Codec, tuple[str, dict[str, str]] | None] = {}
+
+
+def hardware_encoder(codec: Codec) -> tuple[str, dict[str, str]] | None:
+    """The first hardware encoder of ``codec`` that encodes a frame here (cached), or None."""
+    if codec in _probed:
+        return _probed[codec]
+    found = None
+    for name, opts in _HARDWARE.get(codec, []):
+        if name not in av.codecs_available:
+            continue
+        try:
+            ctx = av.CodecContext.create(name, "w")
+            assert isinstance(ctx, av.VideoCodecContext)
+            ctx.width, ctx.height, ctx.pix_fmt = 320, 240, "nv12"
+            ctx.time_base = Fraction(1, 30)
+            ctx.bit_rate = 500_000
+            ctx.max_b_frames = 0
+            ctx.options = dict(opts)
+            ctx.open()
+            frame = av.VideoFrame(320, 240, "nv12")
+            for plane in frame.planes:
+                plane.update(bytes(plane.buffer_size))
+            frame.pts = 0
+            got = list(ctx.encode(frame)) + list(ctx.encode(None))
+            if got:
+                found = (name, opts)
+                break
+        except (av.FFmpegError, ValueError, OSError) as e:
+            log.debug("live: %s does not work here: %s", name, e)
+    _probed[codec] = found
+    return found
+
 
 def available(codec: Codec) -> bool:
     """Whether this PyAV build can encode ``codec``."""
@@ -49,6 +99,7 @@ class EncoderConfig:
     preset: str = "ultrafast"
     mjpeg_quality: int = 5  # MJPEG qscale, 2 (best) .. 31
     threads: int = 0  # 0 = codec default
+    hardware: bool = True  # a hardware encoder when one works here
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
@@ -78,16 +129,19 @@ class LiveEncoder:
         if not available(config.codec):
             raise EngineUnavailableError(f"{_ENCODERS[config.codec]} is not in this PyAV build")
         self.bitrate = config.bitrate
-        self._ctx = self._open()
-        self._pix_fmt = _PIX_FMT[config.codec]
+        hw = hardware_encoder(config.codec) if config.hardware else None
+        self.name = hw[0] if hw is not None else _ENCODERS[config.codec]
+        self._pix_fmt = "nv12" if hw is not None else _PIX_FMT[config.codec]
+        self._ctx = self._open(hw[1] if hw is not None else None)
+        log.info("live: encoding %s with %s", config.codec.name, self.name)
 
-    def _open(self) -> av.VideoCodecContext:
+    def _open(self, hw_options: dict[str, str] | None) -> av.VideoCodecContext:
         cfg = self.config
-        ctx = av.CodecContext.create(_ENCODERS[cfg.codec], "w")
+        ctx = av.CodecContext.create(self.name, "w")
         assert isinstance(ctx, av.VideoCodecContext)
         ctx.width = cfg.width
         ctx.height = cfg.height
-        ctx.pix_fmt = _PIX_FMT[cfg.codec]
+        ctx.pix_fmt = self._pix_fmt
         ctx.time_base = 1 / cfg.fps
         ctx.framerate = cfg.fps
         if cfg.threads:
@@ -98,6 +152,11 @@ class LiveEncoder:
         if cfg.codec is Codec.MJPEG:
             # A fixed quantiser (what -q:v gives JPEG): the rate control is pinned to it.
             ctx.qmin = ctx.qmax = cfg.mjpeg_quality
+        elif hw_options is not None:
+            ctx.bit_rate = cfg.bitrate
+            ctx.gop_size = gop
+            ctx.max_b_frames = 0
+            opts.update(hw_options, maxrate=str(ceiling), bufsize=str(ceiling // 4))
         else:
             ctx.bit_rate = cfg.bitrate
             ctx.gop_size = gop
@@ -116,16 +175,16 @@ class LiveEncoder:
         try:
             ctx.open()
         except av.FFmpegError as e:
-            raise EngineError(f"cannot open {_ENCODERS[cfg.codec]} at {cfg.width}x{cfg.height}: {e}") from e
+            raise EngineError(f"cannot open {self.name} at {cfg.width}x{cfg.height}: {e}") from e
         return ctx
 
     def set_bitrate(self, bps: int) -> bool:
-        """Ask for a new target rate; True when the encoder takes it (x264)."""
-        if self.config.codec is not Codec.H264:
+        """Ask for a new target rate; True when the encoder takes it (x264, NVENC, QSV)."""
+        if not (self.name == "libx264" or self.name.endswith(_DYNAMIC_RATE_SUFFIXES)):
             return False
         bps = max(50_000, min(int(bps), max(self.config.max_bitrate, self.config.bitrate)))
         if bps != self.bitrate:
-            self._ctx.bit_rate = bps  # libx264 reconfigures on the next frame
+            self._ctx.bit_rate = bps  # the encoder reconfigures on the next frame
             self.bitrate = bps
         return True
 
@@ -139,7 +198,7 @@ class LiveEncoder:
         try:
             packets = self._ctx.encode(frame)
         except av.FFmpegError as e:
-            raise EngineError(f"{_ENCODERS[self.config.codec]} failed on frame {index}: {e}") from e
+            raise EngineError(f"{self.name} failed on frame {index}: {e}") from e
         return [Encoded(bytes(p), bool(p.is_keyframe), int(p.pts if p.pts is not None else index)) for p in packets]
 
     def close(self) -> None:

@@ -155,10 +155,11 @@ class Sender:
         self.stats = SenderStats(bitrate=config.bitrate, min_bitrate_seen=config.bitrate)
         self._encoder = LiveEncoder(config.encoder_config())  # VBV sized for the maximum
         min_rate = config.min_bitrate or max(100_000, config.bitrate // 8)
-        start = config.bitrate // 2 if config.adaptive and config.codec is p.Codec.H264 else config.bitrate
-        self._rate = RateController(max(min_rate, start), min_rate, config.bitrate)
-        if self._encoder.set_bitrate(self._rate.target):
-            self.stats.bitrate = self.stats.min_bitrate_seen = self._rate.target
+        start = max(min_rate, config.bitrate // 2) if config.adaptive else config.bitrate
+        if not self._encoder.set_bitrate(start):
+            start = config.bitrate  # an encoder whose rate is fixed stays at it
+        self._rate = RateController(start, min_rate, config.bitrate)
+        self.stats.bitrate = self.stats.min_bitrate_seen = start
         hello = p.Hello(
             source_id=config.source_id, nonce=random.getrandbits(32), codec=config.codec,
             width=config.width, height=config.height, fps_num=config.fps.numerator,
