@@ -216,3 +216,23 @@ def test_usage_and_unreachable_receiver_exit_codes() -> None:
     assert done.returncode == 1
     assert f"cannot reach 127.0.0.1:{port}" in done.stderr
 
+
+
+def test_udp_sender_says_hello_again_to_a_restarted_receiver(start_receiver: Any, start_sender: Any) -> None:
+    first = start_receiver()
+    sender = start_sender(*LAVFI, "--to", first.addr, "--transport", "udp", "-t", "8", "-g", "900")
+    deadline = time.monotonic() + 20
+    while "joined" not in first.stderr():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)
+    rc, before = first.stop(signal.SIGTERM)
+    assert rc == 0 and before["frames"] > 10
+    second = start_receiver(listen=first.addr)
+    assert sender.wait(60) == 0
+    rc, after = second.finish()
+    src = _source(after)
+    # The old session's datagrams are foreign to the new receiver until the sender, hearing
+    # nothing for 3 s, says HELLO again and starts the new session with a keyframe.
+    assert after["foreign_datagrams"] > 0
+    assert src["keyframes"] == 1 and src["lost"] == 0 and after["frames"] > 30
