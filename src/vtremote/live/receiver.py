@@ -22,6 +22,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 CONTROL_INTERVAL_NS = 500_000_000
 KEYFRAME_REQUEST_INTERVAL_NS = 200_000_000
 DECODE_QUEUE = 64
+#: Compressed bytes waiting for one source's decoder; beyond, TCP readers wait and UDP drops.
+DECODE_QUEUE_BYTES = 32 * 1024 * 1024
 HANDSHAKE_TIMEOUT_S = 5.0
 MAX_SOURCES = 16
 
@@ -129,7 +132,9 @@ class _Source:
         self.stats = SourceStats(hello.source_id, p.Codec(hello.codec).name.lower(), hello.width, hello.height)
         self.clock = ClockSync()
         self.session: _Session | None = None
-        self.queue: queue.Queue[p.Message | Lost | None] = queue.Queue(DECODE_QUEUE)
+        self._queue: deque[p.Message | Lost | None] = deque()
+        self._queued_bytes = 0
+        self._queue_cond = threading.Condition()
         self.ended = False
         self.ended_at = 0.0
         self.disconnected_at: float | None = None
@@ -156,11 +161,34 @@ class _Source:
             self.disconnected_at = time.monotonic()
 
     def put(self, item: p.Message | Lost | None, *, block: bool) -> bool:
-        try:
-            self.queue.put(item, block=block, timeout=2.0 if block else None)
-            return True
-        except queue.Full:
-            return False
+        """Queue for the decoder: at most DECODE_QUEUE items and DECODE_QUEUE_BYTES bytes.
+
+        ``block``: wait (up to 2 s) for room, else False at once. Control items
+        (None, Lost) always fit.
+        """
+        size = _size(item)
+        deadline = time.monotonic() + 2.0
+        with self._queue_cond:
+            while size and self._queue and (
+                len(self._queue) >= DECODE_QUEUE or self._queued_bytes + size > DECODE_QUEUE_BYTES
+            ):
+                left = deadline - time.monotonic()
+                if not block or left <= 0:
+                    return False
+                self._queue_cond.wait(left)
+            self._queue.append(item)
+            self._queued_bytes += size
+            self._queue_cond.notify_all()
+        return True
+
+    def _get(self) -> p.Message | Lost | None:
+        with self._queue_cond:
+            while not self._queue:
+                self._queue_cond.wait()
+            item = self._queue.popleft()
+            self._queued_bytes -= _size(item)
+            self._queue_cond.notify_all()
+            return item
 
     def close(self) -> None:
         self.put(None, block=True)
@@ -169,7 +197,7 @@ class _Source:
     def _run(self) -> None:
         try:
             while True:
-                item = self.queue.get()
+                item = self._get()
                 if item is None:
                     break
                 self._handle(item)
@@ -275,6 +303,15 @@ class _Source:
                 })
 
 
+def _size(item: p.Message | Lost | None) -> int:
+    """Bytes an item holds in a decode queue; 0 for the receiver's own markers, which always fit."""
+    if item is None or isinstance(item, Lost):
+        return 0
+    if isinstance(item, (p.Video, p.Audio, p.Metadata)):
+        return max(1, p.nbytes(item.data))
+    return 1
+
+
 def _after(a: int, b: int) -> bool:
     return 0 < ((a - b) & 0xFFFFFFFF) < 0x80000000
 
@@ -302,6 +339,8 @@ class Receiver:
         self.give_up_ns = int(give_up_ms * 1e6)
         self.frames: queue.Queue[ReceivedFrame] = queue.Queue(64)
         self.sources: dict[int, _Source] = {}
+        self._finished: list[_Source] = []  # ended sources whose slot went to a new one
+        self._next_index = 0
         self.foreign = 0  # datagrams from an unknown peer or with a wrong token
         self.malformed = 0  # bytes that are not our protocol
         self.refused = 0
@@ -363,7 +402,7 @@ class Receiver:
         for t in self._threads:
             t.join(3.0)
         with self._lock:
-            sources = list(self.sources.values())
+            sources = [*self.sources.values(), *self._finished]
         for src in sources:
             if src.session is not None:
                 src.session.closed = True
@@ -403,7 +442,7 @@ class Receiver:
 
     def summary(self) -> dict[str, Any]:
         with self._lock:
-            sources = [s.stats for s in self.sources.values()]
+            sources = [s.stats for s in (*self._finished, *self.sources.values())]
         return combine(sources, foreign=self.foreign, malformed=self.malformed)
 
     def __iter__(self) -> Iterator[ReceivedFrame]:
@@ -437,13 +476,26 @@ class Receiver:
                 if (src.hello.codec, src.hello.width, src.hello.height) != (hello.codec, hello.width, hello.height):
                     return p.AckStatus.UNSUPPORTED, f"source {hello.source_id} changed codec or size", None
                 return p.AckStatus.OK, "", src
-            if len(self.sources) >= MAX_SOURCES:
+            if len(self.sources) >= MAX_SOURCES and not self._evict_one():
                 return p.AckStatus.BUSY, f"{MAX_SOURCES} sources already", None
-            src = _Source(self, hello, len(self.sources))
+            src = _Source(self, hello, self._next_index)
+            self._next_index += 1
             self.sources[hello.source_id] = src
         log.info("live: source %d (%s %dx%d %d/%d fps%s) joined", hello.source_id, src.stats.codec,
                  hello.width, hello.height, hello.fps_num, hello.fps_den, f" '{hello.name}'" if hello.name else "")
         return p.AckStatus.OK, "", src
+
+    def _evict_one(self) -> bool:
+        """Give the slot of an ended source (BYE, or gone too long) to a new one (lock held)."""
+        now = time.monotonic()
+        for sid, src in self.sources.items():
+            gone = src.disconnected_at is not None and now - src.disconnected_at > self.reconnect_wait_s
+            if src.ended or gone:
+                del self.sources[sid]
+                self._finished.append(src)
+                threading.Thread(target=src.close, name="live-close", daemon=True).start()
+                return True
+        return False
 
     # --- TCP -----------------------------------------------------------------------------
 
@@ -608,7 +660,7 @@ class Receiver:
                 udp.sendto(control_datagram(msg, _token), _peer)
 
             session = _Session(src, send, "udp")
-            reasm = Reassembler(give_up_ns=self.give_up_ns)
+            reasm = Reassembler(max_bytes=8 * 1024 * 1024, give_up_ns=self.give_up_ns)
 
             def forget(_peer: Any = peer, _session: _Session = session) -> None:
                 cur = self._udp_sessions.get(_peer)
