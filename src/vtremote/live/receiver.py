@@ -22,19 +22,12 @@ import secrets
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-
-from vtremote.errors import EngineError, ErrorCode, RemoteProtocolError, VTRemoteError
+from vtremote.errors import ErrorCode, RemoteProtocolError
 from vtremote.live import protocol as p
-from vtremote.live.clock import ClockSync
-from vtremote.live.codec import LiveDecoder
 from vtremote.live.datagram import (
     DATAGRAM_HEADER,
     MAX_DATAGRAM,
@@ -43,277 +36,14 @@ from vtremote.live.datagram import (
     control_datagram,
     parse_header,
 )
-from vtremote.live.recorder import Recorder, path_for_source
-from vtremote.live.stats import SourceStats, combine
+from vtremote.live.stats import combine
+from vtremote.live.stream import ReceivedFrame, Session, SourceStream
 from vtremote.live.transport import parse_address
 
 log = logging.getLogger(__name__)
 
-CONTROL_INTERVAL_NS = 500_000_000
-KEYFRAME_REQUEST_INTERVAL_NS = 200_000_000
-DECODE_QUEUE = 64
-#: Compressed bytes waiting for one source's decoder; beyond, TCP readers wait and UDP drops.
-DECODE_QUEUE_BYTES = 32 * 1024 * 1024
 HANDSHAKE_TIMEOUT_S = 5.0
 MAX_SOURCES = 16
-
-
-@dataclass(frozen=True)
-class ReceivedFrame:
-    """One decoded picture and when it was captured, on both clocks."""
-
-    source_id: int
-    seq: int
-    frame: av.VideoFrame
-    keyframe: bool
-    capture_ns: int  # sender's clock
-    capture_local_ns: int  # the same instant on this machine's clock
-    latency_ns: int  # capture to decoded
-    metadata: tuple[Any, ...] = ()
-
-
-class _Session:
-    """One connection or UDP association of a source: how to talk back."""
-
-    def __init__(self, source: _Source, send: Callable[[p.Message], None], transport: str) -> None:
-        self.source = source
-        self.send_control = send
-        self.transport = transport
-        self.closed = False
-        self.clock_id = 0
-        self.next_control = 0
-        self.last_kf_request = 0
-        self._seen = self._missing = 0
-        self.close_hook: Callable[[], None] = lambda: None
-
-    def control_tick(self, now: int, reassembler: Reassembler | None = None) -> None:
-        if now < self.next_control:
-            return
-        self.next_control = now + CONTROL_INTERVAL_NS
-        self.clock_id += 1
-        st = self.source.stats
-        recent = st.recent(now, CONTROL_INTERVAL_NS)  # what the sender reacts to: the last interval
-        loss = 0
-        if reassembler is not None:  # over the last interval, not the whole session
-            seen = reassembler.datagrams + reassembler.missing_total
-            d_seen, d_missing = seen - self._seen, reassembler.missing_total - self._missing
-            self._seen, self._missing = seen, reassembler.missing_total
-            loss = int(1000 * d_missing / d_seen) if d_seen > 0 else 0
-        try:
-            self.send_control(p.ClockRequest(self.clock_id & 0xFFFFFFFF, time.monotonic_ns()))
-            self.send_control(p.Stats(
-                st.frames & 0xFFFFFFFF, st.lost & 0xFFFFFFFF, st.bytes,
-                _us(recent["p50"]), _us(recent["p99"]), min(loss, 1000),
-            ))
-        except (OSError, VTRemoteError):
-            pass
-
-    def request_keyframe(self, reason: p.KeyframeReason, seq: int) -> None:
-        now = time.monotonic_ns()
-        if now - self.last_kf_request < KEYFRAME_REQUEST_INTERVAL_NS:
-            return
-        self.last_kf_request = now
-        self.source.stats.keyframe_requests += 1
-        with contextlib.suppress(OSError, VTRemoteError):
-            self.send_control(p.KeyframeRequest(reason, seq & 0xFFFFFFFF))
-
-
-def _us(ms: float) -> int:
-    return 0 if ms != ms else min(0xFFFFFFFF, int(ms * 1000))
-
-
-class _Source:
-    """Everything about one source id: stats, clock, decoder thread, recording."""
-
-    def __init__(self, receiver: Receiver, hello: p.Hello, index: int) -> None:
-        self.receiver = receiver
-        self.hello = hello
-        self.index = index
-        self.stats = SourceStats(hello.source_id, p.Codec(hello.codec).name.lower(), hello.width, hello.height)
-        self.clock = ClockSync()
-        self.session: _Session | None = None
-        self._queue: deque[p.Message | Lost | None] = deque()
-        self._queued_bytes = 0
-        self._queue_cond = threading.Condition()
-        self.ended = False
-        self.ended_at = 0.0
-        self.disconnected_at: float | None = None
-        self._decoder = LiveDecoder(hello.codec)
-        self._waiting_key = True
-        self._pending_meta: list[p.Metadata] = []
-        self._recorder: Recorder | None = None
-        self._thread = threading.Thread(target=self._run, name=f"live-decode-{hello.source_id}", daemon=True)
-        self._thread.start()
-
-    def attach(self, session: _Session, hello: p.Hello) -> None:
-        old, self.session = self.session, session
-        if old is not None and old is not session:
-            old.closed = True
-            old.close_hook()
-        self.hello = hello
-        self.stats.connections += 1
-        self.ended = False
-        self.disconnected_at = None
-        self.put(Lost(0, 0), block=True)  # reset the decoder, in order with the pictures
-
-    def detach(self, session: _Session) -> None:
-        if self.session is session and not self.ended:
-            self.disconnected_at = time.monotonic()
-
-    def put(self, item: p.Message | Lost | None, *, block: bool) -> bool:
-        """Queue for the decoder: at most DECODE_QUEUE items and DECODE_QUEUE_BYTES bytes.
-
-        ``block``: wait (up to 2 s) for room, else False at once. Control items
-        (None, Lost) always fit.
-        """
-        size = _size(item)
-        deadline = time.monotonic() + 2.0
-        with self._queue_cond:
-            while size and self._queue and (
-                len(self._queue) >= DECODE_QUEUE or self._queued_bytes + size > DECODE_QUEUE_BYTES
-            ):
-                left = deadline - time.monotonic()
-                if not block or left <= 0:
-                    return False
-                self._queue_cond.wait(left)
-            self._queue.append(item)
-            self._queued_bytes += size
-            self._queue_cond.notify_all()
-        return True
-
-    def _get(self) -> p.Message | Lost | None:
-        with self._queue_cond:
-            while not self._queue:
-                self._queue_cond.wait()
-            item = self._queue.popleft()
-            self._queued_bytes -= _size(item)
-            self._queue_cond.notify_all()
-            return item
-
-    def close(self) -> None:
-        self.put(None, block=True)
-        self._thread.join(10.0)
-
-    def _run(self) -> None:
-        try:
-            while True:
-                item = self._get()
-                if item is None:
-                    break
-                self._handle(item)
-        except Exception:
-            log.exception("live: decode thread of source %d failed", self.hello.source_id)
-        finally:
-            if self._recorder is not None:
-                self._recorder.close()
-            self.ended = True
-            self.ended_at = time.monotonic()
-
-    def _handle(self, item: p.Message | Lost) -> None:
-        st = self.stats
-        if isinstance(item, Lost):
-            if item.count == 0:  # a new connection: start over at its keyframe
-                self._decoder.reset()
-            self._waiting_key = True
-            return
-        if isinstance(item, p.Metadata):
-            st.metadata += 1
-            self._pending_meta.append(item)
-            if len(self._pending_meta) > 1000:
-                self._pending_meta.pop(0)
-            return
-        if isinstance(item, p.Bye):
-            log.info("live: source %d said BYE (sent %d, dropped %d)", self.hello.source_id,
-                     item.frames_sent, item.frames_dropped)
-            st.sender_dropped = max(st.sender_dropped, item.frames_dropped)
-            self.ended = True
-            self.ended_at = time.monotonic()
-            self.receiver._source_ended(self)
-            return
-        if not isinstance(item, p.Video):
-            return
-        data = bytes(item.data)
-        st.bytes += len(data)
-        st.sender_dropped = max(st.sender_dropped, item.sender_dropped)
-        # Its own metadata, and any of earlier frames that were dropped before it.
-        metas = [m for m in self._pending_meta if not _after(m.seq, item.seq)]
-        self._pending_meta = [m for m in self._pending_meta if _after(m.seq, item.seq)]
-        session = self.session
-        if self._waiting_key and not item.keyframe:
-            st.lost += 1
-            if session is not None:
-                session.request_keyframe(p.KeyframeReason.LOSS if st.frames else p.KeyframeReason.JOIN, item.seq)
-            self._orphans(metas)
-            return
-        try:
-            frames = self._decoder.decode(data)
-        except EngineError as e:
-            log.warning("live: source %d frame %d: %s", self.hello.source_id, item.seq, e)
-            st.lost += 1
-            self._waiting_key = True
-            self._decoder.reset()
-            if session is not None:
-                session.request_keyframe(p.KeyframeReason.DECODE_ERROR, item.seq)
-            self._orphans(metas)
-            return
-        self._waiting_key = False
-        now = time.monotonic_ns()
-        best = self.clock.best()
-        if best is not None:
-            st.clock_offset_ns, st.clock_delay_ns = best.offset_ns, best.delay_ns
-        local = self.clock.to_local(item.capture_ns)
-        latency = now - local
-        if not frames:
-            st.lost += 1
-            self._orphans(metas)
-            return
-        pts = self._record(data, item, metas)
-        values = tuple(m.value() for m in metas)
-        for frame in frames[-1:]:
-            st.frame(now, len(data), latency / 1e6, item.keyframe)
-            self.receiver._deliver(ReceivedFrame(
-                self.hello.source_id, item.seq, frame, item.keyframe, item.capture_ns, local, latency, values,
-            ))
-        del pts
-
-    def _record(self, data: bytes, item: p.Video, metas: list[p.Metadata]) -> int | None:
-        path = self.receiver.record
-        if path is None:
-            return None
-        if self._recorder is None:
-            self._recorder = Recorder(
-                path_for_source(path, self.index, self.hello.source_id), self.hello.codec,
-                self.hello.width, self.hello.height, Fraction(self.hello.fps_num, self.hello.fps_den),
-            )
-        pts = self._recorder.write(data, item.keyframe, item.capture_ns)
-        for m in metas:
-            self._recorder.metadata({
-                "source": self.hello.source_id, "seq": m.seq, "frame": self._recorder.frames - 1,
-                "pts_ms": pts, "capture_ns": m.capture_ns, "data": m.value(),
-            })
-        return pts
-
-    def _orphans(self, metas: list[p.Metadata]) -> None:
-        """Metadata of a picture that was not shown: still recorded, with no frame."""
-        if self._recorder is not None:
-            for m in metas:
-                self._recorder.metadata({
-                    "source": self.hello.source_id, "seq": m.seq, "frame": None, "pts_ms": None,
-                    "capture_ns": m.capture_ns, "data": m.value(),
-                })
-
-
-def _size(item: p.Message | Lost | None) -> int:
-    """Bytes an item holds in a decode queue; 0 for the receiver's own markers, which always fit."""
-    if item is None or isinstance(item, Lost):
-        return 0
-    if isinstance(item, (p.Video, p.Audio, p.Metadata)):
-        return max(1, p.nbytes(item.data))
-    return 1
-
-
-def _after(a: int, b: int) -> bool:
-    return 0 < ((a - b) & 0xFFFFFFFF) < 0x80000000
 
 
 class Receiver:
@@ -338,8 +68,8 @@ class Receiver:
         self.reconnect_wait_s = reconnect_wait_s
         self.give_up_ns = int(give_up_ms * 1e6)
         self.frames: queue.Queue[ReceivedFrame] = queue.Queue(64)
-        self.sources: dict[int, _Source] = {}
-        self._finished: list[_Source] = []  # ended sources whose slot went to a new one
+        self.sources: dict[int, SourceStream] = {}
+        self._finished: list[SourceStream] = []  # ended sources whose slot went to a new one
         self._next_index = 0
         self.foreign = 0  # datagrams from an unknown peer or with a wrong token
         self.malformed = 0  # bytes that are not our protocol
@@ -350,7 +80,7 @@ class Receiver:
         self._tcp: socket.socket | None = None
         self._udp: socket.socket | None = None
         self._threads: list[threading.Thread] = []
-        self._udp_sessions: dict[tuple[Any, ...], tuple[_Session, Reassembler, int, float]] = {}
+        self._udp_sessions: dict[tuple[Any, ...], tuple[Session, Reassembler, int, float]] = {}
         self.address: tuple[str, int] = self.listen
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -436,7 +166,7 @@ class Receiver:
             return False
         return True
 
-    def _source_ended(self, src: _Source) -> None:
+    def _source_ended(self, src: SourceStream) -> None:
         with self._changed:
             self._changed.notify_all()
 
@@ -466,7 +196,7 @@ class Receiver:
 
     # --- sources -------------------------------------------------------------------------
 
-    def _admit(self, hello: p.Hello) -> tuple[p.AckStatus, str, _Source | None]:
+    def _admit(self, hello: p.Hello) -> tuple[p.AckStatus, str, SourceStream | None]:
         if self.key and not secrets.compare_digest(hello.key.to_bytes(8, "big"), self.key.to_bytes(8, "big")):
             self.refused += 1
             return p.AckStatus.REFUSED, "wrong key", None
@@ -478,7 +208,7 @@ class Receiver:
                 return p.AckStatus.OK, "", src
             if len(self.sources) >= MAX_SOURCES and not self._evict_one():
                 return p.AckStatus.BUSY, f"{MAX_SOURCES} sources already", None
-            src = _Source(self, hello, self._next_index)
+            src = SourceStream(self, hello, self._next_index)
             self._next_index += 1
             self.sources[hello.source_id] = src
         log.info("live: source %d (%s %dx%d %d/%d fps%s) joined", hello.source_id, src.stats.codec,
@@ -518,8 +248,8 @@ class Receiver:
             with send_lock:
                 conn.sendmsg(p.serialize(msg))
 
-        session: _Session | None = None
-        src: _Source | None = None
+        session: Session | None = None
+        src: SourceStream | None = None
         try:
             conn.settimeout(HANDSHAKE_TIMEOUT_S)
             first: list[p.Message] = []
@@ -537,7 +267,7 @@ class Receiver:
                 log.warning("live: refused %s: %s", peer, text)
                 return
             send(p.HelloAck(p.AckStatus.OK, 0, p.Capability.METADATA | p.Capability.KEYFRAME_REQUEST))
-            session = _Session(src, send, "tcp")
+            session = Session(src, send, "tcp")
             session.close_hook = lambda: _shutdown(conn)
             src.attach(session, hello)
             conn.settimeout(0.1)
@@ -571,11 +301,10 @@ class Receiver:
                     self._changed.notify_all()
             conn.close()
 
-    def _tcp_message(self, src: _Source, session: _Session, msg: p.Message) -> bool:
+    def _tcp_message(self, src: SourceStream, session: Session, msg: p.Message) -> bool:
         """Handle one message; True at the end of the session."""
         if isinstance(msg, p.ClockReply):
-            sample = src.clock.add(msg.t0, msg.t1, msg.t2, time.monotonic_ns())
-            del sample
+            src.clock.add(msg.t0, msg.t1, msg.t2, time.monotonic_ns())
             return False
         if isinstance(msg, (p.Video, p.Metadata, p.Audio, p.Bye)):
             if not src.put(msg, block=True):
@@ -659,10 +388,10 @@ class Receiver:
             def send(msg: p.Message, _peer: Any = peer, _token: int = token) -> None:
                 udp.sendto(control_datagram(msg, _token), _peer)
 
-            session = _Session(src, send, "udp")
+            session = Session(src, send, "udp")
             reasm = Reassembler(max_bytes=8 * 1024 * 1024, give_up_ns=self.give_up_ns)
 
-            def forget(_peer: Any = peer, _session: _Session = session) -> None:
+            def forget(_peer: Any = peer, _session: Session = session) -> None:
                 cur = self._udp_sessions.get(_peer)
                 if cur is not None and cur[0] is _session:
                     del self._udp_sessions[_peer]
