@@ -8,6 +8,7 @@ Subcommands (each starts its own real ``vtremoted`` process on loopback)::
     vtremote bench decode     [--json] [--frames N]
     vtremote bench latency    [--json] [--frames N]
     vtremote bench all        [--json] [--quick]
+    vtremote bench live       [--json] [--quick] [--size 1920x1080]   (vtremote.live.bench)
 
 Tables go to stdout (rich when stdout is a terminal, plain text otherwise);
 ``--json`` prints the results as JSON instead. Progress goes to stderr. The
@@ -688,6 +689,10 @@ def run_all(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vtremote bench``: 0 ok, 1 runtime error, 2 usage, 130 Ctrl-C."""
+    if argv and argv[0] == "live":  # live streaming has its own measuring code
+        from vtremote.live.bench import main as live_main
+
+        return live_main(list(argv[1:]))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -55,6 +55,7 @@ def _subcommand(module: str) -> Callable[[list[str]], int] | None:
 SUBCOMMANDS = {
     "probe": "vtremote.cli.probe",
     "bench": "vtremote.cli.bench",
+    "live": "vtremote.cli.live",
 }
 
 

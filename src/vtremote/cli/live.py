@@ -1,0 +1,239 @@
+"""``vtremote live send|recv``: stream a camera, a file or a test source to a live receiver.
+
+::
+
+    vtremote live recv --listen HOST:PORT [--record FILE] [--json]
+    vtremote live send [-f FORMAT] -i INPUT --to HOST:PORT [--codec h264|hevc|mjpeg]
+                       [--transport tcp|udp] [-b:v RATE] [-t SECONDS] [-g FRAMES]
+                       [--metadata FILE.jsonl]
+
+The receiver listens on TCP and UDP at the same port, prints
+``vtremote live: listening on HOST:PORT`` on stderr once bound, and stops on
+SIGINT/SIGTERM or when every sender has ended; the recording and, with
+``--json``, one summary object on stdout are written either way.
+
+Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted (the sender).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from vtremote.errors import ConfigError, VTRemoteError
+
+log = logging.getLogger("vtremote.live")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Usage(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors are exit code 2, raised not exited
+        raise _Usage(message)
+
+
+def _rate(text: str) -> int:
+    """``4M``, ``2500k``, ``800000``."""
+    t = text.strip().lower()
+    mult = 1
+    if t and t[-1] in "kmg":
+        mult = {"k": 1000, "m": 1_000_000, "g": 1_000_000_000}[t[-1]]
+        t = t[:-1]
+    try:
+        value = float(t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad rate {text!r} (like 4M or 2500k)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"rate {text!r} must be positive")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vtremote live", description="Live streaming of a camera or a file.", allow_abbrev=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="send|recv")
+    r = sub.add_parser("recv", help="receive, decode, time and record live sources", allow_abbrev=False)
+    r.add_argument("--listen", required=True, metavar="HOST:PORT", help="TCP and UDP address (port 0: any)")
+    r.add_argument("--record", metavar="FILE", help="record the stream (MKV/MP4) without re-encoding")
+    r.add_argument("--json", action="store_true", help="print one summary object on stdout at the end")
+    s = sub.add_parser("send", help="encode and send a capture source", allow_abbrev=False)
+    s.add_argument("-f", dest="format", metavar="FORMAT", help="input format (lavfi, v4l2, x11grab, ...)")
+    s.add_argument("-i", dest="input", required=True, metavar="INPUT", help="file, lavfi graph or device")
+    s.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver")
+    s.add_argument("--codec", choices=("h264", "hevc", "mjpeg"), default="h264")
+    s.add_argument("--transport", choices=("tcp", "udp"), default="tcp")
+    s.add_argument("-b:v", dest="bitrate", type=_rate, default=None, metavar="RATE",
+                   help="maximum bitrate, like 4M; starts at half (default: 0.06 bit/pixel/frame, 3.7M at 1080p30)")
+    s.add_argument("-t", dest="seconds", type=float, default=None, metavar="SECONDS", help="stop after this much media")
+    s.add_argument("-g", dest="gop", type=int, default=None, metavar="FRAMES", help="keyframe interval (default 2 s)")
+    s.add_argument("--metadata", metavar="FILE.jsonl",
+                   help='one JSON value per line, for frame N by line number, or {"frame": N, ...}')
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from vtremote.cli.main import setup_logging
+
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except _Usage as e:
+        print(f"vtremote live: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    setup_logging("info" if args.command == "recv" else "warning")
+    try:
+        return _recv(args) if args.command == "recv" else _send(args)
+    except ConfigError as e:
+        print(f"vtremote live: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except VTRemoteError as e:
+        print(f"vtremote live: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, ValueError) as e:
+        print(f"vtremote live: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+# --- recv ------------------------------------------------------------------------------
+
+
+def _recv(args: argparse.Namespace) -> int:
+    from vtremote.live.receiver import Receiver
+
+    if args.record is not None and not Path(args.record).parent.is_dir():
+        raise ConfigError(f"cannot record to {args.record}: no such directory")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    receiver = Receiver(args.listen, record=args.record)
+    try:
+        receiver.start()
+        host, port = receiver.address
+        shown = f"[{host}]" if ":" in host else host
+        print(f"vtremote live: listening on {shown}:{port}", file=sys.stderr, flush=True)
+        tty = sys.stderr.isatty()
+        next_line = time.monotonic() + 1.0
+        while not stop.is_set():
+            if receiver.wait(0.2):
+                break
+            if tty and time.monotonic() >= next_line:
+                next_line += 1.0
+                _print_live(receiver)
+    finally:
+        receiver.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    summary = receiver.summary()
+    summary["interrupted"] = stop.is_set()
+    if args.json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+    else:
+        lat = summary["latency_ms"]
+        print(f"vtremote live: {summary['frames']} frames, {summary['bytes']} bytes in {summary['seconds']} s "
+              f"({summary['fps']} fps), latency p50 {lat['p50']} ms p99 {lat['p99']} ms max {lat['max']} ms, "
+              f"{summary['drops']} dropped, {summary['keyframe_requests']} keyframe requests", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_live(receiver: Any) -> None:
+    now = time.monotonic_ns()
+    with receiver._lock:
+        sources = list(receiver.sources.values())
+    parts = []
+    for src in sources:
+        r = src.stats.recent(now)
+        parts.append(f"src {src.hello.source_id}: {r['fps']:.1f} fps {r['mbps']:.2f} Mb/s "
+                     f"p50 {r['p50']:.0f} ms p99 {r['p99']:.0f} ms drops {src.stats.lost + src.stats.sender_dropped}")
+    if parts:
+        print("live: " + " | ".join(parts), file=sys.stderr, flush=True)
+
+
+# --- send ------------------------------------------------------------------------------
+
+
+def _metadata_lines(path: str) -> dict[int, list[Any]]:
+    """Frame number -> metadata values, from a JSON Lines file."""
+    out: dict[int, list[Any]] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ConfigError(f"cannot read metadata {path}: {e.strerror}") from None
+    n = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            raise ConfigError(f"{path}:{number}: not JSON") from None
+        frame = value.get("frame") if isinstance(value, dict) else None
+        index = frame if isinstance(frame, int) and frame >= 0 else n
+        out.setdefault(index, []).append(value)
+        n += 1
+    return out
+
+
+def _send(args: argparse.Namespace) -> int:
+    from vtremote.live.codec import CODEC_NAMES, available
+    from vtremote.live.sender import Sender, SenderConfig
+    from vtremote.live.source import open_capture, paced_frames
+
+    codec = CODEC_NAMES[args.codec]
+    if not available(codec):
+        raise ConfigError(f"--codec {args.codec}: this PyAV build has no encoder for it")
+    if args.seconds is not None and args.seconds <= 0:
+        raise ConfigError(f"-t {args.seconds}: must be positive")
+    metadata = _metadata_lines(args.metadata) if args.metadata else {}
+    cap = open_capture(args.input, args.format)
+    width, height = cap.width - cap.width % 2, cap.height - cap.height % 2
+    bitrate = args.bitrate or max(200_000, int(0.06 * width * height * float(cap.fps)))
+    config = SenderConfig(
+        width=width, height=height, fps=cap.fps, codec=codec, transport=args.transport, bitrate=bitrate,
+        keyint_s=(args.gop / float(cap.fps)) if args.gop else 2.0, name=Path(args.input).name[:64],
+    )
+    sender = Sender(args.to, config)
+    interrupted = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        interrupted.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sender.start()
+        sender.wait_connected(2.0)  # a receiver that is up gets the first frame; else stream anyway
+        for index, (frame, capture_ns) in enumerate(paced_frames(cap, seconds=args.seconds)):
+            if interrupted.is_set():
+                break
+            sender.send(frame, metadata.pop(index, None), capture_ns=capture_ns)
+        sender.check()
+        if not sender.connected and sender.stats.frames_sent == 0 and not sender.wait_connected(2.0):
+            host, port = sender.address
+            raise VTRemoteError(f"cannot reach {host}:{port} ({args.transport})")
+    finally:
+        stats = sender.close()
+        cap.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    stats.dropped += cap.late_dropped
+    print(f"vtremote live: sent {stats.frames_sent} frames ({stats.keyframes} keyframes, {stats.bytes} bytes), "
+          f"dropped {stats.dropped}, {stats.keyframe_requests} keyframe requests, "
+          f"bitrate now {stats.bitrate} b/s", file=sys.stderr)
+    return EXIT_INTERRUPTED if interrupted.is_set() else EXIT_OK
+

@@ -1,0 +1,16 @@
+"""Live camera streaming: H.264/HEVC (or MJPEG) pictures with capture times and metadata.
+
+A package of its own beside the offload parts: its own small wire format
+(:mod:`~vtremote.live.protocol`, :mod:`~vtremote.live.datagram`, docs/live.md),
+a :class:`Sender` and a :class:`Receiver`. The command line is
+``vtremote live send`` / ``vtremote live recv``.
+"""
+
+from __future__ import annotations
+
+from vtremote.live.protocol import Codec
+from vtremote.live.receiver import Receiver
+from vtremote.live.sender import Sender, SenderConfig, SenderStats
+from vtremote.live.stream import ReceivedFrame
+
+__all__ = ["Codec", "ReceivedFrame", "Receiver", "Sender", "SenderConfig", "SenderStats"]

@@ -1,0 +1,440 @@
+"""The live receiver: one port, TCP and UDP, any number of sources; decode, time, record.
+
+``Receiver(listen).start()`` binds a TCP listener and a UDP socket on the same
+port. Each sender says HELLO with its source id; a source that connects again
+(after a network drop, or a restarted sender) continues the same source: its
+decoder waits for the keyframe the sender sends on every (re)connect.
+
+Threads: one accepting TCP, one per TCP connection (reads, answers, times the
+clock exchange), one for the UDP socket (every UDP session: reassembly, NACKs),
+and one decode thread per source, fed in order through a bounded queue. A TCP
+reader blocks when its source's queue is full (TCP pushes back to the sender,
+which drops frames); the UDP thread never blocks: it drops the picture and asks
+for a keyframe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from vtremote.errors import ErrorCode, RemoteProtocolError
+from vtremote.live import protocol as p
+from vtremote.live.datagram import (
+    DATAGRAM_HEADER,
+    MAX_DATAGRAM,
+    Lost,
+    Reassembler,
+    control_datagram,
+    parse_header,
+)
+from vtremote.live.stats import combine
+from vtremote.live.stream import ReceivedFrame, Session, SourceStream
+from vtremote.live.transport import parse_address
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT_S = 5.0
+MAX_SOURCES = 16
+
+
+class Receiver:
+    """Listen for live sources on ``listen`` (``HOST:PORT``; port 0 picks one for TCP and UDP)."""
+
+    def __init__(
+        self,
+        listen: str = "127.0.0.1:0",
+        *,
+        record: str | Path | None = None,
+        key: int = 0,
+        on_frame: Callable[[ReceivedFrame], None] | None = None,
+        udp_idle_s: float = 5.0,
+        reconnect_wait_s: float = 10.0,
+        give_up_ms: float = 150.0,
+    ) -> None:
+        self.listen = parse_address(listen)
+        self.record = Path(record) if record is not None else None
+        self.key = key
+        self.on_frame = on_frame
+        self.udp_idle_s = udp_idle_s
+        self.reconnect_wait_s = reconnect_wait_s
+        self.give_up_ns = int(give_up_ms * 1e6)
+        self.frames: queue.Queue[ReceivedFrame] = queue.Queue(64)
+        self.sources: dict[int, SourceStream] = {}
+        self._finished: list[SourceStream] = []  # ended sources whose slot went to a new one
+        self._next_index = 0
+        self.foreign = 0  # datagrams from an unknown peer or with a wrong token
+        self.malformed = 0  # bytes that are not our protocol
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._tcp: socket.socket | None = None
+        self._udp: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._udp_sessions: dict[tuple[Any, ...], tuple[Session, Reassembler, int, float]] = {}
+        self.address: tuple[str, int] = self.listen
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Receiver:
+        host, port = self.listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        for _ in range(20):
+            tcp = socket.socket(family, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind((host, port))
+            bound = tcp.getsockname()[1]
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            try:
+                udp.bind((host, bound))
+            except OSError:
+                tcp.close()
+                udp.close()
+                if port:
+                    raise
+                continue  # port 0: that number is taken for UDP; pick another
+            break
+        else:
+            raise OSError(f"no port free for both TCP and UDP on {host}")
+        tcp.listen(16)
+        self._tcp, self._udp = tcp, udp
+        self.address = (host, bound)
+        for target, name in ((self._accept_loop, "live-accept"), (self._udp_loop, "live-udp")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop listening, finish decoding what arrived, close the recordings."""
+        self._stop.set()
+        for sock in (self._tcp, self._udp):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+        for t in self._threads:
+            t.join(3.0)
+        with self._lock:
+            sources = [*self.sources.values(), *self._finished]
+        for src in sources:
+            if src.session is not None:
+                src.session.closed = True
+                src.session.close_hook()
+            src.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until every source seen has ended (BYE, or gone longer than allowed); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while not self._all_ended():
+                if self._stop.is_set():
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._changed.wait(0.2 if left is None else min(0.2, left))
+        return True
+
+    def _all_ended(self) -> bool:
+        with self._lock:
+            sources = list(self.sources.values())
+        if not sources:
+            return False
+        now = time.monotonic()
+        for src in sources:
+            if src.ended:
+                continue
+            if src.disconnected_at is not None and now - src.disconnected_at > self.reconnect_wait_s:
+                continue
+            return False
+        return True
+
+    def _source_ended(self, src: SourceStream) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            sources = [s.stats for s in (*self._finished, *self.sources.values())]
+        return combine(sources, foreign=self.foreign, malformed=self.malformed)
+
+    def __iter__(self) -> Iterator[ReceivedFrame]:
+        while not self._stop.is_set():
+            try:
+                yield self.frames.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+    def _deliver(self, frame: ReceivedFrame) -> None:
+        if self.on_frame is not None:
+            self.on_frame(frame)
+            return
+        while True:
+            try:
+                self.frames.put_nowait(frame)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self.frames.get_nowait()  # nobody is reading fast enough: keep the newest
+
+    # --- sources -------------------------------------------------------------------------
+
+    def _admit(self, hello: p.Hello) -> tuple[p.AckStatus, str, SourceStream | None]:
+        if self.key and not secrets.compare_digest(hello.key.to_bytes(8, "big"), self.key.to_bytes(8, "big")):
+            self.refused += 1
+            return p.AckStatus.REFUSED, "wrong key", None
+        with self._lock:
+            src = self.sources.get(hello.source_id)
+            if src is not None:
+                if (src.hello.codec, src.hello.width, src.hello.height) != (hello.codec, hello.width, hello.height):
+                    return p.AckStatus.UNSUPPORTED, f"source {hello.source_id} changed codec or size", None
+                return p.AckStatus.OK, "", src
+            if len(self.sources) >= MAX_SOURCES and not self._evict_one():
+                return p.AckStatus.BUSY, f"{MAX_SOURCES} sources already", None
+            src = SourceStream(self, hello, self._next_index)
+            self._next_index += 1
+            self.sources[hello.source_id] = src
+        log.info("live: source %d (%s %dx%d %d/%d fps%s) joined", hello.source_id, src.stats.codec,
+                 hello.width, hello.height, hello.fps_num, hello.fps_den, f" '{hello.name}'" if hello.name else "")
+        return p.AckStatus.OK, "", src
+
+    def _evict_one(self) -> bool:
+        """Give the slot of an ended source (BYE, or gone too long) to a new one (lock held)."""
+        now = time.monotonic()
+        for sid, src in self.sources.items():
+            gone = src.disconnected_at is not None and now - src.disconnected_at > self.reconnect_wait_s
+            if src.ended or gone:
+                del self.sources[sid]
+                self._finished.append(src)
+                threading.Thread(target=src.close, name="live-close", daemon=True).start()
+                return True
+        return False
+
+    # --- TCP -----------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._tcp is not None
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._tcp.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=self._tcp_session, args=(conn, peer), name="live-tcp", daemon=True)
+            t.start()
+
+    def _tcp_session(self, conn: socket.socket, peer: Any) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        parser = p.StreamParser()
+        send_lock = threading.Lock()
+
+        def send(msg: p.Message) -> None:
+            with send_lock:
+                conn.sendmsg(p.serialize(msg))
+
+        session: Session | None = None
+        src: SourceStream | None = None
+        try:
+            conn.settimeout(HANDSHAKE_TIMEOUT_S)
+            first: list[p.Message] = []
+            while not first:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                first = parser.feed(data)
+            hello = first[0]
+            if not isinstance(hello, p.Hello):
+                raise RemoteProtocolError(f"expected HELLO, got {type(hello).__name__}")
+            status, text, src = self._admit(hello)
+            if src is None:
+                send(p.HelloAck(status, 0, text=text))
+                log.warning("live: refused %s: %s", peer, text)
+                return
+            send(p.HelloAck(p.AckStatus.OK, 0, p.Capability.METADATA | p.Capability.KEYFRAME_REQUEST))
+            session = Session(src, send, "tcp")
+            session.close_hook = lambda: _shutdown(conn)
+            src.attach(session, hello)
+            conn.settimeout(0.1)
+            pending = first[1:]
+            while not self._stop.is_set() and not session.closed:
+                for msg in pending:
+                    if self._tcp_message(src, session, msg):
+                        return
+                session.control_tick(time.monotonic_ns())
+                try:
+                    data = conn.recv(1 << 18)
+                except TimeoutError:
+                    pending = []
+                    continue
+                pending = parser.feed(data)
+                if not data:
+                    log.warning("live: source %d: connection closed without BYE", src.hello.source_id)
+                    return
+        except RemoteProtocolError as e:
+            self.malformed += 1
+            log.warning("live: %s: %s; closing the connection", peer, e)
+            with contextlib.suppress(OSError):
+                send(p.Error(int(ErrorCode.BAD_REQUEST), str(e)))
+        except OSError as e:
+            if session is None or not session.closed:
+                log.warning("live: %s: connection lost: %s", peer, e)
+        finally:
+            if src is not None and session is not None:
+                src.detach(session)
+                with self._changed:
+                    self._changed.notify_all()
+            conn.close()
+
+    def _tcp_message(self, src: SourceStream, session: Session, msg: p.Message) -> bool:
+        """Handle one message; True at the end of the session."""
+        if isinstance(msg, p.ClockReply):
+            src.clock.add(msg.t0, msg.t1, msg.t2, time.monotonic_ns())
+            return False
+        if isinstance(msg, (p.Video, p.Metadata, p.Audio, p.Bye)):
+            if not src.put(msg, block=True):
+                src.put(Lost(0, 1), block=True)
+            return isinstance(msg, p.Bye)
+        if isinstance(msg, p.Hello):
+            raise RemoteProtocolError("second HELLO on one connection")
+        return False
+
+    # --- UDP -----------------------------------------------------------------------------
+
+    def _udp_loop(self) -> None:
+        udp = self._udp
+        assert udp is not None
+        buf = bytearray(MAX_DATAGRAM + 64)
+        view = memoryview(buf)
+        udp.settimeout(0.005)
+        while not self._stop.is_set():
+            try:
+                n, peer = udp.recvfrom_into(buf)
+            except TimeoutError:
+                n, peer = -1, None
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            now = time.monotonic_ns()
+            if n >= 0:
+                self._udp_datagram(view[:n], peer, now)
+            self._udp_tick(now)
+
+    def _udp_datagram(self, data: memoryview, peer: Any, now: int) -> None:
+        try:
+            head = parse_header(data)
+        except RemoteProtocolError as e:
+            self.malformed += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("live udp: %s: %s", peer, e)
+            return
+        fragment = data[DATAGRAM_HEADER.size :]
+        if head.type == p.MessageType.HELLO:
+            self._udp_hello(fragment, peer, now)
+            return
+        entry = self._udp_sessions.get(peer)
+        if entry is None or head.token != entry[2]:
+            self.foreign += 1
+            return
+        session, reasm, token, _ = entry
+        self._udp_sessions[peer] = (session, reasm, token, time.monotonic())
+        if head.type in p.ORDERED:
+            reasm.receive(head, fragment, now)
+            session.source.stats.datagrams += 1
+            return
+        try:
+            msg = p.parse_payload(head.type, bytes(fragment))
+        except RemoteProtocolError:
+            self.malformed += 1
+            return
+        if isinstance(msg, p.ClockReply):
+            session.source.clock.add(msg.t0, msg.t1, msg.t2, now)
+
+    def _udp_hello(self, fragment: memoryview, peer: Any, now: int) -> None:
+        udp = self._udp
+        assert udp is not None
+        try:
+            hello = p.parse_payload(p.MessageType.HELLO, bytes(fragment))
+        except RemoteProtocolError:
+            self.malformed += 1
+            return
+        assert isinstance(hello, p.Hello)
+        entry = self._udp_sessions.get(peer)
+        if entry is not None and entry[0].source.hello.nonce == hello.nonce and not entry[0].closed:
+            token = entry[2]  # the same attempt again: the ACK was lost
+        else:
+            status, text, src = self._admit(hello)
+            if src is None:
+                udp.sendto(control_datagram(p.HelloAck(status, 0, text=text), 0), peer)
+                return
+            token = secrets.randbits(32) or 1
+
+            def send(msg: p.Message, _peer: Any = peer, _token: int = token) -> None:
+                udp.sendto(control_datagram(msg, _token), _peer)
+
+            session = Session(src, send, "udp")
+            reasm = Reassembler(max_bytes=8 * 1024 * 1024, give_up_ns=self.give_up_ns)
+
+            def forget(_peer: Any = peer, _session: Session = session) -> None:
+                cur = self._udp_sessions.get(_peer)
+                if cur is not None and cur[0] is _session:
+                    del self._udp_sessions[_peer]
+
+            session.close_hook = forget
+            src.attach(session, hello)
+            self._udp_sessions[peer] = (session, reasm, token, time.monotonic())
+        with contextlib.suppress(OSError):
+            udp.sendto(control_datagram(p.HelloAck(p.AckStatus.OK, token, p.Capability.RETRANSMIT), token), peer)
+
+    def _udp_tick(self, now: int) -> None:
+        for peer, (session, reasm, _token, heard) in list(self._udp_sessions.items()):
+            src = session.source
+            for item in reasm.poll(now):
+                if isinstance(item, Lost):
+                    session.request_keyframe(p.KeyframeReason.LOSS, item.first)
+                    src.put(item, block=False)
+                    continue
+                if not src.put(item, block=False):
+                    src.put(Lost(0, 1), block=False)
+                    session.request_keyframe(p.KeyframeReason.LOSS, 0)
+                if isinstance(item, p.Bye):
+                    session.closed = True
+                    del self._udp_sessions[peer]
+                    break
+            else:
+                missing = reasm.nacks(now)
+                if missing:
+                    src.stats.retransmit_requests += len(missing)
+                    with contextlib.suppress(OSError):
+                        session.send_control(p.Nack(tuple(missing)))
+                src.stats.recovered_datagrams = reasm.recovered
+                session.control_tick(now, reasm)
+                if time.monotonic() - heard > self.udp_idle_s:
+                    log.warning("live: source %d silent for %g s over UDP", src.hello.source_id, self.udp_idle_s)
+                    session.closed = True
+                    del self._udp_sessions[peer]
+                    src.detach(session)
+                    src.disconnected_at = time.monotonic() - self.reconnect_wait_s + 0.5
+                    with self._changed:
+                        self._changed.notify_all()
+
+
+def _shutdown(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,74 @@
+"""Capture sources for the sender: a PyAV input (lavfi, a file, a device) paced in real time.
+
+A file or a lavfi graph gives frames as fast as they decode; :func:`paced_frames`
+releases each at its own time (pts) on the monotonic clock, which then is its
+capture time. A frame that is already more than one frame interval late when it
+comes out of the demuxer is dropped (drop, don't queue) and counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+
+from vtremote.errors import ConfigError
+
+
+@dataclass
+class Capture:
+    container: av.container.InputContainer
+    stream: av.VideoStream
+    width: int
+    height: int
+    fps: Fraction
+    late_dropped: int = 0
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def open_capture(url: str, fmt: str | None = None, options: dict[str, str] | None = None) -> Capture:
+    """Open ``url`` (with ``-f fmt``) and find its first video stream."""
+    try:
+        container = av.open(url, format=fmt, options=options or {})
+    except av.FFmpegError as e:
+        raise ConfigError(f"cannot open input {url!r}: {e}") from e
+    if not container.streams.video:
+        container.close()
+        raise ConfigError(f"input {url!r} has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    rate = stream.average_rate or stream.guessed_rate or Fraction(30)
+    cc = stream.codec_context
+    return Capture(container, stream, cc.width, cc.height, Fraction(rate))
+
+
+def paced_frames(cap: Capture, *, seconds: float | None = None) -> Iterator[tuple[av.VideoFrame, int]]:
+    """``(frame, capture_ns)`` at the input's own rate, for ``seconds`` of media at most."""
+    start_ns: int | None = None
+    first_pts: float | None = None
+    interval_ns = int(1e9 / cap.fps)
+    n = 0
+    for frame in cap.container.decode(cap.stream):
+        t = float(frame.time) if frame.time is not None else n / float(cap.fps)
+        n += 1
+        if first_pts is None:
+            first_pts = t
+        media = t - first_pts
+        if seconds is not None and media >= seconds - 1e-9:
+            return
+        due = (start_ns or 0) + int(media * 1e9)
+        now = time.monotonic_ns()
+        if start_ns is None:
+            start_ns = now
+            due = now
+        elif now < due:
+            time.sleep((due - now) / 1e9)
+        elif now - due > interval_ns:
+            cap.late_dropped += 1
+            continue
+        yield frame, due  # late (within an interval) frames keep their due time: latency counts it

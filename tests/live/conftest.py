@@ -1,0 +1,129 @@
+"""Run ``vtremote live recv`` and ``vtremote live send`` as real processes on loopback.
+
+``start_receiver(*args)`` starts a receiver on ``127.0.0.1:0``, waits for its
+``listening on HOST:PORT`` line on stderr and returns a :class:`LiveReceiver`;
+``sender(*args)`` starts a sender (``Popen``). Logs are kept in files and
+printed when a test fails; processes still running at teardown are killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LISTENING = re.compile(r"vtremote live: listening on (?P<host>[^\s:]+):(?P<port>\d+)")
+
+
+@dataclass
+class LiveReceiver:
+    proc: subprocess.Popen[bytes]
+    port: int
+    stdout_path: Path
+    stderr_path: Path
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def finish(self, timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
+        """Wait for the receiver to exit by itself; (exit code, --json summary)."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(f"receiver still running after {timeout} s:\n{self.stderr()}") from None
+        text = self.stdout_path.read_text()
+        return rc, (json.loads(text) if text.strip() else {})
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.finish(timeout)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def live_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vtremote.cli.main", "live", *args]
+
+
+StartReceiver = Callable[..., LiveReceiver]
+StartSender = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture
+def procs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[tuple[str, subprocess.Popen[bytes], Path]]]:
+    started: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+    yield started
+    for _, proc, _ in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for name, _, path in started:
+            print(f"\n===== {name} stderr =====\n{path.read_text(errors='replace')}")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{rep.when}", rep)
+
+
+@pytest.fixture
+def start_receiver(procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path) -> StartReceiver:
+    def start(*args: str, listen: str = "127.0.0.1:0") -> LiveReceiver:
+        n = len(procs)
+        out, err = tmp_path / f"recv{n}.stdout", tmp_path / f"recv{n}.stderr"
+        with out.open("wb") as o, err.open("wb") as e:
+            proc = subprocess.Popen(live_cmd("recv", "--listen", listen, "--json", *args), stdout=o, stderr=e, env=_env())
+        procs.append((f"receiver {n}", proc, err))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = LISTENING.search(err.read_text(errors="replace"))
+            if m:
+                return LiveReceiver(proc, int(m.group("port")), out, err)
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"receiver did not start:\n{err.read_text(errors='replace')}")
+
+    return start
+
+
+@pytest.fixture
+def start_sender(procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path) -> StartSender:
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        n = len(procs)
+        err = tmp_path / f"send{n}.stderr"
+        with err.open("wb") as e:
+            proc = subprocess.Popen(live_cmd("send", *args), stdout=subprocess.DEVNULL, stderr=e, env=_env())
+        procs.append((f"sender {n}", proc, err))
+        return proc
+
+    return start
+
+
+def lavfi(size: str = "320x240", rate: int = 30) -> list[str]:
+    return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]

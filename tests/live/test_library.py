@@ -1,0 +1,68 @@
+"""The library API in one process: Sender.send(frame, metadata) -> Receiver frames with metadata."""
+
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+
+import av
+import pytest
+
+from vtremote.live import ReceivedFrame, Receiver, Sender, SenderConfig
+from vtremote.live import receiver as receiver_module
+
+
+def _frames(n: int) -> list[av.VideoFrame]:
+    with av.open("testsrc2=size=160x120:rate=30", format="lavfi") as c:
+        return [f for f, _ in zip(c.decode(video=0), range(n), strict=False)]
+
+
+def _push(to: str, frames: list[av.VideoFrame], source_id: int, transport: str = "tcp") -> Sender:
+    cfg = SenderConfig(width=160, height=120, fps=Fraction(30), source_id=source_id, transport=transport)
+    tx = Sender(to, cfg).start()
+    assert tx.wait_connected(10)
+    start = time.monotonic_ns()
+    for i, frame in enumerate(frames):
+        due = start + i * 33_333_333
+        time.sleep(max(0.0, (due - time.monotonic_ns()) / 1e9))
+        tx.send(frame, {"i": i} if i % 4 == 0 else None, capture_ns=due)
+    tx.close()
+    return tx
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_pushed_frames_arrive_with_their_metadata_and_latency(transport: str) -> None:
+    got: list[ReceivedFrame] = []
+    lock = threading.Lock()
+
+    def on_frame(f: ReceivedFrame) -> None:
+        with lock:
+            got.append(f)
+
+    with Receiver("127.0.0.1:0", on_frame=on_frame) as rx:
+        tx = _push(f"127.0.0.1:{rx.address[1]}", _frames(30), 77, transport)
+        assert rx.wait(10)
+    assert tx.stats.frames_sent + tx.stats.dropped == 30
+    assert len(got) == tx.stats.frames_sent and got[0].keyframe and got[0].source_id == 77
+    assert [g.seq for g in got] == sorted(g.seq for g in got)
+    for g in got:
+        assert g.frame.width == 160 and g.latency_ns > 0
+        assert g.capture_local_ns + g.latency_ns >= g.capture_ns - 10**9  # same machine, same clock
+        for m in g.metadata:  # each metadata with its own frame (or the next one shown)
+            assert m["i"] <= g.seq and m["i"] % 4 == 0
+    shown = [m["i"] for g in got for m in g.metadata]
+    assert shown == sorted(shown) and len(shown) == 8
+
+
+def test_an_ended_source_gives_its_slot_to_a_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(receiver_module, "MAX_SOURCES", 1)
+    with Receiver("127.0.0.1:0", on_frame=lambda f: None) as rx:
+        to = f"127.0.0.1:{rx.address[1]}"
+        _push(to, _frames(5), 1)
+        assert rx.wait(10)
+        _push(to, _frames(5), 2)  # refused (busy) if the first still held the only slot
+        time.sleep(0.5)
+        summary = rx.summary()
+    assert [s["source_id"] for s in summary["sources"]] == [1, 2]
+    assert all(s["frames"] >= 4 for s in summary["sources"])
