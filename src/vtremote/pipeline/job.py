@@ -32,6 +32,7 @@ from typing import Any
 
 from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.client.encoder import EncoderSettings
+from vtremote.client.failover import FailoverDecoder, FailoverEncoder
 from vtremote.errors import ConfigError, JobError, UsageError
 from vtremote.pipeline.inputs import Input, merged_demux
 from vtremote.pipeline.output import Muxer, OutputFile
@@ -44,7 +45,7 @@ from vtremote.pipeline.video import make_video_handler
 log = logging.getLogger(__name__)
 
 #: Anything with wire statistics and a server name: the client's remote sessions.
-RemoteSession = RemoteEncoder | RemoteDecoder
+RemoteSession = RemoteEncoder | RemoteDecoder | FailoverEncoder | FailoverDecoder
 
 
 class Job:
@@ -198,6 +199,9 @@ class Job:
                 self.stats.size_bytes = os.path.getsize(out.url)
         self.stats.streams = [h.describe() for h in self.handlers]
         self.stats.remote = [self._session_info(s) for s in self.sessions]
+        fleet = [s for s in self.sessions if isinstance(s, FailoverEncoder | FailoverDecoder)]
+        self.stats.failovers = sum(s.failovers for s in fleet)
+        self.stats.fallbacks = sum(1 for s in fleet if isinstance(s, FailoverEncoder) and s.fell_back)
 
     def _expected_duration(self) -> float | None:
         out = self.spec.output
@@ -217,8 +221,9 @@ class Job:
 
     @staticmethod
     def _session_info(s: RemoteSession) -> dict[str, Any]:
+        fleet = s.fleet_info() if isinstance(s, FailoverEncoder | FailoverDecoder) else {}
         return {
-            "mode": "encode" if isinstance(s, RemoteEncoder) else "decode",
+            "mode": "encode" if isinstance(s, RemoteEncoder | FailoverEncoder) else "decode",
             "server": s.server,
             "server_name": s.server_name,
             "server_version": s.server_version,
@@ -227,6 +232,7 @@ class Job:
             "compression": s.compression.name.lower(),
             "pipelined": getattr(s, "pipelined", True),
             **s.stats.as_dict(),
+            **fleet,
         }
 
     def _cleanup(self, ok: bool) -> None:

@@ -63,12 +63,18 @@ class RemoteOptions:
     compression: str = "auto"
     inflight: int = 16
     timeout_ms: int = 5000
+    #: "local": encode on this machine when no server can be had; None: the config file's choice.
+    fallback: str | None = None
+    #: Segments encoded on this many servers at once (0/1: one session).
+    parallel: int = 0
 
     def merged(self, other: RemoteOptions) -> RemoteOptions:
         """These options, with ``other``'s host/token when this side names none."""
         if self.host is not None:
             return self
-        return dataclasses.replace(self, host=other.host, token=self.token or other.token)
+        return dataclasses.replace(
+            self, host=other.host, token=self.token or other.token, fallback=self.fallback or other.fallback
+        )
 
 
 @dataclass
