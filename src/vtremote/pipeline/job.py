@@ -41,11 +41,12 @@ from vtremote.pipeline.spec import JobSpec, RemoteOptions
 from vtremote.pipeline.stats import JobStats
 from vtremote.pipeline.streams import AudioHandler, CopyHandler, Handler
 from vtremote.pipeline.video import make_video_handler
+from vtremote.pipeline.video.parallel import ParallelSessions
 
 log = logging.getLogger(__name__)
 
 #: Anything with wire statistics and a server name: the client's remote sessions.
-RemoteSession = RemoteEncoder | RemoteDecoder | FailoverEncoder | FailoverDecoder
+RemoteSession = RemoteEncoder | RemoteDecoder | FailoverEncoder | FailoverDecoder | ParallelSessions
 
 
 class Job:
@@ -199,9 +200,9 @@ class Job:
                 self.stats.size_bytes = os.path.getsize(out.url)
         self.stats.streams = [h.describe() for h in self.handlers]
         self.stats.remote = [self._session_info(s) for s in self.sessions]
-        fleet = [s for s in self.sessions if isinstance(s, FailoverEncoder | FailoverDecoder)]
+        fleet = [s for s in self.sessions if not isinstance(s, RemoteEncoder | RemoteDecoder)]
         self.stats.failovers = sum(s.failovers for s in fleet)
-        self.stats.fallbacks = sum(1 for s in fleet if isinstance(s, FailoverEncoder) and s.fell_back)
+        self.stats.fallbacks = sum(1 for s in fleet if not isinstance(s, FailoverDecoder) and s.fell_back)
 
     def _expected_duration(self) -> float | None:
         out = self.spec.output
@@ -221,9 +222,9 @@ class Job:
 
     @staticmethod
     def _session_info(s: RemoteSession) -> dict[str, Any]:
-        fleet = s.fleet_info() if isinstance(s, FailoverEncoder | FailoverDecoder) else {}
+        fleet = {} if isinstance(s, RemoteEncoder | RemoteDecoder) else s.fleet_info()
         return {
-            "mode": "encode" if isinstance(s, RemoteEncoder | FailoverEncoder) else "decode",
+            "mode": "decode" if isinstance(s, RemoteDecoder | FailoverDecoder) else "encode",
             "server": s.server,
             "server_name": s.server_name,
             "server_version": s.server_version,

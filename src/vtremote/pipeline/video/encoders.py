@@ -213,6 +213,10 @@ class RemoteEncode(FrameSink):
 def open_frame_sink(job: Job, codec: str, rate: Fraction | None) -> FrameSink:
     """The output's remote encoder (``-c:v *_videotoolbox_remote`` after ``-i``), else a PyAV one."""
     remote = job.spec.output.remote_codec
+    if remote and job.spec.output.remote.parallel > 1:
+        from vtremote.pipeline.video.parallel import ParallelEncode  # it builds on RemoteEncode
+
+        return ParallelEncode(job, remote, job.remote_for_output())
     return RemoteEncode(job, remote) if remote else LocalEncode(job, codec, rate)
 
 
