@@ -30,7 +30,7 @@ from vtremote import __version__
 from vtremote.client.config import ClientConfig, PoolMember, load_config
 from vtremote.client.session import CLIENT_NAME
 from vtremote.client.transport import Transport
-from vtremote.errors import ConfigError, NoServerError, VTRemoteError
+from vtremote.errors import BusyError, ConfigError, NoServerError, VTRemoteError
 from vtremote.wire import extensions as ext
 from vtremote.wire import messages as m
 
@@ -202,7 +202,9 @@ class Placer:
                     results.append(fut.result())
                 except VTRemoteError as e:
                     self.skipped[mb.address] = _reason(str(e), mb.address)
-                    log.warning("pool %s: skipping %s: %s", self.pool.name, mb.address, self.skipped[mb.address])
+                    # A full server is normal in a busy pool; one that cannot be reached is not.
+                    level = logging.INFO if isinstance(e, BusyError) else logging.WARNING
+                    log.log(level, "pool %s: skipping %s: %s", self.pool.name, mb.address, self.skipped[mb.address])
         order = {mb.address: i for i, mb in enumerate(self.pool.members)}
         results.sort(key=lambda o: (-o.score, order[o.member.address]))
         return results

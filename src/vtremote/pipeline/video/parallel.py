@@ -256,7 +256,7 @@ class ParallelEncode(RemoteEncode):
         return session
 
     def _place(self, seg: Segment) -> RemoteEncoder | LocalEncoder:
-        if seg.index == 0 and seg.tries == 0:
+        if seg.index == 0 and seg.tries == 1:  # the session open() placed is the first segment's
             first = self._take_first_session()
             if first is not None:
                 return first
