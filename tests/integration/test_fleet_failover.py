@@ -11,6 +11,8 @@ close to its source picture.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from fractions import Fraction
 
 import av
@@ -153,3 +155,48 @@ def test_decoder_resumes_from_the_last_keyframe(start_server, tmp_path, die_afte
     assert [f.pts for f in out] == [f.pts for f in reference]  # every frame once, in order
     errors = [luma_error(a, b) for a, b in zip(out, reference, strict=True)]
     assert max(errors) < 2, errors
+
+
+def test_encoder_moves_off_a_stalled_server(start_server) -> None:
+    """SIGSTOP: the server keeps its connection but answers nothing; the timeout moves the session."""
+    stalled = start_server("--engine", "x264")
+    healthy = start_server("--engine", "x264")
+    frames = testsrc_frames(N, W, H, "nv12")
+    packets: list[av.Packet] = []
+    enc = FailoverEncoder(pool_of(stalled, healthy), "h264", width=W, height=H, time_base=Fraction(1, 30),
+                          framerate=30, bitrate=300_000, gop=GOP, inflight=16, timeout=1.0)
+    try:
+        with enc:
+            for i, f in enumerate(frames):
+                packets += enc.encode(f)
+                if i == 11:
+                    os.kill(stalled.proc.pid, signal.SIGSTOP)
+            packets += enc.flush()
+    finally:
+        os.kill(stalled.proc.pid, signal.SIGCONT)
+    assert enc.failovers == 1 and "no reply" in enc.switches[0].reason
+    assert enc.servers == [stalled.addr, healthy.addr]
+    check_stream(enc, packets, frames)
+
+
+def test_decoder_moves_off_a_stalled_server(start_server, tmp_path) -> None:
+    src = tmp_path / "in.mp4"
+    make_h264_mp4(src, N, W, H, gop=GOP)
+    stalled = start_server("--engine", "x264")
+    healthy = start_server("--engine", "x264")
+    with av.open(str(src)) as container:
+        reference = list(container.decode(video=0))
+    out: list[av.VideoFrame] = []
+    try:
+        with av.open(str(src)) as container:
+            stream = container.streams.video[0]
+            with FailoverDecoder.from_stream(pool_of(stalled, healthy), stream, inflight=4, timeout=1.0) as dec:
+                for i, pkt in enumerate(p for p in container.demux(stream) if p.size):
+                    out += dec.decode(pkt)
+                    if i == 15:
+                        os.kill(stalled.proc.pid, signal.SIGSTOP)
+                out += dec.flush()
+    finally:
+        os.kill(stalled.proc.pid, signal.SIGCONT)
+    assert dec.failovers == 1
+    assert [f.pts for f in out] == [f.pts for f in reference]
