@@ -200,3 +200,14 @@ def test_decoder_moves_off_a_stalled_server(start_server, tmp_path) -> None:
         os.kill(stalled.proc.pid, signal.SIGCONT)
     assert dec.failovers == 1
     assert [f.pts for f in out] == [f.pts for f in reference]
+
+
+def test_encoder_fails_over_with_b_frames(start_server) -> None:
+    dying = start_server("--engine", "x264", "--die-after-frames", "17")
+    healthy = start_server("--engine", "x264")
+    frames = testsrc_frames(N, W, H, "nv12")
+    enc, packets = run_encode(pool_of(dying, healthy), frames, max_b_frames=2)
+    assert dying.wait(10) == -9
+    assert enc.failovers == 1
+    assert any(p.pts != p.dts for p in packets)  # there really are B-frames (reordered)
+    check_stream(enc, packets, frames)
