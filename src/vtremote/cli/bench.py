@@ -411,7 +411,7 @@ def fleet_tables(result: dict[str, Any]) -> list[Table]:
                  f"{r['recovery_ms']:.0f}" if r["recovery_ms"] is not None else "-"] for i, r in enumerate(kills["runs"])]
         tables.append(Table(
             f"Fleet: serving server killed at a random frame ({kills['frames']} frames, timeout {kills['timeout_s']:g} s)",
-            ["run", "signal", "at frame", "failovers", "lost", "doubled", "pts = undisturbed", "recovery ms"],
+            ["run", "signal", "at frame", "failovers", "lost", "doubled", "pts/dts = undisturbed", "recovery ms"],
             rows, machine,
             [f"lost {kills['lost_total']}, doubled {kills['doubled_total']} in all runs; recovery = kill -> "
              "packet of the first unanswered frame delivered"],
