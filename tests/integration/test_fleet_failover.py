@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from media import make_h264_mp4, plane_arrays, testsrc_frames
-from vtremote.client.failover import FailoverDecoder, FailoverEncoder
+from vtremote.client.failover import FailoverEncoder
+from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.client.pool import Pool, PoolMember
 from vtremote.errors import NoServerError
 

@@ -39,11 +39,11 @@ def strict_frames(path: Path) -> tuple[list[av.Packet], list[av.VideoFrame]]:
     return packets, frames
 
 
-def run_job(capsys: pytest.CaptureFixture[str], out: Path, hosts: str, parallel: int) -> dict:
+def run_job(capsys: pytest.CaptureFixture[str], out: Path, hosts: str, parallel: int, *extra: str) -> dict:
     rc = main([
         "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", str(FRAMES), "-c:v", REMOTE_H264,
         "-vt_remote_host", hosts, "-vt_remote_parallel", str(parallel), "-vt_remote_timeout_ms", "3000",
-        "-g", str(GOP), "-b:v", "200k", "--json", str(out),
+        "-g", str(GOP), "-b:v", "200k", *extra, "--json", str(out),
     ])
     stdout, err = capsys.readouterr()
     assert rc == 0, err
@@ -62,10 +62,11 @@ def check_joined(out: Path) -> None:
     assert [round(float(f.pts * f.time_base) * 30) for f in frames] == list(range(FRAMES))
 
 
-def test_parallel_segments_on_three_servers(start_server, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("bframes", [0, 2])
+def test_parallel_segments_on_three_servers(start_server, tmp_path: Path, capsys, bframes: int) -> None:
     servers = [start_server("--engine", "x264", "--max-sessions", "1") for _ in range(3)]
     out = tmp_path / "out.mp4"
-    summary = run_job(capsys, out, ",".join(s.addr for s in servers), 3)
+    summary = run_job(capsys, out, ",".join(s.addr for s in servers), 3, "-bf", str(bframes))
     (report,) = summary["remote_sessions"]
     assert report["segments"] == 3 and sum(report["segments_by_server"].values()) == 3
     assert set(report["segments_by_server"]) <= {s.addr for s in servers}

@@ -3,14 +3,18 @@
 :class:`RemoteEncoder` takes ``av.VideoFrame`` and gives ``av.Packet``;
 :class:`RemoteDecoder` takes ``av.Packet`` and gives ``av.VideoFrame``. Both
 are context managers, pipelined, and end with ``flush()``, which returns every
-remaining result before the session ends.
+remaining result before the session ends. :class:`FailoverEncoder` and
+:class:`FailoverDecoder` have the same calls on a pool of servers and move to
+another one, losing no frame, when theirs dies (``client/failover.py``).
 """
 
 from __future__ import annotations
 
 from vtremote.client.decoder import RemoteDecoder
 from vtremote.client.encoder import EncoderSettings, RemoteEncoder
+from vtremote.client.failover import FailoverEncoder
+from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.client.session import SessionStats
 from vtremote.client.transport import Transport, parse_address
 
-__all__ = ["EncoderSettings", "RemoteDecoder", "RemoteEncoder", "SessionStats", "Transport", "parse_address"]
+__all__ = ["EncoderSettings", "FailoverDecoder", "FailoverEncoder", "RemoteDecoder", "RemoteEncoder", "SessionStats", "Transport", "parse_address"]

@@ -1,4 +1,5 @@
-"""Sessions that survive the death of their server: :class:`FailoverEncoder`, :class:`FailoverDecoder`.
+"""Sessions that survive the death of their server: :class:`FailoverEncoder` here,
+:class:`~vtremote.client.failover_decoder.FailoverDecoder` beside it.
 
 Both take a :class:`~vtremote.client.pool.Pool` and place their session with
 :class:`~vtremote.client.pool.Placer`. When the server dies or stalls
@@ -47,9 +48,8 @@ from typing import Any, Protocol, TypeAlias
 
 import av
 
-from vtremote.client.decoder import RemoteDecoder
 from vtremote.client.encoder import EncoderSettings, RemoteEncoder, parse_pix_fmt
-from vtremote.client.fallback import LocalEncoder
+from vtremote.client.fallback import LOCAL_CODECS, LocalEncoder
 from vtremote.client.pool import Placer, Pool, resolve_pool
 from vtremote.client.session import SessionStats, check_size, to_fraction
 from vtremote.client.transport import Transport
@@ -102,11 +102,11 @@ class Switch:
         return {"failed": self.failed, "reason": self.reason, "to": self.to, "replayed": self.replayed, "at_pts": self.at_pts}
 
 
-def _as_pool(pool: Pool | str, token: str, fallback: str | None) -> Pool:
+def as_pool(pool: Pool | str, token: str, fallback: str | None) -> Pool:
     return pool if isinstance(pool, Pool) else resolve_pool(pool, token=token, fallback=fallback)
 
 
-class _Failover:
+class FailoverBase:
     """Bookkeeping both failover sessions share: placement, switch records, stats."""
 
     _kind = "session"
@@ -171,7 +171,7 @@ class _Failover:
         }
 
 
-class FailoverEncoder(_Failover):
+class FailoverEncoder(FailoverBase):
     """A :class:`RemoteEncoder` on a pool that moves to another server without losing a frame.
 
     Takes the arguments of :class:`RemoteEncoder`, with ``pool`` (a
@@ -202,7 +202,7 @@ class FailoverEncoder(_Failover):
         max_switches: int | None = None,
         **options: Any,
     ) -> None:
-        pool = _as_pool(pool, token, fallback)
+        pool = as_pool(pool, token, fallback)
         if fallback is not None:
             pool = Pool(pool.name, pool.members, pool.token, fallback, pool.timeout_ms)
         super().__init__(pool, codec, timeout, max_switches)
@@ -231,7 +231,7 @@ class FailoverEncoder(_Failover):
         self.packets = 0
         #: True once the local fallback encoder took over.
         self.fell_back = False
-        self._backend: _EncodeBackend = self._place(None)
+        self._backend: _EncodeBackend = self._place()
         #: Annex B parameter sets of the first backend: the output's extradata.
         self.extradata = self._backend.extradata
         self.config_record = getattr(self._backend, "config_record", b"")
@@ -310,7 +310,7 @@ class FailoverEncoder(_Failover):
                     )
                 break
             except FAILOVER_ERRORS as e:
-                self._switch(e, flushing=True)
+                self._switch(e)  # then flush the new backend
         out = self._release()
         if self._order:  # cannot happen: every kept frame has its packet now
             raise ConnectionLostError(f"{len(self._order)} frames have no packet after the flush")
@@ -346,7 +346,7 @@ class FailoverEncoder(_Failover):
             settings=self.settings,
         )
 
-    def _place(self, error: BaseException | None) -> _EncodeBackend:
+    def _place(self) -> _EncodeBackend:
         """A new backend: the best server not failed yet, or the local fallback."""
         try:
             backend: _EncodeBackend
@@ -354,7 +354,7 @@ class FailoverEncoder(_Failover):
         except NoServerError as e:
             if self.pool.fallback != "local":
                 raise
-            log.warning("%s; encoding on this machine with %s (local fallback)", e, _local_name(self.codec))
+            log.warning("%s; encoding on this machine with %s (local fallback)", e, LOCAL_CODECS[self.codec])
             backend = LocalEncoder(
                 self.codec, width=self.width, height=self.height, pix_fmt=self.pix_fmt,
                 time_base=self.time_base, framerate=self.framerate, settings=self.settings,
@@ -365,7 +365,7 @@ class FailoverEncoder(_Failover):
 
     # -- failover -------------------------------------------------------------------------------
 
-    def _switch(self, error: BaseException, flushing: bool = False) -> None:
+    def _switch(self, error: BaseException) -> None:
         """Replace the failed backend and send it every kept frame again (loops while servers fail)."""
         while True:
             old = self._backend
@@ -381,7 +381,7 @@ class FailoverEncoder(_Failover):
             self._held.clear()
             self._arrived.clear()
             replay = list(self._order)
-            self._backend = self._place(error)
+            self._backend = self._place()
             if self._backend.extradata != self.extradata or not self.extradata:
                 self._inband = self._backend.extradata
                 if self.extradata and self._inband:
@@ -392,8 +392,6 @@ class FailoverEncoder(_Failover):
                 for i, pts in enumerate(replay):
                     frame, keyframe = self._kept[pts]
                     self._absorb(self._backend.encode(frame, keyframe=keyframe or i == 0))
-                if flushing:
-                    return  # flush() asks the new backend for the rest
                 return
             except FAILOVER_ERRORS as e:
                 error = e
@@ -443,168 +441,6 @@ class FailoverEncoder(_Failover):
         return super().fleet_info() | {"fallback": self.fell_back}
 
 
-class FailoverDecoder(_Failover):
-    """A :class:`RemoteDecoder` on a pool that resumes on another server from the last keyframe.
-
-    Takes the arguments of :class:`RemoteDecoder` with ``pool`` instead of an
-    address. Frames already returned are not returned again (by pts).
-    """
-
-    _kind = "decode"
-
-    def __init__(self, pool: Pool | str, codec: str = "h264", *, token: str = "", timeout: float = 5.0,
-                 max_switches: int | None = None, **kwargs: Any) -> None:
-        super().__init__(_as_pool(pool, token, None), codec, timeout, max_switches)
-        self._kwargs = kwargs
-        self._kept: list[Packet] = []  # from the last keyframe that is safe to resume from
-        self._last_pts: int | None = None  # pts of the last frame returned
-        self.frames = 0
-        self.packets = 0
-        self.dropped = 0  # frames a new server gave again and that were not returned twice
-        self._backend: RemoteDecoder = self._place()
-
-    @classmethod
-    def from_stream(cls, pool: Pool | str, stream: Any, **kwargs: Any) -> FailoverDecoder:
-        """Like :meth:`RemoteDecoder.from_stream`."""
-        probe: dict[str, Any] = {}
-
-        class _Capture(RemoteDecoder):
-            def __init__(self, address: Any, codec: str = "h264", **kw: Any) -> None:  # noqa: D401
-                probe.update(kw, codec=codec)
-
-        _Capture.from_stream("unused:0", stream, **kwargs)
-        codec = probe.pop("codec")
-        return cls(pool, codec, **probe)
-
-    @property
-    def server(self) -> str:
-        return self._backend.server
-
-    @property
-    def server_name(self) -> str:
-        return self._backend.server_name
-
-    @property
-    def server_version(self) -> str:
-        return self._backend.server_version
-
-    @property
-    def engine(self) -> str:
-        return self._backend.engine
-
-    @property
-    def compression(self) -> WireCompression:
-        return self._backend.compression
-
-    @property
-    def pipelined(self) -> bool:
-        return self._backend.pipelined
-
-    @property
-    def pix_fmt(self) -> PixelFormat:
-        return self._backend.pix_fmt
-
-    @property
-    def stats(self) -> SessionStats:
-        st = self._stats_now(self._backend.stats)
-        st.frames, st.packets = self.frames, self.packets
-        return st
-
-    def _place(self) -> RemoteDecoder:
-        kwargs = self._kwargs
-
-        def opener(transport: Transport) -> RemoteDecoder:
-            return RemoteDecoder(transport, self.codec, token=self.pool.token, timeout=self.timeout, **kwargs)
-
-        backend, _ = self.placer.open(opener, exclude=self._failed)
-        self.servers.append(backend.server)
-        return backend
-
-    def decode(self, packet: Packet | None = None) -> list[av.VideoFrame]:
-        if packet is None or packet.size == 0:
-            return self.flush()
-        if packet.is_keyframe:
-            self._trim()
-            if not self._kept or self._kept[0].is_keyframe is False:
-                self._kept.clear()  # nothing before the first keyframe can be resumed from
-        self._kept.append(packet)
-        self.packets += 1
-        try:
-            frames = self._backend.decode(packet)
-        except FAILOVER_ERRORS as e:
-            frames = self._switch(e)
-        return self._filter(frames)
-
-    def flush(self) -> list[av.VideoFrame]:
-        frames: list[av.VideoFrame] = []
-        while True:
-            try:
-                frames += self._backend.flush()
-                break
-            except FAILOVER_ERRORS as e:
-                frames += self._switch(e)
-        return self._filter(frames)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._backend.close()
-
-    def __enter__(self) -> FailoverDecoder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _trim(self) -> None:
-        """Forget kept packets before the last keyframe whose predecessors have all been returned."""
-        last = self._last_pts
-        if last is None:
-            return
-        start = 0
-        for i, pkt in enumerate(self._kept):
-            if pkt.is_keyframe and i:
-                if all(p.pts is not None and p.pts <= last for p in self._kept[start:i]):
-                    start = i
-                else:
-                    break
-        if start:
-            del self._kept[:start]
-
-    def _filter(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
-        out = []
-        for f in frames:
-            if f.pts is not None and self._last_pts is not None and f.pts <= self._last_pts:
-                self.dropped += 1
-                continue
-            if f.pts is not None:
-                self._last_pts = int(f.pts)
-            out.append(f)
-        self.frames += len(out)
-        return out
-
-    def _switch(self, error: BaseException) -> list[av.VideoFrame]:
-        frames: list[av.VideoFrame] = []
-        while True:
-            old = self._backend
-            failed = old.server
-            self._check_switches(error)
-            with contextlib.suppress(VTRemoteError):
-                frames += old._take()
-            self._add_stats(old.stats)
-            old.close()
-            self._failed.add(failed)
-            self._backend = self._place()
-            replay = list(self._kept)
-            self._record(failed, error, self._backend.server, len(replay), replay[0].pts if replay else None)
-            try:
-                for pkt in replay:
-                    frames += self._backend.decode(pkt)
-                return frames
-            except FAILOVER_ERRORS as e:
-                error = e
-
-
 def _with_prefix(pkt: Packet, prefix: bytes) -> Packet:
     """A copy of ``pkt`` with ``prefix`` (Annex B parameter sets) in front of its data."""
     if bytes(pkt)[: len(prefix)] == prefix:
@@ -615,8 +451,3 @@ def _with_prefix(pkt: Packet, prefix: bytes) -> Packet:
     out.is_keyframe = pkt.is_keyframe
     return out
 
-
-def _local_name(codec: str) -> str:
-    from vtremote.client.fallback import LOCAL_CODECS
-
-    return LOCAL_CODECS.get(codec, codec)

@@ -12,7 +12,8 @@ from typing import Any
 
 from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.client.config import load_config
-from vtremote.client.failover import FailoverDecoder, FailoverEncoder
+from vtremote.client.failover import FailoverEncoder
+from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.client.pool import is_pool, resolve_pool
 from vtremote.pipeline.spec import RemoteOptions
 

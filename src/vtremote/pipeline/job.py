@@ -32,7 +32,8 @@ from typing import Any
 
 from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.client.encoder import EncoderSettings
-from vtremote.client.failover import FailoverDecoder, FailoverEncoder
+from vtremote.client.failover import FailoverEncoder
+from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.errors import ConfigError, JobError, UsageError
 from vtremote.pipeline.inputs import Input, merged_demux
 from vtremote.pipeline.output import Muxer, OutputFile

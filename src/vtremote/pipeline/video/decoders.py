@@ -16,7 +16,7 @@ import av
 import av.error
 
 from vtremote.client import RemoteDecoder
-from vtremote.client.failover import FailoverDecoder
+from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.errors import UsageError
 from vtremote.pipeline.fleet import open_decoder
 from vtremote.pipeline.inputs import Input
