@@ -120,7 +120,7 @@ class FailoverBase:
         self.switches: list[Switch] = []
         #: Servers this session has used, in order (a server may appear again after others).
         self.servers: list[str] = []
-        self._failed: set[str] = set()
+        self._failed: dict[str, str] = {}  # server -> why it was left
         self._max_switches = max_switches if max_switches is not None else 2 * len(pool.members) + 1
         self._done_stats = SessionStats()
         self._t0 = time.monotonic()
@@ -376,7 +376,7 @@ class FailoverEncoder(FailoverBase):
             self._add_stats(old.stats)
             old.close()
             if not self.fell_back:
-                self._failed.add(failed)
+                self._failed[failed] = str(error)
             # Drop what was not handed out: those frames are encoded again from an IDR.
             self._held.clear()
             self._arrived.clear()

@@ -176,7 +176,7 @@ class FailoverDecoder(FailoverBase):
                 frames += old._take()
             self._add_stats(old.stats)
             old.close()
-            self._failed.add(failed)
+            self._failed[failed] = str(error)
             self._backend = self._place()
             replay = list(self._kept)
             self._record(failed, error, self._backend.server, len(replay), replay[0].pts if replay else None)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -187,11 +187,17 @@ class Placer:
         known = ext.CAP_BUSY in ext.split_capabilities(ack.capabilities)[1]
         return Offer(member, transport, ack.active_sessions, ack.max_sessions, known)
 
-    def offers(self, exclude: Iterable[str] = ()) -> list[Offer]:
-        """Greet every member not excluded, in parallel; the ones that said yes, best first."""
-        skip = set(exclude)
-        members = [mb for mb in self.pool.members if mb.address not in skip]
-        self.skipped = {a: "failed earlier in this session" for a in self.pool.addresses if a in skip}
+    def offers(self, exclude: Mapping[str, str] | Iterable[str] = ()) -> list[Offer]:
+        """Greet every member not excluded, in parallel; the ones that said yes, best first.
+
+        ``exclude``: addresses not to try, or a mapping address -> why (for the error).
+        """
+        why = dict(exclude) if isinstance(exclude, Mapping) else dict.fromkeys(exclude, "")
+        members = [mb for mb in self.pool.members if mb.address not in why]
+        self.skipped = {
+            a: "failed earlier in this session" + (f" ({why[a]})" if why[a] else "")
+            for a in self.pool.addresses if a in why
+        }
         if not members:
             return []
         results: list[Offer] = []
@@ -209,7 +215,7 @@ class Placer:
         results.sort(key=lambda o: (-o.score, order[o.member.address]))
         return results
 
-    def open(self, opener: Callable[[Transport], T], exclude: Iterable[str] = ()) -> tuple[T, str]:
+    def open(self, opener: Callable[[Transport], T], exclude: Mapping[str, str] | Iterable[str] = ()) -> tuple[T, str]:
         """Run ``opener`` on the best member's connection; the next on failure.
 
         Returns the opener's result and the member's address. Raises
