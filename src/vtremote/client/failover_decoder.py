@@ -10,6 +10,7 @@ order). See :mod:`vtremote.client.failover` for the encoder and what both share.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, TypeAlias
 
 import av
@@ -22,7 +23,11 @@ from vtremote.client.transport import Transport
 from vtremote.errors import VTRemoteError
 from vtremote.wire.constants import PixelFormat, WireCompression
 
+log = logging.getLogger(__name__)
+
 Packet: TypeAlias = "av.Packet[Any]"
+#: Most packets kept for a resume (several GOPs of any usual stream; compressed, so small).
+MAX_KEPT_PACKETS = 2048
 
 
 class FailoverDecoder(FailoverBase):
@@ -110,6 +115,11 @@ class FailoverDecoder(FailoverBase):
             self._trim()
             if not self._kept or self._kept[0].is_keyframe is False:
                 self._kept.clear()  # nothing before the first keyframe can be resumed from
+        if len(self._kept) >= MAX_KEPT_PACKETS:
+            # A stream with (almost) no keyframes: stop keeping rather than grow without bound.
+            log.warning("%d packets since the last keyframe: a failover before the next keyframe "
+                        "would resume there, and frames in between would be lost", len(self._kept))
+            self._kept.clear()
         self._kept.append(packet)
         self.packets += 1
         try:
