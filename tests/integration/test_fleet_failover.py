@@ -212,3 +212,17 @@ def test_encoder_fails_over_with_b_frames(start_server) -> None:
     assert enc.failovers == 1
     assert any(p.pts != p.dts for p in packets)  # there really are B-frames (reordered)
     check_stream(enc, packets, frames)
+
+
+def test_other_parameter_sets_go_in_band_at_the_seam(start_server, caplog) -> None:
+    """Remote x264 -> local libx264 with global headers: the new SPS/PPS travel with the new IDR."""
+    dying = start_server("--engine", "x264", "--die-after-frames", "12")
+    frames = testsrc_frames(N, W, H, "nv12")
+    with caplog.at_level(logging.WARNING, logger="vtremote.client.failover"):
+        enc, packets = run_encode(pool_of(dying), frames, fallback="local", flags=1 << 22)
+    assert dying.wait(10) == -9
+    assert enc.fell_back and enc.failovers == 1
+    assert "other parameter sets" in caplog.text
+    seam = next(p for p in packets if p.pts == enc.switches[0].at_pts)
+    assert seam.is_keyframe and b"\x00\x00\x00\x01\x67" in bytes(seam)[:64]  # an SPS in front of the IDR
+    check_stream(enc, packets, frames)
