@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from vtremote.client import RemoteEncoder
 from vtremote.client.config import PoolMember, load_config
 from vtremote.client.failover import FailoverEncoder
 from vtremote.client.pool import Placer, Pool, is_pool, resolve_pool
-from vtremote.errors import ConfigError, NoServerError
+from vtremote.errors import BusyError, ConfigError, NoServerError
 
 W, H = 160, 96
 REMOTE_H264 = "h264_videotoolbox_remote"
@@ -33,6 +35,18 @@ def dead_address() -> str:
 def hold(addr: str) -> RemoteEncoder:
     """An open encode session that occupies one slot of ``addr``."""
     return RemoteEncoder(addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30, gop=10)
+
+
+def free_again(addr: str) -> RemoteEncoder:
+    """A session on ``addr`` once the slot a placement HELLO held is released (the server sees EOF)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return hold(addr)
+        except BusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def placed(pool: Pool) -> str:
@@ -82,7 +96,7 @@ def test_chosen_member_keeps_its_slot_others_release_theirs(start_server) -> Non
     enc, addr = placer.open(lambda t: RemoteEncoder(t, "h264", width=W, height=H, gop=10))
     other = b if addr == a.addr else a
     with enc:
-        hold(other.addr).close()  # the member not chosen is free again
+        free_again(other.addr).close()  # the member not chosen is free again
         with pytest.raises(NoServerError):
             Placer(Pool("x", (PoolMember(addr),)), "h264").open(lambda t: RemoteEncoder(t, "h264", width=W, height=H))
 
@@ -170,3 +184,31 @@ def test_local_fallback_frames_match_the_library(tmp_path: Path) -> None:
     assert enc.fell_back and len(packets) == 12
     assert [p.pts for p in packets] == list(range(12))
     assert [i for i, p in enumerate(packets) if p.is_keyframe] == [0, 6]
+
+
+def test_clients_placing_at_once_share_a_pool_of_single_slots(start_server) -> None:
+    """Each placement HELLOs every member: a slot another client only looked at is not lost."""
+    servers = [start_server("--engine", "x264", "--max-sessions", "1") for _ in range(3)]
+    pool = Pool("three", tuple(PoolMember(s.addr) for s in servers))
+    barrier = threading.Barrier(3)
+    encoders: list[FailoverEncoder] = []
+    errors: list[BaseException] = []
+
+    def place() -> None:
+        barrier.wait()
+        try:
+            encoders.append(FailoverEncoder(pool, "h264", width=W, height=H, time_base=Fraction(1, 30), gop=10))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=place) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert not errors, errors
+        assert sorted(e.server for e in encoders) == sorted(s.addr for s in servers)
+    finally:
+        for e in encoders:
+            e.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ T = TypeVar("T")
 MDNS = "mdns"
 #: Free slots assumed for a server with no session limit (``max_sessions`` 0).
 UNLIMITED_FREE = 64
+#: Placement tries again this many times (0.1, 0.2, 0.4 s apart) when every member is busy.
+BUSY_RETRIES = 3
 #: How long ``mdns`` listens for answers before placing (seconds).
 DISCOVERY_WAIT = 1.5
 
@@ -127,11 +130,6 @@ class GreetedTransport(Transport):
 
     _greeting: m.HelloAck | None = None
 
-    @property
-    def greeted_unused(self) -> bool:
-        """HELLO done and no session has taken the answer yet."""
-        return self._greeting is not None
-
     def greet(self, hello: m.Hello) -> m.HelloAck:
         ack = super().hello(hello)
         self._greeting = ack
@@ -216,35 +214,48 @@ class Placer:
         return results
 
     def open(self, opener: Callable[[Transport], T], exclude: Mapping[str, str] | Iterable[str] = ()) -> tuple[T, str]:
-        """Run ``opener`` on the best member's connection; the next on failure.
+        """Run ``opener`` on the best member's connection; the next best on failure.
 
-        Returns the opener's result and the member's address. Raises
-        :class:`NoServerError` naming every member and why when none works.
+        The members not chosen are let go before ``opener`` runs, so their slots are
+        held for one HELLO round trip only. When every member answered busy, placement
+        is tried again a few times (:data:`BUSY_RETRIES`): another client's HELLO may
+        hold a slot for a moment. Returns the opener's result and the member's
+        address; raises :class:`NoServerError` naming every member and why.
         """
-        offers = self.offers(exclude)
-        try:
-            for i, offer in enumerate(offers):
-                try:
-                    result = opener(offer.transport)
-                except VTRemoteError as e:
-                    offer.transport.close()
-                    address = offer.member.address
-                    self.skipped[address] = _reason(str(e), address)
-                    log.warning("pool %s: skipping %s: %s", self.pool.name, address, self.skipped[address])
+        why = dict(exclude) if isinstance(exclude, Mapping) else dict.fromkeys(exclude, "")
+        reasons: dict[str, str] = {}
+        busy_tries = 0
+        while True:
+            offers = self.offers(why)
+            for a, r in self.skipped.items():
+                if a not in reasons or "busy" in reasons[a]:  # keep the first real reason
+                    reasons[a] = r
+            if not offers:
+                live = [a for a in self.pool.addresses if a not in why]
+                if live and busy_tries < BUSY_RETRIES and all("busy" in reasons.get(a, "") for a in live):
+                    time.sleep(0.1 * 2**busy_tries)
+                    busy_tries += 1
                     continue
-                if i or len(offers) > 1 or self.skipped:
-                    log.info(
-                        "pool %s: placed on %s (%s; %d server(s) skipped)",
-                        self.pool.name, offer.member.address, _describe(offer), len(self.skipped),
-                    )
-                return result, offer.member.address
-        finally:
-            for offer in offers:
-                # Close the members not chosen (the chosen one now belongs to its session).
-                if offer.transport.greeted_unused:
-                    with contextlib.suppress(Exception):
-                        offer.transport.close()
-        raise NoServerError(self.failure_message())
+                self.skipped = reasons
+                raise NoServerError(self.failure_message())
+            best = offers[0]
+            for other in offers[1:]:
+                with contextlib.suppress(Exception):
+                    other.transport.close()
+            address = best.member.address
+            try:
+                result = opener(best.transport)
+            except VTRemoteError as e:
+                best.transport.close()
+                reasons[address] = why[address] = _reason(str(e), address)
+                log.warning("pool %s: skipping %s: %s", self.pool.name, address, reasons[address])
+                continue
+            skipped = {a: r for a, r in reasons.items() if a != address}
+            if len(self.pool.members) > 1:
+                log.info("pool %s: placed on %s (%s; %d server(s) skipped)",
+                         self.pool.name, address, _describe(best), len(skipped))
+            self.skipped = skipped
+            return result, address
 
     def failure_message(self) -> str:
         reasons = "; ".join(f"{a}: {self.skipped.get(a, 'not tried')}" for a in self.pool.addresses)
