@@ -186,6 +186,12 @@ class CapacityError(VTRemoteError):
     code = ErrorCode.BUSY
 
 
+class NoServerError(ConnectionLostError):
+    """No server of a pool could take the session; the message names every host and why."""
+
+    code = ErrorCode.BUSY
+
+
 __all__ = [
     "AuthError",
     "AuthenticationError",
@@ -202,6 +208,7 @@ __all__ = [
     "InternalServerError",
     "JobError",
     "LocalProtocolError",
+    "NoServerError",
     "ProtocolError",
     "RemoteError",
     "RemoteProtocolError",

@@ -103,6 +103,8 @@ def _start(args: tuple[str, ...], stderr_path: Path, env: dict[str, str] | None)
     cmd = [sys.executable, "-m", "vtremote.cli.serve"]
     if not any(a == "--listen" or a.startswith("--listen=") for a in args):
         cmd += ["--listen", "127.0.0.1:0"]
+    if "--advertise" not in args:  # mDNS costs a thread and 0.25 s at exit; the tests that need it ask
+        cmd.append("--no-advertise")
     cmd += list(args)
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONUNBUFFERED", "1")

@@ -343,6 +343,7 @@ class ServerProcess:
             self.engine,
             "--log-level",
             "warning",
+            "--no-advertise",  # a measured server announces nothing on mDNS
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(

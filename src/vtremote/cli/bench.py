@@ -395,7 +395,34 @@ def latency_tables(result: dict[str, Any]) -> list[Table]:
     ]
 
 
+def fleet_tables(result: dict[str, Any]) -> list[Table]:
+    machine = bm.machine_line(result["machine"])
+    rows = [[str(a["servers"]), str(a["frames"]), f"{a['seconds']:.2f}", f"{a['fps']:.1f}",
+             f"{a['vs_n_times_one']:.2f}" if a["vs_n_times_one"] is not None else "-"] for a in result["aggregate"]]
+    tables = [Table(
+        f"Fleet: one clip on N servers (null engine throttled to {result['throttle_fps']:g} fps each, {result['size']})",
+        ["servers", "frames", "seconds", "frames/s", "vs N x one"], rows, machine,
+        ["1 server: one session; N >= 2: -vt_remote_parallel N, segments of whole GOPs (60 frames)"],
+        numeric={0, 1, 2, 3, 4},
+    )]
+    kills = result.get("kills")
+    if kills:
+        rows = [[str(i + 1), r["signal"], str(r["at_frame"]), str(r["failovers"]), str(r["lost"]), str(r["doubled"]),
+                 "yes" if r["same_as_undisturbed"] else "NO",
+                 f"{r['recovery_ms']:.0f}" if r["recovery_ms"] is not None else "-"] for i, r in enumerate(kills["runs"])]
+        tables.append(Table(
+            f"Fleet: serving server killed at a random frame ({kills['frames']} frames, timeout {kills['timeout_s']:g} s)",
+            ["run", "signal", "at frame", "failovers", "lost", "doubled", "pts/dts = undisturbed", "recovery ms"],
+            rows, machine,
+            [f"lost {kills['lost_total']}, doubled {kills['doubled_total']} in all runs; recovery = kill -> "
+             "packet of the first unanswered frame delivered"],
+            numeric={0, 2, 3, 4, 5, 7},
+        ))
+    return tables
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], list[Table]]] = {
+    "fleet": fleet_tables,
     "wire": wire_tables,
     "offload": offload_tables,
     "bandwidth": bandwidth_tables,
@@ -603,6 +630,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="fewer frames and shorter clips (about 3 minutes here)"
     )
 
+    p = sub.add_parser("fleet", help="one clip on 1..4 throttled servers; servers killed mid-stream",
+                       allow_abbrev=False)
+    common(p)
+    p.add_argument("--servers", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2, 3, 4],
+                   help="server counts to run (default 1,2,3,4)")
+    p.add_argument("--frames", type=int, default=720, help="frames of the clip (default 720)")
+    p.add_argument("--throttle-fps", type=float, default=60.0, help="each server's test-only throttle (60)")
+    p.add_argument("--kills", type=int, default=20, help="runs with SIGKILL at a random frame (20)")
+    p.add_argument("--stops", type=int, default=5, help="runs with SIGSTOP (a stall) at a random frame (5)")
+    p.add_argument("--timeout", type=float, default=1.0, help="client timeout in the kill runs, s (1)")
+    p.add_argument("--seed", type=int, default=1, help="random seed of the kill runs (1)")
+
     return parser
 
 
@@ -653,6 +692,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return bm.run_latency(
             frames=args.frames, rate=args.rate, sizes=args.sizes, progress=progress
         )
+    if args.command == "fleet":
+        from vtremote.bench.fleet import run_fleet
+
+        return run_fleet(counts=args.servers, frames=args.frames, throttle=args.throttle_fps, runs=args.kills,
+                         stops=args.stops, timeout=args.timeout, seed=args.seed, progress=progress)
     if args.command == "all":
         return run_all(quick=args.quick, progress=progress)
     raise AssertionError(args.command)

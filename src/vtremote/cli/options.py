@@ -155,7 +155,9 @@ _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
     ("metadata", ("-metadata",), True, "out", "container metadata KEY=VALUE"),
     ("framerate", ("-framerate",), True, "in", "demuxer option: input frame rate"),
     ("video_size", ("-video_size",), True, "in", "demuxer option: input frame size"),
-    ("vt_remote_host", ("-vt_remote_host",), True, "both", "server HOST:PORT (default: an embedded server on 127.0.0.1)"),
+    ("vt_remote_host", ("-vt_remote_host",), True, "both", "server HOST:PORT, a list A:P,B:P, a pool name from the config file, or mdns (default: an embedded server on 127.0.0.1)"),
+    ("vt_remote_fallback", ("-vt_remote_fallback",), True, "both", "when no server can be had: local (encode here with libx264/libx265) or none"),
+    ("vt_remote_parallel", ("-vt_remote_parallel",), True, "out", "encode keyframe-aligned segments on N servers at once"),
     ("vt_remote_token", ("-vt_remote_token",), True, "both", "server token (or $VTREMOTE_TOKEN)"),
     ("vt_remote_tls", ("-vt_remote_tls",), True, "both", "1: connect with TLS (unknown servers are trusted on first use)"),
     ("vt_remote_tls_fingerprint", ("-vt_remote_tls_fingerprint",), True, "both", "SHA-256 fingerprint the server's certificate must have (implies TLS)"),
@@ -332,6 +334,14 @@ def _apply_remote(remote: RemoteOptions, ev: _Event) -> bool:
         remote.timeout_ms = parse_int(value, "-vt_remote_timeout_ms")
         if not 100 <= remote.timeout_ms <= 60000:
             raise UsageError(f"-vt_remote_timeout_ms {value} is outside 100..60000")
+    elif ev.dest == "vt_remote_fallback":
+        if value not in ("local", "none"):
+            raise UsageError(f"-vt_remote_fallback {value!r} is not local or none")
+        remote.fallback = value
+    elif ev.dest == "vt_remote_parallel":
+        remote.parallel = parse_int(value, "-vt_remote_parallel")
+        if not 0 <= remote.parallel <= 64:
+            raise UsageError(f"-vt_remote_parallel {value} is outside 0..64")
     else:
         return False
     return True

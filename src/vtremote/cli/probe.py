@@ -105,7 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         allow_abbrev=False,
         description="Ask a vtremoted what it offers (HELLO only; no codec is opened).",
     )
-    parser.add_argument("address", metavar="HOST:PORT", help="server address ([v6]:port and host names work)")
+    parser.add_argument("address", metavar="HOST:PORT", nargs="?",
+                        help="server address ([v6]:port and host names work)")
+    parser.add_argument("--discover", action="store_true",
+                        help="list the servers announced on the LAN (mDNS _vtremote._tcp) with live session counts")
+    parser.add_argument("--wait", type=float, default=2.0, help="seconds to listen with --discover (2)")
     parser.add_argument("--token", default="", help="token, if the server requires one")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
     parser.add_argument("--tls", action="store_true", help="connect with TLS (trust on first use)")
@@ -116,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     except SystemExit as e:
         return int(e.code or 0)
+    if args.discover:
+        return discover_main(args.wait, args.token, args.timeout, args.json)
+    if not args.address:
+        print("vtremote probe: error: give HOST:PORT or --discover", file=sys.stderr)
+        return 2
     try:
         tls = tls_options_for(args.tls, args.tls_fingerprint, args.tls_ca)
         info = probe(args.address, token=args.token or os.environ.get(TOKEN_ENV, ""), timeout=args.timeout, tls=tls)
@@ -126,3 +135,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(json.dumps(info, indent=2) if args.json else _text(info))
     return 1 if info["status"] == "authentication failed" else 0
+
+
+def discover_main(wait: float, token: str, timeout: float, as_json: bool) -> int:
+    """``--discover``: every announced server, its TXT record and a live HELLO."""
+    from vtremote.client.discovery import discover
+
+    rows: list[dict[str, Any]] = []
+    for advert in discover(wait):
+        row: dict[str, Any] = {
+            "name": advert.name,
+            "address": advert.address,
+            "addresses": list(advert.addresses),
+            "advert": advert.properties,
+            "token_required": advert.token_required,
+            "tls_required": advert.tls_required,
+        }
+        try:
+            live = probe(advert.address, token=token, timeout=timeout)
+            row |= {k: live[k] for k in ("status", "server_version", "engines", "max_sessions")}
+            # HELLO_ACK counts the probe's own session: report the others.
+            active = live["active_sessions"]
+            row["active_sessions"] = max(active - 1, 0) if active is not None and live["status"] == "ok" else active
+        except VTRemoteError as e:
+            row |= {"status": f"unreachable: {e}", "active_sessions": None, "max_sessions": None}
+        rows.append(row)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no vtremoted announced itself within {wait:g} s (mDNS _vtremote._tcp)")
+        return 0
+    for r in rows:
+        if r["max_sessions"] is None:
+            sessions = "?"
+        else:
+            sessions = f"{r['active_sessions']}/{r['max_sessions'] or 'unlimited'}"
+        flags = ",".join(f for f, on in (("token", r["token_required"]), ("tls", r["tls_required"])) if on) or "-"
+        print(f"{r['address']:<22} {r['name']:<36} {r['advert'].get('version', '?'):<8} "
+              f"{r['advert'].get('engines', '?'):<24} sessions {sessions:<10} needs {flags:<9} {r['status']}")
+    return 0

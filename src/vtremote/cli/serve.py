@@ -21,7 +21,9 @@ from vtremote.engines import registry
 from vtremote.engines.base import CODECS, MODES
 from vtremote.errors import ConfigError, VTRemoteError
 from vtremote.server import Server, ServerConfig, format_address
+from vtremote.server.advertise import Advertiser, txt_record
 from vtremote.server.config import DEFAULT_LISTEN, LOG_LEVELS, log_level_number
+from vtremote.server.faults import TestFaults
 
 log = logging.getLogger("vtremote.cli.serve")
 
@@ -83,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse plain TCP clients (default: TLS and plain VTR1 share the port)")
     p.add_argument("--metrics", default="", metavar="HOST:PORT",
                    help="serve Prometheus metrics at /metrics and a health answer at /healthz")
+    p.add_argument("--no-advertise", dest="advertise", action="store_false", default=True,
+                   help="do not announce this server on the LAN (mDNS _vtremote._tcp)")
+    p.add_argument("--advertise", dest="advertise", action="store_true",
+                   help="announce this server on mDNS (the default; on loopback only when listening there)")
+    test = p.add_argument_group("test-only (measuring and failover tests; never in production)")
+    test.add_argument("--throttle-fps", type=float, default=0.0, metavar="R",
+                      help="each session takes at most R frames/packets per second (with --engine null: "
+                           "a server of known speed for fleet benchmarks)")
+    test.add_argument("--die-after-frames", type=int, default=None, metavar="N",
+                      help="SIGKILL this process when a session receives frame/packet N+1")
+    test.add_argument("--die-at-flush", action="store_true", help="SIGKILL this process when a session receives FLUSH")
     p.add_argument("--version", action="version", version=f"vtremoted {vtremote.__version__}")
     return p
 
@@ -144,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_engines:
         return list_engines()
     try:
+        faults = TestFaults(args.die_after_frames, args.die_at_flush, args.throttle_fps)
         config = ServerConfig(
             listen=args.listen, token=read_token(args), max_sessions=args.max_sessions, engine=args.engine,
             idle_timeout=args.idle_timeout, log_level=args.log_level, once=args.once,
@@ -153,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             auth_block_seconds=args.auth_block_seconds, tls=args.tls, tls_cert=args.tls_cert,
             tls_key=args.tls_key, tls_state_dir=args.tls_dir, tls_client_ca=args.tls_client_ca,
             require_tls=args.require_tls, metrics=args.metrics,
+            faults=faults if faults.active else None,
         )
     except ConfigError as e:
         parser.error(str(e))
@@ -180,11 +195,29 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: %s", e)
         return 1
     print(f"vtremoted listening on {format_address(*server.address)}", flush=True)
+    advertiser = _advertise(server, config) if args.advertise else None
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # a signal arriving before the handler was installed
         server.shutdown(config.drain_timeout)
+    finally:
+        if advertiser is not None:
+            advertiser.close()
     return 0
+
+
+def _advertise(server: Server, config: ServerConfig) -> Advertiser:
+    """Announce the server on mDNS in the background (server/advertise.py)."""
+    props = txt_record(
+        codecs={c: server.engine_label(c) for c in CODECS},
+        max_sessions=config.max_sessions,
+        token=bool(config.token),
+        tls=bool(getattr(config, "tls", False)),
+    )
+    host, port = server.address[:2]
+    advertiser = Advertiser(host, port, props)
+    advertiser.start()
+    return advertiser
 
 
 if __name__ == "__main__":

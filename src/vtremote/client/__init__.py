@@ -6,12 +6,16 @@ are context managers, pipelined, and end with ``flush()``, which returns every
 remaining result before the session ends. :class:`RemoteTranscoder` takes a
 source's ``av.Packet`` and gives encoded ``av.Packet``: the server decodes,
 filters and encodes (:func:`transcode_capabilities` says whether it can).
+:class:`FailoverEncoder` and :class:`FailoverDecoder` have the same calls on a pool of servers and move to
+another one, losing no frame, when theirs dies (``client/failover.py``).
 """
 
 from __future__ import annotations
 
 from vtremote.client.decoder import RemoteDecoder
 from vtremote.client.encoder import EncoderSettings, RemoteEncoder
+from vtremote.client.failover import FailoverEncoder
+from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.client.session import SessionStats
 from vtremote.client.transcoder import (
     RemoteTranscoder,
@@ -23,6 +27,8 @@ from vtremote.client.transport import Transport, parse_address
 
 __all__ = [
     "EncoderSettings",
+    "FailoverDecoder",
+    "FailoverEncoder",
     "RemoteDecoder",
     "RemoteEncoder",
     "RemoteTranscoder",

@@ -32,6 +32,8 @@ from typing import Any
 
 from vtremote.client import RemoteDecoder, RemoteEncoder, RemoteTranscoder
 from vtremote.client.encoder import EncoderSettings
+from vtremote.client.failover import FailoverEncoder
+from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.errors import ConfigError, JobError, UsageError
 from vtremote.pipeline.inputs import Input, merged_demux
 from vtremote.pipeline.output import Muxer, OutputFile
@@ -40,11 +42,12 @@ from vtremote.pipeline.spec import JobSpec, RemoteOptions
 from vtremote.pipeline.stats import JobStats
 from vtremote.pipeline.streams import AudioHandler, CopyHandler, Handler
 from vtremote.pipeline.video import make_video_handler
+from vtremote.pipeline.video.parallel import ParallelSessions
 
 log = logging.getLogger(__name__)
 
 #: Anything with wire statistics and a server name: the client's remote sessions.
-RemoteSession = RemoteEncoder | RemoteDecoder | RemoteTranscoder
+RemoteSession = RemoteEncoder | RemoteDecoder | RemoteTranscoder | FailoverEncoder | FailoverDecoder | ParallelSessions
 
 
 class Job:
@@ -198,6 +201,9 @@ class Job:
                 self.stats.size_bytes = os.path.getsize(out.url)
         self.stats.streams = [h.describe() for h in self.handlers]
         self.stats.remote = [self._session_info(s) for s in self.sessions]
+        fleet = [s for s in self.sessions if not isinstance(s, RemoteEncoder | RemoteDecoder | RemoteTranscoder)]
+        self.stats.failovers = sum(s.failovers for s in fleet)
+        self.stats.fallbacks = sum(1 for s in fleet if not isinstance(s, FailoverDecoder) and s.fell_back)
 
     def _expected_duration(self) -> float | None:
         out = self.spec.output
@@ -217,8 +223,10 @@ class Job:
 
     @staticmethod
     def _session_info(s: RemoteSession) -> dict[str, Any]:
+        fleet = {} if isinstance(s, RemoteEncoder | RemoteDecoder | RemoteTranscoder) else s.fleet_info()
         return {
-            "mode": "encode" if isinstance(s, RemoteEncoder) else "transcode" if isinstance(s, RemoteTranscoder) else "decode",
+            "mode": ("decode" if isinstance(s, RemoteDecoder | FailoverDecoder)
+                     else "transcode" if isinstance(s, RemoteTranscoder) else "encode"),
             "server": s.server,
             "server_name": s.server_name,
             "server_version": s.server_version,
@@ -227,6 +235,7 @@ class Job:
             "compression": s.compression.name.lower(),
             "pipelined": getattr(s, "pipelined", True),
             **s.stats.as_dict(),
+            **fleet,
         }
 
     def _cleanup(self, ok: bool) -> None:

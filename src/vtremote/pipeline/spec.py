@@ -66,6 +66,10 @@ class RemoteOptions:
     tls: bool = False
     tls_fingerprint: str = ""
     tls_ca: str = ""
+    #: "local": encode on this machine when no server can be had; None: the config file's choice.
+    fallback: str | None = None
+    #: Segments encoded on this many servers at once (0/1: one session).
+    parallel: int = 0
 
     def merged(self, other: RemoteOptions) -> RemoteOptions:
         """These options, with ``other``'s host, token and TLS settings when this side names no host."""
@@ -75,6 +79,7 @@ class RemoteOptions:
             self,
             host=other.host,
             token=self.token or other.token,
+            fallback=self.fallback or other.fallback,
             tls=self.tls or other.tls,
             tls_fingerprint=self.tls_fingerprint or other.tls_fingerprint,
             tls_ca=self.tls_ca or other.tls_ca,

@@ -29,6 +29,8 @@ class JobStats:
     remote: list[dict[str, Any]] = field(default_factory=list)  # one entry per remote session
     streams: list[dict[str, Any]] = field(default_factory=list)
     embedded_server: str | None = None
+    failovers: int = 0  # times a remote session moved to another server
+    fallbacks: int = 0  # remote encoders replaced by the local fallback encoder
 
     @property
     def elapsed(self) -> float:
@@ -89,6 +91,8 @@ class JobStats:
             "wire_bytes_received": self.wire_received,
             "wire_mbps": round(self.wire_mbps, 3),
             "embedded_server": self.embedded_server,
+            "failovers": self.failovers,
+            "fallbacks": self.fallbacks,
             "remote_sessions": self.remote,
             "streams": self.streams,
         }

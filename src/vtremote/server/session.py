@@ -625,6 +625,8 @@ class Session:
             if msg is None:
                 return  # DONE sent
             kind = messages.message_type(msg)
+            if self.cfg.faults is not None:  # test-only crashes and throttles (server/faults.py)
+                self.cfg.faults.on_message(self.id, kind)
             if isinstance(msg, messages.Frame):
                 self._on_frame(msg)
             elif isinstance(msg, messages.Packet):

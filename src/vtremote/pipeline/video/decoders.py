@@ -16,7 +16,9 @@ import av
 import av.error
 
 from vtremote.client import RemoteDecoder
+from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.errors import UsageError
+from vtremote.pipeline.fleet import open_decoder
 from vtremote.pipeline.inputs import Input
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ class FrameSource(abc.ABC):
     """Packets of one input stream in, decoded frames out."""
 
     #: The remote session behind this source, if any (for wire stats and --json).
-    session: RemoteDecoder | None = None
+    session: RemoteDecoder | FailoverDecoder | None = None
 
     @abc.abstractmethod
     def decode(self, packet: Packet) -> list[VideoFrame]: ...
@@ -81,15 +83,7 @@ class RemoteDecode(FrameSource):
         if name != codec:
             raise UsageError(f"input stream {inp.index}:{in_stream.index} is {name}; {inp.spec.video_codec} decodes {codec} only")
         ro = job.remote_for_input(inp)
-        self.session = RemoteDecoder.from_stream(
-            ro.host or "",
-            in_stream,
-            token=ro.token,
-            timeout=ro.timeout_ms / 1000,
-            compression=ro.compression,
-            inflight=ro.inflight,
-            **ro.tls_kwargs(),
-        )
+        self.session = open_decoder(ro, in_stream)  # a pool gets the failover decoder (pipeline/fleet.py)
         job.sessions.append(self.session)
 
     def decode(self, packet: Packet) -> list[VideoFrame]:

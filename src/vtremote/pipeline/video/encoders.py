@@ -17,7 +17,9 @@ import av.error
 
 from vtremote.client import RemoteEncoder
 from vtremote.client.encoder import EncoderSettings
+from vtremote.client.failover import FailoverEncoder
 from vtremote.errors import JobError
+from vtremote.pipeline.fleet import open_encoder
 from vtremote.pipeline.output import open_output_stream_for_packets
 from vtremote.pipeline.spec import OutputSpec
 
@@ -81,7 +83,7 @@ class FrameSink(abc.ABC):
     """Frames in, packets for the output stream out."""
 
     #: The remote session behind this sink, if any (for wire stats and --json).
-    session: RemoteEncoder | None = None
+    session: RemoteEncoder | FailoverEncoder | None = None
     out_stream: Any
 
     @property
@@ -175,19 +177,14 @@ class RemoteEncode(FrameSink):
         ro = self.job.remote_for_output()
         pix_fmt = remote_pix_fmt(self.out, self.remote_codec, frame)
         ctx = self.out_stream.codec_context
-        self.session = RemoteEncoder(
-            ro.host or "",
+        self.session = open_encoder(  # a pool or a fallback gets the failover encoder (pipeline/fleet.py)
+            ro,
             self.remote_codec,
             width=frame.width,
             height=frame.height,
             pix_fmt=pix_fmt,
             time_base=time_base,
             framerate=rate,
-            token=ro.token,
-            timeout=ro.timeout_ms / 1000,
-            compression=ro.compression,
-            inflight=ro.inflight,
-            **ro.tls_kwargs(),
             settings=remote_settings(self.job, self.out, color_settings(frame), sar),
         )
         self.job.sessions.append(self.session)
@@ -216,6 +213,10 @@ class RemoteEncode(FrameSink):
 def open_frame_sink(job: Job, codec: str, rate: Fraction | None) -> FrameSink:
     """The output's remote encoder (``-c:v *_videotoolbox_remote`` after ``-i``), else a PyAV one."""
     remote = job.spec.output.remote_codec
+    if remote and job.spec.output.remote.parallel > 1:
+        from vtremote.pipeline.video.parallel import ParallelEncode  # it builds on RemoteEncode
+
+        return ParallelEncode(job, remote, job.remote_for_output())
     return RemoteEncode(job, remote) if remote else LocalEncode(job, codec, rate)
 
 

@@ -25,6 +25,7 @@ import av
 
 from vtremote.client import RemoteTranscoder
 from vtremote.errors import ConfigError
+from vtremote.pipeline.fleet import uses_pool
 from vtremote.pipeline.inputs import Input
 from vtremote.pipeline.output import open_output_stream_for_packets
 from vtremote.pipeline.spec import OutputSpec
@@ -69,6 +70,11 @@ def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
                                    ("-frames:v", out.max_frames is not None)) if on]
     if trims:
         return f"{', '.join(trims)} need frame-exact trimming on this machine"
+    ro = job.remote_for_output()
+    if ro.parallel > 1:
+        return "-vt_remote_parallel splits raw frames into segments"
+    if uses_pool(ro):
+        return "a pool of servers or a local fallback needs the failover encoder, which takes raw frames"
     if in_stream.codec_context.name in UNCOMPRESSED_CODECS:
         return "the input is uncompressed pictures"
     if inp.container.format.name.split(",")[0] in UNTIMED_FORMATS or in_stream.time_base is None:

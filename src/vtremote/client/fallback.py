@@ -1,0 +1,129 @@
+"""The local fallback: encode on this machine with PyAV when no server can be had.
+
+:class:`LocalEncoder` has the calls :class:`~vtremote.client.failover.FailoverEncoder`
+needs from a :class:`~vtremote.client.RemoteEncoder` (``encode(frame, keyframe=)``,
+``flush()``, ``extradata``, ``stats``), so a job can start on it, or switch to it
+mid-stream, with the same bookkeeping. It runs libx264 / libx265 with the
+session's bitrate, GOP and B-frame settings; packets are Annex B like a
+server's, with pts/dts in the session's time base.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from fractions import Fraction
+from typing import Any, TypeAlias
+
+import av
+import av.error
+
+from vtremote.client.encoder import EncoderSettings
+from vtremote.client.session import SessionStats
+from vtremote.errors import EngineError
+from vtremote.wire.constants import PixelFormat, WireCompression
+
+log = logging.getLogger(__name__)
+
+Packet: TypeAlias = "av.Packet[Any]"
+
+#: The PyAV encoder used for each wire codec.
+LOCAL_CODECS = {"h264": "libx264", "hevc": "libx265"}
+#: AV_CODEC_FLAG_GLOBAL_HEADER: parameter sets out of band (extradata) instead of in-band.
+GLOBAL_HEADER = 1 << 22
+
+
+class LocalEncoder:
+    """A libx264/libx265 encoder of this process with the remote encoder's calls."""
+
+    compression = WireCompression.NONE
+    server_name = "local"
+    server_version = ""
+    config_record = b""
+
+    def __init__(
+        self,
+        codec: str,
+        *,
+        width: int,
+        height: int,
+        pix_fmt: PixelFormat,
+        time_base: Fraction,
+        framerate: Fraction | None,
+        settings: EncoderSettings,
+    ) -> None:
+        self.codec = codec
+        self.engine = LOCAL_CODECS[codec]
+        self.time_base = time_base
+        self.width, self.height = width, height
+        self.default_duration = 0
+        if framerate and framerate > 0:
+            ticks = 1 / (framerate * time_base)
+            self.default_duration = round(ticks) if ticks >= 1 else 0
+        self._stats = SessionStats()
+        self._t0 = time.monotonic()
+        ctx: Any = av.CodecContext.create(self.engine, "w")
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuv420p10le" if pix_fmt is PixelFormat.P010 else "yuv420p"
+        ctx.time_base = time_base
+        if framerate:
+            ctx.framerate = framerate
+        if settings.bitrate:
+            ctx.bit_rate = settings.bitrate
+        if settings.gop:
+            ctx.gop_size = settings.gop
+        ctx.max_b_frames = settings.max_b_frames
+        if settings.flags & GLOBAL_HEADER:
+            ctx.flags |= GLOBAL_HEADER
+        opts = {"preset": "veryfast"}
+        if codec == "h264":
+            opts["x264-params"] = "log=-1"  # its own stderr lines would break the progress line
+        else:
+            opts["x265-params"] = "log-level=none"
+        ctx.options = opts
+        try:
+            ctx.open()
+        except av.error.FFmpegError as e:
+            raise EngineError(f"local fallback {self.engine} does not open for {width}x{height}: {e}") from e
+        self._ctx = ctx
+        #: Annex B parameter sets when they are out of band (global header), else empty.
+        self.extradata = bytes(ctx.extradata or b"")
+        self._flushed = False
+
+    @property
+    def server(self) -> str:
+        return f"local {self.engine}"
+
+    @property
+    def stats(self) -> SessionStats:
+        self._stats.elapsed = time.monotonic() - self._t0
+        return self._stats
+
+    def encode(self, frame: av.VideoFrame, *, keyframe: bool | None = None) -> list[Packet]:
+        if frame.format.name != self._ctx.pix_fmt:
+            pts, tb, duration = frame.pts, frame.time_base, frame.duration
+            frame = frame.reformat(format=self._ctx.pix_fmt)
+            frame.pts, frame.time_base, frame.duration = pts, tb, duration
+        if keyframe is None:
+            keyframe = frame.pict_type == av.video.frame.PictureType.I
+        frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        self._stats.frames += 1
+        return self._out(self._ctx.encode(frame))
+
+    def flush(self) -> list[Packet]:
+        if self._flushed:
+            return []
+        self._flushed = True
+        return self._out(self._ctx.encode(None))
+
+    def _out(self, packets: list[Packet]) -> list[Packet]:
+        for p in packets:
+            p.time_base = self.time_base
+            self._stats.packets += 1
+        return packets
+
+    def _take(self) -> list[Packet]:
+        return []  # nothing is ever waiting: encode() returns what the codec gave
+
+    def close(self) -> None:
+        """Nothing to release: the codec context is freed with the object."""

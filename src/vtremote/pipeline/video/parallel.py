@@ -1,0 +1,327 @@
+"""Segments in parallel (``-vt_remote_parallel N``): one output stream encoded on N servers at once.
+
+:class:`ParallelEncode` is a :class:`~vtremote.pipeline.video.encoders.FrameSink`.
+It cuts the frames it is given into segments of whole GOPs (at least
+:data:`MIN_SEGMENT_FRAMES` frames), each starting with a forced IDR, and
+encodes up to N segments at the same time, each in its own session placed on
+the pool by free capacity (busy servers are skipped, so N servers of one
+session each get one segment each). The segments' packets are joined in
+order into one bitstream:
+
+* every segment starts with an IDR and references nothing before it (closed
+  GOP), so the join is a plain concatenation;
+* pts are the frames' own; dts are made strictly increasing across joins
+  (without B-frames they already are);
+* every segment uses the job's bitrate, so the whole file has it too;
+* parameter sets come from the first segment; a segment whose server sent
+  other ones gets them in-band in front of its IDR (see client/failover.py);
+* a segment whose server fails (reset, timeout, ERROR, missing packets) is
+  encoded again from its first frame on another server; with
+  ``-vt_remote_fallback local`` a segment no server can take is encoded here.
+
+Memory: the frames of the segments in flight are held (at most ``2 N``
+segments of raw pictures); the caller blocks beyond that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import av
+
+from vtremote.client import RemoteEncoder
+from vtremote.client.encoder import EncoderSettings
+from vtremote.client.failover import FAILOVER_ERRORS
+from vtremote.client.fallback import LocalEncoder
+from vtremote.client.pool import Placer, Pool, resolve_pool
+from vtremote.client.session import SessionStats
+from vtremote.client.transport import Transport
+from vtremote.errors import ConnectionLostError, JobError, NoServerError
+from vtremote.pipeline.spec import RemoteOptions
+from vtremote.pipeline.video.encoders import (
+    RemoteEncode,
+    color_settings,
+    remote_pix_fmt,
+    remote_settings,
+)
+from vtremote.wire.constants import PixelFormat, WireCompression
+
+if TYPE_CHECKING:
+    from vtremote.pipeline.job import Job
+
+log = logging.getLogger(__name__)
+
+Packet: TypeAlias = "av.Packet[Any]"
+
+#: A segment is whole GOPs and at least this many frames (sessions cost a round trip or two).
+MIN_SEGMENT_FRAMES = 60
+#: Tries per segment before the job fails (each on a server not failed yet, then the fallback).
+MAX_TRIES = 6
+#: How long a segment waits for a free server when all are busy with other segments (s).
+BUSY_WAIT = 30.0
+
+
+@dataclass
+class Segment:
+    index: int
+    frames: list[tuple[av.VideoFrame, bool]] = field(default_factory=list)
+    packets: list[Packet] = field(default_factory=list)
+    extradata: bytes = b""
+    server: str = ""
+    tries: int = 0
+
+
+class ParallelSessions:
+    """What the job reports about a parallel encode (it stands in the job's session list)."""
+
+    def __init__(self, pool: Pool, codec: str) -> None:
+        self.pool = pool
+        self.codec = codec
+        self.server = f"pool {pool.name}"
+        self.server_name = "vtremoted"
+        self.server_version = ""
+        self.engine = ""
+        self.compression = WireCompression.NONE
+        self._lock = threading.Lock()
+        self._stats = SessionStats()
+        self._t0 = time.monotonic()
+        self.segments = 0
+        self.redone = 0
+        self.fell_back = False
+        self.by_server: dict[str, int] = {}
+
+    def add(self, server: str, st: SessionStats, frames: int) -> None:
+        with self._lock:
+            self._stats.bytes_sent += st.bytes_sent
+            self._stats.bytes_received += st.bytes_received
+            self._stats.frames += frames
+            self._stats.packets += frames
+            self.segments += 1
+            self.by_server[server] = self.by_server.get(server, 0) + 1
+
+    @property
+    def failovers(self) -> int:
+        """Segments encoded again after their server failed."""
+        return self.redone
+
+    @property
+    def stats(self) -> SessionStats:
+        with self._lock:
+            st = SessionStats(**{k: getattr(self._stats, k) for k in ("frames", "packets", "bytes_sent", "bytes_received")})
+        st.elapsed = time.monotonic() - self._t0
+        return st
+
+    def fleet_info(self) -> dict[str, Any]:
+        return {
+            "pool": self.pool.name,
+            "servers": sorted(self.by_server),
+            "segments": self.segments,
+            "segments_by_server": dict(sorted(self.by_server.items())),
+            "failovers": self.redone,
+            "fallback": self.fell_back,
+        }
+
+    def close(self) -> None:
+        """Sessions are closed segment by segment."""
+
+
+class ParallelEncode(RemoteEncode):
+    """Encode keyframe-aligned segments on several servers at once and join them."""
+
+    def __init__(self, job: Job, remote_codec: str, ro: RemoteOptions) -> None:
+        super().__init__(job, remote_codec)
+        self.ro = ro
+        self.workers = ro.parallel
+        self.pool = resolve_pool(ro.host or "", token=ro.token, fallback=ro.fallback)
+        self.report = ParallelSessions(self.pool, remote_codec)
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: deque[tuple[Segment, Future[Segment]]] = deque()
+        self._current: Segment | None = None
+        self._next_index = 0
+        self._dead: set[str] = set()
+        self._dead_lock = threading.Lock()
+        self._last_dts: int | None = None
+        self._first_extradata: bytes | None = None
+        self._first_session: RemoteEncoder | None = None
+        self._opened = False
+        self._default_duration = 0
+        self.segment_frames = MIN_SEGMENT_FRAMES
+        self.settings = EncoderSettings()
+        self.pix_fmt = "nv12"
+        self.time_base: Fraction = Fraction(1, 30)
+        self.rate: Fraction | None = None
+        self.width = self.height = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened
+
+    def open(self, frame: av.VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None) -> None:
+        self.pix_fmt = remote_pix_fmt(self.out, self.remote_codec, frame)
+        settings = remote_settings(self.job, self.out, color_settings(frame), sar)
+        gop = settings.gop or 12
+        self.segment_frames = gop * math.ceil(MIN_SEGMENT_FRAMES / gop)
+        self.settings = settings
+        self.time_base, self.rate = time_base, rate
+        self.width, self.height = frame.width, frame.height
+        # The first segment's session opens now: its parameter sets are the output's extradata.
+        first, _ = Placer(self.pool, self.remote_codec, timeout=self.ro.timeout_ms / 1000).open(self._opener)
+        self._first_session = first
+        self._first_extradata = first.extradata
+        self._default_duration = first.default_duration
+        self.report.engine = first.engine
+        self.report.compression = first.compression
+        ctx = self.out_stream.codec_context
+        ctx.pix_fmt = "yuv420p10le" if self.pix_fmt.startswith("p010") else "yuv420p"
+        if first.extradata:
+            ctx.extradata = first.extradata
+        self.job.sessions.append(self.report)
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vtremote-segment")
+        self._opened = True
+        log.info("parallel encode on pool %s: %d at once, segments of %d frames", self.pool.name, self.workers,
+                 self.segment_frames)
+
+    @property
+    def default_duration(self) -> int:
+        return self._default_duration
+
+    def _opener(self, transport: Transport) -> RemoteEncoder:
+        return RemoteEncoder(
+            transport, self.remote_codec, width=self.width, height=self.height, pix_fmt=self.pix_fmt,
+            time_base=self.time_base, framerate=self.rate, token=self.pool.token,
+            timeout=self.ro.timeout_ms / 1000, compression=self.ro.compression, inflight=self.ro.inflight,
+            settings=self.settings,
+        )
+
+    # -- frames in --------------------------------------------------------------------------------
+
+    def encode(self, frame: av.VideoFrame, keyframe: bool) -> list[Packet]:
+        seg = self._current
+        if seg is None or len(seg.frames) >= self.segment_frames:
+            if seg is not None:
+                self._submit(seg)
+            seg = self._current = Segment(self._next_index)
+            self._next_index += 1
+        seg.frames.append((frame, keyframe or not seg.frames))
+        return self._collect(block=False)
+
+    def flush(self) -> list[Packet]:
+        if not self._opened:
+            return []
+        if self._current is not None and self._current.frames:
+            self._submit(self._current)
+            self._current = None
+        return self._collect(block=True)
+
+    def _submit(self, seg: Segment) -> None:
+        assert self._executor is not None
+        # Bound the raw frames held: wait for the oldest segment beyond 2N.
+        if len(self._pending) >= 2 * self.workers:
+            self._pending[0][1].result()
+        self._pending.append((seg, self._executor.submit(self._encode_segment, seg)))
+
+    def _collect(self, block: bool) -> list[Packet]:
+        """Packets of the finished segments at the front, joined."""
+        out: list[Packet] = []
+        while self._pending and (block or self._pending[0][1].done()):
+            seg, fut = self._pending.popleft()
+            done = fut.result()  # raises the segment's final error
+            out += self._join(done)
+        return out
+
+    def _join(self, seg: Segment) -> list[Packet]:
+        packets = seg.packets
+        if packets and seg.extradata and seg.extradata != self._first_extradata:
+            first = packets[0]
+            fixed: Packet = av.Packet(seg.extradata + bytes(first))
+            fixed.pts, fixed.dts, fixed.duration = first.pts, first.dts, first.duration
+            fixed.time_base, fixed.is_keyframe = first.time_base, first.is_keyframe
+            packets[0] = fixed
+        for pkt in packets:
+            if pkt.dts is not None:
+                if self._last_dts is not None and pkt.dts <= self._last_dts:
+                    pkt.dts = self._last_dts + 1
+                self._last_dts = pkt.dts
+        seg.frames.clear()
+        return packets
+
+    # -- one segment, on a worker thread -----------------------------------------------------------
+
+    def _take_first_session(self) -> RemoteEncoder | None:
+        with self._dead_lock:
+            session, self._first_session = self._first_session, None
+        return session
+
+    def _place(self, seg: Segment) -> RemoteEncoder | LocalEncoder:
+        if seg.index == 0 and seg.tries == 1:  # the session open() placed is the first segment's
+            first = self._take_first_session()
+            if first is not None:
+                return first
+        deadline = time.monotonic() + BUSY_WAIT
+        while True:
+            with self._dead_lock:
+                dead = set(self._dead)
+            placer = Placer(self.pool, self.remote_codec, timeout=self.ro.timeout_ms / 1000)
+            try:
+                session, _ = placer.open(self._opener, exclude=dead)
+                return session
+            except NoServerError:
+                busy = any("busy" in why for why in placer.skipped.values())
+                if busy and time.monotonic() < deadline:
+                    time.sleep(0.1)  # every live server is taken by our other segments
+                    continue
+                if self.pool.fallback == "local":
+                    self.report.fell_back = True
+                    log.warning("segment %d: %s; encoding it here (local fallback)", seg.index, placer.failure_message())
+                    return LocalEncoder(
+                        self.remote_codec, width=self.width, height=self.height, pix_fmt=PixelFormat.P010
+                        if self.pix_fmt.startswith("p010") else PixelFormat.NV12, time_base=self.time_base,
+                        framerate=self.rate, settings=self.settings,
+                    )
+                raise
+
+    def _encode_segment(self, seg: Segment) -> Segment:
+        while True:
+            seg.tries += 1
+            session = self._place(seg)
+            server = session.server
+            packets: list[Packet] = []
+            try:
+                try:
+                    for i, (frame, keyframe) in enumerate(seg.frames):
+                        packets += session.encode(frame, keyframe=keyframe or i == 0)
+                    packets += session.flush()
+                    if len(packets) != len(seg.frames):
+                        raise ConnectionLostError(f"{server} returned {len(packets)} packets for {len(seg.frames)} frames")
+                finally:
+                    stats = session.stats
+                    session.close()
+            except FAILOVER_ERRORS as e:
+                if not isinstance(session, LocalEncoder):
+                    with self._dead_lock:
+                        self._dead.add(server)
+                self.report.redone += 1
+                log.warning("segment %d failed on %s (%s); encoding it again elsewhere", seg.index, server, e)
+                if seg.tries >= MAX_TRIES:
+                    raise JobError(f"segment {seg.index} failed {seg.tries} times; last on {server}: {e}") from e
+                continue
+            seg.packets = packets
+            seg.extradata = session.extradata
+            seg.server = server
+            self.report.add(server, stats, len(seg.frames))
+            return seg
+
+    def close(self) -> None:
+        first = self._take_first_session()
+        if first is not None:
+            first.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
