@@ -123,7 +123,8 @@ class OutputFile:
     playable, truncated file under the name a script expects.
     """
 
-    def __init__(self, url: str, fmt: str | None, *, overwrite: bool | None, keep_partial: bool = False) -> None:
+    def __init__(self, url: str, fmt: str | None, *, overwrite: bool | None, keep_partial: bool = False,
+                 options: dict[str, str] | None = None) -> None:
         self.url = url
         self.keep_partial = keep_partial
         null = fmt == "null"
@@ -140,7 +141,7 @@ class OutputFile:
             target = self.temp
         try:
             # The format comes from the target's name; the temporary name keeps its extension.
-            self.container: av.container.OutputContainer = av.open(target, "w", format=fmt)
+            self.container: av.container.OutputContainer = av.open(target, "w", format=fmt, options=options or None)
         except ValueError as e:
             self._remove_temp()
             raise UsageError(f"cannot tell the output format of {url!r}: {e}; name it with -f (mp4, mov, matroska, mpegts, nut, null)") from e
