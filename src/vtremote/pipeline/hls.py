@@ -122,10 +122,12 @@ class HlsOutput:
                 os.replace(self.url, self.partial_name)
             log.warning("the run failed; its %d complete segment(s) are kept, the playlist as %s", len(segments), self.partial_name)
             return
+        playlist = os.path.exists(self.url)
         for path in [*segments, self.url]:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        log.warning("the run failed; removed its playlist %s and %d segment(s)", self.url, len(segments))
+        if playlist or segments:
+            log.warning("the run failed; removed %s%d segment(s) it wrote", f"the playlist {self.url} and " if playlist else "", len(segments))
 
 
 def is_hls(fmt: str | None, url: str) -> bool:
