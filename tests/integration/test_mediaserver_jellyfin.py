@@ -185,3 +185,22 @@ def test_start_offset_with_ss(tmp_path: Path, movie: Path, server) -> None:  # t
     assert starts[1] - starts[0] == pytest.approx(1.0, abs=1e-3)
     assert {s.audio_codec for s in hls.segments} == {"mp3float"}
     assert summary_frames(server) == FRAMES - RATE
+
+
+def test_progressive_fragmented_mp4(tmp_path: Path, movie: Path, server) -> None:  # type: ignore[no-untyped-def]
+    """Jellyfin's progressive stream: one fragmented MP4 written under its own name as it grows."""
+    target = tmp_path / "stream.mp4"
+    args = ["-analyzeduration", "200M", "-f", "matroska,webm", "-i", f"file:{movie}", "-map_metadata", "-1",
+            "-map_chapters", "-1", "-threads", "0", "-map", "0:0", "-map", "0:1", "-map", "-0:s",
+            "-codec:v:0", "h264_qsv", "-preset", "veryfast", "-b:v", "800000", "-maxrate", "800000", "-bufsize", "1600000",
+            "-g:v:0", "30", "-keyint_min:v:0", "30", "-vf", "scale=trunc(min(max(iw\\,ih*a)\\,min(256\\,144*a))/2)*2:trunc(min(max(iw/a\\,ih)\\,min(256/a\\,144))/2)*2",
+            "-codec:a:0", "copy", "-movflags", "frag_keyframe+empty_moov+delay_moov", "-f", "mp4", "-y", str(target)]
+    result = run_ffmpeg(tmp_path, args, host=server.addr)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mp4") == ["stream.mp4"]  # no temporary name
+    import av
+
+    with av.open(str(target)) as c:
+        frames = [f for f in c.decode(video=0)]
+    assert len(frames) == FRAMES and (frames[0].width, frames[0].height) == (256, 144)
+    assert summary_frames(server) == FRAMES

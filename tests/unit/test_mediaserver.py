@@ -173,8 +173,8 @@ def test_rate_control_bitrate_and_unsupported_lines() -> None:
     assert plan.spec.output.video["bitrate"] == 4_000_000 and "global_quality" not in plan.spec.output.video
     with pytest.raises(Unsupported, match="filter_complex"):
         translate(parse_argv(["-i", "/m", "-filter_complex", "[0:0]null[v]", "-map", "[v]", "/o.mkv"]), MediaServerConfig(), server="s:1", media=MEDIA)
-    with pytest.raises(Unsupported, match="output option -segment_time 5"):
-        translate(parse_argv(["-i", "/m", "-c:v", "libx264", "-f", "segment", "-segment_time", "5", "/o%d.ts"]), MediaServerConfig(), server="s:1", media=MEDIA)
+    with pytest.raises(Unsupported, match="output option -hls_key_info_file keys.txt"):
+        translate(parse_argv(["-i", "/m", "-c:v", "libx264", "-f", "hls", "-hls_key_info_file", "keys.txt", "/o.m3u8"]), MediaServerConfig(), server="s:1", media=MEDIA)
     with pytest.raises(Unsupported, match="2 outputs"):
         translate(parse_argv(["-i", "/m", "/a.mkv", "/b.mkv"]), MediaServerConfig(), server="s:1", media=MEDIA)
 

@@ -57,7 +57,9 @@ FAST_PRESETS = frozenset({"ultrafast", "superfast", "veryfast", "faster", "fast"
 SLOW_PRESETS = frozenset({"slow", "slower", "veryslow", "placebo", "p5", "p6", "p7", "quality"})
 #: Muxer options passed on to FFmpeg as they are.
 MUXER_OPTIONS = frozenset(
-    ["hls_time", "hls_segment_type", "hls_fmp4_init_filename", "start_number", "hls_segment_filename", "hls_playlist_type", "hls_list_size", "hls_base_url", "hls_segment_options", "hls_flags", "hls_init_time", "avoid_negative_ts", "max_delay", "movflags", "hls_allow_cache", "hls_start_number_source", "frag_duration", "min_frag_duration"]
+    ["hls_time", "hls_segment_type", "hls_fmp4_init_filename", "start_number", "hls_segment_filename", "hls_playlist_type", "hls_list_size", "hls_base_url", "hls_segment_options", "hls_flags", "hls_init_time", "avoid_negative_ts", "max_delay", "movflags", "hls_allow_cache", "hls_start_number_source", "frag_duration", "min_frag_duration",
+     "segment_time", "segment_format", "segment_list", "segment_list_type", "segment_start_number", "segment_time_delta",
+     "individual_header_trailer", "break_non_keyframes", "reset_timestamps", "segment_list_flags", "segment_list_size", "segment_wrap"]
 )
 
 
@@ -237,7 +239,7 @@ def translate(cmd: Command, config: MediaServerConfig, *, server: str | None, me
             quality["gop"] = v
         elif name == "bf":
             quality["bf"] = v
-        elif name == "profile" and kind in ("v", "*"):
+        elif (name == "profile" and kind in ("v", "*")) or name == "vprofile":
             quality["profile"] = v
         elif name == "level" and kind in ("v", "*"):
             quality["level"] = v
@@ -274,6 +276,8 @@ def translate(cmd: Command, config: MediaServerConfig, *, server: str | None, me
 
     if out.format == "hls" or (out.format is None and out.url.endswith(".m3u8")):
         out.format = "hls"
+    # A media server reads the output while it is written: no temporary name.
+    out.in_place = True
     geo = Geometry(media.width, media.height, media.sar) if media.width and media.height else None
     chain = translate_chain(vf, geo)
     notes += chain.notes
@@ -352,7 +356,8 @@ def _remote_video(out: OutputSpec, q: dict[str, str], config: MediaServerConfig,
         v["gop"] = int(q["gop"])
     else:
         fps = out.rate or media.rate or Fraction(25)
-        seconds = float(out.format_options.get("hls_time", "2")) if out.format == "hls" else 10.0
+        seconds = float(out.format_options.get("hls_time" if out.format == "hls" else "segment_time", "2")) \
+            if out.format in ("hls", "segment", "ssegment") else 10.0
         v["gop"] = max(1, min(600, round(float(fps) * seconds)))
     if q.get("bf"):
         v["max_b_frames"] = int(q["bf"])
@@ -416,6 +421,6 @@ def _key_frames(out: OutputSpec, media: MediaInfo, first: InputSpec) -> None:
             raise Unsupported(str(e)) from e
         if out.force_key_frames and out.force_key_frames.startswith("expr:") and "n_forced" not in out.force_key_frames:
             raise Unsupported(f"-force_key_frames {out.force_key_frames}: only gte(t,[OFFSET+]n_forced*N) is supported")
-    elif out.format == "hls":
-        every = float(out.format_options.get("hls_time", "2"))
+    elif out.format in ("hls", "segment", "ssegment"):
+        every = float(out.format_options.get("hls_time" if out.format == "hls" else "segment_time", "2"))
         out.force_key_frames = _key_frame_times(f"expr:gte(t,{start:g}+n_forced*{every:g})", start, end)

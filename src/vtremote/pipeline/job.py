@@ -132,7 +132,7 @@ class Job:
             self.file = open_hls(out.url, out.format_options, self.spec.overwrite, out.keep_partial)
         else:
             self.file = OutputFile(out.url, out.format, overwrite=self.spec.overwrite, keep_partial=out.keep_partial,
-                                   options=out.format_options)
+                                   options=out.format_options, in_place=out.in_place)
         self.output.metadata.update(out.metadata)
         self.stats.format = self.output_format
         self.muxer = Muxer(self.output, self.stats)

@@ -130,6 +130,9 @@ class OutputSpec:
     audio_filter: str | None = None
     #: ``-tag:v``: the video stream's codec tag in the container (hvc1, avc1...).
     video_tag: str | None = None
+    #: Write under the output's own name from the start (a media server streams the file
+    #: while it grows); a failed run still removes it, or marks it with ``keep_partial``.
+    in_place: bool = False
 
     @property
     def video_codec(self) -> str | None:
