@@ -134,3 +134,22 @@ def test_on_unavailable_fail_exits_1_and_leaves_no_playlist(tmp_path: Path, movi
     assert result.returncode == 1
     assert "no server could take the job" in result.stderr
     assert list(out.iterdir()) == []
+
+
+def test_lines_without_a_remote_encode_go_to_ffmpeg_when_configured(tmp_path: Path, movie: Path, fake_ffmpeg: Path, server) -> None:  # type: ignore[no-untyped-def]
+    thumb = ["-ss", "00:00:01", "-i", f"file:{movie}", "-threads", "0", "-v", "quiet", "-vframes", "1",
+             "-vf", "scale=trunc(iw*sar/2)*2:ih", "-f", "image2", str(tmp_path / "thumb.jpg")]
+    result = run_ffmpeg(tmp_path, thumb, host=server.addr, env={"VTREMOTE_FFMPEG": str(fake_ffmpeg)})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "argv.txt").read_text().splitlines() == thumb
+    assert counters(tmp_path)["ffmpeg_passthrough"] == 1
+    # local_lines = "vtremote": run here instead (a JPEG from PyAV's mjpeg).
+    result = run_ffmpeg(tmp_path, [*thumb[:-5], "-an", "-sn", *thumb[-5:]], host=server.addr,
+                        config=f'[ffmpeg]\nffmpeg_path = "{fake_ffmpeg}"\nlocal_lines = "vtremote"\n')
+    assert result.returncode == 0, result.stderr
+    import av
+
+    with av.open(str(tmp_path / "thumb.jpg")) as c:
+        frame = next(c.decode(video=0))
+    assert (frame.width, frame.height) == (160, 96)
+    assert counters(tmp_path)["no_video_encode"] == 1

@@ -183,6 +183,8 @@ class Runner:
                 plan = translate(self.cmd, self.config, server=target, media=media)
             except (Unsupported, UsageError) as e:
                 return hand_to_ffmpeg(self.config, self.cmd.argv, str(e))
+            if not plan.remote and target is not None and self.config.ffmpeg_path and self.config.local_lines == "ffmpeg":
+                return hand_to_ffmpeg(self.config, self.cmd.argv, "no video encode for a server in this line", counter="ffmpeg_passthrough")
             for note in plan.notes:
                 log.info("%s", note)
             if target == "" and plan.remote:
@@ -223,7 +225,7 @@ class Runner:
             counters.bump(state, "no_video_encode")
 
 
-def hand_to_ffmpeg(config: MediaServerConfig, argv: Sequence[str], reason: str) -> int:
+def hand_to_ffmpeg(config: MediaServerConfig, argv: Sequence[str], reason: str, counter: str = "ffmpeg_fallback") -> int:
     """Replace this process with the real ffmpeg, the command line unchanged."""
     state = config.state_path
     path = config.ffmpeg_path
@@ -231,8 +233,8 @@ def hand_to_ffmpeg(config: MediaServerConfig, argv: Sequence[str], reason: str) 
         counters.bump(state, "failed")
         log.error("cannot run this command line: %s (no ffmpeg_path configured to hand it to)", reason)
         return EXIT_ERROR
-    counters.bump(state, "ffmpeg_fallback")
-    log.warning("handing the command line to %s: %s", path, reason)
+    counters.bump(state, counter)
+    log.log(logging.INFO if counter == "ffmpeg_passthrough" else logging.WARNING, "handing the command line to %s: %s", path, reason)
     for h in logging.getLogger("vtremote").handlers:
         h.flush()
     sys.stderr.flush()

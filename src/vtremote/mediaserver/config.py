@@ -72,6 +72,9 @@ class MediaServerConfig:
     #: -maxrate); ``bitrate``: the engine gets -b:v, else -maxrate, as its average bitrate.
     rate_control: str = "quality"
     remote_encoders: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_REMOTE_ENCODERS))
+    #: Lines with no video encode for a server (stream copy, thumbnails, audio only):
+    #: "ffmpeg" hands them to ffmpeg_path when one is configured, "vtremote" runs them here.
+    local_lines: str = "ffmpeg"
     #: Local encoder used when the server is unavailable: "auto" = libx264 / libx265.
     fallback_encoder: str = "auto"
     timeout_ms: int = 5000
@@ -87,6 +90,8 @@ class MediaServerConfig:
     def __post_init__(self) -> None:
         if self.on_unavailable not in ON_UNAVAILABLE:
             raise ConfigError(f"on_unavailable {self.on_unavailable!r} is not one of {', '.join(ON_UNAVAILABLE)}")
+        if self.local_lines not in ("ffmpeg", "vtremote"):
+            raise ConfigError(f"local_lines {self.local_lines!r} is not ffmpeg or vtremote")
         if self.rate_control not in RATE_CONTROLS:
             raise ConfigError(f"rate_control {self.rate_control!r} is not one of {', '.join(RATE_CONTROLS)}")
         for name, codec in self.remote_encoders.items():

@@ -2,8 +2,10 @@
 
 Each ``vtremote-ffmpeg`` run adds to one counter: ``remote`` (video made by a
 server), ``local_fallback`` (no server could take it: a PyAV encoder here),
-``ffmpeg_fallback`` (handed to the real ffmpeg), ``no_video_encode`` (copy or
-audio only), ``failed``. An exclusive ``flock`` keeps concurrent runs from
+``ffmpeg_fallback`` (a line vtremote cannot run, handed to the real ffmpeg),
+``ffmpeg_passthrough`` (no video encode for a server: handed to ffmpeg by
+choice), ``no_video_encode`` (copy or audio only, run here), ``failed``;
+``server_unavailable`` counts each server that could not take a job. An exclusive ``flock`` keeps concurrent runs from
 losing counts; a state folder that cannot be written only costs the count.
 """
 
@@ -19,7 +21,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FILE_NAME = "ffmpeg-counters.json"
-KEYS = ("runs", "remote", "local_fallback", "ffmpeg_fallback", "no_video_encode", "failed", "server_unavailable")
+KEYS = ("runs", "remote", "local_fallback", "ffmpeg_fallback", "ffmpeg_passthrough", "no_video_encode", "failed",
+        "server_unavailable")
 
 
 def bump(state_dir: Path, *keys: str) -> None:

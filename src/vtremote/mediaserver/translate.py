@@ -300,6 +300,8 @@ def translate(cmd: Command, config: MediaServerConfig, *, server: str | None, me
             _local_video(out, quality, local_opts, out.codecs["v"])
     elif video_encoder:
         out.codecs["v"] = video_encoder
+    if not video_encoder and out.url.lower().endswith((".jpg", ".jpeg")) and not out.pix_fmt:
+        out.pix_fmt = "yuvj420p"  # the default mjpeg encoder wants full range, as ffmpeg picks
     _key_frames(out, media, inputs[0])
     return Plan(spec, remote, out.codecs.get("v"), notes)
 
@@ -407,6 +409,12 @@ def _local_video(out: OutputSpec, q: dict[str, str], local_opts: dict[str, str],
         o["x265-params"] = local_opts["x265-params"]
     if x26x:
         o["sc_threshold"] = "0"
+    if q.get("qscale") and not x26x:
+        # ffmpeg's -q:v: global_quality = q x FF_QP2LAMBDA with the QSCALE flag.
+        o["global_quality"] = str(round(float(q["qscale"]) * 118))
+        o["flags"] = "+qscale"
+    if encoder == "mjpeg" and not out.pix_fmt:
+        out.pix_fmt = "yuvj420p"  # full range, as ffmpeg picks for JPEG
 
 
 def _key_frames(out: OutputSpec, media: MediaInfo, first: InputSpec) -> None:
