@@ -78,6 +78,9 @@ class MediaServerConfig:
     #: Local encoder used when the server is unavailable: "auto" = libx264 / libx265.
     fallback_encoder: str = "auto"
     timeout_ms: int = 5000
+    #: A failed run keeps its complete HLS segments (playlist renamed NAME.partial.m3u8) or
+    #: its file as NAME.partial.EXT, instead of removing them.
+    keep_partial: bool = False
     compression: str = "auto"
     log_file: str | None = None
     log_level: str = "info"

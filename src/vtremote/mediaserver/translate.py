@@ -278,6 +278,7 @@ def translate(cmd: Command, config: MediaServerConfig, *, server: str | None, me
         out.format = "hls"
     # A media server reads the output while it is written: no temporary name.
     out.in_place = True
+    out.keep_partial = config.keep_partial
     geo = Geometry(media.width, media.height, media.sar) if media.width and media.height else None
     chain = translate_chain(vf, geo)
     notes += chain.notes
