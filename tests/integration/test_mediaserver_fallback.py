@@ -153,3 +153,15 @@ def test_lines_without_a_remote_encode_go_to_ffmpeg_when_configured(tmp_path: Pa
         frame = next(c.decode(video=0))
     assert (frame.width, frame.height) == (160, 96)
     assert counters(tmp_path)["no_video_encode"] == 1
+
+
+def test_a_run_that_fails_here_goes_to_ffmpeg(tmp_path: Path, fake_ffmpeg: Path, server) -> None:  # type: ignore[no-untyped-def]
+    """An input vtremote cannot open: the line still reaches ffmpeg, which may know better."""
+    broken = tmp_path / "broken.mkv"
+    broken.write_bytes(b"\x1aE\xdf\xa3" + b"\x00" * 64)
+    line = ["-i", f"file:{broken}", "-codec:v:0", "libx264", "-f", "hls", "-y", str(tmp_path / "b.m3u8")]
+    result = run_ffmpeg(tmp_path, line, host=server.addr, env={"VTREMOTE_FFMPEG": str(fake_ffmpeg)})
+    assert result.returncode == 0, result.stderr
+    assert "handing the command line to" in result.stderr and "vtremote failed: cannot open input" in result.stderr
+    assert (tmp_path / "argv.txt").read_text().splitlines() == line
+    assert not (tmp_path / "b.m3u8").exists()

@@ -204,6 +204,12 @@ class Runner:
                 continue
             except (UsageError, Unsupported) as e:
                 return hand_to_ffmpeg(self.config, self.cmd.argv, str(e))
+            except (VTRemoteError, av.error.FFmpegError, OSError) as e:
+                # The run failed for a reason of its own (its output is already taken away):
+                # a real ffmpeg may still manage the line, so playback does not break.
+                if self.config.ffmpeg_path and not self.stop_requested:
+                    return hand_to_ffmpeg(self.config, self.cmd.argv, f"vtremote failed: {_describe(e)}")
+                raise
             self._report(plan, stats, target)
             return EXIT_SIGNAL if self.stopped_by_signal else EXIT_OK
         if self.config.on_unavailable == "ffmpeg":
@@ -223,6 +229,10 @@ class Runner:
             counters.bump(state, "local_fallback")
         else:
             counters.bump(state, "no_video_encode")
+
+
+def _describe(e: BaseException) -> str:
+    return str(getattr(e, "strerror", None) or e)
 
 
 def hand_to_ffmpeg(config: MediaServerConfig, argv: Sequence[str], reason: str, counter: str = "ffmpeg_fallback") -> int:
@@ -321,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (av.error.FFmpegError, OSError) as e:
         counters.bump(config.state_path, "failed")
-        log.error("%s", getattr(e, "strerror", None) or e)
+        log.error("%s", _describe(e))
         return EXIT_ERROR
     finally:
         for s, h in previous.items():
