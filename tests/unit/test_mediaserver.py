@@ -103,7 +103,7 @@ def test_hardware_chains_become_software() -> None:
                             "scale_vaapi=w=1280:h=720:format=nv12:extra_hw_frames=24,hwdownload,format=nv12|vaapi", geo)
     assert vaapi.chain == "setparams=color_primaries=bt709,scale=1280:720,format=nv12"
     cuda = translate_chain("yadif_cuda=0:-1:0,scale_cuda=format=yuv420p:w=1920:h=1080,tonemap_cuda=format=yuv420p:tonemap=bt2390", geo)
-    assert cuda.chain == "yadif,scale=1920:1080,format=yuv420p"
+    assert cuda.chain == "yadif,scale=1920:1080,format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709"
     assert cuda.tonemap_dropped and "tone mapping is not done" in cuda.notes[0]
     qsv = translate_chain("vpp_qsv=deinterlace=2:w=1280:h=720:format=p010,transpose_vaapi=dir=clock", geo)
     assert qsv.chain == "bwdif,scale=1280:720,format=p010le,transpose=dir=clock"
@@ -247,7 +247,8 @@ HW_LINES = {
         '-codec:a:0 libfdk_aac -ac 2 -ab 384000 -af volume=2 -copyts -avoid_negative_ts disabled '
         '-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 0 '
         '-hls_segment_filename /t/z%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/z.m3u8',
-        "h264_videotoolbox_remote", "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p"),
+        "h264_videotoolbox_remote", "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p,"
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709"),
     "qsv_hevc_fmp4": (
         '-analyzeduration 200M -probesize 1G -init_hw_device vaapi=va:,kernel_driver=i915,driver=iHD '
         '-init_hw_device qsv=qs@va -init_hw_device opencl=ocl@va -filter_hw_device qs -hwaccel qsv '
@@ -260,7 +261,8 @@ HW_LINES = {
         '-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type fmp4 '
         '-hls_fmp4_init_filename e0-1.mp4 -start_number 0 -hls_segment_filename /t/e0%d.mp4 -hls_playlist_type vod '
         '-hls_list_size 0 -y /t/e0.m3u8',
-        "hevc_videotoolbox_remote", "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=nv12"),
+        "hevc_videotoolbox_remote", "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=nv12,"
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709"),
 }
 
 

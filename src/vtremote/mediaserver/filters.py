@@ -336,6 +336,12 @@ def translate_chain(text: str | None, geo: Geometry | None, available: frozenset
             positional, named, _ = _parse_args(args)
             fmt = named.get("format")
             out.append(f"format={_software_format(fmt) or 'yuv420p'}" if fmt else "format=yuv420p")
+            # Tag the output as the tone mapper would have (BT.709 unless it says otherwise), so
+            # players do not take 8-bit pictures for HDR.
+            prim = named.get("p", named.get("primaries", "bt709"))
+            trc = named.get("t", named.get("transfer", "bt709"))
+            matrix = named.get("m", named.get("matrix", "bt709"))
+            out.append(f"setparams=color_primaries={prim}:color_trc={trc}:colorspace={matrix}")
             result.notes.append(f"{name}: HDR tone mapping is not done (no software tone mapper here); the picture is converted as is")
             continue
         if name not in have:
