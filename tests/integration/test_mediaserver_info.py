@@ -86,3 +86,15 @@ def test_progress_lines_read_like_ffmpegs(tmp_path: Path, server) -> None:  # ty
     parsed = parse_like_joblogger(last)
     assert parsed["time"] == "00:00:01.00"
     assert "fps" in parsed or re.search(r"fps=\d{3,}", last)  # ffmpeg's own layout: no space from 100 fps on
+
+
+def test_lavfi_capability_probes_are_answered_here(tmp_path: Path) -> None:
+    """Jellyfin's start-up checks on a lavfi source run here (not in the configured ffmpeg), so it
+    learns that this command has no runtime keys and accepts -hwaccel_flags."""
+    script = tmp_path / "ffmpeg"
+    script.write_text(f'#!/bin/sh\ntouch "{tmp_path / "ran"}"\nexit 0\n')
+    script.chmod(0o755)
+    flag = run_ffmpeg(tmp_path, ["-loglevel", "quiet", "-hwaccel_flags", "+unsafe_output", "-hide_banner", "-f", "lavfi", "-i", "nullsrc=s=1x1:d=1", "-f", "null", "-"],
+                      env={"VTREMOTE_FFMPEG": str(script)})
+    assert flag.returncode == 0 and flag.stderr == ""
+    assert not (tmp_path / "ran").exists()

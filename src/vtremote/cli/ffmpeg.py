@@ -183,7 +183,10 @@ class Runner:
                 plan = translate(self.cmd, self.config, server=target, media=media)
             except (Unsupported, UsageError) as e:
                 return hand_to_ffmpeg(self.config, self.cmd.argv, str(e))
-            if not plan.remote and target is not None and self.config.ffmpeg_path and self.config.local_lines == "ffmpeg":
+            # Capability probes on lavfi sources (Jellyfin's runtime-key and hwaccel-flag checks)
+            # are answered here, so the media server learns what this command does.
+            probe = any(i.format == "lavfi" for i in plan.spec.inputs)
+            if not plan.remote and not probe and target is not None and self.config.ffmpeg_path and self.config.local_lines == "ffmpeg":
                 return hand_to_ffmpeg(self.config, self.cmd.argv, "no video encode for a server in this line", counter="ffmpeg_passthrough")
             for note in plan.notes:
                 log.info("%s", note)
