@@ -199,8 +199,10 @@ class Runner:
                     raise
                 last_error = e
                 counters.bump(state, "server_unavailable")
-                nxt = targets[n + 1] if n + 1 < len(targets) else None
-                where = "the next server" if nxt else ("a local encoder" if n + 1 < len(targets) else "no one")
+                if n + 1 < len(targets):
+                    where = "the next server" if targets[n + 1] else "a local encoder"
+                else:
+                    where = "ffmpeg" if self.config.on_unavailable == "ffmpeg" else "nothing (on_unavailable = fail)"
                 log.warning("server %s cannot take the job (%s); falling back to %s", target or "embedded", e, where)
                 if self.stop_requested:
                     return EXIT_SIGNAL if self.stopped_by_signal else EXIT_ERROR

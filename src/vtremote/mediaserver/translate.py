@@ -79,7 +79,10 @@ class MediaInfo:
 
 def probe_media(url: str, fmt: str | None, options: dict[str, str]) -> MediaInfo:
     """Open the input's header with PyAV; an input that does not open gives an empty MediaInfo
-    (the job itself will then say why)."""
+    (the job itself will then say why). Network inputs (live TV) are not opened twice: they
+    get an empty MediaInfo, so a size expression on them goes to ffmpeg."""
+    if "://" in url:
+        return MediaInfo()
     try:
         container = av.open(url, format=fmt, options=options or None)
     except (av.error.FFmpegError, ValueError, OSError):
