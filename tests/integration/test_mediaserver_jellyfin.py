@@ -204,3 +204,54 @@ def test_progressive_fragmented_mp4(tmp_path: Path, movie: Path, server) -> None
         frames = [f for f in c.decode(video=0)]
     assert len(frames) == FRAMES and (frames[0].width, frames[0].height) == (256, 144)
     assert summary_frames(server) == FRAMES
+
+
+def make_tv_recording(path: Path, seconds: float = 3.0) -> Path:
+    """An MPEG-TS like a DVB recording: MPEG-2 video 720x576 (SAR 16:15) at 25 fps, MP2 audio;
+    the muxer starts its clock at 1.4 s, as broadcast streams start well after 0."""
+    from fractions import Fraction
+
+    import av
+
+    from media import sine_frames, testsrc_frames
+
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("mpeg2video", rate=25)
+        video.width, video.height, video.pix_fmt = 720, 576, "yuv420p"
+        video.codec_context.sample_aspect_ratio = Fraction(16, 15)
+        audio = out.add_stream("mp2", rate=48000)
+        audio.layout = "stereo"
+        for frame in testsrc_frames(round(seconds * 25), 720, 576, "yuv420p", 25):
+            for p in video.encode(frame):
+                out.mux(p)
+        for p in video.encode(None):
+            out.mux(p)
+        for aframe in sine_frames(seconds, 48000, frame_size=1152):
+            for p in audio.encode(aframe):
+                out.mux(p)
+        for p in audio.encode(None):
+            out.mux(p)
+    return path
+
+
+def test_tv_recording_deinterlaced_with_even_segments(tmp_path: Path, server) -> None:  # type: ignore[no-untyped-def]
+    src = make_tv_recording(tmp_path / "rec.ts")
+    out = tmp_path / "t"
+    out.mkdir()
+    args = [
+        "-analyzeduration", "200M", "-probesize", "1G", "-fflags", "+genpts", "-f", "mpegts", "-i", f"file:{src}",
+        "-map_metadata", "-1", "-map_chapters", "-1", "-threads", "0", "-map", "0:0", "-map", "0:1", "-map", "-0:s",
+        "-codec:v:0", "libx264", "-preset", "veryfast", "-crf", "23", "-force_key_frames:0", "expr:gte(t,n_forced*1)",
+        "-sc_threshold:v:0", "0", "-vf", JELLYFIN_SCALE.format(w=640, h=360).replace("setparams=", "yadif=0:-1:0,setparams="),
+        "-codec:a:0", "libfdk_aac", "-ac", "2", "-ab", "256000", "-copyts", "-avoid_negative_ts", "disabled",
+        "-max_muxing_queue_size", "2048", *hls_args(out, "tv"),
+    ]
+    result = run_ffmpeg(tmp_path, args, host=server.addr)
+    assert result.returncode == 0, result.stderr
+    hls = read_hls(out / "tv.m3u8")
+    # The source's clock starts at 1.4 s; segments are still cut every second of media.
+    assert [len(s.video_frames) for s in hls.segments] == [25, 25, 25]
+    assert_segments_start_with_keyframes(hls)
+    assert {s.size for s in hls.segments} == {(450, 360)}
+    assert {s.audio_codec for s in hls.segments} == {"aac"}
+    assert summary_frames(server) == 75

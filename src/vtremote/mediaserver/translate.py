@@ -120,21 +120,27 @@ def _quality_from_qp(q: float) -> int:
     return max(1, min(100, round(100 * (1 - q / 51))))
 
 
-def _key_frame_times(text: str, start: float, end: float | None) -> str | None:
-    """Jellyfin's ``expr:gte(t,OFFSET+n_forced*N)`` -> a time list (``-force_key_frames``) from
-    OFFSET to the end of the input; other forms are returned unchanged."""
+def _key_frame_times(text: str, shift: float, end: float | None) -> str | None:
+    """Jellyfin's ``expr:gte(t,OFFSET+n_forced*N)`` -> a time list (``-force_key_frames``) at
+    SHIFT+OFFSET, SHIFT+OFFSET+N, ... to the end of the input; other forms are returned unchanged.
+
+    SHIFT is the input's start time when timestamps keep the source's clock (-copyts): the
+    segmenter cuts N seconds after the first packet, and Jellyfin's OFFSET (its -ss) counts
+    from the start of the file, as -ss does. For MKV/MP4 (start 0) this is the expression as
+    written; for MPEG-TS (start 1.4 s and more) it keeps the cuts and the keyframes together.
+    """
     m = re.fullmatch(r"expr:\s*gte\(\s*t\s*,\s*(?:([0-9.]+)\s*\+\s*)?n_forced\s*\*\s*([0-9.]+)\s*\)", text.strip())
     if not m:
         return text
-    offset = float(m.group(1) or 0.0)
+    base = shift + float(m.group(1) or 0.0)
     every = float(m.group(2))
     if every <= 0:
         raise Unsupported(f"-force_key_frames {text!r}: the interval must be positive")
-    if offset == 0.0 and start == 0.0:
+    if base == 0.0:
         return f"expr:gte(t,n_forced*{every:g})"
-    stop = end if end is not None else offset + 6 * 3600
-    count = min(int(math.ceil((stop - offset) / every)) + 1, 200_000)
-    return ",".join(f"{offset + i * every:.6f}".rstrip("0").rstrip(".") for i in range(max(count, 1)))
+    stop = end if end is not None else base + 6 * 3600
+    count = min(int(math.ceil((stop - base) / every)) + 1, 200_000)
+    return ",".join(f"{base + i * every:.6f}".rstrip("0").rstrip(".") for i in range(max(count, 1)))
 
 
 def _stream_kind(opt: Opt, default: str = "*") -> str:
@@ -423,16 +429,17 @@ def _local_video(out: OutputSpec, q: dict[str, str], local_opts: dict[str, str],
 
 def _key_frames(out: OutputSpec, media: MediaInfo, first: InputSpec) -> None:
     """Keyframes at every segment start: translate Jellyfin's expression, or force one every
-    hls_time from the run's first output time."""
-    start = (first.seek + media.start) if out.copyts and not out.start_at_zero else (first.seek if out.copyts else 0.0)
+    hls_time / segment_time from the run's first output time."""
+    shift = media.start if out.copyts and not out.start_at_zero else 0.0
     end = media.duration + media.start if media.duration else None
     if out.force_key_frames:
         try:
-            out.force_key_frames = _key_frame_times(out.force_key_frames, start, end)
+            out.force_key_frames = _key_frame_times(out.force_key_frames, shift, end)
         except UsageError as e:
             raise Unsupported(str(e)) from e
         if out.force_key_frames and out.force_key_frames.startswith("expr:") and "n_forced" not in out.force_key_frames:
             raise Unsupported(f"-force_key_frames {out.force_key_frames}: only gte(t,[OFFSET+]n_forced*N) is supported")
     elif out.format in ("hls", "segment", "ssegment"):
         every = float(out.format_options.get("hls_time" if out.format == "hls" else "segment_time", "2"))
-        out.force_key_frames = _key_frame_times(f"expr:gte(t,{start:g}+n_forced*{every:g})", start, end)
+        seek = first.seek if out.copyts else 0.0
+        out.force_key_frames = _key_frame_times(f"expr:gte(t,{seek:g}+n_forced*{every:g})", shift, end)
