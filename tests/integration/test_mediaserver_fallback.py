@@ -62,6 +62,8 @@ def test_server_down_falls_back_to_a_local_encoder(tmp_path: Path, movie: Path) 
     c = counters(tmp_path)
     assert (c["runs"], c["server_unavailable"], c["local_fallback"]) == (1, 1, 1)
     assert "remote" not in c
+    shown = run_ffmpeg(tmp_path, ["-vtremote_counters"]).stdout.splitlines()
+    assert "local_fallback=1" in shown and "remote=0" in shown and "runs=1" in shown
 
 
 def test_busy_server_falls_back_then_next_server_takes_it(tmp_path: Path, movie: Path, start_server) -> None:  # type: ignore[no-untyped-def]
