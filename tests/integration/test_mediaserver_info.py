@@ -57,6 +57,9 @@ def test_decoders_hwaccels_filters_and_help(tmp_path: Path) -> None:
     assert scale.returncode == 0 and "Filter scale" in scale.stdout
     cuda = run_ffmpeg(tmp_path, ["-h", "filter=scale_cuda"])
     assert cuda.returncode == 1 and "Filter scale_cuda" not in cuda.stdout
+    formats = run_ffmpeg(tmp_path, ["-formats"]).stdout
+    assert re.search(r"^ DE matroska\s+Matroska$", formats, re.MULTILINE)
+    assert re.search(r"^ DE hls\s+Apple HTTP Live Streaming$", formats, re.MULTILINE)
     enc = run_ffmpeg(tmp_path, ["-hide_banner", "-h", "encoder=h264_videotoolbox"])
     assert enc.returncode == 0 and enc.stdout.startswith("Encoder h264_videotoolbox [")
 

@@ -349,6 +349,8 @@ def _answer_info(cmd: Command, config: MediaServerConfig) -> int:
         sys.stdout.write(info.version_text(config))
     elif what in ("encoders", "decoders"):
         sys.stdout.write(info.codecs_text(config, encoders=what == "encoders"))
+    elif what in ("formats", "muxers", "demuxers"):
+        sys.stdout.write(info.formats_text(what))
     elif what == "hwaccels":
         sys.stdout.write(info.hwaccels_text())
     elif what == "filters":

@@ -107,6 +107,25 @@ def codecs_text(config: MediaServerConfig, encoders: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def formats_text(kind: str) -> str:
+    """``-formats`` / ``-muxers`` / ``-demuxers``: PyAV's container formats in ffmpeg's layout."""
+    title = {"formats": "Formats:", "muxers": "Muxers:", "demuxers": "Demuxers:"}[kind]
+    lines = [title, " D. = Demuxing supported", " .E = Muxing supported", " --"]
+    rows: dict[str, tuple[bool, bool, str]] = {}
+    for name in sorted(av.formats_available):
+        try:
+            fmt = av.ContainerFormat(name)
+        except (ValueError, av.error.FFmpegError):
+            continue
+        demux, mux = bool(fmt.is_input), bool(fmt.is_output)
+        if (kind == "muxers" and not mux) or (kind == "demuxers" and not demux):
+            continue
+        rows[name] = (demux and kind != "muxers", mux and kind != "demuxers", fmt.long_name or "")
+    for name, (demux, mux, long_name) in sorted(rows.items()):
+        lines.append(f" {'D' if demux else ' '}{'E' if mux else ' '} {name:<15} {long_name}")
+    return "\n".join(lines) + "\n"
+
+
 def hwaccels_text() -> str:
     return "Hardware acceleration methods:\n\n"
 
