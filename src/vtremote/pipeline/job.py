@@ -127,7 +127,9 @@ class Job:
         out = self.spec.output
         if is_hls(out.format, out.url):
             out.format = "hls"
-            if not out.force_key_frames:
+            if not out.force_key_frames and not out.copyts:
+                # (With -copyts the clock starts wherever the source's does: a count from 0
+                # would force every frame until it caught up, so the caller says where.)
                 out.force_key_frames = segment_key_frames(out.format_options)
             self.file = open_hls(out.url, out.format_options, self.spec.overwrite, out.keep_partial)
         else:
