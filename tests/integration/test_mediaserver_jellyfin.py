@@ -255,3 +255,48 @@ def test_tv_recording_deinterlaced_with_even_segments(tmp_path: Path, server) ->
     assert {s.size for s in hls.segments} == {(450, 360)}
     assert {s.audio_codec for s in hls.segments} == {"aac"}
     assert summary_frames(server) == 75
+
+
+def test_live_tv_over_http_with_bob_deinterlace(tmp_path: Path, server) -> None:  # type: ignore[no-untyped-def]
+    """A Live TV line: the tuner's stream over HTTP with a user agent, yadif doubling the rate,
+    an event playlist. The input is opened a second time only to size the scale expression."""
+    import functools
+    import http.server
+    import threading
+
+    make_tv_recording(tmp_path / "tuner.ts")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a client that closes mid-file (the probe) is expected
+
+    httpd = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    out = tmp_path / "t"
+    out.mkdir()
+    try:
+        args = [
+            "-analyzeduration", "3000000", "-probesize", "1G", "-user_agent", "Mozilla/5.0 (X11)", "-fflags", "+igndts+genpts",
+            "-i", f"http://127.0.0.1:{httpd.server_address[1]}/tuner.ts", "-map_metadata", "-1", "-map_chapters", "-1",
+            "-threads", "0", "-sn", "-codec:v:0", "libx264", "-preset", "veryfast", "-crf", "23",
+            "-force_key_frames:0", "expr:gte(t,n_forced*1)", "-sc_threshold:v:0", "0",
+            "-vf", JELLYFIN_SCALE.format(w=640, h=360).replace("setparams=", "yadif=1:-1:0,setparams="),
+            "-codec:a:0", "libfdk_aac", "-ac", "2", "-vbr:a", "5", "-copyts", "-avoid_negative_ts", "disabled",
+            "-max_muxing_queue_size", "2048", "-f", "hls", "-max_delay", "5000000", "-hls_time", "1",
+            "-hls_segment_type", "mpegts", "-start_number", "0", "-hls_segment_filename", str(out / "l%d.ts"),
+            "-hls_playlist_type", "event", "-hls_list_size", "0", "-y", str(out / "l.m3u8"),
+        ]
+        result = run_ffmpeg(tmp_path, args, host=server.addr)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.returncode == 0, result.stderr
+    hls = read_hls(out / "l.m3u8")
+    assert [len(s.video_frames) for s in hls.segments] == [50, 50, 50]  # bob: 25i -> 50p
+    assert_segments_start_with_keyframes(hls)
+    assert {s.size for s in hls.segments} == {(450, 360)}
+    assert summary_frames(server) == 150

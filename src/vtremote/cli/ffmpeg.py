@@ -47,8 +47,8 @@ from vtremote.errors import (
 from vtremote.mediaserver import counters, info
 from vtremote.mediaserver.argv import Command, parse_argv
 from vtremote.mediaserver.config import MediaServerConfig, load_config
-from vtremote.mediaserver.filters import Unsupported
-from vtremote.mediaserver.translate import Plan, input_spec, probe_media, translate
+from vtremote.mediaserver.filters import NeedsGeometry, Unsupported
+from vtremote.mediaserver.translate import MediaInfo, Plan, input_spec, probe_media, translate
 from vtremote.pipeline.stats import JobStats
 
 log = logging.getLogger("vtremote.ffmpeg")
@@ -178,9 +178,17 @@ class Runner:
         for n, target in enumerate(targets):
             try:
                 if media is None and inp is not None:
+                    # A live input is opened once more only if the chain needs its size.
+                    first = input_spec(inp, [])
+                    media = MediaInfo() if "://" in first.url else probe_media(first.url, first.format, first.options)
+                try:
+                    plan = translate(self.cmd, self.config, server=target, media=media)
+                except NeedsGeometry:
+                    if inp is None or (media is not None and media.width):
+                        raise
                     first = input_spec(inp, [])
                     media = probe_media(first.url, first.format, first.options)
-                plan = translate(self.cmd, self.config, server=target, media=media)
+                    plan = translate(self.cmd, self.config, server=target, media=media)
             except (Unsupported, UsageError) as e:
                 return hand_to_ffmpeg(self.config, self.cmd.argv, str(e))
             # Capability probes on lavfi sources (Jellyfin's runtime-key and hwaccel-flag checks)

@@ -31,6 +31,10 @@ class Unsupported(Exception):
     """A chain (or a part of a command line) vtremote cannot run; the text says why."""
 
 
+class NeedsGeometry(Unsupported):
+    """The chain computes sizes from the input's, which is not known (yet)."""
+
+
 # --- expressions ----------------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|([A-Za-z_][A-Za-z_0-9]*)|(.))")
@@ -312,7 +316,7 @@ def translate_chain(text: str | None, geo: Geometry | None, available: frozenset
             continue
         if name == "scale" or _SCALERS.match(name):
             if geo is None:
-                raise Unsupported(f"{name}: the input's size is unknown")
+                raise NeedsGeometry(f"{name}: the input's size is unknown")
             parts, geo = _scale_filter(args, geo, hardware=name != "scale")
             out += parts
             continue

@@ -42,12 +42,22 @@ REMOTE_NAMES = {"h264": "h264_videotoolbox_remote", "hevc": "hevc_videotoolbox_r
 #: Input options accepted and ignored: hardware decoding set-up, throttling, rotation, probing hints
 #: the demuxer does not need.
 IGNORED_INPUT = frozenset(
-    ["hwaccel", "hwaccel_output_format", "hwaccel_device", "hwaccel_flags", "init_hw_device", "filter_hw_device", "extra_hw_frames", "noaccurate_seek", "accurate_seek", "autorotate", "noautorotate", "canvas_size", "readrate", "re", "threads", "seek_timestamp", "noautoscale", "autoscale", "copyts", "start_at_zero"]
+    ["hwaccel", "hwaccel_output_format", "hwaccel_device", "hwaccel_flags", "init_hw_device", "filter_hw_device", "extra_hw_frames", "noaccurate_seek", "accurate_seek", "autorotate", "noautorotate", "canvas_size", "readrate", "re", "threads", "seek_timestamp", "noautoscale", "autoscale", "copyts", "start_at_zero",
+     "readrate_initial_burst", "readrate_catchup"]
 )
 #: Output options accepted and ignored: what the pipeline does anyway (bitstream filters the
 #: muxers insert themselves, metadata it never copies), queue sizes, hardware encoders' private tuning.
 IGNORED_OUTPUT = frozenset(
-    ["map_metadata", "map_chapters", "max_muxing_queue_size", "vsync", "fps_mode", "bsf", "vbsf", "absf", "sc_threshold", "keyint_min", "threads", "noautoscale", "autoscale", "mbbrc", "rc_init_occupancy", "look_ahead", "look_ahead_depth", "async_depth", "low_power", "rc_mode", "rc", "b_ref_mode", "spatial-aq", "spatial_aq", "temporal-aq", "multipass", "cq", "qmin", "qmax", "coder", "tier", "strict", "metadata", "disposition", "sample_fmt", "cutoff", "write_tmcd", "extra_hw_frames", "allow_sw", "prio_speed", "realtime", "forced-idr", "forced_idr", "idr_interval", "compression_level", "quality", "usage", "profile:a", "level:a", "noautorotate", "autorotate", "flags", "i_qfactor", "b_qfactor", "qcomp", "subq", "refs", "aq-mode", "aq-strength", "deblock", "bluray-compat", "hwaccel_flags", "copyinkf", "shortest"]
+    ["map_metadata", "map_chapters", "max_muxing_queue_size", "vsync", "fps_mode", "bsf", "vbsf", "absf", "sc_threshold", "keyint_min", "threads", "noautoscale", "autoscale", "mbbrc", "rc_init_occupancy", "look_ahead", "look_ahead_depth", "async_depth", "low_power", "rc_mode", "rc", "b_ref_mode", "spatial-aq", "spatial_aq", "temporal-aq", "multipass", "cq", "qmin", "qmax", "coder", "tier", "strict", "metadata", "disposition", "sample_fmt", "cutoff", "write_tmcd", "extra_hw_frames", "allow_sw", "prio_speed", "realtime", "forced-idr", "forced_idr", "idr_interval", "compression_level", "quality", "usage", "profile:a", "level:a", "noautorotate", "autorotate", "flags", "i_qfactor", "b_qfactor", "qcomp", "subq", "refs", "aq-mode", "aq-strength", "deblock", "bluray-compat", "hwaccel_flags", "copyinkf", "shortest",
+     "vbr", "afterburner", "profile:a"]
+)
+#: Input options that are demuxer / protocol options, passed to FFmpeg as they are (live TV
+#: inputs come over HTTP with a user agent, HLS inputs with extension rules).
+DEMUXER_OPTIONS = frozenset(
+    ["analyzeduration", "probesize", "fflags", "framerate", "video_size", "pixel_format", "sample_rate", "channels",
+     "user_agent", "headers", "reconnect", "reconnect_streamed", "reconnect_on_network_error", "reconnect_delay_max",
+     "rw_timeout", "timeout", "allowed_extensions", "allowed_segment_extensions", "extension_picky", "fpsprobesize",
+     "max_reload", "live_start_index", "http_persistent", "seekable"]
 )
 #: Audio encoder names -> what PyAV's FFmpeg has.
 AUDIO_ENCODERS = {"libfdk_aac": "aac", "aac_at": "aac", "aac": "aac", "libmp3lame": "libmp3lame", "mp3": "libmp3lame",
@@ -59,7 +69,8 @@ SLOW_PRESETS = frozenset({"slow", "slower", "veryslow", "placebo", "p5", "p6", "
 MUXER_OPTIONS = frozenset(
     ["hls_time", "hls_segment_type", "hls_fmp4_init_filename", "start_number", "hls_segment_filename", "hls_playlist_type", "hls_list_size", "hls_base_url", "hls_segment_options", "hls_flags", "hls_init_time", "avoid_negative_ts", "max_delay", "movflags", "hls_allow_cache", "hls_start_number_source", "frag_duration", "min_frag_duration",
      "segment_time", "segment_format", "segment_list", "segment_list_type", "segment_start_number", "segment_time_delta",
-     "individual_header_trailer", "break_non_keyframes", "reset_timestamps", "segment_list_flags", "segment_list_size", "segment_wrap"]
+     "individual_header_trailer", "break_non_keyframes", "reset_timestamps", "segment_list_flags", "segment_list_size", "segment_wrap",
+     "segment_list_entry_prefix"]
 )
 
 
@@ -79,12 +90,9 @@ class MediaInfo:
 
 def probe_media(url: str, fmt: str | None, options: dict[str, str]) -> MediaInfo:
     """Open the input's header with PyAV; an input that does not open gives an empty MediaInfo
-    (the job itself will then say why). Network inputs (live TV) are not opened twice: they
-    get an empty MediaInfo, so a size expression on them goes to ffmpeg."""
-    if "://" in url:
-        return MediaInfo()
+    (the job itself will then say why). Network inputs (live TV) are opened with a timeout."""
     try:
-        container = av.open(url, format=fmt, options=options or None)
+        container = av.open(url, format=fmt, options=options or None, timeout=10.0 if "://" in url else None)
     except (av.error.FFmpegError, ValueError, OSError):
         return MediaInfo()
     try:
@@ -165,7 +173,7 @@ def input_spec(f: FileArgs, notes: list[str]) -> InputSpec:
             spec.seek = parse_time(v, "-ss")
         elif o.name == "t":
             spec.duration = parse_time(v, "-t")
-        elif o.name in ("analyzeduration", "probesize", "fflags", "framerate", "video_size", "pixel_format", "sample_rate", "channels"):
+        elif o.name in DEMUXER_OPTIONS:
             spec.options[o.name] = v
         elif o.name == "r":
             spec.options["framerate"] = str(parse_rate(v))
