@@ -66,3 +66,20 @@ def test_sigterm_finishes_the_set_and_exits_255(tmp_path: Path, long_movie: Path
     assert proc.returncode == 255, err.decode()
     hls = read_hls(out / "q.m3u8")
     assert 0 < hls.video_frames < SECONDS * RATE
+
+
+def test_server_lost_mid_run_restarts_locally(tmp_path: Path, long_movie: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    """The server dies after some segments were written: the partial set is taken away and the
+    whole line runs again with the local encoder, ending with a complete set."""
+    srv = start_server("--engine", "x264")
+    proc, out = start(tmp_path, long_movie, srv.addr)
+    wait_for_segments(out, proc)
+    srv.stop(signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert "cannot take the job" in text and "falling back to a local encoder" in text
+    assert "encoded locally with libx264 (fallback)" in text
+    hls = read_hls(out / "q.m3u8")
+    assert hls.video_frames == SECONDS * RATE
+    assert all(s.first_video_packet_key for s in hls.segments)
