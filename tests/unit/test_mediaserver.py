@@ -64,6 +64,7 @@ def test_argv_positions_and_specifiers() -> None:
                       "-map", "-0:s", "-codec:v:0", "libx264", "-x264opts:0", "subme=0", "-avoid_negative_ts", "disabled",
                       "-vsync", "-1", "-y", "/t/o.m3u8"])
     assert [o.name for o in cmd.globals] == ["hide_banner", "vsync", "y"]
+    assert [o.name for o in parse_argv(["-copyts", "-i", "a", "-start_at_zero", "o"]).globals] == ["copyts", "start_at_zero"]
     assert strip_file_url(cmd.inputs[0].url) == "/m/a b.mkv"
     assert [(o.name, o.value) for o in cmd.inputs[0].options] == [("ss", "00:01:00"), ("noaccurate_seek", None), ("autorotate", "0")]
     out = cmd.outputs[0]

@@ -101,7 +101,7 @@ class Command:
 
 #: Options that apply to the whole run wherever they stand.
 GLOBAL_OPTIONS = frozenset(
-    ["y", "n", "nostdin", "stdin", "hide_banner", "nostats", "stats", "loglevel", "v", "report", "filter_threads", "filter_complex_threads", "init_hw_device", "filter_hw_device", "benchmark", "max_error_rate", "progress", "stats_period", "xerror", "vsync", "fps_mode_global"]
+    ["y", "n", "nostdin", "stdin", "hide_banner", "nostats", "stats", "loglevel", "v", "report", "filter_threads", "filter_complex_threads", "init_hw_device", "filter_hw_device", "benchmark", "max_error_rate", "progress", "stats_period", "xerror", "vsync", "copyts", "start_at_zero", "copytb"]
 )
 
 

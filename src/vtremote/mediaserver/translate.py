@@ -291,6 +291,9 @@ def translate(cmd: Command, config: MediaServerConfig, *, server: str | None, me
         else:
             raise Unsupported(f"output option {o} is not supported")
 
+    # Global in ffmpeg wherever they stand on the line.
+    out.copyts = out.copyts or cmd.has_global("copyts")
+    out.start_at_zero = out.start_at_zero or cmd.has_global("start_at_zero")
     if out.format == "hls" or (out.format is None and out.url.endswith(".m3u8")):
         out.format = "hls"
     # A media server reads the output while it is written: no temporary name.
