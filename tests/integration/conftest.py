@@ -72,6 +72,12 @@ class ServerProcess:
                 raise AssertionError(f"server exited ({self.proc.returncode}) before /{pattern}/:\n{self.stderr_text()}")
             time.sleep(0.05)
 
+    def encoded_frames(self, timeout: float = 20.0) -> int:
+        """Frames the server encoded in its next finished session: a raw-frame encode's
+        ``frames_in`` or a packet transcode's ``packets_out`` (its SUMMARY line)."""
+        m = self.wait_for_log(r"SUMMARY mode=(?:encode frames_in|transcode packets_in=\d+ packets_out)=(\d+)", timeout)
+        return int(m.group(1))
+
     def wait(self, timeout: float = STOP_TIMEOUT) -> int:
         """Wait for the process to exit by itself (--once, a signal already sent)."""
         try:

@@ -86,7 +86,7 @@ def test_qscale_sets_global_quality_and_flag() -> None:
     ("line", "message"),
     [
         ("-i a -bogus 1 o.mp4", "unrecognized option '-bogus'"),
-        ("-i a -tag:v hvc1 o.mp4", "unrecognized option '-tag:v'"),  # not "-t ag:v"
+        ("-i a -top:v 1 o.mp4", "unrecognized option '-top:v'"),  # not "-t op:v"
         ("-i a -vt_remote_h x o.mp4", "unrecognized option '-vt_remote_h'"),  # no abbreviations
         ("-i a o1.mp4 o2.mp4", "more than one output"),
         ("-i a", "no output file"),

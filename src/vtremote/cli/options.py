@@ -153,6 +153,14 @@ _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
     ("ar", ("-ar", "-ar:a"), True, "out", "audio sample rate for a local audio encoder"),
     ("ac", ("-ac", "-ac:a"), True, "out", "audio channels for a local audio encoder"),
     ("metadata", ("-metadata",), True, "out", "container metadata KEY=VALUE"),
+    ("muxer_option", ("-hls_time", "-hls_segment_type", "-hls_segment_filename", "-hls_fmp4_init_filename",
+                      "-hls_playlist_type", "-hls_list_size", "-hls_base_url", "-hls_flags", "-hls_segment_options",
+                      "-start_number", "-movflags", "-avoid_negative_ts", "-max_delay"), True, "out",
+     "muxer options passed to FFmpeg (HLS: -f hls -hls_time 4 ...; MP4: -movflags)"),
+    ("copyts", ("-copyts",), False, "out", "keep the input's timestamps"),
+    ("start_at_zero", ("-start_at_zero",), False, "out", "with -copyts, shift so the input starts at 0"),
+    ("af", ("-af", "-filter:a"), True, "out", "audio filter chain for re-encoded audio (volume=2 ...)"),
+    ("video_tag", ("-tag:v", "-vtag"), True, "out", "video codec tag in the container (hvc1, avc1)"),
     ("framerate", ("-framerate",), True, "in", "demuxer option: input frame rate"),
     ("video_size", ("-video_size",), True, "in", "demuxer option: input frame size"),
     ("vt_remote_host", ("-vt_remote_host",), True, "both", "server HOST:PORT, a list A:P,B:P, a pool name from the config file, or mdns (default: an embedded server on 127.0.0.1)"),
@@ -507,6 +515,14 @@ def _apply_output(out: OutputSpec, ev: _Event) -> None:
         out.audio_rate = parse_int(value, "-ar")
     elif dest == "ac":
         out.audio_channels = parse_int(value, "-ac")
+    elif dest == "muxer_option":
+        out.format_options[ev.option.lstrip("-")] = value
+    elif dest in ("copyts", "start_at_zero"):
+        setattr(out, dest, True)
+    elif dest == "af":
+        out.audio_filter = value
+    elif dest == "video_tag":
+        out.video_tag = value
     elif dest == "metadata":
         key, sep, val = value.partition("=")
         if not sep or not key:

@@ -130,3 +130,52 @@ class VideoFilter:
                 return out
 
 
+
+
+class AudioFilter:
+    """An audio filter chain (``-af volume=2``), built from the first frame's format."""
+
+    def __init__(self, text: str) -> None:
+        self.chain = split_filter_chain(text)
+        self.graph: av.filter.Graph | None = None
+        self._src: Any = None
+        self._sink: Any = None
+
+    def _build(self, frame: av.AudioFrame) -> None:
+        g = av.filter.Graph()
+        src = g.add(
+            "abuffer",
+            sample_rate=str(frame.sample_rate),
+            sample_fmt=frame.format.name,
+            channel_layout=frame.layout.name,
+            time_base=str(frame.time_base or Fraction(1, frame.sample_rate)),
+        )
+        nodes = [src]
+        for name, args in self.chain:
+            try:
+                nodes.append(g.add(name, args))
+            except (ValueError, KeyError, av.error.FFmpegError) as e:
+                raise UsageError(f"-af: filter {name}{'=' + args if args else ''} cannot be created: {e}") from e
+        sink = g.add("abuffersink")
+        nodes.append(sink)
+        for a, b in zip(nodes, nodes[1:], strict=False):
+            a.link_to(b)
+        try:
+            g.configure()
+        except av.error.FFmpegError as e:
+            raise UsageError(f"-af: the filter chain does not configure: {e}") from e
+        self.graph, self._src, self._sink = g, src, sink
+
+    def process(self, frame: av.AudioFrame | None) -> list[av.AudioFrame]:
+        """Push a frame (None: end of stream) and pull every frame the graph has ready."""
+        if frame is not None and self.graph is None:
+            self._build(frame)
+        if self.graph is None:
+            return []
+        self._src.push(frame)
+        out: list[av.AudioFrame] = []
+        while True:
+            try:
+                out.append(self._sink.pull())
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out

@@ -35,6 +35,7 @@ from vtremote.client.encoder import EncoderSettings
 from vtremote.client.failover import FailoverEncoder
 from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.errors import ConfigError, JobError, UsageError
+from vtremote.pipeline.hls import HlsOutput, is_hls, open_hls, segment_key_frames
 from vtremote.pipeline.inputs import Input, merged_demux
 from vtremote.pipeline.output import Muxer, OutputFile
 from vtremote.pipeline.select import drop_uncopyable_subtitles, select_streams
@@ -67,8 +68,11 @@ class Job:
         self.inputs: list[Input] = []
         self.server: Any = None
         self.server_address: str | None = None
-        self.file: OutputFile | None = None
+        self.file: OutputFile | HlsOutput | None = None
         self.muxer: Muxer
+        #: Set by :meth:`stop` (another thread, a signal): end the run at the next packet,
+        #: finishing the output as if the input had ended (ffmpeg's ``q``).
+        self.stop_requested = False
 
     @property
     def output(self) -> Any:
@@ -118,9 +122,22 @@ class Job:
     def output_format(self) -> str:
         return str(self.output.format.name)
 
+    def stop(self) -> None:
+        """Ask the run to end early but cleanly: what was demuxed so far is finished and written."""
+        self.stop_requested = True
+
     def _open_output(self) -> None:
         out = self.spec.output
-        self.file = OutputFile(out.url, out.format, overwrite=self.spec.overwrite, keep_partial=out.keep_partial)
+        if is_hls(out.format, out.url):
+            out.format = "hls"
+            if not out.force_key_frames and not out.copyts:
+                # (With -copyts the clock starts wherever the source's does: a count from 0
+                # would force every frame until it caught up, so the caller says where.)
+                out.force_key_frames = segment_key_frames(out.format_options)
+            self.file = open_hls(out.url, out.format_options, self.spec.overwrite, out.keep_partial)
+        else:
+            self.file = OutputFile(out.url, out.format, overwrite=self.spec.overwrite, keep_partial=out.keep_partial,
+                                   options=out.format_options, in_place=out.in_place)
         self.output.metadata.update(out.metadata)
         self.stats.format = self.output_format
         self.muxer = Muxer(self.output, self.stats)
@@ -175,6 +192,8 @@ class Job:
             self._start_embedded_server()
         for inp, stream in selected:
             self.handlers.append(self._make_handler(inp, stream))
+            if out.video_tag and stream.type == "video":
+                self.handlers[-1].out_stream.codec_context.codec_tag = out.video_tag  # type: ignore[attr-defined]
         self.stats.total_time = self._expected_duration()
         by_stream = {(h.input.index, h.in_stream.index): h for h in self.handlers}
         demux_plan = [(inp, [s for s in inp.streams if (inp.index, s.index) in by_stream]) for inp in self.inputs]
@@ -186,7 +205,7 @@ class Job:
             handler.feed(packet)
             self._update_wire()
             self._progress()
-            if all(h.done for h in self.handlers if not h.sparse):
+            if all(h.done for h in self.handlers if not h.sparse) or self.stop_requested:
                 break
         for h in self.handlers:
             h.finish()
@@ -196,7 +215,7 @@ class Job:
         self._update_wire()
         self._progress(force=True)
         self.stats.finished = time.monotonic()
-        if out.format != "null" and out.url != "-":
+        if out.format not in ("null", "hls") and out.url != "-":
             with contextlib.suppress(OSError):
                 self.stats.size_bytes = os.path.getsize(out.url)
         self.stats.streams = [h.describe() for h in self.handlers]

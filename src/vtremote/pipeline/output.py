@@ -123,7 +123,8 @@ class OutputFile:
     playable, truncated file under the name a script expects.
     """
 
-    def __init__(self, url: str, fmt: str | None, *, overwrite: bool | None, keep_partial: bool = False) -> None:
+    def __init__(self, url: str, fmt: str | None, *, overwrite: bool | None, keep_partial: bool = False,
+                 options: dict[str, str] | None = None, in_place: bool = False) -> None:
         self.url = url
         self.keep_partial = keep_partial
         null = fmt == "null"
@@ -133,14 +134,18 @@ class OutputFile:
             raise UsageError("output '-' (stdout) is only supported with -f null")
         self.temp: str | None = None
         target = os.devnull if null else url
-        if not null and _is_plain_path(url):
+        #: ``in_place``: the file being written is the target itself (removed or marked on failure).
+        self.in_place = in_place and not null and _is_plain_path(url) and "%" not in url
+        if self.in_place:
+            self.temp = url
+        elif not null and _is_plain_path(url) and "%" not in url:  # a pattern (segment, image2) names many files
             head, name = os.path.split(url)
             stem, ext = os.path.splitext(name)
             self.temp = os.path.join(head, f".{stem}.vtremote-{os.getpid()}{ext}")
             target = self.temp
         try:
             # The format comes from the target's name; the temporary name keeps its extension.
-            self.container: av.container.OutputContainer = av.open(target, "w", format=fmt)
+            self.container: av.container.OutputContainer = av.open(target, "w", format=fmt, options=options or None)
         except ValueError as e:
             self._remove_temp()
             raise UsageError(f"cannot tell the output format of {url!r}: {e}; name it with -f (mp4, mov, matroska, mpegts, nut, null)") from e
@@ -157,7 +162,7 @@ class OutputFile:
     def commit(self) -> None:
         """The run succeeded and the container is closed: give the file its name."""
         self.done = True
-        if self.temp is not None:
+        if self.temp is not None and not self.in_place:
             os.replace(self.temp, self.url)
             self.temp = None
 

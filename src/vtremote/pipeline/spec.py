@@ -139,6 +139,19 @@ class OutputSpec:
     #: Packet transcode (the server decodes, filters and encodes): "auto" when the chain
     #: and the server allow it, "on" required (an error says why not), "off" raw frames.
     transcode: str = "auto"
+    #: Muxer options (``-movflags``, ``-hls_time``, ``-avoid_negative_ts``...), passed to FFmpeg as they are.
+    format_options: dict[str, str] = field(default_factory=dict)
+    #: ``-copyts``: keep the input's timestamps (``-ss`` does not move output time 0);
+    #: with ``start_at_zero`` they are shifted so that the input starts at 0.
+    copyts: bool = False
+    start_at_zero: bool = False
+    #: ``-af``: an audio filter chain for re-encoded audio (volume=2, aresample...).
+    audio_filter: str | None = None
+    #: ``-tag:v``: the video stream's codec tag in the container (hvc1, avc1...).
+    video_tag: str | None = None
+    #: Write under the output's own name from the start (a media server streams the file
+    #: while it grows); a failed run still removes it, or marks it with ``keep_partial``.
+    in_place: bool = False
 
     @property
     def video_codec(self) -> str | None:

@@ -18,6 +18,7 @@ import av
 import av.error
 
 from vtremote.errors import JobError, UsageError
+from vtremote.pipeline.filters import AudioFilter
 from vtremote.pipeline.inputs import Input
 from vtremote.pipeline.timing import to_seconds, to_ticks
 
@@ -45,6 +46,9 @@ class Handler(abc.ABC):
         out = job.spec.output
         #: Source seconds that become output time 0 (ffmpeg: start time + -ss).
         self.origin = inp.start + inp.spec.seek + out.seek
+        #: Source seconds subtracted from timestamps: the origin, or with -copyts none
+        #: (only the input's start with -start_at_zero), as ffmpeg does.
+        self.zero = (inp.start if out.start_at_zero else 0.0) if out.copyts else self.origin
         ends = []
         if out.duration is not None:
             ends.append(out.duration)
@@ -80,7 +84,7 @@ class CopyHandler(Handler):
         self.video = in_stream.type == "video"
         self.trimmed = inp.spec.seek > 0 or job.spec.output.seek > 0
         self.started = not (self.video and self.trimmed)
-        self.shift = to_ticks(self.origin, in_stream.time_base) if in_stream.time_base else 0
+        self.shift = to_ticks(self.zero, in_stream.time_base) if in_stream.time_base else 0
         self.packets = 0
         job.muxer.set_ready(out_index)
 
@@ -140,8 +144,9 @@ class AudioHandler(Handler):
             layout = CHANNEL_LAYOUTS[out.audio_channels]
         ctx.layout = layout
         ctx.time_base = Fraction(1, rate)
-        self.shift = to_ticks(self.origin, in_stream.time_base)
+        self.shift = to_ticks(self.zero, in_stream.time_base)
         self.frames = 0
+        self.filter = AudioFilter(out.audio_filter) if out.audio_filter else None
         job.muxer.set_ready(out_index)
 
     def feed(self, packet: Packet) -> None:
@@ -166,14 +171,19 @@ class AudioHandler(Handler):
             return
         frame.pts -= self.shift
         self.frames += 1
-        for pkt in self.out_stream.encode(frame):
-            self.job.muxer.mux(self.out_index, pkt)
+        for out in self.filter.process(frame) if self.filter is not None else [frame]:
+            for pkt in self.out_stream.encode(out):
+                self.job.muxer.mux(self.out_index, pkt)
 
     def finish(self) -> None:
         if not self.done:
             with contextlib.suppress(av.error.EOFError):
                 for frame in self.in_stream.codec_context.decode(None):
                     self._frame(frame)
+        if self.filter is not None:
+            for out in self.filter.process(None):
+                for pkt in self.out_stream.encode(out):
+                    self.job.muxer.mux(self.out_index, pkt)
         for pkt in self.out_stream.encode(None):
             self.job.muxer.mux(self.out_index, pkt)
 

@@ -66,7 +66,7 @@ class FrameHandler(Handler):
         out = job.spec.output
         self.out = out
         self.codec = codec
-        self.shift = to_ticks(self.origin, in_stream.time_base)
+        self.shift = to_ticks(self.zero, in_stream.time_base)
         self.sar = in_stream.codec_context.sample_aspect_ratio or None
         #: The input's frame rate (raw demuxers guess 25 unless -framerate is given).
         self.in_rate: Fraction | None = in_stream.average_rate or in_stream.guessed_rate or None

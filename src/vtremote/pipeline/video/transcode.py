@@ -57,6 +57,26 @@ def chain_text(out_filter: str | None, extra: list[tuple[str, str | None]]) -> s
     return ",".join(parts)
 
 
+#: Forced key frame times a transcode CONFIGURE carries as a list (one VTR1 string holds 64 KiB).
+MAX_KEY_TIMES = 2000
+
+
+def key_schedule(text: str | None) -> tuple[list[float], float | None]:
+    """``-force_key_frames`` as the transcoder takes it: a time list, or an interval.
+
+    A list that is an interval from 0 in disguise (``0,3,6,...``, as media servers
+    expand ``expr:gte(t,n_forced*3)``) travels as the interval, whatever its length.
+    """
+    if not text:
+        return [], None
+    times, every = parse_force_key_frames(text)
+    if len(times) > 2 and times[0] == 0:
+        step = times[1]
+        if step > 0 and all(abs(t - i * step) < 1e-6 for i, t in enumerate(times)):
+            return [], step
+    return times, every
+
+
 def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
     """The reason this stream cannot be transcoded from packets, as far as this machine can tell
     (the server's own answer comes when the session opens); None when it may."""
@@ -75,6 +95,8 @@ def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
         return "-vt_remote_parallel splits raw frames into segments"
     if uses_pool(ro):
         return "a pool of servers or a local fallback needs the failover encoder, which takes raw frames"
+    if len(key_schedule(out.force_key_frames)[0]) > MAX_KEY_TIMES:
+        return f"more than {MAX_KEY_TIMES} forced key frame times"
     if in_stream.codec_context.name in UNCOMPRESSED_CODECS:
         return "the input is uncompressed pictures"
     if inp.container.format.name.split(",")[0] in UNTIMED_FORMATS or in_stream.time_base is None:
@@ -105,10 +127,10 @@ class TranscodeHandler(Handler):
         out = job.spec.output
         assert out.remote_codec is not None
         self.codec = codec
-        self.shift = to_ticks(self.origin, in_stream.time_base)
+        self.shift = to_ticks(self.zero, in_stream.time_base)
         ctx = in_stream.codec_context
         sar = ctx.sample_aspect_ratio or None
-        key_times, key_every = parse_force_key_frames(out.force_key_frames) if out.force_key_frames else ([], None)
+        key_times, key_every = key_schedule(out.force_key_frames)
         ro = job.remote_for_output()
         self.session = RemoteTranscoder.from_stream(
             ro.host or "",

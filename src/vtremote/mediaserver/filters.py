@@ -1,0 +1,382 @@
+"""Media-server filter chains made runnable here: hardware filters -> software ones,
+``scale=`` expressions -> numbers.
+
+Media servers write chains for the hardware they think ffmpeg drives
+(``hwupload,scale_vaapi=w=1280:h=720:format=nv12``, ``scale_cuda``, ``vpp_qsv``,
+``tonemap_opencl``...). Here the pictures are software frames on the way to a
+remote encoder, so the upload/download steps go away and the scalers,
+deinterlacers and transposers become their software twins. ``scale`` sizes
+written as expressions of the input (Jellyfin's
+``trunc(min(max(iw\\,ih*a)\\,min(1920\\,1080*a))/2)*2``) are computed from the
+input's geometry, so the chain sent on (possibly to the server, which accepts
+only plain sizes) carries numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import av
+
+from vtremote.pipeline.filters import split_filter_chain
+
+log = logging.getLogger(__name__)
+
+
+class Unsupported(Exception):
+    """A chain (or a part of a command line) vtremote cannot run; the text says why."""
+
+
+class NeedsGeometry(Unsupported):
+    """The chain computes sizes from the input's, which is not known (yet)."""
+
+
+# --- expressions ----------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|([A-Za-z_][A-Za-z_0-9]*)|(.))")
+
+_FUNCS: dict[str, Callable[..., float]] = {
+    "min": lambda *a: min(a),
+    "max": lambda *a: max(a),
+    "trunc": lambda x: float(math.trunc(x)),
+    "floor": lambda x: float(math.floor(x)),
+    "ceil": lambda x: float(math.ceil(x)),
+    "round": lambda x: float(math.floor(x + 0.5)),
+    "abs": abs,
+    "sqrt": math.sqrt,
+    "gte": lambda a, b: float(a >= b),
+    "gt": lambda a, b: float(a > b),
+    "lte": lambda a, b: float(a <= b),
+    "lt": lambda a, b: float(a < b),
+    "eq": lambda a, b: float(a == b),
+    "not": lambda a: float(not a),
+    "if": lambda c, a, b=0.0: a if c else b,
+    "ifnot": lambda c, a, b=0.0: b if c else a,
+    "mod": lambda a, b: math.fmod(a, b),
+}
+
+
+def evaluate(text: str, names: Mapping[str, float]) -> float:
+    """Evaluate an FFmpeg expression (numbers, + - * / ^, parentheses, the usual functions,
+    variables from ``names``). ``\\,`` escapes are accepted. Raises :class:`Unsupported`."""
+    src = text.replace("\\,", ",").replace("\\", "")
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(src):
+        m = _TOKEN.match(src, pos)
+        if m is None or m.end() == pos:
+            break
+        pos = m.end()
+        num, ident, op = m.groups()
+        if num is not None:
+            tokens.append(("n", num))
+        elif ident is not None:
+            tokens.append(("i", ident))
+        elif op is not None and op.strip():
+            tokens.append(("o", op))
+    k = 0
+
+    def peek() -> tuple[str, str] | None:
+        return tokens[k] if k < len(tokens) else None
+
+    def take(op: str) -> bool:
+        nonlocal k
+        t = peek()
+        if t is not None and t == ("o", op):
+            k += 1
+            return True
+        return False
+
+    def primary() -> float:
+        nonlocal k
+        t = peek()
+        if t is None:
+            raise Unsupported(f"expression {text!r} ends early")
+        k += 1
+        kind, val = t
+        if kind == "n":
+            return float(val)
+        if kind == "o" and val == "(":
+            v = expr()
+            if not take(")"):
+                raise Unsupported(f"expression {text!r}: missing ')'")
+            return v
+        if kind == "o" and val in "+-":
+            v = factor()
+            return -v if val == "-" else v
+        if kind == "i":
+            if take("("):
+                args = [expr()]
+                while take(","):
+                    args.append(expr())
+                if not take(")"):
+                    raise Unsupported(f"expression {text!r}: missing ')' after {val}(")
+                fn = _FUNCS.get(val)
+                if fn is None:
+                    raise Unsupported(f"expression {text!r}: function {val}() is not known")
+                return float(fn(*args))
+            if val in names:
+                return float(names[val])
+            if val in ("PI", "E"):
+                return math.pi if val == "PI" else math.e
+            raise Unsupported(f"expression {text!r}: variable {val!r} is not known here")
+        raise Unsupported(f"expression {text!r}: unexpected {val!r}")
+
+    def factor() -> float:
+        v = primary()
+        if take("^"):
+            v = v ** factor()
+        return v
+
+    def term() -> float:
+        v = factor()
+        while True:
+            if take("*"):
+                v *= factor()
+            elif take("/"):
+                d = factor()
+                v = v / d if d else math.copysign(math.inf, v)
+            else:
+                return v
+
+    def expr() -> float:
+        v = term()
+        while True:
+            if take("+"):
+                v += term()
+            elif take("-"):
+                v -= term()
+            else:
+                return v
+
+    result = expr()
+    if k != len(tokens):
+        raise Unsupported(f"expression {text!r}: unexpected text after position {k}")
+    return result
+
+
+# --- chains ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Geometry:
+    """Picture size and sample aspect ratio where a filter stands in the chain."""
+
+    width: int
+    height: int
+    sar: float = 1.0
+
+    def names(self) -> dict[str, float]:
+        w, h = float(self.width), float(self.height)
+        a = w / h if h else 1.0
+        return {"iw": w, "ih": h, "in_w": w, "in_h": h, "a": a, "sar": self.sar, "dar": a * self.sar,
+                "hsub": 2.0, "vsub": 2.0, "ohsub": 2.0, "ovsub": 2.0}
+
+
+@dataclass
+class ChainResult:
+    """The translated chain and what changed on the way."""
+
+    chain: str | None
+    notes: list[str] = field(default_factory=list)
+    tonemap_dropped: bool = False
+    geometry: Geometry | None = None
+
+
+HW_FORMATS = frozenset({"vaapi", "qsv", "cuda", "opencl", "vulkan", "videotoolbox", "videotoolbox_vld", "drm_prime", "d3d11", "dxva2_vld", "mediacodec", "rkmpp"})
+_DROP = re.compile(r"^(hwupload(_cuda|_vaapi)?|hwdownload|hwmap|procamp_vaapi|setparams_vaapi)$")
+_SCALERS = re.compile(r"^(scale_(vaapi|cuda|qsv|npp|vt|opencl|vulkan|rkrga)|vpp_(qsv|rkrga))$")
+_DEINTERLACERS = {"deinterlace_vaapi": "bwdif", "deinterlace_qsv": "bwdif", "yadif_cuda": "yadif", "yadif_videotoolbox": "yadif",
+                  "bwdif_cuda": "bwdif", "bwdif_vulkan": "bwdif"}
+_TRANSPOSERS = re.compile(r"^transpose_(vaapi|cuda|opencl|vt|vulkan|npp|rkrga)$")
+_TONEMAPPERS = re.compile(r"^(tonemap(_(vaapi|cuda|opencl|videotoolbox))?|tonemapx|libplacebo|zscale)$")
+_PIX_ALIASES = {"p010": "p010le", "p016": "p016le", "yuv420p10": "yuv420p10le"}
+#: Filters that take subtitles or a second picture: only ffmpeg itself runs them.
+_NEEDS_FFMPEG = re.compile(r"^(overlay(_\w+)?|subtitles|ass|alphasrc|hwupload=derive_device|paletteuse|amovie|movie)$")
+
+
+def _parse_args(args: str | None) -> tuple[list[str], dict[str, str], list[str]]:
+    """``1280:720:flags=bicubic`` -> (["1280", "720"], {"flags": "bicubic"}, order of named keys)."""
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    order: list[str] = []
+    if not args:
+        return positional, named, order
+    parts = re.split(r"(?<!\\):", args)
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep and re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", key):
+            named[key] = value
+            order.append(key)
+        else:
+            positional.append(part)
+    return positional, named, order
+
+
+def _software_format(value: str) -> str | None:
+    """``nv12|vaapi`` -> nv12; ``vaapi`` -> None; ``p010`` -> p010le."""
+    for name in value.split("|"):
+        name = name.strip()
+        if name and name not in HW_FORMATS:
+            return _PIX_ALIASES.get(name, name)
+    return None
+
+
+def _dimension(text: str | None, names: Mapping[str, float]) -> float:
+    if text is None or text == "":
+        return 0.0
+    return evaluate(text, names)
+
+
+def scale_size(w_text: str | None, h_text: str | None, geo: Geometry) -> tuple[int, int]:
+    """The size a ``scale`` with these w/h texts gives for ``geo`` (FFmpeg's rules for 0 and -n)."""
+    names = geo.names()
+    try:
+        w = _dimension(w_text, names | {"ow": math.nan, "oh": math.nan, "out_w": math.nan, "out_h": math.nan})
+        h = _dimension(h_text, names | {"ow": w, "out_w": w, "oh": math.nan, "out_h": math.nan})
+        if math.isnan(w):
+            w = _dimension(w_text, names | {"oh": h, "out_h": h})
+    except (OverflowError, ValueError, ZeroDivisionError) as e:
+        raise Unsupported(f"scale={w_text}:{h_text}: {e}") from e
+    if math.isnan(w) or math.isnan(h):
+        raise Unsupported(f"scale={w_text}:{h_text} refers to itself")
+    iw, ih = geo.width, geo.height
+    wi, hi = int(w), int(h)
+    if wi < 0 and hi < 0:
+        wi, hi = iw, ih
+    if wi == 0:
+        wi = iw if hi <= 0 else wi
+    if hi == 0:
+        hi = ih if wi <= 0 else hi
+    if wi == 0 and hi > 0:
+        wi = iw
+    if hi == 0 and wi > 0:
+        hi = ih
+    if wi < 0:
+        n = -wi
+        wi = max(round(hi * iw / ih / n) * n, n)
+    if hi < 0:
+        n = -hi
+        hi = max(round(wi * ih / iw / n) * n, n)
+    if wi <= 0 or hi <= 0 or wi > 16384 or hi > 16384:
+        raise Unsupported(f"scale={w_text}:{h_text} gives {wi}x{hi} for a {iw}x{ih} input")
+    return wi, hi
+
+
+def _scale_filter(args: str | None, geo: Geometry, hardware: bool) -> tuple[list[str], Geometry]:
+    positional, named, order = _parse_args(args)
+    w_text = named.pop("w", named.pop("width", positional[0] if positional else None))
+    h_text = named.pop("h", named.pop("height", positional[1] if len(positional) > 1 else None))
+    fmt = named.pop("format", None)
+    if hardware:
+        # Hardware scalers' own options (mode, extra_hw_frames, interp_algo...) mean nothing here.
+        keep: dict[str, str] = {k: named[k] for k in ("out_color_matrix", "out_range") if k in named}
+        pre = ["bwdif"] if named.get("deinterlace", "0") not in ("0", "") else []
+    else:
+        keep = {k: named[k] for k in order if k in named}
+        pre = []
+    out: list[str] = list(pre)
+    new = geo
+    if w_text is not None or h_text is not None:
+        wi, hi = scale_size(w_text, h_text, geo)
+        new = Geometry(wi, hi, geo.sar)
+        extra = "".join(f":{k}={v}" for k, v in keep.items())
+        out.append(f"scale={wi}:{hi}{extra}")
+    if fmt:
+        sw = _software_format(fmt)
+        if sw:
+            out.append(f"format={sw}")
+    return out, new
+
+
+def translate_chain(text: str | None, geo: Geometry | None, available: frozenset[str] | None = None) -> ChainResult:
+    """Rewrite a ``-vf`` chain for software frames; raises :class:`Unsupported` when it cannot run here."""
+    if not text:
+        return ChainResult(None, geometry=geo)
+    have = available if available is not None else frozenset(av.filter.filters_available)
+    try:
+        chain = split_filter_chain(text)
+    except Exception as e:  # UsageError for labels / ';'
+        raise Unsupported(f"-vf {text!r}: {e}") from e
+    out: list[str] = []
+    result = ChainResult(None, geometry=geo)
+    for name, args in chain:
+        if _NEEDS_FFMPEG.match(name):
+            raise Unsupported(f"filter {name} (subtitles/overlays) runs only in ffmpeg")
+        if _DROP.match(name):
+            continue
+        if name == "format":
+            sw = _software_format(args or "")
+            if sw:
+                out.append(f"format={sw}")
+            continue
+        if name == "scale" or _SCALERS.match(name):
+            if geo is None:
+                raise NeedsGeometry(f"{name}: the input's size is unknown")
+            parts, geo = _scale_filter(args, geo, hardware=name != "scale")
+            out += parts
+            continue
+        if name in _DEINTERLACERS:
+            positional, named, _ = _parse_args(args)
+            mode = named.get("mode", positional[0] if positional else None)
+            rate_doubling = mode in ("1", "send_field", "2", "bob") or named.get("rate") == "field"
+            out.append(_DEINTERLACERS[name] + ("=1" if rate_doubling else ""))
+            continue
+        if _TRANSPOSERS.match(name):
+            positional, named, _ = _parse_args(args)
+            direction = named.get("dir", positional[0] if positional else "clock")
+            out.append(f"transpose=dir={direction}" if direction in ("cclock_flip", "clock", "cclock", "clock_flip") else f"transpose={direction}")
+            if geo is not None and direction not in ("reversal", "hflip", "vflip"):
+                geo = Geometry(geo.height, geo.width, geo.sar)
+            continue
+        if _TONEMAPPERS.match(name) and not (name in have and name != "tonemap"):
+            # HDR -> SDR: no software tone mapper of PyAV's FFmpeg works on these frames
+            # (FFmpeg's tonemap wants linear float RGB from zscale, which it lacks).
+            result.tonemap_dropped = True
+            positional, named, _ = _parse_args(args)
+            fmt = named.get("format")
+            out.append(f"format={_software_format(fmt) or 'yuv420p'}" if fmt else "format=yuv420p")
+            # Tag the output as the tone mapper would have (BT.709 unless it says otherwise), so
+            # players do not take 8-bit pictures for HDR.
+            prim = named.get("p", named.get("primaries", "bt709"))
+            trc = named.get("t", named.get("transfer", "bt709"))
+            matrix = named.get("m", named.get("matrix", "bt709"))
+            out.append(f"setparams=color_primaries={prim}:color_trc={trc}:colorspace={matrix}")
+            result.notes.append(f"{name}: HDR tone mapping is not done (no software tone mapper here); the picture is converted as is")
+            continue
+        if name not in have:
+            raise Unsupported(f"filter {name} is not available in PyAV's FFmpeg")
+        if name == "crop" and geo is not None:
+            positional, named, _ = _parse_args(args)
+            try:
+                cw = evaluate(named.get("w", named.get("out_w", positional[0] if positional else "iw")), geo.names())
+                ch = evaluate(named.get("h", named.get("out_h", positional[1] if len(positional) > 1 else "ih")), geo.names() | {"ow": cw, "out_w": cw})
+                geo = Geometry(int(cw), int(ch), geo.sar)
+            except Unsupported:
+                geo = None
+        if name in ("transpose",) and geo is not None:
+            geo = Geometry(geo.height, geo.width, geo.sar)
+        out.append(name if args is None else f"{name}={args}")
+    deduped = [f for i, f in enumerate(out) if i == 0 or f != out[i - 1]]
+    result.chain = ",".join(deduped) if deduped else None
+    result.geometry = geo
+    return result
+
+
+def translate_audio_chain(text: str | None, available: frozenset[str] | None = None) -> str | None:
+    """``-af``: software audio filters run as they are; anything PyAV lacks cannot run here."""
+    if not text:
+        return None
+    have = available if available is not None else frozenset(av.filter.filters_available)
+    try:
+        chain = split_filter_chain(text)
+    except Exception as e:
+        raise Unsupported(f"-af {text!r}: {e}") from e
+    for name, _args in chain:
+        if name not in have:
+            raise Unsupported(f"audio filter {name} is not available in PyAV's FFmpeg")
+    return text
