@@ -381,3 +381,28 @@ def format_tables(result: dict[str, Any]) -> str:
 
 
 __all__ = ["MODES", "Source", "format_tables", "local_server", "make_source", "measure", "ratios", "run"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``vtremote bench transcode`` (and ``benchmarks/transcode.py``): run and print the tables or JSON."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(
+        prog="vtremote bench transcode",
+        description="Local PyAV transcode, raw-frame remote encode and packet transcode of 1080p30 H.264 and "
+                    "HEVC Main10 sources into 720p H.264 (docs/benchmarks.md).",
+    )
+    ap.add_argument("--seconds", type=float, default=5.0, help="clip length (default 5)")
+    ap.add_argument("--sources", default=",".join(SOURCES))
+    ap.add_argument("--codecs", default=",".join(CODECS))
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--compression", default="zstd", help="raw-frame wire compression (default zstd)")
+    ap.add_argument("--address", help="use this vtremoted instead of starting one (server CPU is then not read)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    result = run(args.seconds, args.sources.split(","), args.codecs.split(","), args.modes.split(","),
+                 args.compression, args.address)
+    print(json.dumps(result, indent=2) if args.json else format_tables(result))
+    return 0
+

@@ -8,6 +8,7 @@ Subcommands (each starts its own real ``vtremoted`` process on loopback)::
     vtremote bench decode     [--json] [--frames N]
     vtremote bench latency    [--json] [--frames N]
     vtremote bench all        [--json] [--quick]
+    vtremote bench transcode  [--json] [--seconds S]             (vtremote.bench.transcode)
     vtremote bench live       [--json] [--quick] [--size 1920x1080]   (vtremote.live.bench)
 
 Tables go to stdout (rich when stdout is a terminal, plain text otherwise);
@@ -733,6 +734,10 @@ def run_all(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vtremote bench``: 0 ok, 1 runtime error, 2 usage, 130 Ctrl-C."""
+    if argv and argv[0] == "transcode":  # packet transcode has its own argument set
+        from vtremote.bench.transcode import main as transcode_main
+
+        return transcode_main(argv[1:])
     if argv and argv[0] == "live":  # live streaming has its own measuring code
         from vtremote.live.bench import main as live_main
 
