@@ -80,6 +80,26 @@ def split_filter_chain(text: str) -> list[tuple[str, str | None]]:
     return chain
 
 
+def link_chain(g: av.filter.Graph, src: Any, chain: list[tuple[str, str | None]], sink_name: str, option: str) -> Any:
+    """Add ``chain`` after ``src`` and a sink to ``g``, link and configure it; returns the sink.
+    A filter that cannot be created or a graph that does not configure is a usage error."""
+    nodes = [src]
+    for name, args in chain:
+        try:
+            nodes.append(g.add(name, args))
+        except (ValueError, KeyError, av.error.FFmpegError) as e:
+            raise UsageError(f"{option}: filter {name}{'=' + args if args else ''} cannot be created: {e}") from e
+    sink = g.add(sink_name)
+    nodes.append(sink)
+    for a, b in zip(nodes, nodes[1:], strict=False):
+        a.link_to(b)
+    try:
+        g.configure()
+    except av.error.FFmpegError as e:
+        raise UsageError(f"{option}: the filter chain does not configure: {e}") from e
+    return sink
+
+
 class VideoFilter:
     """A PyAV filter graph for one chain, built from the first frame's geometry."""
 
@@ -99,20 +119,7 @@ class VideoFilter:
             time_base=str(tb),
             pixel_aspect=str(sar if sar and sar > 0 else Fraction(1, 1)),
         )
-        nodes = [src]
-        for name, args in self.chain:
-            try:
-                nodes.append(g.add(name, args))
-            except (ValueError, KeyError, av.error.FFmpegError) as e:
-                raise UsageError(f"-vf: filter {name}{'=' + args if args else ''} cannot be created: {e}") from e
-        sink = g.add("buffersink")
-        nodes.append(sink)
-        for a, b in zip(nodes, nodes[1:], strict=False):
-            a.link_to(b)
-        try:
-            g.configure()
-        except av.error.FFmpegError as e:
-            raise UsageError(f"-vf: the filter chain does not configure: {e}") from e
+        sink = link_chain(g, src, self.chain, "buffersink", "-vf")
         self.graph, self._src, self._sink = g, src, sink
 
     def process(self, frame: VideoFrame | None, sar: Fraction | None) -> list[VideoFrame]:
@@ -150,20 +157,7 @@ class AudioFilter:
             channel_layout=frame.layout.name,
             time_base=str(frame.time_base or Fraction(1, frame.sample_rate)),
         )
-        nodes = [src]
-        for name, args in self.chain:
-            try:
-                nodes.append(g.add(name, args))
-            except (ValueError, KeyError, av.error.FFmpegError) as e:
-                raise UsageError(f"-af: filter {name}{'=' + args if args else ''} cannot be created: {e}") from e
-        sink = g.add("abuffersink")
-        nodes.append(sink)
-        for a, b in zip(nodes, nodes[1:], strict=False):
-            a.link_to(b)
-        try:
-            g.configure()
-        except av.error.FFmpegError as e:
-            raise UsageError(f"-af: the filter chain does not configure: {e}") from e
+        sink = link_chain(g, src, self.chain, "abuffersink", "-af")
         self.graph, self._src, self._sink = g, src, sink
 
     def process(self, frame: av.AudioFrame | None) -> list[av.AudioFrame]:
