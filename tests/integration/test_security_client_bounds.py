@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from media import make_h264_mp4, testsrc_frames, video_packets
-from vtremote.client import RemoteDecoder, RemoteEncoder
+from vtremote.client import RemoteDecoder, RemoteEncoder, RemoteTranscoder
 from vtremote.errors import RemoteProtocolError
 from vtremote.wire import Connection, Role, messages
 from vtremote.wire.messages import serialize_bytes
@@ -30,7 +30,10 @@ class HostileServer:
     """One connection on 127.0.0.1: handshake, then ``misbehave(sock)`` once the first
     FRAME or PACKET arrives. Records how many messages it managed to send."""
 
-    def __init__(self, misbehave: Callable[[socket.socket], None]) -> None:
+    def __init__(self, misbehave: Callable[[socket.socket], None], *, hello_ack: messages.HelloAck | None = None,
+                 configure_ack: messages.ConfigureAck | None = None) -> None:
+        self.hello_ack = hello_ack or messages.HelloAck()
+        self.configure_ack = configure_ack or messages.ConfigureAck(pix_fmt=1)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.addr = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.misbehave = misbehave
@@ -53,9 +56,9 @@ class HostileServer:
                     conn.receive_data(data)
                     continue
                 if isinstance(msg, messages.Hello):
-                    sock.sendall(b"".join(bytes(b) for b in conn.send(messages.HelloAck())))
+                    sock.sendall(b"".join(bytes(b) for b in conn.send(self.hello_ack)))
                 elif isinstance(msg, messages.Configure):
-                    sock.sendall(b"".join(bytes(b) for b in conn.send(messages.ConfigureAck(pix_fmt=1))))
+                    sock.sendall(b"".join(bytes(b) for b in conn.send(self.configure_ack)))
                 elif isinstance(msg, (messages.Frame, messages.Packet)):
                     self.misbehave(sock)
                     return
@@ -110,6 +113,28 @@ def test_decoder_refuses_more_frames_than_packets(tmp_path: Path) -> None:
     text = str(info.value)
     assert server.addr in text and "FRAME" in text and "packets sent" in text
     assert dec.stats.frames <= len(packets)
+    server.thread.join(10)
+    assert server.sent < FLOOD
+
+
+def test_transcoder_refuses_a_packet_flood(tmp_path: Path) -> None:
+    extradata, packets = video_packets(make_h264_mp4(tmp_path / "in.mp4", 10, W, H, bframes=0))
+    server = HostileServer(
+        lambda s: None,
+        hello_ack=messages.HelloAck(capabilities=("h264", "hevc", "ext:transcode=h264;scale")),
+        configure_ack=messages.ConfigureAck(extradata=extradata, warnings=(f"ext:output={W}x{H};tb=1/30;fr=30/1",)),
+    )
+    server.misbehave = server.flood(messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000))
+    tc = RemoteTranscoder(server.addr, input_codec="h264", input_extradata=extradata, input_time_base=Fraction(1, 30),
+                          input_width=W, input_height=H, framerate=30, inflight=4)
+    with pytest.raises(RemoteProtocolError) as info, tc:
+        for pkt in packets:
+            tc.transcode(pkt)
+        tc.flush()
+    text = str(info.value)
+    assert server.addr in text and "PACKET" in text and "source packets" in text
+    # One output packet per source packet (plus a small allowance), not the flood.
+    assert tc.stats.packets <= len(packets) + 64
     server.thread.join(10)
     assert server.sent < FLOOD
 

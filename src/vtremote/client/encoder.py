@@ -69,6 +69,17 @@ PIX_FMT_NAMES = {
 }
 
 
+def packet_from_message(msg: m.Packet, time_base: Fraction) -> Packet:
+    """An ``av.Packet`` of a received PACKET message, its timestamps in ``time_base``."""
+    packet: Packet = av.Packet(msg.data)  # type: ignore[arg-type]  # the one copy: receive buffer -> AVPacket
+    packet.pts = msg.pts
+    packet.dts = msg.dts
+    packet.duration = msg.duration
+    packet.time_base = time_base
+    packet.is_keyframe = msg.keyframe
+    return packet
+
+
 def parse_pix_fmt(value: str | int | PixelFormat) -> PixelFormat:
     if isinstance(value, int):
         try:
@@ -466,13 +477,7 @@ class RemoteEncoder(RemoteSession["Packet"]):
             raise RemoteProtocolError(
                 f"{self.server} sent PACKET {self._received + 1} for {self._sent} frames sent"
             )
-        packet: Packet = av.Packet(msg.data)  # type: ignore[arg-type]  # the one copy: receive buffer -> AVPacket
-        packet.pts = msg.pts
-        packet.dts = msg.dts
-        packet.duration = msg.duration
-        packet.time_base = self.time_base
-        packet.is_keyframe = msg.keyframe
-        return packet
+        return packet_from_message(msg, self.time_base)
 
     def _count_result(self) -> None:
         self._received += 1

@@ -29,6 +29,7 @@ pts/dts in :attr:`RemoteTranscoder.time_base`, exactly one per output frame.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +38,13 @@ from typing import Any
 
 import av
 
-from vtremote.client.encoder import EncoderSettings, Packet, parse_pix_fmt, parse_profile
+from vtremote.client.encoder import (
+    EncoderSettings,
+    Packet,
+    packet_from_message,
+    parse_pix_fmt,
+    parse_profile,
+)
 from vtremote.client.session import (
     CLIENT_NAME,
     RemoteSession,
@@ -58,6 +65,11 @@ log = logging.getLogger(__name__)
 
 #: pts/dts of a source packet that has none (FFmpeg's AV_NOPTS_VALUE, docs/protocol.md).
 NOPTS = -(1 << 63)
+#: Output packets allowed beyond one per source packet (times the rate ratio): a decoder
+#: that shows a frame the source packets only implied, the encoder's flush.
+MAX_EXTRA_OUTPUT = 64
+#: Output packets per source packet when an fps filter's rate cannot be compared with the source's.
+MAX_RATE_RATIO = 16
 #: Ten-bit pixel formats a source may decode to (they make HEVC output P010 by default).
 _DEEP = ("10le", "10be", "12le", "p010", "p016")
 
@@ -170,6 +182,8 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         self.input_extradata = bytes(input_extradata or b"")
         self.input_sar = Fraction(input_sar) if input_sar else Fraction(1)
         self.framerate = to_fraction(framerate, "frame rate")
+        #: Output frame rate when constant and known (fps filter or the source's rate), else None.
+        self.output_framerate: Fraction | None = None
         self.pix_fmt = self._choose_pix_fmt(codec, pix_fmt, input_pix_fmt)
         if codec == "h264" and self.pix_fmt is not PixelFormat.NV12:
             raise ConfigError("H.264 output is 8-bit (NV12); use hevc for 10-bit output")
@@ -206,7 +220,6 @@ class RemoteTranscoder(RemoteSession["Packet"]):
             #: Output picture size and the time base of the output packets' pts/dts.
             self.width, self.height = out.width, out.height
             self.time_base = out.time_base
-            #: Output frame rate when constant and known (fps filter or the source's rate), else None.
             self.output_framerate = out.frame_rate
             #: Sample aspect ratio of the output (scale keeps the display aspect, setsar sets it).
             self.sample_aspect_ratio = out.sar
@@ -343,13 +356,23 @@ class RemoteTranscoder(RemoteSession["Packet"]):
     def _on_result(self, msg: m.Message) -> Packet | None:
         if not isinstance(msg, m.Packet):
             return None
-        packet: Packet = av.Packet(msg.data)  # type: ignore[arg-type]  # the one copy: receive buffer -> AVPacket
-        packet.pts = msg.pts
-        packet.dts = msg.dts
-        packet.duration = msg.duration
-        packet.time_base = self.time_base
-        packet.is_keyframe = msg.keyframe
-        return packet
+        if self._received >= self._max_output():
+            # Decoder and encoder delays shift packets but never multiply them; only an fps
+            # filter raising the rate does. Past that bound the server is broken or hostile,
+            # and accepting more would let it fill our memory.
+            raise RemoteProtocolError(
+                f"{self.server} sent PACKET {self._received + 1} for {self._sent} source packets"
+            )
+        return packet_from_message(msg, self.time_base)
+
+    def _max_output(self) -> int:
+        """The most output packets the source packets sent so far can yield."""
+        ratio = 1
+        if self.output_framerate and self.framerate:
+            ratio = max(1, math.ceil(self.output_framerate / self.framerate))
+        elif vf.names(self.chain).count("fps"):
+            ratio = MAX_RATE_RATIO
+        return ratio * (self._sent + 1) + MAX_EXTRA_OUTPUT
 
     def _count_result(self) -> None:
         self._received += 1
