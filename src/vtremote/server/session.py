@@ -83,6 +83,7 @@ from vtremote.wire.extensions import (
     CAP_WINDOW,
     OPT_DECODE_PIPELINE,
     OPT_WINDOW,
+    split_notes,
 )
 from vtremote.wire.messages import Buffer, nbytes
 
@@ -581,8 +582,11 @@ class Session:
             self.compression.name.lower(), engine.name, engine.codec_name,
             " pipelined" if pipelined else "",
         )
-        for w in warnings:
+        real, notes = split_notes(warnings)
+        for w in real:
             self.log.info("CONFIGURE warning: %s", w)
+        for note in notes:  # extension data riding in the warning list (ext:output=...)
+            self.log.info("CONFIGURE note: %s", note)
 
     def _encoder_delay(self, opts: dict[str, str]) -> int:
         """Frames the encoder may hold back: fewer than the client's window.
