@@ -3,6 +3,7 @@
 ::
 
     vtremote live recv --listen HOST:PORT [--record FILE] [--json]
+                       [--composite FILE [--grid 2x2] [--composite-size WxH] [--composite-fps FPS]]
     vtremote live send [-f FORMAT] -i INPUT --to HOST:PORT [--codec h264|hevc|mjpeg]
                        [--transport tcp|udp] [-b:v RATE] [-t SECONDS] [-g FRAMES]
                        [--metadata FILE.jsonl]
@@ -25,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -61,6 +63,24 @@ def _rate(text: str) -> int:
     return int(value)
 
 
+def _fps(text: str) -> Fraction:
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"bad frame rate {text!r} (like 30 or 30000/1001)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"frame rate {text!r} must be positive")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"size {text!r} is not WIDTHxHEIGHT (like 1280x720)") from None
+    return w, h
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vtremote live", description="Live streaming of a camera or a file.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="send|recv")
@@ -68,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--listen", required=True, metavar="HOST:PORT", help="TCP and UDP address (port 0: any)")
     r.add_argument("--record", metavar="FILE", help="record the stream (MKV/MP4) without re-encoding")
     r.add_argument("--json", action="store_true", help="print one summary object on stdout at the end")
+    r.add_argument("--composite", metavar="FILE",
+                   help="also write every source as a tile of one picture, re-encoded with libx264")
+    r.add_argument("--grid", default="2x2", metavar="COLSxROWS", help="tiles of the composite (default 2x2)")
+    r.add_argument("--composite-size", default="1280x720", metavar="WxH",
+                   help="picture size of the composite (default 1280x720)")
+    r.add_argument("--composite-fps", type=_fps, default=Fraction(30), metavar="FPS",
+                   help="frame rate of the composite (default 30)")
     s = sub.add_parser("send", help="encode and send a capture source", allow_abbrev=False)
     s.add_argument("-f", dest="format", metavar="FORMAT", help="input format (lavfi, v4l2, x11grab, ...)")
     s.add_argument("-i", dest="input", required=True, metavar="INPUT", help="file, lavfi graph or device")
@@ -111,17 +138,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _recv(args: argparse.Namespace) -> int:
+    from vtremote.live.composite import CompositeConfig, parse_grid
     from vtremote.live.receiver import Receiver
 
-    if args.record is not None and not Path(args.record).parent.is_dir():
-        raise ConfigError(f"cannot record to {args.record}: no such directory")
+    for path in (args.record, args.composite):
+        if path is not None and not Path(path).parent.is_dir():
+            raise ConfigError(f"cannot record to {path}: no such directory")
+    composite = None
+    if args.composite is not None:
+        (cols, rows), (width, height) = parse_grid(args.grid), _size(args.composite_size)
+        composite = CompositeConfig(width=width, height=height, fps=args.composite_fps, columns=cols, rows=rows)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    receiver = Receiver(args.listen, record=args.record)
+    receiver = Receiver(args.listen, record=args.record, composite=args.composite, composite_config=composite)
     try:
         receiver.start()
         host, port = receiver.address

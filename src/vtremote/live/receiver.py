@@ -28,6 +28,7 @@ from typing import Any
 
 from vtremote.errors import ErrorCode, RemoteProtocolError
 from vtremote.live import protocol as p
+from vtremote.live.composite import CompositeConfig, Compositor
 from vtremote.live.datagram import (
     DATAGRAM_HEADER,
     MAX_DATAGRAM,
@@ -59,9 +60,13 @@ class Receiver:
         udp_idle_s: float = 5.0,
         reconnect_wait_s: float = 10.0,
         give_up_ms: float = 150.0,
+        composite: str | Path | None = None,
+        composite_config: CompositeConfig | None = None,
     ) -> None:
         self.listen = parse_address(listen)
         self.record = Path(record) if record is not None else None
+        #: Every source as a tile of one re-encoded picture (``composite``), or None.
+        self.compositor = Compositor(composite, composite_config) if composite is not None else None
         self.key = key
         self.on_frame = on_frame
         self.udp_idle_s = udp_idle_s
@@ -138,6 +143,8 @@ class Receiver:
                 src.session.closed = True
                 src.session.close_hook()
             src.close()
+        if self.compositor is not None:
+            self.compositor.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Until every source seen has ended (BYE, or gone longer than allowed); False on timeout."""

@@ -250,6 +250,13 @@ class SourceStream:
             self._orphans(metas)
             return
         self._record(data, item, metas)
+        compositor = self.receiver.compositor
+        if compositor is not None:
+            try:
+                compositor.add(self.index, frames[-1], local)
+            except EngineError as e:  # the composite stops; the sources and their recordings go on
+                log.error("live: %s", e)
+                self.receiver.compositor = None
         st.frame(now, len(data), latency / 1e6, item.keyframe)
         self.receiver._deliver(ReceivedFrame(
             self.hello.source_id, item.seq, frames[-1], item.keyframe, item.capture_ns, local, latency,
