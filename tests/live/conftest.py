@@ -127,3 +127,41 @@ def start_sender(procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_pat
 
 def lavfi(size: str = "320x240", rate: int = 30) -> list[str]:
     return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+
+
+@dataclass
+class Vtremoted:
+    proc: subprocess.Popen[str]
+    addr: str
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def vtremoted(tmp_path: Path) -> Iterator[Vtremoted]:
+    """A real ``vtremoted --engine x264`` on 127.0.0.1, port 0; stopped (SIGTERM, exit 0) at teardown."""
+    err = tmp_path / "vtremoted.stderr"
+    cmd = [sys.executable, "-m", "vtremote.cli.serve", "--listen", "127.0.0.1:0", "--no-advertise", "--engine", "x264"]
+    with err.open("w") as e:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=e, text=True, env=_env())
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "vtremoted listening on HOST:PORT", or EOF if it failed
+    m = re.match(r"vtremoted listening on (\S+)$", line.strip())
+    if not m:
+        proc.kill()
+        proc.wait(5)
+        raise AssertionError(f"vtremoted did not start ({line!r}):\n{err.read_text(errors='replace')}")
+    server = Vtremoted(proc, m.group(1), err)
+    yield server
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            raise AssertionError(f"vtremoted did not stop:\n{server.stderr()}") from None
+        assert rc == 0, server.stderr()
+    proc.stdout.close()

@@ -6,7 +6,7 @@
                        [--composite FILE [--grid 2x2] [--composite-size WxH] [--composite-fps FPS]]
     vtremote live send [-f FORMAT] -i INPUT --to HOST:PORT [--codec h264|hevc|mjpeg]
                        [--transport tcp|udp] [-b:v RATE] [-t SECONDS] [-g FRAMES]
-                       [--metadata FILE.jsonl]
+                       [--metadata FILE.jsonl] [--encoder local|remote --server HOST:PORT [--token T]]
 
 The receiver listens on TCP and UDP at the same port, prints
 ``vtremote live: listening on HOST:PORT`` on stderr once bound, and stops on
@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="maximum bitrate, like 4M; starts at half (default: 0.06 bit/pixel/frame, 3.7M at 1080p30)")
     s.add_argument("-t", dest="seconds", type=float, default=None, metavar="SECONDS", help="stop after this much media")
     s.add_argument("-g", dest="gop", type=int, default=None, metavar="FRAMES", help="keyframe interval (default 2 s)")
+    s.add_argument("--encoder", choices=("local", "remote"), default="local",
+                   help="local: hardware or x264/x265 here; remote: a vtremoted (--server) in realtime mode")
+    s.add_argument("--server", metavar="HOST:PORT", help="the vtremoted that encodes with --encoder remote")
+    s.add_argument("--token", default="", metavar="TOKEN", help="the vtremoted's token, if it asks for one")
     s.add_argument("--metadata", metavar="FILE.jsonl",
                    help='one JSON value per line, for frame N by line number, or {"frame": N, ...}')
     return parser
@@ -240,6 +244,7 @@ def _send(args: argparse.Namespace) -> int:
     config = SenderConfig(
         width=width, height=height, fps=cap.fps, codec=codec, transport=args.transport, bitrate=bitrate,
         keyint_s=(args.gop / float(cap.fps)) if args.gop else 2.0, name=Path(args.input).name[:64],
+        encoder=args.encoder, server=args.server or "", token=args.token,
     )
     sender = Sender(args.to, config)
     interrupted = threading.Event()

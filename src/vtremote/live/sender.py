@@ -28,6 +28,7 @@ import av
 from vtremote.errors import ConfigError, VTRemoteError
 from vtremote.live import protocol as p
 from vtremote.live.codec import EncoderConfig, LiveEncoder
+from vtremote.live.remote import RemoteLiveEncoder
 from vtremote.live.transport import Link, LinkEvents, TcpLink, UdpLink, parse_address
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,17 @@ class SenderConfig:
     key: int = 0
     reconnect_s: float = 10.0
     threads: int = 0
+    encoder: str = "local"  # "local" (hardware or x264/x265 here) or "remote" (a vtremoted)
+    server: str = ""  # HOST:PORT of the vtremoted with encoder="remote"
+    token: str = ""  # its token, if it asks for one
 
     def __post_init__(self) -> None:
+        if self.encoder not in ("local", "remote"):
+            raise ConfigError(f"encoder {self.encoder!r} is not local or remote")
+        if self.encoder == "remote" and not self.server:
+            raise ConfigError("the remote encoder needs a server (HOST:PORT)")
+        if self.encoder == "remote" and self.codec is p.Codec.MJPEG:
+            raise ConfigError("a vtremoted encodes H.264 or HEVC, not MJPEG")
         if self.transport not in ("tcp", "udp"):
             raise ConfigError(f"transport {self.transport!r} is not tcp or udp")
         if self.min_bitrate < 0 or (self.min_bitrate and self.min_bitrate > self.bitrate):
@@ -153,7 +163,11 @@ class Sender:
         self.config = config
         self.address = parse_address(to)
         self.stats = SenderStats(bitrate=config.bitrate, min_bitrate_seen=config.bitrate)
-        self._encoder = LiveEncoder(config.encoder_config())  # VBV sized for the maximum
+        self._encoder: LiveEncoder | RemoteLiveEncoder
+        if config.encoder == "remote":
+            self._encoder = RemoteLiveEncoder(config.encoder_config(), config.server, token=config.token)
+        else:
+            self._encoder = LiveEncoder(config.encoder_config())  # VBV sized for the maximum
         min_rate = config.min_bitrate or max(100_000, config.bitrate // 8)
         start = max(min_rate, config.bitrate // 2) if config.adaptive else config.bitrate
         if not self._encoder.set_bitrate(start):
