@@ -66,3 +66,34 @@ def test_an_ended_source_gives_its_slot_to_a_new_one(monkeypatch: pytest.MonkeyP
         summary = rx.summary()
     assert [s["source_id"] for s in summary["sources"]] == [1, 2]
     assert all(s["frames"] >= 4 for s in summary["sources"])
+
+
+def test_a_burst_of_pushed_frames_is_dropped_not_queued() -> None:
+    """60 frames pushed at once: the newest goes out, the others are dropped (counted), never queued;
+    every frame's metadata still arrives, in order, and the pictures keep their capture times."""
+    with av.open("testsrc2=size=640x480:rate=30", format="lavfi") as c:
+        frames = [f for f, _ in zip(c.decode(video=0), range(60), strict=False)]
+    got: list[ReceivedFrame] = []
+    lock = threading.Lock()
+
+    def on_frame(f: ReceivedFrame) -> None:
+        with lock:
+            got.append(f)
+
+    with Receiver("127.0.0.1:0", on_frame=on_frame) as rx:
+        cfg = SenderConfig(width=640, height=480, fps=Fraction(30), source_id=9)
+        tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
+        assert tx.wait_connected(10)
+        base = time.monotonic_ns()
+        captures = [base + i * 1000 for i in range(60)]  # a burst: all within 60 µs of capture time
+        for i, frame in enumerate(frames):
+            tx.send(frame, {"i": i}, capture_ns=captures[i])
+        stats = tx.close()
+        assert rx.wait(10)
+    assert stats.frames_in == 60 and stats.frames_sent + stats.dropped == 60
+    assert stats.dropped > 0 and stats.frames_sent < 60  # dropped, not queued behind the encoder
+    assert len(got) == stats.frames_sent
+    assert got[-1].capture_ns == captures[-1]  # the newest frame is the one kept
+    assert all(g.capture_ns in captures for g in got)  # each with its own capture time
+    assert [g.capture_ns for g in got] == sorted(g.capture_ns for g in got)
+    assert [m["i"] for g in got for m in g.metadata] == list(range(60))
