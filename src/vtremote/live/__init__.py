@@ -8,9 +8,10 @@ a :class:`Sender` and a :class:`Receiver`. The command line is
 
 from __future__ import annotations
 
+from vtremote.live.composite import CompositeConfig
 from vtremote.live.protocol import Codec
 from vtremote.live.receiver import Receiver
 from vtremote.live.sender import Sender, SenderConfig, SenderStats
 from vtremote.live.stream import ReceivedFrame
 
-__all__ = ["Codec", "ReceivedFrame", "Receiver", "Sender", "SenderConfig", "SenderStats"]
+__all__ = ["Codec", "CompositeConfig", "ReceivedFrame", "Receiver", "Sender", "SenderConfig", "SenderStats"]
