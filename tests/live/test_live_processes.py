@@ -236,3 +236,39 @@ def test_udp_sender_says_hello_again_to_a_restarted_receiver(start_receiver: Any
     # nothing for 3 s, says HELLO again and starts the new session with a keyframe.
     assert after["foreign_datagrams"] > 0
     assert src["keyframes"] == 1 and src["lost"] == 0 and after["frames"] > 30
+
+
+def test_audio_is_recorded_beside_the_video(start_receiver: Any, start_sender: Any, tmp_path: Path) -> None:
+    record = tmp_path / "av.mkv"
+    recv = start_receiver("--record", str(record))
+    graph = "testsrc2=size=320x240:rate=30[out0];sine=frequency=440:sample_rate=44100[out1]"
+    sender = start_sender("-f", "lavfi", "-i", graph, "--to", recv.addr, "-t", "1.5")
+    assert sender.wait(60) == 0
+    rc, summary = recv.finish()
+    assert rc == 0
+    assert _source(summary)["audio_packets"] >= 70  # 1.5 s of 20 ms Opus packets (some before the first picture)
+    with av.open(str(record)) as c:
+        assert len(c.streams.audio) == 1 and len(c.streams.video) == 1
+        audio = c.streams.audio[0]
+        assert audio.codec_context.name == "opus" and audio.rate == 48000 and audio.channels == 2
+        samples, first, last = 0, None, 0.0
+        for frame in c.decode(audio=0):
+            samples += frame.samples
+            first = float(frame.time) if first is None else first
+            last = float(frame.time) + frame.samples / frame.sample_rate
+            level = float(np.abs(frame.to_ndarray()).mean())
+        assert level > 0.01  # the sine, not silence
+    assert first is not None and abs(first) < 0.1  # on the video's clock: starts with the first picture
+    assert 1.3 <= samples / 48000 <= 1.6 and 1.3 <= last <= 1.6
+
+
+def test_no_audio_with_an(start_receiver: Any, start_sender: Any, tmp_path: Path) -> None:
+    record = tmp_path / "video-only.mkv"
+    recv = start_receiver("--record", str(record))
+    graph = "testsrc2=size=160x120:rate=30[out0];sine=frequency=440[out1]"
+    sender = start_sender("-f", "lavfi", "-i", graph, "--to", recv.addr, "-t", "0.5", "-an")
+    assert sender.wait(60) == 0
+    rc, summary = recv.finish()
+    assert rc == 0 and _source(summary)["audio_packets"] == 0
+    with av.open(str(record)) as c:
+        assert not c.streams.audio and len(c.streams.video) == 1

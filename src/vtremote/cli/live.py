@@ -6,7 +6,7 @@
                        [--composite FILE [--grid 2x2] [--composite-size WxH] [--composite-fps FPS]]
     vtremote live send [-f FORMAT] -i INPUT --to HOST:PORT [--codec h264|hevc|mjpeg]
                        [--transport tcp|udp] [-b:v RATE] [-t SECONDS] [-g FRAMES]
-                       [--metadata FILE.jsonl] [--encoder local|remote --server HOST:PORT [--token T]]
+                       [-an] [--metadata FILE.jsonl] [--encoder local|remote --server HOST:PORT [--token T]]
 
 The receiver listens on TCP and UDP at the same port, prints
 ``vtremote live: listening on HOST:PORT`` on stderr once bound, and stops on
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: hardware or x264/x265 here; remote: a vtremoted (--server) in realtime mode")
     s.add_argument("--server", metavar="HOST:PORT", help="the vtremoted that encodes with --encoder remote")
     s.add_argument("--token", default="", metavar="TOKEN", help="the vtremoted's token, if it asks for one")
+    s.add_argument("-an", dest="no_audio", action="store_true", help="leave the input's audio out")
     s.add_argument("--metadata", metavar="FILE.jsonl",
                    help='one JSON value per line, for frame N by line number, or {"frame": N, ...}')
     return parser
@@ -228,6 +229,8 @@ def _metadata_lines(path: str) -> dict[int, list[Any]]:
 
 
 def _send(args: argparse.Namespace) -> int:
+    import av
+
     from vtremote.live.codec import CODEC_NAMES, available
     from vtremote.live.sender import Sender, SenderConfig
     from vtremote.live.source import open_capture, paced_frames
@@ -238,13 +241,13 @@ def _send(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         raise ConfigError(f"-t {args.seconds}: must be positive")
     metadata = _metadata_lines(args.metadata) if args.metadata else {}
-    cap = open_capture(args.input, args.format)
+    cap = open_capture(args.input, args.format, audio=not args.no_audio)
     width, height = cap.width - cap.width % 2, cap.height - cap.height % 2
     bitrate = args.bitrate or max(200_000, int(0.06 * width * height * float(cap.fps)))
     config = SenderConfig(
         width=width, height=height, fps=cap.fps, codec=codec, transport=args.transport, bitrate=bitrate,
         keyint_s=(args.gop / float(cap.fps)) if args.gop else 2.0, name=Path(args.input).name[:64],
-        encoder=args.encoder, server=args.server or "", token=args.token,
+        encoder=args.encoder, server=args.server or "", token=args.token, audio=cap.audio is not None,
     )
     sender = Sender(args.to, config)
     interrupted = threading.Event()
@@ -256,10 +259,15 @@ def _send(args: argparse.Namespace) -> int:
     try:
         sender.start()
         sender.wait_connected(2.0)  # a receiver that is up gets the first frame; else stream anyway
-        for index, (frame, capture_ns) in enumerate(paced_frames(cap, seconds=args.seconds)):
+        index = 0
+        for frame, capture_ns in paced_frames(cap, seconds=args.seconds):
             if interrupted.is_set():
                 break
+            if isinstance(frame, av.AudioFrame):
+                sender.send_audio(frame, capture_ns=capture_ns)
+                continue
             sender.send(frame, metadata.pop(index, None), capture_ns=capture_ns)
+            index += 1
         sender.check()
         if not sender.connected and sender.stats.frames_sent == 0 and not sender.wait_connected(2.0):
             host, port = sender.address

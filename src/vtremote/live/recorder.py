@@ -21,6 +21,7 @@ from typing import IO, Any
 import av
 
 from vtremote.errors import EngineError
+from vtremote.live.audio import FRAME_SAMPLES, LAYOUT, SAMPLE_RATE
 from vtremote.live.codec import parameter_sets
 from vtremote.live.protocol import Codec
 
@@ -44,8 +45,13 @@ def sidecar_path(path: str | Path) -> Path:
 class Recorder:
     """One source into one file; driven by the source's decode thread only."""
 
-    def __init__(self, path: str | Path, codec: Codec, width: int, height: int, fps: Fraction) -> None:
+    def __init__(self, path: str | Path, codec: Codec, width: int, height: int, fps: Fraction,
+                 *, audio: bool = False) -> None:
         self.path = Path(path)
+        self.has_audio = audio  # an Opus track beside the video (48 kHz stereo, as the sender makes it)
+        self._audio_stream: Any = None
+        self._last_audio_pts = -1
+        self.audio_packets = 0
         self.codec = codec
         self.width, self.height, self.fps = width, height, fps
         self._container: Any = None
@@ -68,6 +74,12 @@ class Recorder:
             if extradata:
                 stream.codec_context.extradata = extradata  # Annex B; the muxer converts
             self._stream = stream
+            if self.has_audio:
+                audio = self._container.add_stream("libopus", rate=SAMPLE_RATE)
+                audio.layout = LAYOUT
+                audio.format = "flt"
+                audio.time_base = TIME_BASE
+                self._audio_stream = audio
         except (av.FFmpegError, ValueError) as e:
             raise EngineError(f"cannot record to {self.path}: {e}") from e
 
@@ -93,6 +105,23 @@ class Recorder:
             raise EngineError(f"recording to {self.path} failed: {e}") from e
         self.frames += 1
         return pts
+
+    def audio(self, data: bytes, capture_ns: int) -> None:
+        """One Opus packet, on the video's clock; audio before the first recorded picture is left out."""
+        if self._audio_stream is None or self._first_ns is None or capture_ns < self._first_ns:
+            return
+        pts = max(round((capture_ns - self._first_ns) / 1_000_000), self._last_audio_pts + 1)
+        self._last_audio_pts = pts
+        packet = av.Packet(data)
+        packet.pts = packet.dts = pts
+        packet.duration = FRAME_SAMPLES * 1000 // SAMPLE_RATE
+        packet.time_base = TIME_BASE
+        packet.stream = self._audio_stream
+        try:
+            self._container.mux(packet)
+        except av.FFmpegError as e:
+            raise EngineError(f"recording audio to {self.path} failed: {e}") from e
+        self.audio_packets += 1
 
     def metadata(self, entry: dict[str, Any]) -> None:
         if self._sidecar is None:

@@ -27,6 +27,7 @@ import av
 
 from vtremote.errors import ConfigError, VTRemoteError
 from vtremote.live import protocol as p
+from vtremote.live.audio import AudioPacket, LiveAudioEncoder
 from vtremote.live.codec import EncoderConfig, LiveEncoder
 from vtremote.live.remote import RemoteLiveEncoder
 from vtremote.live.transport import Link, LinkEvents, TcpLink, UdpLink, parse_address
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Pictures allowed to wait for the network before new frames are dropped.
 MAX_PENDING = 2
+#: Audio packets (20 ms each) that may wait for the next picture; older ones are dropped.
+MAX_AUDIO_WAITING = 25
 #: How often the bitrate is reconsidered.
 RATE_INTERVAL_NS = 250_000_000
 #: Receiver-side latency p50 this far above its lowest value means a queue on the path.
@@ -66,6 +69,7 @@ class SenderConfig:
     encoder: str = "local"  # "local" (hardware or x264/x265 here) or "remote" (a vtremoted)
     server: str = ""  # HOST:PORT of the vtremoted with encoder="remote"
     token: str = ""  # its token, if it asks for one
+    audio: bool = False  # send_audio() frames go out as Opus (AUDIO messages)
 
     def __post_init__(self) -> None:
         if self.encoder not in ("local", "remote"):
@@ -151,6 +155,8 @@ class SenderStats:
     connections: int = 0
     retransmitted: int = 0
     encode_ms_total: float = 0.0
+    audio_packets: int = 0
+    audio_dropped: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -179,7 +185,8 @@ class Sender:
             width=config.width, height=config.height, fps_num=config.fps.numerator,
             fps_den=config.fps.denominator,
             capabilities=p.Capability.METADATA | p.Capability.KEYFRAME_REQUEST | p.Capability.BITRATE_HINT
-            | (p.Capability.RETRANSMIT if config.transport == "udp" else p.Capability(0)),
+            | (p.Capability.RETRANSMIT if config.transport == "udp" else p.Capability(0))
+            | (p.Capability.AUDIO if config.audio else p.Capability(0)),
             key=config.key, name=config.name,
         )
         events = LinkEvents(self._on_connected, self._on_keyframe_request, self._on_stats, self._on_hint)
@@ -202,6 +209,9 @@ class Sender:
         self._seq_base: int | None = None
         self._last_index = -1
         self._carry: list[p.Metadata] = []
+        self._audio_encoder: LiveAudioEncoder | None = None
+        self._audio: list[p.Audio] = []  # packets waiting for the next picture (the same queue slot)
+        self._audio_seq = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="live-encoder", daemon=True)
         self._started = False
@@ -268,6 +278,40 @@ class Sender:
             self._slot = (frame, capture_ns, metas)
             self._cond.notify_all()
 
+    def send_audio(self, frame: av.AudioFrame, *, capture_ns: int | None = None) -> None:
+        """Hand over captured audio (``capture_ns``: its first sample, same clock as the video).
+
+        Encoded here (Opus, cheap) and sent with the next picture; dropped while
+        the link is down, and beyond :data:`MAX_AUDIO_WAITING` packets waiting.
+        """
+        if not self.config.audio:
+            raise ConfigError("this sender was configured without audio (SenderConfig(audio=True))")
+        if capture_ns is None:
+            capture_ns = time.monotonic_ns()
+        self.check()
+        if self._audio_encoder is None:
+            self._audio_encoder = LiveAudioEncoder()
+        self._queue_audio(self._audio_encoder.encode(frame, capture_ns))
+
+    def _queue_audio(self, packets: list[AudioPacket]) -> None:
+        with self._cond:
+            for packet in packets:
+                self._audio.append(p.Audio(p.AudioCodec.OPUS, self._audio_seq, packet.capture_ns, packet.data))
+                self._audio_seq = (self._audio_seq + 1) & 0xFFFFFFFF
+                self.stats.audio_packets += 1
+            if not self._link.connected:
+                self.stats.audio_dropped += len(self._audio)
+                self._audio.clear()
+            elif len(self._audio) > MAX_AUDIO_WAITING:
+                self.stats.audio_dropped += len(self._audio) - MAX_AUDIO_WAITING
+                del self._audio[:-MAX_AUDIO_WAITING]
+
+    def _take_audio(self) -> list[p.Message]:
+        with self._cond:
+            out: list[p.Message] = [*self._audio]
+            self._audio.clear()
+        return out
+
     def request_keyframe(self) -> None:
         self._force_key = True
 
@@ -278,6 +322,11 @@ class Sender:
             self._cond.notify_all()
         if self._started:
             self._thread.join(timeout)
+            if self._audio_encoder is not None:
+                self._queue_audio(self._audio_encoder.close())
+            tail = self._take_audio()
+            if tail and self._link.connected:
+                self._link.send(tail)
             self._link.close(p.Bye(p.ByeReason.END_OF_STREAM, self.stats.frames_sent, self.stats.dropped), timeout)
         self.stats.connections = self._link.connections
         self.stats.retransmitted = getattr(self._link, "retransmitted", 0)
@@ -379,7 +428,8 @@ class Sender:
             self.stats.encode_ms_total += (time.perf_counter() - t0) * 1000
             for unit in units:
                 seq = unit.index & 0xFFFFFFFF
-                msgs: list[p.Message] = [*self._carry]
+                audio = self._take_audio()
+                msgs: list[p.Message] = [*audio, *self._carry]
                 msgs += [p.Metadata(seq if t == capture_ns else self._meta_seq(t), t, m) for t, m in metas]
                 metas, self._carry = [], []
                 msgs.append(p.Video(seq, capture_ns, unit.data, unit.keyframe, self.stats.dropped & 0xFFFFFFFF))
@@ -387,7 +437,7 @@ class Sender:
                 self.stats.frames_sent += 1
                 self.stats.keyframes += unit.keyframe
                 self.stats.bytes += len(unit.data)
-                self.stats.metadata += len(msgs) - 1
+                self.stats.metadata += len(msgs) - 1 - len(audio)
 
     def _index(self, capture_ns: int) -> int:
         """Frame number from the capture time (gaps where frames were dropped)."""

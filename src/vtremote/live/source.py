@@ -26,13 +26,15 @@ class Capture:
     height: int
     fps: Fraction
     late_dropped: int = 0
+    audio: av.AudioStream | None = None  # the first audio stream, when asked for and there is one
 
     def close(self) -> None:
         self.container.close()
 
 
-def open_capture(url: str, fmt: str | None = None, options: dict[str, str] | None = None) -> Capture:
-    """Open ``url`` (with ``-f fmt``) and find its first video stream."""
+def open_capture(url: str, fmt: str | None = None, options: dict[str, str] | None = None, *,
+                 audio: bool = False) -> Capture:
+    """Open ``url`` (with ``-f fmt``) and find its first video stream (and audio stream, if ``audio``)."""
     try:
         container = av.open(url, format=fmt, options=options or {})
     except av.FFmpegError as e:
@@ -44,28 +46,51 @@ def open_capture(url: str, fmt: str | None = None, options: dict[str, str] | Non
     stream.thread_type = "AUTO"
     rate = stream.average_rate or stream.guessed_rate or Fraction(30)
     cc = stream.codec_context
-    return Capture(container, stream, cc.width, cc.height, Fraction(rate))
+    sound = container.streams.audio[0] if audio and container.streams.audio else None
+    return Capture(container, stream, cc.width, cc.height, Fraction(rate), audio=sound)
 
 
-def paced_frames(cap: Capture, *, seconds: float | None = None) -> Iterator[tuple[av.VideoFrame, int]]:
-    """``(frame, capture_ns)`` at the input's own rate, for ``seconds`` of media at most."""
+def paced_frames(
+    cap: Capture, *, seconds: float | None = None
+) -> Iterator[tuple[av.VideoFrame | av.AudioFrame, int]]:
+    """``(frame, capture_ns)`` at the input's own rate, for ``seconds`` of media at most.
+
+    With an audio stream, its frames come too (as they are demuxed, not paced:
+    the video paces the input), on the same clock: the first frame of either
+    kind is captured now, every other one at its media time after it.
+    """
     start_ns: int | None = None
     first_pts: float | None = None
     interval_ns = int(1e9 / cap.fps)
     n = 0
-    for frame in cap.container.decode(cap.stream):
-        t = float(frame.time) if frame.time is not None else n / float(cap.fps)
-        n += 1
+    streams: list[av.VideoStream | av.AudioStream] = [cap.stream]
+    if cap.audio is not None:
+        streams.append(cap.audio)
+    for frame in cap.container.decode(*streams):
+        if not isinstance(frame, (av.VideoFrame, av.AudioFrame)):
+            continue
+        video = isinstance(frame, av.VideoFrame)
+        if frame.time is not None:
+            t = float(frame.time)
+        elif video:
+            t = n / float(cap.fps)
+        else:
+            continue  # audio with no time cannot be placed on the clock
+        n += video
         if first_pts is None:
             first_pts = t
         media = t - first_pts
         if seconds is not None and media >= seconds - 1e-9:
-            return
+            if video:
+                return
+            continue
         due = (start_ns or 0) + int(media * 1e9)
         now = time.monotonic_ns()
         if start_ns is None:
             start_ns = now
             due = now
+        elif not video:
+            pass
         elif now < due:
             time.sleep((due - now) / 1e9)
         elif now - due > interval_ns:

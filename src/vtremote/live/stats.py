@@ -35,6 +35,7 @@ class SourceStats:
     sender_dropped: int = 0  # reported by the sender
     keyframe_requests: int = 0
     metadata: int = 0
+    audio_packets: int = 0
     connections: int = 0
     first_ns: int | None = None
     last_ns: int | None = None
@@ -96,6 +97,7 @@ class SourceStats:
             "sender_dropped": self.sender_dropped,
             "keyframe_requests": self.keyframe_requests,
             "metadata": self.metadata,
+            "audio_packets": self.audio_packets,
             "connections": self.connections,
             "clock_offset_ms": round(self.clock_offset_ns / 1e6, 3),
             "clock_rtt_ms": round(self.clock_delay_ns / 1e6, 3),

@@ -212,6 +212,11 @@ class SourceStream:
             self.ended_at = time.monotonic()
             self.receiver._source_ended(self)
             return
+        if isinstance(item, p.Audio):
+            st.audio_packets += 1
+            if self._recorder is not None:
+                self._recorder.audio(bytes(item.data), item.capture_ns)
+            return
         if not isinstance(item, p.Video):
             return
         data = bytes(item.data)
@@ -271,6 +276,7 @@ class SourceStream:
             self._recorder = Recorder(
                 path_for_source(path, self.index, self.hello.source_id), self.hello.codec,
                 self.hello.width, self.hello.height, Fraction(self.hello.fps_num, self.hello.fps_den),
+                audio=bool(self.hello.capabilities & p.Capability.AUDIO),
             )
         pts = self._recorder.write(data, item.keyframe, item.capture_ns)
         for m in metas:
