@@ -106,3 +106,13 @@ def test_two_sender_processes_composite_into_one_file(start_receiver: Any, start
     assert _near(_tile(last, cfg, 2), BLACK) and _near(_tile(last, cfg, 3), BLACK)
     # The first tile is the first source's from the first tick on.
     assert not _near(_tile(pictures[0], cfg, 0), BLACK)
+
+
+def test_one_picture_per_tick_when_capture_times_are_whole_nanoseconds(tmp_path: Path) -> None:
+    cfg = CompositeConfig(width=64, height=64, fps=Fraction(30), columns=1, rows=1)
+    comp = Compositor(tmp_path / "ticks.mkv", cfg)
+    for i in range(30):
+        comp.add(0, _solid(RED), 5 * 10**9 + i * 33_333_333)  # 1/30 s, truncated to ns
+    comp.close()
+    times, pictures, _ = _decode(tmp_path / "ticks.mkv")
+    assert len(pictures) == comp.frames == 30

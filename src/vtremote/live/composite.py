@@ -139,7 +139,8 @@ class Compositor:
     def _write_until(self, t_ns: int, *, inclusive: bool) -> None:
         assert self._t0 is not None
         span = (t_ns - self._t0) / self._interval_ns
-        last = int(np.floor(span)) if inclusive else int(np.ceil(span)) - 1
+        # Capture times rounded to whole nanoseconds: within 1/1000 of a tick is on the tick.
+        last = int(np.floor(span + 1e-3)) if inclusive else int(np.ceil(span - 1e-3)) - 1
         if last - self._next_tick > MAX_CATCH_UP_S * float(self.config.fps):
             skip = last - int(MAX_CATCH_UP_S * float(self.config.fps))
             log.warning("live: composite: %d ticks skipped (no picture for a long time)", skip - self._next_tick)
