@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import pytest
@@ -97,3 +98,44 @@ def test_a_burst_of_pushed_frames_is_dropped_not_queued() -> None:
     assert all(g.capture_ns in captures for g in got)  # each with its own capture time
     assert [g.capture_ns for g in got] == sorted(g.capture_ns for g in got)
     assert [m["i"] for g in got for m in g.metadata] == list(range(60))
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_pushed_audio_is_recorded_on_the_video_clock(transport: str, tmp_path: Path) -> None:
+    with av.open("sine=frequency=1000:sample_rate=16000", format="lavfi") as c:
+        sound = [f for f, _ in zip(c.decode(audio=0), range(16), strict=False)]  # 16 x 1024 samples: 1.024 s
+    record = tmp_path / "pushed.mkv"
+    with Receiver("127.0.0.1:0", on_frame=lambda f: None, record=record) as rx:
+        cfg = SenderConfig(width=160, height=120, fps=Fraction(30), source_id=3, transport=transport, audio=True)
+        tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
+        assert tx.wait_connected(10)
+        start = time.monotonic_ns()
+        pending = list(enumerate(sound))
+        for i, frame in enumerate(_frames(30)):
+            due = start + i * 33_333_333
+            time.sleep(max(0.0, (due - time.monotonic_ns()) / 1e9))
+            tx.send(frame, capture_ns=due)
+            while pending and pending[0][0] * 1024 * 10**9 // 16000 <= due - start:
+                k, chunk = pending.pop(0)
+                tx.send_audio(chunk, capture_ns=start + k * 1024 * 10**9 // 16000)
+        for k, chunk in pending:
+            tx.send_audio(chunk, capture_ns=start + k * 1024 * 10**9 // 16000)
+        stats = tx.close()
+        assert rx.wait(10)
+        summary = rx.summary()
+    assert stats.audio_packets >= 50 and stats.audio_dropped == 0
+    assert summary["sources"][0]["audio_packets"] == stats.audio_packets
+    with av.open(str(record)) as c:
+        got = list(c.decode(audio=0))
+    seconds = sum(f.samples for f in got) / 48000
+    assert 0.95 <= seconds <= 1.1 and abs(float(got[0].time or 0)) < 0.05
+
+
+def test_send_audio_needs_an_audio_sender() -> None:
+    from vtremote.errors import ConfigError
+
+    frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+    tx = Sender("127.0.0.1:9", SenderConfig(width=160, height=120, fps=Fraction(30)))
+    with pytest.raises(ConfigError):
+        tx.send_audio(frame)
+    tx.close()
