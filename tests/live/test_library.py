@@ -128,7 +128,8 @@ def test_pushed_audio_is_recorded_on_the_video_clock(transport: str, tmp_path: P
     with av.open(str(record)) as c:
         got = list(c.decode(audio=0))
     seconds = sum(f.samples for f in got) / 48000
-    assert 0.95 <= seconds <= 1.1 and abs(float(got[0].time or 0)) < 0.05
+    # From the first recorded picture (over UDP that may be a frame or two in) to the end of the sound.
+    assert 0.9 <= seconds <= 1.1 and abs(float(got[0].time or 0)) < 0.1
 
 
 def test_send_audio_needs_an_audio_sender() -> None:
