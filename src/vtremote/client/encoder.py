@@ -426,6 +426,18 @@ class RemoteEncoder(RemoteSession["Packet"]):
         views, self._scratch = vframes.wire_views(frame, self.pix_fmt, self._scratch)
         self._send(m.Frame(pts, duration, 1 if keyframe else 0, self._planes(views)))
 
+    def sync(self) -> list[Packet]:
+        """Wait until every frame given so far has its packet; return every packet ready.
+
+        For real-time senders that need a frame's packet before the next frame exists
+        (the server's encoder must then hold no frames: ``realtime``, no B-frames).
+        Raises like :meth:`encode` on a timeout or a lost server.
+        """
+        self._check_usable()
+        self._finish_send()
+        self._wait(lambda: self.in_flight == 0, lambda: f"waiting for the packets of {self.in_flight} frame(s)")
+        return self._take()
+
     def _finish_send(self) -> None:
         """Wait for the frame being sent; raise what went wrong sending it."""
         sending, self._sending = self._sending, None

@@ -64,9 +64,7 @@ class RemoteLiveEncoder:
         frame.time_base = Fraction(1) / c.fps
         packets = self._enc.encode(frame, keyframe=keyframe)
         # Zero-latency on the server: the packet of this frame is the next to come back.
-        # (The session's own wait: blocks until nothing is in flight, or raises on timeout/loss.)
-        self._enc._wait(lambda: self._enc.in_flight == 0, lambda: f"waiting for the packet of frame {index}")
-        packets += self._enc._take()
+        packets += self._enc.sync()
         out = []
         for packet in packets:
             data = bytes(packet)
