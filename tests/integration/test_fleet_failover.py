@@ -131,7 +131,11 @@ def test_encoder_without_fallback_names_every_host(start_server) -> None:
     with pytest.raises(NoServerError) as err:
         run_encode(pool_of(dying), frames)
     assert dying.wait(10) == -9
-    assert f"{dying.addr}: failed earlier in this session ({dying.addr} closed the connection" in str(err.value)
+    # How the death shows depends on what the client was doing when it came: a clean EOF
+    # while reading, or a reset while sending.
+    text = str(err.value)
+    assert f"{dying.addr}: failed earlier in this session (" in text
+    assert any(how in text for how in (f"{dying.addr} closed the connection", f"connection to {dying.addr} lost")), text
 
 
 @pytest.mark.parametrize("die_after", [0, 13, "flush"], ids=["first-packet", "mid-gop", "flush"])

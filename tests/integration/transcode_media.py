@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,22 @@ def encode_file(path: Path, codec: str, frames: list[av.VideoFrame], pix_fmt: st
     return path
 
 
-def source_frames(path: Path) -> tuple[list[av.VideoFrame], av.video.stream.VideoStream]:
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the tests read of a source stream, copied while its container is open
+    (a PyAV stream must not be used once its container is closed)."""
+
+    time_base: Fraction
+    sample_aspect_ratio: Fraction | None
+
+
+def source_frames(path: Path) -> tuple[list[av.VideoFrame], StreamInfo]:
     with av.open(str(path)) as src:
         stream = src.streams.video[0]
         frames = list(src.decode(stream))
-    return frames, stream
+        assert stream.time_base is not None
+        info = StreamInfo(stream.time_base, stream.sample_aspect_ratio)
+    return frames, info
 
 
 def run_transcode(addr: str, path: Path, **kwargs: Any) -> tuple[RemoteTranscoder, list[av.Packet], list[av.Packet]]:
