@@ -29,6 +29,7 @@ import av
 import av.error
 
 from vtremote.errors import JobError, UsageError
+from vtremote.pipeline.output import close_failed, partial_name
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,7 @@ class HlsOutput:
 
     @property
     def partial_name(self) -> str:
-        stem, ext = os.path.splitext(self.url)
-        return f"{stem}.partial{ext}"
+        return partial_name(self.url)
 
     def commit(self) -> None:
         """The muxer is closed: the playlist and segments are complete where they are."""
@@ -108,10 +108,7 @@ class HlsOutput:
         if self.done:
             return
         self.done = True
-        try:
-            self.container.close()
-        except (av.error.FFmpegError, OSError, ValueError) as e:
-            log.debug("closing the failed HLS output: %s", e)
+        close_failed(self.container)
         created = sorted(self._existing() - self.before)
         for path in [p for p in created if p.endswith(".tmp")] + glob.glob(glob.escape(self.url) + ".tmp"):
             with contextlib.suppress(OSError):

@@ -114,6 +114,20 @@ def _is_plain_path(url: str) -> bool:
     return not os.path.exists(url) or os.path.isfile(url)
 
 
+def partial_name(url: str) -> str:
+    """``NAME.partial.EXT``: where a failed run's output is kept on request."""
+    stem, ext = os.path.splitext(url)
+    return f"{stem}.partial{ext}"
+
+
+def close_failed(container: av.container.OutputContainer) -> None:
+    """Close the container of a failed run; its own errors no longer matter."""
+    try:
+        container.close()
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        log.debug("closing the failed output %s: %s", container.name, e)
+
+
 class OutputFile:
     """The output container, written under a temporary name beside the target.
 
@@ -156,8 +170,7 @@ class OutputFile:
 
     @property
     def partial_name(self) -> str:
-        stem, ext = os.path.splitext(self.url)
-        return f"{stem}.partial{ext}"
+        return partial_name(self.url)
 
     def commit(self) -> None:
         """The run succeeded and the container is closed: give the file its name."""
@@ -171,10 +184,7 @@ class OutputFile:
         if self.done:
             return
         self.done = True
-        try:
-            self.container.close()
-        except (av.error.FFmpegError, OSError, ValueError) as e:
-            log.debug("closing the failed output: %s", e)
+        close_failed(self.container)
         if self.temp is None:
             return
         if self.keep_partial and os.path.exists(self.temp):
