@@ -34,7 +34,6 @@ CONFIGURE_ACK says, with the server's pts (= the packets' pts, §7.1).
 from __future__ import annotations
 
 import logging
-from collections import deque
 from fractions import Fraction
 from typing import Any
 
@@ -104,7 +103,6 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         self._nal_length_size = 0
         if not annexb.is_annexb(self.extradata):
             self._nal_length_size = annexb.parse_extradata(codec, self.extradata).nal_length_size
-        self._unacked: deque[int] = deque()  # PING ordinal sent behind each un-answered PACKET
         self._sent = 0
         self._offered = 0  # PACKETs handed to the socket (counted before they leave)
         self._frames = 0
@@ -215,19 +213,8 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         pts = packet.pts if packet.pts is not None else (packet.dts if packet.dts is not None else 0)
         dts = packet.dts if packet.dts is not None else pts
         duration = packet.duration if packet.duration and packet.duration > 0 else 0
-        self._wait(self._window_open, lambda: f"{self.in_flight} packets were unanswered (window {self.window})")
-        with self._cond:
-            # Count this packet as in flight at the moment it leaves: its PONG may be
-            # handled by the receiver thread before this thread records it below.
-            self._acknowledge()
-            self._stats.max_inflight = max(self._stats.max_inflight, len(self._unacked) + 1)
-            self._offered += 1
-        ordinal = self._send(m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data), m.Ping())
-        with self._cond:
-            if ordinal > self._pongs:
-                self._unacked.append(ordinal)
-            self._sent += 1
-            self._stats.packets = self._sent
+        self._send_answered(m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data), self.window,
+                            self._count_offered, self._count_sent)
         if not self.pipelined:  # lock-step: this packet's output is complete at its PONG
             self._wait(self._all_acked, lambda: "waiting for the frame of the last packet")
         out = self._take()
@@ -239,17 +226,15 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _acknowledge(self) -> None:
-        while self._unacked and self._unacked[0] <= self._pongs:
-            self._unacked.popleft()
+    def _count_offered(self) -> None:
+        self._offered += 1
 
-    def _window_open(self) -> bool:
-        self._acknowledge()
-        return len(self._unacked) < self.window
+    def _count_sent(self) -> None:
+        self._sent += 1
+        self._stats.packets = self._sent
 
     def _all_acked(self) -> bool:
-        self._acknowledge()
-        return not self._unacked
+        return self._unanswered() == 0
 
     def _on_result(self, msg: m.Message) -> av.VideoFrame | None:
         if not isinstance(msg, m.Frame):

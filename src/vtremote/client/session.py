@@ -166,6 +166,8 @@ class RemoteSession(Generic[T]):
         self._closed = False
         self._progress = 0  # messages received; waits restart their deadline on change
         self._pongs = 0
+        #: PING ordinals sent behind PACKETs not yet answered (decoder, transcoder).
+        self._unacked: deque[int] = deque()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._stats = SessionStats()
@@ -314,6 +316,35 @@ class RemoteSession(Generic[T]):
                 self._cond.wait(grace)
             if self._error is not None and not isinstance(self._error, ConnectionLostError):
                 raise self._error
+
+    # -- PACKETs answered by the PONG of a PING behind each (decoder, transcoder) --------
+
+    def _acknowledge(self) -> None:
+        """Forget the PACKETs whose PING the server has answered (lock held)."""
+        while self._unacked and self._unacked[0] <= self._pongs:
+            self._unacked.popleft()
+
+    def _unanswered(self) -> int:
+        """PACKETs sent that the server has not answered yet (lock held)."""
+        self._acknowledge()
+        return len(self._unacked)
+
+    def _send_answered(self, msg: m.Packet, window: int, leaving: Callable[[], None], left: Callable[[], None]) -> None:
+        """Send ``msg`` with a PING behind it once fewer than ``window`` such PACKETs are
+        unanswered; the PING's PONG answers it. ``leaving()`` runs (lock held) just before
+        it leaves, ``left()`` (lock held) once it is counted as in flight."""
+        self._wait(lambda: self._unanswered() < window,
+                   lambda: f"{len(self._unacked)} packets were unanswered (window {window})")
+        with self._cond:
+            # Count this packet as in flight at the moment it leaves: its PONG may be
+            # handled by the receiver thread before this thread records it below.
+            self._stats.max_inflight = max(self._stats.max_inflight, self._unanswered() + 1)
+            leaving()
+        ordinal = self._send(msg, m.Ping())
+        with self._cond:
+            if ordinal > self._pongs:
+                self._unacked.append(ordinal)
+            left()
 
     def _take(self) -> list[T]:
         """Every result queued so far (caller's thread)."""

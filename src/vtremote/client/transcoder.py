@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -190,7 +189,6 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         # Validate the output size here, so a bad chain fails before connecting.
         vf.output_geometry(self.chain, vf.Geometry(input_width, input_height, tb, self.framerate, self.input_sar))
         self.time_base = tb  # until CONFIGURE_ACK says the output's
-        self._unacked: deque[int] = deque()
         self._sent = 0
         self._received = 0
         super().__init__(
@@ -327,16 +325,8 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         pts = packet.pts if packet.pts is not None else NOPTS
         dts = packet.dts if packet.dts is not None else NOPTS
         duration = packet.duration if packet.duration and packet.duration > 0 else 0
-        self._wait(self._window_open, lambda: f"{self.in_flight} packets were unanswered (window {self.inflight})")
-        with self._cond:
-            self._acknowledge()
-            self._stats.max_inflight = max(self._stats.max_inflight, len(self._unacked) + 1)
-        ordinal = self._send(m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data), m.Ping())
-        with self._cond:
-            if ordinal > self._pongs:
-                self._unacked.append(ordinal)
-            self._sent += 1
-            self.stats.packets_sent = self._sent
+        self._send_answered(m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data), self.inflight,
+                            lambda: None, self._count_sent)
         return self._take()
 
     def flush(self) -> list[Packet]:
@@ -345,13 +335,9 @@ class RemoteTranscoder(RemoteSession["Packet"]):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _acknowledge(self) -> None:
-        while self._unacked and self._unacked[0] <= self._pongs:
-            self._unacked.popleft()
-
-    def _window_open(self) -> bool:
-        self._acknowledge()
-        return len(self._unacked) < self.inflight
+    def _count_sent(self) -> None:
+        self._sent += 1
+        self.stats.packets_sent = self._sent
 
     def _on_result(self, msg: m.Message) -> Packet | None:
         if not isinstance(msg, m.Packet):
