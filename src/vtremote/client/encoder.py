@@ -191,6 +191,13 @@ class EncoderSettings:
         parse_level(self.level)
 
     @classmethod
+    def given(cls, settings: EncoderSettings | None, options: dict[str, Any]) -> EncoderSettings:
+        """The settings a session constructor was given: ``settings=`` or keywords, not both."""
+        if settings is not None and options:
+            raise ConfigError("give encoder options either as settings= or as keywords, not both")
+        return settings if settings is not None else cls.from_kwargs(**options)
+
+    @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EncoderSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - known)
@@ -310,9 +317,7 @@ class RemoteEncoder(RemoteSession["Packet"]):
         settings: EncoderSettings | None = None,
         **options: Any,
     ) -> None:
-        if settings is not None and options:
-            raise ConfigError("give encoder options either as settings= or as keywords, not both")
-        self.settings = settings if settings is not None else EncoderSettings.from_kwargs(**options)
+        self.settings = EncoderSettings.given(settings, options)
         self.pix_fmt = parse_pix_fmt(pix_fmt)
         if codec == "h264" and self.pix_fmt is not PixelFormat.NV12:
             raise ConfigError("H.264 sessions take NV12 frames only (VTR1.md §5.1); use hevc for P010")

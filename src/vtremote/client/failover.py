@@ -206,9 +206,7 @@ class FailoverEncoder(FailoverBase):
         if fallback is not None:
             pool = Pool(pool.name, pool.members, pool.token, fallback, pool.timeout_ms)
         super().__init__(pool, codec, timeout, max_switches)
-        if settings is not None and options:
-            raise ConfigError("give encoder options either as settings= or as keywords, not both")
-        self.settings = settings if settings is not None else EncoderSettings.from_kwargs(**options)
+        self.settings = EncoderSettings.given(settings, options)
         check_size(width, height)
         tb = to_fraction(time_base, "time base")
         assert tb is not None

@@ -168,9 +168,7 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         settings: EncoderSettings | None = None,
         **options: Any,
     ) -> None:
-        if settings is not None and options:
-            raise ConfigError("give encoder options either as settings= or as keywords, not both")
-        self.settings = settings if settings is not None else EncoderSettings.from_kwargs(**options)
+        self.settings = EncoderSettings.given(settings, options)
         self.chain = vf.coerce(filters)
         check_size(input_width, input_height)
         tb = to_fraction(input_time_base, "input time base")
