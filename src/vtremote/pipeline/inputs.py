@@ -12,7 +12,7 @@ import av
 import av.error
 
 from vtremote.errors import JobError, UsageError
-from vtremote.pipeline.spec import InputSpec
+from vtremote.pipeline.spec import InputSpec, OutputSpec
 from vtremote.pipeline.timing import to_seconds
 
 log = logging.getLogger(__name__)
@@ -20,17 +20,35 @@ log = logging.getLogger(__name__)
 Packet: TypeAlias = "av.Packet[Any]"
 
 
+def lavfi_pixel_format(spec: InputSpec, out: OutputSpec) -> str | None:
+    """The pixel format a lavfi source should end in so that its frames go on the wire as they are.
+
+    A remote encoder takes NV12 or P010: a filter source (``testsrc2``, ``color``...)
+    that ends in that format itself spares this process a conversion per frame, as
+    FFmpeg's format negotiation does. Only for a single chain (no labels, no ``;``) whose
+    frames nothing changes here (no ``-vf``, no ``-s``), and only where the wire format
+    does not depend on the source's depth (H.264 is always NV12; HEVC when ``-pix_fmt``
+    names it). None: open the graph as given.
+    """
+    if spec.format != "lavfi" or out.no_video or out.video_filter or out.size:
+        return None
+    if any(c in spec.url for c in ";[]") or out.remote_codec is None:
+        return None
+    want = out.pix_fmt
+    if out.remote_codec == "h264":
+        return "nv12"
+    if want in ("nv12", "p010le", "p010"):
+        return "p010le" if want.startswith("p010") else "nv12"
+    return None
+
+
 class Input:
-    def __init__(self, index: int, spec: InputSpec) -> None:
+    def __init__(self, index: int, spec: InputSpec, pixel_format: str | None = None) -> None:
+        """Open ``spec``; ``pixel_format`` (see :func:`lavfi_pixel_format`) ends a lavfi chain
+        in that format when the graph takes it (else the graph is opened as given)."""
         self.index = index
         self.spec = spec
-        options = {k: v for k, v in spec.options.items() if k != "threads"}
-        try:
-            self.container = av.open(spec.url, format=spec.format, options=options or None)
-        except av.error.FFmpegError as e:
-            raise JobError(f"cannot open input {spec.url!r}: {e.strerror or e}") from e
-        except ValueError as e:  # unknown format name
-            raise UsageError(f"cannot open input {spec.url!r}: {e}") from e
+        self.container = self._open(pixel_format)
         start = self.container.start_time
         self.start = start / 1_000_000 if start is not None else 0.0
         if spec.seek > 0:
@@ -39,6 +57,25 @@ class Input:
             except (av.error.FFmpegError, ValueError) as e:
                 log.info("input %d cannot seek (%s); decoding from the start and dropping until %.3f s", index, e, spec.seek)
         self.streams: list[Any] = list(self.container.streams)
+
+    def _open(self, pixel_format: str | None) -> Any:
+        spec = self.spec
+        options = {k: v for k, v in spec.options.items() if k != "threads"} or None
+        if pixel_format is not None:
+            try:
+                container = av.open(f"{spec.url},format={pixel_format}", format=spec.format, options=options)
+            except (av.error.FFmpegError, ValueError):  # an audio source, say: the graph as given
+                pass
+            else:
+                if container.streams.video:
+                    return container
+                container.close()
+        try:
+            return av.open(spec.url, format=spec.format, options=options)
+        except av.error.FFmpegError as e:
+            raise JobError(f"cannot open input {spec.url!r}: {e.strerror or e}") from e
+        except ValueError as e:  # unknown format name
+            raise UsageError(f"cannot open input {spec.url!r}: {e}") from e
 
     @property
     def duration(self) -> float | None:

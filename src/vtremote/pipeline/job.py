@@ -36,7 +36,7 @@ from vtremote.client.failover import FailoverEncoder
 from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.errors import ConfigError, JobError, UsageError
 from vtremote.pipeline.hls import HlsOutput, is_hls, open_hls, segment_key_frames
-from vtremote.pipeline.inputs import Input, merged_demux
+from vtremote.pipeline.inputs import Input, lavfi_pixel_format, merged_demux
 from vtremote.pipeline.output import Muxer, OutputFile
 from vtremote.pipeline.select import drop_uncopyable_subtitles, select_streams
 from vtremote.pipeline.spec import JobSpec, RemoteOptions
@@ -182,7 +182,7 @@ class Job:
         check_spec(self.spec)
         out = self.spec.output
         self._open_output()
-        self.inputs = [Input(i, spec) for i, spec in enumerate(self.spec.inputs)]
+        self.inputs = [Input(i, spec, lavfi_pixel_format(spec, out)) for i, spec in enumerate(self.spec.inputs)]
         selected = select_streams(self.inputs, out)
         if not out.maps:
             selected = drop_uncopyable_subtitles(selected, self.output, out)
