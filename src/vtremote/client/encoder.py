@@ -22,6 +22,7 @@ loss). Packet timestamps are the server's, untouched (VTR1.md §7.5).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
@@ -40,6 +41,10 @@ from vtremote.wire.compression import compress_plane
 from vtremote.wire.constants import PixelFormat, WireCompression
 
 log = logging.getLogger(__name__)
+
+#: Frames that may wait on the sender thread while the caller makes the next one (each
+#: holds its ``av.VideoFrame`` until sent; two smooth out uneven frame and send times).
+SEND_AHEAD = 2
 
 #: What the encoder returns (PyAV packets are generic over their stream in the stubs).
 Packet: TypeAlias = "av.Packet[Any]"
@@ -337,7 +342,7 @@ class RemoteEncoder(RemoteSession["Packet"]):
         self._next_pts = 0
         self._scratch: Any = None  # chroma interleaving buffer of frames.wire_views
         self._sender: ThreadPoolExecutor | None = None
-        self._sending: Future[None] | None = None
+        self._sending: deque[Future[None]] = deque()  # sends queued on the sender thread, oldest first
         self._sent = 0
         self._received = 0
         super().__init__(address, codec, token=token, timeout=timeout, compression=compression, inflight=inflight,
@@ -414,16 +419,18 @@ class RemoteEncoder(RemoteSession["Packet"]):
                 "encoder holds back more frames than the window cannot answer: raise inflight)"
             ),
         )
-        self._finish_send()  # the previous frame is on the wire (or its error is raised here)
+        self._finish_send(SEND_AHEAD - 1)  # earlier frames are on the wire (or their error is raised here)
         with self._cond:
             self._sent += 1
             self._stats.frames = self._sent
             self._stats.max_inflight = max(self._stats.max_inflight, self._sent - self._received)
         # Conversion, compression and the send run on the sender thread while the caller
-        # produces the next frame (demux, decode, filters): one frame at a time, in order.
+        # produces the next frames (demux, decode, filters): one frame at a time, in order,
+        # with up to SEND_AHEAD frames queued so that a slow send or a slow frame does not
+        # stall the other side.
         if self._sender is None:
             self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtremote-encode-send")
-        self._sending = self._sender.submit(self._send_frame, frame, pts, duration, keyframe)
+        self._sending.append(self._sender.submit(self._send_frame, frame, pts, duration, keyframe))
         return self._take()
 
     def _send_frame(self, frame: av.VideoFrame, pts: int, duration: int, keyframe: bool) -> None:
@@ -443,11 +450,10 @@ class RemoteEncoder(RemoteSession["Packet"]):
         self._wait(lambda: self.in_flight == 0, lambda: f"waiting for the packets of {self.in_flight} frame(s)")
         return self._take()
 
-    def _finish_send(self) -> None:
-        """Wait for the frame being sent; raise what went wrong sending it."""
-        sending, self._sending = self._sending, None
-        if sending is not None:
-            sending.result()
+    def _finish_send(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` frames are still queued to send; raise what went wrong sending one."""
+        while len(self._sending) > keep:
+            self._sending.popleft().result()
 
     def close(self) -> None:
         if self._sender is not None:
