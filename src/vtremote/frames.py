@@ -16,12 +16,19 @@ VTR1.md §5.1: two planes, Y then interleaved CbCr; each plane travels as
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import av
-import numpy as np
 
 from vtremote.errors import ConfigError, RemoteProtocolError
 from vtremote.wire.constants import PixelFormat
 from vtremote.wire.messages import Buffer, nbytes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported where a copy needs it, not here: a job whose frames go on the
+# wire as they are (NV12 from the source) never loads it, and a command starts sooner.
 
 #: PyAV format names of the wire pixel formats.
 AV_FORMAT = {PixelFormat.NV12: "nv12", PixelFormat.P010: "p010le"}
@@ -71,6 +78,8 @@ def copy_planes_into(
     want_rows = (height, chroma_rows(height))
     if len(planes) != 2:
         raise RemoteProtocolError(f"FRAME has {len(planes)} planes, needs 2")
+    import numpy as np
+
     for i, (stride, rows, data) in enumerate(planes):
         dst_plane = frame.planes[i]
         dst_stride = dst_plane.line_size
@@ -120,6 +129,8 @@ def wire_views(
         y, u, v = frame.planes
         cw, ch = (frame.width + 1) // 2, chroma_rows(frame.height)
         if u.line_size >= cw and v.line_size >= cw:
+            import numpy as np
+
             if scratch is None or scratch.shape != (ch, cw, 2):
                 scratch = np.empty((ch, cw, 2), dtype=np.uint8)
             scratch[:, :, 0] = np.frombuffer(memoryview(u), dtype=np.uint8, count=u.line_size * ch).reshape(ch, u.line_size)[:, :cw]

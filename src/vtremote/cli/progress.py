@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TextIO
-
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from vtremote.pipeline.stats import JobStats, clock
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 __all__ = ["JobStats", "ProgressDisplay", "clock", "print_summary"]
 
@@ -29,13 +28,17 @@ class ProgressDisplay:
         self.stats = stats
         self.stream = stream or sys.stderr
         self.enabled = enabled and self.stream.isatty()
-        self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
         self._live: Live | None = None
         self._last = 0.0
 
     def __enter__(self) -> ProgressDisplay:
-        if self.enabled:
-            self._live = Live(Text(self.stats.line(), overflow="fold"), console=self.console, refresh_per_second=4, transient=True)
+        if self.enabled:  # rich is loaded only for a terminal (it costs a command's start-up otherwise)
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
+            console = Console(file=self.stream, highlight=False, soft_wrap=True)
+            self._live = Live(Text(self.stats.line(), overflow="fold"), console=console, refresh_per_second=4, transient=True)
             self._live.__enter__()
         return self
 
@@ -50,6 +53,8 @@ class ProgressDisplay:
         now = time.monotonic()
         if force or now - self._last >= 0.25:
             self._last = now
+            from rich.text import Text
+
             self._live.update(Text(self.stats.line(), overflow="fold"))
 
 
