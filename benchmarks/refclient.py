@@ -7,7 +7,8 @@ Starts its own ``vtremoted`` processes on loopback and times, best of ``--rounds
   320x240), on ``--engine x264`` and ``--engine null``;
 * lock-step decode of H.264 with ``-bf 3`` (60 frames 640x360) at the client's
   default 5 s receive timeout, with the number of frames FFmpeg wrote;
-* encode of 60 frames 640x360 with ``-vt_remote_inflight`` 1, 2, 8, 16, 128;
+* encode of 60 frames 640x360 with ``-vt_remote_inflight`` 1, 2, 8, 16, 128, and with
+  ``-bf 2`` (H.264 and HEVC) at windows 1, 2, 3 and 16;
 * the same encode job (900 frames of 1080p ``testsrc2`` to ``--engine null``,
   uncompressed) with the reference client and with ``vtremote``, wall and CPU.
 
@@ -123,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                             "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-frames:v", "60", "-pix_fmt", "nv12",
                             "-c:v", "h264_videotoolbox_remote", "-vt_remote_host", addr, "-vt_remote_inflight",
                             str(window), "-b:v", "2M", "-g", "30", "-f", "null", "-"))
+                    for codec in ("h264", "hevc"):
+                        for window in (1, 2, 3, 16):
+                            results[f"encode_640x360_60_{codec}_bf2_inflight_{window}"] = best(a.rounds, ff(
+                                "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-frames:v", "60",
+                                "-pix_fmt", "nv12", "-c:v", f"{codec}_videotoolbox_remote", "-vt_remote_host", addr,
+                                "-vt_remote_inflight", str(window), "-vt_remote_timeout_ms", "1000", "-bf", "2",
+                                "-b:v", "2M", "-g", "30", "-f", "null", "-"))
                 else:
                     src = ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-frames:v", "900"]
                     remote = ["-c:v", "h264_videotoolbox_remote", "-vt_remote_host", addr,

@@ -20,6 +20,7 @@ stops the engine at once; nothing a session does can take the process down.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import logging
 import queue
@@ -27,7 +28,6 @@ import secrets
 import socket
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import MutableMapping
 from concurrent.futures import Executor, Future
@@ -63,6 +63,7 @@ from vtremote.server.sei import insert_captions
 from vtremote.server.timestamps import FrameInfo, TimestampMapper
 from vtremote.server.transcode import TranscodeJob
 from vtremote.server.transcode import offer as transcode_offer
+from vtremote.server.window import Action, PlainWindow, restart_budget
 from vtremote.wire import annexb, messages
 from vtremote.wire.compression import decompress_plane, parse_compression
 from vtremote.wire.connection import Connection, Role, State, session_mode
@@ -233,9 +234,13 @@ class Session:
         self._transcode: TranscodeJob | None = None  # mode=transcode (server/transcode.py)
         #: The client negotiated none of our extensions: the reference client or alike.
         self._plain_client = True
-        self._last_frame_key: tuple[int, ...] | None = None
+        #: An encode session of a plain client: its window's bookkeeping (server/window.py).
+        self._window: PlainWindow | None = None
+        self._extradata = b""  # what CONFIGURE_ACK carried
+        self._inband = b""  # parameter sets to put before the next keyframe (a reopened engine's)
         self._last_packet_ts = (0, 0)  # pts, dts of the last PACKET sent
         self._authenticated = False
+        self._live_engine: Engine | None = None  # the engine the engine thread runs now
 
     # ==== lifecycle ==========================================================================
 
@@ -552,6 +557,8 @@ class Session:
         self.stream = config
         if config.mode == "encode":
             self._timestamps = TimestampMapper(config.frame_ticks)
+            if mode == "encode" and self._plain_client:
+                self._window = PlainWindow()
             self._captions = opts.get("a53_cc", "0") not in ("0", "", "-1")
         candidates = registry.candidates(self.cfg.engine, self.codec, config.mode)
         for i, engine_cls in enumerate(candidates):
@@ -559,6 +566,7 @@ class Session:
             self.engine = engine
             try:
                 extradata = self._start_engine(engine, config)
+                self._extradata = extradata
                 break
             except EngineError as e:
                 if i + 1 == len(candidates):
@@ -652,34 +660,14 @@ class Session:
             except queue.Full:
                 continue
 
-    def _resent(self, msg: messages.Frame) -> bool:
-        """True if a plain client sent the same FRAME again (the reference client does).
-
-        The reference encoder sends the frame that fills its window, waits for one
-        PACKET and then sends that same frame again (VTR1.md §10.1 steps 3 and 4). It
-        is encoded once: one PACKET per distinct frame. Same pts, flags and plane
-        bytes (sizes and a CRC of each plane's ends, cheap at any size) is a re-send;
-        only the previous FRAME can be repeated that way.
-        """
-        key: tuple[int, ...] = (msg.pts, msg.duration, msg.flags)
-        for p in msg.planes:
-            data = memoryview(p.data).cast("B") if not isinstance(p.data, bytes) else p.data
-            key += (p.stride, p.height, len(data), zlib.crc32(data[:4096]), zlib.crc32(data[-4096:]))
-        if key == self._last_frame_key:
-            return True
-        self._last_frame_key = key
-        return False
-
     def _on_frame(self, msg: messages.Frame) -> None:
         config = self.stream
         assert config is not None
-        if self._plain_client and self._resent(msg):
+        if self._window is not None and self._window.is_copy(msg):
+            # The reference re-sends the frame that filled its window (VTR1.md §10.1):
+            # encoded once; the engine thread decides whether the copy needs an answer.
             self.stats.frames_resent += 1
-            if self.stats.frames_in == 1:
-                # Only a window of one re-sends the first frame, and then the client will
-                # not send the next frame before a PACKET for the copy: it gets an empty
-                # one (muxers drop empty packets; the bitstream keeps one per frame).
-                self._enqueue((_RESENT,))
+            self._enqueue((_RESENT, time.monotonic()))
             self.log.debug("FRAME pts=%d sent again by the client; encoded once", msg.pts)
             return
         # Geometry was checked by the Connection; the expected sizes are bounded.
@@ -706,7 +694,7 @@ class Session:
             captions = b"".join(bytes(sd.data) for sd in msg.side_data if sd.type == SideDataType.A53_CC)
         self.stats.frames_in += 1
         info = FrameInfo(msg.pts, msg.duration, time.monotonic(), captions)
-        self._enqueue((_FRAME, frame, info))
+        self._enqueue((_FRAME, frame, info, self.stats.packets_out))
 
     def _on_packet(self, msg: messages.Packet) -> None:
         pkt = av.Packet(msg.data)  # type: ignore[arg-type]  # the one copy: into the AVPacket
@@ -727,8 +715,9 @@ class Session:
             except BaseException as e:
                 opened.set_exception(e)
                 return
+            self._live_engine = engine  # replaced if a plain client's window needs another (server/window.py)
             opened.set_result(extradata)
-            self._engine_loop(engine)
+            self._engine_loop()
         except BaseException as e:
             if not self._abort.is_set():
                 if isinstance(e, VTRemoteError):
@@ -741,7 +730,7 @@ class Session:
             if self._transcode is not None:
                 self._transcode.close()
             try:
-                engine.close()
+                (self._live_engine or engine).close()
             except Exception:
                 self.log.exception("engine close failed")
 
@@ -752,19 +741,27 @@ class Session:
             except queue.Empty:
                 return
 
-    def _engine_loop(self, engine: Engine) -> None:
+    def _engine_loop(self) -> None:
+        window = self._window
         while not self._abort.is_set():
+            timeout = POLL_INTERVAL
+            if window is not None and not self._flushing:
+                timeout = min(timeout, max(0.001, window.deadline() - time.monotonic()))
             try:
-                item = self._queue.get(timeout=POLL_INTERVAL)
+                item = self._queue.get(timeout=timeout)
             except queue.Empty:
+                if window is not None and not self._flushing:
+                    self._check_window(window)
                 continue
             if self._abort.is_set():
                 return
+            engine = self._live_engine
+            assert engine is not None
             self._engine_busy = True
             try:
                 kind = item[0]
                 if kind == _FRAME:
-                    self._encode(engine, item[1], item[2])
+                    self._encode(engine, item[1], item[2], item[3])
                 elif kind == _PACKET and self._transcode is not None:
                     for frame, info in self._transcode.frames(engine, item[1]):
                         self._encode(engine, frame, info)
@@ -773,8 +770,9 @@ class Session:
                 elif kind == _PING:
                     self._send(messages.Pong())
                 elif kind == _RESENT:
-                    pts, dts = self._last_packet_ts
-                    self._send(messages.Packet(pts=pts, dts=dts, duration=0, flags=0, data=b""))
+                    assert window is not None
+                    if window.on_copy(item[1]):
+                        self._answer_copy()
                 elif kind == _FLUSH:
                     self._drain(engine)
                     self._send(messages.Done())
@@ -784,12 +782,73 @@ class Session:
                 self._engine_busy = False
                 self._engine_active = time.monotonic()
 
-    def _encode(self, engine: Engine, frame: av.VideoFrame, info: FrameInfo) -> None:
+    def _encode(self, engine: Engine, frame: av.VideoFrame, info: FrameInfo, packets_before: int = 0) -> None:
         ts = self._timestamps
         assert ts is not None
         frame.pts = ts.add(info)
+        window = self._window
+        if window is not None:
+            window.on_frame(frame, info.received, packets_before)
         for pkt in engine.encode(frame):
             self._send_packet(pkt)
+        if window is not None:
+            window.held(ts.pending)
+
+    # ==== a plain client's window (server/window.py) ==========================================
+
+    def _answer_copy(self) -> None:
+        """An empty PACKET for a copy of a frame: the client counts it against the copy."""
+        pts, dts = self._last_packet_ts
+        self._send(messages.Packet(pts=pts, dts=dts, duration=0, flags=0, data=b""))
+
+    def _check_window(self, window: PlainWindow) -> None:
+        """The client sent nothing for a while: is it waiting for a packet it cannot get?"""
+        ts = self._timestamps
+        assert ts is not None
+        stall = window.on_idle(ts.pending)
+        if stall is None:
+            return
+        if stall.action is Action.ANSWER_COPY:
+            self.log.info("the client waits with a frame it sent twice unanswered; an empty PACKET answers it")
+            self._answer_copy()
+        else:
+            self._reopen_for_window(stall.window)
+
+    def _reopen_for_window(self, window: int) -> None:
+        """Reopen the engine with a delay the client's window allows and encode its frames again.
+
+        Called before any packet went out: the new encoder's stream simply starts the
+        session. Its parameter sets, if they differ from CONFIGURE_ACK's, go in-band
+        before its first keyframe.
+        """
+        old, config, frames = self._live_engine, self.stream, self._window.replay if self._window else None
+        assert old is not None and config is not None and frames is not None
+        budget = min(restart_budget(window), config.max_delay)
+        new_config = dataclasses.replace(config, max_delay=budget, least_delay=True)
+        self.log.warning(
+            "the client stopped after %d frame(s) without a packet: its window (vt_remote_inflight) is smaller "
+            "than %s's delay; encoding again from the first frame with at most %d frame(s) held back",
+            window, old.name, budget,
+        )
+        new = type(old)()
+        try:
+            extradata = new.open(new_config)
+        except BaseException:
+            new.close()
+            raise
+        old.close()
+        self._live_engine = new
+        self.stream = new_config
+        for w in new.warnings:
+            self.log.info("reopened engine: %s", w)
+        if extradata != self._extradata:
+            self._inband = annexb.config_record_to_annexb(new_config.codec, extradata)
+        ts = self._timestamps
+        assert ts is not None and self._window is not None
+        for frame in frames:
+            for pkt in new.encode(frame):
+                self._send_packet(pkt)
+            self._window.held(ts.pending)
 
     def _drain(self, engine: Engine) -> None:
         if self._transcode is not None:  # what the decoder and the filters still hold
@@ -819,10 +878,14 @@ class Session:
             self._warned_pts = True
             self.log.warning("client pts are not strictly increasing: some PACKETs have dts > pts")
         data: Buffer = memoryview(pkt)  # zero copy when the encoder already writes 4-byte start codes
+        if self._window is not None:
+            self._window.on_packet()
         if info.captions:
             data = insert_captions(self.stream.codec, bytes(data), info.captions)
         elif not _four_byte_start_codes(data):
             data = b"".join(annexb.START_CODE + bytes(n) for n in annexb.iter_annexb(data))
+        if self._inband and pkt.is_keyframe:  # a reopened engine's parameter sets (_reopen_for_window)
+            data, self._inband = self._inband + bytes(data), b""
         flags = PacketFlags.KEYFRAME if pkt.is_keyframe else 0
         msg = messages.Packet(pts=info.pts, dts=dts, duration=max(info.duration, 0), flags=int(flags), data=data)
         self._send(msg)

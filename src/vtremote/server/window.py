@@ -1,0 +1,189 @@
+"""Keeping a plain v1 encode client's window moving (docs/protocol.md, "Lock-step clients").
+
+The reference encoder stops sending FRAMEs once ``vt_remote_inflight`` (1 to 128) are
+unanswered and then blocks until a PACKET comes (VTR1.md §10.1). It never says what
+its window is. Three situations would leave it waiting for a packet no encoder can
+give; this module recognises them and says what the session does about each:
+
+* **A frame sent twice.** The frame that fills the window is sent again after the
+  next PACKET (§10.1 steps 3 and 4). The copy is encoded once (one PACKET per
+  distinct frame), so the client counts one frame in flight that is never answered:
+  its window is one smaller from then on. That is harmless while the frames the
+  encoder holds back leave it a place (copies + held < window). Where they would
+  not, the copy is answered at once with an empty PACKET (muxers drop empty
+  packets): a copy of the first frame (a window of 1), or a copy that comes when the
+  encoder holds frames and the frames sent show that no place would be left.
+* **An encoder that holds more frames than the window** (B-frames, a lookahead):
+  before its first packet the client sent all it may and waits. When no FRAME comes
+  for a while (:meth:`PlainWindow.wait`) and no packet has gone out yet, the window is
+  exactly the frames received: the session reopens the engine with a delay that fits
+  and encodes those frames again (:attr:`PlainWindow.replay`). No packet was sent, so
+  the stream simply starts with the new encoder's IDR; fewer B-frames is the price.
+* **A copy the window could not spare**: with frames held by the encoder and one
+  slot lost to an unanswered copy, the client may again wait for a packet that needs
+  another frame first. After the same wait the oldest unanswered copy gets its empty
+  PACKET.
+
+Sans-IO apart from the clock: the session calls these methods from its engine thread
+and does the sending, the reopening and the encoding.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from enum import Enum
+
+import av
+
+from vtremote.wire import messages
+
+#: Shortest silence (seconds) after which a plain client that is owed nothing it can
+#: get counts as blocked. A client producing frames slowly (a live source, a slow
+#: decoder) gets three of its own frame intervals (:meth:`PlainWindow.wait`).
+STALL_WAIT = 0.02
+
+#: The silence after the first frame, before any interval is known: only a window of
+#: one stops there, and a slow source must not lose its B-frames for nothing.
+FIRST_FRAME_WAIT = 0.1
+
+#: Frames kept for encoding again, at most: an engine holds back at most
+#: MAX_FRAME_DELAY (8) frames before its first packet, x265 with B-frames a few more.
+REPLAY_LIMIT = 16
+
+
+class Action(Enum):
+    RESTART = "restart"  # reopen the engine with a delay that fits and encode the replay again
+    ANSWER_COPY = "answer-copy"  # send an empty PACKET for one unanswered copy
+
+
+@dataclass(frozen=True)
+class Stall:
+    action: Action
+    #: The client's window as the frames it sent show it (RESTART).
+    window: int = 0
+
+
+class PlainWindow:
+    """Window bookkeeping for one encode session of a client that negotiated no extension."""
+
+    def __init__(self) -> None:
+        self._last_key: tuple[int, ...] | None = None
+        #: Distinct frames given to the engine.
+        self.frames = 0
+        #: Copies encoded once and not answered: each takes one place of the client's window.
+        self.copies_unanswered = 0
+        self.copies_answered = 0
+        self._copies = 0  # copies received
+        self.restarts = 0
+        #: The most frames the engine held without a packet after an encode (its delay, as seen).
+        self.max_hold = 0
+        self._packets_before_last = 0  # PACKETs sent when the last distinct FRAME arrived
+        self.packet_sent = False
+        #: The frames given to the engine before its first packet (index pts set), for RESTART.
+        self.replay: list[av.VideoFrame] | None = []
+        self._last_frame = time.monotonic()
+        self._gap = 0.0  # smoothed interval between frames
+
+    # -- reader thread ----------------------------------------------------------------------
+
+    def is_copy(self, msg: messages.Frame) -> bool:
+        """True if ``msg`` repeats the FRAME just before it (same pts, flags and plane bytes).
+
+        Only the previous FRAME can be repeated that way; sizes and a CRC of each plane's
+        ends tell it at any frame size for almost no work.
+        """
+        key: tuple[int, ...] = (msg.pts, msg.duration, msg.flags)
+        for p in msg.planes:
+            data = memoryview(p.data).cast("B") if not isinstance(p.data, bytes) else p.data
+            key += (p.stride, p.height, len(data), zlib.crc32(data[:4096]), zlib.crc32(data[-4096:]))
+        if key == self._last_key:
+            return True
+        self._last_key = key
+        return False
+
+    # -- engine thread ----------------------------------------------------------------------
+
+    def on_frame(self, frame: av.VideoFrame, arrived: float, packets_before: int) -> None:
+        """A distinct frame is about to be encoded (its pts already the engine's index).
+
+        ``arrived``: when it was read; ``packets_before``: PACKETs sent by then.
+        """
+        now = arrived
+        self._packets_before_last = packets_before
+        if self.frames:
+            gap = now - self._last_frame
+            self._gap = gap if self.frames == 1 else 0.75 * self._gap + 0.25 * gap
+        self._last_frame = now
+        self.frames += 1
+        if self.replay is not None:
+            self.replay.append(frame)
+            if len(self.replay) > REPLAY_LIMIT:
+                self.replay = None
+
+    def held(self, frames: int) -> None:
+        """After an encode: ``frames`` are in the engine without a packet."""
+        self.max_hold = max(self.max_hold, frames)
+
+    def on_copy(self, arrived: float) -> bool:
+        """A copy came (after every frame before it was encoded); True: answer it now.
+
+        The client sent it right after reading the PACKET that unblocked it, with its
+        window full: so the window is the FRAMEs it had sent up to the copied one, less
+        the PACKETs it had read then; those are at most the PACKETs sent when that frame
+        arrived, which gives a lower bound.
+        """
+        self._last_frame = arrived
+        window = self.frames + self._copies - self._packets_before_last
+        self._copies += 1
+        first = self.frames == 1 and not self.copies_answered
+        if first or (self.max_hold and self.copies_unanswered + 1 + self.max_hold >= window):
+            self.copies_answered += 1
+            return True
+        self.copies_unanswered += 1
+        return False
+
+    def on_packet(self) -> None:
+        """A PACKET went out: from now on nothing can be encoded again."""
+        self.packet_sent = True
+        self.replay = None
+
+    def wait(self) -> float:
+        """Silence after which the client counts as blocked: STALL_WAIT, or three of its frame intervals."""
+        if self.frames < 2 and not self._copies:
+            return FIRST_FRAME_WAIT
+        return max(STALL_WAIT, 3 * self._gap)
+
+    def deadline(self) -> float:
+        return self._last_frame + self.wait()
+
+    def on_idle(self, held: int, now: float | None = None) -> Stall | None:
+        """Nothing came from the client; ``held`` frames are in the engine without a packet.
+
+        Returns what to do, or None (not blocked long enough, or owed nothing).
+        """
+        now = time.monotonic() if now is None else now
+        if now < self.deadline():
+            return None
+        if held and not self.packet_sent and self.replay is not None and not self.restarts:
+            self.restarts += 1
+            self._last_frame = now
+            self.max_hold = 0  # the reopened engine's delay is seen afresh
+            return Stall(Action.RESTART, window=self.frames)
+        if self.copies_unanswered:
+            self.copies_unanswered -= 1
+            self.copies_answered += 1
+            self._last_frame = now
+            return Stall(Action.ANSWER_COPY)
+        return None
+
+
+def restart_budget(window: int) -> int:
+    """Frames the reopened encoder may hold back for a client whose window is ``window``.
+
+    The client filled its window with the frame that made it wait, so it re-sends that
+    frame after the first PACKET: the copy takes one place for good, and the encoder
+    may hold one frame fewer than the places left (``window - 2``, at least 0).
+    """
+    return max(0, window - 2)
