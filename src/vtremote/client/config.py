@@ -18,7 +18,6 @@ drop-in can reuse it as it is.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +99,8 @@ def load_config(path: str | Path | None = None) -> ClientConfig:
     chosen = Path(path) if path is not None else config_path()
     if chosen is None:
         return ClientConfig(pools={})
+    import tomllib  # only with a config file: every command reads this, few have one
+
     try:
         with chosen.open("rb") as f:
             data = tomllib.load(f)

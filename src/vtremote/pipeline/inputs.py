@@ -5,6 +5,8 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import queue
+import threading
 from collections.abc import Iterator
 from typing import Any, TypeAlias
 
@@ -86,11 +88,61 @@ class Input:
         self.container.close()
 
 
+#: Packets a single input's demuxer thread may read ahead of the job.
+READ_AHEAD = 8
+
+_END = object()
+
+
+def read_ahead(packets: Iterator[Packet], depth: int = READ_AHEAD) -> Iterator[Packet]:
+    """``packets``, read on a thread of their own up to ``depth`` ahead of the consumer.
+
+    Reading (a file, a lavfi graph drawing its frames) runs in FFmpeg without the GIL,
+    so it overlaps with the job's own work on the packet before, as FFmpeg's demuxer
+    threads do. The reader's exception is raised here, in order; closing this generator
+    (the job ends early, Ctrl-C) stops the reader before it returns.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for packet in packets:
+                if not put(packet):
+                    return
+            put(_END)
+        except BaseException as e:  # raised in the consumer, where the packet would have been
+            put(e)
+
+    thread = threading.Thread(target=reader, name="vtremote-demux", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def merged_demux(inputs: list[tuple[Input, list[Any]]]) -> Iterator[tuple[Input, Packet]]:
-    """Packets of several inputs, interleaved by decode time (one input: its own order)."""
+    """Packets of several inputs, interleaved by decode time (one input: its own order, read ahead)."""
     if len(inputs) == 1:
         inp, streams = inputs[0]
-        for packet in inp.container.demux(streams):
+        for packet in read_ahead(inp.container.demux(streams)):
             yield inp, packet
         return
     iters = [(inp, inp.container.demux(streams)) for inp, streams in inputs]

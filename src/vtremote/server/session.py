@@ -414,7 +414,8 @@ class Session:
                 self._eof = True
                 self.conn.receive_eof()  # next_event raises if EOF cut a message
                 continue
-            self._quickack()
+            if self._plain_client:  # ours sends whole messages with TCP_NODELAY: no ACK to hurry
+                self._quickack()
             self.conn.buffer_updated(n)
 
     # ==== writing ============================================================================
