@@ -108,7 +108,7 @@ def test_after_the_first_packet_an_unanswered_copy_is_answered_on_a_stall() -> N
     last = _feed(w, 20, packets=5)
     w.held(0)
     assert w.on_copy(last) is False
-    w.on_packet()
+    w.on_packet(now=last)
     assert w.replay is None  # nothing can be encoded again once a packet went out
     assert w.on_idle(held=0, now=last + 0.001) is None
     stall = w.on_idle(held=0, now=last + 1.0)
@@ -120,8 +120,20 @@ def test_after_the_first_packet_an_unanswered_copy_is_answered_on_a_stall() -> N
 def test_nothing_is_done_for_a_client_owed_nothing() -> None:
     w = PlainWindow()
     last = _feed(w, 3, packets=0)
-    w.on_packet()
+    w.on_packet(now=last)
     assert w.on_idle(held=0, now=last + 10) is None
+
+
+def test_silence_counts_from_the_last_packet_sent() -> None:
+    """A slow engine's packets are what the client waits for: its silence starts after them."""
+    w = PlainWindow()
+    last = _feed(w, 20, packets=2)
+    w.held(0)
+    assert w.on_copy(last) is False
+    w.on_packet(now=last + 1.0)  # the engine took a second for it
+    assert w.on_idle(held=1, now=last + 1.0 + STALL_WAIT / 2) is None
+    stall = w.on_idle(held=1, now=last + 1.0 + STALL_WAIT + 0.001)
+    assert stall is not None and stall.action is Action.ANSWER_COPY
 
 
 def test_the_replay_is_bounded() -> None:

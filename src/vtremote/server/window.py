@@ -42,7 +42,7 @@ from vtremote.wire import messages
 #: Shortest silence (seconds) after which a plain client that is owed nothing it can
 #: get counts as blocked. A client producing frames slowly (a live source, a slow
 #: decoder) gets three of its own frame intervals (:meth:`PlainWindow.wait`).
-STALL_WAIT = 0.02
+STALL_WAIT = 0.04
 
 #: The silence after the first frame, before any interval is known: only a window of
 #: one stops there, and a slow source must not lose its B-frames for nothing.
@@ -83,8 +83,10 @@ class PlainWindow:
         self.packet_sent = False
         #: The frames given to the engine before its first packet (index pts set), for RESTART.
         self.replay: list[av.VideoFrame] | None = []
-        self._last_frame = time.monotonic()
+        self._last_activity = 0.0  # the later of the last FRAME read and the last PACKET sent (monotonic)
+        self._last_arrival = 0.0
         self._gap = 0.0  # smoothed interval between frames
+        self._last_gap = 0.0
 
     # -- reader thread ----------------------------------------------------------------------
 
@@ -110,12 +112,13 @@ class PlainWindow:
 
         ``arrived``: when it was read; ``packets_before``: PACKETs sent by then.
         """
-        now = arrived
         self._packets_before_last = packets_before
         if self.frames:
-            gap = now - self._last_frame
+            gap = max(0.0, arrived - self._last_arrival)
             self._gap = gap if self.frames == 1 else 0.75 * self._gap + 0.25 * gap
-        self._last_frame = now
+            self._last_gap = gap
+        self._last_arrival = arrived
+        self._last_activity = max(self._last_activity, arrived)
         self.frames += 1
         if self.replay is not None:
             self.replay.append(frame)
@@ -134,7 +137,7 @@ class PlainWindow:
         the PACKETs it had read then; those are at most the PACKETs sent when that frame
         arrived, which gives a lower bound.
         """
-        self._last_frame = arrived
+        self._last_activity = max(self._last_activity, arrived)
         window = self.frames + self._copies - self._packets_before_last
         self._copies += 1
         first = self.frames == 1 and not self.copies_answered
@@ -144,19 +147,26 @@ class PlainWindow:
         self.copies_unanswered += 1
         return False
 
-    def on_packet(self) -> None:
-        """A PACKET went out: from now on nothing can be encoded again."""
+    def on_packet(self, now: float | None = None) -> None:
+        """A PACKET went out: from now on nothing can be encoded again.
+
+        The client's silence counts from here too: a slow engine's packets are what a
+        full window waits for, and the next FRAME follows them.
+        """
         self.packet_sent = True
         self.replay = None
+        self._last_activity = max(self._last_activity, time.monotonic() if now is None else now)
 
     def wait(self) -> float:
-        """Silence after which the client counts as blocked: STALL_WAIT, or three of its frame intervals."""
+        """Silence after which the client counts as blocked: STALL_WAIT, or three of its frame
+        intervals (the smoothed one or the last, whichever is longer: a source that slows down
+        after a burst is not taken for a blocked client)."""
         if self.frames < 2 and not self._copies:
             return FIRST_FRAME_WAIT
-        return max(STALL_WAIT, 3 * self._gap)
+        return max(STALL_WAIT, 3 * max(self._gap, self._last_gap))
 
     def deadline(self) -> float:
-        return self._last_frame + self.wait()
+        return self._last_activity + self.wait()
 
     def on_idle(self, held: int, now: float | None = None) -> Stall | None:
         """Nothing came from the client; ``held`` frames are in the engine without a packet.
@@ -168,13 +178,13 @@ class PlainWindow:
             return None
         if held and not self.packet_sent and self.replay is not None and not self.restarts:
             self.restarts += 1
-            self._last_frame = now
+            self._last_activity = now
             self.max_hold = 0  # the reopened engine's delay is seen afresh
             return Stall(Action.RESTART, window=self.frames)
         if self.copies_unanswered:
             self.copies_unanswered -= 1
             self.copies_answered += 1
-            self._last_frame = now
+            self._last_activity = now
             return Stall(Action.ANSWER_COPY)
         return None
 
