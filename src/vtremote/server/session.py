@@ -831,13 +831,14 @@ class Session:
             "than %s's delay; encoding again from the first frame with at most %d frame(s) held back",
             window, old.name, budget,
         )
+        old.close()  # first: a hardware encoder may allow only so many sessions at once
+        self._live_engine = None
         new = type(old)()
         try:
             extradata = new.open(new_config)
         except BaseException:
             new.close()
             raise
-        old.close()
         self._live_engine = new
         self.stream = new_config
         for w in new.warnings:
