@@ -51,9 +51,10 @@ from vtremote.server import logs
 from vtremote.server import tls as tlsmod
 from vtremote.server.admission import Admission, AdmissionLimits, AuthGuard, AuthPolicy, Ticket
 from vtremote.server.config import ServerConfig, parse_listen
+from vtremote.server.engine_thread import POLL_INTERVAL
 from vtremote.server.logs import RATE_LIMITED
 from vtremote.server.metrics import Metrics, MetricsServer
-from vtremote.server.session import POLL_INTERVAL, Session
+from vtremote.server.session import Session
 from vtremote.tlsutil import TLSSocket
 
 log = logging.getLogger(__name__)
