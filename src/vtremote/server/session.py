@@ -6,6 +6,8 @@ planes and feeds a bounded queue; the engine thread owns the engine (opens it,
 encodes or decodes, closes it) and sends what comes out. Sends from both
 threads go through one write lock with one ``sendmsg`` per message; the
 sans-IO :class:`~vtremote.wire.Connection` is guarded by a second, short lock.
+This file is the connection thread; CONFIGURE is :mod:`vtremote.server.configure`,
+the engine thread :mod:`vtremote.server.engine_thread` (both mixed into Session).
 
 Backpressure: the queue is bounded, so a slow engine stops the reader, then TCP,
 then the client; nothing grows without bound.
@@ -29,8 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import MutableMapping
-from concurrent.futures import Executor, Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,14 +40,11 @@ from av.video.frame import PictureType
 
 import vtremote
 from vtremote import frames as framesmod
-from vtremote.engines import registry
-from vtremote.engines.base import MAX_FRAME_DELAY, Engine, StreamConfig
-from vtremote.engines.options import check_decode_options
+from vtremote.engines.base import Engine, StreamConfig
 from vtremote.errors import (
     AuthenticationError,
     CapacityError,
     ConnectionLostError,
-    EngineError,
     LocalProtocolError,
     RemoteProtocolError,
     ShutdownError,
@@ -55,6 +53,7 @@ from vtremote.errors import (
     VTRemoteError,
 )
 from vtremote.server.config import ServerConfig
+from vtremote.server.configure import ConfigureStep
 from vtremote.server.engine_thread import (
     _FLUSH,
     _FRAME,
@@ -62,7 +61,6 @@ from vtremote.server.engine_thread import (
     _PING,
     _RESENT,
     POLL_INTERVAL,
-    EngineThread,
 )
 from vtremote.server.logs import RATE_LIMITED
 from vtremote.server.metrics import Metrics
@@ -71,8 +69,8 @@ from vtremote.server.transcode import TranscodeJob
 from vtremote.server.transcode import offer as transcode_offer
 from vtremote.server.window import PlainWindow
 from vtremote.wire import messages
-from vtremote.wire.compression import decompress_plane, parse_compression
-from vtremote.wire.connection import Connection, Role, State, session_mode
+from vtremote.wire.compression import decompress_plane
+from vtremote.wire.connection import Connection, Role, State
 from vtremote.wire.constants import (
     CODECS,
     HelloStatus,
@@ -88,9 +86,6 @@ from vtremote.wire.extensions import (
     CAP_ERRORS,
     CAP_KEEPALIVE,
     CAP_WINDOW,
-    OPT_DECODE_PIPELINE,
-    OPT_WINDOW,
-    split_notes,
 )
 from vtremote.wire.messages import Buffer, nbytes
 
@@ -108,8 +103,6 @@ LINGER_UNAUTHENTICATED = 0.2
 LINGER_BYTES = 64 * 1024 * 1024
 #: After DONE: longest wait for the client to close before our FIN (see _close_socket).
 POST_DONE_WAIT = 10.0
-#: Longest an engine may take to open (hardware initialisation included).
-ENGINE_OPEN_TIMEOUT = 60.0
 #: Linux only: acknowledge every read at once instead of delaying the ACK (up to 40 ms).
 #: The reference decoder writes a message as two ``send`` calls without TCP_NODELAY, so
 #: Nagle holds its second write until our ACK of the first arrives; a delayed ACK turned
@@ -191,7 +184,7 @@ class Stats:
 _HANDSHAKE = (State.START, State.HELLO, State.READY, State.CONFIGURING_ENCODE, State.CONFIGURING_DECODE,
               State.CONFIGURING_TRANSCODE)
 
-class Session(EngineThread):
+class Session(ConfigureStep):
     """Serves one connection from HELLO to DONE (or ERROR). Call :meth:`run` in its own thread."""
 
     def __init__(self, sock: socket.socket, peer: str, host: SessionHost) -> None:
@@ -525,106 +518,6 @@ class Session(EngineThread):
         self.host.authenticated(self)
         self._send(self._hello_ack(HelloStatus.OK, active))
         self.log.info("HELLO ok client=%s build=%s codec=%s", hello.client_name, hello.build, hello.codec)
-
-    def _on_configure(self, msg: messages.Configure) -> None:
-        mode = session_mode(msg)
-        opts = msg.option_map()
-        self.log.info(
-            "CONFIGURE req mode=%s codec=%s %dx%d pix=%d tb=%d/%d fr=%d/%d br=%s gop=%s wc=%s",
-            mode, self.codec, msg.width, msg.height, msg.pix_fmt, msg.time_base_num, msg.time_base_den,
-            msg.framerate_num, msg.framerate_den, opts.get("bitrate", "0"), opts.get("gop", "0"),
-            opts.get("wire_compression", "0"),
-        )
-        # VTR1.md §3.3/§4: values other than 0/1/2 are refused (the reference used code 1).
-        self.compression = parse_compression(msg.option("wire_compression"))
-        pipelined = mode == "decode" and self.cfg.extensions and msg.option(OPT_DECODE_PIPELINE) == "1"
-        self._plain_client = not (self.cfg.extensions and any(k.startswith("ext_") for k in opts))
-        if mode == "transcode":  # extension: decode -> filters -> encode (server/transcode.py)
-            self._transcode = TranscodeJob.from_configure(self.codec, msg, extensions=self.cfg.extensions)
-            config = self._transcode.stream
-        else:
-            max_delay = self._encoder_delay(opts) if mode == "encode" else MAX_FRAME_DELAY
-            config = StreamConfig.from_configure(
-                self.codec, msg, pipelined=pipelined, max_delay=max_delay,
-                least_delay=mode == "encode" and self._plain_client,
-            )
-        warnings: list[str] = []
-        if mode == "decode":
-            warnings += check_decode_options(opts)
-        self.stream = config
-        if config.mode == "encode":
-            self._timestamps = TimestampMapper(config.frame_ticks)
-            if mode == "encode" and self._plain_client:
-                self._window = PlainWindow()
-            self._captions = opts.get("a53_cc", "0") not in ("0", "", "-1")
-        candidates = registry.candidates(self.cfg.engine, self.codec, config.mode)
-        for i, engine_cls in enumerate(candidates):
-            engine = engine_cls()
-            self.engine = engine
-            try:
-                extradata = self._start_engine(engine, config)
-                self._extradata = extradata
-                break
-            except EngineError as e:
-                if i + 1 == len(candidates):
-                    raise
-                # Only under --engine auto: a device that probed fine may still refuse this
-                # configuration (10-bit, size); the next engine in the auto order takes it.
-                self.log.warning("engine %s cannot serve %s: %s; trying %s",
-                                 engine.name, config.describe(), e, candidates[i + 1].name)
-        warnings += engine.warnings
-        if self._transcode is not None:  # the output geometry, as an ext: note (wire.extensions)
-            warnings.insert(0, self._transcode.note)
-            self.log.info("transcode %s", self._transcode.describe())
-        pix_fmt = int(engine.output_pix_fmt) if mode == "decode" else int(config.pix_fmt)
-        ack = messages.ConfigureAck(status=0, extradata=extradata, pix_fmt=pix_fmt, warnings=tuple(warnings[:255]))
-        self._send(ack)
-        self.log.info(
-            "CONFIGURE ok mode=%s codec=%s %dx%d pixfmt=%s tb=%s fr=%s br=%s gop=%s wc=%s engine=%s (%s)%s",
-            mode, self.codec, config.width, config.height,
-            framesmod.AV_FORMAT[engine.output_pix_fmt if mode == "decode" else config.pix_fmt],
-            config.time_base, config.framerate or "0", opts.get("bitrate", "0"), opts.get("gop", "0"),
-            self.compression.name.lower(), engine.name, engine.codec_name,
-            " pipelined" if pipelined else "",
-        )
-        real, notes = split_notes(warnings)
-        for w in real:
-            self.log.info("CONFIGURE warning: %s", w)
-        for note in notes:  # extension data riding in the warning list (ext:output=...)
-            self.log.info("CONFIGURE note: %s", note)
-
-    def _encoder_delay(self, opts: dict[str, str]) -> int:
-        """Frames the encoder may hold back: fewer than the client's window.
-
-        Our client states its window (``ext_window``). A plain v1 client does not;
-        the reference stops sending once ``vt_remote_inflight`` (1..128) frames are
-        unanswered and then waits for a PACKET (VTR1.md §10.1), so any encoder delay
-        of ``inflight`` frames or more stalls it: it gets the least delay instead
-        (``StreamConfig.least_delay``): none without B-frames, what they need with.
-        """
-        window = opts.get(OPT_WINDOW) if self.cfg.extensions else None
-        if window is None:
-            return MAX_FRAME_DELAY
-        try:
-            return max(0, min(MAX_FRAME_DELAY, int(window) - 1))
-        except ValueError:
-            raise UnsupportedConfigError(f"{OPT_WINDOW}={window!r} is not a number of frames") from None
-
-    def _start_engine(self, engine: Engine, config: StreamConfig) -> bytes:
-        """Start the engine thread, which opens the engine; returns the extradata."""
-        opened: Future[bytes] = Future()
-        thread = threading.Thread(
-            target=self._engine_main, args=(engine, config, opened), name=f"vtremoted-engine-{self.id}", daemon=True
-        )
-        self._engine_thread = thread
-        thread.start()
-        try:  # raises the engine's error (EngineError, EngineUnavailableError, ConfigError...)
-            return opened.result(timeout=ENGINE_OPEN_TIMEOUT)
-        except FutureTimeout:
-            raise EngineError(f"engine {engine.name} did not open within {ENGINE_OPEN_TIMEOUT:g} s") from None
-        except EngineError:
-            thread.join(timeout=5.0)  # it returns right after a failed open
-            raise
 
     # ==== streaming: reader side ==============================================================
 
