@@ -12,18 +12,44 @@ another one, losing no frame, when theirs dies (``client/failover.py``).
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from vtremote.client.decoder import RemoteDecoder
 from vtremote.client.encoder import EncoderSettings, RemoteEncoder
-from vtremote.client.failover import FailoverEncoder
-from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.client.session import SessionStats
-from vtremote.client.transcoder import (
-    RemoteTranscoder,
-    TranscodeOffer,
-    TranscodeStats,
-    transcode_capabilities,
-)
 from vtremote.client.transport import Transport, parse_address
+
+if TYPE_CHECKING:
+    from vtremote.client.failover import FailoverEncoder
+    from vtremote.client.failover_decoder import FailoverDecoder
+    from vtremote.client.transcoder import (
+        RemoteTranscoder,
+        TranscodeOffer,
+        TranscodeStats,
+        transcode_capabilities,
+    )
+
+# Loaded on first use: a command that encodes or decodes on one server never needs them
+# (and a command's start-up is part of every job's time).
+_LAZY = {
+    "FailoverEncoder": "vtremote.client.failover",
+    "FailoverDecoder": "vtremote.client.failover_decoder",
+    "RemoteTranscoder": "vtremote.client.transcoder",
+    "TranscodeOffer": "vtremote.client.transcoder",
+    "TranscodeStats": "vtremote.client.transcoder",
+    "transcode_capabilities": "vtremote.client.transcoder",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EncoderSettings",

@@ -8,14 +8,16 @@ config file, ``mdns`` or a fallback turns it into the failover classes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.client.config import load_config
-from vtremote.client.failover import FailoverEncoder
-from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.client.pool import is_pool, resolve_pool
 from vtremote.pipeline.spec import RemoteOptions
+
+if TYPE_CHECKING:  # (loaded only for a pool: one server never needs them)
+    from vtremote.client.failover import FailoverEncoder
+    from vtremote.client.failover_decoder import FailoverDecoder
 
 
 def uses_pool(ro: RemoteOptions) -> bool:
@@ -30,6 +32,8 @@ def open_encoder(ro: RemoteOptions, codec: str, **kwargs: Any) -> RemoteEncoder 
     """The encoder session for ``ro`` (``kwargs``: RemoteEncoder's, without address/token/timeout)."""
     timeout = ro.timeout_ms / 1000
     if uses_pool(ro):
+        from vtremote.client.failover import FailoverEncoder
+
         pool = resolve_pool(ro.host or "", token=ro.token, fallback=ro.fallback)
         return FailoverEncoder(pool, codec, timeout=timeout, compression=ro.compression, inflight=ro.inflight, **kwargs)
     return RemoteEncoder(ro.host or "", codec, token=ro.token, timeout=timeout, compression=ro.compression,
@@ -40,6 +44,8 @@ def open_decoder(ro: RemoteOptions, in_stream: Any) -> RemoteDecoder | FailoverD
     """The decoder session for ``ro`` and a demuxed stream."""
     common: dict[str, Any] = {"timeout": ro.timeout_ms / 1000, "compression": ro.compression, "inflight": ro.inflight}
     if uses_pool(ro):
+        from vtremote.client.failover_decoder import FailoverDecoder
+
         pool = resolve_pool(ro.host or "", token=ro.token)
         return FailoverDecoder.from_stream(pool, in_stream, **common)
     return RemoteDecoder.from_stream(ro.host or "", in_stream, token=ro.token, **ro.tls_kwargs(), **common)

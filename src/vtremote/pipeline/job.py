@@ -26,14 +26,13 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from vtremote.client import RemoteDecoder, RemoteEncoder, RemoteTranscoder
+from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.client.encoder import EncoderSettings
-from vtremote.client.failover import FailoverEncoder
-from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.errors import ConfigError, JobError, UsageError
 from vtremote.pipeline.hls import HlsOutput, is_hls, open_hls, segment_key_frames
 from vtremote.pipeline.inputs import Input, lavfi_pixel_format, merged_demux
@@ -43,12 +42,27 @@ from vtremote.pipeline.spec import JobSpec, RemoteOptions
 from vtremote.pipeline.stats import JobStats
 from vtremote.pipeline.streams import AudioHandler, CopyHandler, Handler
 from vtremote.pipeline.video import make_video_handler
-from vtremote.pipeline.video.parallel import ParallelSessions
+
+if TYPE_CHECKING:
+    from vtremote.client.failover import FailoverEncoder
+    from vtremote.client.failover_decoder import FailoverDecoder
+    from vtremote.client.transcoder import RemoteTranscoder
+    from vtremote.pipeline.video.parallel import ParallelSessions
+
+    #: Anything with wire statistics and a server name: the client's remote sessions.
+    RemoteSession: TypeAlias = (
+        RemoteEncoder | RemoteDecoder | RemoteTranscoder | FailoverEncoder | FailoverDecoder | ParallelSessions
+    )
 
 log = logging.getLogger(__name__)
 
-#: Anything with wire statistics and a server name: the client's remote sessions.
-RemoteSession = RemoteEncoder | RemoteDecoder | RemoteTranscoder | FailoverEncoder | FailoverDecoder | ParallelSessions
+
+def _loaded(module: str, name: str) -> Any:
+    """``module.name`` if that module was imported, else ``()`` (an isinstance() that is always
+    False): no session can be of a class whose module this run never loaded, and loading the
+    failover and transcode classes only to look at them would slow every command's start."""
+    mod = sys.modules.get(module)
+    return getattr(mod, name) if mod is not None else ()
 
 
 class Job:
@@ -220,9 +234,12 @@ class Job:
                 self.stats.size_bytes = os.path.getsize(out.url)
         self.stats.streams = [h.describe() for h in self.handlers]
         self.stats.remote = [self._session_info(s) for s in self.sessions]
-        fleet = [s for s in self.sessions if not isinstance(s, RemoteEncoder | RemoteDecoder | RemoteTranscoder)]
+        transcoder = _loaded("vtremote.client.transcoder", "RemoteTranscoder")
+        fleet: list[FailoverEncoder | FailoverDecoder | ParallelSessions] = [
+            s for s in self.sessions if not isinstance(s, (RemoteEncoder, RemoteDecoder, transcoder))  # type: ignore[misc]
+        ]
         self.stats.failovers = sum(s.failovers for s in fleet)
-        self.stats.fallbacks = sum(1 for s in fleet if not isinstance(s, FailoverDecoder) and s.fell_back)
+        self.stats.fallbacks = sum(1 for s in fleet if getattr(s, "fell_back", False))  # decoders never fall back
 
     def _expected_duration(self) -> float | None:
         out = self.spec.output
@@ -242,10 +259,11 @@ class Job:
 
     @staticmethod
     def _session_info(s: RemoteSession) -> dict[str, Any]:
-        fleet = {} if isinstance(s, RemoteEncoder | RemoteDecoder | RemoteTranscoder) else s.fleet_info()
+        transcoder = _loaded("vtremote.client.transcoder", "RemoteTranscoder")
+        decoders = (RemoteDecoder, _loaded("vtremote.client.failover_decoder", "FailoverDecoder"))
+        fleet = {} if isinstance(s, (RemoteEncoder, RemoteDecoder, transcoder)) else s.fleet_info()  # type: ignore[union-attr]
         return {
-            "mode": ("decode" if isinstance(s, RemoteDecoder | FailoverDecoder)
-                     else "transcode" if isinstance(s, RemoteTranscoder) else "encode"),
+            "mode": ("decode" if isinstance(s, decoders) else "transcode" if isinstance(s, transcoder) else "encode"),
             "server": s.server,
             "server_name": s.server_name,
             "server_version": s.server_version,

@@ -16,12 +16,12 @@ import av
 import av.error
 
 from vtremote.client import RemoteDecoder
-from vtremote.client.failover_decoder import FailoverDecoder
 from vtremote.errors import UsageError
 from vtremote.pipeline.fleet import open_decoder
 from vtremote.pipeline.inputs import Input
 
 if TYPE_CHECKING:
+    from vtremote.client.failover_decoder import FailoverDecoder
     from vtremote.pipeline.job import Job
 
 log = logging.getLogger(__name__)

@@ -17,13 +17,13 @@ import av.error
 
 from vtremote.client import RemoteEncoder
 from vtremote.client.encoder import EncoderSettings
-from vtremote.client.failover import FailoverEncoder
 from vtremote.errors import JobError
 from vtremote.pipeline.fleet import open_encoder
 from vtremote.pipeline.output import open_output_stream_for_packets
 from vtremote.pipeline.spec import OutputSpec
 
 if TYPE_CHECKING:
+    from vtremote.client.failover import FailoverEncoder
     from vtremote.pipeline.job import Job
 
 log = logging.getLogger(__name__)

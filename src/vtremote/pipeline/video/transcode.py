@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import av
 
-from vtremote.client import RemoteTranscoder
 from vtremote.errors import ConfigError
 from vtremote.pipeline.fleet import uses_pool
 from vtremote.pipeline.inputs import Input
@@ -34,7 +33,6 @@ from vtremote.pipeline.timing import to_ticks
 from vtremote.pipeline.values import parse_force_key_frames
 from vtremote.pipeline.video.encoders import color_settings, remote_settings
 from vtremote.pipeline.video.frames import output_filters
-from vtremote.wire import filters as wire_filters
 from vtremote.wire.constants import PixelFormat
 
 if TYPE_CHECKING:
@@ -107,6 +105,10 @@ def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
 def chain_refusal(out: OutputSpec) -> str | None:
     """Why the output's video chain cannot run on a server (a filter outside the allowlist), or None."""
     try:
+        from vtremote.wire import (
+            filters as wire_filters,  # loaded only when packet transcode is possible
+        )
+
         wire_filters.parse(chain_text(out.video_filter, output_filters(out)))
     except ConfigError as e:
         return f"the filter chain runs on this machine only: {e}"
@@ -132,6 +134,10 @@ class TranscodeHandler(Handler):
         sar = ctx.sample_aspect_ratio or None
         key_times, key_every = key_schedule(out.force_key_frames)
         ro = job.remote_for_output()
+        from vtremote.client.transcoder import (
+            RemoteTranscoder,  # (a command that transcodes nothing never loads it)
+        )
+
         self.session = RemoteTranscoder.from_stream(
             ro.host or "",
             in_stream,
