@@ -62,6 +62,27 @@ def test_encoder_uses_no_extension_and_loses_no_packet(start_server) -> None:
     assert all(b > a for a, b in zip(dts, dts[1:], strict=False))
 
 
+def test_a_window_smaller_than_the_b_frames_delay_still_gets_every_packet(start_server) -> None:
+    """inflight=1 with 2 B-frames against a server that cannot be told the window: it sees the
+    client stop before the first packet and encodes again with a delay that fits
+    (server/window.py), so the encoder neither waits out its timeout nor loses a frame."""
+    srv = start_server("--engine", "x264", "--no-extensions")
+    n = 30
+    packets: list[av.Packet] = []
+    with RemoteEncoder(
+        srv.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30,
+        bitrate=300_000, gop=10, max_b_frames=2, inflight=1, timeout=2.0,
+    ) as enc:
+        for frame in testsrc_frames(n, W, H, "nv12"):
+            packets += enc.encode(frame)
+        packets += enc.flush()
+    assert sorted(p.pts for p in packets) == list(range(n))
+    dts = [p.dts for p in packets]
+    assert all(a < b for a, b in zip(dts, dts[1:], strict=False))
+    assert [i for i, p in enumerate(sorted(packets, key=lambda p: p.pts)) if p.is_keyframe] == [0, 10, 20]
+    assert "encoding again from the first frame" in srv.stderr_text()
+
+
 def test_decoder_falls_back_to_lock_step_and_keeps_every_frame(start_server, tmp_path: Path) -> None:
     """B-frames give the server's decoder a reorder delay: the first PACKETs yield no FRAME.
     Lock-step must still return every frame, in order, with the local decoder's pixels."""
