@@ -14,7 +14,7 @@ import av
 import av.error
 
 from vtremote.errors import JobError, UsageError
-from vtremote.pipeline.spec import InputSpec, OutputSpec
+from vtremote.pipeline.spec import InputSpec, OutputSpec, asked_wire_format
 from vtremote.pipeline.timing import to_seconds
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,9 @@ def lavfi_pixel_format(spec: InputSpec, out: OutputSpec) -> str | None:
         return None
     if any(c in spec.url for c in ";[]") or out.remote_codec is None:
         return None
-    want = out.pix_fmt
     if out.remote_codec == "h264":
         return "nv12"
-    if want in ("nv12", "p010le", "p010"):
-        return "p010le" if want.startswith("p010") else "nv12"
-    return None
+    return asked_wire_format(out.pix_fmt, out.remote_codec)
 
 
 class Input:

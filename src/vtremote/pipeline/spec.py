@@ -20,6 +20,14 @@ REMOTE_CODECS = {
     "hevc_videotoolbox_remote": "hevc",
 }
 
+
+def asked_wire_format(pix_fmt: str | None, remote_codec: str) -> str | None:
+    """The wire format (``nv12`` / ``p010le``) that ``-pix_fmt`` names, if the remote codec
+    takes it (P010 is HEVC only); None when ``-pix_fmt`` names none it can take."""
+    if pix_fmt in ("nv12", "p010le", "p010") and not (pix_fmt.startswith("p010") and remote_codec == "h264"):
+        return "p010le" if pix_fmt.startswith("p010") else "nv12"
+    return None
+
 @dataclass(frozen=True)
 class MapSpec:
     """``-map [-]INPUT[:TYPE][:INDEX][?]`` (ffmpeg's common forms)."""

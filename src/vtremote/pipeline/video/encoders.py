@@ -20,7 +20,7 @@ from vtremote.client.encoder import EncoderSettings
 from vtremote.errors import JobError
 from vtremote.pipeline.fleet import open_encoder
 from vtremote.pipeline.output import open_output_stream_for_packets
-from vtremote.pipeline.spec import OutputSpec
+from vtremote.pipeline.spec import OutputSpec, asked_wire_format
 
 if TYPE_CHECKING:
     from vtremote.client.failover import FailoverEncoder
@@ -73,8 +73,9 @@ def remote_pix_fmt(out: OutputSpec, remote_codec: str, frame: VideoFrame) -> str
     default = "p010le" if remote_codec == "hevc" and deep else "nv12"
     if want is None:
         return default
-    if want in ("nv12", "p010le", "p010") and not (want.startswith("p010") and remote_codec == "h264"):
-        return "p010le" if want.startswith("p010") else "nv12"
+    asked = asked_wire_format(want, remote_codec)
+    if asked is not None:
+        return asked
     log.warning("incompatible pixel format %r for %s, auto-selecting %s", want, out.video_codec, default)
     return default
 
