@@ -29,7 +29,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.client.encoder import EncoderSettings
@@ -63,6 +63,11 @@ def _loaded(module: str, name: str) -> Any:
     failover and transcode classes only to look at them would slow every command's start."""
     mod = sys.modules.get(module)
     return getattr(mod, name) if mod is not None else ()
+
+
+def _is_fleet(s: RemoteSession) -> TypeGuard[FailoverEncoder | FailoverDecoder | ParallelSessions]:
+    """A session over several servers (a pool, segments), not one server's plain session."""
+    return not isinstance(s, (RemoteEncoder, RemoteDecoder, _loaded("vtremote.client.transcoder", "RemoteTranscoder")))
 
 
 class Job:
@@ -234,10 +239,7 @@ class Job:
                 self.stats.size_bytes = os.path.getsize(out.url)
         self.stats.streams = [h.describe() for h in self.handlers]
         self.stats.remote = [self._session_info(s) for s in self.sessions]
-        transcoder = _loaded("vtremote.client.transcoder", "RemoteTranscoder")
-        fleet: list[FailoverEncoder | FailoverDecoder | ParallelSessions] = [
-            s for s in self.sessions if not isinstance(s, (RemoteEncoder, RemoteDecoder, transcoder))  # type: ignore[misc]
-        ]
+        fleet = [s for s in self.sessions if _is_fleet(s)]
         self.stats.failovers = sum(s.failovers for s in fleet)
         self.stats.fallbacks = sum(1 for s in fleet if getattr(s, "fell_back", False))  # decoders never fall back
 
@@ -261,7 +263,7 @@ class Job:
     def _session_info(s: RemoteSession) -> dict[str, Any]:
         transcoder = _loaded("vtremote.client.transcoder", "RemoteTranscoder")
         decoders = (RemoteDecoder, _loaded("vtremote.client.failover_decoder", "FailoverDecoder"))
-        fleet = {} if isinstance(s, (RemoteEncoder, RemoteDecoder, transcoder)) else s.fleet_info()  # type: ignore[union-attr]
+        fleet = s.fleet_info() if _is_fleet(s) else {}
         return {
             "mode": ("decode" if isinstance(s, decoders) else "transcode" if isinstance(s, transcoder) else "encode"),
             "server": s.server,
