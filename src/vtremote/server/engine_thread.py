@@ -74,7 +74,6 @@ class EngineThread:
     _extradata: bytes
     _inband: bytes
     _last_packet_ts: tuple[int, int]
-    _live_engine: Engine | None
 
     def _send(self, msg: messages.Message) -> None:
         raise NotImplementedError  # Session._send: the write lock, one sendmsg per message
@@ -83,13 +82,16 @@ class EngineThread:
         raise NotImplementedError  # Session._abort_with
 
     def _engine_main(self, engine: Engine, config: StreamConfig, opened: Future[bytes]) -> None:
+        running = False
         try:
             try:
                 extradata = engine.open(config)
             except BaseException as e:
                 opened.set_exception(e)
                 return
-            self._live_engine = engine  # replaced if a plain client's window needs another (server/window.py)
+            # From here self.engine is this thread's (the connection thread set it before
+            # starting us); a plain client's small window may replace it (server/window.py).
+            running = True
             opened.set_result(extradata)
             self._engine_loop()
         except BaseException as e:
@@ -104,7 +106,7 @@ class EngineThread:
             if self._transcode is not None:
                 self._transcode.close()
             try:
-                (self._live_engine or engine).close()
+                (self.engine if running and self.engine is not None else engine).close()
             except Exception:
                 self.log.exception("engine close failed")
 
@@ -129,7 +131,7 @@ class EngineThread:
                 continue
             if self._abort.is_set():
                 return
-            engine = self._live_engine
+            engine = self.engine
             assert engine is not None
             self._engine_busy = True
             try:
@@ -195,7 +197,7 @@ class EngineThread:
         session. Its parameter sets, if they differ from CONFIGURE_ACK's, go in-band
         before its first keyframe.
         """
-        old, config, frames = self._live_engine, self.stream, self._window.replay if self._window else None
+        old, config, frames = self.engine, self.stream, self._window.replay if self._window else None
         assert old is not None and config is not None and frames is not None
         budget = min(restart_budget(window), config.max_delay)
         new_config = dataclasses.replace(config, max_delay=budget, least_delay=True)
@@ -205,14 +207,13 @@ class EngineThread:
             window, old.name, budget,
         )
         old.close()  # first: a hardware encoder may allow only so many sessions at once
-        self._live_engine = None
         new = type(old)()
         try:
             extradata = new.open(new_config)
         except BaseException:
             new.close()
             raise
-        self._live_engine = new
+        self.engine = new
         self.stream = new_config
         for w in new.warnings:
             self.log.info("reopened engine: %s", w)

@@ -229,7 +229,6 @@ class Session(ConfigureStep):
         self._inband = b""  # parameter sets to put before the next keyframe (a reopened engine's)
         self._last_packet_ts = (0, 0)  # pts, dts of the last PACKET sent
         self._authenticated = False
-        self._live_engine: Engine | None = None  # the engine the engine thread runs now
 
     # ==== lifecycle ==========================================================================
 
