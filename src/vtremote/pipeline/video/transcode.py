@@ -105,9 +105,8 @@ def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
 def chain_refusal(out: OutputSpec) -> str | None:
     """Why the output's video chain cannot run on a server (a filter outside the allowlist), or None."""
     try:
-        from vtremote.wire import (
-            filters as wire_filters,  # loaded only when packet transcode is possible
-        )
+        # Loaded only when packet transcode is possible: most commands never parse a chain.
+        from vtremote.wire import filters as wire_filters
 
         wire_filters.parse(chain_text(out.video_filter, output_filters(out)))
     except ConfigError as e:
@@ -134,9 +133,8 @@ class TranscodeHandler(Handler):
         sar = ctx.sample_aspect_ratio or None
         key_times, key_every = key_schedule(out.force_key_frames)
         ro = job.remote_for_output()
-        from vtremote.client.transcoder import (
-            RemoteTranscoder,  # (a command that transcodes nothing never loads it)
-        )
+        # Loaded here: a command that transcodes nothing never needs it.
+        from vtremote.client.transcoder import RemoteTranscoder
 
         self.session = RemoteTranscoder.from_stream(
             ro.host or "",
