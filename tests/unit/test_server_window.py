@@ -103,11 +103,17 @@ def test_a_slow_client_gets_three_of_its_intervals() -> None:
     assert w.on_idle(held=2, now=last + 0.2) is None
 
 
-def test_after_the_first_packet_an_unanswered_copy_is_answered_on_a_stall() -> None:
+def _with_a_kept_copy(packets: int) -> tuple[PlainWindow, float]:
+    """20 frames without B-frames, then a copy the window has room for (kept, not answered)."""
     w = PlainWindow()
-    last = _feed(w, 20, packets=5)
+    last = _feed(w, 20, packets=packets)
     w.held(0)
     assert w.on_copy(last) is False
+    return w, last
+
+
+def test_after_the_first_packet_an_unanswered_copy_is_answered_on_a_stall() -> None:
+    w, last = _with_a_kept_copy(packets=5)
     w.on_packet(now=last)
     assert w.replay is None  # nothing can be encoded again once a packet went out
     assert w.on_idle(held=0, now=last + 0.001) is None
@@ -126,10 +132,7 @@ def test_nothing_is_done_for_a_client_owed_nothing() -> None:
 
 def test_silence_counts_from_the_last_packet_sent() -> None:
     """A slow engine's packets are what the client waits for: its silence starts after them."""
-    w = PlainWindow()
-    last = _feed(w, 20, packets=2)
-    w.held(0)
-    assert w.on_copy(last) is False
+    w, last = _with_a_kept_copy(packets=2)
     w.on_packet(now=last + 1.0)  # the engine took a second for it
     assert w.on_idle(held=1, now=last + 1.0 + STALL_WAIT / 2) is None
     stall = w.on_idle(held=1, now=last + 1.0 + STALL_WAIT + 0.001)
