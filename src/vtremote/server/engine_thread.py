@@ -48,6 +48,7 @@ _PACKET = "packet"
 _PING = "ping"
 _FLUSH = "flush"
 _RESENT = "resent"
+_WAKE = "wake"  # no work: the session aborted, stop without waiting out POLL_INTERVAL
 
 
 class EngineThread:

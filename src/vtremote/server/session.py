@@ -60,6 +60,7 @@ from vtremote.server.engine_thread import (
     _PACKET,
     _PING,
     _RESENT,
+    _WAKE,
     POLL_INTERVAL,
 )
 from vtremote.server.logs import RATE_LIMITED
@@ -174,6 +175,9 @@ class Stats:
     latency_max: float = 0.0
     latency_count: int = 0
 
+    def has_data(self) -> bool:
+        return bool(self.frames_in or self.packets_in)
+
     def latency(self, seconds: float) -> None:
         self.latency_total += seconds
         self.latency_count += 1
@@ -243,8 +247,11 @@ class Session(ConfigureStep):
         except ClientGone as e:
             outcome = "client gone"
             self._abort_with(e)
-            if self.stream is not None and not self._finished.is_set():
+            if self.stream is not None and not self._finished.is_set() and self.stats.has_data():
                 self.log.warning("client vanished mid-stream (%s); stopping the engine", e)
+            elif self.stream is not None and not self._finished.is_set():
+                # FFmpeg opens and closes a codec while probing a stream: not a failure.
+                self.log.info("client closed the session before sending data (%s)", e, extra=RATE_LIMITED)
             else:
                 self.log.info("client closed the connection (%s)", e, extra=RATE_LIMITED)
         except VTRemoteError as e:
@@ -288,10 +295,15 @@ class Session(ConfigureStep):
     def _abort_with(self, err: BaseException) -> None:
         if self._abort_error is None:
             self._abort_error = err
+        self._stop_engine()
+
+    def _stop_engine(self) -> None:
         self._abort.set()
+        with contextlib.suppress(queue.Full):  # a full queue wakes the engine thread anyway
+            self._queue.put_nowait((_WAKE,))
 
     def _teardown(self, outcome: str) -> None:
-        self._abort.set()
+        self._stop_engine()
         thread = self._engine_thread
         if thread is not None:
             thread.join(timeout=30.0)
