@@ -158,12 +158,33 @@ def summary(server: ServerProcess, mode: str = "encode") -> list[dict[str, str]]
     return rows
 
 
-def wait_summaries(server: ServerProcess, count: int, mode: str = "encode", timeout: float = 15.0) -> list[dict[str, str]]:
+def _settled(server: ServerProcess, timeout: float) -> None:
+    """Wait until every session that got CONFIGURE ok has logged its SUMMARY."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = summary(server, mode)
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
+        text = server.stderr_text()
+        if text.count(" SUMMARY mode=") >= text.count("CONFIGURE ok") or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+
+
+def session_count(server: ServerProcess, mode: str = "encode", timeout: float = 15.0) -> int:
+    """How many ``mode`` sessions have ended, once none is left open: the mark a run's rows follow."""
+    _settled(server, timeout)
+    return len(summary(server, mode))
+
+
+def run_summary(server: ServerProcess, before: int, mode: str = "encode", timeout: float = 15.0) -> dict[str, str]:
+    """The SUMMARY of the one session since ``before`` that carried data.
+
+    FFmpeg opens and closes a decoder while it probes a stream: that session logs a row
+    with nothing in, sometimes after the real one's, so the last row is not the run's.
+    """
+    _settled(server, timeout)
+    rows = summary(server, mode)[before:]
+    key = "frames_in" if mode == "encode" else "packets_in"
+    busy = [row for row in rows if row[key] != "0"]
+    assert len(busy) == 1, f"expected one {mode} session with data since row {before}, got {rows}"
+    return busy[0]
 
 

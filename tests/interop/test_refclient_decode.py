@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from interop_helpers import ffmpeg, framemd5, local_framemd5, remote, wait_summaries
+from interop_helpers import ffmpeg, framemd5, local_framemd5, remote, run_summary, session_count
 
 from media import make_h264_mp4, make_hevc_mp4
 
@@ -38,12 +38,12 @@ def test_decode_equals_local_decode(refserver, tmp_path: Path, codec: str, ten_b
     shift every later frame onto the next PACKET's timestamp: the pts column differs.
     """
     src = _source(tmp_path, codec, ten_bit, 0)
-    before = len(wait_summaries(refserver, 0, "decode"))
+    before = session_count(refserver, "decode")
     got = _remote_decode(refserver, src, codec, tmp_path / "remote.md5", "-vt_remote_wire_compression", compression)
     want = local_framemd5(src, tmp_path / "local.md5", "p010le" if ten_bit else "nv12")
     assert len(want) == FRAMES
     assert got == want
-    row = wait_summaries(refserver, before + 1, "decode")[-1]
+    row = run_summary(refserver, before, "decode")
     assert (row["packets_in"], row["frames_out"]) == (str(FRAMES), str(FRAMES))
 
 
@@ -58,12 +58,12 @@ def test_b_frame_decode_writes_pixel_equal_frames_in_order(refserver, tmp_path: 
     "Lock-step clients"). The frames it writes are in order and pixel-equal.
     """
     src = _source(tmp_path, codec, ten_bit, bframes)
-    before = len(wait_summaries(refserver, 0, "decode"))
+    before = session_count(refserver, "decode")
     # The waits at the start are inherent (docs/protocol.md): keep them short.
     got = [md5 for _, md5 in _remote_decode(refserver, src, codec, tmp_path / "remote.md5", timeout_ms=300)]
     want = [md5 for _, md5 in local_framemd5(src, tmp_path / "local.md5", "p010le" if ten_bit else "nv12")]
     assert len(want) == FRAMES
-    row = wait_summaries(refserver, before + 1, "decode")[-1]
+    row = run_summary(refserver, before, "decode")
     assert (row["packets_in"], row["frames_out"]) == (str(FRAMES), str(FRAMES))
     it = iter(want)
     assert all(any(md5 == w for w in it) for md5 in got), "written frames are not an in-order subset of the local decode"

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from interop_helpers import check_encode, ffmpeg, lavfi, read_stream, remote, wait_summaries
+from interop_helpers import (
+    check_encode,
+    ffmpeg,
+    lavfi,
+    read_stream,
+    remote,
+    run_summary,
+    session_count,
+)
 
 GOP = 15
 
@@ -29,7 +37,7 @@ GOP = 15
 def test_encode(refserver, tmp_path: Path, codec: str, pix_fmt: str, bframes: int, tolerance: float) -> None:
     """One packet per frame, dts increasing and <= pts, IDR every -g, the bitrate asked for."""
     out = tmp_path / "out.mp4"
-    before = len(wait_summaries(refserver, 0))
+    before = session_count(refserver)
     frames = 60
     ffmpeg(
         *lavfi("320x240", frames), "-pix_fmt", pix_fmt, "-c:v", f"{codec}_videotoolbox_remote",
@@ -41,7 +49,7 @@ def test_encode(refserver, tmp_path: Path, codec: str, pix_fmt: str, bframes: in
     check_encode(stream, frames, GOP, bitrate=500_000, tolerance=tolerance)
     reordered = sum(p != d for p, d in zip(stream.pts, stream.dts, strict=True))
     assert (reordered > 0) == (bframes > 0)
-    row = wait_summaries(refserver, before + 1)[-1]
+    row = run_summary(refserver, before)
     assert (row["frames_in"], row["packets_out"]) == (str(frames), str(frames))
 
 
@@ -54,7 +62,7 @@ def test_every_window_completes_without_waiting(refserver, tmp_path: Path, windo
     wait for a packet that never comes fail (the frame is lost) instead of just slow.
     """
     out = tmp_path / "out.mkv"
-    before = len(wait_summaries(refserver, 0))
+    before = session_count(refserver)
     frames = 45
     run = ffmpeg(
         *lavfi("320x240", frames), "-pix_fmt", "nv12", "-c:v", "h264_videotoolbox_remote",
@@ -63,7 +71,7 @@ def test_every_window_completes_without_waiting(refserver, tmp_path: Path, windo
     ).check()
     assert "error" not in run.stderr.lower(), run.stderr
     check_encode(read_stream(out), frames, GOP)
-    row = wait_summaries(refserver, before + 1)[-1]
+    row = run_summary(refserver, before)
     assert (row["frames_in"], row["packets_out"]) == (str(frames), str(frames))
     # Window 1 re-sends the first frame; wider windows re-send at most once, when they fill.
     assert int(row["frames_resent"]) <= 1
@@ -85,7 +93,7 @@ def test_b_frames_with_any_window(refserver, tmp_path: Path, codec: str, pix_fmt
     A 1 s receive timeout makes any wait for a packet that never comes fail the run.
     """
     out = tmp_path / "out.mp4"
-    before = len(wait_summaries(refserver, 0))
+    before = session_count(refserver)
     frames = 45
     run = ffmpeg(
         *lavfi("320x240", frames), "-pix_fmt", pix_fmt, "-c:v", f"{codec}_videotoolbox_remote", "-bf", "2",
@@ -95,7 +103,7 @@ def test_b_frames_with_any_window(refserver, tmp_path: Path, codec: str, pix_fmt
     assert "error" not in run.stderr.lower(), run.stderr
     stream = read_stream(out)
     check_encode(stream, frames, GOP, bitrate=500_000, tolerance=0.25)  # (it decodes every frame too)
-    row = wait_summaries(refserver, before + 1)[-1]
+    row = run_summary(refserver, before)
     assert (row["frames_in"], row["packets_out"]) == (str(frames), str(frames))
 
 
