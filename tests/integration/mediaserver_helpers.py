@@ -132,7 +132,9 @@ def read_hls(playlist: Path) -> HlsSet:
     init_bytes = (folder / init).read_bytes() if init else b""
     for seg in segments:
         data = init_bytes + (folder / seg.name).read_bytes()
-        with av.open(io.BytesIO(data)) as c:
+        # The playlist says what a segment is, as players know it: a last TS segment of a
+        # few frames is too short for FFmpeg's format probe.
+        with av.open(io.BytesIO(data), format="mp4" if init else "mpegts") as c:
             for stream in c.streams:
                 if stream.type == "video":
                     seg.video_codec = stream.codec_context.name
