@@ -107,6 +107,29 @@ def test_b_frames_with_any_window(refserver, tmp_path: Path, codec: str, pix_fmt
     assert (row["frames_in"], row["packets_out"]) == (str(frames), str(frames))
 
 
+def test_a_slow_source_keeps_its_b_frames(refserver, tmp_path: Path) -> None:
+    """A real-time source at 5 fps, 3 B-frames: x264 holds 3 frames before its first packet.
+
+    FFmpeg sends the first three frames at once, then one every 200 ms. A clock alone
+    cannot tell that pause from a client whose window is full (it would reopen the
+    encoder with fewer B-frames); the server asks instead (a PING), and the reference
+    answers it only with its next FRAME: busy, not blocked (server/window.py).
+    """
+    out = tmp_path / "out.mp4"
+    before = session_count(refserver)
+    log_start = len(refserver.stderr_text())
+    frames = 8
+    ffmpeg(
+        "-re", "-readrate_initial_burst", "0", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30,setpts=N*6",
+        "-frames:v", str(frames), "-pix_fmt", "nv12", "-c:v", "h264_videotoolbox_remote", "-bf", "3",
+        *remote(refserver, "-vt_remote_timeout_ms", "1000"), "-b:v", "500k", "-g", str(GOP), "-y", str(out),
+    ).check()
+    check_encode(read_stream(out), frames, GOP)
+    row = run_summary(refserver, before)
+    assert (row["frames_in"], row["packets_out"]) == (str(frames), str(frames))
+    assert "without a packet" not in refserver.stderr_text()[log_start:]  # the encoder was not reopened
+
+
 @pytest.mark.parametrize("compression", ["none", "lz4", "zstd"])
 def test_wire_compression(refserver, tmp_path: Path, compression: str) -> None:
     out = tmp_path / "out.mp4"

@@ -7,6 +7,9 @@ import pytest
 
 from vtremote.server.window import (
     FIRST_FRAME_WAIT,
+    PONG_GRACE,
+    PROBE_AFTER,
+    PROBE_FALLBACK,
     REPLAY_LIMIT,
     STALL_WAIT,
     Action,
@@ -127,6 +130,7 @@ def test_nothing_is_done_for_a_client_owed_nothing() -> None:
     w = PlainWindow()
     last = _feed(w, 3, packets=0)
     w.on_packet(now=last)
+    assert w.deadline(held=0) == float("inf")  # the engine thread sleeps its full poll interval
     assert w.on_idle(held=0, now=last + 10) is None
 
 
@@ -149,3 +153,79 @@ def test_the_replay_is_bounded() -> None:
 @pytest.mark.parametrize(("window", "budget"), [(1, 0), (2, 0), (3, 1), (5, 3), (9, 7)])
 def test_restart_budget_leaves_a_place_for_the_copy(window: int, budget: int) -> None:
     assert restart_budget(window) == budget
+
+
+# -- a probed client (the reference FFmpeg client): a PING tells waiting from busy ----------
+
+
+def _probed_and_silent(frames: int = 1) -> tuple[PlainWindow, float]:
+    """A probed client sent ``frames`` frames, all held by the engine; a PING went out."""
+    w = PlainWindow(probed=True)
+    last = _feed(w, frames)
+    assert w.on_idle(held=frames, now=last + PROBE_AFTER / 2) is None
+    stall = w.on_idle(held=frames, now=last + PROBE_AFTER)
+    assert stall is not None and stall.action is Action.PROBE
+    w.probe_sent(now=last + PROBE_AFTER)
+    return w, last + PROBE_AFTER
+
+
+def test_a_probed_client_that_answers_alone_is_blocked_at_once() -> None:
+    """Window 1 with B-frames: no FIRST_FRAME_WAIT, a PONG and its grace."""
+    w, probe = _probed_and_silent()
+    assert w.on_idle(held=1, now=probe + 0.1) is None  # no answer yet: it may be busy
+    w.on_pong(probe + 0.0002, received=1000)
+    assert w.deadline(held=1) == pytest.approx(probe + 0.0002 + PONG_GRACE)
+    assert w.on_idle(held=1, now=probe + PONG_GRACE / 2, received=1000) is None
+    stall = w.on_idle(held=1, now=probe + 0.0002 + PONG_GRACE, received=1000)
+    assert stall is not None and (stall.action, stall.window) == (Action.RESTART, 1)
+    assert PROBE_AFTER + PONG_GRACE < FIRST_FRAME_WAIT / 4
+
+
+def test_a_probed_client_answering_with_a_frame_is_busy_however_slow() -> None:
+    """A 5 fps source: PONG and FRAME come together 200 ms later, B-frames stay."""
+    w, probe = _probed_and_silent()
+    w.on_pong(probe + 0.2, received=1000)
+    w.on_frame(_picture(1), probe + 0.2, 0)  # the FRAME read right after the PONG
+    assert w.on_idle(held=2, now=probe + 0.2 + PROBE_AFTER / 2) is None
+    stall = w.on_idle(held=2, now=probe + 0.2 + PONG_GRACE + 0.001)  # silent again: ask again
+    assert stall is not None and stall.action is Action.PROBE
+    assert w.restarts == 0
+
+
+def test_a_large_frame_on_its_way_after_the_pong_is_not_a_stall() -> None:
+    """1080p over a LAN: the FRAME after the PONG takes longer than the grace to arrive."""
+    w, probe = _probed_and_silent()
+    w.on_pong(probe + 0.001, received=1000)
+    assert w.on_idle(held=1, now=probe + 0.001 + PONG_GRACE, received=900_000) is None  # bytes are coming
+    assert w.on_idle(held=1, now=probe + 0.001 + 1.5 * PONG_GRACE, received=3_000_000) is None
+    w.on_frame(_picture(1), probe + 0.03, 0)
+    assert w.restarts == 0
+
+
+def test_a_pong_from_before_the_probe_proves_nothing() -> None:
+    w, probe = _probed_and_silent()
+    w.on_pong(probe - 0.001, received=1000)
+    assert w.deadline(held=1) == pytest.approx(probe - PROBE_AFTER + PROBE_FALLBACK)
+
+
+def test_a_probed_client_that_never_answers_falls_back_to_the_clock() -> None:
+    w, probe = _probed_and_silent()
+    last = probe - PROBE_AFTER
+    assert w.on_idle(held=1, now=last + PROBE_FALLBACK - 0.01) is None
+    stall = w.on_idle(held=1, now=last + PROBE_FALLBACK)
+    assert stall is not None and stall.action is Action.RESTART
+
+
+def test_a_probed_client_with_a_kept_copy_gets_its_empty_packet_on_a_lone_pong() -> None:
+    w = PlainWindow(probed=True)
+    last = _feed(w, 20, packets=5)
+    w.held(0)
+    assert w.on_copy(last) is False
+    w.on_packet(now=last)
+    stall = w.on_idle(held=0, now=last + PROBE_AFTER)
+    assert stall is not None and stall.action is Action.PROBE
+    w.probe_sent(now=last + PROBE_AFTER)
+    w.on_pong(last + PROBE_AFTER, received=10)
+    stall = w.on_idle(held=0, now=last + PROBE_AFTER + PONG_GRACE, received=10)
+    assert stall is not None and stall.action is Action.ANSWER_COPY
+    assert w.deadline(held=0) == float("inf")

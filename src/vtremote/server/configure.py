@@ -23,7 +23,7 @@ from vtremote.errors import EngineError, UnsupportedConfigError
 from vtremote.server.engine_thread import EngineThread
 from vtremote.server.timestamps import TimestampMapper
 from vtremote.server.transcode import TranscodeJob
-from vtremote.server.window import PlainWindow
+from vtremote.server.window import PROBED_CLIENT, PlainWindow
 from vtremote.wire import messages
 from vtremote.wire.compression import parse_compression
 from vtremote.wire.connection import session_mode
@@ -43,6 +43,7 @@ class ConfigureStep(EngineThread):
     id: str
     cfg: ServerConfig
     codec: str
+    client_name: str
     _plain_client: bool
     _captions: bool
     _engine_thread: threading.Thread | None
@@ -76,7 +77,7 @@ class ConfigureStep(EngineThread):
         if config.mode == "encode":
             self._timestamps = TimestampMapper(config.frame_ticks)
             if mode == "encode" and self._plain_client:
-                self._window = PlainWindow()
+                self._window = PlainWindow(probed=self.client_name == PROBED_CLIENT)
             self._captions = opts.get("a53_cc", "0") not in ("0", "", "-1")
         candidates = registry.candidates(self.cfg.engine, self.codec, config.mode)
         for i, engine_cls in enumerate(candidates):

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import logging
 
     from vtremote.server.session import SessionHost, Stats
+    from vtremote.wire.connection import Connection
 
 #: How often blocked calls (socket reads, the engine's queue) wake up to check for
 #: aborts, shutdown and idleness.
@@ -48,6 +49,7 @@ _PACKET = "packet"
 _PING = "ping"
 _FLUSH = "flush"
 _RESENT = "resent"
+_PONG = "pong"  # a probed plain client answered (server/window.py)
 _WAKE = "wake"  # no work: the session aborted, stop without waiting out POLL_INTERVAL
 
 
@@ -61,6 +63,7 @@ class EngineThread:
     stream: StreamConfig | None
     engine: Engine | None
     compression: WireCompression
+    conn: Connection
     _abort: threading.Event
     _finished: threading.Event
     _queue: queue.Queue[tuple[Any, ...]]
@@ -123,7 +126,8 @@ class EngineThread:
         while not self._abort.is_set():
             timeout = POLL_INTERVAL
             if window is not None and not self._flushing:
-                timeout = min(timeout, max(0.001, window.deadline() - time.monotonic()))
+                held = self._timestamps.pending if self._timestamps is not None else 0
+                timeout = min(timeout, max(0.001, window.deadline(held) - time.monotonic()))
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:
@@ -146,6 +150,9 @@ class EngineThread:
                     self._decode(engine, item[1])
                 elif kind == _PING:
                     self._send(messages.Pong())
+                elif kind == _PONG:
+                    if window is not None:
+                        window.on_pong(item[1], item[2])
                 elif kind == _RESENT:
                     assert window is not None
                     if window.on_copy(item[1]):
@@ -182,10 +189,13 @@ class EngineThread:
         """The client sent nothing for a while: is it waiting for a packet it cannot get?"""
         ts = self._timestamps
         assert ts is not None
-        stall = window.on_idle(ts.pending)
+        stall = window.on_idle(ts.pending, received=self.conn.bytes_received)
         if stall is None:
             return
-        if stall.action is Action.ANSWER_COPY:
+        if stall.action is Action.PROBE:  # is it waiting? (answered at once only if so)
+            self._send(messages.Ping())
+            window.probe_sent()
+        elif stall.action is Action.ANSWER_COPY:
             self.log.info("the client waits with a frame it sent twice unanswered; an empty PACKET answers it")
             self._answer_copy()
         else:

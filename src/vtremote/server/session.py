@@ -59,6 +59,7 @@ from vtremote.server.engine_thread import (
     _FRAME,
     _PACKET,
     _PING,
+    _PONG,
     _RESENT,
     _WAKE,
     POLL_INTERVAL,
@@ -550,7 +551,9 @@ class Session(ConfigureStep):
                     self._enqueue((_FLUSH,))
             elif kind == MessageType.PING:
                 self._enqueue((_PING,))  # answered in order, after earlier output
-            # PONG and unknown types are read and ignored (VTR1.md §1.4 step 7).
+            elif kind == MessageType.PONG and self._window is not None and self._window.probed:
+                self._enqueue((_PONG, self._last_rx, self.conn.bytes_received))
+            # Other PONGs and unknown types are read and ignored (VTR1.md §1.4 step 7).
 
     def _enqueue(self, item: tuple[Any, ...]) -> None:
         while True:

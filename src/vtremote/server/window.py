@@ -24,6 +24,15 @@ give; this module recognises them and says what the session does about each:
   another frame first. After the same wait the oldest unanswered copy gets its empty
   PACKET.
 
+How long is "a while"? For most clients only the clock can tell: a silence of
+STALL_WAIT, or longer for a slow source. The reference FFmpeg client (HELLO client name
+``ffmpeg-vtremote``) can be asked: it reads the socket only inside its encode calls, so
+it answers a PING at once only while it is blocked waiting for a PACKET; a client that
+is busy making its next frame answers with that frame (PONG, then FRAME). For such a
+*probed* client the window sends a PING after PROBE_AFTER of silence and takes a PONG
+with no FRAME within PONG_GRACE as the proof: a small window costs a few milliseconds
+instead of a guess, and a slow source is never taken for a blocked one.
+
 Sans-IO apart from the clock: the session calls these methods from its engine thread
 and does the sending, the reopening and the encoding.
 """
@@ -48,6 +57,16 @@ STALL_WAIT = 0.04
 #: one stops there, and a slow source must not lose its B-frames for nothing.
 FIRST_FRAME_WAIT = 0.1
 
+#: Probed clients (see the module docstring): the silence before a PING is sent, the
+#: time a FRAME may take to follow a PONG (the client sends both in one encode call),
+#: and how long a client that does not answer may stay silent before it counts as blocked.
+PROBE_AFTER = 0.002
+PONG_GRACE = 0.01
+PROBE_FALLBACK = 0.5
+
+#: The client name the reference FFmpeg client sends in HELLO: a probed client.
+PROBED_CLIENT = "ffmpeg-vtremote"
+
 #: Frames kept for encoding again, at most: an engine holds back at most
 #: MAX_FRAME_DELAY (8) frames before its first packet, x265 with B-frames a few more.
 REPLAY_LIMIT = 16
@@ -56,6 +75,7 @@ REPLAY_LIMIT = 16
 class Action(Enum):
     RESTART = "restart"  # reopen the engine with a delay that fits and encode the replay again
     ANSWER_COPY = "answer-copy"  # send an empty PACKET for one unanswered copy
+    PROBE = "probe"  # send a PING: is the client waiting? (then call probe_sent)
 
 
 @dataclass(frozen=True)
@@ -68,7 +88,12 @@ class Stall:
 class PlainWindow:
     """Window bookkeeping for one encode session of a client that negotiated no extension."""
 
-    def __init__(self) -> None:
+    def __init__(self, probed: bool = False) -> None:
+        #: The client answers a PING at once only while it waits for a PACKET (module docstring).
+        self.probed = probed
+        self._probe_at: float | None = None  # when the outstanding PING went out
+        self._pong_at: float | None = None  # when its PONG came
+        self._pong_bytes = 0  # bytes read on the connection when it came
         self._last_key: tuple[int, ...] | None = None
         #: Distinct frames given to the engine.
         self.frames = 0
@@ -113,6 +138,7 @@ class PlainWindow:
         ``arrived``: when it was read; ``packets_before``: PACKETs sent by then.
         """
         self._packets_before_last = packets_before
+        self._probe_at = self._pong_at = None  # the client was not blocked
         if self.frames:
             gap = max(0.0, arrived - self._last_arrival)
             self._gap = gap if self.frames == 1 else 0.75 * self._gap + 0.25 * gap
@@ -138,6 +164,7 @@ class PlainWindow:
         arrived, which gives a lower bound.
         """
         self._last_activity = max(self._last_activity, arrived)
+        self._probe_at = self._pong_at = None
         window = self.frames + self._copies - self._packets_before_last
         self._copies += 1
         first = self.frames == 1 and not self.copies_answered
@@ -155,28 +182,64 @@ class PlainWindow:
         """
         self.packet_sent = True
         self.replay = None
+        self._probe_at = self._pong_at = None  # a PING sent before this PACKET proves nothing now
         self._last_activity = max(self._last_activity, time.monotonic() if now is None else now)
 
+    def probe_sent(self, now: float | None = None) -> None:
+        """The PING asked for by Action.PROBE went out."""
+        self._probe_at = time.monotonic() if now is None else now
+        self._pong_at = None
+
+    def on_pong(self, arrived: float, received: int) -> None:
+        """A PONG was read at ``arrived``, with ``received`` bytes read on the connection by then."""
+        if self._probe_at is not None and self._pong_at is None and arrived >= self._probe_at:
+            self._pong_at = arrived
+            self._pong_bytes = received
+
     def wait(self) -> float:
-        """Silence after which the client counts as blocked: STALL_WAIT, or three of its frame
-        intervals (the smoothed one or the last, whichever is longer: a source that slows down
-        after a burst is not taken for a blocked client)."""
+        """Silence after which an unprobed client counts as blocked: STALL_WAIT, or three of its
+        frame intervals (the smoothed one or the last, whichever is longer: a source that slows
+        down after a burst is not taken for a blocked client)."""
         if self.frames < 2 and not self._copies:
             return FIRST_FRAME_WAIT
         return max(STALL_WAIT, 3 * max(self._gap, self._last_gap))
 
-    def deadline(self) -> float:
-        return self._last_activity + self.wait()
+    def owed(self, held: int) -> bool:
+        """Could the client be waiting for something only a stall action gives it?"""
+        return bool(self._can_restart(held) or self.copies_unanswered)
 
-    def on_idle(self, held: int, now: float | None = None) -> Stall | None:
+    def _can_restart(self, held: int) -> bool:
+        return bool(held and not self.packet_sent and self.replay is not None and not self.restarts)
+
+    def deadline(self, held: int) -> float:
+        """When :meth:`on_idle` next has something to decide (infinity: nothing is owed)."""
+        if not self.owed(held):
+            return float("inf")
+        if not self.probed:
+            return self._last_activity + self.wait()
+        if self._pong_at is not None:
+            return self._pong_at + PONG_GRACE
+        if self._probe_at is None:
+            return self._last_activity + PROBE_AFTER
+        return self._last_activity + PROBE_FALLBACK
+
+    def on_idle(self, held: int, now: float | None = None, received: int = 0) -> Stall | None:
         """Nothing came from the client; ``held`` frames are in the engine without a packet.
 
-        Returns what to do, or None (not blocked long enough, or owed nothing).
+        ``received``: bytes read on the connection so far (a probed client that answered
+        and is now sending a large FRAME is not blocked). Returns what to do, or None (not
+        blocked long enough, or owed nothing).
         """
         now = time.monotonic() if now is None else now
-        if now < self.deadline():
+        if now < self.deadline(held):
             return None
-        if held and not self.packet_sent and self.replay is not None and not self.restarts:
+        if self.probed and self._pong_at is None and self._probe_at is None:
+            return Stall(Action.PROBE)
+        if self._pong_at is not None and received > self._pong_bytes:
+            self._pong_at, self._pong_bytes = now, received  # a FRAME is on its way: look again
+            return None
+        self._probe_at = self._pong_at = None
+        if self._can_restart(held):
             self.restarts += 1
             self._last_activity = now
             self.max_hold = 0  # the reopened engine's delay is seen afresh
