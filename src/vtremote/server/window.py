@@ -31,7 +31,10 @@ it answers a PING at once only while it is blocked waiting for a PACKET; a clien
 is busy making its next frame answers with that frame (PONG, then FRAME). For such a
 *probed* client the window sends a PING after PROBE_AFTER of silence and takes a PONG
 with no FRAME within PONG_GRACE as the proof: a small window costs a few milliseconds
-instead of a guess, and a slow source is never taken for a blocked one.
+instead of a guess, and a slow source is never taken for a blocked one. Waiting is
+enough to act on: the session asks only while its engine thread is idle, every frame
+received already encoded, and an engine gives packets only from encode calls, so a
+client that waits then would wait for ever.
 
 Sans-IO apart from the clock: the session calls these methods from its engine thread
 and does the sending, the reopening and the encoding.
@@ -62,7 +65,7 @@ FIRST_FRAME_WAIT = 0.1
 #: and how long a client that does not answer may stay silent before it counts as blocked.
 PROBE_AFTER = 0.002
 PONG_GRACE = 0.01
-PROBE_FALLBACK = 0.5
+PROBE_FALLBACK = 1.0
 
 #: The client name the reference FFmpeg client sends in HELLO: a probed client.
 PROBED_CLIENT = "ffmpeg-vtremote"
