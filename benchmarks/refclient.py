@@ -39,9 +39,21 @@ LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
 def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vtremote.cli.serve", "--listen", "127.0.0.1:0", "--max-sessions", "0",
-         "--log-level", "warning", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "vtremote.cli.serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-sessions",
+            "0",
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     assert proc.stdout is not None
     m = LISTENING.search(proc.stdout.readline())
@@ -76,7 +88,10 @@ def h264_file(path: Path, frames: int, width: int, height: int, bframes: int) ->
         stream = out.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.max_b_frames = bframes
-        stream.codec_context.options = {"preset": "veryfast", "x264-params": f"keyint=30:bframes={bframes}:log=-1"}
+        stream.codec_context.options = {
+            "preset": "veryfast",
+            "x264-params": f"keyint=30:bframes={bframes}:log=-1",
+        }
         src = av.open(f"testsrc2=size={width}x{height}:rate=30", format="lavfi")
         for i, frame in enumerate(src.decode(video=0)):
             if i == frames:
@@ -111,34 +126,140 @@ def main(argv: list[str] | None = None) -> int:
             proc, addr = start_server("--engine", engine)
             try:
                 for name, src in (("1080p_300", big), ("320x240_120", small)):
-                    results[f"lockstep_decode_{name}_{engine}"] = best(a.rounds, ff(
-                        "-c:v", "h264_videotoolbox_remote", "-vt_remote_host", addr, "-i", str(src), "-f", "null", "-"))
+                    results[f"lockstep_decode_{name}_{engine}"] = best(
+                        a.rounds,
+                        ff(
+                            "-c:v",
+                            "h264_videotoolbox_remote",
+                            "-vt_remote_host",
+                            addr,
+                            "-i",
+                            str(src),
+                            "-f",
+                            "null",
+                            "-",
+                        ),
+                    )
                 if engine == "x264":
                     md5 = d / "bf.md5"
-                    wall, _, _, _ = timed(ff("-c:v", "h264_videotoolbox_remote", "-vt_remote_host", addr, "-i", str(bf),
-                                             "-f", "framemd5", "-y", str(md5)))
-                    written = sum(1 for line in md5.read_text().splitlines() if line.startswith("0,"))
-                    results["bframe_decode_640x360_60"] = {"wall_s": round(wall, 3), "frames_written": written}
+                    wall, _, _, _ = timed(
+                        ff(
+                            "-c:v",
+                            "h264_videotoolbox_remote",
+                            "-vt_remote_host",
+                            addr,
+                            "-i",
+                            str(bf),
+                            "-f",
+                            "framemd5",
+                            "-y",
+                            str(md5),
+                        )
+                    )
+                    written = sum(
+                        1 for line in md5.read_text().splitlines() if line.startswith("0,")
+                    )
+                    results["bframe_decode_640x360_60"] = {
+                        "wall_s": round(wall, 3),
+                        "frames_written": written,
+                    }
                     for window in (1, 2, 8, 16, 128):
-                        results[f"encode_640x360_60_inflight_{window}"] = best(a.rounds, ff(
-                            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-frames:v", "60", "-pix_fmt", "nv12",
-                            "-c:v", "h264_videotoolbox_remote", "-vt_remote_host", addr, "-vt_remote_inflight",
-                            str(window), "-b:v", "2M", "-g", "30", "-f", "null", "-"))
+                        results[f"encode_640x360_60_inflight_{window}"] = best(
+                            a.rounds,
+                            ff(
+                                "-f",
+                                "lavfi",
+                                "-i",
+                                "testsrc2=size=640x360:rate=30",
+                                "-frames:v",
+                                "60",
+                                "-pix_fmt",
+                                "nv12",
+                                "-c:v",
+                                "h264_videotoolbox_remote",
+                                "-vt_remote_host",
+                                addr,
+                                "-vt_remote_inflight",
+                                str(window),
+                                "-b:v",
+                                "2M",
+                                "-g",
+                                "30",
+                                "-f",
+                                "null",
+                                "-",
+                            ),
+                        )
                     for codec in ("h264", "hevc"):
                         for window in (1, 2, 3, 16):
-                            results[f"encode_640x360_60_{codec}_bf2_inflight_{window}"] = best(a.rounds, ff(
-                                "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-frames:v", "60",
-                                "-pix_fmt", "nv12", "-c:v", f"{codec}_videotoolbox_remote", "-vt_remote_host", addr,
-                                "-vt_remote_inflight", str(window), "-vt_remote_timeout_ms", "1000", "-bf", "2",
-                                "-b:v", "2M", "-g", "30", "-f", "null", "-"))
+                            results[f"encode_640x360_60_{codec}_bf2_inflight_{window}"] = best(
+                                a.rounds,
+                                ff(
+                                    "-f",
+                                    "lavfi",
+                                    "-i",
+                                    "testsrc2=size=640x360:rate=30",
+                                    "-frames:v",
+                                    "60",
+                                    "-pix_fmt",
+                                    "nv12",
+                                    "-c:v",
+                                    f"{codec}_videotoolbox_remote",
+                                    "-vt_remote_host",
+                                    addr,
+                                    "-vt_remote_inflight",
+                                    str(window),
+                                    "-vt_remote_timeout_ms",
+                                    "1000",
+                                    "-bf",
+                                    "2",
+                                    "-b:v",
+                                    "2M",
+                                    "-g",
+                                    "30",
+                                    "-f",
+                                    "null",
+                                    "-",
+                                ),
+                            )
                 else:
-                    src = ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-frames:v", "900"]
-                    remote = ["-c:v", "h264_videotoolbox_remote", "-vt_remote_host", addr,
-                              "-vt_remote_wire_compression", "none", "-f", "null", "-"]
-                    ours = [sys.executable, "-m", "vtremote.cli.main", "-hide_banner", "-v", "error", *src, *remote]
+                    src = [
+                        "-f",
+                        "lavfi",
+                        "-i",
+                        "testsrc2=size=1920x1080:rate=30",
+                        "-frames:v",
+                        "900",
+                    ]
+                    remote = [
+                        "-c:v",
+                        "h264_videotoolbox_remote",
+                        "-vt_remote_host",
+                        addr,
+                        "-vt_remote_wire_compression",
+                        "none",
+                        "-f",
+                        "null",
+                        "-",
+                    ]
+                    ours = [
+                        sys.executable,
+                        "-m",
+                        "vtremote.cli.main",
+                        "-hide_banner",
+                        "-v",
+                        "error",
+                        *src,
+                        *remote,
+                    ]
                     for _ in range(a.rounds):  # interleaved: the machine's load hits both alike
-                        for key, cmd in (("encode_1080p_900_null_reference", ff(*src, "-pix_fmt", "nv12", *remote)),
-                                         ("encode_1080p_900_null_vtremote", ours)):
+                        for key, cmd in (
+                            (
+                                "encode_1080p_900_null_reference",
+                                ff(*src, "-pix_fmt", "nv12", *remote),
+                            ),
+                            ("encode_1080p_900_null_vtremote", ours),
+                        ):
                             r = best(1, cmd)
                             prev = results.get(key)
                             if not isinstance(prev, dict) or r["wall_s"] < prev["wall_s"]:

@@ -42,9 +42,19 @@ def frames_1080p(n: int, width: int, height: int) -> list[av.VideoFrame]:
     return [out[i % len(out)] for i in range(n)]
 
 
-def run_once(addr: str, frames: list[av.VideoFrame], width: int, height: int, **tls: object) -> tuple[float, str]:
-    with RemoteEncoder(addr, "h264", width=width, height=height, time_base=Fraction(1, 30),
-                       compression="none", inflight=16, **tls) as enc:  # type: ignore[arg-type]
+def run_once(
+    addr: str, frames: list[av.VideoFrame], width: int, height: int, **tls: object
+) -> tuple[float, str]:
+    with RemoteEncoder(
+        addr,
+        "h264",
+        width=width,
+        height=height,
+        time_base=Fraction(1, 30),
+        compression="none",
+        inflight=16,
+        **tls,
+    ) as enc:  # type: ignore[arg-type]
         sock = enc._transport.sock
         cipher = sock.cipher()[0] if hasattr(sock, "cipher") and sock.cipher() else "none"
         t0 = time.perf_counter()
@@ -60,9 +70,25 @@ def run_once(addr: str, frames: list[av.VideoFrame], width: int, height: int, **
 
 def start_process(state: str, engine: str) -> tuple[str, str, Callable[[], None]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vtremote.cli.serve", "--listen", "127.0.0.1:0", "--engine", engine, "--tls",
-         "--tls-dir", state, "--log-level", "info", "--max-sessions", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "vtremote.cli.serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--engine",
+            engine,
+            "--tls",
+            "--tls-dir",
+            state,
+            "--log-level",
+            "info",
+            "--max-sessions",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stderr is not None
     line = proc.stdout.readline().strip()
@@ -86,18 +112,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--size", default="1920x1080")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--in-process", action="store_true", help="run the server in this process (shares the GIL)")
-    p.add_argument("--engine", default="null", help="server engine: null (wire only, default) or x264 (a real encode)")
+    p.add_argument(
+        "--in-process", action="store_true", help="run the server in this process (shares the GIL)"
+    )
+    p.add_argument(
+        "--engine",
+        default="null",
+        help="server engine: null (wire only, default) or x264 (a real encode)",
+    )
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     logging.basicConfig(level=logging.WARNING)
     frames = frames_1080p(args.frames, width, height)
     with tempfile.TemporaryDirectory() as state:
         if args.in_process:
-            server = Server(ServerConfig(listen="127.0.0.1:0", engine=args.engine, tls=True, tls_state_dir=state,
-                                         log_level="warning"))
+            server = Server(
+                ServerConfig(
+                    listen="127.0.0.1:0",
+                    engine=args.engine,
+                    tls=True,
+                    tls_state_dir=state,
+                    log_level="warning",
+                )
+            )
             server.start()
-            addr, fp, stop = f"127.0.0.1:{server.address[1]}", server.tls_fingerprint, server.shutdown
+            addr, fp, stop = (
+                f"127.0.0.1:{server.address[1]}",
+                server.tls_fingerprint,
+                server.shutdown,
+            )
         else:  # the server in its own process, as deployed: no GIL shared with the client
             addr, fp, stop = start_process(state, args.engine)
         try:
@@ -112,19 +155,33 @@ def main(argv: list[str] | None = None) -> int:
             stop()
     frame_mb = width * height * 1.5 / 1e6
     result = {
-        "engine": args.engine, "size": args.size, "frames": args.frames, "rounds": args.rounds, "cipher": cipher,
-        "cpus": os.cpu_count(), "plain_fps": round(max(plain), 1), "tls_fps": round(max(tls), 1),
-        "plain_gbps": round(max(plain) * frame_mb * 8 / 1000, 2), "tls_gbps": round(max(tls) * frame_mb * 8 / 1000, 2),
+        "engine": args.engine,
+        "size": args.size,
+        "frames": args.frames,
+        "rounds": args.rounds,
+        "cipher": cipher,
+        "cpus": os.cpu_count(),
+        "plain_fps": round(max(plain), 1),
+        "tls_fps": round(max(tls), 1),
+        "plain_gbps": round(max(plain) * frame_mb * 8 / 1000, 2),
+        "tls_gbps": round(max(tls) * frame_mb * 8 / 1000, 2),
         "ratio": round(max(tls) / max(plain), 3),
-        "plain_all": [round(v, 1) for v in plain], "tls_all": [round(v, 1) for v in tls],
+        "plain_all": [round(v, 1) for v in plain],
+        "tls_all": [round(v, 1) for v in tls],
     }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.size} NV12, engine {args.engine}, {args.frames} frames, best of {args.rounds}, "
-              f"{os.cpu_count()} CPUs, cipher {cipher}")
-        print(f"plain: {result['plain_fps']} fps ({result['plain_gbps']} Gb/s)  runs {result['plain_all']}")
-        print(f"TLS:   {result['tls_fps']} fps ({result['tls_gbps']} Gb/s)  runs {result['tls_all']}")
+        print(
+            f"{args.size} NV12, engine {args.engine}, {args.frames} frames, best of {args.rounds}, "
+            f"{os.cpu_count()} CPUs, cipher {cipher}"
+        )
+        print(
+            f"plain: {result['plain_fps']} fps ({result['plain_gbps']} Gb/s)  runs {result['plain_all']}"
+        )
+        print(
+            f"TLS:   {result['tls_fps']} fps ({result['tls_gbps']} Gb/s)  runs {result['tls_all']}"
+        )
         print(f"TLS / plain = {result['ratio']}")
     return 0
 

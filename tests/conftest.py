@@ -30,7 +30,9 @@ class Capture:
 def _capture_names() -> list[str | None]:
     if not VECTORS_DIR.is_dir():
         return [None]
-    return sorted(p.stem for p in VECTORS_DIR.glob("*.json") if p.with_suffix(".bin").is_file()) or [None]
+    return sorted(
+        p.stem for p in VECTORS_DIR.glob("*.json") if p.with_suffix(".bin").is_file()
+    ) or [None]
 
 
 @pytest.fixture(scope="session")

@@ -108,7 +108,13 @@ def make_h264_mp4(
     frames = testsrc_frames(n, width, height, pix_fmt, rate, source)
     params = f"keyint={gop}:bframes={bframes}:log=-1"
     return _encode_video_file(
-        path, "libx264", frames, pix_fmt, rate, bframes, {"preset": "veryfast", "x264-params": params}
+        path,
+        "libx264",
+        frames,
+        pix_fmt,
+        rate,
+        bframes,
+        {"preset": "veryfast", "x264-params": params},
     )
 
 
@@ -127,13 +133,23 @@ def make_hevc_mp4(
     frames = testsrc_frames(n, width, height, pix_fmt, rate, source)
     params = f"log-level=error:info=0:bframes={bframes}:frame-threads=1"
     return _encode_video_file(
-        path, "libx265", frames, pix_fmt, rate, bframes,
+        path,
+        "libx265",
+        frames,
+        pix_fmt,
+        rate,
+        bframes,
         {"preset": "ultrafast", "x265-params": params, "tag": "hvc1"},
     )
 
 
-def sine_frames(seconds: float, sample_rate: int = 48000, frame_size: int = 1024,
-                frequency: float = 440.0, layout: str = "stereo") -> list[av.AudioFrame]:
+def sine_frames(
+    seconds: float,
+    sample_rate: int = 48000,
+    frame_size: int = 1024,
+    frequency: float = 440.0,
+    layout: str = "stereo",
+) -> list[av.AudioFrame]:
     """Planar float sine frames (``fltp``) of ``frame_size`` samples."""
     total = int(seconds * sample_rate)
     t = np.arange(total, dtype=np.float64) / sample_rate
@@ -187,7 +203,10 @@ def make_av_mkv(
         video = out.add_stream("libx264", rate=rate)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.codec_context.max_b_frames = bframes
-        video.codec_context.options = {"preset": "veryfast", "x264-params": f"bframes={bframes}:log=-1"}
+        video.codec_context.options = {
+            "preset": "veryfast",
+            "x264-params": f"bframes={bframes}:log=-1",
+        }
         sound = out.add_stream(audio, rate=sample_rate)
         sound.layout = "stereo"
         # No encoder: the SubRip packets are built here (text cues).
@@ -209,7 +228,9 @@ def make_av_mkv(
             pkt.duration = round(dur * 1000)
             packets.append(pkt)
         # Interleave by time so the muxer gets them in order.
-        packets.sort(key=lambda p: float((p.dts if p.dts is not None else p.pts or 0) * p.time_base))
+        packets.sort(
+            key=lambda p: float((p.dts if p.dts is not None else p.pts or 0) * p.time_base)
+        )
         for pkt in packets:
             out.mux(pkt)
     return path
@@ -240,7 +261,9 @@ def plane_arrays(frame: av.VideoFrame) -> list[np.ndarray]:
     out = []
     bps = 2 if frame.format.name in ("p010le", "yuv420p10le") else 1
     for i, plane in enumerate(frame.planes):
-        width_bytes = plane.width * bps * (2 if frame.format.name in ("nv12", "p010le") and i == 1 else 1)
+        width_bytes = (
+            plane.width * bps * (2 if frame.format.name in ("nv12", "p010le") and i == 1 else 1)
+        )
         arr = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
         out.append(arr[:, :width_bytes].copy())
     return out

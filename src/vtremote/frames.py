@@ -53,7 +53,9 @@ def plane_views(frame: av.VideoFrame) -> list[tuple[int, int, memoryview]]:
     for plane in frame.planes:
         stride = plane.line_size
         if stride <= 0:
-            raise ConfigError(f"frame plane has linesize {stride}; only positive linesizes are supported")
+            raise ConfigError(
+                f"frame plane has linesize {stride}; only positive linesizes are supported"
+            )
         view = memoryview(plane)
         rows = nbytes(view) // stride
         out.append((stride, rows, view[: stride * rows] if nbytes(view) != stride * rows else view))
@@ -97,7 +99,9 @@ def copy_planes_into(
             dst2[:n_rows, : row_bytes[i]] = src.reshape(n_rows, stride)[:, : row_bytes[i]]
         if n_rows < want_rows[i]:  # floor-height chroma from a reference peer: repeat the last row
             dst2 = dst[: dst_stride * want_rows[i]].reshape(want_rows[i], dst_stride)
-            dst2[n_rows:, : row_bytes[i]] = dst2[n_rows - 1 : n_rows, : row_bytes[i]] if n_rows else 0
+            dst2[n_rows:, : row_bytes[i]] = (
+                dst2[n_rows - 1 : n_rows, : row_bytes[i]] if n_rows else 0
+            )
 
 
 def frame_from_planes(
@@ -125,7 +129,11 @@ def wire_views(
     send them before converting the next frame.
     """
     target = PixelFormat(pix_fmt)
-    if target is PixelFormat.NV12 and frame.format.name == "yuv420p" and frame.planes[0].line_size > 0:
+    if (
+        target is PixelFormat.NV12
+        and frame.format.name == "yuv420p"
+        and frame.planes[0].line_size > 0
+    ):
         y, u, v = frame.planes
         cw, ch = (frame.width + 1) // 2, chroma_rows(frame.height)
         if u.line_size >= cw and v.line_size >= cw:
@@ -133,11 +141,18 @@ def wire_views(
 
             if scratch is None or scratch.shape != (ch, cw, 2):
                 scratch = np.empty((ch, cw, 2), dtype=np.uint8)
-            scratch[:, :, 0] = np.frombuffer(memoryview(u), dtype=np.uint8, count=u.line_size * ch).reshape(ch, u.line_size)[:, :cw]
-            scratch[:, :, 1] = np.frombuffer(memoryview(v), dtype=np.uint8, count=v.line_size * ch).reshape(ch, v.line_size)[:, :cw]
+            scratch[:, :, 0] = np.frombuffer(
+                memoryview(u), dtype=np.uint8, count=u.line_size * ch
+            ).reshape(ch, u.line_size)[:, :cw]
+            scratch[:, :, 1] = np.frombuffer(
+                memoryview(v), dtype=np.uint8, count=v.line_size * ch
+            ).reshape(ch, v.line_size)[:, :cw]
             ystride = y.line_size
             luma = memoryview(y)[: ystride * frame.height]
-            return [(ystride, frame.height, luma), (2 * cw, ch, memoryview(scratch.data).cast("B"))], scratch
+            return [
+                (ystride, frame.height, luma),
+                (2 * cw, ch, memoryview(scratch.data).cast("B")),
+            ], scratch
     return plane_views(to_wire_format(frame, target)), scratch
 
 

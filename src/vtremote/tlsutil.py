@@ -62,7 +62,13 @@ class TLSSocket:
     a caller that retries after ``TimeoutError`` never encrypts anything twice.
     """
 
-    def __init__(self, sock: socket.socket, obj: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO):
+    def __init__(
+        self,
+        sock: socket.socket,
+        obj: ssl.SSLObject,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+    ):
         self.sock = sock
         self.family = sock.family
         self.type = sock.type
@@ -78,15 +84,24 @@ class TLSSocket:
     # -- making one --------------------------------------------------------------------------
 
     @classmethod
-    def handshake(cls, sock: socket.socket, ctx: ssl.SSLContext, *, server_side: bool,
-                  server_hostname: str | None = None, deadline: float | None = None) -> TLSSocket:
+    def handshake(
+        cls,
+        sock: socket.socket,
+        ctx: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+        deadline: float | None = None,
+    ) -> TLSSocket:
         """Run the TLS handshake on ``sock`` (blocking, until ``deadline`` on the monotonic clock).
 
         Raises ``ssl.SSLError`` for a failed handshake, ``TimeoutError`` past the deadline,
         ``ConnectionError`` if the peer closes first.
         """
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = ctx.wrap_bio(incoming, outgoing, server_side=server_side, server_hostname=server_hostname)
+        obj = ctx.wrap_bio(
+            incoming, outgoing, server_side=server_side, server_hostname=server_hostname
+        )
         self = cls(sock, obj, incoming, outgoing)
         while True:
             try:

@@ -167,7 +167,22 @@ def load_seeds() -> list[Seed]:
 
 # --- mutations ---------------------------------------------------------------------------------
 
-INTERESTING_U32 = [0, 1, 2, 11, 12, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
+INTERESTING_U32 = [
+    0,
+    1,
+    2,
+    11,
+    12,
+    0x7F,
+    0x80,
+    0xFF,
+    0x100,
+    0xFFFF,
+    0x10000,
+    0x7FFFFFFF,
+    0x80000000,
+    0xFFFFFFFF,
+]
 
 
 def _bit_flips(rng: random.Random, data: bytearray, seed: Seed, other: Seed) -> None:
@@ -286,7 +301,11 @@ def make_input(rng: random.Random, seeds: list[Seed]) -> tuple[Seed, bytes]:
         return seed, rng.randbytes(rng.randint(0, 256))
     if r < 0.10:
         # A valid header of a random type and length, then random bytes.
-        hdr = b"VTR1\x00\x01" + rng.randint(0, 12).to_bytes(2, "big") + rng.getrandbits(32).to_bytes(4, "big")
+        hdr = (
+            b"VTR1\x00\x01"
+            + rng.randint(0, 12).to_bytes(2, "big")
+            + rng.getrandbits(32).to_bytes(4, "big")
+        )
         return seed, hdr + rng.randbytes(rng.randint(0, 64))
     data = bytearray(seed.data)
     if rng.random() < 0.01:  # rare: large inputs cost a hundred times more to process
@@ -311,7 +330,9 @@ def _chunks(rng: random.Random, data: bytes) -> list[bytes]:
     return out
 
 
-def _feed_zero_copy(rng: random.Random, recv: Receiver, data: bytes, on_msg: Callable[[Message], None]) -> None:
+def _feed_zero_copy(
+    rng: random.Random, recv: Receiver, data: bytes, on_msg: Callable[[Message], None]
+) -> None:
     """Drive the get_buffer/buffer_updated path as a recv_into loop would."""
     pos = 0
     while pos < len(data):
@@ -346,15 +367,23 @@ def _exercise(msg: Message, mode: int, rng: random.Random, stats: Stats) -> None
         calls.append(lambda: annexb.is_keyframe(rng.choice(("h264", "hevc")), msg.data))
         if rng.random() < 0.25:
             calls.append(lambda: annexb.annexb_to_length_prefixed(msg.data, rng.choice((1, 2, 4))))
-            calls.append(lambda: annexb.length_prefixed_to_annexb(msg.data, rng.choice((1, 2, 3, 4))))
+            calls.append(
+                lambda: annexb.length_prefixed_to_annexb(msg.data, rng.choice((1, 2, 3, 4)))
+            )
             calls.append(lambda: annexb.parameter_sets_from_annexb("h264", msg.data))
     elif isinstance(msg, Configure) and len(msg.extradata):
         calls.append(lambda: annexb.build_avcc(annexb.parse_extradata("h264", msg.extradata)))
         calls.append(lambda: annexb.build_hvcc(annexb.parse_extradata("hevc", msg.extradata)))
         calls.append(lambda: annexb.config_record_to_annexb("h264", msg.extradata))
-        calls.append(lambda: annexb.build_config_record("h264", annexb.config_record_to_annexb("h264", msg.extradata)))
+        calls.append(
+            lambda: annexb.build_config_record(
+                "h264", annexb.config_record_to_annexb("h264", msg.extradata)
+            )
+        )
     elif isinstance(msg, ConfigureAck) and len(msg.extradata):
-        calls.append(lambda: annexb.config_record_to_annexb(rng.choice(("h264", "hevc")), msg.extradata))
+        calls.append(
+            lambda: annexb.config_record_to_annexb(rng.choice(("h264", "hevc")), msg.extradata)
+        )
     for call in calls:
         try:
             call()
@@ -411,7 +440,13 @@ def _server_reply(conn: Connection, msg: Message) -> None:
         conn.send(Packet(msg.pts, msg.pts, 0, 1, b"\x00\x00\x00\x01\x65"))
 
 
-def _drive(rng: random.Random, conn: Connection, data: bytes, stats: Stats, on_msg: Callable[[Message], None]) -> None:
+def _drive(
+    rng: random.Random,
+    conn: Connection,
+    data: bytes,
+    stats: Stats,
+    on_msg: Callable[[Message], None],
+) -> None:
     def handle(m: Message) -> None:
         stats.messages += 1
         stats.max_allocated = max(stats.max_allocated, conn.receiver.allocated)
@@ -492,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: time based)")
     ap.add_argument("--crash-dir", type=Path, default=Path("fuzz-crashes"))
     ap.add_argument("--keep-going", action="store_true", help="record crashes and continue")
-    ap.add_argument("--tracemalloc", action="store_true", help="also report the Python heap peak (slower)")
+    ap.add_argument(
+        "--tracemalloc", action="store_true", help="also report the Python heap peak (slower)"
+    )
     ap.add_argument("--max-rss-growth-mib", type=int, default=256)
     ap.add_argument("--progress", type=int, default=50_000, help="print a line every N iterations")
     args = ap.parse_args(argv)
@@ -526,7 +563,10 @@ def main(argv: list[str] | None = None) -> int:
         stats.iterations = i
         if args.progress and i % args.progress == 0:
             dt = time.perf_counter() - t0
-            print(f"  {i} iterations, {i / dt:,.0f}/s, max RSS {max_rss_bytes() / 2**20:.0f} MiB", flush=True)
+            print(
+                f"  {i} iterations, {i / dt:,.0f}/s, max RSS {max_rss_bytes() / 2**20:.0f} MiB",
+                flush=True,
+            )
     dt = time.perf_counter() - t0
     heap_peak = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None
     rss1 = max_rss_bytes()

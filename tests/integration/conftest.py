@@ -67,15 +67,21 @@ class ServerProcess:
             if m:
                 return m
             if time.monotonic() > deadline:
-                raise AssertionError(f"log line /{pattern}/ not seen within {timeout} s:\n{self.stderr_text()}")
+                raise AssertionError(
+                    f"log line /{pattern}/ not seen within {timeout} s:\n{self.stderr_text()}"
+                )
             if self.proc.poll() is not None and not rx.search(self.stderr_text()):
-                raise AssertionError(f"server exited ({self.proc.returncode}) before /{pattern}/:\n{self.stderr_text()}")
+                raise AssertionError(
+                    f"server exited ({self.proc.returncode}) before /{pattern}/:\n{self.stderr_text()}"
+                )
             time.sleep(0.05)
 
     def encoded_frames(self, timeout: float = 20.0) -> int:
         """Frames the server encoded in its next finished session: a raw-frame encode's
         ``frames_in`` or a packet transcode's ``packets_out`` (its SUMMARY line)."""
-        m = self.wait_for_log(r"SUMMARY mode=(?:encode frames_in|transcode packets_in=\d+ packets_out)=(\d+)", timeout)
+        m = self.wait_for_log(
+            r"SUMMARY mode=(?:encode frames_in|transcode packets_in=\d+ packets_out)=(\d+)", timeout
+        )
         return int(m.group(1))
 
     def wait(self, timeout: float = STOP_TIMEOUT) -> int:
@@ -97,7 +103,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-            raise AssertionError(f"vtremoted did not exit within {timeout} s after signal {sig}") from None
+            raise AssertionError(
+                f"vtremoted did not exit within {timeout} s after signal {sig}"
+            ) from None
         finally:
             if self.proc.stdout is not None and self.proc.poll() is not None:
                 self.proc.stdout.close()
@@ -109,7 +117,9 @@ def _start(args: tuple[str, ...], stderr_path: Path, env: dict[str, str] | None)
     cmd = [sys.executable, "-m", "vtremote.cli.serve"]
     if not any(a == "--listen" or a.startswith("--listen=") for a in args):
         cmd += ["--listen", "127.0.0.1:0"]
-    if "--advertise" not in args:  # mDNS costs a thread and 0.25 s at exit; the tests that need it ask
+    if (
+        "--advertise" not in args
+    ):  # mDNS costs a thread and 0.25 s at exit; the tests that need it ask
         cmd.append("--no-advertise")
     cmd += list(args)
     full_env = dict(os.environ)
@@ -175,8 +185,11 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
                 continue
             if rc != 0:
                 failures.append(f"vtremoted {' '.join(server.args)} exited {rc} on SIGTERM")
-    failed = any(getattr(request.node, f"rep_{w}", None) is not None and getattr(request.node, f"rep_{w}").failed
-                 for w in ("setup", "call"))
+    failed = any(
+        getattr(request.node, f"rep_{w}", None) is not None
+        and getattr(request.node, f"rep_{w}").failed
+        for w in ("setup", "call")
+    )
     if failed or failures:
         for server in servers:
             print(f"\n===== vtremoted {' '.join(server.args)} stderr =====\n{server.stderr_text()}")

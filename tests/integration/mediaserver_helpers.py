@@ -20,12 +20,22 @@ from media import sine_frames, testsrc_frames
 RATE = 30
 
 
-def run_ffmpeg(tmp_path: Path, args: list[str], *, host: str | None = None, env: dict[str, str] | None = None,
-               config: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_ffmpeg(
+    tmp_path: Path,
+    args: list[str],
+    *,
+    host: str | None = None,
+    env: dict[str, str] | None = None,
+    config: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     """``vtremote-ffmpeg ARGS`` with a clean environment: no user config, state in tmp."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VTREMOTE_")}
-    clean.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"),
-                 VTREMOTE_STATE_DIR=str(tmp_path / "state"))
+    clean.update(
+        HOME=str(tmp_path / "home"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        VTREMOTE_STATE_DIR=str(tmp_path / "state"),
+    )
     if host is not None:
         clean["VTREMOTE_HOST"] = host
     if config is not None:
@@ -33,8 +43,14 @@ def run_ffmpeg(tmp_path: Path, args: list[str], *, host: str | None = None, env:
         path.write_text(config)
         clean["VTREMOTE_CONFIG"] = str(path)
     clean.update(env or {})
-    return subprocess.run([sys.executable, "-m", "vtremote.cli.ffmpeg", *args], capture_output=True, text=True,
-                          timeout=timeout, env=clean, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "vtremote.cli.ffmpeg", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def counters(tmp_path: Path) -> dict[str, int]:
@@ -44,15 +60,24 @@ def counters(tmp_path: Path) -> dict[str, int]:
     return data
 
 
-def make_movie(path: Path, seconds: float = 3.0, width: int = 320, height: int = 180, gop: int = 30,
-               audio_layout: str = "stereo") -> Path:
+def make_movie(
+    path: Path,
+    seconds: float = 3.0,
+    width: int = 320,
+    height: int = 180,
+    gop: int = 30,
+    audio_layout: str = "stereo",
+) -> Path:
     """An MKV like a media library's: H.264 (keyframe every ``gop`` frames, B-frames), AAC, SubRip."""
     n = round(seconds * RATE)
     frames = testsrc_frames(n, width, height, "yuv420p", RATE)
     with av.open(str(path), "w", format="matroska") as out:
         video = out.add_stream("libx264", rate=RATE)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.codec_context.options = {"preset": "veryfast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2:log=-1"}
+        video.codec_context.options = {
+            "preset": "veryfast",
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2:log=-1",
+        }
         sound = out.add_stream("aac", rate=48000)
         sound.layout = audio_layout
         subs = out.add_mux_stream("subrip")
@@ -71,7 +96,9 @@ def make_movie(path: Path, seconds: float = 3.0, width: int = 320, height: int =
             pkt.pts = pkt.dts = i * 500
             pkt.duration = 500
             packets.append(pkt)
-        packets.sort(key=lambda p: float((p.dts if p.dts is not None else p.pts or 0) * p.time_base))
+        packets.sort(
+            key=lambda p: float((p.dts if p.dts is not None else p.pts or 0) * p.time_base)
+        )
         for pkt in packets:
             out.mux(pkt)
     return path
@@ -154,7 +181,11 @@ def read_hls(playlist: Path) -> HlsSet:
                         seg.audio_channels = frame.layout.nb_channels
                         seg.audio_samples += frame.samples
                         seg.audio_rate = frame.sample_rate
-                        seg.audio.append(frame.to_ndarray().reshape(seg.audio_channels, -1) if frame.format.is_planar is False else frame.to_ndarray())
+                        seg.audio.append(
+                            frame.to_ndarray().reshape(seg.audio_channels, -1)
+                            if frame.format.is_planar is False
+                            else frame.to_ndarray()
+                        )
     return HlsSet(text, seq, init, segments)
 
 

@@ -28,15 +28,35 @@ def video_stream(summary: dict) -> dict:
 
 
 def scaled_reference(src: Path, width: int, height: int) -> list[np.ndarray]:
-    return [luma(f.reformat(width=width, height=height, format="yuv420p")) for f in decode_video(src)]
+    return [
+        luma(f.reformat(width=width, height=height, format="yuv420p")) for f in decode_video(src)
+    ]
 
 
-def test_scaled_rendition_travels_as_packets(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_scaled_rendition_travels_as_packets(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = make_av_mkv(tmp_path / "in.mkv", n=60, width=640, height=360, bframes=2)
     out = tmp_path / "out.mkv"
     rc, summary, err = run_json(
-        capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-vf", "scale=-2:180",
-        "-b:v", "400k", "-g", "30", "-c:a", "copy", "-c:s", "copy", out,
+        capsys,
+        "-i",
+        src,
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-vf",
+        "scale=-2:180",
+        "-b:v",
+        "400k",
+        "-g",
+        "30",
+        "-c:a",
+        "copy",
+        "-c:s",
+        "copy",
+        out,
     )
     assert rc == 0, err
     video = video_stream(summary)
@@ -64,12 +84,26 @@ def test_scaled_rendition_travels_as_packets(server, tmp_path: Path, capsys: pyt
     assert "SUMMARY" in server.stderr_text() and "mode=transcode" in server.stderr_text()
 
 
-def test_hevc_10bit_to_h264_with_remote_decoder_named_before_input(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_hevc_10bit_to_h264_with_remote_decoder_named_before_input(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = make_hevc_mp4(tmp_path / "in.mp4", 30, 320, 240, ten_bit=True)
     out = tmp_path / "out.mp4"
     rc, summary, err = run_json(
-        capsys, "-c:v", "hevc_videotoolbox_remote", "-vt_remote_host", server.addr, "-i", src,
-        "-c:v", REMOTE_H264, "-vf", "scale=160:120,format=yuv420p", "-b:v", "300k", out,
+        capsys,
+        "-c:v",
+        "hevc_videotoolbox_remote",
+        "-vt_remote_host",
+        server.addr,
+        "-i",
+        src,
+        "-c:v",
+        REMOTE_H264,
+        "-vf",
+        "scale=160:120,format=yuv420p",
+        "-b:v",
+        "300k",
+        out,
     )
     assert rc == 0, err
     assert video_stream(summary)["strategy"] == "transcode"
@@ -86,19 +120,48 @@ def test_hevc_10bit_to_h264_with_remote_decoder_named_before_input(server, tmp_p
         (["-t", "0.5"], "-t need frame-exact trimming"),
     ],
 )
-def test_falls_back_to_raw_frames_and_says_why(server, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], reason: str) -> None:
+def test_falls_back_to_raw_frames_and_says_why(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], reason: str
+) -> None:
     src = make_av_mkv(tmp_path / "in.mkv", n=30, width=320, height=180)
-    rc, summary, err = run_json(capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, *extra, "-an", "-sn", tmp_path / "o.mkv")
+    rc, summary, err = run_json(
+        capsys,
+        "-i",
+        src,
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        *extra,
+        "-an",
+        "-sn",
+        tmp_path / "o.mkv",
+    )
     assert rc == 0, err
     assert video_stream(summary)["strategy"] == "frames"
     assert "not packet transcode" in err and reason in err
     assert len(decode_video(tmp_path / "o.mkv")) == (15 if "-t" in extra else 30)
 
 
-def test_plain_v1_server_falls_back(start_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plain_v1_server_falls_back(
+    start_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     srv = start_server("--engine", "x264", "--no-extensions")
     src = make_av_mkv(tmp_path / "in.mkv", n=30, width=320, height=180)
-    rc, summary, err = run_json(capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", srv.addr, "-vf", "scale=160:90", "-an", "-sn", tmp_path / "o.mkv")
+    rc, summary, err = run_json(
+        capsys,
+        "-i",
+        src,
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        srv.addr,
+        "-vf",
+        "scale=160:90",
+        "-an",
+        "-sn",
+        tmp_path / "o.mkv",
+    )
     assert rc == 0, err
     assert video_stream(summary)["strategy"] == "frames"
     assert "does not offer packet transcode" in err
@@ -106,18 +169,45 @@ def test_plain_v1_server_falls_back(start_server, tmp_path: Path, capsys: pytest
     assert len(frames) == 30 and frames[0].width == 160
 
 
-def test_required_transcode_fails_with_the_reason(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_required_transcode_fails_with_the_reason(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = make_av_mkv(tmp_path / "in.mkv", n=10, width=320, height=180)
-    rc, _, err = run_json(capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-vf", "hflip",
-                          "-vt_remote_transcode", "1", tmp_path / "o.mkv")
+    rc, _, err = run_json(
+        capsys,
+        "-i",
+        src,
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-vf",
+        "hflip",
+        "-vt_remote_transcode",
+        "1",
+        tmp_path / "o.mkv",
+    )
     assert rc == 2
     assert "packet transcode is not possible" in err and "hflip" in err
     assert not (tmp_path / "o.mkv").exists()
 
 
-def test_embedded_server_transcodes(tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+def test_embedded_server_transcodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     src = make_av_mkv(tmp_path / "in.mkv", n=30, width=320, height=180)
-    rc, summary, err = run_json(capsys, "-i", src, "-c:v", REMOTE_H264, "-vf", "scale=160:90", "-an", "-sn", tmp_path / "o.mp4")
+    rc, summary, err = run_json(
+        capsys,
+        "-i",
+        src,
+        "-c:v",
+        REMOTE_H264,
+        "-vf",
+        "scale=160:90",
+        "-an",
+        "-sn",
+        tmp_path / "o.mp4",
+    )
     assert rc == 0, err
     assert summary["embedded_server"] and video_stream(summary)["strategy"] == "transcode"
     assert len(decode_video(tmp_path / "o.mp4")) == 30

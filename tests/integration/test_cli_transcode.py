@@ -35,7 +35,12 @@ def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str
 def run_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """The installed entry point in its own process (real exit codes, real stderr)."""
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from vtremote.cli.main import main; sys.exit(main())", *map(str, args)],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from vtremote.cli.main import main; sys.exit(main())",
+            *map(str, args),
+        ],
         capture_output=True,
         text=True,
         timeout=100,
@@ -53,7 +58,13 @@ def copied(path: Path, kind: str) -> list[tuple[bytes, float | None, float | Non
     out = []
     for p in packets_of(path, kind):
         tb = p.time_base
-        out.append((bytes(p), float(p.pts * tb) if p.pts is not None else None, float(p.duration * tb) if p.duration else None))
+        out.append(
+            (
+                bytes(p),
+                float(p.pts * tb) if p.pts is not None else None,
+                float(p.duration * tb) if p.duration else None,
+            )
+        )
     return out
 
 
@@ -82,13 +93,29 @@ def strictly_increasing(values: list[int]) -> bool:
 # --- the seed command ---------------------------------------------------------------------------
 
 
-def test_seed_command_copies_audio_and_subtitles_untouched(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_seed_command_copies_audio_and_subtitles_untouched(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The reference README's command, verbatim apart from the host."""
     src = make_av_mkv(tmp_path / "input.mkv", n=48, width=320, height=180, rate=24)
     out = tmp_path / "output.mkv"
     rc, _, err = run(
-        capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr,
-        "-b:v", "6000k", "-g", "240", "-c:a", "copy", "-c:s", "copy", out,
+        capsys,
+        "-i",
+        src,
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-b:v",
+        "6000k",
+        "-g",
+        "240",
+        "-c:a",
+        "copy",
+        "-c:s",
+        "copy",
+        out,
     )
     assert rc == 0, err
     assert "-> " in err and "frame=    48" in err  # the summary line
@@ -102,7 +129,9 @@ def test_seed_command_copies_audio_and_subtitles_untouched(server, tmp_path: Pat
     assert strictly_increasing(v["dts"])
     assert all(p.duration and p.duration > 0 for p in v["packets"])
     assert v["keyframes"] == [0]  # -g 240 > 48 frames: one IDR
-    assert v["extradata"][:1] == b"\x01"  # avcC in Matroska CodecPrivate, built from the server's record
+    assert (
+        v["extradata"][:1] == b"\x01"
+    )  # avcC in Matroska CodecPrivate, built from the server's record
     assert abs(v["duration"] - 2.0) < 0.1
     # Compressed source, remote encoder, no client-only filter: one packet transcode session.
     assert "mode=transcode" in server.stderr_text() and "br=6000000 gop=240" in server.stderr_text()
@@ -130,27 +159,58 @@ def test_ntsc_rate_with_millisecond_timestamps_keeps_every_frame(
     """23.976 fps in Matroska's 1 ms clock, starting half a frame late: rounding each
     timestamp to the 1001/24000 grid lands some frames on their predecessor's tick;
     they must move to the next tick, not be dropped."""
-    made = make_av_mkv(tmp_path / "made.mkv", n=96, width=320, height=180, rate=Fraction(24000, 1001))
+    made = make_av_mkv(
+        tmp_path / "made.mkv", n=96, width=320, height=180, rate=Fraction(24000, 1001)
+    )
     src = _shift_video(made, tmp_path / "input.mkv", 21)
     out = tmp_path / "output.mkv"
-    rc, _, err = run(capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-g", "48", "-an", "-sn", out)
+    rc, _, err = run(
+        capsys,
+        "-i",
+        src,
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-g",
+        "48",
+        "-an",
+        "-sn",
+        out,
+    )
     assert rc == 0, err
     v = video_info(out)
     assert v["frames"] == 96 == len(v["packets"])
     assert strictly_increasing(v["dts"])
 
 
-def test_bitrate_within_tolerance(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bitrate_within_tolerance(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = make_av_mkv(tmp_path / "input.mkv", n=60, width=320, height=180, rate=24, source="noise")
     out = tmp_path / "out.mkv"
     rc, _, err = run(
-        capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-b:v", "400k", "-g", "48",
-        "-an", "-sn", out,
+        capsys,
+        "-i",
+        src,
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-b:v",
+        "400k",
+        "-g",
+        "48",
+        "-an",
+        "-sn",
+        out,
     )
     assert rc == 0, err
     v = video_info(out)
     bitrate = v["bytes"] * 8 / 2.5
-    assert 400_000 * 0.75 <= bitrate <= 400_000 * 1.25, bitrate  # the reference's check_bitrate tolerance
+    assert 400_000 * 0.75 <= bitrate <= 400_000 * 1.25, (
+        bitrate
+    )  # the reference's check_bitrate tolerance
     assert v["keyframes"] == [0, 2000]  # -g 48 at 24 fps, Matroska counts milliseconds
     assert v["frames"] == 60
 
@@ -158,12 +218,33 @@ def test_bitrate_within_tolerance(server, tmp_path: Path, capsys: pytest.Capture
 # --- containers -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("ext", "record"), [("mp4", "avcc"), ("mov", "avcc"), ("mkv", "avcc"), ("ts", "annexb"), ("nut", "annexb")])
-def test_output_containers(server, tmp_path: Path, capsys: pytest.CaptureFixture[str], ext: str, record: str) -> None:
+@pytest.mark.parametrize(
+    ("ext", "record"),
+    [("mp4", "avcc"), ("mov", "avcc"), ("mkv", "avcc"), ("ts", "annexb"), ("nut", "annexb")],
+)
+def test_output_containers(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str], ext: str, record: str
+) -> None:
     out = tmp_path / f"out.{ext}"
     rc, _, err = run(
-        capsys, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=20", "-t", "1", "-c:v", REMOTE_H264,
-        "-vt_remote_host", server.addr, "-b:v", "300k", "-g", "10", "-bf", "2", out,
+        capsys,
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=20",
+        "-t",
+        "1",
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-b:v",
+        "300k",
+        "-g",
+        "10",
+        "-bf",
+        "2",
+        out,
     )
     assert rc == 0, err
     v = video_info(out)
@@ -180,16 +261,46 @@ def test_output_containers(server, tmp_path: Path, capsys: pytest.CaptureFixture
     assert abs(v["duration"] - 1.0) < 0.1
 
 
-def test_null_output_and_hevc_p010(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_null_output_and_hevc_p010(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, _, err = run(
-        capsys, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10", "-t", "1", "-pix_fmt", "p010le",
-        "-c:v", "hevc_videotoolbox_remote", "-vt_remote_host", server.addr, "-f", "null", "-",
+        capsys,
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=10",
+        "-t",
+        "1",
+        "-pix_fmt",
+        "p010le",
+        "-c:v",
+        "hevc_videotoolbox_remote",
+        "-vt_remote_host",
+        server.addr,
+        "-f",
+        "null",
+        "-",
     )
     assert rc == 0, err
     out = tmp_path / "hevc.mp4"
     rc, _, err = run(
-        capsys, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10", "-t", "1", "-pix_fmt", "p010le",
-        "-c:v", "hevc_videotoolbox_remote", "-vt_remote_host", server.addr, "-profile:v", "main10", out,
+        capsys,
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=10",
+        "-t",
+        "1",
+        "-pix_fmt",
+        "p010le",
+        "-c:v",
+        "hevc_videotoolbox_remote",
+        "-vt_remote_host",
+        server.addr,
+        "-profile:v",
+        "main10",
+        out,
     )
     assert rc == 0, err
     frames = decode_video(out)
@@ -200,12 +311,26 @@ def test_null_output_and_hevc_p010(server, tmp_path: Path, capsys: pytest.Captur
 # --- decode paths -------------------------------------------------------------------------------------
 
 
-def test_remote_decode_then_local_encode(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_remote_decode_then_local_encode(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = make_h264_mp4(tmp_path / "in.mp4", 24, 320, 180, bframes=2)
     out = tmp_path / "local.mp4"
     rc, _, err = run(
-        capsys, "-vt_remote_host", server.addr, "-c:v", REMOTE_H264, "-i", src,
-        "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10", out,
+        capsys,
+        "-vt_remote_host",
+        server.addr,
+        "-c:v",
+        REMOTE_H264,
+        "-i",
+        src,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "10",
+        out,
     )
     assert rc == 0, err
     assert "mode=decode" in server.stderr_text()
@@ -220,13 +345,34 @@ def test_remote_decode_then_local_encode(server, tmp_path: Path, capsys: pytest.
         assert c.streams.video[0].average_rate == 30
 
 
-def test_remote_decode_scale_remote_encode(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_remote_decode_scale_remote_encode(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = make_av_mkv(tmp_path / "in.mkv", n=24, width=320, height=180, rate=24)
     out = tmp_path / "chain.mkv"
     rc, _, err = run(
-        capsys, "-vt_remote_host", server.addr, "-c:v", REMOTE_H264, "-i", src,
-        "-vf", "scale=160:90", "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-b:v", "200k",
-        "-c:a", "copy", "-c:s", "copy", "-vt_remote_transcode", "0", out,
+        capsys,
+        "-vt_remote_host",
+        server.addr,
+        "-c:v",
+        REMOTE_H264,
+        "-i",
+        src,
+        "-vf",
+        "scale=160:90",
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-b:v",
+        "200k",
+        "-c:a",
+        "copy",
+        "-c:s",
+        "copy",
+        "-vt_remote_transcode",
+        "0",
+        out,
     )
     assert rc == 0, err
     v = video_info(out)
@@ -246,8 +392,20 @@ def test_hevc_remote_encode_keeps_the_source_bit_depth(
     src = make_hevc_mp4(tmp_path / "in.mp4", 12, 320, 180, ten_bit=ten_bit)
     out = tmp_path / "out.mkv"
     rc, _, err = run(
-        capsys, "-c:v", "hevc_videotoolbox_remote", "-vt_remote_host", server.addr, "-i", src,
-        "-vf", "scale=160:90", "-c:v", "hevc_videotoolbox_remote", "-vt_remote_host", server.addr, out,
+        capsys,
+        "-c:v",
+        "hevc_videotoolbox_remote",
+        "-vt_remote_host",
+        server.addr,
+        "-i",
+        src,
+        "-vf",
+        "scale=160:90",
+        "-c:v",
+        "hevc_videotoolbox_remote",
+        "-vt_remote_host",
+        server.addr,
+        out,
     )
     assert rc == 0, err
     with av.open(str(out)) as c:
@@ -255,12 +413,32 @@ def test_hevc_remote_encode_keeps_the_source_bit_depth(
     assert video_info(out)["frames"] == 12
 
 
-def test_trim_and_forced_keyframes(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_trim_and_forced_keyframes(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = make_av_mkv(tmp_path / "in.mkv", n=48, width=320, height=180, rate=24)
     out = tmp_path / "cut.mkv"
     rc, _, err = run(
-        capsys, "-i", src, "-ss", "0.5", "-t", "1", "-c:v", REMOTE_H264, "-vt_remote_host", server.addr,
-        "-g", "100", "-force_key_frames", "0,0.5", "-c:a", "copy", "-c:s", "copy", out,
+        capsys,
+        "-i",
+        src,
+        "-ss",
+        "0.5",
+        "-t",
+        "1",
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-g",
+        "100",
+        "-force_key_frames",
+        "0,0.5",
+        "-c:a",
+        "copy",
+        "-c:s",
+        "copy",
+        out,
     )
     assert rc == 0, err
     v = video_info(out)
@@ -281,8 +459,19 @@ def test_trim_and_forced_keyframes(server, tmp_path: Path, capsys: pytest.Captur
 def test_embedded_server_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.mp4"
     rc, stdout, err = run(
-        capsys, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "0.5", "-c:v", REMOTE_H264,
-        "-b:v", "500k", "--json", out,
+        capsys,
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30",
+        "-t",
+        "0.5",
+        "-c:v",
+        REMOTE_H264,
+        "-b:v",
+        "500k",
+        "--json",
+        out,
     )
     assert rc == 0, err
     summary = json.loads(stdout)
@@ -308,11 +497,22 @@ def _free_port() -> int:
 def test_dead_server(tmp_path: Path) -> None:
     port = _free_port()
     proc = run_process(
-        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "0.2", "-c:v", REMOTE_H264,
-        "-vt_remote_host", f"127.0.0.1:{port}", tmp_path / "o.mp4",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30",
+        "-t",
+        "0.2",
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        f"127.0.0.1:{port}",
+        tmp_path / "o.mp4",
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip().endswith(f"vtremote: error: cannot reach 127.0.0.1:{port}: connection refused")
+    assert proc.stderr.strip().endswith(
+        f"vtremote: error: cannot reach 127.0.0.1:{port}: connection refused"
+    )
     assert not (tmp_path / "o.mp4").exists()
 
 
@@ -320,8 +520,17 @@ def test_busy_server(start_server, tmp_path: Path) -> None:
     srv = start_server("--engine", "x264", "--max-sessions", "1")
     with RemoteEncoder(srv.addr, width=64, height=64) as holder:
         proc = run_process(
-            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "0.2", "-c:v", REMOTE_H264,
-            "-vt_remote_host", srv.addr, tmp_path / "o.mp4",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+            "-t",
+            "0.2",
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            srv.addr,
+            tmp_path / "o.mp4",
         )
         holder.flush()
     assert proc.returncode == 1
@@ -330,7 +539,18 @@ def test_busy_server(start_server, tmp_path: Path) -> None:
 
 def test_auth_failure(start_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     srv = start_server("--engine", "x264", "--token", "s3cret")
-    args = ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "0.2", "-c:v", REMOTE_H264, "-vt_remote_host", srv.addr]
+    args = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30",
+        "-t",
+        "0.2",
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        srv.addr,
+    ]
     rc, _, err = run(capsys, *args, "-vt_remote_token", "nope", tmp_path / "o.mp4")
     assert rc == 1
     assert "vtremote: error: authentication failed" in err and srv.addr in err
@@ -345,12 +565,16 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no output file" in proc.stderr
 
 
-def test_missing_input_and_existing_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_input_and_existing_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, _, err = run(capsys, "-i", tmp_path / "nope.mkv", "-c:v", "libx264", tmp_path / "o.mp4")
     assert rc == 1 and "cannot open input" in err and "No such file or directory" in err
     existing = tmp_path / "exists.mp4"
     existing.write_bytes(b"keep me")
-    rc, _, err = run(capsys, "-f", "lavfi", "-i", "testsrc2", "-t", "0.1", "-c:v", "libx264", existing)
+    rc, _, err = run(
+        capsys, "-f", "lavfi", "-i", "testsrc2", "-t", "0.1", "-c:v", "libx264", existing
+    )
     assert rc == 1 and "already exists; use -y" in err
     assert existing.read_bytes() == b"keep me"
 
@@ -381,11 +605,15 @@ def test_probe(start_server, capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 1 and "cannot reach" in err
 
 
-def test_time_base_is_the_frame_rate(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_time_base_is_the_frame_rate(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """MKV counts in milliseconds; the encoder counts frames (1/rate), as ffmpeg does."""
     src = make_av_mkv(tmp_path / "in.mkv", n=24, width=320, height=180, rate=24)
     out = tmp_path / "out.mp4"
-    rc, _, err = run(capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-an", "-sn", out)
+    rc, _, err = run(
+        capsys, "-i", src, "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-an", "-sn", out
+    )
     assert rc == 0, err
     with av.open(str(out)) as c:
         s = c.streams.video[0]
@@ -395,14 +623,41 @@ def test_time_base_is_the_frame_rate(server, tmp_path: Path, capsys: pytest.Capt
     assert Fraction(durations.pop()) * s.time_base == Fraction(1, 24)
 
 
-def test_raw_h264_input_without_timestamps(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_raw_h264_input_without_timestamps(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw = tmp_path / "clip.h264"
-    rc, _, err = run(capsys, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-t", "1", "-c:v", "libx264", "-f", "h264", raw)
+    rc, _, err = run(
+        capsys,
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30",
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-f",
+        "h264",
+        raw,
+    )
     assert rc == 0, err
     out = tmp_path / "out.mp4"
     rc, _, err = run(
-        capsys, "-framerate", "30", "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-i", raw,
-        "-c:v", REMOTE_H264, "-vt_remote_host", server.addr, out,
+        capsys,
+        "-framerate",
+        "30",
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-i",
+        raw,
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        out,
     )
     assert rc == 0, err
     v = video_info(out)

@@ -35,8 +35,16 @@ def test_encode_round_trip_returns_every_packet(server, compression: str) -> Non
     frames = testsrc_frames(N, W, H, "nv12")
     packets: list[av.Packet] = []
     with RemoteEncoder(
-        server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30,
-        compression=compression, bitrate=400_000, gop=12, inflight=12,
+        server.addr,
+        "h264",
+        width=W,
+        height=H,
+        time_base=Fraction(1, 30),
+        framerate=30,
+        compression=compression,
+        bitrate=400_000,
+        gop=12,
+        inflight=12,
     ) as enc:
         assert enc.compression.name.lower() == compression
         assert enc.server_name and enc.engine  # our server names itself and its engine
@@ -70,8 +78,16 @@ def test_encode_small_window_never_stalls(server, inflight: int) -> None:
     the timeout. B-frames asked for are cut to what the window allows, with a warning."""
     frames = testsrc_frames(N, W, H, "nv12")
     packets: list[av.Packet] = []
-    with RemoteEncoder(server.addr, "h264", width=W, height=H, gop=12, max_b_frames=2, inflight=inflight,
-                       timeout=2.0) as enc:
+    with RemoteEncoder(
+        server.addr,
+        "h264",
+        width=W,
+        height=H,
+        gop=12,
+        max_b_frames=2,
+        inflight=inflight,
+        timeout=2.0,
+    ) as enc:
         for frame in frames:
             packets += enc.encode(frame)
         packets += enc.flush()
@@ -95,7 +111,9 @@ def test_encode_forced_keyframes_and_frame_conversion(server) -> None:
 
 def test_encode_hevc_p010(server) -> None:
     frames = testsrc_frames(8, W, H, "p010le")
-    with RemoteEncoder(server.addr, "hevc", width=W, height=H, pix_fmt="p010le", gop=30, compression="zstd") as enc:
+    with RemoteEncoder(
+        server.addr, "hevc", width=W, height=H, pix_fmt="p010le", gop=30, compression="zstd"
+    ) as enc:
         packets = []
         for frame in frames:
             packets += enc.encode(frame)
@@ -107,7 +125,9 @@ def test_encode_hevc_p010(server) -> None:
 
 def test_encoder_refuses_wrong_geometry_and_use_after_flush(server) -> None:
     with RemoteEncoder(server.addr, width=W, height=H) as enc:
-        with pytest.raises(ConfigError, match="frame is 640x360, the session was configured for 320x180"):
+        with pytest.raises(
+            ConfigError, match="frame is 640x360, the session was configured for 320x180"
+        ):
             enc.encode(testsrc_frames(1, 640, 360)[0])
         enc.flush()
         with pytest.raises(ConfigError, match="after flush"):
@@ -150,7 +170,9 @@ def test_decode_lock_step_matches_pipelined(server, tmp_path: Path) -> None:
     piped, dec_p = _decode_remote(path, addr=server.addr, inflight=8)
     locked, dec_l = _decode_remote(path, addr=server.addr, pipeline=False)
     assert dec_p.pipelined and not dec_l.pipelined
-    assert "ext_decode_pipeline" in dict(dec_p.options) and "ext_decode_pipeline" not in dict(dec_l.options)
+    assert "ext_decode_pipeline" in dict(dec_p.options) and "ext_decode_pipeline" not in dict(
+        dec_l.options
+    )
     assert dec_l.stats.max_inflight == 1 < dec_p.stats.max_inflight
     assert len(piped) == len(locked) == N
     for a, b in zip(piped, locked, strict=True):

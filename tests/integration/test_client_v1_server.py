@@ -23,7 +23,7 @@ W, H = 320, 180
 
 # VTR1.md Appendix A: HELLO_ACK, status OK, as the reference daemon sends it.
 REFERENCE_HELLO_ACK = bytes.fromhex(
-    "565452310001000200000016" "00" "0000" "0000" "02" "000468323634" "000468657663" "0004" "0001"
+    "56545231000100020000001600000000000200046832363400046865766300040001"
 )
 
 
@@ -48,8 +48,15 @@ def test_encoder_uses_no_extension_and_loses_no_packet(start_server) -> None:
     n = 30
     packets: list[av.Packet] = []
     with RemoteEncoder(
-        srv.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30,
-        bitrate=300_000, gop=10, max_b_frames=2,
+        srv.addr,
+        "h264",
+        width=W,
+        height=H,
+        time_base=Fraction(1, 30),
+        framerate=30,
+        bitrate=300_000,
+        gop=10,
+        max_b_frames=2,
     ) as enc:
         assert not enc.extensions and not enc.keepalive and enc.server_name == ""
         assert not any(key.startswith("ext_") for key, _ in enc.options)
@@ -70,8 +77,17 @@ def test_a_window_smaller_than_the_b_frames_delay_still_gets_every_packet(start_
     n = 30
     packets: list[av.Packet] = []
     with RemoteEncoder(
-        srv.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30,
-        bitrate=300_000, gop=10, max_b_frames=2, inflight=1, timeout=2.0,
+        srv.addr,
+        "h264",
+        width=W,
+        height=H,
+        time_base=Fraction(1, 30),
+        framerate=30,
+        bitrate=300_000,
+        gop=10,
+        max_b_frames=2,
+        inflight=1,
+        timeout=2.0,
     ) as enc:
         for frame in testsrc_frames(n, W, H, "nv12"):
             packets += enc.encode(frame)
@@ -79,11 +95,17 @@ def test_a_window_smaller_than_the_b_frames_delay_still_gets_every_packet(start_
     assert sorted(p.pts for p in packets) == list(range(n))
     dts = [p.dts for p in packets]
     assert all(a < b for a, b in zip(dts, dts[1:], strict=False))
-    assert [i for i, p in enumerate(sorted(packets, key=lambda p: p.pts)) if p.is_keyframe] == [0, 10, 20]
+    assert [i for i, p in enumerate(sorted(packets, key=lambda p: p.pts)) if p.is_keyframe] == [
+        0,
+        10,
+        20,
+    ]
     assert "encoding again from the first frame" in srv.stderr_text()
 
 
-def test_decoder_falls_back_to_lock_step_and_keeps_every_frame(start_server, tmp_path: Path) -> None:
+def test_decoder_falls_back_to_lock_step_and_keeps_every_frame(
+    start_server, tmp_path: Path
+) -> None:
     """B-frames give the server's decoder a reorder delay: the first PACKETs yield no FRAME.
     Lock-step must still return every frame, in order, with the local decoder's pixels."""
     srv = start_server("--engine", "x264", "--no-extensions")

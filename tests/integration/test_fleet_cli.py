@@ -34,11 +34,28 @@ def test_cli_encode_survives_a_server_killed_mid_run(start_server, tmp_path: Pat
     dying = start_server("--engine", "x264", "--die-after-frames", "25")
     healthy = start_server("--engine", "x264")
     out = tmp_path / "out.mp4"
-    rc = main([
-        "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", "60", "-c:v", REMOTE_H264,
-        "-vt_remote_host", f"{dying.addr},{healthy.addr}", "-vt_remote_timeout_ms", "2000",
-        "-g", "20", "-b:v", "300k", "--json", str(out),
-    ])
+    rc = main(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            "60",
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            f"{dying.addr},{healthy.addr}",
+            "-vt_remote_timeout_ms",
+            "2000",
+            "-g",
+            "20",
+            "-b:v",
+            "300k",
+            "--json",
+            str(out),
+        ]
+    )
     stdout, err = capsys.readouterr()
     assert rc == 0, err
     assert dying.wait(10) == -9
@@ -63,10 +80,24 @@ def test_cli_decode_survives_a_server_killed_mid_run(start_server, tmp_path: Pat
     dying = start_server("--engine", "x264", "--die-after-frames", "20")
     healthy = start_server("--engine", "x264")
     out = tmp_path / "out.mkv"
-    rc = main([
-        "-c:v", REMOTE_H264, "-vt_remote_host", f"{dying.addr},{healthy.addr}", "-vt_remote_timeout_ms", "2000",
-        "-i", str(src), "-c:v", "libx264", "-preset", "ultrafast", "--json", str(out),
-    ])
+    rc = main(
+        [
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            f"{dying.addr},{healthy.addr}",
+            "-vt_remote_timeout_ms",
+            "2000",
+            "-i",
+            str(src),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "--json",
+            str(out),
+        ]
+    )
     stdout, err = capsys.readouterr()
     assert rc == 0, err
     assert dying.wait(10) == -9

@@ -30,7 +30,9 @@ def _multicast_on_loopback() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_multicast_on_loopback() is not None, reason=str(_multicast_on_loopback()))
+pytestmark = pytest.mark.skipif(
+    _multicast_on_loopback() is not None, reason=str(_multicast_on_loopback())
+)
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +51,9 @@ def find(port: int, tries: int = 3) -> Advert | None:
 
 
 def test_advert_contents_and_live_counts(start_server, capsys) -> None:
-    srv = start_server("--engine", "x264", "--advertise", "--token", "s3cret", "--max-sessions", "3")
+    srv = start_server(
+        "--engine", "x264", "--advertise", "--token", "s3cret", "--max-sessions", "3"
+    )
     srv.wait_for_log("announced .* on mDNS")
     advert = find(srv.port)
     assert advert is not None, srv.stderr_text()
@@ -59,7 +63,9 @@ def test_advert_contents_and_live_counts(start_server, capsys) -> None:
     assert props["codecs"] == "h264,hevc" and props["engines"] == "h264=x264,hevc=x264"
     assert props["max"] == "3" and advert.max_sessions == 3
     assert advert.token_required and props["token"] == "1" and props["tls"] == "0"
-    with RemoteEncoder(srv.addr, "h264", width=64, height=64, token="s3cret", time_base=Fraction(1, 30)):
+    with RemoteEncoder(
+        srv.addr, "h264", width=64, height=64, token="s3cret", time_base=Fraction(1, 30)
+    ):
         rc = main(["probe", "--discover", "--wait", "1.5", "--token", "s3cret", "--json"])
         out, _ = capsys.readouterr()
     assert rc == 0
@@ -84,7 +90,9 @@ def test_mdns_pool_places_on_a_discovered_server(start_server) -> None:
     srv.wait_for_log("announced .* on mDNS")
     assert find(srv.port) is not None
     ours = [srv.addr]
-    pool = resolve_pool("mdns", discover=lambda wait: [a.address for a in discover(wait) if a.address in ours])
+    pool = resolve_pool(
+        "mdns", discover=lambda wait: [a.address for a in discover(wait) if a.address in ours]
+    )
     assert pool.name == "mdns" and pool.addresses == ours
     with FailoverEncoder(pool, "h264", width=64, height=64, time_base=Fraction(1, 30)) as enc:
         assert enc.server == srv.addr

@@ -51,10 +51,23 @@ def pool_of(*servers: object) -> Pool:
     return Pool("test", tuple(PoolMember(s.addr) for s in servers))  # type: ignore[attr-defined]
 
 
-def run_encode(pool: Pool, frames: list[av.VideoFrame], **kw: object) -> tuple[FailoverEncoder, list[av.Packet]]:
+def run_encode(
+    pool: Pool, frames: list[av.VideoFrame], **kw: object
+) -> tuple[FailoverEncoder, list[av.Packet]]:
     packets: list[av.Packet] = []
-    enc = FailoverEncoder(pool, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30,
-                          bitrate=300_000, gop=GOP, inflight=16, timeout=3.0, **kw)  # type: ignore[arg-type]
+    enc = FailoverEncoder(
+        pool,
+        "h264",
+        width=W,
+        height=H,
+        time_base=Fraction(1, 30),
+        framerate=30,
+        bitrate=300_000,
+        gop=GOP,
+        inflight=16,
+        timeout=3.0,
+        **kw,
+    )  # type: ignore[arg-type]
     with enc:
         for f in frames:
             packets += enc.encode(f)
@@ -62,7 +75,9 @@ def run_encode(pool: Pool, frames: list[av.VideoFrame], **kw: object) -> tuple[F
     return enc, packets
 
 
-def check_stream(enc: FailoverEncoder, packets: list[av.Packet], frames: list[av.VideoFrame]) -> None:
+def check_stream(
+    enc: FailoverEncoder, packets: list[av.Packet], frames: list[av.VideoFrame]
+) -> None:
     assert len(packets) == len(frames)  # one packet per frame: none lost, none twice
     assert sorted(p.pts for p in packets) == [f.pts for f in frames]
     dts = [p.dts for p in packets]
@@ -135,11 +150,16 @@ def test_encoder_without_fallback_names_every_host(start_server) -> None:
     # while reading, or a reset while sending.
     text = str(err.value)
     assert f"{dying.addr}: failed earlier in this session (" in text
-    assert any(how in text for how in (f"{dying.addr} closed the connection", f"connection to {dying.addr} lost")), text
+    assert any(
+        how in text
+        for how in (f"{dying.addr} closed the connection", f"connection to {dying.addr} lost")
+    ), text
 
 
 @pytest.mark.parametrize("die_after", [0, 13, "flush"], ids=["first-packet", "mid-gop", "flush"])
-def test_decoder_resumes_from_the_last_keyframe(start_server, tmp_path, die_after: int | str) -> None:
+def test_decoder_resumes_from_the_last_keyframe(
+    start_server, tmp_path, die_after: int | str
+) -> None:
     src = tmp_path / "in.mp4"
     make_h264_mp4(src, N, W, H, gop=GOP)
     args = ["--die-at-flush"] if die_after == "flush" else ["--die-after-frames", str(die_after)]
@@ -151,7 +171,9 @@ def test_decoder_resumes_from_the_last_keyframe(start_server, tmp_path, die_afte
     out: list[av.VideoFrame] = []
     with av.open(str(src)) as container:
         stream = container.streams.video[0]
-        with FailoverDecoder.from_stream(pool_of(dying, healthy), stream, inflight=4, timeout=3.0) as dec:
+        with FailoverDecoder.from_stream(
+            pool_of(dying, healthy), stream, inflight=4, timeout=3.0
+        ) as dec:
             for pkt in container.demux(stream):
                 out += dec.decode(pkt) if pkt.size else []
             out += dec.flush()
@@ -168,8 +190,18 @@ def test_encoder_moves_off_a_stalled_server(start_server) -> None:
     healthy = start_server("--engine", "x264")
     frames = testsrc_frames(N, W, H, "nv12")
     packets: list[av.Packet] = []
-    enc = FailoverEncoder(pool_of(stalled, healthy), "h264", width=W, height=H, time_base=Fraction(1, 30),
-                          framerate=30, bitrate=300_000, gop=GOP, inflight=16, timeout=1.0)
+    enc = FailoverEncoder(
+        pool_of(stalled, healthy),
+        "h264",
+        width=W,
+        height=H,
+        time_base=Fraction(1, 30),
+        framerate=30,
+        bitrate=300_000,
+        gop=GOP,
+        inflight=16,
+        timeout=1.0,
+    )
     try:
         with enc:
             for i, f in enumerate(frames):
@@ -195,7 +227,9 @@ def test_decoder_moves_off_a_stalled_server(start_server, tmp_path) -> None:
     try:
         with av.open(str(src)) as container:
             stream = container.streams.video[0]
-            with FailoverDecoder.from_stream(pool_of(stalled, healthy), stream, inflight=4, timeout=1.0) as dec:
+            with FailoverDecoder.from_stream(
+                pool_of(stalled, healthy), stream, inflight=4, timeout=1.0
+            ) as dec:
                 for i, pkt in enumerate(p for p in container.demux(stream) if p.size):
                     out += dec.decode(pkt)
                     if i == 15:
@@ -228,5 +262,7 @@ def test_other_parameter_sets_go_in_band_at_the_seam(start_server, caplog) -> No
     assert enc.fell_back and enc.failovers == 1
     assert "other parameter sets" in caplog.text
     seam = next(p for p in packets if p.pts == enc.switches[0].at_pts)
-    assert seam.is_keyframe and b"\x00\x00\x00\x01\x67" in bytes(seam)[:64]  # an SPS in front of the IDR
+    assert (
+        seam.is_keyframe and b"\x00\x00\x00\x01\x67" in bytes(seam)[:64]
+    )  # an SPS in front of the IDR
     check_stream(enc, packets, frames)

@@ -39,12 +39,34 @@ def strict_frames(path: Path) -> tuple[list[av.Packet], list[av.VideoFrame]]:
     return packets, frames
 
 
-def run_job(capsys: pytest.CaptureFixture[str], out: Path, hosts: str, parallel: int, *extra: str) -> dict:
-    rc = main([
-        "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", str(FRAMES), "-c:v", REMOTE_H264,
-        "-vt_remote_host", hosts, "-vt_remote_parallel", str(parallel), "-vt_remote_timeout_ms", "3000",
-        "-g", str(GOP), "-b:v", "200k", *extra, "--json", str(out),
-    ])
+def run_job(
+    capsys: pytest.CaptureFixture[str], out: Path, hosts: str, parallel: int, *extra: str
+) -> dict:
+    rc = main(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            str(FRAMES),
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            hosts,
+            "-vt_remote_parallel",
+            str(parallel),
+            "-vt_remote_timeout_ms",
+            "3000",
+            "-g",
+            str(GOP),
+            "-b:v",
+            "200k",
+            *extra,
+            "--json",
+            str(out),
+        ]
+    )
     stdout, err = capsys.readouterr()
     assert rc == 0, err
     return json.loads(stdout)
@@ -54,7 +76,9 @@ def check_joined(out: Path) -> None:
     packets, frames = strict_frames(out)
     assert len(packets) == FRAMES and len(frames) == FRAMES
     seconds = [float(p.pts * p.time_base) for p in sorted(packets, key=lambda p: p.pts)]
-    assert seconds == pytest.approx([i / 30 for i in range(FRAMES)], abs=1e-3)  # continuous timestamps
+    assert seconds == pytest.approx(
+        [i / 30 for i in range(FRAMES)], abs=1e-3
+    )  # continuous timestamps
     dts = [p.dts for p in packets]
     assert all(b > a for a, b in zip(dts, dts[1:], strict=False))
     keys = [round(float(p.pts * p.time_base) * 30) for p in packets if p.is_keyframe]
@@ -63,7 +87,9 @@ def check_joined(out: Path) -> None:
 
 
 @pytest.mark.parametrize("bframes", [0, 2])
-def test_parallel_segments_on_three_servers(start_server, tmp_path: Path, capsys, bframes: int) -> None:
+def test_parallel_segments_on_three_servers(
+    start_server, tmp_path: Path, capsys, bframes: int
+) -> None:
     servers = [start_server("--engine", "x264", "--max-sessions", "1") for _ in range(3)]
     out = tmp_path / "out.mp4"
     summary = run_job(capsys, out, ",".join(s.addr for s in servers), 3, "-bf", str(bframes))
@@ -85,11 +111,30 @@ def test_failed_segment_is_redone_elsewhere(start_server, tmp_path: Path, capsys
     check_joined(out)
 
 
-def test_parallel_output_matches_one_session_in_timestamps(start_server, tmp_path: Path, capsys) -> None:
+def test_parallel_output_matches_one_session_in_timestamps(
+    start_server, tmp_path: Path, capsys
+) -> None:
     srv = start_server("--engine", "x264")
     one, many = tmp_path / "one.mp4", tmp_path / "many.mp4"
-    rc = main(["-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", str(FRAMES), "-c:v", REMOTE_H264,
-               "-vt_remote_host", srv.addr, "-g", str(GOP), "-b:v", "200k", str(one)])
+    rc = main(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            str(FRAMES),
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            srv.addr,
+            "-g",
+            str(GOP),
+            "-b:v",
+            "200k",
+            str(one),
+        ]
+    )
     capsys.readouterr()
     assert rc == 0
     run_job(capsys, many, srv.addr, 2)

@@ -34,7 +34,9 @@ def dead_address() -> str:
 
 def hold(addr: str) -> RemoteEncoder:
     """An open encode session that occupies one slot of ``addr``."""
-    return RemoteEncoder(addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30, gop=10)
+    return RemoteEncoder(
+        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30, gop=10
+    )
 
 
 def free_again(addr: str) -> RemoteEncoder:
@@ -50,7 +52,9 @@ def free_again(addr: str) -> RemoteEncoder:
 
 
 def placed(pool: Pool) -> str:
-    with FailoverEncoder(pool, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30, gop=10) as enc:
+    with FailoverEncoder(
+        pool, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30, gop=10
+    ) as enc:
         return enc.server
 
 
@@ -61,7 +65,15 @@ def test_placement_prefers_free_capacity_and_skips_busy_and_dead(start_server, c
     dead = dead_address()
     holders = [hold(busy.addr), hold(loaded.addr), hold(loaded.addr)]
     try:
-        pool = Pool("p", (PoolMember(dead), PoolMember(busy.addr), PoolMember(loaded.addr), PoolMember(idle.addr)))
+        pool = Pool(
+            "p",
+            (
+                PoolMember(dead),
+                PoolMember(busy.addr),
+                PoolMember(loaded.addr),
+                PoolMember(idle.addr),
+            ),
+        )
         with caplog.at_level(logging.INFO, logger="vtremote.client.pool"):
             assert placed(pool) == idle.addr  # 4 free beat 2 free
         text = caplog.text
@@ -98,7 +110,9 @@ def test_chosen_member_keeps_its_slot_others_release_theirs(start_server) -> Non
     with enc:
         free_again(other.addr).close()  # the member not chosen is free again
         with pytest.raises(NoServerError):
-            Placer(Pool("x", (PoolMember(addr),)), "h264").open(lambda t: RemoteEncoder(t, "h264", width=W, height=H))
+            Placer(Pool("x", (PoolMember(addr),)), "h264").open(
+                lambda t: RemoteEncoder(t, "h264", width=W, height=H)
+            )
 
 
 def test_config_file_pools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start_server) -> None:
@@ -116,7 +130,9 @@ def test_config_file_pools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, star
     monkeypatch.setenv("VTREMOTE_CONFIG", str(cfg))
     config = load_config()
     assert config.fallback == "local" and set(config.pools) == {"studio", "quiet"}
-    assert is_pool("studio") and not is_pool("other") and not is_pool(srv.addr) and is_pool("a:1,b:2")
+    assert (
+        is_pool("studio") and not is_pool("other") and not is_pool(srv.addr) and is_pool("a:1,b:2")
+    )
     pool = resolve_pool("studio")
     assert pool.members[1] == PoolMember(srv.addr, 2.0) and pool.fallback == "local"
     assert resolve_pool("quiet").fallback == "none"
@@ -133,10 +149,26 @@ def test_config_file_pools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, star
 def test_cli_host_list_with_a_dead_member_and_json(tmp_path: Path, capsys, start_server) -> None:
     srv = start_server("--engine", "x264")
     out = tmp_path / "out.mp4"
-    rc = main([
-        "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", "20", "-c:v", REMOTE_H264,
-        "-vt_remote_host", f"{dead_address()},{srv.addr}", "-g", "10", "-b:v", "300k", "--json", str(out),
-    ])
+    rc = main(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            "20",
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            f"{dead_address()},{srv.addr}",
+            "-g",
+            "10",
+            "-b:v",
+            "300k",
+            "--json",
+            str(out),
+        ]
+    )
     stdout, _ = capsys.readouterr()
     assert rc == 0
     summary = json.loads(stdout)
@@ -149,10 +181,26 @@ def test_cli_host_list_with_a_dead_member_and_json(tmp_path: Path, capsys, start
 
 def test_cli_falls_back_to_local_when_no_server_answers(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out.mp4"
-    rc = main([
-        "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", "15", "-c:v", REMOTE_H264,
-        "-vt_remote_host", dead_address(), "-vt_remote_fallback", "local", "-g", "10", "--json", str(out),
-    ])
+    rc = main(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            "15",
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            dead_address(),
+            "-vt_remote_fallback",
+            "local",
+            "-g",
+            "10",
+            "--json",
+            str(out),
+        ]
+    )
     stdout, err = capsys.readouterr()
     assert rc == 0, err
     summary = json.loads(stdout)
@@ -167,10 +215,21 @@ def test_cli_falls_back_to_local_when_no_server_answers(tmp_path: Path, capsys) 
 
 def test_cli_without_fallback_fails_naming_the_hosts(tmp_path: Path, capsys) -> None:
     a, b = dead_address(), dead_address()
-    rc = main([
-        "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", "5", "-c:v", REMOTE_H264,
-        "-vt_remote_host", f"{a},{b}", str(tmp_path / "out.mp4"),
-    ])
+    rc = main(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            "5",
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            f"{a},{b}",
+            str(tmp_path / "out.mp4"),
+        ]
+    )
     _, err = capsys.readouterr()
     assert rc == 1
     assert f"{a}: connection refused" in err and f"{b}: connection refused" in err
@@ -178,8 +237,15 @@ def test_cli_without_fallback_fails_naming_the_hosts(tmp_path: Path, capsys) -> 
 
 def test_local_fallback_frames_match_the_library(tmp_path: Path) -> None:
     frames = testsrc_frames(12, W, H)
-    with FailoverEncoder(Pool("none", (PoolMember(dead_address()),), fallback="local"), "h264", width=W, height=H,
-                         time_base=Fraction(1, 30), framerate=30, gop=6) as enc:
+    with FailoverEncoder(
+        Pool("none", (PoolMember(dead_address()),), fallback="local"),
+        "h264",
+        width=W,
+        height=H,
+        time_base=Fraction(1, 30),
+        framerate=30,
+        gop=6,
+    ) as enc:
         packets = [p for f in frames for p in enc.encode(f)] + enc.flush()
     assert enc.fell_back and len(packets) == 12
     assert [p.pts for p in packets] == list(range(12))
@@ -197,7 +263,9 @@ def test_clients_placing_at_once_share_a_pool_of_single_slots(start_server) -> N
     def place() -> None:
         barrier.wait()
         try:
-            encoders.append(FailoverEncoder(pool, "h264", width=W, height=H, time_base=Fraction(1, 30), gop=10))
+            encoders.append(
+                FailoverEncoder(pool, "h264", width=W, height=H, time_base=Fraction(1, 30), gop=10)
+            )
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 

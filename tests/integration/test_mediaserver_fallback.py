@@ -42,10 +42,34 @@ def closed_port() -> str:
 
 
 def hls_line(movie: Path, out: Path, encoder: str = "libx264") -> list[str]:
-    return ["-i", f"file:{movie}", "-map", "0:0", "-map", "0:1", "-codec:v:0", encoder, "-crf", "23",
-            "-vf", "scale=128:-2", "-codec:a:0", "copy", "-f", "hls", "-hls_time", "1",
-            "-hls_segment_filename", str(out / "s%d.ts"), "-hls_playlist_type", "vod", "-hls_list_size", "0",
-            "-y", str(out / "s.m3u8")]
+    return [
+        "-i",
+        f"file:{movie}",
+        "-map",
+        "0:0",
+        "-map",
+        "0:1",
+        "-codec:v:0",
+        encoder,
+        "-crf",
+        "23",
+        "-vf",
+        "scale=128:-2",
+        "-codec:a:0",
+        "copy",
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_segment_filename",
+        str(out / "s%d.ts"),
+        "-hls_playlist_type",
+        "vod",
+        "-hls_list_size",
+        "0",
+        "-y",
+        str(out / "s.m3u8"),
+    ]
 
 
 def test_server_down_falls_back_to_a_local_encoder(tmp_path: Path, movie: Path) -> None:
@@ -66,7 +90,9 @@ def test_server_down_falls_back_to_a_local_encoder(tmp_path: Path, movie: Path) 
     assert "local_fallback=1" in shown and "remote=0" in shown and "runs=1" in shown
 
 
-def test_busy_server_falls_back_then_next_server_takes_it(tmp_path: Path, movie: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+def test_busy_server_falls_back_then_next_server_takes_it(
+    tmp_path: Path, movie: Path, start_server
+) -> None:  # type: ignore[no-untyped-def]
     busy = start_server("--engine", "x264", "--max-sessions", "1")
     free = start_server("--engine", "x264")
     out = tmp_path / "t"
@@ -74,7 +100,10 @@ def test_busy_server_falls_back_then_next_server_takes_it(tmp_path: Path, movie:
     with RemoteEncoder(busy.addr, "h264", width=64, height=64, time_base=Fraction(1, 30)):
         result = run_ffmpeg(tmp_path, hls_line(movie, out), host=f"{busy.addr},{free.addr}")
     assert result.returncode == 0, result.stderr
-    assert f"server {busy.addr} cannot take the job (server busy: 1 of 1 sessions in use" in result.stderr
+    assert (
+        f"server {busy.addr} cannot take the job (server busy: 1 of 1 sessions in use"
+        in result.stderr
+    )
     assert "falling back to the next server" in result.stderr
     assert read_hls(out / "s.m3u8").video_frames == 2 * RATE
     assert free.encoded_frames() == 2 * RATE
@@ -95,10 +124,23 @@ def test_busy_only_server_falls_back_to_local(tmp_path: Path, movie: Path, start
     assert counters(tmp_path)["local_fallback"] == 1
 
 
-def test_unsupported_line_goes_to_real_ffmpeg_unchanged(tmp_path: Path, movie: Path, fake_ffmpeg: Path, server) -> None:  # type: ignore[no-untyped-def]
-    line = ["-analyzeduration", "200M", "-i", f"file:{movie}", "-filter_complex",
-            "[0:2]scale=160:96[sub];[0:0][sub]overlay=eof_action=pass:repeatlast=0", "-codec:v:0", "libx264",
-            "-f", "hls", "-y", str(tmp_path / "x.m3u8")]
+def test_unsupported_line_goes_to_real_ffmpeg_unchanged(
+    tmp_path: Path, movie: Path, fake_ffmpeg: Path, server
+) -> None:  # type: ignore[no-untyped-def]
+    line = [
+        "-analyzeduration",
+        "200M",
+        "-i",
+        f"file:{movie}",
+        "-filter_complex",
+        "[0:2]scale=160:96[sub];[0:0][sub]overlay=eof_action=pass:repeatlast=0",
+        "-codec:v:0",
+        "libx264",
+        "-f",
+        "hls",
+        "-y",
+        str(tmp_path / "x.m3u8"),
+    ]
     result = run_ffmpeg(tmp_path, line, host=server.addr, env={"VTREMOTE_FFMPEG": str(fake_ffmpeg)})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "argv.txt").read_text().splitlines() == line
@@ -108,14 +150,22 @@ def test_unsupported_line_goes_to_real_ffmpeg_unchanged(tmp_path: Path, movie: P
 
 
 def test_unsupported_line_without_ffmpeg_fails_with_the_reason(tmp_path: Path, movie: Path) -> None:
-    result = run_ffmpeg(tmp_path, ["-i", str(movie), "-vf", "subtitles=x.srt", "-c:v", "libx264", str(tmp_path / "o.mp4")],
-                        host=closed_port())
+    result = run_ffmpeg(
+        tmp_path,
+        ["-i", str(movie), "-vf", "subtitles=x.srt", "-c:v", "libx264", str(tmp_path / "o.mp4")],
+        host=closed_port(),
+    )
     assert result.returncode == 1
-    assert "cannot run this command line: filter subtitles (subtitles/overlays) runs only in ffmpeg" in result.stderr
+    assert (
+        "cannot run this command line: filter subtitles (subtitles/overlays) runs only in ffmpeg"
+        in result.stderr
+    )
     assert counters(tmp_path)["failed"] == 1
 
 
-def test_on_unavailable_ffmpeg_hands_over_when_no_server_answers(tmp_path: Path, movie: Path, fake_ffmpeg: Path) -> None:
+def test_on_unavailable_ffmpeg_hands_over_when_no_server_answers(
+    tmp_path: Path, movie: Path, fake_ffmpeg: Path
+) -> None:
     out = tmp_path / "t"
     out.mkdir()
     line = hls_line(movie, out)
@@ -124,7 +174,9 @@ def test_on_unavailable_ffmpeg_hands_over_when_no_server_answers(tmp_path: Path,
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "argv.txt").read_text().splitlines() == line
     assert "no server could take the job" in result.stderr
-    assert not (out / "s.m3u8").exists()  # the failed attempt left nothing behind for ffmpeg to trip on
+    assert not (
+        out / "s.m3u8"
+    ).exists()  # the failed attempt left nothing behind for ffmpeg to trip on
     c = counters(tmp_path)
     assert (c["server_unavailable"], c["ffmpeg_fallback"]) == (1, 1)
 
@@ -132,22 +184,49 @@ def test_on_unavailable_ffmpeg_hands_over_when_no_server_answers(tmp_path: Path,
 def test_on_unavailable_fail_exits_1_and_leaves_no_playlist(tmp_path: Path, movie: Path) -> None:
     out = tmp_path / "t"
     out.mkdir()
-    result = run_ffmpeg(tmp_path, hls_line(movie, out), config=f'[ffmpeg]\nservers = ["{closed_port()}"]\non_unavailable = "fail"\n')
+    result = run_ffmpeg(
+        tmp_path,
+        hls_line(movie, out),
+        config=f'[ffmpeg]\nservers = ["{closed_port()}"]\non_unavailable = "fail"\n',
+    )
     assert result.returncode == 1
     assert "no server could take the job" in result.stderr
     assert list(out.iterdir()) == []
 
 
-def test_lines_without_a_remote_encode_go_to_ffmpeg_when_configured(tmp_path: Path, movie: Path, fake_ffmpeg: Path, server) -> None:  # type: ignore[no-untyped-def]
-    thumb = ["-ss", "00:00:01", "-i", f"file:{movie}", "-threads", "0", "-v", "quiet", "-vframes", "1",
-             "-vf", "scale=trunc(iw*sar/2)*2:ih", "-f", "image2", str(tmp_path / "thumb.jpg")]
-    result = run_ffmpeg(tmp_path, thumb, host=server.addr, env={"VTREMOTE_FFMPEG": str(fake_ffmpeg)})
+def test_lines_without_a_remote_encode_go_to_ffmpeg_when_configured(
+    tmp_path: Path, movie: Path, fake_ffmpeg: Path, server
+) -> None:  # type: ignore[no-untyped-def]
+    thumb = [
+        "-ss",
+        "00:00:01",
+        "-i",
+        f"file:{movie}",
+        "-threads",
+        "0",
+        "-v",
+        "quiet",
+        "-vframes",
+        "1",
+        "-vf",
+        "scale=trunc(iw*sar/2)*2:ih",
+        "-f",
+        "image2",
+        str(tmp_path / "thumb.jpg"),
+    ]
+    result = run_ffmpeg(
+        tmp_path, thumb, host=server.addr, env={"VTREMOTE_FFMPEG": str(fake_ffmpeg)}
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "argv.txt").read_text().splitlines() == thumb
     assert counters(tmp_path)["ffmpeg_passthrough"] == 1
     # local_lines = "vtremote": run here instead (a JPEG from PyAV's mjpeg).
-    result = run_ffmpeg(tmp_path, [*thumb[:-5], "-an", "-sn", *thumb[-5:]], host=server.addr,
-                        config=f'[ffmpeg]\nffmpeg_path = "{fake_ffmpeg}"\nlocal_lines = "vtremote"\n')
+    result = run_ffmpeg(
+        tmp_path,
+        [*thumb[:-5], "-an", "-sn", *thumb[-5:]],
+        host=server.addr,
+        config=f'[ffmpeg]\nffmpeg_path = "{fake_ffmpeg}"\nlocal_lines = "vtremote"\n',
+    )
     assert result.returncode == 0, result.stderr
     import av
 
@@ -161,9 +240,21 @@ def test_a_run_that_fails_here_goes_to_ffmpeg(tmp_path: Path, fake_ffmpeg: Path,
     """An input vtremote cannot open: the line still reaches ffmpeg, which may know better."""
     broken = tmp_path / "broken.mkv"
     broken.write_bytes(b"\x1aE\xdf\xa3" + b"\x00" * 64)
-    line = ["-i", f"file:{broken}", "-codec:v:0", "libx264", "-f", "hls", "-y", str(tmp_path / "b.m3u8")]
+    line = [
+        "-i",
+        f"file:{broken}",
+        "-codec:v:0",
+        "libx264",
+        "-f",
+        "hls",
+        "-y",
+        str(tmp_path / "b.m3u8"),
+    ]
     result = run_ffmpeg(tmp_path, line, host=server.addr, env={"VTREMOTE_FFMPEG": str(fake_ffmpeg)})
     assert result.returncode == 0, result.stderr
-    assert "handing the command line to" in result.stderr and "vtremote failed: cannot open input" in result.stderr
+    assert (
+        "handing the command line to" in result.stderr
+        and "vtremote failed: cannot open input" in result.stderr
+    )
     assert (tmp_path / "argv.txt").read_text().splitlines() == line
     assert not (tmp_path / "b.m3u8").exists()

@@ -26,13 +26,44 @@ def start(tmp_path: Path, movie: Path, host: str) -> tuple[subprocess.Popen[byte
     out = tmp_path / "t"
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VTREMOTE_")}
-    env.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "cfg"), VTREMOTE_STATE_DIR=str(tmp_path / "state"),
-               VTREMOTE_HOST=host)
-    args = ["-i", str(movie), "-map", "0:0", "-map", "0:1", "-codec:v:0", "libx264", "-crf", "30", "-codec:a:0", "copy",
-            "-f", "hls", "-hls_time", "1", "-hls_segment_filename", str(out / "q%d.ts"), "-hls_playlist_type", "vod",
-            "-hls_list_size", "0", "-y", str(out / "q.m3u8")]
-    proc = subprocess.Popen([sys.executable, "-m", "vtremote.cli.ffmpeg", *args], stdin=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    env.update(
+        HOME=str(tmp_path),
+        XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+        VTREMOTE_STATE_DIR=str(tmp_path / "state"),
+        VTREMOTE_HOST=host,
+    )
+    args = [
+        "-i",
+        str(movie),
+        "-map",
+        "0:0",
+        "-map",
+        "0:1",
+        "-codec:v:0",
+        "libx264",
+        "-crf",
+        "30",
+        "-codec:a:0",
+        "copy",
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_segment_filename",
+        str(out / "q%d.ts"),
+        "-hls_playlist_type",
+        "vod",
+        "-hls_list_size",
+        "0",
+        "-y",
+        str(out / "q.m3u8"),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vtremote.cli.ffmpeg", *args],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     return proc, out
 
 
@@ -68,7 +99,9 @@ def test_sigterm_finishes_the_set_and_exits_255(tmp_path: Path, long_movie: Path
     assert 0 < hls.video_frames < SECONDS * RATE
 
 
-def test_server_lost_mid_run_restarts_locally(tmp_path: Path, long_movie: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+def test_server_lost_mid_run_restarts_locally(
+    tmp_path: Path, long_movie: Path, start_server
+) -> None:  # type: ignore[no-untyped-def]
     """The server dies after some segments were written: the partial set is taken away and the
     whole line runs again with the local encoder, ending with a complete set."""
     srv = start_server("--engine", "x264")

@@ -40,7 +40,9 @@ def test_job_from_python_without_the_cli(server, tmp_path: Path) -> None:
     assert len(frames) == 30 == stats.frames
     assert (frames[0].width, frames[0].height) == (160, 120)
     assert seen and seen[-1] is True  # the final forced update
-    assert stats.streams[0]["strategy"] == "transcode"  # H.264 packets in, the server scales and encodes
+    assert (
+        stats.streams[0]["strategy"] == "transcode"
+    )  # H.264 packets in, the server scales and encodes
     assert stats.remote[0]["server"] == server.addr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
@@ -50,24 +52,52 @@ def test_existing_output_is_refused_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     out.write_bytes(b"keep me")
     with pytest.raises(JobError, match="already exists"):
-        Job(JobSpec(inputs=[InputSpec(str(src))], output=OutputSpec(str(out), codecs={"v": "libx264"}))).run()
+        Job(
+            JobSpec(
+                inputs=[InputSpec(str(src))], output=OutputSpec(str(out), codecs={"v": "libx264"})
+            )
+        ).run()
     assert out.read_bytes() == b"keep me"
 
 
 def _encode_until_killed(server, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Start a long remote encode, kill the server once output is being written, wait for the CLI."""
     args = [
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "120", "-c:v", REMOTE_H264,
-        "-vt_remote_host", server.addr, "-vt_remote_timeout_ms", "1000", "-y", *extra, str(out),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-t",
+        "120",
+        "-c:v",
+        REMOTE_H264,
+        "-vt_remote_host",
+        server.addr,
+        "-vt_remote_timeout_ms",
+        "1000",
+        "-y",
+        *extra,
+        str(out),
     ]
     with subprocess.Popen(
-        [sys.executable, "-c", "import sys; from vtremote.cli.main import main; sys.exit(main())", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from vtremote.cli.main import main; sys.exit(main())",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as proc:
         deadline = time.monotonic() + 60
         temp = None
         while time.monotonic() < deadline and temp is None and proc.poll() is None:
-            written = [p for p in out.parent.iterdir() if p.name.startswith(".") and p.stat().st_size > 4096]
+            written = [
+                p
+                for p in out.parent.iterdir()
+                if p.name.startswith(".") and p.stat().st_size > 4096
+            ]
             temp = written[0] if written else None
             time.sleep(0.05)
         if temp is None:
@@ -107,15 +137,22 @@ def _luma_psnr(a: av.VideoFrame, b: av.VideoFrame) -> float:
 
 
 @pytest.mark.parametrize("pix_fmt", [None, "nv12"])
-def test_a_lavfi_source_ends_in_the_wire_format_and_keeps_its_picture(server, tmp_path: Path, pix_fmt: str | None) -> None:
+def test_a_lavfi_source_ends_in_the_wire_format_and_keeps_its_picture(
+    server, tmp_path: Path, pix_fmt: str | None
+) -> None:
     """A remote H.264 encode of a lavfi chain: the graph is asked for NV12 (no conversion
     here); the picture still matches the source's."""
     graph = "testsrc2=size=320x240:rate=30:duration=1"
     out = tmp_path / "out.mkv"
     spec = JobSpec(
         inputs=[InputSpec(graph, format="lavfi")],
-        output=OutputSpec(str(out), codecs={"v": REMOTE_H264}, pix_fmt=pix_fmt, video={"bitrate": 4_000_000},
-                          remote=RemoteOptions(host=server.addr)),
+        output=OutputSpec(
+            str(out),
+            codecs={"v": REMOTE_H264},
+            pix_fmt=pix_fmt,
+            video={"bitrate": 4_000_000},
+            remote=RemoteOptions(host=server.addr),
+        ),
     )
     assert lavfi_pixel_format(spec.inputs[0], spec.output) == "nv12"
     job = Job(spec)
@@ -133,7 +170,11 @@ def test_a_lavfi_audio_source_opens_as_given(server, tmp_path: Path) -> None:
     out = tmp_path / "out.mka"
     spec = JobSpec(
         inputs=[InputSpec("sine=frequency=440:sample_rate=48000:duration=0.5", format="lavfi")],
-        output=OutputSpec(str(out), codecs={"v": REMOTE_H264, "a": "pcm_s16le"}, remote=RemoteOptions(host=server.addr)),
+        output=OutputSpec(
+            str(out),
+            codecs={"v": REMOTE_H264, "a": "pcm_s16le"},
+            remote=RemoteOptions(host=server.addr),
+        ),
     )
     Job(spec).run()
     with av.open(str(out)) as c:
@@ -145,19 +186,35 @@ def test_a_lavfi_audio_source_opens_as_given(server, tmp_path: Path) -> None:
     ("graph", "codecs", "extra", "want"),
     [
         ("testsrc2", {"v": REMOTE_H264}, {}, "nv12"),
-        ("testsrc2", {"v": REMOTE_H264}, {"pix_fmt": "yuv420p"}, "nv12"),  # H.264 travels as NV12 whatever is asked
-        ("testsrc2", {"v": "hevc_videotoolbox_remote"}, {}, None),  # 8 or 10 bits: the source decides
+        (
+            "testsrc2",
+            {"v": REMOTE_H264},
+            {"pix_fmt": "yuv420p"},
+            "nv12",
+        ),  # H.264 travels as NV12 whatever is asked
+        (
+            "testsrc2",
+            {"v": "hevc_videotoolbox_remote"},
+            {},
+            None,
+        ),  # 8 or 10 bits: the source decides
         ("testsrc2", {"v": "hevc_videotoolbox_remote"}, {"pix_fmt": "p010le"}, "p010le"),
         ("testsrc2", {"v": "hevc_videotoolbox_remote"}, {"pix_fmt": "nv12"}, "nv12"),
         ("testsrc2", {"v": "libx264"}, {}, None),  # a local encoder takes what the source gives
         ("testsrc2", {"v": REMOTE_H264}, {"video_filter": "scale=160:120"}, None),
         ("testsrc2", {"v": REMOTE_H264}, {"size": (160, 120)}, None),
         ("testsrc2", {"v": REMOTE_H264}, {"no_video": True}, None),
-        ("testsrc2[out0];sine[out1]", {"v": REMOTE_H264}, {}, None),  # labelled outputs: not one chain
+        (
+            "testsrc2[out0];sine[out1]",
+            {"v": REMOTE_H264},
+            {},
+            None,
+        ),  # labelled outputs: not one chain
     ],
 )
-def test_which_lavfi_sources_get_the_wire_format(graph: str, codecs: dict[str, str], extra: dict[str, object],
-                                                 want: str | None) -> None:
+def test_which_lavfi_sources_get_the_wire_format(
+    graph: str, codecs: dict[str, str], extra: dict[str, object], want: str | None
+) -> None:
     out = OutputSpec("out.mkv", codecs=codecs, **extra)  # type: ignore[arg-type]
     assert lavfi_pixel_format(InputSpec(graph, format="lavfi"), out) == want
     assert lavfi_pixel_format(InputSpec("in.mp4"), out) is None

@@ -30,7 +30,9 @@ def hello_bytes(token: str = TOKEN) -> tuple[Connection, bytes]:
     return conn, data
 
 
-def read_error(sock: socket.socket, conn: Connection, timeout: float = 10.0) -> messages.Error | None:
+def read_error(
+    sock: socket.socket, conn: Connection, timeout: float = 10.0
+) -> messages.Error | None:
     """The ERROR the server sent before closing, or None if it just closed."""
     sock.settimeout(timeout)
     while True:
@@ -62,7 +64,10 @@ class Flood:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> list[threading.Thread]:
-        threads = [threading.Thread(target=self._worker, args=(i % 2 == 0,), daemon=True) for i in range(self.width)]
+        threads = [
+            threading.Thread(target=self._worker, args=(i % 2 == 0,), daemon=True)
+            for i in range(self.width)
+        ]
         for t in threads:
             t.start()
         return threads
@@ -71,7 +76,9 @@ class Flood:
         while not self.stop.is_set() and self.opened < self.max_connections:
             self.opened += 1
             try:
-                sock = socket.create_connection(("127.0.0.1", self.port), timeout=5, source_address=(self.source, 0))
+                sock = socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=5, source_address=(self.source, 0)
+                )
             except OSError:
                 time.sleep(0.05)
                 continue
@@ -103,7 +110,9 @@ class Flood:
 
 
 def encode_once(addr: str) -> int:
-    with RemoteEncoder(addr, "h264", width=W, height=H, time_base=Fraction(1, 30), token=TOKEN, timeout=10) as enc:
+    with RemoteEncoder(
+        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), token=TOKEN, timeout=10
+    ) as enc:
         packets = []
         for frame in testsrc_frames(N, W, H, "nv12"):
             packets += enc.encode(frame)
@@ -113,14 +122,27 @@ def encode_once(addr: str) -> int:
 
 @pytest.mark.parametrize("source", ["127.0.0.2", "127.0.0.1"], ids=["other-host", "same-host"])
 def test_flood_of_idle_connections_does_not_lock_clients_out(start_server, source: str) -> None:
-    server = start_server("--engine", "x264", "--token", TOKEN, "--max-sessions", "4",
-                          "--handshake-timeout", "2", "--idle-timeout", "30")
+    server = start_server(
+        "--engine",
+        "x264",
+        "--token",
+        TOKEN,
+        "--max-sessions",
+        "4",
+        "--handshake-timeout",
+        "2",
+        "--idle-timeout",
+        "30",
+    )
     flood = Flood(server.port, source, width=80)
     threads = flood.start()
     try:
         time.sleep(1.0)  # the flood holds every slot it can get
         results: list[int] = []
-        workers = [threading.Thread(target=lambda: results.append(encode_once(server.addr))) for _ in range(3)]
+        workers = [
+            threading.Thread(target=lambda: results.append(encode_once(server.addr)))
+            for _ in range(3)
+        ]
         for w in workers:
             w.start()
         for w in workers:
@@ -133,16 +155,22 @@ def test_flood_of_idle_connections_does_not_lock_clients_out(start_server, sourc
     assert results == [N] * 4
     assert flood.opened > 80  # the flood really reopened what the server closed
     # Displaced connections were told why (busy + reason), not silently closed.
-    assert any(e.startswith(f"{int(ErrorCode.BUSY)} ") and "unauthenticated connections" in e
-               for e in flood.errors), flood.errors[:5]
+    assert any(
+        e.startswith(f"{int(ErrorCode.BUSY)} ") and "unauthenticated connections" in e
+        for e in flood.errors
+    ), flood.errors[:5]
     log = server.stderr_text()
     # One line per refused connection no more: repeats are summarised.
     lines = log.splitlines()
-    assert len(lines) < 40 + 12 * 4 + flood.opened // 10, f"{len(lines)} log lines for {flood.opened} connections"
+    assert len(lines) < 40 + 12 * 4 + flood.opened // 10, (
+        f"{len(lines)} log lines for {flood.opened} connections"
+    )
 
 
 def test_handshake_deadline_closes_a_dripping_connection(start_server) -> None:
-    server = start_server("--engine", "x264", "--token", TOKEN, "--handshake-timeout", "1", "--idle-timeout", "30")
+    server = start_server(
+        "--engine", "x264", "--token", TOKEN, "--handshake-timeout", "1", "--idle-timeout", "30"
+    )
     conn, data = hello_bytes()
     sock = socket.create_connection(server.address, timeout=5)
     got: messages.Error | None = None
@@ -167,8 +195,13 @@ def test_handshake_deadline_closes_a_dripping_connection(start_server) -> None:
 
 
 def test_per_source_cap_evicts_the_oldest_with_a_reason(start_server) -> None:
-    server = start_server("--engine", "x264", "--max-handshakes-per-source", "2", "--handshake-timeout", "20")
-    socks = [socket.create_connection(server.address, timeout=5, source_address=("127.0.0.3", 0)) for _ in range(2)]
+    server = start_server(
+        "--engine", "x264", "--max-handshakes-per-source", "2", "--handshake-timeout", "20"
+    )
+    socks = [
+        socket.create_connection(server.address, timeout=5, source_address=("127.0.0.3", 0))
+        for _ in range(2)
+    ]
     time.sleep(0.3)
     third = socket.create_connection(server.address, timeout=5, source_address=("127.0.0.3", 0))
     conn, _ = hello_bytes()

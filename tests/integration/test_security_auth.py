@@ -25,8 +25,12 @@ W, H, N = 64, 64, 10
 def try_token(port: int, token: str, source: str) -> tuple[int | None, str]:
     """One HELLO from ``source``: (HELLO_ACK status or None, ERROR text)."""
     conn = Connection(Role.CLIENT)
-    with socket.create_connection(("127.0.0.1", port), timeout=15, source_address=(source, 0)) as sock:
-        sock.sendall(b"".join(bytes(b) for b in conn.send(messages.Hello(token, "h264", "guess", "test"))))
+    with socket.create_connection(
+        ("127.0.0.1", port), timeout=15, source_address=(source, 0)
+    ) as sock:
+        sock.sendall(
+            b"".join(bytes(b) for b in conn.send(messages.Hello(token, "h264", "guess", "test")))
+        )
         status: int | None = None
         while True:
             msg = conn.next_event()
@@ -47,20 +51,37 @@ def try_token(port: int, token: str, source: str) -> tuple[int | None, str]:
 
 
 def encode(addr: str, **kw: object) -> int:
-    with RemoteEncoder(addr, "h264", width=W, height=H, time_base=Fraction(1, 30), timeout=10, **kw) as enc:  # type: ignore[arg-type]
+    with RemoteEncoder(
+        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), timeout=10, **kw
+    ) as enc:  # type: ignore[arg-type]
         packets = [p for f in testsrc_frames(N, W, H, "nv12") for p in enc.encode(f)]
         packets += enc.flush()
     return len(packets)
 
 
 def test_wrong_tokens_are_blocked_per_source_and_logged_once(start_server) -> None:
-    server = start_server("--engine", "x264", "--token", TOKEN, "--auth-block-after", "4",
-                          "--auth-block-seconds", "60")
+    server = start_server(
+        "--engine",
+        "x264",
+        "--token",
+        TOKEN,
+        "--auth-block-after",
+        "4",
+        "--auth-block-seconds",
+        "60",
+    )
     answers = [try_token(server.port, f"guess{i}", "127.0.0.4") for i in range(4)]
-    assert all(status == HelloStatus.AUTH_FAILED and "authentication failed" in text for status, text in answers)
+    assert all(
+        status == HelloStatus.AUTH_FAILED and "authentication failed" in text
+        for status, text in answers
+    )
     # Blocked now: even the right token from that address is refused, with the reason.
     status, text = try_token(server.port, TOKEN, "127.0.0.4")
-    assert status is None and "too many failed authentications from 127.0.0.4" in text and "blocked" in text
+    assert (
+        status is None
+        and "too many failed authentications from 127.0.0.4" in text
+        and "blocked" in text
+    )
     # Everyone else is served as before.
     assert encode(server.addr, token=TOKEN) == N
     log = server.stderr_text()
@@ -98,7 +119,9 @@ def test_parallel_guessing_is_bounded(start_server) -> None:
     assert "more like" in log
 
 
-def test_token_from_file_and_environment(start_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_from_file_and_environment(
+    start_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     token_file.chmod(0o600)
@@ -119,8 +142,20 @@ def test_token_from_file_and_environment(start_server, tmp_path: Path, monkeypat
 def test_token_and_token_file_together_is_a_usage_error(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("x\n")
-    done = subprocess.run([sys.executable, "-m", "vtremote.cli.serve", "--token", "a", "--token-file", str(token_file)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vtremote.cli.serve",
+            "--token",
+            "a",
+            "--token-file",
+            str(token_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "--token or --token-file" in done.stderr
 
 

@@ -30,8 +30,13 @@ class HostileServer:
     """One connection on 127.0.0.1: handshake, then ``misbehave(sock)`` once the first
     FRAME or PACKET arrives. Records how many messages it managed to send."""
 
-    def __init__(self, misbehave: Callable[[socket.socket], None], *, hello_ack: messages.HelloAck | None = None,
-                 configure_ack: messages.ConfigureAck | None = None) -> None:
+    def __init__(
+        self,
+        misbehave: Callable[[socket.socket], None],
+        *,
+        hello_ack: messages.HelloAck | None = None,
+        configure_ack: messages.ConfigureAck | None = None,
+    ) -> None:
         self.hello_ack = hello_ack or messages.HelloAck()
         self.configure_ack = configure_ack or messages.ConfigureAck(pix_fmt=1)
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -84,9 +89,13 @@ class HostileServer:
 
 def test_encoder_refuses_more_packets_than_frames_and_names_the_host() -> None:
     server = HostileServer(lambda s: None)
-    server.misbehave = server.flood(messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000))
+    server.misbehave = server.flood(
+        messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000)
+    )
     frames = testsrc_frames(40, W, H, "nv12")
-    enc = RemoteEncoder(server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), inflight=4)
+    enc = RemoteEncoder(
+        server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), inflight=4
+    )
     with pytest.raises(RemoteProtocolError) as info, enc:
         for frame in frames:
             enc.encode(frame)
@@ -105,7 +114,9 @@ def test_decoder_refuses_more_frames_than_packets(tmp_path: Path) -> None:
     server = HostileServer(lambda s: None)
     planes = (messages.Plane(W, H, bytes(W * H)), messages.Plane(W, H // 2, bytes(W * H // 2)))
     server.misbehave = server.flood(messages.Frame(0, 1, 0, planes))
-    dec = RemoteDecoder(server.addr, "h264", width=W, height=H, extradata=extradata, time_base=Fraction(1, 30))
+    dec = RemoteDecoder(
+        server.addr, "h264", width=W, height=H, extradata=extradata, time_base=Fraction(1, 30)
+    )
     with pytest.raises(RemoteProtocolError) as info, dec:
         for pkt in packets:
             dec.decode(pkt)
@@ -122,11 +133,23 @@ def test_transcoder_refuses_a_packet_flood(tmp_path: Path) -> None:
     server = HostileServer(
         lambda s: None,
         hello_ack=messages.HelloAck(capabilities=("h264", "hevc", "ext:transcode=h264;scale")),
-        configure_ack=messages.ConfigureAck(extradata=extradata, warnings=(f"ext:output={W}x{H};tb=1/30;fr=30/1",)),
+        configure_ack=messages.ConfigureAck(
+            extradata=extradata, warnings=(f"ext:output={W}x{H};tb=1/30;fr=30/1",)
+        ),
     )
-    server.misbehave = server.flood(messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000))
-    tc = RemoteTranscoder(server.addr, input_codec="h264", input_extradata=extradata, input_time_base=Fraction(1, 30),
-                          input_width=W, input_height=H, framerate=30, inflight=4)
+    server.misbehave = server.flood(
+        messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000)
+    )
+    tc = RemoteTranscoder(
+        server.addr,
+        input_codec="h264",
+        input_extradata=extradata,
+        input_time_base=Fraction(1, 30),
+        input_width=W,
+        input_height=H,
+        framerate=30,
+        inflight=4,
+    )
     with pytest.raises(RemoteProtocolError) as info, tc:
         for pkt in packets:
             tc.transcode(pkt)
@@ -150,13 +173,32 @@ def test_garbage_after_the_handshake_names_the_host() -> None:
     assert "magic" in text and server.addr in text
 
 
-def test_cli_against_a_packet_flood_fails_naming_the_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_against_a_packet_flood_fails_naming_the_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from vtremote.cli.main import main
 
     server = HostileServer(lambda s: None)
-    server.misbehave = server.flood(messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000))
-    rc = main(["-y", "-nostats", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", "100",
-               "-c:v", "h264_videotoolbox_remote", "-vt_remote_host", server.addr, str(tmp_path / "out.mp4")])
+    server.misbehave = server.flood(
+        messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000)
+    )
+    rc = main(
+        [
+            "-y",
+            "-nostats",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            "100",
+            "-c:v",
+            "h264_videotoolbox_remote",
+            "-vt_remote_host",
+            server.addr,
+            str(tmp_path / "out.mp4"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and server.addr in err and "PACKET" in err
     server.thread.join(10)

@@ -29,14 +29,26 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def test_metrics_match_a_run(start_server) -> None:
-    server = start_server("--engine", "x264", "--token", TOKEN, "--metrics", "127.0.0.1:0",
-                          "--max-sessions", "1", "--handshake-timeout", "1")
+    server = start_server(
+        "--engine",
+        "x264",
+        "--token",
+        TOKEN,
+        "--metrics",
+        "127.0.0.1:0",
+        "--max-sessions",
+        "1",
+        "--handshake-timeout",
+        "1",
+    )
     port = int(server.wait_for_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
     base = f"http://127.0.0.1:{port}"
     health = json.loads(urllib.request.urlopen(base + "/healthz", timeout=10).read())
     assert health["status"] == "ok" and health["max_sessions"] == 1
 
-    with RemoteEncoder(server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), token=TOKEN) as enc:
+    with RemoteEncoder(
+        server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), token=TOKEN
+    ) as enc:
         packets = [p for f in testsrc_frames(N, W, H, "nv12") for p in enc.encode(f)]
         during = scrape(base + "/metrics")
         packets += enc.flush()
@@ -55,7 +67,9 @@ def test_metrics_match_a_run(start_server) -> None:
     assert m["vtremoted_sessions_total"] == 1
     assert m["vtremoted_frames_received_total"] == N == len(packets)
     assert m["vtremoted_packets_sent_total"] == N
-    assert m["vtremoted_bytes_received_total"] == sent and m["vtremoted_bytes_sent_total"] == received
+    assert (
+        m["vtremoted_bytes_received_total"] == sent and m["vtremoted_bytes_sent_total"] == received
+    )
     assert m["vtremoted_encode_latency_seconds_count"] == N
     assert m["vtremoted_auth_failures_total"] == 1
     assert m['vtremoted_connections_refused_total{reason="auth_failed"}'] == 1

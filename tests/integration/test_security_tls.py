@@ -35,8 +35,9 @@ def tls_server(start_server, tmp_path: Path, *extra: str):
 
 def encode(addr: str, **kw: object) -> tuple[RemoteEncoder, list[av.Packet]]:
     frames = testsrc_frames(N, W, H, "nv12")
-    with RemoteEncoder(addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30,
-                       **kw) as enc:  # type: ignore[arg-type]
+    with RemoteEncoder(
+        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30, **kw
+    ) as enc:  # type: ignore[arg-type]
         packets = [p for f in frames for p in enc.encode(f)]
         packets += enc.flush()
     return enc, packets
@@ -51,7 +52,9 @@ def decoded_count(extradata: bytes, packets: list[av.Packet]) -> int:
     return n + len(ctx.decode(None))
 
 
-def test_encode_and_decode_round_trip_over_tls_with_a_pinned_fingerprint(start_server, tmp_path: Path) -> None:
+def test_encode_and_decode_round_trip_over_tls_with_a_pinned_fingerprint(
+    start_server, tmp_path: Path
+) -> None:
     server, fp = tls_server(start_server, tmp_path)
     assert "made a self-signed certificate" in server.stderr_text()
     enc, packets = encode(server.addr, tls_fingerprint=fp)
@@ -60,8 +63,15 @@ def test_encode_and_decode_round_trip_over_tls_with_a_pinned_fingerprint(start_s
 
     extradata, src = video_packets(make_h264_mp4(tmp_path / "in.mp4", N, W, H))
     frames = []
-    with RemoteDecoder(server.addr, "h264", width=W, height=H, extradata=extradata, time_base=Fraction(1, 30),
-                       tls_fingerprint=fp.replace(":", "").lower()) as dec:
+    with RemoteDecoder(
+        server.addr,
+        "h264",
+        width=W,
+        height=H,
+        extradata=extradata,
+        time_base=Fraction(1, 30),
+        tls_fingerprint=fp.replace(":", "").lower(),
+    ) as dec:
         for p in src:
             frames += dec.decode(p)
         frames += dec.flush()
@@ -84,8 +94,9 @@ def test_wrong_fingerprint_is_refused(start_server, tmp_path: Path) -> None:
     assert server.addr in text and fp in text and "expected" in text
 
 
-def test_trust_on_first_use_remembers_and_then_enforces(start_server, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trust_on_first_use_remembers_and_then_enforces(
+    start_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     known = tmp_path / "known_hosts"
     monkeypatch.setenv("VTREMOTE_KNOWN_HOSTS", str(known))
     server, fp = tls_server(start_server, tmp_path)
@@ -116,30 +127,52 @@ def _ca(tmp_path: Path) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certific
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vtremote test CA")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     path = tmp_path / "ca.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path, key, cert
 
 
-def _leaf(tmp_path: Path, stem: str, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate) -> tuple[Path, Path]:
+def _leaf(
+    tmp_path: Path, stem: str, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate
+) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, stem)]))
-            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, stem)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / f"{stem}.pem", tmp_path / f"{stem}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -147,8 +180,17 @@ def test_ca_verification_and_client_certificates(start_server, tmp_path: Path) -
     ca_path, ca_key, ca = _ca(tmp_path)
     server_cert, server_key = _leaf(tmp_path, "server", ca_key, ca)
     client_cert, client_key = _leaf(tmp_path, "client", ca_key, ca)
-    server = start_server("--engine", "x264", "--tls-cert", str(server_cert), "--tls-key", str(server_key),
-                          "--tls-client-ca", str(ca_path), "--require-tls")
+    server = start_server(
+        "--engine",
+        "x264",
+        "--tls-cert",
+        str(server_cert),
+        "--tls-key",
+        str(server_key),
+        "--tls-client-ca",
+        str(ca_path),
+        "--require-tls",
+    )
     ok = TLSOptions(ca=str(ca_path), cert=str(client_cert), key=str(client_key))
     assert len(encode(server.addr, tls=ok)[1]) == N
     with pytest.raises(ConnectionLostError) as info:  # no client certificate
@@ -157,7 +199,10 @@ def test_ca_verification_and_client_certificates(start_server, tmp_path: Path) -
     (tmp_path / "other").mkdir()
     other_ca, _, _ = _ca(tmp_path / "other")
     with pytest.raises(CertificateError):  # a CA that did not sign the server
-        encode(server.addr, tls=TLSOptions(ca=str(other_ca), cert=str(client_cert), key=str(client_key)))
+        encode(
+            server.addr,
+            tls=TLSOptions(ca=str(other_ca), cert=str(client_cert), key=str(client_key)),
+        )
 
 
 def test_probe_over_tls(start_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -173,13 +218,45 @@ def test_probe_over_tls(start_server, tmp_path: Path, capsys: pytest.CaptureFixt
 def test_cli_options_reach_the_client(start_server, tmp_path: Path) -> None:
     server, fp = tls_server(start_server, tmp_path, "--require-tls")
     out = tmp_path / "out.mp4"
-    rc = cli_main(["-y", "-nostats", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", str(N),
-                   "-c:v", "h264_videotoolbox_remote", "-vt_remote_host", server.addr,
-                   "-vt_remote_tls_fingerprint", fp, str(out)])
+    rc = cli_main(
+        [
+            "-y",
+            "-nostats",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            str(N),
+            "-c:v",
+            "h264_videotoolbox_remote",
+            "-vt_remote_host",
+            server.addr,
+            "-vt_remote_tls_fingerprint",
+            fp,
+            str(out),
+        ]
+    )
     assert rc == 0 and len(decode_video(out)) == N
-    bad = cli_main(["-y", "-nostats", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", "5",
-                    "-c:v", "h264_videotoolbox_remote", "-vt_remote_host", server.addr,
-                    "-vt_remote_tls_fingerprint", "AB" * 32, str(tmp_path / "bad.mp4")])
+    bad = cli_main(
+        [
+            "-y",
+            "-nostats",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            "5",
+            "-c:v",
+            "h264_videotoolbox_remote",
+            "-vt_remote_host",
+            server.addr,
+            "-vt_remote_tls_fingerprint",
+            "AB" * 32,
+            str(tmp_path / "bad.mp4"),
+        ]
+    )
     assert bad == 1
 
 
@@ -188,10 +265,31 @@ def test_reference_client_over_plain_tcp_on_a_mixed_port(start_server, tmp_path:
     server, fp = tls_server(start_server, tmp_path)
     out = tmp_path / "ref.mp4"
     done = subprocess.run(
-        [str(REFCLIENT), "-hide_banner", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30",
-         "-frames:v", str(N), "-pix_fmt", "nv12", "-c:v", "h264_videotoolbox_remote",
-         "-vt_remote_host", server.addr, "-g", "30", "-y", str(out)],
-        capture_output=True, text=True, timeout=60,
+        [
+            str(REFCLIENT),
+            "-hide_banner",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={W}x{H}:rate=30",
+            "-frames:v",
+            str(N),
+            "-pix_fmt",
+            "nv12",
+            "-c:v",
+            "h264_videotoolbox_remote",
+            "-vt_remote_host",
+            server.addr,
+            "-g",
+            "30",
+            "-y",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     # A plain session on a TLS-enabled port: one packet per distinct frame, as on a plain port.

@@ -15,8 +15,15 @@ from vtremote.wire.constants import PixelFormat
 
 
 def cfg(**kw: object) -> ServerConfig:
-    base: dict[str, object] = {"listen": "127.0.0.1:0", "token": "", "max_sessions": 4, "engine": "auto",
-                               "idle_timeout": 30.0, "log_level": "info", "once": False}
+    base: dict[str, object] = {
+        "listen": "127.0.0.1:0",
+        "token": "",
+        "max_sessions": 4,
+        "engine": "auto",
+        "idle_timeout": 30.0,
+        "log_level": "info",
+        "once": False,
+    }
     base.update(kw)
     return ServerConfig(**base)  # type: ignore[arg-type]
 

@@ -38,8 +38,15 @@ def wire_packets(codec: str, path: Path) -> tuple[bytes, list[messages.Packet]]:
     out = []
     for p in packets:
         data = annexb.length_prefixed_to_annexb(bytes(p), 4)
-        out.append(messages.Packet(pts=p.pts or 0, dts=p.dts if p.dts is not None else p.pts or 0,
-                                   duration=p.duration or 0, flags=1 if p.is_keyframe else 0, data=data))
+        out.append(
+            messages.Packet(
+                pts=p.pts or 0,
+                dts=p.dts if p.dts is not None else p.pts or 0,
+                duration=p.duration or 0,
+                flags=1 if p.is_keyframe else 0,
+                data=data,
+            )
+        )
     return extradata, out
 
 
@@ -60,8 +67,12 @@ def decode_lockstep(client: VTRClient, packets: list[messages.Packet]) -> list[m
     return frames
 
 
-def assert_pixels_equal(frames: list[messages.Frame], expected: list[av.VideoFrame],
-                        compression: WireCompression, bps: int) -> None:
+def assert_pixels_equal(
+    frames: list[messages.Frame],
+    expected: list[av.VideoFrame],
+    compression: WireCompression,
+    bps: int,
+) -> None:
     assert len(frames) == len(expected)
     for got, want in zip(frames, expected, strict=True):
         assert got.pts == want.pts
@@ -80,8 +91,9 @@ def test_decode_h264_with_b_frames_lockstep(server, h264_mp4: Path, compression:
     opts = [("mode", "decode")] + ([("wire_compression", str(compression))] if compression else [])
     with VTRClient(server.address) as client:
         client.hello("h264")
-        ack = client.configure(W, H, PixelFormat.NV12, opts, extradata=extradata, time_base=(0, 1),
-                               framerate=(30, 1))
+        ack = client.configure(
+            W, H, PixelFormat.NV12, opts, extradata=extradata, time_base=(0, 1), framerate=(30, 1)
+        )
         assert ack.pix_fmt == PixelFormat.NV12 and ack.extradata == b"" and ack.warnings == ()
         frames = decode_lockstep(client, packets)
         assert client.after_done() == []
@@ -96,8 +108,13 @@ def test_decode_hevc_10bit_gives_p010(server, hevc10_mp4: Path) -> None:
     with VTRClient(server.address) as client:
         client.hello("hevc")
         # Asking for NV12: the ACK says P010 because the stream has 10 bits.
-        ack = client.configure(W, H, PixelFormat.NV12, [("mode", "decode"), ("wire_compression", "2")],
-                               extradata=extradata)
+        ack = client.configure(
+            W,
+            H,
+            PixelFormat.NV12,
+            [("mode", "decode"), ("wire_compression", "2")],
+            extradata=extradata,
+        )
         assert ack.pix_fmt == PixelFormat.P010
         frames = decode_lockstep(client, packets)
     assert_pixels_equal(frames, expected, WireCompression.ZSTD, 2)
@@ -110,9 +127,13 @@ def test_decode_pipelined_with_extension(server, h264_mp4: Path) -> None:
     with VTRClient(server.address) as client:
         hello = client.hello("h264")
         assert "ext:decode-pipeline" in hello.capabilities
-        client.configure(W, H, PixelFormat.NV12,
-                         [("mode", "decode"), ("wire_compression", "1"), (OPT_DECODE_PIPELINE, "1")],
-                         extradata=extradata)
+        client.configure(
+            W,
+            H,
+            PixelFormat.NV12,
+            [("mode", "decode"), ("wire_compression", "1"), (OPT_DECODE_PIPELINE, "1")],
+            extradata=extradata,
+        )
         for p in packets:
             client.send(p)
         client.send(messages.Flush())
@@ -138,8 +159,13 @@ def test_decode_in_band_parameter_sets_without_extradata(server, h264_mp4: Path)
     """The reference refused empty extradata; parameter sets in the first packet work here."""
     extradata, packets = wire_packets("h264", h264_mp4)
     first = packets[0]
-    packets[0] = messages.Packet(first.pts, first.dts, first.duration, first.flags,
-                                 annexb.parse_avcc(extradata).annexb() + bytes(first.data))
+    packets[0] = messages.Packet(
+        first.pts,
+        first.dts,
+        first.duration,
+        first.flags,
+        annexb.parse_avcc(extradata).annexb() + bytes(first.data),
+    )
     with VTRClient(server.address) as client:
         client.hello("h264")
         client.configure(W, H, PixelFormat.NV12, [("mode", "decode")])
@@ -158,7 +184,8 @@ def test_decode_never_sends_more_than_the_configured_size(server, h264_mp4: Path
     assert len(frames) == len(packets)
     for f in frames:
         assert [(p.stride, p.height, messages.nbytes(p.data)) for p in f.planes] == [
-            (160, 90, 160 * 90), (160, 45, 160 * 45)
+            (160, 90, 160 * 90),
+            (160, 45, 160 * 45),
         ]
 
 
@@ -185,7 +212,9 @@ def test_null_engine_decode_returns_configured_frames(start_server, h264_mp4: Pa
 
 
 @pytest.mark.parametrize("codec", ["h264", "hevc"])
-def test_no_reordering_means_one_frame_per_packet_at_once(server, tmp_path: Path, codec: str) -> None:
+def test_no_reordering_means_one_frame_per_packet_at_once(
+    server, tmp_path: Path, codec: str
+) -> None:
     """Without B-frames the decoder adds no delay: a lock-step v1 client gets each FRAME
     right after its PACKET instead of waiting out its receive timeout (VTR1.md §13.18)."""
     if codec == "h264":

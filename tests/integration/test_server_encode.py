@@ -33,7 +33,9 @@ CASES = [
 ]
 
 
-def options(compression: int, *extra: tuple[str, str], codec: str = "h264") -> tuple[tuple[str, str], ...]:
+def options(
+    compression: int, *extra: tuple[str, str], codec: str = "h264"
+) -> tuple[tuple[str, str], ...]:
     """The option list the reference client sends (VTR1.md §3.2) plus ``extra``."""
     opts = list(REFERENCE_OPTIONS)
     if compression:
@@ -44,8 +46,14 @@ def options(compression: int, *extra: tuple[str, str], codec: str = "h264") -> t
     return (*opts, *extra)
 
 
-def check_stream(codec: str, ack: messages.ConfigureAck, frames: list[av.VideoFrame],
-                 packets: list[messages.Packet], gop: int, forced: tuple[int, ...] = ()) -> None:
+def check_stream(
+    codec: str,
+    ack: messages.ConfigureAck,
+    frames: list[av.VideoFrame],
+    packets: list[messages.Packet],
+    gop: int,
+    forced: tuple[int, ...] = (),
+) -> None:
     n = len(frames)
     # One PACKET per FRAME, every input pts exactly once.
     assert len(packets) == n
@@ -93,7 +101,11 @@ def test_encode(server, codec: str, pix_fmt: PixelFormat, compression: int) -> N
         assert client.after_done() == []
     check_stream(codec, ack, frames, packets, gop=10, forced=(13,))
     if codec == "hevc":
-        sps = [n for n in annexb.parse_hvcc(bytes(ack.extradata)).nals if annexb.nal_type("hevc", n) == 33]
+        sps = [
+            n
+            for n in annexb.parse_hvcc(bytes(ack.extradata)).nals
+            if annexb.nal_type("hevc", n) == 33
+        ]
         depth = annexb.parse_hevc_sps(sps[0]).bit_depth_luma
         assert depth == (10 if pix_fmt is PixelFormat.P010 else 8)
 
@@ -105,7 +117,9 @@ def test_b_frames_keep_dts_rules(server, codec: str) -> None:
         client.hello(codec)
         ack = client.configure(W, H, PixelFormat.NV12, options(2, ("max_b_frames", "2")))
         packets = client.encode(frames)
-    assert any(b.pts < a.pts for a, b in zip(packets, packets[1:], strict=False)), "no reordering happened"
+    assert any(b.pts < a.pts for a, b in zip(packets, packets[1:], strict=False)), (
+        "no reordering happened"
+    )
     assert packets[0].dts < packets[0].pts  # B-frame delay shows as dts before pts
     check_stream(codec, ack, frames, packets, gop=10)
 
@@ -129,8 +143,14 @@ def test_timestamps_pass_through_any_time_base(server) -> None:
         f.pts = 1000 + i * 3003
     with VTRClient(server.address) as client:
         client.hello("h264")
-        ack = client.configure(W, H, PixelFormat.NV12, options(0, ("max_b_frames", "2")),
-                               time_base=(1, 90000), framerate=(30000, 1001))
+        ack = client.configure(
+            W,
+            H,
+            PixelFormat.NV12,
+            options(0, ("max_b_frames", "2")),
+            time_base=(1, 90000),
+            framerate=(30000, 1001),
+        )
         packets = client.encode(frames)
     assert sorted(p.pts for p in packets) == [f.pts for f in frames]
     dts = [p.dts for p in packets]
@@ -161,8 +181,12 @@ def test_bitrate_within_tolerance(server) -> None:
     frames = testsrc_frames(rate * seconds, 640, 360, "nv12", rate=rate)
     with VTRClient(server.address, timeout=60.0) as client:
         client.hello("h264")
-        client.configure(640, 360, PixelFormat.NV12,
-                         (("mode", "encode"), ("bitrate", str(target)), ("gop", "30")))
+        client.configure(
+            640,
+            360,
+            PixelFormat.NV12,
+            (("mode", "encode"), ("bitrate", str(target)), ("gop", "30")),
+        )
         packets = client.encode(frames)
     bits = 8 * sum(messages.nbytes(p.data) for p in packets)
     actual = bits / seconds
@@ -173,8 +197,9 @@ def test_profile_level_entropy_are_honoured(server) -> None:
     frames = testsrc_frames(6, W, H, "nv12")
     with VTRClient(server.address) as client:
         client.hello("h264")
-        ack = client.configure(W, H, PixelFormat.NV12,
-                               options(0, ("profile", "77"), ("level", "31"), ("entropy", "1")))
+        ack = client.configure(
+            W, H, PixelFormat.NV12, options(0, ("profile", "77"), ("level", "31"), ("entropy", "1"))
+        )
         packets = client.encode(frames)
     assert ack.warnings == ()
     ps = annexb.parse_avcc(bytes(ack.extradata))
@@ -190,8 +215,12 @@ def test_realtime_disables_b_frames_with_a_warning(server) -> None:
     frames = testsrc_frames(12, W, H, "nv12")
     with VTRClient(server.address) as client:
         client.hello("h264")
-        ack = client.configure(W, H, PixelFormat.NV12,
-                               (("mode", "encode"), ("realtime", "1"), ("max_b_frames", "2"), ("gop", "6")))
+        ack = client.configure(
+            W,
+            H,
+            PixelFormat.NV12,
+            (("mode", "encode"), ("realtime", "1"), ("max_b_frames", "2"), ("gop", "6")),
+        )
         packets = client.encode(frames, window=1)  # zero latency: one frame in, one packet out
     assert any("max_b_frames=2" in w for w in ack.warnings)
     assert [p.pts for p in packets] == list(range(12))
@@ -202,10 +231,19 @@ def test_unhonoured_options_are_reported_as_warnings(server) -> None:
     frames = testsrc_frames(3, W, H, "nv12")
     with VTRClient(server.address) as client:
         client.hello("h264")
-        ack = client.configure(W, H, PixelFormat.NV12, (
-            ("mode", "encode"), ("power_efficient", "1"), ("frames_before", "1"),
-            ("flags", str(4194304 | 1 << 15)), ("no_such_key", "7"), ("bitrate", "x"),
-        ))
+        ack = client.configure(
+            W,
+            H,
+            PixelFormat.NV12,
+            (
+                ("mode", "encode"),
+                ("power_efficient", "1"),
+                ("frames_before", "1"),
+                ("flags", str(4194304 | 1 << 15)),
+                ("no_such_key", "7"),
+                ("bitrate", "x"),
+            ),
+        )
         packets = client.encode(frames)
     text = "\n".join(ack.warnings)
     for needle in ("power_efficient=1", "frames_before=1", "psnr", "no_such_key", "bitrate='x'"):
@@ -232,7 +270,9 @@ def test_closed_captions_become_sei(server, codec: str) -> None:
             packets.append(msg)
     assert [p.pts for p in packets if b"GA94" in bytes(p.data)] == [2]
     decoded = decode_packets(codec, bytes(ack.extradata), packets)
-    captions = {f.pts: [bytes(sd) for sd in f.side_data if sd.type.name == "A53_CC"] for f in decoded}
+    captions = {
+        f.pts: [bytes(sd) for sd in f.side_data if sd.type.name == "A53_CC"] for f in decoded
+    }
     assert captions == {0: [], 1: [], 2: [cc], 3: []}
 
 
@@ -242,7 +282,12 @@ def test_null_engine_one_tiny_packet_per_frame(start_server) -> None:
     with VTRClient(srv.address) as client:
         hello = client.hello("h264")
         assert "ext:engine=null" in hello.capabilities
-        ack = client.configure(W, H, PixelFormat.NV12, options(2), )
+        ack = client.configure(
+            W,
+            H,
+            PixelFormat.NV12,
+            options(2),
+        )
         packets = client.encode(frames, force_keyframes=[5])
     assert any("null engine" in w for w in ack.warnings)
     assert len(packets) == 20 and all(messages.nbytes(p.data) < 16 for p in packets)

@@ -79,9 +79,16 @@ def hello_bytes(codec: str = "h264") -> bytes:
     return serialize_bytes(messages.Hello("", codec, "vtr-test", "test"))
 
 
-def configure_bytes(width: int = W, height: int = H, pix_fmt: int = 1,
-                    options: tuple[tuple[str, str], ...] = ENCODE, extradata: bytes = b"") -> bytes:
-    return serialize_bytes(messages.Configure(width, height, pix_fmt, 1, 30, 30, 1, options, extradata))
+def configure_bytes(
+    width: int = W,
+    height: int = H,
+    pix_fmt: int = 1,
+    options: tuple[tuple[str, str], ...] = ENCODE,
+    extradata: bytes = b"",
+) -> bytes:
+    return serialize_bytes(
+        messages.Configure(width, height, pix_fmt, 1, 30, 30, 1, options, extradata)
+    )
 
 
 # --- malformed bytes before or during the handshake ------------------------------------------
@@ -98,7 +105,8 @@ RAW_CASES: dict[str, tuple[bytes, int, tuple[str, ...]]] = {
     "unknown-codec": (hello_bytes("vp9"), 3, ("unsupported codec 'vp9'",)),
     "wire-compression-3": (
         hello_bytes() + configure_bytes(options=(("mode", "encode"), ("wire_compression", "3"))),
-        3, ("unsupported wire_compression=3",),
+        3,
+        ("unsupported wire_compression=3",),
     ),
     "pix-fmt-7": (hello_bytes() + configure_bytes(pix_fmt=7), 3, ("unsupported pix_fmt=7",)),
     "h264-p010": (hello_bytes() + configure_bytes(pix_fmt=2), 3, ("NV12 only",)),
@@ -106,10 +114,13 @@ RAW_CASES: dict[str, tuple[bytes, int, tuple[str, ...]]] = {
     "odd-size": (hello_bytes() + configure_bytes(width=321, height=181), 3, ("even width",)),
     "garbage-extradata": (
         hello_bytes() + configure_bytes(options=(("mode", "decode"),), extradata=b"\x07garbage"),
-        4, ("avcC",),
+        4,
+        ("avcC",),
     ),
     "frame-before-configure": (
-        hello_bytes() + serialize_bytes(messages.Frame(0, 1, 0, (messages.Plane(W, H, b""),))), 4, ("FRAME",),
+        hello_bytes() + serialize_bytes(messages.Frame(0, 1, 0, (messages.Plane(W, H, b""),))),
+        4,
+        ("FRAME",),
     ),
 }
 
@@ -136,7 +147,9 @@ def test_eof_mid_message(server, healthy: Healthy) -> None:
 # --- malformed messages while streaming ------------------------------------------------------
 
 
-def streaming_client(addr: tuple[str, int], options: tuple[tuple[str, str], ...] = ENCODE) -> VTRClient:
+def streaming_client(
+    addr: tuple[str, int], options: tuple[tuple[str, str], ...] = ENCODE
+) -> VTRClient:
     client = VTRClient(addr)
     client.hello("h264")
     client.configure(W, H, PixelFormat.NV12, options)
@@ -152,7 +165,9 @@ def test_frame_larger_than_configured(server, healthy: Healthy) -> None:
 
 @pytest.mark.parametrize("compression", ["1", "2"], ids=["lz4", "zstd"])
 def test_bad_compressed_plane(server, healthy: Healthy, compression: str) -> None:
-    with streaming_client(server.address, (("mode", "encode"), ("wire_compression", compression))) as client:
+    with streaming_client(
+        server.address, (("mode", "encode"), ("wire_compression", compression))
+    ) as client:
         planes = (messages.Plane(W, H, b"\xff" * 64), messages.Plane(W, H // 2, b"\xff" * 64))
         client.send_raw(serialize_bytes(messages.Frame(0, 1, 0, planes)))
         expect_error(client, 4, "plane")
@@ -216,9 +231,13 @@ def test_hello_ack_describes_the_server(server) -> None:
         ack = client.hello("hevc")
     assert ack.server_name == "vtremoted" and ack.server_version
     assert ack.capabilities[:2] == ("h264", "hevc")
-    assert {"ext:busy", "ext:errors", "ext:keepalive=30000", "ext:decode-pipeline", "ext:engine=x264"} <= set(
-        ack.capabilities
-    )
+    assert {
+        "ext:busy",
+        "ext:errors",
+        "ext:keepalive=30000",
+        "ext:decode-pipeline",
+        "ext:engine=x264",
+    } <= set(ack.capabilities)
     assert (ack.max_sessions, ack.active_sessions) == (4, 1)
 
 
@@ -240,7 +259,11 @@ def test_client_vanishing_mid_stream_frees_its_engine(start_server, how: str) ->
     srv.wait_for_log(r"client vanished mid-stream")
     srv.wait_for_log(r"engine x264 closed")
     # A FIN delivers every frame sent; a reset discards what the server had not read yet.
-    srv.wait_for_log(r"SUMMARY mode=encode frames_in=10 " if how == "close" else r"SUMMARY mode=encode frames_in=\d+ ")
+    srv.wait_for_log(
+        r"SUMMARY mode=encode frames_in=10 "
+        if how == "close"
+        else r"SUMMARY mode=encode frames_in=\d+ "
+    )
     # The only slot is free again and the process still serves.
     with streaming_client(srv.address) as again:
         assert len(again.encode(frames)) == 12
@@ -258,11 +281,19 @@ def test_two_sessions_at_once(server, tmp_path: Path) -> None:
     def decode() -> None:
         with VTRClient(server.address) as client:
             client.hello("h264")
-            client.configure(W, H, PixelFormat.NV12, (("mode", "decode"), ("ext_decode_pipeline", "1")),
-                             extradata=extradata)
+            client.configure(
+                W,
+                H,
+                PixelFormat.NV12,
+                (("mode", "decode"), ("ext_decode_pipeline", "1")),
+                extradata=extradata,
+            )
             for p in packets:
-                client.send(messages.Packet(p.pts or 0, p.dts or 0, 0, 0,
-                                            annexb.length_prefixed_to_annexb(bytes(p), 4)))
+                client.send(
+                    messages.Packet(
+                        p.pts or 0, p.dts or 0, 0, 0, annexb.length_prefixed_to_annexb(bytes(p), 4)
+                    )
+                )
             client.send(messages.Flush())
             frames = []
             while not isinstance(msg := client.recv(), messages.Done):
@@ -321,8 +352,12 @@ def test_no_fin_after_done_until_the_client_closes(server) -> None:
         packets = client.encode(frames, window=16)  # DONE read; a queue would still hold packets
         assert len(packets) == 12
         assert select.select([client.sock], [], [], 0.5)[0] == []  # no EOF yet
-        client.send_raw(serialize_bytes(messages.Flush()), unchecked=False)  # the reference's next FLUSH
-        assert select.select([client.sock], [], [], 0.3)[0] == []  # still no EOF: FLUSH proves nothing
+        client.send_raw(
+            serialize_bytes(messages.Flush()), unchecked=False
+        )  # the reference's next FLUSH
+        assert (
+            select.select([client.sock], [], [], 0.3)[0] == []
+        )  # still no EOF: FLUSH proves nothing
         client.sock.shutdown(socket.SHUT_WR)  # the client closes
         assert client.recv_until_closed() == []  # now the server closes too
 
@@ -334,7 +369,9 @@ def test_pong_and_repeated_flush_are_harmless(server) -> None:
         for frame in frames:
             client.send(client.frame_message(frame))
         client.send(messages.Flush())
-        client.send_raw(serialize_bytes(messages.Flush()) * 2, unchecked=False)  # the reference repeats FLUSH
+        client.send_raw(
+            serialize_bytes(messages.Flush()) * 2, unchecked=False
+        )  # the reference repeats FLUSH
         msgs = [client.recv() for _ in range(5)]
         assert client.after_done() == []
     assert [type(m) for m in msgs] == [messages.Packet] * 4 + [messages.Done]

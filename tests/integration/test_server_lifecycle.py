@@ -22,8 +22,13 @@ HW_ENGINE = os.environ.get("VTREMOTE_HW_ENGINE", "")
 
 
 def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vtremote.cli.serve", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "vtremote.cli.serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def streaming(addr: tuple[str, int]) -> VTRClient:
@@ -41,8 +46,21 @@ def test_prints_exactly_one_stdout_line(start_server) -> None:
 
 
 def test_stdout_is_only_the_listening_line() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "vtremote.cli.serve", "--listen", "127.0.0.1:0", "--once",
-                             "--engine", "null"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vtremote.cli.serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--once",
+            "--engine",
+            "null",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline().rstrip("\n")
     m = LISTENING.match(line)
@@ -73,7 +91,10 @@ def test_sigterm_drains_streaming_sessions_and_exits_0(start_server) -> None:
     srv.proc.send_signal(signal.SIGTERM)
     srv.wait_for_log(r"SIGTERM received")
     err = waiting.recv()
-    assert isinstance(err, messages.Error) and (err.code, err.message) == (7, "server shutting down")
+    assert isinstance(err, messages.Error) and (err.code, err.message) == (
+        7,
+        "server shutting down",
+    )
     waiting.close()
     with pytest.raises(ConnectionRefusedError):  # the listener is closed
         socket.create_connection(srv.address, timeout=5).close()
@@ -137,8 +158,14 @@ def test_log_levels(start_server, level: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("--listen", "nonsense"), ("--listen", "1.2.3.4:99999"), ("--engine", "vp9"), ("--max-sessions", "-1"),
-     ("--idle-timeout", "0"), ("--log-level", "loud")],
+    [
+        ("--listen", "nonsense"),
+        ("--listen", "1.2.3.4:99999"),
+        ("--engine", "vp9"),
+        ("--max-sessions", "-1"),
+        ("--idle-timeout", "0"),
+        ("--log-level", "loud"),
+    ],
 )
 def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
     res = run_cli(*args)

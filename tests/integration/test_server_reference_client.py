@@ -127,17 +127,36 @@ class ReferenceEncoder:
                 out.append(pkt)
 
 
-@pytest.mark.parametrize(("codec", "bframes", "inflight"), [
-    ("h264", "0", 16), ("h264", "3", 16), ("hevc", "2", 16), ("h264", "2", 9),
-])
-def test_reference_encoder_flow_gets_every_packet(server, codec: str, bframes: str, inflight: int) -> None:
+@pytest.mark.parametrize(
+    ("codec", "bframes", "inflight"),
+    [
+        ("h264", "0", 16),
+        ("h264", "3", 16),
+        ("hevc", "2", 16),
+        ("h264", "2", 9),
+    ],
+)
+def test_reference_encoder_flow_gets_every_packet(
+    server, codec: str, bframes: str, inflight: int
+) -> None:
     frames = testsrc_frames(45, W, H, "nv12")
     with VTRClient(server.address, timeout=5.0) as client:  # vt_remote_timeout_ms default 5000
         client.hello(codec)
-        client.configure(W, H, PixelFormat.NV12, (
-            ("mode", "encode"), ("wire_compression", "2"), ("bitrate", "300000"), ("gop", "15"),
-            ("max_b_frames", bframes), ("flags", "4194304"), ("entropy", "0"), ("realtime", "0"),
-        ))
+        client.configure(
+            W,
+            H,
+            PixelFormat.NV12,
+            (
+                ("mode", "encode"),
+                ("wire_compression", "2"),
+                ("bitrate", "300000"),
+                ("gop", "15"),
+                ("max_b_frames", bframes),
+                ("flags", "4194304"),
+                ("entropy", "0"),
+                ("realtime", "0"),
+            ),
+        )
         packets = ReferenceEncoder(client, inflight).encode_all(frames)
     assert sorted(p.pts for p in packets) == list(range(45)), "the reference client lost packets"
 
@@ -150,7 +169,9 @@ class ReferenceDecoder:
         self.timeout = timeout
 
     def _recv_frame(self) -> messages.Frame | None:
-        ready = self.c.conn.receiver.pending or select.select([self.c.sock], [], [], self.timeout)[0]
+        ready = (
+            self.c.conn.receiver.pending or select.select([self.c.sock], [], [], self.timeout)[0]
+        )
         if not ready:
             return None  # got_frame = 0; the late frame is picked up after the next packet
         msg = self.c.recv()
@@ -179,16 +200,32 @@ class ReferenceDecoder:
 def test_reference_decoder_flow_gets_every_frame(server, tmp_path: Path) -> None:
     mp4 = make_h264_mp4(tmp_path / "in.mp4", 20, W, H, bframes=2)
     extradata, raw = video_packets(mp4)
-    packets = [messages.Packet(p.pts or 0, p.dts or 0, p.duration or 0, int(p.is_keyframe),
-                               annexb.length_prefixed_to_annexb(bytes(p), 4)) for p in raw]
+    packets = [
+        messages.Packet(
+            p.pts or 0,
+            p.dts or 0,
+            p.duration or 0,
+            int(p.is_keyframe),
+            annexb.length_prefixed_to_annexb(bytes(p), 4),
+        )
+        for p in raw
+    ]
     expected = decode_video(mp4, "nv12")
     with VTRClient(server.address) as client:
         client.hello("h264")
-        client.configure(W, H, PixelFormat.NV12, (("mode", "decode"), ("wire_compression", "2")),
-                         extradata=extradata, time_base=(0, 1))
+        client.configure(
+            W,
+            H,
+            PixelFormat.NV12,
+            (("mode", "decode"), ("wire_compression", "2")),
+            extradata=extradata,
+            time_base=(0, 1),
+        )
         frames = ReferenceDecoder(client, timeout=0.3).decode_all(packets)
         client.sock.shutdown(socket.SHUT_WR)
     assert [f.pts for f in frames] == [f.pts for f in expected]
     for got, want in zip(frames, expected, strict=True):
-        for plane, ref in zip(frame_planes(got, WireCompression.ZSTD), plane_arrays(want), strict=True):
+        for plane, ref in zip(
+            frame_planes(got, WireCompression.ZSTD), plane_arrays(want), strict=True
+        ):
             assert np.array_equal(np.frombuffer(plane, np.uint8).reshape(ref.shape), ref)

@@ -29,7 +29,9 @@ def replay_messages(capture) -> list[tuple[bytes, messages.Message]]:  # noqa: A
 
 def send_raw(client: VTRClient, raw: bytes, msg: messages.Message) -> None:
     client.conn.send(msg)  # keep the client-side state machine in step
-    client.send_raw(raw, unchecked=False)  # ...but put the reference client's exact bytes on the wire
+    client.send_raw(
+        raw, unchecked=False
+    )  # ...but put the reference client's exact bytes on the wire
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -40,7 +42,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("name", ["h264_enc_zstd_token", "h264_enc_lz4"])
 def test_replay_encode_capture(start_server, capture_loader, name: str) -> None:
     capture = capture_loader(name)
-    srv = start_server("--engine", "x264", "--token", TOKEN) if "token" in name else start_server("--engine", "x264")
+    srv = (
+        start_server("--engine", "x264", "--token", TOKEN)
+        if "token" in name
+        else start_server("--engine", "x264")
+    )
     msgs = replay_messages(capture)
     packets: list[messages.Packet] = []
     with VTRClient(srv.address) as client:
@@ -111,5 +117,8 @@ def test_token_capture_refused_without_the_right_token(start_server, capture_loa
         ack = client.recv()
         assert isinstance(ack, messages.HelloAck) and ack.status == 2
         err = client.recv()
-        assert isinstance(err, messages.Error) and (err.code, err.message) == (1, "authentication failed")
+        assert isinstance(err, messages.Error) and (err.code, err.message) == (
+            1,
+            "authentication failed",
+        )
         assert client.after_done() == []

@@ -25,8 +25,9 @@ class Running:
         self.container = av.open(str(path))
         self.stream = self.container.streams.video[0]
         self.packets = [p for p in self.container.demux(self.stream) if p.size]
-        self.tc = RemoteTranscoder.from_stream(addr, self.stream, codec="h264", filters="scale=160:90",
-                                               bitrate=200_000, gop=30)
+        self.tc = RemoteTranscoder.from_stream(
+            addr, self.stream, codec="h264", filters="scale=160:90", bitrate=200_000, gop=30
+        )
         self.out: list[av.Packet] = []
         for pkt in self.packets[: len(self.packets) // 2]:
             self.out += self.tc.transcode(pkt)
@@ -41,10 +42,15 @@ class Running:
         check_timestamps(self.out)
 
 
-def transcode_configure(client: VTRClient, options: tuple[tuple[str, str], ...], extradata: bytes = b"") -> messages.Message:
+def transcode_configure(
+    client: VTRClient, options: tuple[tuple[str, str], ...], extradata: bytes = b""
+) -> messages.Message:
     client.hello("h264")
-    client.send(messages.Configure(320, 180, PixelFormat.NV12, 1, 30, 30, 1,
-                                   (("mode", "transcode"), *options), extradata))
+    client.send(
+        messages.Configure(
+            320, 180, PixelFormat.NV12, 1, 30, 30, 1, (("mode", "transcode"), *options), extradata
+        )
+    )
     return client.recv()
 
 
@@ -84,24 +90,39 @@ def test_unknown_input_codec_is_unsupported(server, source: Path) -> None:
             client.recv()
     # The client library refuses it before CONFIGURE, from the server's offer.
     with pytest.raises(UnsupportedConfigError, match="cannot decode cinepak9000"):
-        RemoteTranscoder(server.addr, input_codec="cinepak9000", input_time_base=Fraction(1, 30),
-                         input_width=320, input_height=180)
+        RemoteTranscoder(
+            server.addr,
+            input_codec="cinepak9000",
+            input_time_base=Fraction(1, 30),
+            input_width=320,
+            input_height=180,
+        )
     healthy.finish()
 
 
 def test_forbidden_filter_is_unsupported_and_named(server, source: Path) -> None:
     healthy = Running(server.addr, source)
     with VTRClient(server.address) as client:
-        reply = transcode_configure(client, (("ext_in_codec", "h264"), ("ext_filters", "scale=160:90,drawtext=text=x")))
+        reply = transcode_configure(
+            client, (("ext_in_codec", "h264"), ("ext_filters", "scale=160:90,drawtext=text=x"))
+        )
         assert isinstance(reply, messages.Error) and reply.code == 3
         assert "filter 'drawtext' is not supported" in reply.message
     with VTRClient(server.address) as client:
-        reply = transcode_configure(client, (("ext_in_codec", "h264"), ("ext_filters", "crop=999:999")))
+        reply = transcode_configure(
+            client, (("ext_in_codec", "h264"), ("ext_filters", "crop=999:999"))
+        )
         assert isinstance(reply, messages.Error) and reply.code == 4
         assert "crop 999x999 does not fit a 320x180 picture" in reply.message
     with pytest.raises(UnsupportedConfigError, match="'drawtext'"):  # refused locally, nothing sent
-        RemoteTranscoder("127.0.0.1:9", input_codec="h264", input_time_base=Fraction(1, 30),
-                         input_width=320, input_height=180, filters="drawtext=text=x")
+        RemoteTranscoder(
+            "127.0.0.1:9",
+            input_codec="h264",
+            input_time_base=Fraction(1, 30),
+            input_width=320,
+            input_height=180,
+            filters="drawtext=text=x",
+        )
     healthy.finish()
 
 
@@ -109,8 +130,13 @@ def test_plain_v1_server_offers_no_transcode(start_server) -> None:
     v1 = start_server("--engine", "x264", "--no-extensions")
     assert transcode_capabilities(v1.addr) is None
     with pytest.raises(UnsupportedConfigError, match="does not offer packet transcode"):
-        RemoteTranscoder(v1.addr, input_codec="h264", input_time_base=Fraction(1, 30),
-                         input_width=320, input_height=180)
+        RemoteTranscoder(
+            v1.addr,
+            input_codec="h264",
+            input_time_base=Fraction(1, 30),
+            input_width=320,
+            input_height=180,
+        )
 
 
 def test_unreachable_server_fails_fast_naming_it() -> None:
@@ -121,8 +147,15 @@ def test_unreachable_server_fails_fast_naming_it() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ConnectionLostError, match=f"cannot reach 127.0.0.1:{port}: connection refused"):
-        RemoteTranscoder(f"127.0.0.1:{port}", input_codec="h264", input_time_base=Fraction(1, 30),
-                         input_width=320, input_height=180)
+    with pytest.raises(
+        ConnectionLostError, match=f"cannot reach 127.0.0.1:{port}: connection refused"
+    ):
+        RemoteTranscoder(
+            f"127.0.0.1:{port}",
+            input_codec="h264",
+            input_time_base=Fraction(1, 30),
+            input_width=320,
+            input_height=180,
+        )
     with pytest.raises(ConnectionLostError, match=f"127.0.0.1:{port}"):
         transcode_capabilities(f"127.0.0.1:{port}")

@@ -41,8 +41,9 @@ def test_offer_lists_decoders_and_filters(server) -> None:
 
 def test_h264_to_h264_scaled(server, tmp_path: Path) -> None:
     src = make_h264_mp4(tmp_path / "in.mp4", 60, 320, 180, bframes=0, gop=60)
-    tc, sent, out = run_transcode(server.addr, src, codec="h264", filters="scale=-2:144",
-                                  bitrate=400_000, gop=30)
+    tc, sent, out = run_transcode(
+        server.addr, src, codec="h264", filters="scale=-2:144", bitrate=400_000, gop=30
+    )
     assert (tc.width, tc.height) == (256, 144)
     frames, stream = source_frames(src)
     assert tc.time_base == stream.time_base
@@ -60,15 +61,23 @@ def test_h264_to_h264_scaled(server, tmp_path: Path) -> None:
     ref = local_reference(frames, 256, 144)
     scores = [ssim(r, luma(d)) for r, d in zip(ref, decoded, strict=True)]
     assert min(scores) >= 0.97, min(scores)
-    server.wait_for_log(r"SUMMARY mode=transcode packets_in=60 packets_out=60 input=h264 frames_decoded=60")
+    server.wait_for_log(
+        r"SUMMARY mode=transcode packets_in=60 packets_out=60 input=h264 frames_decoded=60"
+    )
 
 
 def test_hevc_10bit_to_h264_8bit(server, tmp_path: Path) -> None:
     src = make_hevc_mp4(tmp_path / "in10.mp4", 30, 320, 180, ten_bit=True, bframes=2)
     frames, _ = source_frames(src)
     assert frames[0].format.name == "yuv420p10le"
-    tc, sent, out = run_transcode(server.addr, src, codec="h264", filters="scale=-2:144,format=yuv420p",
-                                  bitrate=500_000, gop=30)
+    tc, sent, out = run_transcode(
+        server.addr,
+        src,
+        codec="h264",
+        filters="scale=-2:144,format=yuv420p",
+        bitrate=500_000,
+        gop=30,
+    )
     assert tc.pix_fmt.name == "NV12"
     check_timestamps(out)
     decoded = decode_output("h264", tc.extradata, out)
@@ -80,8 +89,15 @@ def test_hevc_10bit_to_h264_8bit(server, tmp_path: Path) -> None:
 
 def test_bframes_in_and_out(server, tmp_path: Path) -> None:
     src = make_h264_mp4(tmp_path / "b.mp4", 45, 320, 180, bframes=3, gop=15)
-    tc, sent, out = run_transcode(server.addr, src, codec="h264", filters="scale=160:90",
-                                  bitrate=300_000, gop=15, max_b_frames=2)
+    tc, sent, out = run_transcode(
+        server.addr,
+        src,
+        codec="h264",
+        filters="scale=160:90",
+        bitrate=300_000,
+        gop=15,
+        max_b_frames=2,
+    )
     assert len(out) == 45
     check_timestamps(out)
     assert any(p.dts < p.pts for p in out)  # the output reorders
@@ -95,17 +111,28 @@ def test_bframes_in_and_out(server, tmp_path: Path) -> None:
     ("name", "encoder", "fmt", "pix_fmt", "options"),
     [
         ("mpeg2", "mpeg2video", "mpegts", "yuv420p", {"g": "12"}),
-        ("vp9", "libvpx-vp9", "webm", "yuv420p", {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}),
+        (
+            "vp9",
+            "libvpx-vp9",
+            "webm",
+            "yuv420p",
+            {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"},
+        ),
     ],
 )
-def test_other_codecs_to_hevc(server, tmp_path: Path, name: str, encoder: str, fmt: str, pix_fmt: str,
-                              options: dict[str, str]) -> None:
+def test_other_codecs_to_hevc(
+    server, tmp_path: Path, name: str, encoder: str, fmt: str, pix_fmt: str, options: dict[str, str]
+) -> None:
     if not encoder_available(encoder):
         pytest.skip(f"this PyAV build has no {encoder} encoder to make the {name} source")
     frames = testsrc_frames(24, 320, 180, pix_fmt)
-    src = encode_file(tmp_path / f"in.{fmt}", encoder, frames, pix_fmt, 30, options, fmt=fmt, bit_rate=2_000_000)
+    src = encode_file(
+        tmp_path / f"in.{fmt}", encoder, frames, pix_fmt, 30, options, fmt=fmt, bit_rate=2_000_000
+    )
     decoded_src, stream = source_frames(src)
-    tc, sent, out = run_transcode(server.addr, src, codec="hevc", filters="scale=-2:144", bitrate=300_000, gop=30)
+    tc, sent, out = run_transcode(
+        server.addr, src, codec="hevc", filters="scale=-2:144", bitrate=300_000, gop=30
+    )
     assert (tc.width, tc.height) == (256, 144)
     assert len(out) == len(decoded_src) == 24
     check_timestamps(out)
@@ -117,13 +144,27 @@ def test_other_codecs_to_hevc(server, tmp_path: Path, name: str, encoder: str, f
 
 def test_vfr_matroska_keeps_millisecond_timestamps(server, tmp_path: Path) -> None:
     frames = vfr_frames(40, 320, 180)
-    src = encode_file(tmp_path / "vfr.mkv", "libx264", frames, "yuv420p", 30,
-                      {"preset": "veryfast", "x264-params": "bframes=2:keyint=20"}, bframes=2,
-                      time_base=Fraction(1, 1000))
+    src = encode_file(
+        tmp_path / "vfr.mkv",
+        "libx264",
+        frames,
+        "yuv420p",
+        30,
+        {"preset": "veryfast", "x264-params": "bframes=2:keyint=20"},
+        bframes=2,
+        time_base=Fraction(1, 1000),
+    )
     decoded_src, stream = source_frames(src)
     assert stream.time_base == Fraction(1, 1000)
-    tc, sent, out = run_transcode(server.addr, src, codec="h264", filters="scale=-2:144",
-                                  bitrate=300_000, gop=60, max_b_frames=2)
+    tc, sent, out = run_transcode(
+        server.addr,
+        src,
+        codec="h264",
+        filters="scale=-2:144",
+        bitrate=300_000,
+        gop=60,
+        max_b_frames=2,
+    )
     assert tc.time_base == Fraction(1, 1000)
     check_timestamps(out)
     assert sorted(p.pts for p in out) == [f.pts for f in decoded_src] == [f.pts for f in frames]
@@ -131,8 +172,9 @@ def test_vfr_matroska_keeps_millisecond_timestamps(server, tmp_path: Path) -> No
 
 def test_fps_filter_changes_the_frame_count(server, tmp_path: Path) -> None:
     src = make_h264_mp4(tmp_path / "30.mp4", 60, 320, 180, bframes=0)
-    tc, sent, out = run_transcode(server.addr, src, codec="h264", filters="fps=15,scale=160:90",
-                                  bitrate=200_000, gop=15)
+    tc, sent, out = run_transcode(
+        server.addr, src, codec="h264", filters="fps=15,scale=160:90", bitrate=200_000, gop=15
+    )
     assert tc.time_base == Fraction(1, 15) and tc.output_framerate == 15
     assert len(sent) == 60
     assert len(out) == 30
@@ -157,9 +199,18 @@ def test_resolution_change_mid_stream(server, tmp_path: Path) -> None:
         pkts += ctx.encode(None)
         parts.append([bytes(p) for p in pkts])
     out = []
-    with RemoteTranscoder(server.addr, input_codec="h264", input_time_base=Fraction(1, 30),
-                          input_width=320, input_height=180, framerate=30, codec="h264",
-                          filters="scale=160:90", bitrate=200_000, gop=30) as tc:
+    with RemoteTranscoder(
+        server.addr,
+        input_codec="h264",
+        input_time_base=Fraction(1, 30),
+        input_width=320,
+        input_height=180,
+        framerate=30,
+        codec="h264",
+        filters="scale=160:90",
+        bitrate=200_000,
+        gop=30,
+    ) as tc:
         for i, data in enumerate(parts[0] + parts[1]):
             pkt = av.Packet(data)
             pkt.pts = pkt.dts = i
@@ -174,17 +225,32 @@ def test_resolution_change_mid_stream(server, tmp_path: Path) -> None:
 
 def test_force_key_frames_by_time(server, tmp_path: Path) -> None:
     src = make_h264_mp4(tmp_path / "k.mp4", 60, 320, 180, bframes=0)
-    tc, _, out = run_transcode(server.addr, src, codec="h264", filters="scale=160:90", bitrate=200_000,
-                               gop=600, force_key_frames=[0.5, 1.2])
+    tc, _, out = run_transcode(
+        server.addr,
+        src,
+        codec="h264",
+        filters="scale=160:90",
+        bitrate=200_000,
+        gop=600,
+        force_key_frames=[0.5, 1.2],
+    )
     by_pts = sorted(out, key=lambda p: p.pts)
     assert [i for i, p in enumerate(by_pts) if p.is_keyframe] == [0, 15, 36]
 
 
-def test_field_rate_deinterlace_doubles_frames_and_halves_the_time_base(server, tmp_path: Path) -> None:
+def test_field_rate_deinterlace_doubles_frames_and_halves_the_time_base(
+    server, tmp_path: Path
+) -> None:
     src = make_h264_mp4(tmp_path / "i.mp4", 20, 320, 180, bframes=0)
     frames, stream = source_frames(src)
-    tc, sent, out = run_transcode(server.addr, src, codec="h264", filters="bwdif=mode=send_field,scale=160:90",
-                                  bitrate=300_000, gop=60)
+    tc, sent, out = run_transcode(
+        server.addr,
+        src,
+        codec="h264",
+        filters="bwdif=mode=send_field,scale=160:90",
+        bitrate=300_000,
+        gop=60,
+    )
     assert tc.time_base == stream.time_base / 2 and tc.output_framerate == 60
     assert len(out) == 40
     check_timestamps(out)
@@ -196,8 +262,12 @@ def test_field_rate_deinterlace_doubles_frames_and_halves_the_time_base(server, 
 def test_crop_and_colour_tags(server, tmp_path: Path) -> None:
     src = make_h264_mp4(tmp_path / "c.mp4", 20, 320, 180, bframes=0)
     tc, _, out = run_transcode(
-        server.addr, src, codec="h264", bitrate=300_000,
-        filters="crop=200:100:20:40,setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709")
+        server.addr,
+        src,
+        codec="h264",
+        bitrate=300_000,
+        filters="crop=200:100:20:40,setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+    )
     assert (tc.width, tc.height) == (200, 100)
     decoded = decode_output("h264", tc.extradata, out)
     assert len(decoded) == 20 and (decoded[0].width, decoded[0].height) == (200, 100)
@@ -222,7 +292,9 @@ def test_anamorphic_source_keeps_its_display_aspect(server, tmp_path: Path) -> N
             out.mux(p)
     _, stream = source_frames(path)
     assert stream.sample_aspect_ratio == Fraction(4, 3)
-    tc, _, out_packets = run_transcode(server.addr, path, codec="h264", filters="scale=240:90", bitrate=200_000)
+    tc, _, out_packets = run_transcode(
+        server.addr, path, codec="h264", filters="scale=240:90", bitrate=200_000
+    )
     assert tc.sample_aspect_ratio == Fraction(8, 9)  # 320x180 at 4:3 = 240x90 at 8:9 on screen
     ctx = av.CodecContext.create("h264", "r")
     ctx.extradata = tc.extradata
@@ -233,8 +305,15 @@ def test_anamorphic_source_keeps_its_display_aspect(server, tmp_path: Path) -> N
 
 
 def test_flush_without_packets_ends_cleanly(server) -> None:
-    with RemoteTranscoder(server.addr, input_codec="hevc", input_time_base=Fraction(1, 90000),
-                          input_width=320, input_height=180, codec="hevc", filters="scale=-2:90") as tc:
+    with RemoteTranscoder(
+        server.addr,
+        input_codec="hevc",
+        input_time_base=Fraction(1, 90000),
+        input_width=320,
+        input_height=180,
+        codec="hevc",
+        filters="scale=-2:90",
+    ) as tc:
         assert tc.flush() == []
         assert tc.stats.packets_sent == 0 and tc.stats.packets == 0
     server.wait_for_log(r"SUMMARY mode=transcode packets_in=0 packets_out=0")

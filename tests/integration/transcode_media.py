@@ -23,9 +23,18 @@ def encoder_available(name: str) -> bool:
     return True
 
 
-def encode_file(path: Path, codec: str, frames: list[av.VideoFrame], pix_fmt: str, rate: int,
-                options: dict[str, str] | None = None, bframes: int = 0, fmt: str | None = None,
-                time_base: Fraction | None = None, bit_rate: int = 0) -> Path:
+def encode_file(
+    path: Path,
+    codec: str,
+    frames: list[av.VideoFrame],
+    pix_fmt: str,
+    rate: int,
+    options: dict[str, str] | None = None,
+    bframes: int = 0,
+    fmt: str | None = None,
+    time_base: Fraction | None = None,
+    bit_rate: int = 0,
+) -> Path:
     """Write ``frames`` with an FFmpeg encoder into a container (frames keep their pts)."""
     with av.open(str(path), "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=rate)
@@ -64,7 +73,9 @@ def source_frames(path: Path) -> tuple[list[av.VideoFrame], StreamInfo]:
     return frames, info
 
 
-def run_transcode(addr: str, path: Path, **kwargs: Any) -> tuple[RemoteTranscoder, list[av.Packet], list[av.Packet]]:
+def run_transcode(
+    addr: str, path: Path, **kwargs: Any
+) -> tuple[RemoteTranscoder, list[av.Packet], list[av.Packet]]:
     """Demux ``path`` through a RemoteTranscoder; returns it (closed), the source and output packets."""
     sent: list[av.Packet] = []
     out: list[av.Packet] = []

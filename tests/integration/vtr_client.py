@@ -86,7 +86,9 @@ class VTRClient:
             data = self.sock.recv(1 << 20)
             if not data:
                 self.conn.receive_eof()
-                msg = self.conn.receiver.next_message() if self.unchecked else self.conn.next_event()
+                msg = (
+                    self.conn.receiver.next_message() if self.unchecked else self.conn.next_event()
+                )
                 if msg is not None:
                     return msg
                 raise Closed("server closed the connection")
@@ -137,7 +139,9 @@ class VTRClient:
         framerate: tuple[int, int] = (30, 1),
     ) -> messages.ConfigureAck:
         opts = tuple(options)
-        self.send(messages.Configure(width, height, pix_fmt, *time_base, *framerate, opts, extradata))
+        self.send(
+            messages.Configure(width, height, pix_fmt, *time_base, *framerate, opts, extradata)
+        )
         for k, v in opts:
             if k == "wire_compression":
                 self.compression = WireCompression(int(v))
@@ -149,14 +153,22 @@ class VTRClient:
 
     # -- encode --------------------------------------------------------------------------------
 
-    def frame_message(self, frame: av.VideoFrame, keyframe: bool = False,
-                      duration: int = 1, side_data: tuple[messages.SideData, ...] | None = None) -> messages.Frame:
+    def frame_message(
+        self,
+        frame: av.VideoFrame,
+        keyframe: bool = False,
+        duration: int = 1,
+        side_data: tuple[messages.SideData, ...] | None = None,
+    ) -> messages.Frame:
         planes = []
         for stride, rows, view in plane_views(frame):
             planes.append(messages.Plane(stride, rows, compress_plane(self.compression, view)))
         return messages.Frame(
-            pts=frame.pts or 0, duration=duration, flags=1 if keyframe else 0,
-            planes=tuple(planes), side_data=side_data,
+            pts=frame.pts or 0,
+            duration=duration,
+            flags=1 if keyframe else 0,
+            planes=tuple(planes),
+            side_data=side_data,
         )
 
     def encode(
@@ -213,7 +225,9 @@ def packets_to_annexb_stream(record: bytes, codec: str, packets: list[messages.P
     return annexb.config_record_to_annexb(codec, record) + b"".join(bytes(p.data) for p in packets)
 
 
-def decode_packets(codec: str, record: bytes, packets: list[messages.Packet]) -> list[av.VideoFrame]:
+def decode_packets(
+    codec: str, record: bytes, packets: list[messages.Packet]
+) -> list[av.VideoFrame]:
     """Decode PACKETs with PyAV using the CONFIGURE_ACK record (converted to Annex B)."""
     ctx = av.CodecContext.create(codec, "r")
     ctx.extradata = annexb.config_record_to_annexb(codec, record)

@@ -54,4 +54,3 @@ def start_refserver(tmp_path: Path) -> Iterator[Start]:
     for server in servers:
         if server.proc.poll() is None:
             server.stop()
-

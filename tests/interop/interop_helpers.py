@@ -62,7 +62,9 @@ class Run:
     seconds: float
 
     def check(self) -> Run:
-        assert self.returncode == 0, f"ffmpeg {' '.join(self.args)} exited {self.returncode}:\n{self.stderr}"
+        assert self.returncode == 0, (
+            f"ffmpeg {' '.join(self.args)} exited {self.returncode}:\n{self.stderr}"
+        )
         return self
 
 
@@ -119,15 +121,25 @@ def read_stream(path: Path) -> Stream:
     return Stream(codec, pix_fmt, tb, pts, dts, [p.size for p in packets], keyframes, frames)
 
 
-def check_encode(stream: Stream, frames: int, gop: int, bitrate: float | None = None, tolerance: float = 0.10) -> None:
+def check_encode(
+    stream: Stream, frames: int, gop: int, bitrate: float | None = None, tolerance: float = 0.10
+) -> None:
     """The reference scripts' checks of an encoded file (VTR1.md §11.2)."""
     assert len(stream.pts) == frames, f"{len(stream.pts)} packets for {frames} frames"
     assert stream.frames == frames, f"{stream.frames} frames decode from {frames} packets"
-    assert all(a < b for a, b in zip(stream.dts, stream.dts[1:], strict=False)), f"dts not increasing: {stream.dts}"
-    assert all(d <= p for d, p in zip(stream.dts, stream.pts, strict=True)), "a packet has dts > pts"
-    assert stream.keyframes == list(range(0, frames, gop)), f"keyframes at {stream.keyframes}, -g {gop}"
+    assert all(a < b for a, b in zip(stream.dts, stream.dts[1:], strict=False)), (
+        f"dts not increasing: {stream.dts}"
+    )
+    assert all(d <= p for d, p in zip(stream.dts, stream.pts, strict=True)), (
+        "a packet has dts > pts"
+    )
+    assert stream.keyframes == list(range(0, frames, gop)), (
+        f"keyframes at {stream.keyframes}, -g {gop}"
+    )
     if bitrate is not None:
-        assert abs(stream.bitrate / bitrate - 1) <= tolerance, f"bitrate {stream.bitrate:.0f} for a {bitrate:.0f} target"
+        assert abs(stream.bitrate / bitrate - 1) <= tolerance, (
+            f"bitrate {stream.bitrate:.0f} for a {bitrate:.0f} target"
+        )
 
 
 _MD5_LINE = re.compile(r"^\d+,\s*(-?\d+),\s*(-?\d+),\s*\d+,\s*\d+,\s*([0-9a-f]{32})$")
@@ -154,7 +166,9 @@ def summary(server: ServerProcess, mode: str = "encode") -> list[dict[str, str]]
     rows = []
     for line in server.stderr_text().splitlines():
         if f"SUMMARY mode={mode}" in line:
-            rows.append(dict(kv.split("=", 1) for kv in line.split("SUMMARY ", 1)[1].split() if "=" in kv))
+            rows.append(
+                dict(kv.split("=", 1) for kv in line.split("SUMMARY ", 1)[1].split() if "=" in kv)
+            )
     return rows
 
 
@@ -163,7 +177,10 @@ def _settled(server: ServerProcess, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         text = server.stderr_text()
-        if text.count(" SUMMARY mode=") >= text.count("CONFIGURE ok") or time.monotonic() > deadline:
+        if (
+            text.count(" SUMMARY mode=") >= text.count("CONFIGURE ok")
+            or time.monotonic() > deadline
+        ):
             return
         time.sleep(0.02)
 
@@ -174,7 +191,9 @@ def session_count(server: ServerProcess, mode: str = "encode", timeout: float = 
     return len(summary(server, mode))
 
 
-def run_summary(server: ServerProcess, before: int, mode: str = "encode", timeout: float = 15.0) -> dict[str, str]:
+def run_summary(
+    server: ServerProcess, before: int, mode: str = "encode", timeout: float = 15.0
+) -> dict[str, str]:
     """The SUMMARY of the one session since ``before`` that carried data.
 
     FFmpeg opens and closes a decoder while it probes a stream: that session logs a row
@@ -186,5 +205,3 @@ def run_summary(server: ServerProcess, before: int, mode: str = "encode", timeou
     busy = [row for row in rows if row[key] != "0"]
     assert len(busy) == 1, f"expected one {mode} session with data since row {before}, got {rows}"
     return busy[0]
-
-

@@ -34,14 +34,28 @@ GOP = 15
     ],
     ids=lambda v: str(v),
 )
-def test_encode(refserver, tmp_path: Path, codec: str, pix_fmt: str, bframes: int, tolerance: float) -> None:
+def test_encode(
+    refserver, tmp_path: Path, codec: str, pix_fmt: str, bframes: int, tolerance: float
+) -> None:
     """One packet per frame, dts increasing and <= pts, IDR every -g, the bitrate asked for."""
     out = tmp_path / "out.mp4"
     before = session_count(refserver)
     frames = 60
     ffmpeg(
-        *lavfi("320x240", frames), "-pix_fmt", pix_fmt, "-c:v", f"{codec}_videotoolbox_remote",
-        *remote(refserver), "-b:v", "500k", "-g", str(GOP), "-bf", str(bframes), "-y", str(out),
+        *lavfi("320x240", frames),
+        "-pix_fmt",
+        pix_fmt,
+        "-c:v",
+        f"{codec}_videotoolbox_remote",
+        *remote(refserver),
+        "-b:v",
+        "500k",
+        "-g",
+        str(GOP),
+        "-bf",
+        str(bframes),
+        "-y",
+        str(out),
     ).check()
     stream = read_stream(out)
     assert stream.codec == codec
@@ -65,9 +79,18 @@ def test_every_window_completes_without_waiting(refserver, tmp_path: Path, windo
     before = session_count(refserver)
     frames = 45
     run = ffmpeg(
-        *lavfi("320x240", frames), "-pix_fmt", "nv12", "-c:v", "h264_videotoolbox_remote",
+        *lavfi("320x240", frames),
+        "-pix_fmt",
+        "nv12",
+        "-c:v",
+        "h264_videotoolbox_remote",
         *remote(refserver, "-vt_remote_inflight", str(window), "-vt_remote_timeout_ms", "1000"),
-        "-b:v", "500k", "-g", str(GOP), "-y", str(out),
+        "-b:v",
+        "500k",
+        "-g",
+        str(GOP),
+        "-y",
+        str(out),
     ).check()
     assert "error" not in run.stderr.lower(), run.stderr
     check_encode(read_stream(out), frames, GOP)
@@ -79,11 +102,22 @@ def test_every_window_completes_without_waiting(refserver, tmp_path: Path, windo
 
 @pytest.mark.parametrize(
     ("codec", "pix_fmt", "window"),
-    [("h264", "nv12", 1), ("h264", "nv12", 2), ("h264", "nv12", 3), ("h264", "nv12", 4), ("h264", "nv12", 8),
-     ("hevc", "nv12", 1), ("hevc", "p010le", 2), ("hevc", "nv12", 4), ("hevc", "p010le", 9)],
+    [
+        ("h264", "nv12", 1),
+        ("h264", "nv12", 2),
+        ("h264", "nv12", 3),
+        ("h264", "nv12", 4),
+        ("h264", "nv12", 8),
+        ("hevc", "nv12", 1),
+        ("hevc", "p010le", 2),
+        ("hevc", "nv12", 4),
+        ("hevc", "p010le", 9),
+    ],
     ids=lambda v: str(v),
 )
-def test_b_frames_with_any_window(refserver, tmp_path: Path, codec: str, pix_fmt: str, window: int) -> None:
+def test_b_frames_with_any_window(
+    refserver, tmp_path: Path, codec: str, pix_fmt: str, window: int
+) -> None:
     """-bf 2 with windows smaller than the encoder's delay: every frame, IDRs exactly every -g.
 
     x264 holds back 2 frames for 2 B-frames, x265 at least 8: a smaller window stops
@@ -96,13 +130,26 @@ def test_b_frames_with_any_window(refserver, tmp_path: Path, codec: str, pix_fmt
     before = session_count(refserver)
     frames = 45
     run = ffmpeg(
-        *lavfi("320x240", frames), "-pix_fmt", pix_fmt, "-c:v", f"{codec}_videotoolbox_remote", "-bf", "2",
+        *lavfi("320x240", frames),
+        "-pix_fmt",
+        pix_fmt,
+        "-c:v",
+        f"{codec}_videotoolbox_remote",
+        "-bf",
+        "2",
         *remote(refserver, "-vt_remote_inflight", str(window), "-vt_remote_timeout_ms", "1000"),
-        "-b:v", "500k", "-g", str(GOP), "-y", str(out),
+        "-b:v",
+        "500k",
+        "-g",
+        str(GOP),
+        "-y",
+        str(out),
     ).check()
     assert "error" not in run.stderr.lower(), run.stderr
     stream = read_stream(out)
-    check_encode(stream, frames, GOP, bitrate=500_000, tolerance=0.25)  # (it decodes every frame too)
+    check_encode(
+        stream, frames, GOP, bitrate=500_000, tolerance=0.25
+    )  # (it decodes every frame too)
     row = run_summary(refserver, before)
     assert (row["frames_in"], row["packets_out"]) == (str(frames), str(frames))
 
@@ -120,14 +167,35 @@ def test_a_slow_source_keeps_its_b_frames(refserver, tmp_path: Path) -> None:
     log_start = len(refserver.stderr_text())
     frames = 8
     ffmpeg(
-        "-re", "-readrate_initial_burst", "0", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30,setpts=N*6",
-        "-frames:v", str(frames), "-pix_fmt", "nv12", "-c:v", "h264_videotoolbox_remote", "-bf", "3",
-        *remote(refserver, "-vt_remote_timeout_ms", "1000"), "-b:v", "500k", "-g", str(GOP), "-y", str(out),
+        "-re",
+        "-readrate_initial_burst",
+        "0",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30,setpts=N*6",
+        "-frames:v",
+        str(frames),
+        "-pix_fmt",
+        "nv12",
+        "-c:v",
+        "h264_videotoolbox_remote",
+        "-bf",
+        "3",
+        *remote(refserver, "-vt_remote_timeout_ms", "1000"),
+        "-b:v",
+        "500k",
+        "-g",
+        str(GOP),
+        "-y",
+        str(out),
     ).check()
     check_encode(read_stream(out), frames, GOP)
     row = run_summary(refserver, before)
     assert (row["frames_in"], row["packets_out"]) == (str(frames), str(frames))
-    assert "without a packet" not in refserver.stderr_text()[log_start:]  # the encoder was not reopened
+    assert (
+        "without a packet" not in refserver.stderr_text()[log_start:]
+    )  # the encoder was not reopened
 
 
 @pytest.mark.parametrize("compression", ["none", "lz4", "zstd"])
@@ -135,9 +203,18 @@ def test_wire_compression(refserver, tmp_path: Path, compression: str) -> None:
     out = tmp_path / "out.mp4"
     frames = 30
     ffmpeg(
-        *lavfi("320x240", frames), "-pix_fmt", "nv12", "-c:v", "hevc_videotoolbox_remote",
-        *remote(refserver, "-vt_remote_wire_compression", compression), "-b:v", "500k", "-g", str(GOP),
-        "-y", str(out),
+        *lavfi("320x240", frames),
+        "-pix_fmt",
+        "nv12",
+        "-c:v",
+        "hevc_videotoolbox_remote",
+        *remote(refserver, "-vt_remote_wire_compression", compression),
+        "-b:v",
+        "500k",
+        "-g",
+        str(GOP),
+        "-y",
+        str(out),
     ).check()
     check_encode(read_stream(out), frames, GOP)
     wc = {"none": "none", "lz4": "lz4", "zstd": "zstd"}[compression]
@@ -149,8 +226,24 @@ def test_realtime_profile_level(refserver, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     frames = 30
     ffmpeg(
-        *lavfi("320x240", frames), "-pix_fmt", "nv12", "-c:v", "h264_videotoolbox_remote", *remote(refserver),
-        "-realtime", "1", "-profile:v", "main", "-level", "31", "-b:v", "500k", "-g", str(GOP), "-y", str(out),
+        *lavfi("320x240", frames),
+        "-pix_fmt",
+        "nv12",
+        "-c:v",
+        "h264_videotoolbox_remote",
+        *remote(refserver),
+        "-realtime",
+        "1",
+        "-profile:v",
+        "main",
+        "-level",
+        "31",
+        "-b:v",
+        "500k",
+        "-g",
+        str(GOP),
+        "-y",
+        str(out),
     ).check()
     check_encode(read_stream(out), frames, GOP)
     import av
@@ -167,8 +260,21 @@ def test_readme_command_into_mkv(refserver, tmp_path: Path) -> None:
     src = make_av_mkv(tmp_path / "in.mkv", n=30, width=320, height=180)
     out = tmp_path / "out.mkv"
     ffmpeg(
-        "-i", str(src), "-c:v", "h264_videotoolbox_remote", *remote(refserver),
-        "-b:v", "6000k", "-g", "240", "-c:a", "copy", "-c:s", "copy", "-y", str(out),
+        "-i",
+        str(src),
+        "-c:v",
+        "h264_videotoolbox_remote",
+        *remote(refserver),
+        "-b:v",
+        "6000k",
+        "-g",
+        "240",
+        "-c:a",
+        "copy",
+        "-c:s",
+        "copy",
+        "-y",
+        str(out),
     ).check()
     check_encode(read_stream(out), 30, 240)
     import av
@@ -176,6 +282,10 @@ def test_readme_command_into_mkv(refserver, tmp_path: Path) -> None:
     with av.open(str(src)) as a, av.open(str(out)) as b:
         assert [s.type for s in b.streams] == [s.type for s in a.streams]
         kinds = ("audio", "subtitle")
-        src_packets = {k: [bytes(p) for p in a.demux(getattr(a.streams, k)[0]) if p.size] for k in kinds[:1]}
-        out_packets = {k: [bytes(p) for p in b.demux(getattr(b.streams, k)[0]) if p.size] for k in kinds[:1]}
+        src_packets = {
+            k: [bytes(p) for p in a.demux(getattr(a.streams, k)[0]) if p.size] for k in kinds[:1]
+        }
+        out_packets = {
+            k: [bytes(p) for p in b.demux(getattr(b.streams, k)[0]) if p.size] for k in kinds[:1]
+        }
         assert out_packets == src_packets  # audio copied bit for bit

@@ -46,7 +46,9 @@ class LiveReceiver:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-            raise AssertionError(f"receiver still running after {timeout} s:\n{self.stderr()}") from None
+            raise AssertionError(
+                f"receiver still running after {timeout} s:\n{self.stderr()}"
+            ) from None
         text = self.stdout_path.read_text()
         return rc, (json.loads(text) if text.strip() else {})
 
@@ -71,7 +73,9 @@ StartSender = Callable[..., "subprocess.Popen[bytes]"]
 
 
 @pytest.fixture
-def procs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[tuple[str, subprocess.Popen[bytes], Path]]]:
+def procs(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[list[tuple[str, subprocess.Popen[bytes], Path]]]:
     started: list[tuple[str, subprocess.Popen[bytes], Path]] = []
     yield started
     for _, proc, _ in started:
@@ -92,12 +96,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def start_receiver(procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path) -> StartReceiver:
+def start_receiver(
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path
+) -> StartReceiver:
     def start(*args: str, listen: str = "127.0.0.1:0") -> LiveReceiver:
         n = len(procs)
         out, err = tmp_path / f"recv{n}.stdout", tmp_path / f"recv{n}.stderr"
         with out.open("wb") as o, err.open("wb") as e:
-            proc = subprocess.Popen(live_cmd("recv", "--listen", listen, "--json", *args), stdout=o, stderr=e, env=_env())
+            proc = subprocess.Popen(
+                live_cmd("recv", "--listen", listen, "--json", *args),
+                stdout=o,
+                stderr=e,
+                env=_env(),
+            )
         procs.append((f"receiver {n}", proc, err))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -113,12 +124,16 @@ def start_receiver(procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_p
 
 
 @pytest.fixture
-def start_sender(procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path) -> StartSender:
+def start_sender(
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path
+) -> StartSender:
     def start(*args: str) -> subprocess.Popen[bytes]:
         n = len(procs)
         err = tmp_path / f"send{n}.stderr"
         with err.open("wb") as e:
-            proc = subprocess.Popen(live_cmd("send", *args), stdout=subprocess.DEVNULL, stderr=e, env=_env())
+            proc = subprocess.Popen(
+                live_cmd("send", *args), stdout=subprocess.DEVNULL, stderr=e, env=_env()
+            )
         procs.append((f"sender {n}", proc, err))
         return proc
 
@@ -143,7 +158,16 @@ class Vtremoted:
 def vtremoted(tmp_path: Path) -> Iterator[Vtremoted]:
     """A real ``vtremoted --engine x264`` on 127.0.0.1, port 0; stopped (SIGTERM, exit 0) at teardown."""
     err = tmp_path / "vtremoted.stderr"
-    cmd = [sys.executable, "-m", "vtremote.cli.serve", "--listen", "127.0.0.1:0", "--no-advertise", "--engine", "x264"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vtremote.cli.serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-advertise",
+        "--engine",
+        "x264",
+    ]
     with err.open("w") as e:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=e, text=True, env=_env())
     assert proc.stdout is not None
@@ -152,7 +176,9 @@ def vtremoted(tmp_path: Path) -> Iterator[Vtremoted]:
     if not m:
         proc.kill()
         proc.wait(5)
-        raise AssertionError(f"vtremoted did not start ({line!r}):\n{err.read_text(errors='replace')}")
+        raise AssertionError(
+            f"vtremoted did not start ({line!r}):\n{err.read_text(errors='replace')}"
+        )
     server = Vtremoted(proc, m.group(1), err)
     yield server
     if proc.poll() is None:

@@ -25,18 +25,46 @@ def test_bandwidth_search_finds_settings_at_or_above_the_h264_quality() -> None:
         assert r["target_ssim"] == target and r["kbytes_per_s"] > 0
         assert r["reaches_target"] == (r["ssim"] >= target - 1e-9)
     assert rows[-1]["vs_jpeg"] == 1.0
-    text = bench.tables({"machine": "test", "bandwidth": result, "latency": [],
-                         "ratelimit": [_stream(rate_bps=3_000_000)], "loss": _stream(loss=0.05)})
-    assert "| H.264 0.3 Mb/s:" in text and "3 Mb/s bottleneck" in text and "5% datagrams lost" in text
+    text = bench.tables(
+        {
+            "machine": "test",
+            "bandwidth": result,
+            "latency": [],
+            "ratelimit": [_stream(rate_bps=3_000_000)],
+            "loss": _stream(loss=0.05),
+        }
+    )
+    assert (
+        "| H.264 0.3 Mb/s:" in text and "3 Mb/s bottleneck" in text and "5% datagrams lost" in text
+    )
 
 
 def _stream(rate_bps: int = 0, loss: float = 0.0) -> dict[str, object]:
-    summary = {"frames": 10, "fps": 30.0, "kbytes_per_s": 1.0, "drops": 0, "keyframe_requests": 0,
-               "max_gap_ms": 33.0, "latency_ms": {"p50": 1.0, "p99": 2.0, "max": 3.0},
-               "sources": [{"retransmit_requests": 1, "recovered_datagrams": 1, "lost": 0, "max_gap_ms": 33.0}]}
-    return {"codec": "h264", "transport": "udp" if loss else "tcp", "rate_bps": rate_bps, "loss": loss,
-            "expected_frames": 10, "bitrate": 6_000_000, "summary": summary, "sender": {"bitrate_end": 2_000_000},
-            "sender_cpu_s": 0.1, "receiver_cpu_s": 0.1, "relay": {"dropped": 1, "datagrams": 20}}
+    summary = {
+        "frames": 10,
+        "fps": 30.0,
+        "kbytes_per_s": 1.0,
+        "drops": 0,
+        "keyframe_requests": 0,
+        "max_gap_ms": 33.0,
+        "latency_ms": {"p50": 1.0, "p99": 2.0, "max": 3.0},
+        "sources": [
+            {"retransmit_requests": 1, "recovered_datagrams": 1, "lost": 0, "max_gap_ms": 33.0}
+        ],
+    }
+    return {
+        "codec": "h264",
+        "transport": "udp" if loss else "tcp",
+        "rate_bps": rate_bps,
+        "loss": loss,
+        "expected_frames": 10,
+        "bitrate": 6_000_000,
+        "summary": summary,
+        "sender": {"bitrate_end": 2_000_000},
+        "sender_cpu_s": 0.1,
+        "receiver_cpu_s": 0.1,
+        "relay": {"dropped": 1, "datagrams": 20},
+    }
 
 
 def test_bench_live_is_a_subcommand_of_vtremote_bench(capsys: object) -> None:

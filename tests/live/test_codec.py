@@ -28,7 +28,9 @@ def _frames(n: int, size: str = "320x240") -> list[av.VideoFrame]:
 def test_zero_delay_keyframes_on_demand_with_parameter_sets(codec: Codec) -> None:
     if not available(codec):
         pytest.skip(f"no software encoder for {codec.name} in this PyAV build")
-    enc = LiveEncoder(EncoderConfig(codec, 320, 240, Fraction(30), bitrate=500_000, keyint_s=10, hardware=False))
+    enc = LiveEncoder(
+        EncoderConfig(codec, 320, 240, Fraction(30), bitrate=500_000, keyint_s=10, hardware=False)
+    )
     assert enc.name in ("libx264", "libx265")
     dec = LiveDecoder(codec)
     keys = []
@@ -43,7 +45,9 @@ def test_zero_delay_keyframes_on_demand_with_parameter_sets(codec: Codec) -> Non
 
 
 def test_a_decoder_can_start_at_a_forced_keyframe_mid_stream() -> None:
-    enc = LiveEncoder(EncoderConfig(Codec.H264, 320, 240, Fraction(30), keyint_s=10, hardware=False))
+    enc = LiveEncoder(
+        EncoderConfig(Codec.H264, 320, 240, Fraction(30), keyint_s=10, hardware=False)
+    )
     units = [enc.encode(f, i, keyframe=i in (0, 5))[0] for i, f in enumerate(_frames(8))]
     dec = LiveDecoder(Codec.H264)
     assert [len(dec.decode(u.data)) for u in units[5:]] == [1, 1, 1]
@@ -57,7 +61,9 @@ def test_mjpeg_quality_changes_the_size_and_bitrate_changes_apply_to_x264() -> N
         sizes[q] = sum(len(u.data) for i, f in enumerate(frames) for u in enc.encode(f, i))
         assert not enc.set_bitrate(100_000)
     assert sizes[2] > 2 * sizes[31]
-    x264 = LiveEncoder(EncoderConfig(Codec.H264, 320, 240, Fraction(30), bitrate=800_000, hardware=False))
+    x264 = LiveEncoder(
+        EncoderConfig(Codec.H264, 320, 240, Fraction(30), bitrate=800_000, hardware=False)
+    )
     assert x264.set_bitrate(300_000) and x264.bitrate == 300_000
     assert x264.set_bitrate(10**9) and x264.bitrate == 800_000  # never above the VBV maximum
 
@@ -71,9 +77,19 @@ def test_hardware_probe_answers_and_is_cached() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"width": 321}, "must be positive and even"), ({"bitrate": 0}, "bitrate 0"), ({"mjpeg_quality": 1}, "outside 2..31")],
+    [
+        ({"width": 321}, "must be positive and even"),
+        ({"bitrate": 0}, "bitrate 0"),
+        ({"mjpeg_quality": 1}, "outside 2..31"),
+    ],
 )
 def test_bad_encoder_configs_are_refused(kwargs: dict[str, int], match: str) -> None:
-    args: dict[str, object] = {"codec": Codec.H264, "width": 320, "height": 240, "fps": Fraction(30), **kwargs}
+    args: dict[str, object] = {
+        "codec": Codec.H264,
+        "width": 320,
+        "height": 240,
+        "fps": Fraction(30),
+        **kwargs,
+    }
     with pytest.raises(ConfigError, match=match):
         EncoderConfig(**args)  # type: ignore[arg-type]

@@ -27,14 +27,22 @@ def _decode(path: Path) -> tuple[list[float], list[np.ndarray], Any]:
         for f in c.decode(stream):
             times.append(float(f.pts * stream.time_base))
             pictures.append(f.to_ndarray(format="rgb24"))
-        return times, pictures, (stream.codec_context.width, stream.codec_context.height, stream.codec_context.name)
+        return (
+            times,
+            pictures,
+            (stream.codec_context.width, stream.codec_context.height, stream.codec_context.name),
+        )
 
 
 def _tile(picture: np.ndarray, cfg: CompositeConfig, tile: int) -> np.ndarray:
     x, y = cfg.tile_origin(tile)
     # The middle of the tile: away from the chroma edges the encoder blurs.
     mx, my = cfg.tile_width // 4, cfg.tile_height // 4
-    return picture[y + my : y + cfg.tile_height - my, x + mx : x + cfg.tile_width - mx].reshape(-1, 3).mean(axis=0)
+    return (
+        picture[y + my : y + cfg.tile_height - my, x + mx : x + cfg.tile_width - mx]
+        .reshape(-1, 3)
+        .mean(axis=0)
+    )
 
 
 def _near(mean: np.ndarray, rgb: tuple[int, int, int]) -> bool:
@@ -57,7 +65,9 @@ def test_each_tile_holds_its_sources_latest_picture_at_every_tick(tmp_path: Path
     assert times == pytest.approx([i / 10 for i in range(7)])
     for i, pic in enumerate(pictures):
         assert _near(_tile(pic, cfg, 0), RED if i < 5 else (0, 255, 0)), i
-        assert _near(_tile(pic, cfg, 1), BLACK if i < 3 else BLUE), i  # black before its first picture
+        assert _near(_tile(pic, cfg, 1), BLACK if i < 3 else BLUE), (
+            i
+        )  # black before its first picture
         assert _near(_tile(pic, cfg, 2), BLACK) and _near(_tile(pic, cfg, 3), BLACK)
 
 
@@ -83,12 +93,31 @@ def test_grid_and_size_are_checked() -> None:
         CompositeConfig(width=321, height=240)
 
 
-def test_two_sender_processes_composite_into_one_file(start_receiver: Any, start_sender: Any, tmp_path: Path) -> None:
+def test_two_sender_processes_composite_into_one_file(
+    start_receiver: Any, start_sender: Any, tmp_path: Path
+) -> None:
     out = tmp_path / "composite.mkv"
-    recv = start_receiver("--composite", str(out), "--grid", "2x2", "--composite-size", "320x240",
-                          "--composite-fps", "30")
+    recv = start_receiver(
+        "--composite",
+        str(out),
+        "--grid",
+        "2x2",
+        "--composite-size",
+        "320x240",
+        "--composite-fps",
+        "30",
+    )
     senders = [
-        start_sender("-f", "lavfi", "-i", f"color=c={colour}:size=160x120:rate=30", "--to", recv.addr, "-t", "1.5")
+        start_sender(
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c={colour}:size=160x120:rate=30",
+            "--to",
+            recv.addr,
+            "-t",
+            "1.5",
+        )
         for colour in ("red", "blue")
     ]
     assert all(s.wait(60) == 0 for s in senders)
@@ -105,7 +134,9 @@ def test_two_sender_processes_composite_into_one_file(start_receiver: Any, start
     assert any(_near(np.array(c), RED) for c in top) and any(_near(np.array(c), BLUE) for c in top)
     assert _near(_tile(last, cfg, 2), BLACK) and _near(_tile(last, cfg, 3), BLACK)
     # The first tick is the first picture of either source.
-    assert not (_near(_tile(pictures[0], cfg, 0), BLACK) and _near(_tile(pictures[0], cfg, 1), BLACK))
+    assert not (
+        _near(_tile(pictures[0], cfg, 0), BLACK) and _near(_tile(pictures[0], cfg, 1), BLACK)
+    )
 
 
 def test_one_picture_per_tick_when_capture_times_are_whole_nanoseconds(tmp_path: Path) -> None:

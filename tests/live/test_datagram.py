@@ -54,12 +54,20 @@ def test_datagrams_stay_under_the_mtu_budget_and_carry_the_token() -> None:
         data = _joined(parts)
         assert len(data) <= MAX_DATAGRAM
         head = parse_header(data)
-        assert (head.token, head.index, head.count, head.dgram_seq, head.msg_seq) == (0xABCD, i, len(dgrams), i, 0)
+        assert (head.token, head.index, head.count, head.dgram_seq, head.msg_seq) == (
+            0xABCD,
+            i,
+            len(dgrams),
+            i,
+            0,
+        )
 
 
 @SETTINGS
 @given(st.integers(1, 6), st.randoms(use_true_random=False), st.booleans())
-def test_any_order_and_duplicates_deliver_each_message_once_in_order(n: int, rnd: random.Random, dup: bool) -> None:
+def test_any_order_and_duplicates_deliver_each_message_once_in_order(
+    n: int, rnd: random.Random, dup: bool
+) -> None:
     msgs = _stream(n)
     pk = Packetizer(1)
     dgrams = [_joined(d) for m in msgs for d in pk.datagrams(m)]
@@ -129,9 +137,16 @@ def test_memory_stays_bounded_under_a_flood_of_incomplete_messages() -> None:
 def test_control_datagrams_are_one_piece_and_sequenced_ones_are_refused() -> None:
     data = control_datagram(p.ClockRequest(3, 4), 9)
     head = parse_header(data)
-    assert (head.type, head.count, head.msg_seq, head.token) == (p.MessageType.CLOCK_REQUEST, 1, 0, 9)
+    assert (head.type, head.count, head.msg_seq, head.token) == (
+        p.MessageType.CLOCK_REQUEST,
+        1,
+        0,
+        9,
+    )
     with pytest.raises(RemoteProtocolError, match="CLOCK_REQUEST in 2 fragments"):
-        parse_header(DATAGRAM_HEADER.pack(b"VL", 1, p.MessageType.CLOCK_REQUEST, 9, 0, 0, 0, 2) + b"x")
+        parse_header(
+            DATAGRAM_HEADER.pack(b"VL", 1, p.MessageType.CLOCK_REQUEST, 9, 0, 0, 0, 2) + b"x"
+        )
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ def _frames(n: int) -> list[av.VideoFrame]:
 
 
 def _push(to: str, frames: list[av.VideoFrame], source_id: int, transport: str = "tcp") -> Sender:
-    cfg = SenderConfig(width=160, height=120, fps=Fraction(30), source_id=source_id, transport=transport)
+    cfg = SenderConfig(
+        width=160, height=120, fps=Fraction(30), source_id=source_id, transport=transport
+    )
     tx = Sender(to, cfg).start()
     assert tx.wait_connected(10)
     start = time.monotonic_ns()
@@ -103,10 +105,14 @@ def test_a_burst_of_pushed_frames_is_dropped_not_queued() -> None:
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_pushed_audio_is_recorded_on_the_video_clock(transport: str, tmp_path: Path) -> None:
     with av.open("sine=frequency=1000:sample_rate=16000", format="lavfi") as c:
-        sound = [f for f, _ in zip(c.decode(audio=0), range(16), strict=False)]  # 16 x 1024 samples: 1.024 s
+        sound = [
+            f for f, _ in zip(c.decode(audio=0), range(16), strict=False)
+        ]  # 16 x 1024 samples: 1.024 s
     record = tmp_path / "pushed.mkv"
     with Receiver("127.0.0.1:0", on_frame=lambda f: None, record=record) as rx:
-        cfg = SenderConfig(width=160, height=120, fps=Fraction(30), source_id=3, transport=transport, audio=True)
+        cfg = SenderConfig(
+            width=160, height=120, fps=Fraction(30), source_id=3, transport=transport, audio=True
+        )
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
         start = time.monotonic_ns()

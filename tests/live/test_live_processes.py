@@ -54,7 +54,9 @@ def test_stream_records_every_frame_with_timestamps_and_metadata(
     meta = tmp_path / "meta.jsonl"
     meta.write_text("".join(json.dumps({"frame": i, "n": i}) + "\n" for i in range(0, 45, 3)))
     recv = start_receiver("--record", str(record))
-    sender = start_sender(*LAVFI, "--to", recv.addr, "--codec", codec, "-t", "1.5", "--metadata", str(meta))
+    sender = start_sender(
+        *LAVFI, "--to", recv.addr, "--codec", codec, "-t", "1.5", "--metadata", str(meta)
+    )
     assert sender.wait(60) == 0
     rc, summary = recv.finish()
     assert rc == 0
@@ -84,24 +86,40 @@ def test_udp_with_loss_and_reordering_recovers_every_picture(
     start_receiver: Any, start_sender: Any, tmp_path: Path
 ) -> None:
     recv = start_receiver("--record", str(tmp_path / "udp.mkv"))
-    with LossyRelay(("127.0.0.1", recv.port), loss=0.05, reorder=0.05, reorder_ms=3, seed=7) as relay:
+    with LossyRelay(
+        ("127.0.0.1", recv.port), loss=0.05, reorder=0.05, reorder_ms=3, seed=7
+    ) as relay:
         sender = start_sender(
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "--to", relay.addr,
-            "--transport", "udp", "-t", "2", "-b:v", "2M",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "--to",
+            relay.addr,
+            "--transport",
+            "udp",
+            "-t",
+            "2",
+            "-b:v",
+            "2M",
         )
         assert sender.wait(60) == 0
         rc, summary = recv.finish()
     assert rc == 0
     src = _source(summary)
     assert relay.counters.dropped > 10 and relay.counters.reordered > 5
-    assert src["datagrams"] > 200 and src["retransmit_requests"] > 0 and src["recovered_datagrams"] > 0
+    assert (
+        src["datagrams"] > 200 and src["retransmit_requests"] > 0 and src["recovered_datagrams"] > 0
+    )
     # Every loss was repaired or recovered by a keyframe: most pictures are shown, none frozen.
     assert summary["frames"] >= 50
     _, keys, frames = _decode(tmp_path / "udp.mkv")
     assert len(frames) == summary["frames"] and keys[0]
 
 
-def test_receiver_joining_mid_stream_gets_a_keyframe_at_once(start_receiver: Any, start_sender: Any) -> None:
+def test_receiver_joining_mid_stream_gets_a_keyframe_at_once(
+    start_receiver: Any, start_sender: Any
+) -> None:
     with socket.socket() as s:  # a free port for the receiver that is not up yet
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -138,8 +156,20 @@ def test_two_sources_into_one_receiver_record_two_files(
 ) -> None:
     recv = start_receiver("--record", str(tmp_path / "two.mkv"))
     a = start_sender(*LAVFI, "--to", recv.addr, "-t", "1.5")
-    b = start_sender("-f", "lavfi", "-i", "mandelbrot=size=256x192:rate=25", "--to", recv.addr,
-                     "-t", "1.5", "--transport", "udp", "--codec", "mjpeg")
+    b = start_sender(
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=256x192:rate=25",
+        "--to",
+        recv.addr,
+        "-t",
+        "1.5",
+        "--transport",
+        "udp",
+        "--codec",
+        "mjpeg",
+    )
     assert a.wait(60) == 0 and b.wait(60) == 0
     rc, summary = recv.finish()
     assert rc == 0 and len(summary["sources"]) == 2
@@ -156,7 +186,9 @@ def test_two_sources_into_one_receiver_record_two_files(
     assert counts == {(320, 240): by_size["320x240"], (256, 192): by_size["256x192"]}
 
 
-def test_garbage_and_foreign_datagrams_are_dropped_and_counted(start_receiver: Any, start_sender: Any) -> None:
+def test_garbage_and_foreign_datagrams_are_dropped_and_counted(
+    start_receiver: Any, start_sender: Any
+) -> None:
     recv = start_receiver()
     sender = start_sender(*LAVFI, "--to", recv.addr, "-t", "2", "--transport", "udp")
     time.sleep(1.0)
@@ -166,7 +198,9 @@ def test_garbage_and_foreign_datagrams_are_dropped_and_counted(start_receiver: A
         for i in range(30):  # well formed, but from a stranger with a guessed token
             head = DATAGRAM_HEADER.pack(b"VL", 1, p.MessageType.VIDEO, i, i, i, 0, 1)
             u.sendto(head + b"\x01" * 30, ("127.0.0.1", recv.port))
-        u.sendto(control_datagram(p.KeyframeRequest(p.KeyframeReason.USER), 5), ("127.0.0.1", recv.port))
+        u.sendto(
+            control_datagram(p.KeyframeRequest(p.KeyframeReason.USER), 5), ("127.0.0.1", recv.port)
+        )
     with socket.create_connection(("127.0.0.1", recv.port)) as t:  # TCP garbage: ERROR, then closed
         t.sendall(b"GET / HTTP/1.1\r\n\r\n")
         t.settimeout(5)
@@ -217,8 +251,9 @@ def test_usage_and_unreachable_receiver_exit_codes() -> None:
     assert f"cannot reach 127.0.0.1:{port}" in done.stderr
 
 
-
-def test_udp_sender_says_hello_again_to_a_restarted_receiver(start_receiver: Any, start_sender: Any) -> None:
+def test_udp_sender_says_hello_again_to_a_restarted_receiver(
+    start_receiver: Any, start_sender: Any
+) -> None:
     first = start_receiver()
     sender = start_sender(*LAVFI, "--to", first.addr, "--transport", "udp", "-t", "8", "-g", "900")
     deadline = time.monotonic() + 20
@@ -238,7 +273,9 @@ def test_udp_sender_says_hello_again_to_a_restarted_receiver(start_receiver: Any
     assert src["keyframes"] == 1 and src["lost"] == 0 and after["frames"] > 30
 
 
-def test_audio_is_recorded_beside_the_video(start_receiver: Any, start_sender: Any, tmp_path: Path) -> None:
+def test_audio_is_recorded_beside_the_video(
+    start_receiver: Any, start_sender: Any, tmp_path: Path
+) -> None:
     record = tmp_path / "av.mkv"
     recv = start_receiver("--record", str(record))
     graph = "testsrc2=size=320x240:rate=30[out0];sine=frequency=440:sample_rate=44100[out1]"
@@ -246,7 +283,9 @@ def test_audio_is_recorded_beside_the_video(start_receiver: Any, start_sender: A
     assert sender.wait(60) == 0
     rc, summary = recv.finish()
     assert rc == 0
-    assert _source(summary)["audio_packets"] >= 70  # 1.5 s of 20 ms Opus packets (some before the first picture)
+    assert (
+        _source(summary)["audio_packets"] >= 70
+    )  # 1.5 s of 20 ms Opus packets (some before the first picture)
     with av.open(str(record)) as c:
         assert len(c.streams.audio) == 1 and len(c.streams.video) == 1
         audio = c.streams.audio[0]
@@ -258,7 +297,9 @@ def test_audio_is_recorded_beside_the_video(start_receiver: Any, start_sender: A
             last = float(frame.time) + frame.samples / frame.sample_rate
             level = float(np.abs(frame.to_ndarray()).mean())
         assert level > 0.01  # the sine, not silence
-    assert first is not None and abs(first) < 0.1  # on the video's clock: starts with the first picture
+    assert (
+        first is not None and abs(first) < 0.1
+    )  # on the video's clock: starts with the first picture
     assert 1.3 <= samples / 48000 <= 1.6 and 1.3 <= last <= 1.6
 
 

@@ -15,7 +15,18 @@ from vtremote.live import protocol as p
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 MESSAGES: list[p.Message] = [
-    p.Hello(7, 99, p.Codec.HEVC, 1920, 1080, 30000, 1001, p.Capability.METADATA | p.Capability.RETRANSMIT, 5, "cam-1"),
+    p.Hello(
+        7,
+        99,
+        p.Codec.HEVC,
+        1920,
+        1080,
+        30000,
+        1001,
+        p.Capability.METADATA | p.Capability.RETRANSMIT,
+        5,
+        "cam-1",
+    ),
     p.HelloAck(p.AckStatus.OK, 0xDEADBEEF, p.Capability.METADATA, ""),
     p.HelloAck(p.AckStatus.REFUSED, 0, p.Capability(0), "wrong key"),
     p.Video(12, 123_456_789_000, b"\x00\x00\x00\x01\x65" + bytes(100), True, 3),
@@ -39,7 +50,9 @@ def _bytes(msg: p.Message) -> bytes:
 
 def _norm(msg: p.Message) -> p.Message:
     if isinstance(msg, (p.Video, p.Audio)):
-        return type(msg)(**{**{f: getattr(msg, f) for f in msg.__dataclass_fields__}, "data": bytes(msg.data)})
+        return type(msg)(
+            **{**{f: getattr(msg, f) for f in msg.__dataclass_fields__}, "data": bytes(msg.data)}
+        )
     return msg
 
 
@@ -54,7 +67,14 @@ def test_every_message_round_trips(msg: p.Message) -> None:
 
 def test_video_layout_matches_the_byte_table() -> None:
     data = _bytes(p.Video(0x01020304, 0x1122334455667788, b"AB", True, 9))
-    assert data == b"VL\x01\x03" + struct.pack("!I", 19) + b"\x01\x01\x02\x03\x04" + bytes.fromhex("1122334455667788") + b"\x00\x00\x00\x09AB"
+    assert (
+        data
+        == b"VL\x01\x03"
+        + struct.pack("!I", 19)
+        + b"\x01\x01\x02\x03\x04"
+        + bytes.fromhex("1122334455667788")
+        + b"\x00\x00\x00\x09AB"
+    )
 
 
 def test_video_data_is_not_copied_on_serialize() -> None:

@@ -33,8 +33,16 @@ def test_keyframes_on_request_and_parameter_sets_in_band(vtremoted: Any) -> None
         with lock:
             got.append(f)
 
-    cfg = SenderConfig(width=160, height=120, fps=Fraction(30), source_id=5, encoder="remote",
-                       server=vtremoted.addr, keyint_s=10.0, bitrate=400_000)
+    cfg = SenderConfig(
+        width=160,
+        height=120,
+        fps=Fraction(30),
+        source_id=5,
+        encoder="remote",
+        server=vtremoted.addr,
+        keyint_s=10.0,
+        bitrate=400_000,
+    )
     with Receiver("127.0.0.1:0", on_frame=on_frame) as rx:
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
@@ -56,12 +64,29 @@ def test_keyframes_on_request_and_parameter_sets_in_band(vtremoted: Any) -> None
     assert float(np.mean(got[-1].frame.to_ndarray(format="gray"))) > 20
 
 
-def test_send_process_encodes_on_vtremoted(vtremoted: Any, start_receiver: Any, start_sender: Any,
-                                           tmp_path: Path) -> None:
+def test_send_process_encodes_on_vtremoted(
+    vtremoted: Any, start_receiver: Any, start_sender: Any, tmp_path: Path
+) -> None:
     record = tmp_path / "remote.mkv"
     recv = start_receiver("--record", str(record))
-    sender = start_sender("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "--to", recv.addr,
-                          "--encoder", "remote", "--server", vtremoted.addr, "-g", "15", "-b:v", "800k", "-t", "1.5")
+    sender = start_sender(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "--to",
+        recv.addr,
+        "--encoder",
+        "remote",
+        "--server",
+        vtremoted.addr,
+        "-g",
+        "15",
+        "-b:v",
+        "800k",
+        "-t",
+        "1.5",
+    )
     assert sender.wait(60) == 0
     rc, summary = recv.finish()
     assert rc == 0
@@ -85,13 +110,17 @@ def test_send_process_encodes_on_vtremoted(vtremoted: Any, start_receiver: Any, 
 
 
 def test_one_packet_per_frame_with_parameter_sets_on_every_keyframe(vtremoted: Any) -> None:
-    cfg = EncoderConfig(Codec.H264, 160, 120, Fraction(30), bitrate=300_000, keyint_s=1 / 3)  # GOP 10
+    cfg = EncoderConfig(
+        Codec.H264, 160, 120, Fraction(30), bitrate=300_000, keyint_s=1 / 3
+    )  # GOP 10
     enc = RemoteLiveEncoder(cfg, vtremoted.addr)
     try:
         units = [enc.encode(f, i, keyframe=(i == 13)) for i, f in enumerate(_frames(25))]
     finally:
         enc.close()
-    assert [len(u) for u in units] == [1] * 25  # realtime: each frame's packet before the next frame
+    assert [len(u) for u in units] == [
+        1
+    ] * 25  # realtime: each frame's packet before the next frame
     assert [u[0].index for u in units] == list(range(25))
     keys = [i for i, u in enumerate(units) if u[0].keyframe]
     assert keys == [0, 10, 13, 20] or keys == [0, 10, 13, 23], keys  # GOP, plus the forced one
@@ -105,5 +134,11 @@ def test_remote_encoder_needs_a_server_and_a_video_codec() -> None:
     with pytest.raises(ConfigError):
         SenderConfig(width=160, height=120, fps=Fraction(30), encoder="remote")
     with pytest.raises(ConfigError):
-        SenderConfig(width=160, height=120, fps=Fraction(30), encoder="remote", server="127.0.0.1:1",
-                     codec=Codec.MJPEG)
+        SenderConfig(
+            width=160,
+            height=120,
+            fps=Fraction(30),
+            encoder="remote",
+            server="127.0.0.1:1",
+            codec=Codec.MJPEG,
+        )

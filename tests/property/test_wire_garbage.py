@@ -47,8 +47,12 @@ from vtremote.wire import (
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "protocol" / "vectors"
-CAPTURES = {p.stem: p.read_bytes() for p in sorted(VECTORS.glob("*.bin"))} if VECTORS.is_dir() else {}
-needs_captures = pytest.mark.skipif(not CAPTURES, reason=f"reference captures not found: {VECTORS} does not exist")
+CAPTURES = (
+    {p.stem: p.read_bytes() for p in sorted(VECTORS.glob("*.bin"))} if VECTORS.is_dir() else {}
+)
+needs_captures = pytest.mark.skipif(
+    not CAPTURES, reason=f"reference captures not found: {VECTORS} does not exist"
+)
 
 BARE_LIMITS = Limits().with_geometry(320, 180, 1, 2)
 
@@ -133,7 +137,14 @@ def server_stream() -> bytes:
         Plane(320, 180, compression.compress_plane(WireCompression.ZSTD, luma)),
         Plane(320, 90, compression.compress_plane(WireCompression.ZSTD, chroma)),
     )
-    msgs: list[Message] = [HelloAck(), ConfigureAck(pix_fmt=1), Frame(0, 1, 0, planes), Ping(), Frame(1, 1, 0, planes), Done()]
+    msgs: list[Message] = [
+        HelloAck(),
+        ConfigureAck(pix_fmt=1),
+        Frame(0, 1, 0, planes),
+        Ping(),
+        Frame(1, 1, 0, planes),
+        Done(),
+    ]
     return b"".join(serialize_bytes(m) for m in msgs)
 
 
@@ -153,7 +164,9 @@ def only_protocol_errors(fn: object, *args: object) -> None:
 def mutated(draw: st.DrawFn, base: bytes) -> bytes:
     data = bytearray(base)
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["flip", "set", "truncate", "insert", "delete", "length", "splice"]))
+        kind = draw(
+            st.sampled_from(["flip", "set", "truncate", "insert", "delete", "length", "splice"])
+        )
         pos = draw(st.integers(0, max(0, len(data) - 1)))
         if kind == "flip" and data:
             data[pos] ^= 1 << draw(st.integers(0, 7))
@@ -167,7 +180,10 @@ def mutated(draw: st.DrawFn, base: bytes) -> bytes:
             del data[pos : pos + draw(st.integers(1, 32))]
         elif kind == "length":
             # Overwrite a u32 with an interesting value: header lengths, counts, strides.
-            value = draw(st.sampled_from([0, 1, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]) | st.integers(0, 2**32 - 1))
+            value = draw(
+                st.sampled_from([0, 1, 0xFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF])
+                | st.integers(0, 2**32 - 1)
+            )
             data[pos : pos + 4] = value.to_bytes(4, "big")
         elif kind == "splice":
             a = draw(st.integers(0, len(base)))
@@ -216,7 +232,9 @@ def test_mutated_captures(data: st.DataObject) -> None:
     name = data.draw(st.sampled_from(sorted(CAPTURES)))
     stream = data.draw(mutated(CAPTURES[name]))
     only_protocol_errors(drive_server, stream)
-    only_protocol_errors(drain_receiver, stream, data.draw(st.lists(st.integers(0, 5000), max_size=4)))
+    only_protocol_errors(
+        drain_receiver, stream, data.draw(st.lists(st.integers(0, 5000), max_size=4))
+    )
 
 
 @needs_captures
@@ -236,14 +254,23 @@ def test_unmutated_captures_drive_cleanly() -> None:
 @given(
     st.integers(0, 0xFFFF),
     st.integers(0, 2**32 - 1),
-    st.builds(Limits, st.integers(0, 1 << 16), st.integers(0, 1 << 16), st.integers(0, 1 << 20), st.integers(0, 1 << 20)),
+    st.builds(
+        Limits,
+        st.integers(0, 1 << 16),
+        st.integers(0, 1 << 16),
+        st.integers(0, 1 << 20),
+        st.integers(0, 1 << 20),
+    ),
 )
 def test_over_limit_refused_after_twelve_bytes(raw_type: int, length: int, limits: Limits) -> None:
     assume(length > limits.for_type(raw_type))
     r = Receiver(limits)
     view = r.get_buffer()
     view[:12] = HEADER.pack(MAGIC, 1, raw_type, length)
-    with pytest.raises(RemoteProtocolError, match=f"of {length} bytes exceeds the limit of {limits.for_type(raw_type)}"):
+    with pytest.raises(
+        RemoteProtocolError,
+        match=f"of {length} bytes exceeds the limit of {limits.for_type(raw_type)}",
+    ):
         r.buffer_updated(12)
     assert r.allocated == 0
     with pytest.raises(RemoteProtocolError):
@@ -350,7 +377,9 @@ def test_annexb_length_prefixed_round_trip(nals: list[bytes], size: int, short_c
     lp = annexb.annexb_to_length_prefixed(stream, size)
     assert len(lp) == sum(size + len(n) for n in nals)
     assert [bytes(n) for n in annexb.iter_length_prefixed(lp, size)] == nals
-    assert annexb.length_prefixed_to_annexb(lp, size) == b"".join(annexb.START_CODE + n for n in nals)
+    assert annexb.length_prefixed_to_annexb(lp, size) == b"".join(
+        annexb.START_CODE + n for n in nals
+    )
     assert annexb.unescape_rbsp(annexb.START_CODE) == annexb.START_CODE
 
 
@@ -370,7 +399,9 @@ def test_compression_round_trip(mode: WireCompression, plane: bytes, repeat: int
 
 @SETTINGS
 @given(st.sampled_from(list(WireCompression)), st.binary(max_size=400), st.integers(0, 1 << 22))
-def test_decompress_garbage_raises_only_protocol_error(mode: WireCompression, data: bytes, expected: int) -> None:
+def test_decompress_garbage_raises_only_protocol_error(
+    mode: WireCompression, data: bytes, expected: int
+) -> None:
     try:
         out = compression.decompress_plane(mode, data, expected)
     except RemoteProtocolError:

@@ -78,7 +78,9 @@ def _unframed_ok(e: Error) -> bool:
     return not (len(raw) >= 2 and int.from_bytes(raw[:2], "big") == len(raw) - 2)
 
 
-error = st.builds(Error, u32, text, st.booleans()).filter(lambda e: not e.unframed or _unframed_ok(e))
+error = st.builds(Error, u32, text, st.booleans()).filter(
+    lambda e: not e.unframed or _unframed_ok(e)
+)
 unknown = st.builds(Unknown, st.integers(12, 0xFFFF) | st.just(0), st.binary(max_size=60))
 raw = st.builds(
     Raw,
@@ -101,7 +103,10 @@ def plain(value: object) -> object:
     if isinstance(value, tuple):
         return tuple(plain(v) for v in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return (type(value).__name__, *(plain(getattr(value, f.name)) for f in dataclasses.fields(value)))
+        return (
+            type(value).__name__,
+            *(plain(getattr(value, f.name)) for f in dataclasses.fields(value)),
+        )
     return value
 
 
@@ -132,7 +137,10 @@ def test_any_messages_survive_any_chunking(msgs: list[Message], points: list[int
 
 
 @SETTINGS
-@given(st.lists(messages, min_size=1, max_size=6), st.lists(st.integers(1, 700), min_size=1, max_size=30))
+@given(
+    st.lists(messages, min_size=1, max_size=6),
+    st.lists(st.integers(1, 700), min_size=1, max_size=30),
+)
 def test_any_messages_survive_recv_into_path(msgs: list[Message], sizes: list[int]) -> None:
     """get_buffer()/buffer_updated(n) with reads of arbitrary sizes, as recv_into gives them."""
     wire = b"".join(serialize_bytes(m) for m in msgs)

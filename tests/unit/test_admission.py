@@ -11,7 +11,9 @@ from vtremote.server.logs import RATE_LIMITED, RateLimitFilter
 
 
 def test_a_source_over_its_cap_displaces_its_own_oldest_connection() -> None:
-    adm = Admission(AdmissionLimits(handshake_timeout=5, max_handshakes=10, max_handshakes_per_source=3))
+    adm = Admission(
+        AdmissionLimits(handshake_timeout=5, max_handshakes=10, max_handshakes_per_source=3)
+    )
     mine = [adm.admit("10.0.0.1", float(t))[0] for t in range(3)]
     other, evicted = adm.admit("10.0.0.2", 3.0)
     assert evicted == []
@@ -31,7 +33,9 @@ def test_the_total_cap_evicts_from_the_busiest_source() -> None:
 
 
 def test_authenticated_connections_do_not_count_and_deadline() -> None:
-    adm = Admission(AdmissionLimits(handshake_timeout=2, max_handshakes=2, max_handshakes_per_source=2))
+    adm = Admission(
+        AdmissionLimits(handshake_timeout=2, max_handshakes=2, max_handshakes_per_source=2)
+    )
     t1, _ = adm.admit("a", 0.0)
     t2, _ = adm.admit("a", 0.5)
     adm.authenticated(t1)
@@ -45,7 +49,9 @@ def test_authenticated_connections_do_not_count_and_deadline() -> None:
 
 
 def test_wrong_tokens_grow_the_delay_then_block() -> None:
-    guard = AuthGuard(AuthPolicy(base_delay=0.25, max_delay=2.0, block_after=5, block_seconds=60, window=60))
+    guard = AuthGuard(
+        AuthPolicy(base_delay=0.25, max_delay=2.0, block_after=5, block_seconds=60, window=60)
+    )
     assert guard.delay("x", 0.0) == 0.0
     delays = []
     for i in range(4):

@@ -39,7 +39,9 @@ def test_seed_command() -> None:
     assert out.codecs == {"v": "h264_videotoolbox_remote", "a": "copy", "s": "copy"}
     assert out.remote_codec == "h264" and out.remote.host == "H:5555"
     assert out.video == {"bitrate": 6_000_000, "gop": 240}
-    opts = dict(EncoderSettings.from_kwargs(**out.video).configure_options("h264", WireCompression.ZSTD))
+    opts = dict(
+        EncoderSettings.from_kwargs(**out.video).configure_options("h264", WireCompression.ZSTD)
+    )
     assert opts["bitrate"] == "6000000" and opts["gop"] == "240"
 
 
@@ -50,7 +52,12 @@ def test_position_decides_input_or_output() -> None:
     )
     inp, out = cmd.inputs[0], cmd.output
     assert cmd.overwrite is True
-    assert inp.remote_codec == "hevc" and inp.remote.host == "a:1" and inp.remote.compression == "lz4" and inp.seek == 2
+    assert (
+        inp.remote_codec == "hevc"
+        and inp.remote.host == "a:1"
+        and inp.remote.compression == "lz4"
+        and inp.seek == 2
+    )
     assert out.remote_codec == "h264" and out.remote.host == "b:2" and out.remote.inflight == 32
     assert (out.seek, out.duration) == (1, 3)
 
@@ -64,20 +71,35 @@ def test_lavfi_and_video_options() -> None:
     )
     inp, out = cmd.inputs[0], cmd.output
     assert inp.format == "lavfi" and out.format == "mp4"
-    assert out.rate == Fraction(30000, 1001) and out.size == (320, 180) and out.video_filter == "hflip"
+    assert (
+        out.rate == Fraction(30000, 1001) and out.size == (320, 180) and out.video_filter == "hflip"
+    )
     assert out.no_audio and out.no_subtitles and out.duration == 2
     s = EncoderSettings.from_kwargs(**out.video)
     opts = dict(s.configure_options("h264", WireCompression.NONE))
     assert opts == {
-        "mode": "encode", "bitrate": "2000000", "maxrate": "3000000", "gop": "12", "max_b_frames": "2",
-        "profile": "100", "level": "41", "entropy": "2", "realtime": "1", "color_range": "1",
-        "colorspace": "1", "color_primaries": "1", "color_trc": "1", "a53_cc": "1",
+        "mode": "encode",
+        "bitrate": "2000000",
+        "maxrate": "3000000",
+        "gop": "12",
+        "max_b_frames": "2",
+        "profile": "100",
+        "level": "41",
+        "entropy": "2",
+        "realtime": "1",
+        "color_range": "1",
+        "colorspace": "1",
+        "color_primaries": "1",
+        "color_trc": "1",
+        "a53_cc": "1",
     }
 
 
 def test_qscale_sets_global_quality_and_flag() -> None:
     out = parse("-i a -q:v 50 -flags +cgop o.mp4").output
-    opts = dict(EncoderSettings.from_kwargs(**out.video).configure_options("h264", WireCompression.NONE))
+    opts = dict(
+        EncoderSettings.from_kwargs(**out.video).configure_options("h264", WireCompression.NONE)
+    )
     assert opts["global_quality"] == str(50 * 118)
     assert int(opts["flags"]) == (2 | (1 << 31)) - (1 << 32)  # QSCALE | CLOSED_GOP as a signed int
 
@@ -119,7 +141,14 @@ def test_values_starting_with_dash() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("6000k", 6_000_000), ("6M", 6_000_000), ("1.5M", 1_500_000), ("300000", 300_000), ("1Mi", 1 << 20), ("1kB", 8000)],
+    [
+        ("6000k", 6_000_000),
+        ("6M", 6_000_000),
+        ("1.5M", 1_500_000),
+        ("300000", 300_000),
+        ("1Mi", 1 << 20),
+        ("1kB", 8000),
+    ],
 )
 def test_parse_bitrate(text: str, value: int) -> None:
     assert parse_bitrate(text) == value
@@ -127,7 +156,15 @@ def test_parse_bitrate(text: str, value: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("10", 10.0), ("2.5", 2.5), ("01:23.5", 83.5), ("00:01:02", 62.0), ("-1.5", -1.5), ("500ms", 0.5), ("1:00:00", 3600.0)],
+    [
+        ("10", 10.0),
+        ("2.5", 2.5),
+        ("01:23.5", 83.5),
+        ("00:01:02", 62.0),
+        ("-1.5", -1.5),
+        ("500ms", 0.5),
+        ("1:00:00", 3600.0),
+    ],
 )
 def test_parse_time(text: str, value: float) -> None:
     assert parse_time(text) == pytest.approx(value)
@@ -150,8 +187,14 @@ def test_force_key_frames() -> None:
 
 
 def test_filter_chain_split() -> None:
-    assert split_filter_chain("scale=640:360,format=nv12") == [("scale", "640:360"), ("format", "nv12")]
-    assert split_filter_chain("drawtext=text='a,b':x=1,hflip") == [("drawtext", "text='a,b':x=1"), ("hflip", None)]
+    assert split_filter_chain("scale=640:360,format=nv12") == [
+        ("scale", "640:360"),
+        ("format", "nv12"),
+    ]
+    assert split_filter_chain("drawtext=text='a,b':x=1,hflip") == [
+        ("drawtext", "text='a,b':x=1"),
+        ("hflip", None),
+    ]
     assert split_filter_chain(r"select=eq(n\,0)") == [("select", r"eq(n\,0)")]
     with pytest.raises(UsageError, match="filter_complex"):
         split_filter_chain("[in]scale=2:2[out]")
@@ -161,7 +204,9 @@ def test_chain_rate() -> None:
     base = Fraction(30)
     assert chain_rate(split_filter_chain("scale=640:360"), base) == 30
     assert chain_rate(split_filter_chain("fps=60,scale=2:2"), base) == 60
-    assert chain_rate(split_filter_chain("fps=fps=30000/1001:round=near"), base) == Fraction(30000, 1001)
+    assert chain_rate(split_filter_chain("fps=fps=30000/1001:round=near"), base) == Fraction(
+        30000, 1001
+    )
     assert chain_rate(split_filter_chain("framerate=rate=50"), None) == 50
 
 
@@ -182,7 +227,9 @@ def test_main_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("vtremote ")
 
 
-def test_missing_subcommand_module(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_subcommand_module(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(cli_main.SUBCOMMANDS, "bench", "vtremote.cli.not_installed")
     assert cli_main.main(["bench", "wire"]) == 1
     assert "'vtremote bench' is not available" in capsys.readouterr().err
@@ -200,7 +247,9 @@ def test_subcommand_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen == [["wire", "--json"]]
 
 
-def test_ctrl_c_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ctrl_c_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from vtremote import pipeline
 
     def interrupted(self: object) -> None:

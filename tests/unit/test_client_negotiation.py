@@ -33,7 +33,15 @@ from vtremote.wire import messages as m
 from vtremote.wire.constants import WireCompression
 
 V1_CAPS = ("h264", "hevc")  # what the reference server announces (VTR1.md §2.2)
-OUR_CAPS = ("h264", "hevc", "ext:busy", "ext:errors", "ext:keepalive=900", "ext:decode-pipeline", "ext:engine=x264")
+OUR_CAPS = (
+    "h264",
+    "hevc",
+    "ext:busy",
+    "ext:errors",
+    "ext:keepalive=900",
+    "ext:decode-pipeline",
+    "ext:engine=x264",
+)
 
 # A tiny but valid avcC (SPS/PPS of a 320x180 x264 stream) for decode sessions.
 _AVCC = None
@@ -90,7 +98,9 @@ class FakeServer:
         for msg in msgs:
             self.sock.sendall(b"".join(bytes(b) for b in self.conn.send(msg)))
 
-    def handshake(self, caps: tuple[str, ...] = OUR_CAPS, *, extradata: bytes = b"", pix_fmt: int = 1) -> m.Configure:
+    def handshake(
+        self, caps: tuple[str, ...] = OUR_CAPS, *, extradata: bytes = b"", pix_fmt: int = 1
+    ) -> m.Configure:
         hello = self.recv()
         assert isinstance(hello, m.Hello)
         self.send(m.HelloAck(0, "fake", "1.0", caps, 4, 1))
@@ -116,11 +126,18 @@ def nv12_frame(pts: int, w: int = 64, h: int = 64) -> av.VideoFrame:
 
 
 def wire_frame(pts: int, w: int = 64, h: int = 64) -> m.Frame:
-    return m.Frame(pts, 1, 0, (m.Plane(w, h, bytes(w * h)), m.Plane(w, (h + 1) // 2, bytes(w * ((h + 1) // 2)))))
+    return m.Frame(
+        pts,
+        1,
+        0,
+        (m.Plane(w, h, bytes(w * h)), m.Plane(w, (h + 1) // 2, bytes(w * ((h + 1) // 2)))),
+    )
 
 
 def stub_packet(pts: int) -> m.Packet:
-    return m.Packet(pts, pts, 1, 1 if pts == 0 else 0, b"\x00\x00\x00\x01\x65" + pts.to_bytes(4, "big"))
+    return m.Packet(
+        pts, pts, 1, 1 if pts == 0 else 0, b"\x00\x00\x00\x01\x65" + pts.to_bytes(4, "big")
+    )
 
 
 def h264_packet(pts: int) -> av.Packet:
@@ -150,7 +167,9 @@ def test_parse_address(text: str, expected: tuple[str, int]) -> None:
     assert parse_address(text, 5555) == expected
 
 
-@pytest.mark.parametrize("text", ["", "host:", "host:0", "host:99999", "host:http", "[::1", "[::1]5555"])
+@pytest.mark.parametrize(
+    "text", ["", "host:", "host:0", "host:99999", "host:http", "[::1", "[::1]5555"]
+)
 def test_parse_address_rejects(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_address(text)
@@ -160,7 +179,9 @@ def test_dead_server_names_host_and_reason() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ConnectionLostError, match=rf"^cannot reach 127\.0\.0\.1:{port}: connection refused$"):
+    with pytest.raises(
+        ConnectionLostError, match=rf"^cannot reach 127\.0\.0\.1:{port}: connection refused$"
+    ):
         RemoteEncoder(f"127.0.0.1:{port}", width=64, height=64)
 
 
@@ -179,7 +200,10 @@ def test_a_service_that_is_not_vtr1_is_named() -> None:
 
         t = threading.Thread(target=answer)
         t.start()
-        with pytest.raises(RemoteProtocolError, match=rf"^127\.0\.0\.1:{port} does not answer like a VTR1 server: bad header"):
+        with pytest.raises(
+            RemoteProtocolError,
+            match=rf"^127\.0\.0\.1:{port} does not answer like a VTR1 server: bad header",
+        ):
             RemoteEncoder(f"127.0.0.1:{port}", width=64, height=64)
         t.join(5)
 
@@ -201,8 +225,15 @@ def test_encoder_options_match_reference_capture(capture_loader: Callable[[str],
     srv = FakeServer(script)
     # The capture: testsrc2 (SAR 1:1), -vt_remote_wire_compression lz4, ffmpeg's FRAME_DURATION flag.
     with RemoteEncoder(
-        srv.transport(), "h264", width=320, height=180, time_base=Fraction(1, 5), framerate=5,
-        compression="lz4", flags=256, sar=(1, 1),
+        srv.transport(),
+        "h264",
+        width=320,
+        height=180,
+        time_base=Fraction(1, 5),
+        framerate=5,
+        compression="lz4",
+        flags=256,
+        sar=(1, 1),
     ) as enc:
         assert enc.flush() == []
     srv.join()
@@ -227,25 +258,81 @@ def _parse_capture(cap: object) -> list[m.Message]:
 
 def test_encoder_options_reference_order_all_keys() -> None:
     s = EncoderSettings(
-        bitrate=6_000_000, maxrate=8_000_000, gop=240, max_b_frames=2, flags=1 << 22, global_quality=0,
-        qmin=10, qmax=40, profile="high", level="4.1", entropy="cabac", allow_sw=True, realtime=1,
-        prio_speed=1, power_efficient=0, spatial_aq=1, max_ref_frames=3, max_slice_bytes=1200,
-        constant_bit_rate=True, color_range=1, colorspace=1, color_primaries=1, color_trc=1, sar=(1, 1),
+        bitrate=6_000_000,
+        maxrate=8_000_000,
+        gop=240,
+        max_b_frames=2,
+        flags=1 << 22,
+        global_quality=0,
+        qmin=10,
+        qmax=40,
+        profile="high",
+        level="4.1",
+        entropy="cabac",
+        allow_sw=True,
+        realtime=1,
+        prio_speed=1,
+        power_efficient=0,
+        spatial_aq=1,
+        max_ref_frames=3,
+        max_slice_bytes=1200,
+        constant_bit_rate=True,
+        color_range=1,
+        colorspace=1,
+        color_primaries=1,
+        color_trc=1,
+        sar=(1, 1),
     )
     keys = [k for k, _ in s.configure_options("h264", WireCompression.ZSTD)]
     assert keys == [
-        "mode", "wire_compression", "bitrate", "maxrate", "gop", "max_b_frames", "flags", "qmin", "qmax",
-        "profile", "level", "entropy", "allow_sw", "realtime", "prio_speed", "power_efficient", "spatial_aq",
-        "max_ref_frames", "max_slice_bytes", "constant_bit_rate", "color_range", "colorspace",
-        "color_primaries", "color_trc", "sar_num", "sar_den", "a53_cc",
+        "mode",
+        "wire_compression",
+        "bitrate",
+        "maxrate",
+        "gop",
+        "max_b_frames",
+        "flags",
+        "qmin",
+        "qmax",
+        "profile",
+        "level",
+        "entropy",
+        "allow_sw",
+        "realtime",
+        "prio_speed",
+        "power_efficient",
+        "spatial_aq",
+        "max_ref_frames",
+        "max_slice_bytes",
+        "constant_bit_rate",
+        "color_range",
+        "colorspace",
+        "color_primaries",
+        "color_trc",
+        "sar_num",
+        "sar_den",
+        "a53_cc",
     ]
     opts = dict(s.configure_options("h264", WireCompression.ZSTD))
     assert opts["profile"] == "100" and opts["level"] == "41" and opts["entropy"] == "2"
-    hevc = dict(EncoderSettings(profile="main10", level="5.1").configure_options("hevc", WireCompression.NONE))
+    hevc = dict(
+        EncoderSettings(profile="main10", level="5.1").configure_options(
+            "hevc", WireCompression.NONE
+        )
+    )
     # HEVC: no level key, entropy/max_slice_bytes/a53_cc always "0", no wire_compression for none.
-    assert hevc == {"mode": "encode", "gop": "12", "profile": "2", "entropy": "0", "realtime": "0",
-                    "max_slice_bytes": "0", "a53_cc": "0"}
-    assert dict(EncoderSettings(flags=1 << 31).configure_options("h264", WireCompression.NONE))["flags"] == str(-(1 << 31))
+    assert hevc == {
+        "mode": "encode",
+        "gop": "12",
+        "profile": "2",
+        "entropy": "0",
+        "realtime": "0",
+        "max_slice_bytes": "0",
+        "a53_cc": "0",
+    }
+    assert dict(EncoderSettings(flags=1 << 31).configure_options("h264", WireCompression.NONE))[
+        "flags"
+    ] == str(-(1 << 31))
 
 
 def test_encoder_pipelines_and_flush_returns_every_packet() -> None:
@@ -274,7 +361,9 @@ def test_encoder_pipelines_and_flush_returns_every_packet() -> None:
             srv.recv()  # nothing after FLUSH: FLUSH exactly once
 
     srv = FakeServer(script)
-    with RemoteEncoder(srv.transport(), width=64, height=64, inflight=16, compression="zstd") as enc:
+    with RemoteEncoder(
+        srv.transport(), width=64, height=64, inflight=16, compression="zstd"
+    ) as enc:
         assert enc.extradata.startswith(b"\x00\x00\x00\x01\x67")  # avcC -> Annex B
         assert enc.config_record == avcc()
         got = []
@@ -309,7 +398,9 @@ def test_encoder_window_blocks_until_a_packet_arrives() -> None:
         srv.send(*(stub_packet(i) for i in range(1, window + 1)), m.Done())
 
     srv = FakeServer(script)
-    with RemoteEncoder(srv.transport(), width=64, height=64, inflight=window, compression="none") as enc:
+    with RemoteEncoder(
+        srv.transport(), width=64, height=64, inflight=window, compression="none"
+    ) as enc:
         out = []
         for i in range(window + 1):
             out += enc.encode(nv12_frame(i))
@@ -328,7 +419,9 @@ def test_encoder_error_from_server_raises_remote_error() -> None:
     srv = FakeServer(script)
     with RemoteEncoder(srv.transport(), width=64, height=64) as enc:
         enc.encode(nv12_frame(0))
-        with pytest.raises(UnsupportedError, match=r"profile 110 is not supported by engine x264 \(fake:5555\)"):
+        with pytest.raises(
+            UnsupportedError, match=r"profile 110 is not supported by engine x264 \(fake:5555\)"
+        ):
             for i in range(1, 50):
                 enc.encode(nv12_frame(i))
                 time.sleep(0.01)
@@ -346,7 +439,10 @@ def test_encoder_times_out_when_the_server_goes_silent() -> None:
     srv = FakeServer(script)
     enc = RemoteEncoder(srv.transport(), width=64, height=64, inflight=1, timeout=0.3)
     enc.encode(nv12_frame(0))
-    with pytest.raises(TimeoutExpiredError, match=r"no reply from fake:5555 for 0.3 s while 1 frames were in flight \(window 1; "):
+    with pytest.raises(
+        TimeoutExpiredError,
+        match=r"no reply from fake:5555 for 0.3 s while 1 frames were in flight \(window 1; ",
+    ):
         enc.encode(nv12_frame(1))
     enc.close()
     srv.join()
@@ -412,7 +508,10 @@ def test_v1_server_gets_plain_pings_without_the_option(monkeypatch: pytest.Monke
 def test_busy_refusal_uses_the_error_text() -> None:
     def script(srv: FakeServer) -> None:
         assert isinstance(srv.recv(), m.Hello)
-        srv.send(m.HelloAck(1, "fake", "1.0", OUR_CAPS, 4, 4), m.Error(2, "server busy: 4 of 4 sessions in use"))
+        srv.send(
+            m.HelloAck(1, "fake", "1.0", OUR_CAPS, 4, 4),
+            m.Error(2, "server busy: 4 of 4 sessions in use"),
+        )
 
     srv = FakeServer(script)
     with pytest.raises(BusyError, match=r"^server busy: 4 of 4 sessions in use \(fake:5555\)$"):
@@ -486,7 +585,9 @@ def test_decoder_lock_step_with_a_v1_server() -> None:
         srv.send(wire_frame(n - 2), wire_frame(n - 1), m.Done())
 
     srv = FakeServer(script)
-    with RemoteDecoder(srv.transport(), width=64, height=64, extradata=avcc(), compression="none") as dec:
+    with RemoteDecoder(
+        srv.transport(), width=64, height=64, extradata=avcc(), compression="none"
+    ) as dec:
         assert not dec.pipelined
         for i in range(n):
             frames = dec.decode(h264_packet(i))
@@ -525,7 +626,9 @@ def test_decoder_pipelines_when_the_server_offers_it() -> None:
 
     srv = FakeServer(script)
     got = []
-    with RemoteDecoder(srv.transport(), width=64, height=64, extradata=avcc(), inflight=window) as dec:
+    with RemoteDecoder(
+        srv.transport(), width=64, height=64, extradata=avcc(), inflight=window
+    ) as dec:
         assert dec.pipelined and dec.window == window
         for i in range(n):
             got += dec.decode(h264_packet(i))
@@ -546,7 +649,9 @@ def test_decoder_pipeline_false_forces_v1_behaviour() -> None:
         srv.send(m.Done())
 
     srv = FakeServer(script)
-    with RemoteDecoder(srv.transport(), width=64, height=64, extradata=avcc(), pipeline=False) as dec:
+    with RemoteDecoder(
+        srv.transport(), width=64, height=64, extradata=avcc(), pipeline=False
+    ) as dec:
         assert not dec.pipelined
         assert [f.pts for f in dec.decode(h264_packet(0))] == [0]
         assert dec.flush() == []
@@ -580,22 +685,43 @@ def test_decoder_reports_p010_from_the_ack_and_decompresses() -> None:
         y = luma[: w * 2 * h]
         c = bytes(w * 2 * (h // 2))
         srv.send(
-            m.Frame(7, 1, 0, (m.Plane(w * 2, h, compress_plane(2, y)), m.Plane(w * 2, h // 2, compress_plane(2, c)))),
+            m.Frame(
+                7,
+                1,
+                0,
+                (
+                    m.Plane(w * 2, h, compress_plane(2, y)),
+                    m.Plane(w * 2, h // 2, compress_plane(2, c)),
+                ),
+            ),
             m.Pong(),
         )
         assert isinstance(srv.recv(), m.Flush)
         srv.send(m.Done())
 
     srv = FakeServer(script)
-    with RemoteDecoder(srv.transport(), width=w, height=h, extradata=avcc(), compression="zstd", time_base=Fraction(1, 90000), pipeline=False) as dec:
+    with RemoteDecoder(
+        srv.transport(),
+        width=w,
+        height=h,
+        extradata=avcc(),
+        compression="zstd",
+        time_base=Fraction(1, 90000),
+        pipeline=False,
+    ) as dec:
         assert dec.pix_fmt.name == "P010"
         (frame,) = dec.decode(h264_packet(0))
         dec.flush()
     srv.join()
-    assert frame.format.name == "p010le" and frame.pts == 7 and frame.time_base == Fraction(1, 90000)
+    assert (
+        frame.format.name == "p010le" and frame.pts == 7 and frame.time_base == Fraction(1, 90000)
+    )
     plane = frame.planes[0]
     got = bytes(memoryview(plane))
-    assert b"".join(got[r * plane.line_size : r * plane.line_size + w * 2] for r in range(h)) == luma[: w * 2 * h]
+    assert (
+        b"".join(got[r * plane.line_size : r * plane.line_size + w * 2] for r in range(h))
+        == luma[: w * 2 * h]
+    )
 
 
 def test_sendmsg_all_survives_partial_writes() -> None:
@@ -605,7 +731,13 @@ def test_sendmsg_all_survives_partial_writes() -> None:
     a, b = socket.socketpair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     a.settimeout(10)
-    parts = [b"head", bytes(range(256)) * 2000, memoryview(bytearray(b"\x07" * 300_001))[1:], b"", b"tail"]
+    parts = [
+        b"head",
+        bytes(range(256)) * 2000,
+        memoryview(bytearray(b"\x07" * 300_001))[1:],
+        b"",
+        b"tail",
+    ]
     want = b"".join(bytes(p) for p in parts)
     got = bytearray()
 

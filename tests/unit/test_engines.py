@@ -38,7 +38,9 @@ HARDWARE = ("nvenc", "qsv", "vaapi", "videotoolbox")
 W, H = 128, 72
 
 
-def grey_frames(n: int, pix_fmt: str = "nv12", width: int = W, height: int = H) -> list[av.VideoFrame]:
+def grey_frames(
+    n: int, pix_fmt: str = "nv12", width: int = W, height: int = H
+) -> list[av.VideoFrame]:
     """Frames with a moving gradient (so encoders produce real P/B decisions)."""
     import numpy as np
 
@@ -56,12 +58,24 @@ def grey_frames(n: int, pix_fmt: str = "nv12", width: int = W, height: int = H) 
     return out
 
 
-def encode_config(codec: str = "h264", pix_fmt: PixelFormat = PixelFormat.NV12, **options: str) -> StreamConfig:
-    return StreamConfig(mode="encode", codec=codec, width=W, height=H, pix_fmt=pix_fmt,
-                        time_base=Fraction(1, 30), framerate=Fraction(30), options={"mode": "encode", **options})
+def encode_config(
+    codec: str = "h264", pix_fmt: PixelFormat = PixelFormat.NV12, **options: str
+) -> StreamConfig:
+    return StreamConfig(
+        mode="encode",
+        codec=codec,
+        width=W,
+        height=H,
+        pix_fmt=pix_fmt,
+        time_base=Fraction(1, 30),
+        framerate=Fraction(30),
+        options={"mode": "encode", **options},
+    )
 
 
-def run_engine(engine: Engine, frames: list[av.VideoFrame], forced: tuple[int, ...] = ()) -> tuple[int, list]:
+def run_engine(
+    engine: Engine, frames: list[av.VideoFrame], forced: tuple[int, ...] = ()
+) -> tuple[int, list]:
     """Feed frames (pts = index); returns (frames fed before the first packet, all packets)."""
     packets: list = []
     first = -1
@@ -81,11 +95,20 @@ def run_engine(engine: Engine, frames: list[av.VideoFrame], forced: tuple[int, .
 
 
 def test_parse_encode_options_like_the_reference() -> None:
-    s, warnings = parse_encode_options({
-        "mode": "encode", "wire_compression": "2", "bitrate": "300000", "gop": "30",
-        "flags": str(-(1 << 31) | FLAG_GLOBAL_HEADER), "entropy": "0", "realtime": "0", "a53_cc": "1",
-        "constant_bit_rate": "1", "ext_decode_pipeline": "1",
-    })
+    s, warnings = parse_encode_options(
+        {
+            "mode": "encode",
+            "wire_compression": "2",
+            "bitrate": "300000",
+            "gop": "30",
+            "flags": str(-(1 << 31) | FLAG_GLOBAL_HEADER),
+            "entropy": "0",
+            "realtime": "0",
+            "a53_cc": "1",
+            "constant_bit_rate": "1",
+            "ext_decode_pipeline": "1",
+        }
+    )
     assert warnings == []
     assert (s.bitrate, s.gop, s.entropy, s.realtime, s.a53_cc) == (300000, 30, 0, 0, 1)
     assert s.flags == FLAG_CLOSED_GOP | FLAG_GLOBAL_HEADER  # signed int32 on the wire
@@ -94,7 +117,9 @@ def test_parse_encode_options_like_the_reference() -> None:
 
 
 def test_parse_encode_options_warns_instead_of_guessing() -> None:
-    s, warnings = parse_encode_options({"bitrate": "3M", "gop": " 12", "mystery": "1", "allow_sw": "maybe"})
+    s, warnings = parse_encode_options(
+        {"bitrate": "3M", "gop": " 12", "mystery": "1", "allow_sw": "maybe"}
+    )
     assert s.bitrate == 0 and s.gop == 12
     assert any("bitrate='3M'" in w for w in warnings)
     assert any("mystery" in w for w in warnings)
@@ -111,11 +136,15 @@ def test_quality_as_the_reference_computes_it() -> None:
 
 def test_decode_options() -> None:
     assert check_decode_options({"mode": "decode", "wire_compression": "2", "color_trc": "1"}) == []
-    assert check_decode_options({"bitrate": "1"}) == ["unknown option bitrate='1' ignored by a decode session"]
+    assert check_decode_options({"bitrate": "1"}) == [
+        "unknown option bitrate='1' ignored by a decode session"
+    ]
 
 
 def test_stream_config_from_configure() -> None:
-    cfg = StreamConfig.from_configure("h264", Configure(320, 180, 1, 0, 1, 0, 1, (("mode", "decode"),)))
+    cfg = StreamConfig.from_configure(
+        "h264", Configure(320, 180, 1, 0, 1, 0, 1, (("mode", "decode"),))
+    )
     assert cfg.mode == "decode" and cfg.time_base == 1 and cfg.framerate is None
     with pytest.raises(UnsupportedConfigError, match="pix_fmt=9"):
         StreamConfig.from_configure("h264", Configure(320, 180, 9))
@@ -151,7 +180,9 @@ def test_encoder_delay_and_one_packet_per_frame(codec: str, options: dict[str, s
     assert 0 <= first <= MAX_FRAME_DELAY, f"first packet after {first + 1} frames"
     assert sorted(p.pts for p in packets) == list(range(24))
     dts = [p.dts for p in packets]
-    assert all(a < b for a, b in zip(dts, dts[1:], strict=False)) and all(p.dts <= p.pts for p in packets)
+    assert all(a < b for a, b in zip(dts, dts[1:], strict=False)) and all(
+        p.dts <= p.pts for p in packets
+    )
     if options.get("realtime") == "1":
         assert first == 0  # zero latency
 
@@ -172,10 +203,13 @@ BUDGET_CASES = [
 
 
 @pytest.mark.parametrize(("codec", "bframes", "budget", "least", "most"), BUDGET_CASES)
-def test_encoder_delay_stays_within_the_session_budget(codec: str, bframes: str, budget: int, least: bool,
-                                                      most: int) -> None:
+def test_encoder_delay_stays_within_the_session_budget(
+    codec: str, bframes: str, budget: int, least: bool, most: int
+) -> None:
     engine = SoftwareEngine()
-    config = dataclasses.replace(encode_config(codec, max_b_frames=bframes), max_delay=budget, least_delay=least)
+    config = dataclasses.replace(
+        encode_config(codec, max_b_frames=bframes), max_delay=budget, least_delay=least
+    )
     engine.open(config)
     first, packets = run_engine(engine, grey_frames(16))
     assert 0 <= first <= most, f"first packet after {first + 1} frames"
@@ -197,16 +231,23 @@ def test_gop_is_exact_and_forced_idr_restarts_it(codec: str) -> None:
         assert p.is_keyframe == annexb.is_keyframe(codec, bytes(p))
 
 
-@pytest.mark.parametrize(("pix_fmt", "options", "depth"), [
-    (PixelFormat.P010, {}, 10),
-    (PixelFormat.NV12, {}, 8),
-    (PixelFormat.NV12, {"profile": "2"}, 10),  # Main10 from 8-bit input, as VideoToolbox does
-    (PixelFormat.P010, {"profile": "1"}, 8),
-])
-def test_hevc_bit_depth_follows_format_and_profile(pix_fmt: PixelFormat, options: dict[str, str], depth: int) -> None:
+@pytest.mark.parametrize(
+    ("pix_fmt", "options", "depth"),
+    [
+        (PixelFormat.P010, {}, 10),
+        (PixelFormat.NV12, {}, 8),
+        (PixelFormat.NV12, {"profile": "2"}, 10),  # Main10 from 8-bit input, as VideoToolbox does
+        (PixelFormat.P010, {"profile": "1"}, 8),
+    ],
+)
+def test_hevc_bit_depth_follows_format_and_profile(
+    pix_fmt: PixelFormat, options: dict[str, str], depth: int
+) -> None:
     engine = SoftwareEngine()
     record = engine.open(encode_config("hevc", pix_fmt, **options))
-    sps = [n for n in annexb.parse_hvcc(record).nals if annexb.nal_type("hevc", n) == annexb.HEVC_SPS][0]
+    sps = [
+        n for n in annexb.parse_hvcc(record).nals if annexb.nal_type("hevc", n) == annexb.HEVC_SPS
+    ][0]
     assert annexb.parse_hevc_sps(sps).bit_depth_luma == depth
     fmt = "p010le" if pix_fmt is PixelFormat.P010 else "nv12"
     _, packets = run_engine(engine, grey_frames(3, fmt))
@@ -233,8 +274,16 @@ def test_decoder_reports_p010_for_10_bit_streams() -> None:
     record = enc.open(encode_config("hevc", PixelFormat.P010))
     _, packets = run_engine(enc, grey_frames(4, "p010le"))
     dec = SoftwareEngine()
-    dec.open(StreamConfig(mode="decode", codec="hevc", width=W, height=H, pix_fmt=PixelFormat.NV12,
-                          extradata=record))
+    dec.open(
+        StreamConfig(
+            mode="decode",
+            codec="hevc",
+            width=W,
+            height=H,
+            pix_fmt=PixelFormat.NV12,
+            extradata=record,
+        )
+    )
     assert dec.output_pix_fmt is PixelFormat.P010
     frames = []
     for p in packets:
@@ -253,7 +302,9 @@ def test_null_engine() -> None:
     assert first == 0 and [p.pts for p in packets] == list(range(9))
     assert [p.pts for p in packets if p.is_keyframe] == [0, 4, 6]
     dec = NullEngine()
-    dec.open(StreamConfig(mode="decode", codec="h264", width=64, height=36, pix_fmt=PixelFormat.P010))
+    dec.open(
+        StreamConfig(mode="decode", codec="h264", width=64, height=36, pix_fmt=PixelFormat.P010)
+    )
     pkt = av.Packet(b"\0\0\0\1\x65")
     pkt.pts = 7
     (frame,) = dec.decode(pkt)
@@ -309,17 +360,32 @@ def test_missing_hardware_fails_cleanly(name: str) -> None:
 def test_hardware_engine_round_trip(codec: str) -> None:
     cls = registry.resolve(HW_ENGINE, codec, "encode")
     engine = cls()
-    config = StreamConfig(mode="encode", codec=codec, width=320, height=192, pix_fmt=PixelFormat.NV12,
-                          time_base=Fraction(1, 30), framerate=Fraction(30),
-                          options={"gop": "10", "bitrate": "500000", "max_b_frames": "2"})
+    config = StreamConfig(
+        mode="encode",
+        codec=codec,
+        width=320,
+        height=192,
+        pix_fmt=PixelFormat.NV12,
+        time_base=Fraction(1, 30),
+        framerate=Fraction(30),
+        options={"gop": "10", "bitrate": "500000", "max_b_frames": "2"},
+    )
     record = engine.open(config)
     first, packets = run_engine(engine, grey_frames(30, width=320, height=192), forced=(13,))
     assert first <= MAX_FRAME_DELAY
     assert sorted(p.pts for p in packets) == list(range(30))
     assert {0, 10, 13} <= {p.pts for p in packets if p.is_keyframe}
     dec = registry.resolve(HW_ENGINE, codec, "decode")()
-    dec.open(StreamConfig(mode="decode", codec=codec, width=320, height=192, pix_fmt=PixelFormat.NV12,
-                          extradata=record))
+    dec.open(
+        StreamConfig(
+            mode="decode",
+            codec=codec,
+            width=320,
+            height=192,
+            pix_fmt=PixelFormat.NV12,
+            extradata=record,
+        )
+    )
     frames = []
     for p in packets:
         frames += dec.decode(p)
@@ -331,8 +397,14 @@ def test_hardware_engine_round_trip(codec: str) -> None:
 
 X264_SETTINGS = [
     ({"qmin": "10", "qmax": "30"}, ["qpmin=10", "qpmax=30"]),
-    ({"bitrate": "300000", "constant_bit_rate": "1"}, ["rc=cbr", "nal_hrd=cbr", "vbv_maxrate=300", "vbv_bufsize=300"]),
-    ({"bitrate": "300000", "maxrate": "450000"}, ["rc=abr", "bitrate=300", "vbv_maxrate=450", "vbv_bufsize=450"]),
+    (
+        {"bitrate": "300000", "constant_bit_rate": "1"},
+        ["rc=cbr", "nal_hrd=cbr", "vbv_maxrate=300", "vbv_bufsize=300"],
+    ),
+    (
+        {"bitrate": "300000", "maxrate": "450000"},
+        ["rc=abr", "bitrate=300", "vbv_maxrate=450", "vbv_bufsize=450"],
+    ),
     ({"global_quality": str(118 * 50), "flags": str(FLAG_QSCALE)}, ["rc=crf", "crf=25.5"]),
     ({"global_quality": "80"}, ["crf=10.2"]),
     ({"max_ref_frames": "2"}, ["ref=2"]),
@@ -348,13 +420,15 @@ X264_SETTINGS = [
 
 
 @pytest.mark.parametrize(("options", "expected"), X264_SETTINGS)
-def test_x264_runs_with_the_requested_settings(options: dict[str, str], expected: list[str]) -> None:
+def test_x264_runs_with_the_requested_settings(
+    options: dict[str, str], expected: list[str]
+) -> None:
     engine = SoftwareEngine()
     engine.open(encode_config("h264", **options))
     assert engine.warnings == []
     _, packets = run_engine(engine, grey_frames(1))
     first = bytes(packets[0])
-    sei = first[first.index(b"x264 - core"):].split(b"\x80", 1)[0].decode()
+    sei = first[first.index(b"x264 - core") :].split(b"\x80", 1)[0].decode()
     settings = sei.split(" options: ", 1)[1].split()
     for item in expected:
         assert item in settings, (item, sei)
@@ -362,8 +436,17 @@ def test_x264_runs_with_the_requested_settings(options: dict[str, str], expected
 
 def test_colour_description_and_sar_reach_the_bitstream() -> None:
     engine = SoftwareEngine()
-    record = engine.open(encode_config("h264", color_range="1", colorspace="9", color_primaries="9",
-                                       color_trc="16", sar_num="4", sar_den="3"))
+    record = engine.open(
+        encode_config(
+            "h264",
+            color_range="1",
+            colorspace="9",
+            color_primaries="9",
+            color_trc="16",
+            sar_num="4",
+            sar_den="3",
+        )
+    )
     assert engine.warnings == []
     _, packets = run_engine(engine, grey_frames(2))
     dec = av.CodecContext.create("h264", "r")
@@ -372,14 +455,21 @@ def test_colour_description_and_sar_reach_the_bitstream() -> None:
     for p in packets:
         frames += dec.decode(p)
     frame = frames[0]
-    assert (frame.color_range, frame.colorspace, frame.color_primaries, frame.color_trc) == (1, 9, 9, 16)
+    assert (frame.color_range, frame.colorspace, frame.color_primaries, frame.color_trc) == (
+        1,
+        9,
+        9,
+        16,
+    )
     assert dec.sample_aspect_ratio == Fraction(4, 3)
 
 
 # --- hardware option mapping (runs without the device: only the mapping is checked) ------------
 
 
-def hw_options(name: str, codec: str = "h264", pix_fmt: PixelFormat = PixelFormat.NV12, **options: str):
+def hw_options(
+    name: str, codec: str = "h264", pix_fmt: PixelFormat = PixelFormat.NV12, **options: str
+):
     cls = registry.engine_class(name)
     engine = cls()
     config = encode_config(codec, pix_fmt, **options)
@@ -393,34 +483,74 @@ def hw_options(name: str, codec: str = "h264", pix_fmt: PixelFormat = PixelForma
 
 
 def test_nvenc_mapping() -> None:
-    _, ctx, opts, warnings = hw_options("nvenc", bitrate="2000000", constant_bit_rate="1", gop="30",
-                                       max_b_frames="2", profile="578", entropy="1", spatial_aq="1",
-                                       level="41", max_ref_frames="3")
+    _, ctx, opts, warnings = hw_options(
+        "nvenc",
+        bitrate="2000000",
+        constant_bit_rate="1",
+        gop="30",
+        max_b_frames="2",
+        profile="578",
+        entropy="1",
+        spatial_aq="1",
+        level="41",
+        max_ref_frames="3",
+    )
     assert warnings == ["max_b_frames=2 ignored: baseline has no B-frames"]
     assert opts["forced-idr"] == "1" and opts["strict_gop"] == "1" and opts["no-scenecut"] == "1"
     assert opts["rc"] == "cbr" and opts["maxrate"] == opts["bufsize"] == "2000000"
     assert opts["profile"] == "baseline" and opts["level"] == "4.1" and opts["coder"] == "cavlc"
     assert opts["spatial-aq"] == "1" and opts["refs"] == "3" and opts["preset"] == "p2"
     assert int(opts["delay"]) + ctx.max_b_frames < MAX_FRAME_DELAY
-    assert (ctx.bit_rate, ctx.gop_size, ctx.max_b_frames) == (2000000, 30, 0)  # baseline: no B-frames
+    assert (ctx.bit_rate, ctx.gop_size, ctx.max_b_frames) == (
+        2000000,
+        30,
+        0,
+    )  # baseline: no B-frames
 
 
 def test_videotoolbox_mapping_follows_the_reference_properties() -> None:
-    _, ctx, opts, warnings = hw_options("videotoolbox", realtime="1", prio_speed="0", allow_sw="1",
-                                       require_sw="1", frames_before="1", power_efficient="1",
-                                       max_slice_bytes="1200", max_ref_frames="2", profile="612")
+    _, ctx, opts, warnings = hw_options(
+        "videotoolbox",
+        realtime="1",
+        prio_speed="0",
+        allow_sw="1",
+        require_sw="1",
+        frames_before="1",
+        power_efficient="1",
+        max_slice_bytes="1200",
+        max_ref_frames="2",
+        profile="612",
+    )
     assert warnings == []
     for key in ("realtime", "allow_sw", "require_sw", "frames_before", "power_efficient"):
         assert opts[key] == "1", key
-    assert opts["prio_speed"] == "0" and opts["max_slice_bytes"] == "1200" and opts["max_ref_frames"] == "2"
+    assert (
+        opts["prio_speed"] == "0"
+        and opts["max_slice_bytes"] == "1200"
+        and opts["max_ref_frames"] == "2"
+    )
     assert opts["profile"] == "constrained_high" and opts["a53cc"] == "0"
 
 
 def test_hardware_mapping_warns_about_what_it_cannot_do() -> None:
-    _, _, opts, warnings = hw_options("qsv", "hevc", PixelFormat.P010, frames_before="1", entropy="2",
-                                      spatial_aq="1", max_slice_bytes="100", require_sw="1")
+    _, _, opts, warnings = hw_options(
+        "qsv",
+        "hevc",
+        PixelFormat.P010,
+        frames_before="1",
+        entropy="2",
+        spatial_aq="1",
+        max_slice_bytes="100",
+        require_sw="1",
+    )
     text = " ".join(warnings)
-    for needle in ("frames_before=1", "entropy=2", "spatial_aq=1", "max_slice_bytes=100", "require_sw=1"):
+    for needle in (
+        "frames_before=1",
+        "entropy=2",
+        "spatial_aq=1",
+        "max_slice_bytes=100",
+        "require_sw=1",
+    ):
         assert needle in text
     assert opts["profile"] == "main10" and opts["forced_idr"] == "1"
     with pytest.raises(UnsupportedConfigError, match="NV12 only"):

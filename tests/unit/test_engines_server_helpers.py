@@ -21,9 +21,9 @@ from vtremote.wire.constants import PixelFormat, WireCompression
 # --- timestamps ------------------------------------------------------------------------------
 
 
-def run_mapper(client_pts: list[int], engine_out: list[tuple[int, int]], step: Fraction = Fraction(1)) -> list[
-    tuple[int, int]
-]:
+def run_mapper(
+    client_pts: list[int], engine_out: list[tuple[int, int]], step: Fraction = Fraction(1)
+) -> list[tuple[int, int]]:
     m = TimestampMapper(step)
     for pts in client_pts:
         m.add(FrameInfo(pts=pts, duration=0, received=0.0))
@@ -97,7 +97,9 @@ def test_many_captions_split_into_several_seis() -> None:
 
 
 def test_captions_go_before_the_first_slice() -> None:
-    au = b"\x00\x00\x00\x01\x09\xf0" + b"\x00\x00\x01\x65\x88\x84"  # AUD, IDR slice (3-byte start code)
+    au = (
+        b"\x00\x00\x00\x01\x09\xf0" + b"\x00\x00\x01\x65\x88\x84"
+    )  # AUD, IDR slice (3-byte start code)
     out = insert_captions("h264", au, bytes([0xFC, 0x94, 0x20]))
     types = [annexb.nal_type("h264", n) for n in annexb.iter_annexb(out)]
     assert types == [9, 6, 5]
@@ -115,17 +117,25 @@ def pattern_frame(width: int, height: int, fmt: str) -> av.VideoFrame:
     return frame
 
 
-@pytest.mark.parametrize(("width", "height", "fmt", "pix"), [
-    (322, 182, "nv12", PixelFormat.NV12),  # FFmpeg pads the linesize to 352
-    (320, 181, "nv12", PixelFormat.NV12),  # odd height: ceil(h/2) chroma rows
-    (330, 90, "p010le", PixelFormat.P010),
-])
-def test_planes_are_compact_with_ceil_chroma_rows(width: int, height: int, fmt: str, pix: PixelFormat) -> None:
+@pytest.mark.parametrize(
+    ("width", "height", "fmt", "pix"),
+    [
+        (322, 182, "nv12", PixelFormat.NV12),  # FFmpeg pads the linesize to 352
+        (320, 181, "nv12", PixelFormat.NV12),  # odd height: ceil(h/2) chroma rows
+        (330, 90, "p010le", PixelFormat.P010),
+    ],
+)
+def test_planes_are_compact_with_ceil_chroma_rows(
+    width: int, height: int, fmt: str, pix: PixelFormat
+) -> None:
     frame = pattern_frame(width, height, fmt)
     bps = pix.bytes_per_sample
     planes = compact_planes(frame, pix)
     chroma_row = ((width + 1) // 2) * 2 * bps
-    assert [(s, r) for s, r, _ in planes] == [(width * bps, height), (chroma_row, (height + 1) // 2)]
+    assert [(s, r) for s, r, _ in planes] == [
+        (width * bps, height),
+        (chroma_row, (height + 1) // 2),
+    ]
     for (stride, rows, data), plane in zip(planes, frame.planes, strict=True):
         src = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :stride]
         assert np.array_equal(np.frombuffer(data, np.uint8).reshape(rows, stride), src)
@@ -151,17 +161,22 @@ def test_wire_planes_convert_scale_and_compress(compression: WireCompression) ->
 # --- configuration ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("127.0.0.1:5555", ("127.0.0.1", 5555)),
-    ("[::1]:0", ("::1", 0)),
-    ("localhost:80", ("localhost", 80)),
-    ("0.0.0.0:65535", ("0.0.0.0", 65535)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:5555", ("127.0.0.1", 5555)),
+        ("[::1]:0", ("::1", 0)),
+        ("localhost:80", ("localhost", 80)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+    ],
+)
 def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["5555", ":5555", "::1:5555", "[::1]5555", "host:port", "host:70000"])
+@pytest.mark.parametrize(
+    "text", ["5555", ":5555", "::1:5555", "[::1]5555", "host:port", "host:70000"]
+)
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_listen(text)
@@ -169,9 +184,20 @@ def test_parse_listen_rejects(text: str) -> None:
 
 def test_server_config_validation() -> None:
     cfg = ServerConfig(listen="127.0.0.1:0", engine="software", log_level="2", idle_timeout=1.5)
-    assert (cfg.host, cfg.port, cfg.engine_name, cfg.idle_timeout_ms) == ("127.0.0.1", 0, "x264", 1500)
+    assert (cfg.host, cfg.port, cfg.engine_name, cfg.idle_timeout_ms) == (
+        "127.0.0.1",
+        0,
+        "x264",
+        1500,
+    )
     assert log_level_number("0") == log_level_number("error")
-    for bad in ({"max_sessions": -1}, {"engine": "vp9"}, {"idle_timeout": 0}, {"log_level": "loud"},
-                {"listen": "x"}, {"drain_timeout": -1}):
+    for bad in (
+        {"max_sessions": -1},
+        {"engine": "vp9"},
+        {"idle_timeout": 0},
+        {"log_level": "loud"},
+        {"listen": "x"},
+        {"drain_timeout": -1},
+    ):
         with pytest.raises(ConfigError):
             ServerConfig(**bad)  # type: ignore[arg-type]

@@ -26,10 +26,18 @@ timeout_ms = 1500
 def test_pools_weights_and_defaults() -> None:
     cfg = parse_config(tomllib.loads(DOC), "test.toml")
     studio = cfg.pools["studio"]
-    assert studio.members == (PoolMember("a:5555"), PoolMember("b:5555", 2.5), PoolMember("c:5555", 3.0))
+    assert studio.members == (
+        PoolMember("a:5555"),
+        PoolMember("b:5555", 2.5),
+        PoolMember("c:5555", 3.0),
+    )
     assert (studio.token, studio.timeout_ms, cfg.fallback) == ("t", 1500, "local")
     pool = resolve_pool("studio", config=cfg)
-    assert pool.token == "t" and pool.fallback == "local" and pool.addresses == ["a:5555", "b:5555", "c:5555"]
+    assert (
+        pool.token == "t"
+        and pool.fallback == "local"
+        and pool.addresses == ["a:5555", "b:5555", "c:5555"]
+    )
     assert resolve_pool("studio", token="cli", fallback="none", config=cfg).token == "cli"
     assert resolve_pool("studio", fallback="none", config=cfg).fallback == "none"
 
@@ -40,7 +48,10 @@ def test_pools_weights_and_defaults() -> None:
         ('[pools.x]\nhosts = "a:1"\n', "pools.x.hosts must be a list"),
         ("[pools.x]\nhosts = []\n", "pool 'x' has no hosts"),
         ('[pools.x]\nhosts = [{ host = "a:1", weight = 0 }]\n', "weight 0.0 must be positive"),
-        ('[pools.x]\nhosts = ["a:1"]\nfallback = "cloud"\n', "fallback 'cloud' is not one of none, local"),
+        (
+            '[pools.x]\nhosts = ["a:1"]\nfallback = "cloud"\n',
+            "fallback 'cloud' is not one of none, local",
+        ),
         ('fallback = "maybe"\n', "fallback 'maybe'"),
         ("[pools.x]\nhosts = [3]\n", "entry 3 is not HOST:PORT"),
         ('pools = "x"\n', "[pools] must be a table"),
@@ -68,7 +79,9 @@ def test_file_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_what_names_a_pool() -> None:
     cfg = ClientConfig(pools=parse_config(tomllib.loads(DOC)).pools)
     assert is_pool("a:1,b:2", cfg) and is_pool("mdns", cfg) and is_pool("studio", cfg)
-    assert not is_pool("mac.local:5555", cfg) and not is_pool("other", cfg) and not is_pool(None, cfg)
+    assert (
+        not is_pool("mac.local:5555", cfg) and not is_pool("other", cfg) and not is_pool(None, cfg)
+    )
     with pytest.raises(ConfigError, match="empty entry"):
         resolve_pool("a:1,,b:2", config=cfg)
     with pytest.raises(ConfigError, match="no servers"):
@@ -76,8 +89,21 @@ def test_what_names_a_pool() -> None:
 
 
 def test_command_line_options() -> None:
-    spec, _ = parse_command(["-i", "in.mp4", "-c:v", "h264_videotoolbox_remote", "-vt_remote_host", "a:1,b:2",
-                       "-vt_remote_fallback", "local", "-vt_remote_parallel", "3", "out.mp4"])
+    spec, _ = parse_command(
+        [
+            "-i",
+            "in.mp4",
+            "-c:v",
+            "h264_videotoolbox_remote",
+            "-vt_remote_host",
+            "a:1,b:2",
+            "-vt_remote_fallback",
+            "local",
+            "-vt_remote_parallel",
+            "3",
+            "out.mp4",
+        ]
+    )
     assert spec is not None and spec.output.remote.host == "a:1,b:2"
     assert spec.output.remote.fallback == "local" and spec.output.remote.parallel == 3
     with pytest.raises(UsageError, match="is not local or none"):
@@ -87,6 +113,8 @@ def test_command_line_options() -> None:
 
 
 def test_txt_record() -> None:
-    txt = txt_record(codecs={"h264": "nvenc", "hevc": "nvenc"}, max_sessions=3, token=True, tls=False)
+    txt = txt_record(
+        codecs={"h264": "nvenc", "hevc": "nvenc"}, max_sessions=3, token=True, tls=False
+    )
     assert txt["codecs"] == "h264,hevc" and txt["engines"] == "h264=nvenc,hevc=nvenc"
     assert (txt["max"], txt["token"], txt["tls"], txt["proto"]) == ("3", "1", "0", "VTR1")

@@ -20,7 +20,9 @@ def _random_frame(width: int, height: int, fmt: str, seed: int) -> av.VideoFrame
 
 
 def _rows(stride: int, rows: int, data: memoryview, row_bytes: int) -> np.ndarray:
-    return np.frombuffer(data, dtype=np.uint8, count=stride * rows).reshape(rows, stride)[:, :row_bytes]
+    return np.frombuffer(data, dtype=np.uint8, count=stride * rows).reshape(rows, stride)[
+        :, :row_bytes
+    ]
 
 
 @pytest.mark.parametrize(("width", "height"), [(64, 48), (65, 33), (1, 1), (320, 181)])
@@ -32,9 +34,14 @@ def test_yuv420p_to_nv12_equals_swscale(width: int, height: int) -> None:
     (ys, yr, yd), (cs, cr, cd) = views
     assert (yr, cr) == (height, (height + 1) // 2)
     # Luma is the frame's own buffer, not a copy.
-    assert np.shares_memory(np.frombuffer(yd, dtype=np.uint8), np.frombuffer(memoryview(frame.planes[0]), dtype=np.uint8))
+    assert np.shares_memory(
+        np.frombuffer(yd, dtype=np.uint8),
+        np.frombuffer(memoryview(frame.planes[0]), dtype=np.uint8),
+    )
     wy, wc = want.planes
-    assert np.array_equal(_rows(ys, yr, yd, width), _rows(wy.line_size, height, memoryview(wy), width))
+    assert np.array_equal(
+        _rows(ys, yr, yd, width), _rows(wy.line_size, height, memoryview(wy), width)
+    )
     cw = 2 * ((width + 1) // 2)
     assert np.array_equal(_rows(cs, cr, cd, cw), _rows(wc.line_size, cr, memoryview(wc), cw))
 
@@ -48,7 +55,10 @@ def test_scratch_is_reused_and_nv12_is_not_copied() -> None:
     nv12 = a.reformat(format="nv12")
     views, none = frames.wire_views(nv12, PixelFormat.NV12)
     assert none is None
-    assert np.shares_memory(np.frombuffer(views[1][2], dtype=np.uint8), np.frombuffer(memoryview(nv12.planes[1]), dtype=np.uint8))
+    assert np.shares_memory(
+        np.frombuffer(views[1][2], dtype=np.uint8),
+        np.frombuffer(memoryview(nv12.planes[1]), dtype=np.uint8),
+    )
 
 
 def test_other_formats_are_converted() -> None:

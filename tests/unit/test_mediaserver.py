@@ -34,10 +34,16 @@ def test_config_files_then_environment(tmp_path: Path) -> None:
     user = tmp_path / "user.toml"
     token = tmp_path / "token"
     token.write_text("s3cret\n")
-    user.write_text(f'[ffmpeg]\ntoken_file = "{token}"\nffmpeg_path = "/usr/bin/ffmpeg"\n[ffmpeg.remote_encoders]\nh264_amf = ""\nmpeg4 = "h264"\n')
+    user.write_text(
+        f'[ffmpeg]\ntoken_file = "{token}"\nffmpeg_path = "/usr/bin/ffmpeg"\n[ffmpeg.remote_encoders]\nh264_amf = ""\nmpeg4 = "h264"\n'
+    )
     cfg = load_config({"VTREMOTE_HOST": "b:1, c:2"}, [system, user, tmp_path / "missing.toml"])
     assert cfg.servers == ("b:1", "c:2")
-    assert cfg.token == "s3cret" and cfg.rate_control == "bitrate" and cfg.ffmpeg_path == "/usr/bin/ffmpeg"
+    assert (
+        cfg.token == "s3cret"
+        and cfg.rate_control == "bitrate"
+        and cfg.ffmpeg_path == "/usr/bin/ffmpeg"
+    )
     assert cfg.remote_codec("h264_amf") is None and cfg.remote_codec("mpeg4") == "h264"
     assert cfg.remote_codec("hevc_vaapi") == "hevc"
     assert cfg.sources == (str(system), str(user), "$VTREMOTE_HOST")
@@ -46,7 +52,9 @@ def test_config_files_then_environment(tmp_path: Path) -> None:
 def test_config_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[ffmpeg]\non_unavailable = "retry"\n')
-    with pytest.raises(ConfigError, match="on_unavailable 'retry' is not one of local, ffmpeg, fail"):
+    with pytest.raises(
+        ConfigError, match="on_unavailable 'retry' is not one of local, ffmpeg, fail"
+    ):
         load_config({}, [bad])
     bad.write_text("[ffmpeg]\nservrs = 1\n")
     with pytest.raises(ConfigError, match=r"bad.toml: unknown key 'servrs'"):
@@ -60,17 +68,49 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_argv_positions_and_specifiers() -> None:
-    cmd = parse_argv(["-hide_banner", "-ss", "00:01:00", "-noaccurate_seek", "-autorotate", "0", "-i", 'file:"/m/a b.mkv"',
-                      "-map", "-0:s", "-codec:v:0", "libx264", "-x264opts:0", "subme=0", "-avoid_negative_ts", "disabled",
-                      "-vsync", "-1", "-y", "/t/o.m3u8"])
+    cmd = parse_argv(
+        [
+            "-hide_banner",
+            "-ss",
+            "00:01:00",
+            "-noaccurate_seek",
+            "-autorotate",
+            "0",
+            "-i",
+            'file:"/m/a b.mkv"',
+            "-map",
+            "-0:s",
+            "-codec:v:0",
+            "libx264",
+            "-x264opts:0",
+            "subme=0",
+            "-avoid_negative_ts",
+            "disabled",
+            "-vsync",
+            "-1",
+            "-y",
+            "/t/o.m3u8",
+        ]
+    )
     assert [o.name for o in cmd.globals] == ["hide_banner", "vsync", "y"]
-    assert [o.name for o in parse_argv(["-copyts", "-i", "a", "-start_at_zero", "o"]).globals] == ["copyts", "start_at_zero"]
+    assert [o.name for o in parse_argv(["-copyts", "-i", "a", "-start_at_zero", "o"]).globals] == [
+        "copyts",
+        "start_at_zero",
+    ]
     assert strip_file_url(cmd.inputs[0].url) == "/m/a b.mkv"
-    assert [(o.name, o.value) for o in cmd.inputs[0].options] == [("ss", "00:01:00"), ("noaccurate_seek", None), ("autorotate", "0")]
+    assert [(o.name, o.value) for o in cmd.inputs[0].options] == [
+        ("ss", "00:01:00"),
+        ("noaccurate_seek", None),
+        ("autorotate", "0"),
+    ]
     out = cmd.outputs[0]
     assert out.url == "/t/o.m3u8"
     assert [(o.name, o.spec, o.value) for o in out.options] == [
-        ("map", "", "-0:s"), ("codec", "v:0", "libx264"), ("x264opts", "0", "subme=0"), ("avoid_negative_ts", "", "disabled")]
+        ("map", "", "-0:s"),
+        ("codec", "v:0", "libx264"),
+        ("x264opts", "0", "subme=0"),
+        ("avoid_negative_ts", "", "disabled"),
+    ]
     assert parse_argv(["-encoders"]).info == "encoders"
     help_cmd = parse_argv(["-h", "filter=scale_cuda"])
     assert (help_cmd.info, help_cmd.help_topic) == ("help", "filter=scale_cuda")
@@ -81,10 +121,17 @@ def test_argv_positions_and_specifiers() -> None:
 
 @pytest.mark.parametrize(
     ("size", "sar", "expected"),
-    [((3840, 2160), 1.0, (1920, 1080)), ((1920, 800), 1.0, (1920, 800)), ((720, 576), 1.0, (720, 576)),
-     ((1440, 1080), 1.0, (1440, 1080)), ((4096, 1716), 1.0, (1920, 804))],
+    [
+        ((3840, 2160), 1.0, (1920, 1080)),
+        ((1920, 800), 1.0, (1920, 800)),
+        ((720, 576), 1.0, (720, 576)),
+        ((1440, 1080), 1.0, (1440, 1080)),
+        ((4096, 1716), 1.0, (1920, 804)),
+    ],
 )
-def test_jellyfin_scale_expression(size: tuple[int, int], sar: float, expected: tuple[int, int]) -> None:
+def test_jellyfin_scale_expression(
+    size: tuple[int, int], sar: float, expected: tuple[int, int]
+) -> None:
     assert scale_size(JELLYFIN_W, JELLYFIN_H, Geometry(*size, sar)) == expected
 
 
@@ -100,13 +147,24 @@ def test_scale_minus_n_and_zero() -> None:
 
 def test_hardware_chains_become_software() -> None:
     geo = Geometry(3840, 2160)
-    vaapi = translate_chain("setparams=color_primaries=bt709,hwupload=extra_hw_frames=64,"
-                            "scale_vaapi=w=1280:h=720:format=nv12:extra_hw_frames=24,hwdownload,format=nv12|vaapi", geo)
+    vaapi = translate_chain(
+        "setparams=color_primaries=bt709,hwupload=extra_hw_frames=64,"
+        "scale_vaapi=w=1280:h=720:format=nv12:extra_hw_frames=24,hwdownload,format=nv12|vaapi",
+        geo,
+    )
     assert vaapi.chain == "setparams=color_primaries=bt709,scale=1280:720,format=nv12"
-    cuda = translate_chain("yadif_cuda=0:-1:0,scale_cuda=format=yuv420p:w=1920:h=1080,tonemap_cuda=format=yuv420p:tonemap=bt2390", geo)
-    assert cuda.chain == "yadif,scale=1920:1080,format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709"
+    cuda = translate_chain(
+        "yadif_cuda=0:-1:0,scale_cuda=format=yuv420p:w=1920:h=1080,tonemap_cuda=format=yuv420p:tonemap=bt2390",
+        geo,
+    )
+    assert (
+        cuda.chain
+        == "yadif,scale=1920:1080,format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709"
+    )
     assert cuda.tonemap_dropped and "tone mapping is not done" in cuda.notes[0]
-    qsv = translate_chain("vpp_qsv=deinterlace=2:w=1280:h=720:format=p010,transpose_vaapi=dir=clock", geo)
+    qsv = translate_chain(
+        "vpp_qsv=deinterlace=2:w=1280:h=720:format=p010,transpose_vaapi=dir=clock", geo
+    )
     assert qsv.chain == "bwdif,scale=1280:720,format=p010le,transpose=dir=clock"
     assert qsv.geometry == Geometry(720, 1280)
     with pytest.raises(Unsupported, match="overlay"):
@@ -118,16 +176,83 @@ def test_hardware_chains_become_software() -> None:
 # --- translation -----------------------------------------------------------------------------------
 
 JELLYFIN = [
-    "-analyzeduration", "200M", "-probesize", "1G", "-ss", "00:02:18.000", "-f", "matroska,webm", "-autorotate", "0",
-    "-i", 'file:"/media/m.mkv"', "-map_metadata", "-1", "-map_chapters", "-1", "-threads", "0", "-map", "0:0",
-    "-map", "0:1", "-map", "-0:s", "-codec:v:0", "libx264", "-preset", "veryfast", "-crf", "23", "-maxrate", "3331600",
-    "-bufsize", "6663200", "-profile:v:0", "high", "-level", "51", "-x264opts:0", "subme=0:me_range=4",
-    "-force_key_frames:0", "expr:gte(t,138+n_forced*3)", "-sc_threshold:v:0", "0",
-    "-vf", f"setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale={JELLYFIN_W}:{JELLYFIN_H},format=yuv420p",
-    "-codec:a:0", "libfdk_aac", "-ac", "2", "-ab", "256000", "-af", "volume=2", "-copyts", "-avoid_negative_ts", "disabled",
-    "-max_muxing_queue_size", "2048", "-f", "hls", "-max_delay", "5000000", "-hls_time", "3", "-hls_segment_type", "mpegts",
-    "-start_number", "46", "-hls_segment_filename", "/t/x%d.ts", "-hls_playlist_type", "vod", "-hls_list_size", "0",
-    "-y", "/t/x.m3u8",
+    "-analyzeduration",
+    "200M",
+    "-probesize",
+    "1G",
+    "-ss",
+    "00:02:18.000",
+    "-f",
+    "matroska,webm",
+    "-autorotate",
+    "0",
+    "-i",
+    'file:"/media/m.mkv"',
+    "-map_metadata",
+    "-1",
+    "-map_chapters",
+    "-1",
+    "-threads",
+    "0",
+    "-map",
+    "0:0",
+    "-map",
+    "0:1",
+    "-map",
+    "-0:s",
+    "-codec:v:0",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-crf",
+    "23",
+    "-maxrate",
+    "3331600",
+    "-bufsize",
+    "6663200",
+    "-profile:v:0",
+    "high",
+    "-level",
+    "51",
+    "-x264opts:0",
+    "subme=0:me_range=4",
+    "-force_key_frames:0",
+    "expr:gte(t,138+n_forced*3)",
+    "-sc_threshold:v:0",
+    "0",
+    "-vf",
+    f"setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale={JELLYFIN_W}:{JELLYFIN_H},format=yuv420p",
+    "-codec:a:0",
+    "libfdk_aac",
+    "-ac",
+    "2",
+    "-ab",
+    "256000",
+    "-af",
+    "volume=2",
+    "-copyts",
+    "-avoid_negative_ts",
+    "disabled",
+    "-max_muxing_queue_size",
+    "2048",
+    "-f",
+    "hls",
+    "-max_delay",
+    "5000000",
+    "-hls_time",
+    "3",
+    "-hls_segment_type",
+    "mpegts",
+    "-start_number",
+    "46",
+    "-hls_segment_filename",
+    "/t/x%d.ts",
+    "-hls_playlist_type",
+    "vod",
+    "-hls_list_size",
+    "0",
+    "-y",
+    "/t/x.m3u8",
 ]
 MEDIA = MediaInfo(3840, 2160, 1.0, Fraction(24000, 1001), 150.0, 0.0, "hevc", 10)
 
@@ -141,15 +266,32 @@ def test_jellyfin_line_to_remote_job() -> None:
     assert inp.options == {"analyzeduration": "200M", "probesize": "1G"}
     assert out.codecs == {"v": "h264_videotoolbox_remote", "a": "aac"}
     assert out.remote.host == "mac:5555"
-    assert out.video == {"global_quality": 55, "maxrate": 3331600, "prio_speed": 1, "gop": 72, "profile": "high", "level": "5.1"}
+    assert out.video == {
+        "global_quality": 55,
+        "maxrate": 3331600,
+        "prio_speed": 1,
+        "gop": 72,
+        "profile": "high",
+        "level": "5.1",
+    }
     assert out.codec_options == {}  # nothing local-only travels to the remote encoder
-    assert out.video_filter == "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale=1920:1080,format=yuv420p"
+    assert (
+        out.video_filter
+        == "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale=1920:1080,format=yuv420p"
+    )
     assert (out.audio_bitrate, out.audio_channels, out.audio_filter) == (256000, 2, "volume=2")
     assert out.copyts and not out.start_at_zero
     assert out.format == "hls"
-    assert out.format_options == {"avoid_negative_ts": "disabled", "max_delay": "5000000", "hls_time": "3",
-                                  "hls_segment_type": "mpegts", "start_number": "46", "hls_segment_filename": "/t/x%d.ts",
-                                  "hls_playlist_type": "vod", "hls_list_size": "0"}
+    assert out.format_options == {
+        "avoid_negative_ts": "disabled",
+        "max_delay": "5000000",
+        "hls_time": "3",
+        "hls_segment_type": "mpegts",
+        "start_number": "46",
+        "hls_segment_filename": "/t/x%d.ts",
+        "hls_playlist_type": "vod",
+        "hls_list_size": "0",
+    }
     assert [m.negative for m in out.maps] == [False, False, True]
     # copyts: keyframes on the source's clock from the seek point to the end of the input.
     times = (out.force_key_frames or "").split(",")
@@ -160,24 +302,94 @@ def test_jellyfin_line_to_local_fallback_job() -> None:
     plan = translate(parse_argv(JELLYFIN), MediaServerConfig(), server=None, media=MEDIA)
     out = plan.spec.output
     assert not plan.remote and out.codecs["v"] == "libx264"
-    assert out.codec_options == {"preset": "veryfast", "crf": "23", "maxrate": "3331600", "bufsize": "6663200",
-                                 "profile": "high", "x264-params": "subme=0:me_range=4", "sc_threshold": "0"}
-    hw = ["-i", "/m.mkv", "-c:v", "hevc_nvenc", "-preset", "p1", "-b:v", "2M", "-maxrate", "2M", "-rc", "vbr", "/o.mp4"]
+    assert out.codec_options == {
+        "preset": "veryfast",
+        "crf": "23",
+        "maxrate": "3331600",
+        "bufsize": "6663200",
+        "profile": "high",
+        "x264-params": "subme=0:me_range=4",
+        "sc_threshold": "0",
+    }
+    hw = [
+        "-i",
+        "/m.mkv",
+        "-c:v",
+        "hevc_nvenc",
+        "-preset",
+        "p1",
+        "-b:v",
+        "2M",
+        "-maxrate",
+        "2M",
+        "-rc",
+        "vbr",
+        "/o.mp4",
+    ]
     plan = translate(parse_argv(hw), MediaServerConfig(), server=None, media=MEDIA)
     assert plan.spec.output.codecs["v"] == "libx265"
-    assert plan.spec.output.codec_options == {"preset": "veryfast", "b": "2000000", "maxrate": "2000000", "sc_threshold": "0"}
+    assert plan.spec.output.codec_options == {
+        "preset": "veryfast",
+        "b": "2000000",
+        "maxrate": "2000000",
+        "sc_threshold": "0",
+    }
 
 
 def test_rate_control_bitrate_and_unsupported_lines() -> None:
-    line = ["-i", "/m.mkv", "-c:v", "h264_qsv", "-global_quality", "25", "-b:v", "4M", "-maxrate", "5M", "/o.mkv"]
-    plan = translate(parse_argv(line), MediaServerConfig(rate_control="bitrate"), server="s:1", media=MEDIA)
-    assert plan.spec.output.video["bitrate"] == 4_000_000 and "global_quality" not in plan.spec.output.video
+    line = [
+        "-i",
+        "/m.mkv",
+        "-c:v",
+        "h264_qsv",
+        "-global_quality",
+        "25",
+        "-b:v",
+        "4M",
+        "-maxrate",
+        "5M",
+        "/o.mkv",
+    ]
+    plan = translate(
+        parse_argv(line), MediaServerConfig(rate_control="bitrate"), server="s:1", media=MEDIA
+    )
+    assert (
+        plan.spec.output.video["bitrate"] == 4_000_000
+        and "global_quality" not in plan.spec.output.video
+    )
     with pytest.raises(Unsupported, match="filter_complex"):
-        translate(parse_argv(["-i", "/m", "-filter_complex", "[0:0]null[v]", "-map", "[v]", "/o.mkv"]), MediaServerConfig(), server="s:1", media=MEDIA)
+        translate(
+            parse_argv(["-i", "/m", "-filter_complex", "[0:0]null[v]", "-map", "[v]", "/o.mkv"]),
+            MediaServerConfig(),
+            server="s:1",
+            media=MEDIA,
+        )
     with pytest.raises(Unsupported, match="output option -hls_key_info_file keys.txt"):
-        translate(parse_argv(["-i", "/m", "-c:v", "libx264", "-f", "hls", "-hls_key_info_file", "keys.txt", "/o.m3u8"]), MediaServerConfig(), server="s:1", media=MEDIA)
+        translate(
+            parse_argv(
+                [
+                    "-i",
+                    "/m",
+                    "-c:v",
+                    "libx264",
+                    "-f",
+                    "hls",
+                    "-hls_key_info_file",
+                    "keys.txt",
+                    "/o.m3u8",
+                ]
+            ),
+            MediaServerConfig(),
+            server="s:1",
+            media=MEDIA,
+        )
     with pytest.raises(Unsupported, match="2 outputs"):
-        translate(parse_argv(["-i", "/m", "/a.mkv", "/b.mkv"]), MediaServerConfig(), server="s:1", media=MEDIA)
+        translate(
+            parse_argv(["-i", "/m", "/a.mkv", "/b.mkv"]),
+            MediaServerConfig(),
+            server="s:1",
+            media=MEDIA,
+        )
 
 
 # --- HLS output on failure -------------------------------------------------------------------------
@@ -190,14 +402,20 @@ def _write_segments(hls: HlsOutput, seconds: int) -> None:
         frame = av.VideoFrame(64, 64, "yuv420p")
         frame.pts = i
         frame.time_base = Fraction(1, 25)
-        frame.pict_type = av.video.frame.PictureType.I if i % 25 == 0 else av.video.frame.PictureType.NONE
+        frame.pict_type = (
+            av.video.frame.PictureType.I if i % 25 == 0 else av.video.frame.PictureType.NONE
+        )
         for p in stream.encode(frame):
             hls.container.mux(p)
 
 
 def test_failed_hls_run_removes_what_it_wrote(tmp_path: Path) -> None:
     (tmp_path / "other5.ts").write_bytes(b"not ours")
-    hls = HlsOutput(str(tmp_path / "p.m3u8"), {"hls_time": "1", "hls_segment_filename": str(tmp_path / "p%d.ts")}, overwrite=True)
+    hls = HlsOutput(
+        str(tmp_path / "p.m3u8"),
+        {"hls_time": "1", "hls_segment_filename": str(tmp_path / "p%d.ts")},
+        overwrite=True,
+    )
     _write_segments(hls, 3)
     assert (tmp_path / "p0.ts").exists() and (tmp_path / "p1.ts").exists()
     hls.abort()
@@ -205,9 +423,16 @@ def test_failed_hls_run_removes_what_it_wrote(tmp_path: Path) -> None:
 
 
 def test_failed_hls_run_keep_partial_marks_the_playlist(tmp_path: Path) -> None:
-    hls = HlsOutput(str(tmp_path / "p.m3u8"), {"hls_time": "1", "hls_segment_type": "fmp4",
-                                               "hls_fmp4_init_filename": str(tmp_path / "p-1.mp4")},
-                    overwrite=True, keep_partial=True)
+    hls = HlsOutput(
+        str(tmp_path / "p.m3u8"),
+        {
+            "hls_time": "1",
+            "hls_segment_type": "fmp4",
+            "hls_fmp4_init_filename": str(tmp_path / "p-1.mp4"),
+        },
+        overwrite=True,
+        keep_partial=True,
+    )
     _write_segments(hls, 3)
     hls.abort()
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -220,57 +445,70 @@ def test_failed_hls_run_keep_partial_marks_the_playlist(tmp_path: Path) -> None:
 # for a server: the hardware set-up is dropped, the chains become software ones.
 HW_LINES = {
     "vaapi": (
-        '-analyzeduration 200M -ss 00:13:15.000 -init_hw_device vaapi=va:/dev/dri/renderD128 -filter_hw_device va '
-        '-hwaccel vaapi -hwaccel_output_format vaapi -autorotate 0 -i file:/m/a.mkv -autoscale 0 -map_metadata -1 '
-        '-map_chapters -1 -threads 0 -map 0:0 -map 0:1 -map -0:s -codec:v:0 h264_vaapi -rc_mode VBR -b:v 7616000 '
-        '-maxrate 7616000 -bufsize 15232000 -profile:v:0 high -force_key_frames:0 expr:gte(t,795+n_forced*3) '
-        '-vf setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale_vaapi=format=nv12:extra_hw_frames=24 '
-        '-codec:a:0 libfdk_aac -ac 2 -ab 384000 -af volume=2 -copyts -avoid_negative_ts disabled '
-        '-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 265 '
-        '-hls_segment_filename /t/x%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/x.m3u8',
-        "h264_videotoolbox_remote", "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,format=nv12"),
+        "-analyzeduration 200M -ss 00:13:15.000 -init_hw_device vaapi=va:/dev/dri/renderD128 -filter_hw_device va "
+        "-hwaccel vaapi -hwaccel_output_format vaapi -autorotate 0 -i file:/m/a.mkv -autoscale 0 -map_metadata -1 "
+        "-map_chapters -1 -threads 0 -map 0:0 -map 0:1 -map -0:s -codec:v:0 h264_vaapi -rc_mode VBR -b:v 7616000 "
+        "-maxrate 7616000 -bufsize 15232000 -profile:v:0 high -force_key_frames:0 expr:gte(t,795+n_forced*3) "
+        "-vf setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale_vaapi=format=nv12:extra_hw_frames=24 "
+        "-codec:a:0 libfdk_aac -ac 2 -ab 384000 -af volume=2 -copyts -avoid_negative_ts disabled "
+        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 265 "
+        "-hls_segment_filename /t/x%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/x.m3u8",
+        "h264_videotoolbox_remote",
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,format=nv12",
+    ),
     "cuda": (
-        '-analyzeduration 200M -probesize 1G -ss 00:27:33.000 -f mov,mp4,m4a,3gp,3g2,mj2 -init_hw_device cuda=cu:0 '
-        '-filter_hw_device cu -hwaccel cuda -hwaccel_output_format cuda -noautorotate -hwaccel_flags +unsafe_output '
-        '-threads 1 -i file:/m/b.mp4 -noautoscale -map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 -map 0:1 '
-        '-map -0:s -codec:v:0 h264_nvenc -preset p1 -b:v 1321304 -maxrate 1321304 -bufsize 2642608 -profile:v:0 high '
-        '-g:v:0 75 -keyint_min:v:0 75 -vf setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,'
-        'scale_cuda=w=1280:h=720:format=yuv420p -codec:a:0 copy -copyts -avoid_negative_ts disabled '
-        '-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 551 '
-        '-hls_segment_filename /t/y%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/y.m3u8',
-        "h264_videotoolbox_remote", "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale=1280:720,format=yuv420p"),
+        "-analyzeduration 200M -probesize 1G -ss 00:27:33.000 -f mov,mp4,m4a,3gp,3g2,mj2 -init_hw_device cuda=cu:0 "
+        "-filter_hw_device cu -hwaccel cuda -hwaccel_output_format cuda -noautorotate -hwaccel_flags +unsafe_output "
+        "-threads 1 -i file:/m/b.mp4 -noautoscale -map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 -map 0:1 "
+        "-map -0:s -codec:v:0 h264_nvenc -preset p1 -b:v 1321304 -maxrate 1321304 -bufsize 2642608 -profile:v:0 high "
+        "-g:v:0 75 -keyint_min:v:0 75 -vf setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,"
+        "scale_cuda=w=1280:h=720:format=yuv420p -codec:a:0 copy -copyts -avoid_negative_ts disabled "
+        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 551 "
+        "-hls_segment_filename /t/y%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/y.m3u8",
+        "h264_videotoolbox_remote",
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale=1280:720,format=yuv420p",
+    ),
     "cuda_tonemap": (
-        '-analyzeduration 200M -init_hw_device cuda=cu:0 -filter_hw_device cu -hwaccel cuda -hwaccel_output_format cuda '
-        '-threads 1 -autorotate 0 -i file:/m/c.mkv -autoscale 0 -map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 '
-        '-map 0:1 -map -0:s -codec:v:0 h264_nvenc -preset p4 -b:v 41773063 -maxrate 41773063 -bufsize 83546126 '
-        '-profile:v:0 high -g:v:0 72 -keyint_min:v:0 72 -vf setparams=color_primaries=bt2020:color_trc=smpte2084:'
-        'colorspace=bt2020nc,tonemap_cuda=format=yuv420p:p=bt709:t=bt709:m=bt709:tonemap=bt2390:peak=100:desat=0 '
-        '-codec:a:0 libfdk_aac -ac 2 -ab 384000 -af volume=2 -copyts -avoid_negative_ts disabled '
-        '-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 0 '
-        '-hls_segment_filename /t/z%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/z.m3u8',
-        "h264_videotoolbox_remote", "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p,"
-        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709"),
+        "-analyzeduration 200M -init_hw_device cuda=cu:0 -filter_hw_device cu -hwaccel cuda -hwaccel_output_format cuda "
+        "-threads 1 -autorotate 0 -i file:/m/c.mkv -autoscale 0 -map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 "
+        "-map 0:1 -map -0:s -codec:v:0 h264_nvenc -preset p4 -b:v 41773063 -maxrate 41773063 -bufsize 83546126 "
+        "-profile:v:0 high -g:v:0 72 -keyint_min:v:0 72 -vf setparams=color_primaries=bt2020:color_trc=smpte2084:"
+        "colorspace=bt2020nc,tonemap_cuda=format=yuv420p:p=bt709:t=bt709:m=bt709:tonemap=bt2390:peak=100:desat=0 "
+        "-codec:a:0 libfdk_aac -ac 2 -ab 384000 -af volume=2 -copyts -avoid_negative_ts disabled "
+        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 0 "
+        "-hls_segment_filename /t/z%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/z.m3u8",
+        "h264_videotoolbox_remote",
+        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p,"
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+    ),
     "qsv_hevc_fmp4": (
-        '-analyzeduration 200M -probesize 1G -init_hw_device vaapi=va:,kernel_driver=i915,driver=iHD '
-        '-init_hw_device qsv=qs@va -init_hw_device opencl=ocl@va -filter_hw_device qs -hwaccel qsv '
-        '-hwaccel_output_format qsv -c:v hevc_qsv -noautorotate -i file:/m/d.mkv -noautoscale -map_metadata -1 '
-        '-map_chapters -1 -threads 0 -map 0:0 -map 0:1 -map -0:s -codec:v:0 hevc_qsv -preset veryfast -b:v 8406205 '
-        '-maxrate 8406205 -bufsize 16812410 -g:v:0 72 -keyint_min:v:0 72 -tag:v:0 hvc1 -vf setparams=color_primaries=bt2020:'
-        'color_trc=smpte2084:colorspace=bt2020nc,hwmap=derive_device=vaapi,procamp_vaapi=b=16:c=1,'
-        'tonemap_vaapi=format=nv12:p=bt709:t=bt709:m=bt709:extra_hw_frames=32,hwmap=derive_device=qsv '
-        '-codec:a:0 libfdk_aac -ac 2 -ab 256000 -af volume=2 -copyts -avoid_negative_ts disabled '
-        '-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type fmp4 '
-        '-hls_fmp4_init_filename e0-1.mp4 -start_number 0 -hls_segment_filename /t/e0%d.mp4 -hls_playlist_type vod '
-        '-hls_list_size 0 -y /t/e0.m3u8',
-        "hevc_videotoolbox_remote", "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=nv12,"
-        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709"),
+        "-analyzeduration 200M -probesize 1G -init_hw_device vaapi=va:,kernel_driver=i915,driver=iHD "
+        "-init_hw_device qsv=qs@va -init_hw_device opencl=ocl@va -filter_hw_device qs -hwaccel qsv "
+        "-hwaccel_output_format qsv -c:v hevc_qsv -noautorotate -i file:/m/d.mkv -noautoscale -map_metadata -1 "
+        "-map_chapters -1 -threads 0 -map 0:0 -map 0:1 -map -0:s -codec:v:0 hevc_qsv -preset veryfast -b:v 8406205 "
+        "-maxrate 8406205 -bufsize 16812410 -g:v:0 72 -keyint_min:v:0 72 -tag:v:0 hvc1 -vf setparams=color_primaries=bt2020:"
+        "color_trc=smpte2084:colorspace=bt2020nc,hwmap=derive_device=vaapi,procamp_vaapi=b=16:c=1,"
+        "tonemap_vaapi=format=nv12:p=bt709:t=bt709:m=bt709:extra_hw_frames=32,hwmap=derive_device=qsv "
+        "-codec:a:0 libfdk_aac -ac 2 -ab 256000 -af volume=2 -copyts -avoid_negative_ts disabled "
+        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type fmp4 "
+        "-hls_fmp4_init_filename e0-1.mp4 -start_number 0 -hls_segment_filename /t/e0%d.mp4 -hls_playlist_type vod "
+        "-hls_list_size 0 -y /t/e0.m3u8",
+        "hevc_videotoolbox_remote",
+        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=nv12,"
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(HW_LINES))
 def test_hardware_lines_translate_for_a_server(name: str) -> None:
     line, codec, chain = HW_LINES[name]
-    plan = translate(parse_argv(line.split(" ")), MediaServerConfig(rate_control="bitrate"), server="s:1", media=MEDIA)
+    plan = translate(
+        parse_argv(line.split(" ")),
+        MediaServerConfig(rate_control="bitrate"),
+        server="s:1",
+        media=MEDIA,
+    )
     out = plan.spec.output
     assert plan.remote and out.codecs["v"] == codec
     assert out.video_filter == chain

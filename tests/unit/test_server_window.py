@@ -21,7 +21,9 @@ from vtremote.wire import messages
 
 def _frame(pts: int, fill: int = 0) -> messages.Frame:
     y = bytes([fill]) * (64 * 16)
-    return messages.Frame(pts, 1, 0, (messages.Plane(64, 16, y), messages.Plane(64, 8, y[: 64 * 8])))
+    return messages.Frame(
+        pts, 1, 0, (messages.Plane(64, 16, y), messages.Plane(64, 8, y[: 64 * 8]))
+    )
 
 
 def _picture(i: int) -> av.VideoFrame:
@@ -30,7 +32,9 @@ def _picture(i: int) -> av.VideoFrame:
     return f
 
 
-def _feed(w: PlainWindow, n: int, start: float = 0.0, gap: float = 0.001, packets: int = 0) -> float:
+def _feed(
+    w: PlainWindow, n: int, start: float = 0.0, gap: float = 0.001, packets: int = 0
+) -> float:
     t = start
     for _ in range(n):
         w.on_frame(_picture(w.frames), t, packets)
@@ -43,7 +47,9 @@ def test_only_the_frame_just_before_counts_as_a_copy() -> None:
     assert not w.is_copy(_frame(0))
     assert w.is_copy(_frame(0))  # the same FRAME again
     assert not w.is_copy(_frame(1))
-    assert not w.is_copy(_frame(0))  # an older one is a new frame (pts going back is the client's business)
+    assert not w.is_copy(
+        _frame(0)
+    )  # an older one is a new frame (pts going back is the client's business)
     assert not w.is_copy(_frame(0, fill=7))  # same pts, other pixels
 
 
@@ -196,7 +202,9 @@ def test_a_large_frame_on_its_way_after_the_pong_is_not_a_stall() -> None:
     """1080p over a LAN: the FRAME after the PONG takes longer than the grace to arrive."""
     w, probe = _probed_and_silent()
     w.on_pong(probe + 0.001, received=1000)
-    assert w.on_idle(held=1, now=probe + 0.001 + PONG_GRACE, received=900_000) is None  # bytes are coming
+    assert (
+        w.on_idle(held=1, now=probe + 0.001 + PONG_GRACE, received=900_000) is None
+    )  # bytes are coming
     assert w.on_idle(held=1, now=probe + 0.001 + 1.5 * PONG_GRACE, received=3_000_000) is None
     w.on_frame(_picture(1), probe + 0.03, 0)
     assert w.restarts == 0

@@ -75,12 +75,16 @@ def x264_high() -> Encoded:
 
 @pytest.fixture(scope="module")
 def x265() -> Encoded:
-    return _encode("libx265", "hevc", "yuv420p", {"preset": "ultrafast", "x265-params": "log-level=error"})
+    return _encode(
+        "libx265", "hevc", "yuv420p", {"preset": "ultrafast", "x265-params": "log-level=error"}
+    )
 
 
 @pytest.fixture(scope="module")
 def x265_10bit() -> Encoded:
-    return _encode("libx265", "hevc", "yuv420p10le", {"preset": "ultrafast", "x265-params": "log-level=error"})
+    return _encode(
+        "libx265", "hevc", "yuv420p10le", {"preset": "ultrafast", "x265-params": "log-level=error"}
+    )
 
 
 ALL = ["x264", "x264_high", "x265", "x265_10bit"]
@@ -130,7 +134,11 @@ def test_record_fields_match_sps(request: pytest.FixtureRequest, name: str) -> N
             assert sps.profile_idc == 100
             assert record[-4:-1] == bytes([0xFC | 1, 0xF8 | (depth - 8), 0xF8 | (depth - 8)])
     else:
-        sps_nal = next(n for n in annexb.parse_hvcc(record).nals if annexb.nal_type("hevc", n) == annexb.HEVC_SPS)
+        sps_nal = next(
+            n
+            for n in annexb.parse_hvcc(record).nals
+            if annexb.nal_type("hevc", n) == annexb.HEVC_SPS
+        )
         hsps = annexb.parse_hevc_sps(sps_nal)
         assert (hsps.width, hsps.height) == (64, 48)
         assert hsps.bit_depth_luma == depth
@@ -141,7 +149,9 @@ def test_record_fields_match_sps(request: pytest.FixtureRequest, name: str) -> N
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_ffmpeg_decodes_length_prefixed_packets_with_our_record(request: pytest.FixtureRequest, name: str) -> None:
+def test_ffmpeg_decodes_length_prefixed_packets_with_our_record(
+    request: pytest.FixtureRequest, name: str
+) -> None:
     """What a server does with a decode session: our record + length-prefixed samples."""
     enc: Encoded = request.getfixturevalue(name)
     record = annexb.build_config_record(enc.codec, enc.extradata)
@@ -215,29 +225,54 @@ def test_hevc_record_agrees_with_mp4_muxer(x265_10bit: Encoded) -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: list(annexb.iter_annexb(b"\x65\x88\x00\x00\x01\x41")), "does not start with a start code"),
-        (lambda: list(annexb.iter_length_prefixed(b"\x00\x00\x00\x09abc")), "overruns the 7-byte buffer"),
+        (
+            lambda: list(annexb.iter_annexb(b"\x65\x88\x00\x00\x01\x41")),
+            "does not start with a start code",
+        ),
+        (
+            lambda: list(annexb.iter_length_prefixed(b"\x00\x00\x00\x09abc")),
+            "overruns the 7-byte buffer",
+        ),
         (lambda: list(annexb.iter_length_prefixed(b"\x00\x00", 4)), "runs past the end"),
-        (lambda: annexb.annexb_to_length_prefixed(b"\x00\x00\x01" + b"\x41" * 300, 1), "does not fit a 1-byte"),
+        (
+            lambda: annexb.annexb_to_length_prefixed(b"\x00\x00\x01" + b"\x41" * 300, 1),
+            "does not fit a 1-byte",
+        ),
         (lambda: annexb.annexb_to_length_prefixed(b"", 3), "is not 1, 2 or 4"),
         (lambda: annexb.parse_avcc(b"\x01\x64\x00\x1f\xff"), "not an avcC record"),
-        (lambda: annexb.parse_avcc(b"\x01\x64\x00\x1f\xff\xe1\x00\x40\x67"), "avcC truncated at SPS 0"),
+        (
+            lambda: annexb.parse_avcc(b"\x01\x64\x00\x1f\xff\xe1\x00\x40\x67"),
+            "avcC truncated at SPS 0",
+        ),
         (lambda: annexb.parse_avcc(b"\x01\x64\x00\x1f\xfe\xe0\x00"), "length size 3"),
         (lambda: annexb.parse_hvcc(b"\x01" + b"\x00" * 10), "not an hvcC record"),
-        (lambda: annexb.parse_hvcc(b"\x01" + b"\x00" * 20 + b"\x03\x01\x20\x00\x01\x00\x05ab"), "hvcC truncated"),
+        (
+            lambda: annexb.parse_hvcc(b"\x01" + b"\x00" * 20 + b"\x03\x01\x20\x00\x01\x00\x05ab"),
+            "hvcC truncated",
+        ),
         (lambda: annexb.parse_extradata("h264", b""), "decoder requires extradata"),
         (lambda: annexb.parameter_sets_from_annexb("h264", b"\x00\x00\x01\x67\x42"), "lack PPS"),
-        (lambda: annexb.parameter_sets_from_annexb("hevc", b"\x00\x00\x01\x40\x01"), "lack SPS, PPS"),
+        (
+            lambda: annexb.parameter_sets_from_annexb("hevc", b"\x00\x00\x01\x40\x01"),
+            "lack SPS, PPS",
+        ),
         (lambda: annexb.parse_h264_sps(b"\x67\x64"), "too short"),
         (lambda: annexb.parse_hevc_sps(b"\x42\x01" + b"\x00" * 13), "parameter set ends early"),
         (lambda: annexb.nal_type("h264", b""), "empty NAL unit"),
-        (lambda: annexb.build_avcc(annexb.ParameterSets("h264", 4, (b"\x67\x42\x00\x0a",))), "at least one SPS"),
         (
-            lambda: annexb.build_avcc(annexb.ParameterSets("h264", 4, (b"\x67\x42\x00\x0a",) * 32 + (b"\x68",))),
+            lambda: annexb.build_avcc(annexb.ParameterSets("h264", 4, (b"\x67\x42\x00\x0a",))),
+            "at least one SPS",
+        ),
+        (
+            lambda: annexb.build_avcc(
+                annexb.ParameterSets("h264", 4, (b"\x67\x42\x00\x0a",) * 32 + (b"\x68",))
+            ),
             "at most 31 SPS",
         ),
         (
-            lambda: annexb.build_avcc(annexb.ParameterSets("h264", 4, (b"\x67\x42\x00\x0a" + bytes(70000), b"\x68"))),
+            lambda: annexb.build_avcc(
+                annexb.ParameterSets("h264", 4, (b"\x67\x42\x00\x0a" + bytes(70000), b"\x68"))
+            ),
             "16 bits",
         ),
     ],

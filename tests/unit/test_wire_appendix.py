@@ -100,7 +100,11 @@ EXAMPLES: list[tuple[str, Message, bytes]] = [
     ("HELLO_ACK", HelloAck(), HELLO_ACK),
     ("CONFIGURE", CONFIGURE_MSG, CONFIGURE),
     ("CONFIGURE_ACK", ConfigureAck(status=0, extradata=b"", pix_fmt=1), CONFIGURE_ACK),
-    ("PACKET", Packet(pts=0, dts=-1, duration=0, flags=1, data=b"\x00\x00\x00\x01\x65\x88"), PACKET),
+    (
+        "PACKET",
+        Packet(pts=0, dts=-1, duration=0, flags=1, data=b"\x00\x00\x00\x01\x65\x88"),
+        PACKET,
+    ),
     ("FLUSH", Flush(), FLUSH),
     ("DONE", Done(), DONE),
     ("PING", Ping(), PING),
@@ -146,7 +150,12 @@ def test_configure_option_map_and_fields() -> None:
     cfg = parse_payload(MessageType.CONFIGURE, CONFIGURE[12:])
     assert isinstance(cfg, Configure)
     assert (cfg.width, cfg.height, cfg.pix_fmt) == (320, 180, 1)
-    assert (cfg.time_base_num, cfg.time_base_den, cfg.framerate_num, cfg.framerate_den) == (1, 30, 30, 1)
+    assert (cfg.time_base_num, cfg.time_base_den, cfg.framerate_num, cfg.framerate_den) == (
+        1,
+        30,
+        30,
+        1,
+    )
     assert cfg.option_map() == {
         "mode": "encode",
         "wire_compression": "2",
@@ -185,8 +194,17 @@ def test_uncompressed_1080p_frame_size() -> None:
 def _plain(msg: Message) -> object:
     """A message with its buffers turned into bytes, for equality."""
     if isinstance(msg, Configure):
-        return (msg.width, msg.height, msg.pix_fmt, msg.time_base_num, msg.time_base_den,
-                msg.framerate_num, msg.framerate_den, msg.options, bytes(msg.extradata))
+        return (
+            msg.width,
+            msg.height,
+            msg.pix_fmt,
+            msg.time_base_num,
+            msg.time_base_den,
+            msg.framerate_num,
+            msg.framerate_den,
+            msg.options,
+            bytes(msg.extradata),
+        )
     if isinstance(msg, ConfigureAck):
         return (msg.status, bytes(msg.extradata), msg.pix_fmt, msg.warnings)
     if isinstance(msg, Packet):

@@ -199,13 +199,17 @@ def test_frame_planes_equal_testsrc2(
             assert len(raw) == plane.stride * plane.height
             # the wire bytes really are compressed, not a raw plane that happens to fit
             assert len(plane.data) < len(raw)
-            np.testing.assert_array_equal(np.frombuffer(raw, np.uint8), np.frombuffer(view, np.uint8))
+            np.testing.assert_array_equal(
+                np.frombuffer(raw, np.uint8), np.frombuffer(view, np.uint8)
+            )
 
 
 # --- the decode capture -------------------------------------------------------------------
 
 
-def test_decode_capture_avcc_and_annexb(capture_loader: Callable[[str], Any], vectors_dir: Any) -> None:
+def test_decode_capture_avcc_and_annexb(
+    capture_loader: Callable[[str], Any], vectors_dir: Any
+) -> None:
     cap = capture_loader("h264_dec_zstd")
     msgs = parse_stream(cap.data)
     cfg = msgs[1]

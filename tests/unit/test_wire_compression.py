@@ -51,7 +51,9 @@ def test_wrong_size_refused(mode: WireCompression, delta: int) -> None:
 
 
 def test_raw_plane_too_short() -> None:
-    with pytest.raises(RemoteProtocolError, match="raw plane has 99 bytes, stride x height needs 100"):
+    with pytest.raises(
+        RemoteProtocolError, match="raw plane has 99 bytes, stride x height needs 100"
+    ):
         decompress_plane(WireCompression.NONE, bytes(99), 100)
 
 
@@ -59,7 +61,9 @@ def test_zstd_bomb_declared_size_refused_before_decompressing() -> None:
     """A zstd frame declaring 64 MiB for a 320x180 plane is refused on its header."""
     bomb = zstandard.ZstdCompressor(level=1).compress(bytes(64 << 20))
     assert len(bomb) < 4096
-    with pytest.raises(RemoteProtocolError, match=f"declares {64 << 20} bytes, stride x height is 57600"):
+    with pytest.raises(
+        RemoteProtocolError, match=f"declares {64 << 20} bytes, stride x height is 57600"
+    ):
         decompress_plane(WireCompression.ZSTD, bomb, 57600)
 
 
@@ -78,10 +82,15 @@ def test_lz4_bomb_refused() -> None:
         decompress_plane(WireCompression.LZ4, bomb, 57600)
 
 
-@pytest.mark.parametrize(("mode", "ratio"), [(WireCompression.LZ4, 255), (WireCompression.ZSTD, 32768)])
+@pytest.mark.parametrize(
+    ("mode", "ratio"), [(WireCompression.LZ4, 255), (WireCompression.ZSTD, 32768)]
+)
 def test_impossible_ratio_refused_before_allocating(mode: WireCompression, ratio: int) -> None:
     """10 compressed bytes cannot stand for a 1 GiB plane: refused on arithmetic alone."""
-    with pytest.raises(RemoteProtocolError, match=f"cannot decompress to stride x height = {1 << 30} bytes \\(at most {ratio}:1\\)"):
+    with pytest.raises(
+        RemoteProtocolError,
+        match=f"cannot decompress to stride x height = {1 << 30} bytes \\(at most {ratio}:1\\)",
+    ):
         decompress_plane(mode, bytes(10), 1 << 30)
 
 

@@ -9,8 +9,15 @@ OURS = HelloAck(
     status=0,
     server_name="vtremoted",
     server_version="0.1.0",
-    capabilities=("h264", "hevc", ext.CAP_BUSY, ext.CAP_ERRORS, f"{ext.CAP_KEEPALIVE}=10000", ext.CAP_DECODE_PIPELINE,
-                  f"{ext.CAP_ENGINE_PREFIX}x264"),
+    capabilities=(
+        "h264",
+        "hevc",
+        ext.CAP_BUSY,
+        ext.CAP_ERRORS,
+        f"{ext.CAP_KEEPALIVE}=10000",
+        ext.CAP_DECODE_PIPELINE,
+        f"{ext.CAP_ENGINE_PREFIX}x264",
+    ),
     max_sessions=8,
     active_sessions=3,
 )
@@ -18,7 +25,12 @@ OURS = HelloAck(
 
 def test_names() -> None:
     assert ext.KNOWN_CAPABILITIES == (
-        "ext:busy", "ext:errors", "ext:keepalive", "ext:decode-pipeline", "ext:window", "ext:transcode"
+        "ext:busy",
+        "ext:errors",
+        "ext:keepalive",
+        "ext:decode-pipeline",
+        "ext:window",
+        "ext:transcode",
     )
     assert all(ext.is_extension(c) and ":" in c for c in ext.KNOWN_CAPABILITIES)
     assert not ext.is_extension("h264") and not ext.is_extension("hevc")
@@ -79,7 +91,10 @@ def test_transcode_capability_and_output_note() -> None:
 
     cap = ext.transcode_capability(("h264", "hevc", "vp9"), ("scale", "fps"))
     assert cap == "ext:transcode=h264,hevc,vp9;scale,fps"
-    assert ext.transcode_offer(("h264", "hevc", "ext:busy", cap)) == (("h264", "hevc", "vp9"), ("scale", "fps"))
+    assert ext.transcode_offer(("h264", "hevc", "ext:busy", cap)) == (
+        ("h264", "hevc", "vp9"),
+        ("scale", "fps"),
+    )
     assert ext.transcode_offer(("h264", "hevc")) is None
     assert ext.transcode_offer(("ext:transcode=;",)) == ((), ())
     note = ext.OutputNote(1280, 720, Fraction(1, 1000), Fraction(30000, 1001))
@@ -88,8 +103,15 @@ def test_transcode_capability_and_output_note() -> None:
     wide = ext.OutputNote(720, 480, Fraction(1, 25), None, Fraction(32, 27))
     assert ext.OutputNote.parse(wide.text()) == wide
     assert ext.OutputNote.parse("ext:output=2x2;tb=1/25;fr=0/1").frame_rate is None
-    for bad in ("ext:output=", "ext:output=0x2;tb=1/25;fr=0/1", "ext:output=2x2;tb=1/0;fr=0/1", "x", "ext:output=2x2;tb=a;fr=0/1",
-                "ext:output=2x2;tb=1/25;fr=0/1;sar=0/1", "ext:output=2x2;tb=1/25;fr=0/1;xx=1/1"):
+    for bad in (
+        "ext:output=",
+        "ext:output=0x2;tb=1/25;fr=0/1",
+        "ext:output=2x2;tb=1/0;fr=0/1",
+        "x",
+        "ext:output=2x2;tb=a;fr=0/1",
+        "ext:output=2x2;tb=1/25;fr=0/1;sar=0/1",
+        "ext:output=2x2;tb=1/25;fr=0/1;xx=1/1",
+    ):
         with pytest.raises(RemoteProtocolError, match="malformed transcode output note"):
             ext.OutputNote.parse(bad)
     assert ext.split_notes(["slow preset", note.text()]) == (("slow preset",), (note.text(),))

@@ -18,10 +18,15 @@ SRC = f.Geometry(1920, 1080, Fraction(1, 90000), Fraction(30))
     ("text", "canonical"),
     [
         ("scale=-2:720", "scale=w=-2:h=720"),
-        ("scale=w=1280:h=-1:flags=lanczos+accurate_rnd", "scale=w=1280:h=-1:flags=lanczos+accurate_rnd"),
+        (
+            "scale=w=1280:h=-1:flags=lanczos+accurate_rnd",
+            "scale=w=1280:h=-1:flags=lanczos+accurate_rnd",
+        ),
         ("scale=width=640:height=360", "scale=w=640:h=360"),
-        ("scale=1280:720:force_original_aspect_ratio=decrease",
-         "scale=w=1280:h=720:force_original_aspect_ratio=1"),
+        (
+            "scale=1280:720:force_original_aspect_ratio=decrease",
+            "scale=w=1280:h=720:force_original_aspect_ratio=1",
+        ),
         ("fps=30000/1001", "fps=fps=30000/1001"),
         ("fps=fps=ntsc", "fps=fps=30000/1001"),
         ("fps=29.97", "fps=fps=2997/100"),
@@ -32,8 +37,10 @@ SRC = f.Geometry(1920, 1080, Fraction(1, 90000), Fraction(30))
         ("yadif", "yadif=mode=0:parity=-1:deint=0"),
         ("yadif=send_field:tff:interlaced", "yadif=mode=1:parity=0:deint=1"),
         ("bwdif", "bwdif=mode=1:parity=-1:deint=0"),
-        ("setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
-         "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709"),
+        (
+            "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+            "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+        ),
         ("setsar=1", "setsar=sar=1/1"),
         ("setsar=16:11", "setsar=sar=16/11"),
         ("null", "null"),
@@ -71,9 +78,24 @@ def test_unsupported_names_what(text: str, needle: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["scale", "scale=1:2:3:4", "scale=w=1:w=2", "fps=0", "fps=-3", "fps=abc/", "crop=0:10", "yadif=7",
-     "setparams=range=wide", "setsar=0", "null=1", "scale=,", ",", "Scale=2:2", "scale=99999:2",
-     "scale=-65:2"],
+    [
+        "scale",
+        "scale=1:2:3:4",
+        "scale=w=1:w=2",
+        "fps=0",
+        "fps=-3",
+        "fps=abc/",
+        "crop=0:10",
+        "yadif=7",
+        "setparams=range=wide",
+        "setsar=0",
+        "null=1",
+        "scale=,",
+        ",",
+        "Scale=2:2",
+        "scale=99999:2",
+        "scale=-65:2",
+    ],
 )
 def test_malformed_is_config_error(text: str) -> None:
     with pytest.raises(ConfigError):
@@ -101,7 +123,11 @@ def test_limits() -> None:
         ("scale=-1:-1", (640, 480), (640, 480)),
         ("scale=1280:1280:force_original_aspect_ratio=decrease", (1920, 1080), (1280, 720)),
         ("scale=1280:1280:force_original_aspect_ratio=increase", (1920, 1080), (2276, 1280)),
-        ("scale=1280:1280:force_original_aspect_ratio=decrease:force_divisible_by=16", (1920, 1080), (1280, 720)),
+        (
+            "scale=1280:1280:force_original_aspect_ratio=decrease:force_divisible_by=16",
+            (1920, 1080),
+            (1280, 720),
+        ),
     ],
 )
 def test_scale_sizes(spec: str, size: tuple[int, int], expected: tuple[int, int]) -> None:
@@ -112,23 +138,36 @@ def test_scale_sizes(spec: str, size: tuple[int, int], expected: tuple[int, int]
 
 @pytest.mark.parametrize(
     ("spec", "size"),
-    [("scale=-2:720", (1920, 1080)), ("scale=-2:480", (1440, 1080)), ("scale=1280:-2", (1920, 800)),
-     ("scale=-1:300", (704, 576)), ("scale=500:500:force_original_aspect_ratio=decrease", (1920, 1080)),
-     ("crop=101:51:3:5", (320, 240)), ("crop=200:100", (320, 240))],
+    [
+        ("scale=-2:720", (1920, 1080)),
+        ("scale=-2:480", (1440, 1080)),
+        ("scale=1280:-2", (1920, 800)),
+        ("scale=-1:300", (704, 576)),
+        ("scale=500:500:force_original_aspect_ratio=decrease", (1920, 1080)),
+        ("crop=101:51:3:5", (320, 240)),
+        ("crop=200:100", (320, 240)),
+    ],
 )
 def test_sizes_match_ffmpeg(spec: str, size: tuple[int, int]) -> None:
     """Our own arithmetic and FFmpeg's (given the original text) agree."""
     ours = f.output_geometry(f.parse(spec), f.Geometry(size[0], size[1], Fraction(1, 25)))
     graph = av.filter.Graph()
-    src = graph.add_buffer(width=size[0], height=size[1], format="yuv420p", time_base=Fraction(1, 25))
+    src = graph.add_buffer(
+        width=size[0], height=size[1], format="yuv420p", time_base=Fraction(1, 25)
+    )
     name, _, args = spec.partition("=")
     node = graph.add(name, args)
     sink = graph.add("buffersink")
     src.link_to(node)
     node.link_to(sink)
     graph.configure()
-    frame = av.VideoFrame.from_ndarray(np.zeros((size[1] * 3 // 2, size[0]), np.uint8), format="yuv420p") \
-        if size[0] % 2 == 0 and size[1] % 2 == 0 else av.VideoFrame(size[0], size[1], "yuv420p")
+    frame = (
+        av.VideoFrame.from_ndarray(
+            np.zeros((size[1] * 3 // 2, size[0]), np.uint8), format="yuv420p"
+        )
+        if size[0] % 2 == 0 and size[1] % 2 == 0
+        else av.VideoFrame(size[0], size[1], "yuv420p")
+    )
     frame.pts = 0
     graph.vpush(frame)
     out = graph.vpull()
@@ -148,9 +187,14 @@ def test_geometry_time_base_and_rate() -> None:
 
 
 def test_graph_steps_use_computed_numbers() -> None:
-    steps, g = f.graph_steps(f.parse("crop=1000:700,scale=-2:360:flags=bicubic,null,format=nv12"), SRC)
-    assert steps == [("crop", "1000:700:460:190:exact=1"), ("scale", "514:360:flags=bicubic"),
-                     ("format", "pix_fmts=nv12")]
+    steps, g = f.graph_steps(
+        f.parse("crop=1000:700,scale=-2:360:flags=bicubic,null,format=nv12"), SRC
+    )
+    assert steps == [
+        ("crop", "1000:700:460:190:exact=1"),
+        ("scale", "514:360:flags=bicubic"),
+        ("format", "pix_fmts=nv12"),
+    ]
     assert (g.width, g.height) == (514, 360)
 
 
@@ -165,9 +209,19 @@ def test_bit_depth_and_color_options() -> None:
     assert f.bit_depth(f.parse("scale=-2:720")) is None
     assert f.bit_depth(f.parse("format=p010le,format=yuv420p")) == 8
     assert f.bit_depth(f.parse("format=yuv420p10le")) == 10
-    opts = f.color_options(f.parse("setparams=range=pc:color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,setsar=4/3"))
-    assert opts == {"color_range": "2", "color_primaries": "9", "color_trc": "16", "colorspace": "9",
-                    "sar_num": "4", "sar_den": "3"}
+    opts = f.color_options(
+        f.parse(
+            "setparams=range=pc:color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,setsar=4/3"
+        )
+    )
+    assert opts == {
+        "color_range": "2",
+        "color_primaries": "9",
+        "color_trc": "16",
+        "colorspace": "9",
+        "sar_num": "4",
+        "sar_den": "3",
+    }
 
 
 def test_coerce_takes_specs_or_text() -> None:

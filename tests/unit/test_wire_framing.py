@@ -66,7 +66,9 @@ def test_limit_checked_on_twelfth_byte_zero_copy_path() -> None:
         view[0] = b
         if i < 11:
             r.buffer_updated(1)
-    with pytest.raises(RemoteProtocolError, match="HELLO of 65537 bytes exceeds the limit of 65536"):
+    with pytest.raises(
+        RemoteProtocolError, match="HELLO of 65537 bytes exceeds the limit of 65536"
+    ):
         r.buffer_updated(1)
     assert r.allocated == 0
 
@@ -95,7 +97,9 @@ def test_default_limits_exact_boundary(raw_type: int, limit: int) -> None:
         assert ok.allocated == limit
     over = Receiver()
     over.receive_data(header(raw_type, limit + 1))
-    with pytest.raises(RemoteProtocolError, match=f"of {limit + 1} bytes exceeds the limit of {limit}"):
+    with pytest.raises(
+        RemoteProtocolError, match=f"of {limit + 1} bytes exceeds the limit of {limit}"
+    ):
         over.next_message()
 
 
@@ -196,9 +200,10 @@ def test_frame_limit_formula() -> None:
     p010 = frame_limit(1920, 1080, 2, 0)
     assert p010 == 21 + 1 + SIDE_DATA_ALLOWANCE + 12 + 4 * 3840 * 1080 + 12 + 4 * 3840 * 540
     # odd height: chroma up to ceil(h / 2) rows; odd width: chroma rows hold ceil(w / 2) pairs
-    assert frame_limit(321, 181, 1, 0) == 21 + 1 + SIDE_DATA_ALLOWANCE + 12 + (321 + 4096) * 181 + 12 + (
-        322 + 4096
-    ) * 91
+    assert (
+        frame_limit(321, 181, 1, 0)
+        == 21 + 1 + SIDE_DATA_ALLOWANCE + 12 + (321 + 4096) * 181 + 12 + (322 + 4096) * 91
+    )
     # geometry outside 1..MAX_DIMENSION: no FRAME at all
     assert frame_limit(0, 180, 1, 0) == 0
     assert frame_limit(MAX_DIMENSION + 1, 16, 1, 0) == 0

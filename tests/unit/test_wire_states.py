@@ -88,7 +88,12 @@ PATHS: dict[State, list[tuple[Role, str]]] = {
     State.CONFIGURING_DECODE: [*_READY, (C, "CONFIGURE_DECODE")],
     State.CONFIGURING_TRANSCODE: [*_READY, (C, "CONFIGURE_TRANSCODE")],
     State.TRANSCODING: [*_READY, (C, "CONFIGURE_TRANSCODE"), (S, "CONFIGURE_ACK")],
-    State.DRAINING_TRANSCODE: [*_READY, (C, "CONFIGURE_TRANSCODE"), (S, "CONFIGURE_ACK"), (C, "FLUSH")],
+    State.DRAINING_TRANSCODE: [
+        *_READY,
+        (C, "CONFIGURE_TRANSCODE"),
+        (S, "CONFIGURE_ACK"),
+        (C, "FLUSH"),
+    ],
     State.ENCODING: [*_READY, (C, "CONFIGURE"), (S, "CONFIGURE_ACK")],
     State.DECODING: [*_READY, (C, "CONFIGURE_DECODE"), (S, "CONFIGURE_ACK")],
     State.DRAINING_ENCODE: [*_READY, (C, "CONFIGURE"), (S, "CONFIGURE_ACK"), (C, "FLUSH")],
@@ -98,8 +103,14 @@ PATHS: dict[State, list[tuple[Role, str]]] = {
 }
 
 ST = State
-STREAMING = [ST.ENCODING, ST.DECODING, ST.TRANSCODING, ST.DRAINING_ENCODE, ST.DRAINING_DECODE,
-             ST.DRAINING_TRANSCODE]
+STREAMING = [
+    ST.ENCODING,
+    ST.DECODING,
+    ST.TRANSCODING,
+    ST.DRAINING_ENCODE,
+    ST.DRAINING_DECODE,
+    ST.DRAINING_TRANSCODE,
+]
 NOT_FINISHED = [s for s in State if s not in (ST.DONE, ST.FAILED)]
 
 # What the CLIENT may send: {(state, kind): next state}; everything else is illegal.
@@ -207,7 +218,9 @@ def test_receive(case: tuple[Role, State, str]) -> None:
     want = EXPECTED[sender].get((state, kind))
     conn.receive_data(serialize_bytes(msg))
     if want is None:
-        with pytest.raises(RemoteProtocolError, match=f"{sender.value} sent .* in state {state.value}"):
+        with pytest.raises(
+            RemoteProtocolError, match=f"{sender.value} sent .* in state {state.value}"
+        ):
             conn.next_event()
         assert conn.state is state
         # refused on its header: the body was never buffered
@@ -255,7 +268,9 @@ def test_bytes_after_done_surface_only_in_next_event() -> None:
 def test_error_after_refusal_then_nothing() -> None:
     """HELLO_ACK busy, then ERROR code 2: the client sees both, then the session is over."""
     conn = reach(C, State.HELLO)
-    conn.receive_data(serialize_bytes(HelloAck(status=1)) + serialize_bytes(Error(2, "server busy")))
+    conn.receive_data(
+        serialize_bytes(HelloAck(status=1)) + serialize_bytes(Error(2, "server busy"))
+    )
     ack = conn.next_event()
     assert isinstance(ack, HelloAck) and conn.state is State.REFUSED
     err = conn.next_event()
@@ -308,8 +323,14 @@ def _frame(planes: list[tuple[int, int]]) -> Frame:
         ([(320, 181), (320, 90)], "plane 0 has 181 rows, configured 320x180 NV12 allows 180"),
         ([(320, 179), (320, 90)], "plane 0 has 179 rows, configured 320x180 NV12 allows 180"),
         ([(320, 180), (320, 91)], "plane 1 has 91 rows, configured 320x180 NV12 allows 90"),
-        ([(319, 180), (320, 90)], r"plane 0 stride 319 is outside 320\.\.4416 for configured 320x180 NV12"),
-        ([(320, 180), (4417, 90)], r"plane 1 stride 4417 is outside 320\.\.4416 for configured 320x180 NV12"),
+        (
+            [(319, 180), (320, 90)],
+            r"plane 0 stride 319 is outside 320\.\.4416 for configured 320x180 NV12",
+        ),
+        (
+            [(320, 180), (4417, 90)],
+            r"plane 1 stride 4417 is outside 320\.\.4416 for configured 320x180 NV12",
+        ),
         ([(0, 180), (320, 90)], r"plane 0 stride 0 is outside 320\.\.4416"),
     ],
 )
@@ -327,7 +348,9 @@ def test_check_frame_geometry_accepts() -> None:
     check_frame_geometry(_frame([(320, 181), (320, 91)]), 320, 181, 1)
     # P010: two bytes per sample
     check_frame_geometry(_frame([(640, 180), (640, 90)]), 320, 180, 2)
-    with pytest.raises(RemoteProtocolError, match=r"stride 320 is outside 640\.\.4736 for configured 320x180 P010"):
+    with pytest.raises(
+        RemoteProtocolError, match=r"stride 320 is outside 640\.\.4736 for configured 320x180 P010"
+    ):
         check_frame_geometry(_frame([(320, 180), (640, 90)]), 320, 180, 2)
     with pytest.raises(RemoteProtocolError, match="pix_fmt 7"):
         check_frame_geometry(_frame([(320, 180), (320, 90)]), 320, 180, 7)
@@ -338,5 +361,7 @@ def test_received_frame_geometry_checked_by_connection() -> None:
     cli = reach(C, State.DECODING)
     big = Frame(0, 0, 0, (Plane(W, H + 2, bytes(W * (H + 2))), Plane(W, H // 2, bytes(W * H // 2))))
     cli.receive_data(serialize_bytes(big))
-    with pytest.raises(RemoteProtocolError, match=f"plane 0 has {H + 2} rows, configured {W}x{H} NV12 allows {H}"):
+    with pytest.raises(
+        RemoteProtocolError, match=f"plane 0 has {H + 2} rows, configured {W}x{H} NV12 allows {H}"
+    ):
         cli.next_event()

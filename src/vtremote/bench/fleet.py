@@ -65,9 +65,14 @@ def aggregate_run(n: int, *, frames: int, size: tuple[int, int], throttle: float
         spec = JobSpec(
             inputs=[InputSpec(f"testsrc2=size={w}x{h}:rate=30", format="lavfi")],
             output=OutputSpec(
-                os.devnull, format="null", codecs={"v": "h264_videotoolbox_remote"}, max_frames=frames,
+                os.devnull,
+                format="null",
+                codecs={"v": "h264_videotoolbox_remote"},
+                max_frames=frames,
                 video={"gop": GOP},
-                remote=RemoteOptions(host=",".join(s.address for s in servers), parallel=n if n > 1 else 0),
+                remote=RemoteOptions(
+                    host=",".join(s.address for s in servers), parallel=n if n > 1 else 0
+                ),
             ),
             overwrite=True,
         )
@@ -86,16 +91,30 @@ def aggregate_run(n: int, *, frames: int, size: tuple[int, int], throttle: float
     }
 
 
-def _encode(pool: Pool, frames: list[av.VideoFrame], timeout: float, kill: tuple[int, int] | None,
-            servers: dict[str, ServerProcess]) -> dict[str, Any]:
+def _encode(
+    pool: Pool,
+    frames: list[av.VideoFrame],
+    timeout: float,
+    kill: tuple[int, int] | None,
+    servers: dict[str, ServerProcess],
+) -> dict[str, Any]:
     """One FailoverEncoder run; ``kill`` = (frame index, signal) for the serving server."""
     w, h = frames[0].width, frames[0].height
     packets: list[av.Packet[Any]] = []
     t_kill: float | None = None
     victim = ""
     recovered: float | None = None
-    with FailoverEncoder(pool, "h264", width=w, height=h, time_base=Fraction(1, 30), framerate=30, gop=30,
-                         timeout=timeout, inflight=16) as enc:
+    with FailoverEncoder(
+        pool,
+        "h264",
+        width=w,
+        height=h,
+        time_base=Fraction(1, 30),
+        framerate=30,
+        gop=30,
+        timeout=timeout,
+        inflight=16,
+    ) as enc:
         seam: int | None = None
         for i, frame in enumerate(frames):
             got = enc.encode(frame)
@@ -130,13 +149,23 @@ def _encode(pool: Pool, frames: list[av.VideoFrame], timeout: float, kill: tuple
     }
 
 
-def kill_runs(*, runs: int, stops: int, frames: int, size: tuple[int, int], throttle: float, timeout: float,
-              seed: int, progress: Progress | None = None) -> dict[str, Any]:
+def kill_runs(
+    *,
+    runs: int,
+    stops: int,
+    frames: int,
+    size: tuple[int, int],
+    throttle: float,
+    timeout: float,
+    seed: int,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """``runs`` SIGKILL runs and ``stops`` SIGSTOP runs against a pool of 3 servers."""
     rng = random.Random(seed)
     clip = make_frames("testsrc2", size[0], size[1], frames)  # pts 0.. in 1/30
     servers = {s.address: s for s in _servers(3, throttle, 4)}
     try:
+
         def pool() -> Pool:
             return Pool("bench", tuple(PoolMember(a) for a in servers))
 
@@ -148,13 +177,19 @@ def kill_runs(*, runs: int, stops: int, frames: int, size: tuple[int, int], thro
             res = _encode(pool(), clip, timeout, (at, sig), servers)
             res["signal"] = signal.Signals(sig).name
             res["at_frame"] = at
-            res["same_as_undisturbed"] = res["pts"] == reference["pts"] and res["dts"] == reference["dts"]
-            res["dts_increasing"] = all(b > a for a, b in zip(res["dts"], res["dts"][1:], strict=False))
+            res["same_as_undisturbed"] = (
+                res["pts"] == reference["pts"] and res["dts"] == reference["dts"]
+            )
+            res["dts_increasing"] = all(
+                b > a for a, b in zip(res["dts"], res["dts"][1:], strict=False)
+            )
             del res["pts"], res["dts"]
             results.append(res)
             if progress is not None:
-                progress(f"fleet kill run {r + 1}/{runs + stops}: {res['signal']} at frame {at}, "
-                         f"lost {res['lost']}, doubled {res['doubled']}, recovery {res['recovery_ms']} ms")
+                progress(
+                    f"fleet kill run {r + 1}/{runs + stops}: {res['signal']} at frame {at}, "
+                    f"lost {res['lost']}, doubled {res['doubled']}, recovery {res['recovery_ms']} ms"
+                )
             # bring the victim back as a fresh process on a new port
             old = servers.pop(res["victim"])
             proc = old.proc
@@ -206,8 +241,20 @@ def run_fleet(
     one = next((a["fps"] for a in aggregate if a["servers"] == 1), None)
     for a in aggregate:
         a["vs_n_times_one"] = round(a["fps"] / (a["servers"] * one), 3) if one else None
-    kills = kill_runs(runs=runs, stops=stops, frames=kill_frames, size=(160, 96), throttle=kill_throttle,
-                      timeout=timeout, seed=seed, progress=progress) if runs + stops else None
+    kills = (
+        kill_runs(
+            runs=runs,
+            stops=stops,
+            frames=kill_frames,
+            size=(160, 96),
+            throttle=kill_throttle,
+            timeout=timeout,
+            seed=seed,
+            progress=progress,
+        )
+        if runs + stops
+        else None
+    )
     return {
         "benchmark": "fleet",
         "machine": machine_info(),

@@ -94,12 +94,17 @@ def make_source(folder: Path, source: str, codec: str, seconds: float) -> Source
             if codec == "h264":
                 stream = out.add_stream("libx264", rate=RATE)
                 stream.pix_fmt = "yuv420p"
-                stream.codec_context.options = {"preset": "veryfast", "x264-params": "keyint=60:bframes=2"}
+                stream.codec_context.options = {
+                    "preset": "veryfast",
+                    "x264-params": "keyint=60:bframes=2",
+                }
             else:
                 stream = out.add_stream("libx265", rate=RATE)
                 stream.pix_fmt = "yuv420p10le"
                 stream.codec_context.options = {
-                    "preset": "ultrafast", "x265-params": "log-level=error:keyint=60:bframes=2"}
+                    "preset": "ultrafast",
+                    "x265-params": "log-level=error:keyint=60:bframes=2",
+                }
             stream.width, stream.height = WIDTH, HEIGHT
             stream.codec_context.bit_rate = SOURCE_BITRATE
             for frame in _picture(source, n):
@@ -137,9 +142,20 @@ def _cpu_pid(pid: int | None) -> float | None:
 def local_server(engine: str = "x264") -> Iterator[tuple[str, int]]:
     """A vtremoted subprocess on loopback: yields (address, pid)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vtremote.cli.serve", "--listen", "127.0.0.1:0", "--engine", engine,
-         "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "vtremote.cli.serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--engine",
+            engine,
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -166,8 +182,13 @@ def _scaler(stream: av.video.stream.VideoStream) -> tuple[av.filter.Graph, int]:
     out_w = round(ctx.width * OUT_HEIGHT / ctx.height / 2) * 2
     graph = av.filter.Graph()
     pix_fmt = ctx.format.name if ctx.format is not None else "yuv420p"
-    src = graph.add("buffer", video_size=f"{ctx.width}x{ctx.height}", pix_fmt=pix_fmt,
-                    time_base=str(_time_base(stream)), pixel_aspect="1/1")
+    src = graph.add(
+        "buffer",
+        video_size=f"{ctx.width}x{ctx.height}",
+        pix_fmt=pix_fmt,
+        time_base=str(_time_base(stream)),
+        pixel_aspect="1/1",
+    )
     scale = graph.add("scale", f"{out_w}:{OUT_HEIGHT}")
     fmt = graph.add("format", "pix_fmts=nv12")
     sink = graph.add("buffersink")
@@ -198,8 +219,10 @@ def _local(src: Source) -> dict[str, Any]:
         enc.time_base = _time_base(stream)
         enc.framerate = Fraction(RATE)
         enc.bit_rate = OUT_BITRATE
-        enc.options = {"preset": "veryfast",
-                       "x264-params": f"keyint={GOP}:min-keyint={GOP // 2 + 1}:scenecut=0:bframes=0"}
+        enc.options = {
+            "preset": "veryfast",
+            "x264-params": f"keyint={GOP}:min-keyint={GOP // 2 + 1}:scenecut=0:bframes=0",
+        }
         frames = 0
         for frame in c.decode(stream):
             for f in _scaled(graph, frame):
@@ -218,9 +241,18 @@ def _raw(src: Source, address: str, compression: str) -> dict[str, Any]:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
         graph, out_w = _scaler(stream)
-        with RemoteEncoder(address, "h264", width=out_w, height=OUT_HEIGHT, time_base=_time_base(stream),
-                           framerate=RATE, bitrate=OUT_BITRATE, gop=GOP, compression=compression,
-                           inflight=16) as enc:
+        with RemoteEncoder(
+            address,
+            "h264",
+            width=out_w,
+            height=OUT_HEIGHT,
+            time_base=_time_base(stream),
+            framerate=RATE,
+            bitrate=OUT_BITRATE,
+            gop=GOP,
+            compression=compression,
+            inflight=16,
+        ) as enc:
             for frame in c.decode(stream):
                 for f in _scaled(graph, frame):
                     for p in enc.encode(f):
@@ -234,16 +266,28 @@ def _raw(src: Source, address: str, compression: str) -> dict[str, Any]:
                 out_bytes += p.size
                 packets += 1
             st = enc.stats
-    return {"frames": packets, "output_bytes": out_bytes, "bytes_sent": st.bytes_sent,
-            "bytes_received": st.bytes_received, "compression": compression}
+    return {
+        "frames": packets,
+        "output_bytes": out_bytes,
+        "bytes_sent": st.bytes_sent,
+        "bytes_received": st.bytes_received,
+        "compression": compression,
+    }
 
 
 def _packet(src: Source, address: str) -> dict[str, Any]:
     out_bytes = packets = 0
     with av.open(str(src.path)) as c:
         stream = c.streams.video[0]
-        with RemoteTranscoder.from_stream(address, stream, codec="h264", filters=f"scale=-2:{OUT_HEIGHT}",
-                                          bitrate=OUT_BITRATE, gop=GOP, inflight=16) as tc:
+        with RemoteTranscoder.from_stream(
+            address,
+            stream,
+            codec="h264",
+            filters=f"scale=-2:{OUT_HEIGHT}",
+            bitrate=OUT_BITRATE,
+            gop=GOP,
+            inflight=16,
+        ) as tc:
             for pkt in c.demux(stream):
                 for p in tc.transcode(pkt):
                     out_bytes += p.size
@@ -252,11 +296,17 @@ def _packet(src: Source, address: str) -> dict[str, Any]:
                 out_bytes += p.size
                 packets += 1
             st = tc.stats
-    return {"frames": packets, "output_bytes": out_bytes, "bytes_sent": st.bytes_sent,
-            "bytes_received": st.bytes_received}
+    return {
+        "frames": packets,
+        "output_bytes": out_bytes,
+        "bytes_sent": st.bytes_sent,
+        "bytes_received": st.bytes_received,
+    }
 
 
-def measure(src: Source, mode: str, address: str | None, server_pid: int | None, compression: str = "zstd") -> dict[str, Any]:
+def measure(
+    src: Source, mode: str, address: str | None, server_pid: int | None, compression: str = "zstd"
+) -> dict[str, Any]:
     """One row: run ``mode`` on ``src`` once and measure it."""
     cpu0, srv0, t0 = _cpu_self(), _cpu_pid(server_pid), time.perf_counter()
     if mode == "local":
@@ -311,9 +361,13 @@ def run(
             for mode in modes:
                 rows.append(measure(src, mode, address, pid, compression))
     return {
-        "job": {"source": f"{WIDTH}x{HEIGHT}@{RATE} {SOURCE_BITRATE // 1_000_000} Mb/s",
-                "output": f"h264 {OUT_HEIGHT}p {OUT_BITRATE // 1_000_000} Mb/s gop {GOP}",
-                "seconds": seconds, "compression": compression, "cpus": os.cpu_count()},
+        "job": {
+            "source": f"{WIDTH}x{HEIGHT}@{RATE} {SOURCE_BITRATE // 1_000_000} Mb/s",
+            "output": f"h264 {OUT_HEIGHT}p {OUT_BITRATE // 1_000_000} Mb/s gop {GOP}",
+            "seconds": seconds,
+            "compression": compression,
+            "cpus": os.cpu_count(),
+        },
         "sources": [{"name": s.name, "frames": s.frames, "mbps": round(s.mbps, 3)} for s in made],
         "rows": rows,
         "ratios": ratios(rows),
@@ -330,13 +384,16 @@ def ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         p = by.get("packet")
         if p is not None:
             wire = p["up_mbps"] + p["down_mbps"]
-            entry["packet_wire_over_bitrates"] = round(wire / (p["source_mbps"] + p["output_mbps"]), 3)
+            entry["packet_wire_over_bitrates"] = round(
+                wire / (p["source_mbps"] + p["output_mbps"]), 3
+            )
             if "raw" in by:
                 raw = by["raw"]["up_mbps"] + by["raw"]["down_mbps"]
                 entry["raw_wire_over_packet_wire"] = round(raw / wire, 1)
             if "local" in by and by["local"]["client_cpu_s_per_1000"] > 0:
                 entry["client_cpu_packet_over_local"] = round(
-                    p["client_cpu_s_per_1000"] / by["local"]["client_cpu_s_per_1000"], 4)
+                    p["client_cpu_s_per_1000"] / by["local"]["client_cpu_s_per_1000"], 4
+                )
         out.append(entry)
     return out
 
@@ -357,15 +414,24 @@ def format_tables(result: dict[str, Any]) -> str:
             f"| {r['source']} | {r['mode']} | {r['fps']:.1f} | {r['up_mbps']:.2f} | {r['down_mbps']:.2f} | "
             f"{r['client_cpu_s_per_1000']:.1f} | {srv} |"
         )
-    lines += ["", "| source | packet wire / (source + output bitrate) | raw wire / packet wire | "
-              "client CPU packet / local |", "|---|--:|--:|--:|"]
+    lines += [
+        "",
+        "| source | packet wire / (source + output bitrate) | raw wire / packet wire | "
+        "client CPU packet / local |",
+        "|---|--:|--:|--:|",
+    ]
     for e in result["ratios"]:
         lines.append(
             f"| {e['source']} | {e.get('packet_wire_over_bitrates', '-')} | "
             f"{e.get('raw_wire_over_packet_wire', '-')} | {e.get('client_cpu_packet_over_local', '-')} |"
         )
-    lines += ["", "Required bandwidth for real time (both directions, Mb/s per second of content):", "",
-              "| source | source Mb/s | output Mb/s | packet transcode | raw frames |", "|---|--:|--:|--:|--:|"]
+    lines += [
+        "",
+        "Required bandwidth for real time (both directions, Mb/s per second of content):",
+        "",
+        "| source | source Mb/s | output Mb/s | packet transcode | raw frames |",
+        "|---|--:|--:|--:|--:|",
+    ]
     for name in dict.fromkeys(r["source"] for r in result["rows"]):
         by = {r["mode"]: r for r in result["rows"] if r["source"] == name}
         p, raw = by.get("packet"), by.get("raw")
@@ -380,7 +446,16 @@ def format_tables(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MODES", "Source", "format_tables", "local_server", "make_source", "measure", "ratios", "run"]
+__all__ = [
+    "MODES",
+    "Source",
+    "format_tables",
+    "local_server",
+    "make_source",
+    "measure",
+    "ratios",
+    "run",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -391,18 +466,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="vtremote bench transcode",
         description="Local PyAV transcode, raw-frame remote encode and packet transcode of 1080p30 H.264 and "
-                    "HEVC Main10 sources into 720p H.264 (docs/benchmarks.md).",
+        "HEVC Main10 sources into 720p H.264 (docs/benchmarks.md).",
     )
     ap.add_argument("--seconds", type=float, default=5.0, help="clip length (default 5)")
     ap.add_argument("--sources", default=",".join(SOURCES))
     ap.add_argument("--codecs", default=",".join(CODECS))
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--compression", default="zstd", help="raw-frame wire compression (default zstd)")
-    ap.add_argument("--address", help="use this vtremoted instead of starting one (server CPU is then not read)")
+    ap.add_argument(
+        "--compression", default="zstd", help="raw-frame wire compression (default zstd)"
+    )
+    ap.add_argument(
+        "--address", help="use this vtremoted instead of starting one (server CPU is then not read)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    result = run(args.seconds, args.sources.split(","), args.codecs.split(","), args.modes.split(","),
-                 args.compression, args.address)
+    result = run(
+        args.seconds,
+        args.sources.split(","),
+        args.codecs.split(","),
+        args.modes.split(","),
+        args.compression,
+        args.address,
+    )
     print(json.dumps(result, indent=2) if args.json else format_tables(result))
     return 0
-

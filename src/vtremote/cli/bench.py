@@ -241,16 +241,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="fewer frames and shorter clips (about 3 minutes here)"
     )
 
-    p = sub.add_parser("fleet", help="one clip on 1..4 throttled servers; servers killed mid-stream",
-                       allow_abbrev=False)
+    p = sub.add_parser(
+        "fleet",
+        help="one clip on 1..4 throttled servers; servers killed mid-stream",
+        allow_abbrev=False,
+    )
     common(p)
-    p.add_argument("--servers", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2, 3, 4],
-                   help="server counts to run (default 1,2,3,4)")
+    p.add_argument(
+        "--servers",
+        type=lambda t: [int(x) for x in t.split(",")],
+        default=[1, 2, 3, 4],
+        help="server counts to run (default 1,2,3,4)",
+    )
     p.add_argument("--frames", type=int, default=720, help="frames of the clip (default 720)")
-    p.add_argument("--throttle-fps", type=float, default=60.0, help="each server's test-only throttle (60)")
+    p.add_argument(
+        "--throttle-fps", type=float, default=60.0, help="each server's test-only throttle (60)"
+    )
     p.add_argument("--kills", type=int, default=20, help="runs with SIGKILL at a random frame (20)")
-    p.add_argument("--stops", type=int, default=5, help="runs with SIGSTOP (a stall) at a random frame (5)")
-    p.add_argument("--timeout", type=float, default=1.0, help="client timeout in the kill runs, s (1)")
+    p.add_argument(
+        "--stops", type=int, default=5, help="runs with SIGSTOP (a stall) at a random frame (5)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=1.0, help="client timeout in the kill runs, s (1)"
+    )
     p.add_argument("--seed", type=int, default=1, help="random seed of the kill runs (1)")
 
     return parser
@@ -306,8 +319,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "fleet":
         from vtremote.bench.fleet import run_fleet
 
-        return run_fleet(counts=args.servers, frames=args.frames, throttle=args.throttle_fps, runs=args.kills,
-                         stops=args.stops, timeout=args.timeout, seed=args.seed, progress=progress)
+        return run_fleet(
+            counts=args.servers,
+            frames=args.frames,
+            throttle=args.throttle_fps,
+            runs=args.kills,
+            stops=args.stops,
+            timeout=args.timeout,
+            seed=args.seed,
+            progress=progress,
+        )
     if args.command == "all":
         return run_all(quick=args.quick, progress=progress)
     raise AssertionError(args.command)

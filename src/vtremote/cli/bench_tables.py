@@ -379,27 +379,65 @@ def latency_tables(result: dict[str, Any]) -> list[Table]:
 
 def fleet_tables(result: dict[str, Any]) -> list[Table]:
     machine = bm.machine_line(result["machine"])
-    rows = [[str(a["servers"]), str(a["frames"]), f"{a['seconds']:.2f}", f"{a['fps']:.1f}",
-             f"{a['vs_n_times_one']:.2f}" if a["vs_n_times_one"] is not None else "-"] for a in result["aggregate"]]
-    tables = [Table(
-        f"Fleet: one clip on N servers (null engine throttled to {result['throttle_fps']:g} fps each, {result['size']})",
-        ["servers", "frames", "seconds", "frames/s", "vs N x one"], rows, machine,
-        ["1 server: one session; N >= 2: -vt_remote_parallel N, segments of whole GOPs (60 frames)"],
-        numeric={0, 1, 2, 3, 4},
-    )]
+    rows = [
+        [
+            str(a["servers"]),
+            str(a["frames"]),
+            f"{a['seconds']:.2f}",
+            f"{a['fps']:.1f}",
+            f"{a['vs_n_times_one']:.2f}" if a["vs_n_times_one"] is not None else "-",
+        ]
+        for a in result["aggregate"]
+    ]
+    tables = [
+        Table(
+            f"Fleet: one clip on N servers (null engine throttled to {result['throttle_fps']:g} fps each, {result['size']})",
+            ["servers", "frames", "seconds", "frames/s", "vs N x one"],
+            rows,
+            machine,
+            [
+                "1 server: one session; N >= 2: -vt_remote_parallel N, segments of whole GOPs (60 frames)"
+            ],
+            numeric={0, 1, 2, 3, 4},
+        )
+    ]
     kills = result.get("kills")
     if kills:
-        rows = [[str(i + 1), r["signal"], str(r["at_frame"]), str(r["failovers"]), str(r["lost"]), str(r["doubled"]),
-                 "yes" if r["same_as_undisturbed"] else "NO",
-                 f"{r['recovery_ms']:.0f}" if r["recovery_ms"] is not None else "-"] for i, r in enumerate(kills["runs"])]
-        tables.append(Table(
-            f"Fleet: serving server killed at a random frame ({kills['frames']} frames, timeout {kills['timeout_s']:g} s)",
-            ["run", "signal", "at frame", "failovers", "lost", "doubled", "pts/dts = undisturbed", "recovery ms"],
-            rows, machine,
-            [f"lost {kills['lost_total']}, doubled {kills['doubled_total']} in all runs; recovery = kill -> "
-             "packet of the first unanswered frame delivered"],
-            numeric={0, 2, 3, 4, 5, 7},
-        ))
+        rows = [
+            [
+                str(i + 1),
+                r["signal"],
+                str(r["at_frame"]),
+                str(r["failovers"]),
+                str(r["lost"]),
+                str(r["doubled"]),
+                "yes" if r["same_as_undisturbed"] else "NO",
+                f"{r['recovery_ms']:.0f}" if r["recovery_ms"] is not None else "-",
+            ]
+            for i, r in enumerate(kills["runs"])
+        ]
+        tables.append(
+            Table(
+                f"Fleet: serving server killed at a random frame ({kills['frames']} frames, timeout {kills['timeout_s']:g} s)",
+                [
+                    "run",
+                    "signal",
+                    "at frame",
+                    "failovers",
+                    "lost",
+                    "doubled",
+                    "pts/dts = undisturbed",
+                    "recovery ms",
+                ],
+                rows,
+                machine,
+                [
+                    f"lost {kills['lost_total']}, doubled {kills['doubled_total']} in all runs; recovery = kill -> "
+                    "packet of the first unanswered frame delivered"
+                ],
+                numeric={0, 2, 3, 4, 5, 7},
+            )
+        )
     return tables
 
 

@@ -57,10 +57,35 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_SIGNAL = 255
 #: Failures that mean "this server cannot take the job now": the next server, then the fallback.
-UNAVAILABLE = (ConnectionLostError, RemoteError, TimeoutExpiredError, AuthenticationError, CapacityError)
-_LEVELS = {"quiet": logging.CRITICAL + 10, "panic": logging.CRITICAL, "fatal": logging.CRITICAL, "error": logging.ERROR,
-           "warning": logging.WARNING, "info": logging.INFO, "verbose": logging.DEBUG, "debug": logging.DEBUG, "trace": logging.DEBUG}
-_NUMERIC = {"-8": "quiet", "0": "panic", "8": "fatal", "16": "error", "24": "warning", "32": "info", "40": "verbose", "48": "debug", "56": "trace"}
+UNAVAILABLE = (
+    ConnectionLostError,
+    RemoteError,
+    TimeoutExpiredError,
+    AuthenticationError,
+    CapacityError,
+)
+_LEVELS = {
+    "quiet": logging.CRITICAL + 10,
+    "panic": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "verbose": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,
+}
+_NUMERIC = {
+    "-8": "quiet",
+    "0": "panic",
+    "8": "fatal",
+    "16": "error",
+    "24": "warning",
+    "32": "info",
+    "40": "verbose",
+    "48": "debug",
+    "56": "trace",
+}
 
 
 # --- progress -------------------------------------------------------------------------------------
@@ -80,8 +105,10 @@ def progress_line(stats: JobStats) -> str:
     size_kb = (stats.size_bytes if stats.size_bytes is not None else stats.bytes_out) / 1024
     bitrate = f"{stats.bitrate / 1000:6.1f}kbits/s" if stats.out_time > 0 else "N/A"
     speed = f"{stats.speed:4.3g}x" if stats.elapsed > 0 and stats.out_time > 0 else "N/A"
-    return (f"frame={stats.frames:5d} fps={fps:3.{1 if fps < 9.95 else 0}f} q=-1.0 size={size_kb:8.0f}kB "
-            f"time={_clock(stats.out_time)} bitrate={bitrate} speed={speed}")
+    return (
+        f"frame={stats.frames:5d} fps={fps:3.{1 if fps < 9.95 else 0}f} q=-1.0 size={size_kb:8.0f}kB "
+        f"time={_clock(stats.out_time)} bitrate={bitrate} speed={speed}"
+    )
 
 
 class Progress:
@@ -180,7 +207,11 @@ class Runner:
                 if media is None and inp is not None:
                     # A live input is opened once more only if the chain needs its size.
                     first = input_spec(inp, [])
-                    media = MediaInfo() if "://" in first.url else probe_media(first.url, first.format, first.options)
+                    media = (
+                        MediaInfo()
+                        if "://" in first.url
+                        else probe_media(first.url, first.format, first.options)
+                    )
                 try:
                     plan = translate(self.cmd, self.config, server=target, media=media)
                 except NeedsGeometry:
@@ -194,8 +225,19 @@ class Runner:
             # Capability probes on lavfi sources (Jellyfin's runtime-key and hwaccel-flag checks)
             # are answered here, so the media server learns what this command does.
             probe = any(i.format == "lavfi" for i in plan.spec.inputs)
-            if not plan.remote and not probe and target is not None and self.config.ffmpeg_path and self.config.local_lines == "ffmpeg":
-                return hand_to_ffmpeg(self.config, self.cmd.argv, "no video encode for a server in this line", counter="ffmpeg_passthrough")
+            if (
+                not plan.remote
+                and not probe
+                and target is not None
+                and self.config.ffmpeg_path
+                and self.config.local_lines == "ffmpeg"
+            ):
+                return hand_to_ffmpeg(
+                    self.config,
+                    self.cmd.argv,
+                    "no video encode for a server in this line",
+                    counter="ffmpeg_passthrough",
+                )
             for note in plan.notes:
                 log.info("%s", note)
             if target == "" and plan.remote:
@@ -210,8 +252,17 @@ class Runner:
                 if n + 1 < len(targets):
                     where = "the next server" if targets[n + 1] else "a local encoder"
                 else:
-                    where = "ffmpeg" if self.config.on_unavailable == "ffmpeg" else "nothing (on_unavailable = fail)"
-                log.warning("server %s cannot take the job (%s); falling back to %s", target or "embedded", e, where)
+                    where = (
+                        "ffmpeg"
+                        if self.config.on_unavailable == "ffmpeg"
+                        else "nothing (on_unavailable = fail)"
+                    )
+                log.warning(
+                    "server %s cannot take the job (%s); falling back to %s",
+                    target or "embedded",
+                    e,
+                    where,
+                )
                 if self.stop_requested:
                     return EXIT_SIGNAL if self.stopped_by_signal else EXIT_ERROR
                 continue
@@ -221,12 +272,16 @@ class Runner:
                 # The run failed for a reason of its own (its output is already taken away):
                 # a real ffmpeg may still manage the line, so playback does not break.
                 if self.config.ffmpeg_path and not self.stop_requested:
-                    return hand_to_ffmpeg(self.config, self.cmd.argv, f"vtremote failed: {_describe(e)}")
+                    return hand_to_ffmpeg(
+                        self.config, self.cmd.argv, f"vtremote failed: {_describe(e)}"
+                    )
                 raise
             self._report(plan, stats, target)
             return EXIT_SIGNAL if self.stopped_by_signal else EXIT_OK
         if self.config.on_unavailable == "ffmpeg":
-            return hand_to_ffmpeg(self.config, self.cmd.argv, f"no server could take the job ({last_error})")
+            return hand_to_ffmpeg(
+                self.config, self.cmd.argv, f"no server could take the job ({last_error})"
+            )
         counters.bump(state, "failed")
         log.error("no server could take the job: %s", last_error)
         return EXIT_ERROR
@@ -234,11 +289,22 @@ class Runner:
     def _report(self, plan: Plan, stats: JobStats, target: str | None) -> None:
         state = self.config.state_path
         if plan.remote:
-            sessions = ", ".join(f"{s.get('server')} ({s.get('engine')})" for s in stats.remote) or "?"
-            log.info("video encoded remotely by %s: %d frames, %.2fx realtime", sessions, stats.frames, stats.speed)
+            sessions = (
+                ", ".join(f"{s.get('server')} ({s.get('engine')})" for s in stats.remote) or "?"
+            )
+            log.info(
+                "video encoded remotely by %s: %d frames, %.2fx realtime",
+                sessions,
+                stats.frames,
+                stats.speed,
+            )
             counters.bump(state, "remote")
         elif target is None:
-            log.warning("video encoded locally with %s (fallback): %d frames", plan.video_encoder, stats.frames)
+            log.warning(
+                "video encoded locally with %s (fallback): %d frames",
+                plan.video_encoder,
+                stats.frames,
+            )
             counters.bump(state, "local_fallback")
         else:
             counters.bump(state, "no_video_encode")
@@ -248,16 +314,25 @@ def _describe(e: BaseException) -> str:
     return str(getattr(e, "strerror", None) or e)
 
 
-def hand_to_ffmpeg(config: MediaServerConfig, argv: Sequence[str], reason: str, counter: str = "ffmpeg_fallback") -> int:
+def hand_to_ffmpeg(
+    config: MediaServerConfig, argv: Sequence[str], reason: str, counter: str = "ffmpeg_fallback"
+) -> int:
     """Replace this process with the real ffmpeg, the command line unchanged."""
     state = config.state_path
     path = config.ffmpeg_path
     if not path:
         counters.bump(state, "failed")
-        log.error("cannot run this command line: %s (no ffmpeg_path configured to hand it to)", reason)
+        log.error(
+            "cannot run this command line: %s (no ffmpeg_path configured to hand it to)", reason
+        )
         return EXIT_ERROR
     counters.bump(state, counter)
-    log.log(logging.INFO if counter == "ffmpeg_passthrough" else logging.WARNING, "handing the command line to %s: %s", path, reason)
+    log.log(
+        logging.INFO if counter == "ffmpeg_passthrough" else logging.WARNING,
+        "handing the command line to %s: %s",
+        path,
+        reason,
+    )
     for h in logging.getLogger("vtremote").handlers:
         h.flush()
     sys.stderr.flush()
@@ -293,7 +368,9 @@ def _setup_logging(config: MediaServerConfig, cmd: Command | None) -> str:
         except OSError as e:
             root.warning("log_file %s cannot be opened: %s", config.log_file, e.strerror)
         else:
-            fh.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+            fh.setFormatter(
+                logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+            )
             fh.setLevel(logging.INFO)
             root.addHandler(fh)
     return level_name
@@ -322,13 +399,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd.info is not None:
         return _answer_info(cmd, config)
     if not cmd.inputs and not cmd.outputs:
-        print("Hyper fast Audio and Video encoder (vtremote-ffmpeg)\n"
-              "usage: ffmpeg [options] [[infile options] -i infile]... {[outfile options] outfile}...", file=sys.stderr)
+        print(
+            "Hyper fast Audio and Video encoder (vtremote-ffmpeg)\n"
+            "usage: ffmpeg [options] [[infile options] -i infile]... {[outfile options] outfile}...",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     if not cmd.outputs:
         print("At least one output file must be specified", file=sys.stderr)
         return EXIT_ERROR
-    stats_enabled = not cmd.has_global("nostats") and _LEVELS.get(level_name, logging.INFO) <= logging.INFO or cmd.has_global("stats")
+    stats_enabled = (
+        not cmd.has_global("nostats")
+        and _LEVELS.get(level_name, logging.INFO) <= logging.INFO
+        or cmd.has_global("stats")
+    )
     runner = Runner(cmd, config, stats_enabled=stats_enabled)
     if not cmd.has_global("nostdin"):
         runner.watch_stdin()

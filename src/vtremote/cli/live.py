@@ -67,7 +67,9 @@ def _fps(text: str) -> Fraction:
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"bad frame rate {text!r} (like 30 or 30000/1001)") from None
+        raise argparse.ArgumentTypeError(
+            f"bad frame rate {text!r} (like 30 or 30000/1001)"
+        ) from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"frame rate {text!r} must be positive")
     return value
@@ -82,36 +84,97 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vtremote live", description="Live streaming of a camera or a file.", allow_abbrev=False)
+    parser = _Parser(
+        prog="vtremote live",
+        description="Live streaming of a camera or a file.",
+        allow_abbrev=False,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="send|recv")
-    r = sub.add_parser("recv", help="receive, decode, time and record live sources", allow_abbrev=False)
-    r.add_argument("--listen", required=True, metavar="HOST:PORT", help="TCP and UDP address (port 0: any)")
-    r.add_argument("--record", metavar="FILE", help="record the stream (MKV/MP4) without re-encoding")
-    r.add_argument("--json", action="store_true", help="print one summary object on stdout at the end")
-    r.add_argument("--composite", metavar="FILE",
-                   help="also write every source as a tile of one picture, re-encoded with libx264")
-    r.add_argument("--grid", default="2x2", metavar="COLSxROWS", help="tiles of the composite (default 2x2)")
-    r.add_argument("--composite-size", default="1280x720", metavar="WxH",
-                   help="picture size of the composite (default 1280x720)")
-    r.add_argument("--composite-fps", type=_fps, default=Fraction(30), metavar="FPS",
-                   help="frame rate of the composite (default 30)")
+    r = sub.add_parser(
+        "recv", help="receive, decode, time and record live sources", allow_abbrev=False
+    )
+    r.add_argument(
+        "--listen", required=True, metavar="HOST:PORT", help="TCP and UDP address (port 0: any)"
+    )
+    r.add_argument(
+        "--record", metavar="FILE", help="record the stream (MKV/MP4) without re-encoding"
+    )
+    r.add_argument(
+        "--json", action="store_true", help="print one summary object on stdout at the end"
+    )
+    r.add_argument(
+        "--composite",
+        metavar="FILE",
+        help="also write every source as a tile of one picture, re-encoded with libx264",
+    )
+    r.add_argument(
+        "--grid", default="2x2", metavar="COLSxROWS", help="tiles of the composite (default 2x2)"
+    )
+    r.add_argument(
+        "--composite-size",
+        default="1280x720",
+        metavar="WxH",
+        help="picture size of the composite (default 1280x720)",
+    )
+    r.add_argument(
+        "--composite-fps",
+        type=_fps,
+        default=Fraction(30),
+        metavar="FPS",
+        help="frame rate of the composite (default 30)",
+    )
     s = sub.add_parser("send", help="encode and send a capture source", allow_abbrev=False)
-    s.add_argument("-f", dest="format", metavar="FORMAT", help="input format (lavfi, v4l2, x11grab, ...)")
-    s.add_argument("-i", dest="input", required=True, metavar="INPUT", help="file, lavfi graph or device")
+    s.add_argument(
+        "-f", dest="format", metavar="FORMAT", help="input format (lavfi, v4l2, x11grab, ...)"
+    )
+    s.add_argument(
+        "-i", dest="input", required=True, metavar="INPUT", help="file, lavfi graph or device"
+    )
     s.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver")
     s.add_argument("--codec", choices=("h264", "hevc", "mjpeg"), default="h264")
     s.add_argument("--transport", choices=("tcp", "udp"), default="tcp")
-    s.add_argument("-b:v", dest="bitrate", type=_rate, default=None, metavar="RATE",
-                   help="maximum bitrate, like 4M; starts at half (default: 0.06 bit/pixel/frame, 3.7M at 1080p30)")
-    s.add_argument("-t", dest="seconds", type=float, default=None, metavar="SECONDS", help="stop after this much media")
-    s.add_argument("-g", dest="gop", type=int, default=None, metavar="FRAMES", help="keyframe interval (default 2 s)")
-    s.add_argument("--encoder", choices=("local", "remote"), default="local",
-                   help="local: hardware or x264/x265 here; remote: a vtremoted (--server) in realtime mode")
-    s.add_argument("--server", metavar="HOST:PORT", help="the vtremoted that encodes with --encoder remote")
-    s.add_argument("--token", default="", metavar="TOKEN", help="the vtremoted's token, if it asks for one")
+    s.add_argument(
+        "-b:v",
+        dest="bitrate",
+        type=_rate,
+        default=None,
+        metavar="RATE",
+        help="maximum bitrate, like 4M; starts at half (default: 0.06 bit/pixel/frame, 3.7M at 1080p30)",
+    )
+    s.add_argument(
+        "-t",
+        dest="seconds",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this much media",
+    )
+    s.add_argument(
+        "-g",
+        dest="gop",
+        type=int,
+        default=None,
+        metavar="FRAMES",
+        help="keyframe interval (default 2 s)",
+    )
+    s.add_argument(
+        "--encoder",
+        choices=("local", "remote"),
+        default="local",
+        help="local: hardware or x264/x265 here; remote: a vtremoted (--server) in realtime mode",
+    )
+    s.add_argument(
+        "--server", metavar="HOST:PORT", help="the vtremoted that encodes with --encoder remote"
+    )
+    s.add_argument(
+        "--token", default="", metavar="TOKEN", help="the vtremoted's token, if it asks for one"
+    )
     s.add_argument("-an", dest="no_audio", action="store_true", help="leave the input's audio out")
-    s.add_argument("--metadata", metavar="FILE.jsonl",
-                   help='one JSON value per line, for frame N by line number, or {"frame": N, ...}')
+    s.add_argument(
+        "--metadata",
+        metavar="FILE.jsonl",
+        help='one JSON value per line, for frame N by line number, or {"frame": N, ...}',
+    )
     return parser
 
 
@@ -152,14 +215,18 @@ def _recv(args: argparse.Namespace) -> int:
     composite = None
     if args.composite is not None:
         (cols, rows), (width, height) = parse_grid(args.grid), _size(args.composite_size)
-        composite = CompositeConfig(width=width, height=height, fps=args.composite_fps, columns=cols, rows=rows)
+        composite = CompositeConfig(
+            width=width, height=height, fps=args.composite_fps, columns=cols, rows=rows
+        )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    receiver = Receiver(args.listen, record=args.record, composite=args.composite, composite_config=composite)
+    receiver = Receiver(
+        args.listen, record=args.record, composite=args.composite, composite_config=composite
+    )
     try:
         receiver.start()
         host, port = receiver.address
@@ -184,9 +251,12 @@ def _recv(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     else:
         lat = summary["latency_ms"]
-        print(f"vtremote live: {summary['frames']} frames, {summary['bytes']} bytes in {summary['seconds']} s "
-              f"({summary['fps']} fps), latency p50 {lat['p50']} ms p99 {lat['p99']} ms max {lat['max']} ms, "
-              f"{summary['drops']} dropped, {summary['keyframe_requests']} keyframe requests", file=sys.stderr)
+        print(
+            f"vtremote live: {summary['frames']} frames, {summary['bytes']} bytes in {summary['seconds']} s "
+            f"({summary['fps']} fps), latency p50 {lat['p50']} ms p99 {lat['p99']} ms max {lat['max']} ms, "
+            f"{summary['drops']} dropped, {summary['keyframe_requests']} keyframe requests",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -197,8 +267,10 @@ def _print_live(receiver: Any) -> None:
     parts = []
     for src in sources:
         r = src.stats.recent(now)
-        parts.append(f"src {src.hello.source_id}: {r['fps']:.1f} fps {r['mbps']:.2f} Mb/s "
-                     f"p50 {r['p50']:.0f} ms p99 {r['p99']:.0f} ms drops {src.stats.lost + src.stats.sender_dropped}")
+        parts.append(
+            f"src {src.hello.source_id}: {r['fps']:.1f} fps {r['mbps']:.2f} Mb/s "
+            f"p50 {r['p50']:.0f} ms p99 {r['p99']:.0f} ms drops {src.stats.lost + src.stats.sender_dropped}"
+        )
     if parts:
         print("live: " + " | ".join(parts), file=sys.stderr, flush=True)
 
@@ -245,9 +317,18 @@ def _send(args: argparse.Namespace) -> int:
     width, height = cap.width - cap.width % 2, cap.height - cap.height % 2
     bitrate = args.bitrate or max(200_000, int(0.06 * width * height * float(cap.fps)))
     config = SenderConfig(
-        width=width, height=height, fps=cap.fps, codec=codec, transport=args.transport, bitrate=bitrate,
-        keyint_s=(args.gop / float(cap.fps)) if args.gop else 2.0, name=Path(args.input).name[:64],
-        encoder=args.encoder, server=args.server or "", token=args.token, audio=cap.audio is not None,
+        width=width,
+        height=height,
+        fps=cap.fps,
+        codec=codec,
+        transport=args.transport,
+        bitrate=bitrate,
+        keyint_s=(args.gop / float(cap.fps)) if args.gop else 2.0,
+        name=Path(args.input).name[:64],
+        encoder=args.encoder,
+        server=args.server or "",
+        token=args.token,
+        audio=cap.audio is not None,
     )
     sender = Sender(args.to, config)
     interrupted = threading.Event()
@@ -269,7 +350,11 @@ def _send(args: argparse.Namespace) -> int:
             sender.send(frame, metadata.pop(index, None), capture_ns=capture_ns)
             index += 1
         sender.check()
-        if not sender.connected and sender.stats.frames_sent == 0 and not sender.wait_connected(2.0):
+        if (
+            not sender.connected
+            and sender.stats.frames_sent == 0
+            and not sender.wait_connected(2.0)
+        ):
             host, port = sender.address
             raise VTRemoteError(f"cannot reach {host}:{port} ({args.transport})")
     finally:
@@ -278,8 +363,10 @@ def _send(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     stats.dropped += cap.late_dropped
-    print(f"vtremote live: sent {stats.frames_sent} frames ({stats.keyframes} keyframes, {stats.bytes} bytes), "
-          f"dropped {stats.dropped}, {stats.keyframe_requests} keyframe requests, "
-          f"bitrate now {stats.bitrate} b/s", file=sys.stderr)
+    print(
+        f"vtremote live: sent {stats.frames_sent} frames ({stats.keyframes} keyframes, {stats.bytes} bytes), "
+        f"dropped {stats.dropped}, {stats.keyframe_requests} keyframe requests, "
+        f"bitrate now {stats.bitrate} b/s",
+        file=sys.stderr,
+    )
     return EXIT_INTERRUPTED if interrupted.is_set() else EXIT_OK
-

@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in SUBCOMMANDS:
         entry = _subcommand(SUBCOMMANDS[args[0]])
         if entry is None:
-            _error(f"'vtremote {args[0]}' is not available in this installation ({SUBCOMMANDS[args[0]]} is missing)")
+            _error(
+                f"'vtremote {args[0]}' is not available in this installation ({SUBCOMMANDS[args[0]]} is missing)"
+            )
             return EXIT_ERROR
         try:
             return int(entry(args[1:]))
@@ -124,7 +126,9 @@ def _transcode(args: list[str]) -> int:
         return EXIT_USAGE
     if cmd is None:
         if ns.version:
-            print(f"vtremote {__version__} (PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info})")
+            print(
+                f"vtremote {__version__} (PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info})"
+            )
         else:
             print(build_parser().format_help())
         return EXIT_OK
@@ -158,7 +162,9 @@ def _transcode(args: list[str]) -> int:
         traceback.print_exc()
         _error(f"internal error: {type(e).__name__}: {e}")
         return EXIT_ERROR
-    print_summary(stats, as_json=cmd.json, quiet=cmd.loglevel in ("quiet", "panic", "fatal", "error"))
+    print_summary(
+        stats, as_json=cmd.json, quiet=cmd.loglevel in ("quiet", "panic", "fatal", "error")
+    )
     return EXIT_OK
 
 

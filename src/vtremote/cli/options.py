@@ -85,22 +85,64 @@ class _Event:
 class _Record(argparse.Action):
     """Store every occurrence with its position relative to the ``-i`` options."""
 
-    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        ns: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         value = True if self.nargs == 0 else values
         ns.events.append(_Event(self.dest, option_string or self.dest, value, len(ns.inputs)))
 
 
 class _Input(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        ns: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         ns.inputs.append(values)
 
 
 # dest -> (option strings, takes a value, where it may appear: "in", "out", "both", "global", help)
 _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
-    ("format", ("-f",), True, "both", "container format (lavfi for filter sources, null for no output)"),
-    ("codec", ("-c", "-codec", "-c:v", "-codec:v", "-vcodec", "-c:a", "-codec:a", "-acodec", "-c:s", "-codec:s", "-scodec", "-c:d"), True, "both",
-     "codec: h264_videotoolbox_remote / hevc_videotoolbox_remote, a local PyAV codec, or copy"),
-    ("seek", ("-ss",), True, "both", "start time (before -i: seek the input; after: discard output until then)"),
+    (
+        "format",
+        ("-f",),
+        True,
+        "both",
+        "container format (lavfi for filter sources, null for no output)",
+    ),
+    (
+        "codec",
+        (
+            "-c",
+            "-codec",
+            "-c:v",
+            "-codec:v",
+            "-vcodec",
+            "-c:a",
+            "-codec:a",
+            "-acodec",
+            "-c:s",
+            "-codec:s",
+            "-scodec",
+            "-c:d",
+        ),
+        True,
+        "both",
+        "codec: h264_videotoolbox_remote / hevc_videotoolbox_remote, a local PyAV codec, or copy",
+    ),
+    (
+        "seek",
+        ("-ss",),
+        True,
+        "both",
+        "start time (before -i: seek the input; after: discard output until then)",
+    ),
     ("duration", ("-t",), True, "both", "duration to read / write"),
     ("map", ("-map",), True, "out", "stream selection, e.g. 0:v:0, 0:a, 0:s?"),
     ("vn", ("-vn",), False, "out", "no video"),
@@ -113,22 +155,52 @@ _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
     ("bufsize", ("-bufsize", "-bufsize:v"), True, "out", "rate-control buffer (local encoders)"),
     ("gop", ("-g", "-g:v"), True, "out", "keyframe interval in frames"),
     ("bf", ("-bf", "-bf:v"), True, "out", "maximum B-frames"),
-    ("profile", ("-profile:v", "-profile", "-vprofile"), True, "out", "codec profile (baseline, main, high, main10...)"),
+    (
+        "profile",
+        ("-profile:v", "-profile", "-vprofile"),
+        True,
+        "out",
+        "codec profile (baseline, main, high, main10...)",
+    ),
     ("level", ("-level", "-level:v"), True, "out", "codec level, e.g. 4.1"),
-    ("pix_fmt", ("-pix_fmt", "-pix_fmt:v"), True, "out", "pixel format (nv12 / p010le for remote encoders)"),
+    (
+        "pix_fmt",
+        ("-pix_fmt", "-pix_fmt:v"),
+        True,
+        "out",
+        "pixel format (nv12 / p010le for remote encoders)",
+    ),
     ("rate", ("-r", "-r:v"), True, "both", "frame rate (before -i: of a raw input, as -framerate)"),
     ("size", ("-s", "-s:v"), True, "out", "output frame size WxH"),
     ("vf", ("-vf", "-filter:v"), True, "out", "video filter chain (PyAV filter graph)"),
     ("frames", ("-frames:v", "-vframes"), True, "out", "stop after this many video frames"),
-    ("force_key_frames", ("-force_key_frames", "-force_key_frames:v"), True, "out", "times of forced keyframes: 0,2.5,10 or expr:gte(t,n_forced*N)"),
+    (
+        "force_key_frames",
+        ("-force_key_frames", "-force_key_frames:v"),
+        True,
+        "out",
+        "times of forced keyframes: 0,2.5,10 or expr:gte(t,n_forced*N)",
+    ),
     ("realtime", ("-realtime",), True, "out", "remote encoder real-time mode (0/1)"),
     ("global_quality", ("-global_quality", "-global_quality:v"), True, "out", "constant quality"),
-    ("qscale", ("-q:v", "-qscale:v", "-q", "-qscale"), True, "out", "quality scale (global_quality = N x 118)"),
+    (
+        "qscale",
+        ("-q:v", "-qscale:v", "-q", "-qscale"),
+        True,
+        "out",
+        "quality scale (global_quality = N x 118)",
+    ),
     ("qmin", ("-qmin",), True, "out", "minimum QP"),
     ("qmax", ("-qmax",), True, "out", "maximum QP"),
     ("coder", ("-coder", "-entropy"), True, "out", "H.264 entropy coder: auto, cavlc, cabac"),
     ("a53cc", ("-a53cc",), True, "out", "keep A53 captions (0/1)"),
-    ("allow_sw", ("-allow_sw",), True, "out", "let the server fall back to a software encoder (0/1)"),
+    (
+        "allow_sw",
+        ("-allow_sw",),
+        True,
+        "out",
+        "let the server fall back to a software encoder (0/1)",
+    ),
     ("require_sw", ("-require_sw",), True, "out", "ask the server for a software encoder (0/1)"),
     ("prio_speed", ("-prio_speed",), True, "out", "prioritise speed over quality (0/1)"),
     ("power_efficient", ("-power_efficient",), True, "out", "power-efficient mode (0/1)"),
@@ -136,14 +208,32 @@ _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
     ("max_ref_frames", ("-max_ref_frames",), True, "out", "maximum reference frames"),
     ("max_slice_bytes", ("-max_slice_bytes",), True, "out", "H.264 maximum slice size"),
     ("constant_bit_rate", ("-constant_bit_rate",), True, "out", "constant bitrate mode (0/1)"),
-    ("frames_before", ("-frames_before",), True, "out", "encoder hint: more frames before the first (0/1)"),
-    ("frames_after", ("-frames_after",), True, "out", "encoder hint: more frames after the last (0/1)"),
+    (
+        "frames_before",
+        ("-frames_before",),
+        True,
+        "out",
+        "encoder hint: more frames before the first (0/1)",
+    ),
+    (
+        "frames_after",
+        ("-frames_after",),
+        True,
+        "out",
+        "encoder hint: more frames after the last (0/1)",
+    ),
     ("alpha_quality", ("-alpha_quality",), True, "out", "HEVC alpha quality 0..1"),
     ("color_range", ("-color_range",), True, "out", "colour range tag (tv, pc)"),
     ("colorspace", ("-colorspace",), True, "out", "colour matrix tag (bt709, bt2020nc...)"),
     ("color_primaries", ("-color_primaries",), True, "out", "colour primaries tag"),
     ("color_trc", ("-color_trc",), True, "out", "transfer characteristics tag"),
-    ("flags", ("-flags", "-flags:v"), True, "out", "codec flags: +global_header, +low_delay, +cgop"),
+    (
+        "flags",
+        ("-flags", "-flags:v"),
+        True,
+        "out",
+        "codec flags: +global_header, +low_delay, +cgop",
+    ),
     ("preset", ("-preset", "-preset:v"), True, "out", "local encoder preset (passed to PyAV)"),
     ("tune", ("-tune", "-tune:v"), True, "out", "local encoder tune"),
     ("crf", ("-crf", "-crf:v"), True, "out", "local encoder CRF"),
@@ -153,32 +243,139 @@ _OPTIONS: list[tuple[str, tuple[str, ...], bool, str, str]] = [
     ("ar", ("-ar", "-ar:a"), True, "out", "audio sample rate for a local audio encoder"),
     ("ac", ("-ac", "-ac:a"), True, "out", "audio channels for a local audio encoder"),
     ("metadata", ("-metadata",), True, "out", "container metadata KEY=VALUE"),
-    ("muxer_option", ("-hls_time", "-hls_segment_type", "-hls_segment_filename", "-hls_fmp4_init_filename",
-                      "-hls_playlist_type", "-hls_list_size", "-hls_base_url", "-hls_flags", "-hls_segment_options",
-                      "-start_number", "-movflags", "-avoid_negative_ts", "-max_delay"), True, "out",
-     "muxer options passed to FFmpeg (HLS: -f hls -hls_time 4 ...; MP4: -movflags)"),
+    (
+        "muxer_option",
+        (
+            "-hls_time",
+            "-hls_segment_type",
+            "-hls_segment_filename",
+            "-hls_fmp4_init_filename",
+            "-hls_playlist_type",
+            "-hls_list_size",
+            "-hls_base_url",
+            "-hls_flags",
+            "-hls_segment_options",
+            "-start_number",
+            "-movflags",
+            "-avoid_negative_ts",
+            "-max_delay",
+        ),
+        True,
+        "out",
+        "muxer options passed to FFmpeg (HLS: -f hls -hls_time 4 ...; MP4: -movflags)",
+    ),
     ("copyts", ("-copyts",), False, "out", "keep the input's timestamps"),
-    ("start_at_zero", ("-start_at_zero",), False, "out", "with -copyts, shift so the input starts at 0"),
-    ("af", ("-af", "-filter:a"), True, "out", "audio filter chain for re-encoded audio (volume=2 ...)"),
-    ("video_tag", ("-tag:v", "-vtag"), True, "out", "video codec tag in the container (hvc1, avc1)"),
+    (
+        "start_at_zero",
+        ("-start_at_zero",),
+        False,
+        "out",
+        "with -copyts, shift so the input starts at 0",
+    ),
+    (
+        "af",
+        ("-af", "-filter:a"),
+        True,
+        "out",
+        "audio filter chain for re-encoded audio (volume=2 ...)",
+    ),
+    (
+        "video_tag",
+        ("-tag:v", "-vtag"),
+        True,
+        "out",
+        "video codec tag in the container (hvc1, avc1)",
+    ),
     ("framerate", ("-framerate",), True, "in", "demuxer option: input frame rate"),
     ("video_size", ("-video_size",), True, "in", "demuxer option: input frame size"),
-    ("vt_remote_host", ("-vt_remote_host",), True, "both", "server HOST:PORT, a list A:P,B:P, a pool name from the config file, or mdns (default: an embedded server on 127.0.0.1)"),
-    ("vt_remote_fallback", ("-vt_remote_fallback",), True, "both", "when no server can be had: local (encode here with libx264/libx265) or none"),
-    ("vt_remote_parallel", ("-vt_remote_parallel",), True, "out", "encode keyframe-aligned segments on N servers at once"),
+    (
+        "vt_remote_host",
+        ("-vt_remote_host",),
+        True,
+        "both",
+        "server HOST:PORT, a list A:P,B:P, a pool name from the config file, or mdns (default: an embedded server on 127.0.0.1)",
+    ),
+    (
+        "vt_remote_fallback",
+        ("-vt_remote_fallback",),
+        True,
+        "both",
+        "when no server can be had: local (encode here with libx264/libx265) or none",
+    ),
+    (
+        "vt_remote_parallel",
+        ("-vt_remote_parallel",),
+        True,
+        "out",
+        "encode keyframe-aligned segments on N servers at once",
+    ),
     ("vt_remote_token", ("-vt_remote_token",), True, "both", "server token (or $VTREMOTE_TOKEN)"),
-    ("vt_remote_tls", ("-vt_remote_tls",), True, "both", "1: connect with TLS (unknown servers are trusted on first use)"),
-    ("vt_remote_tls_fingerprint", ("-vt_remote_tls_fingerprint",), True, "both", "SHA-256 fingerprint the server's certificate must have (implies TLS)"),
-    ("vt_remote_tls_ca", ("-vt_remote_tls_ca",), True, "both", "CA file the server's certificate must chain to (implies TLS)"),
-    ("vt_remote_wire_compression", ("-vt_remote_wire_compression",), True, "both", "none, lz4, zstd or auto"),
+    (
+        "vt_remote_tls",
+        ("-vt_remote_tls",),
+        True,
+        "both",
+        "1: connect with TLS (unknown servers are trusted on first use)",
+    ),
+    (
+        "vt_remote_tls_fingerprint",
+        ("-vt_remote_tls_fingerprint",),
+        True,
+        "both",
+        "SHA-256 fingerprint the server's certificate must have (implies TLS)",
+    ),
+    (
+        "vt_remote_tls_ca",
+        ("-vt_remote_tls_ca",),
+        True,
+        "both",
+        "CA file the server's certificate must chain to (implies TLS)",
+    ),
+    (
+        "vt_remote_wire_compression",
+        ("-vt_remote_wire_compression",),
+        True,
+        "both",
+        "none, lz4, zstd or auto",
+    ),
     ("vt_remote_inflight", ("-vt_remote_inflight",), True, "both", "frames in flight, 1..128 (16)"),
-    ("vt_remote_timeout_ms", ("-vt_remote_timeout_ms",), True, "both", "network timeout in ms, 100..60000 (5000)"),
-    ("vt_remote_log_level", ("-vt_remote_log_level",), True, "global", "client log level (0 error, 1 info, 2 debug)"),
-    ("vt_remote_transcode", ("-vt_remote_transcode",), True, "out", "packet transcode on the server: auto, 1 (required) or 0 (raw frames)"),
-    ("vt_remote_keep_partial", ("-vt_remote_keep_partial",), True, "out", "on failure keep the output as NAME.partial.EXT (0/1)"),
+    (
+        "vt_remote_timeout_ms",
+        ("-vt_remote_timeout_ms",),
+        True,
+        "both",
+        "network timeout in ms, 100..60000 (5000)",
+    ),
+    (
+        "vt_remote_log_level",
+        ("-vt_remote_log_level",),
+        True,
+        "global",
+        "client log level (0 error, 1 info, 2 debug)",
+    ),
+    (
+        "vt_remote_transcode",
+        ("-vt_remote_transcode",),
+        True,
+        "out",
+        "packet transcode on the server: auto, 1 (required) or 0 (raw frames)",
+    ),
+    (
+        "vt_remote_keep_partial",
+        ("-vt_remote_keep_partial",),
+        True,
+        "out",
+        "on failure keep the output as NAME.partial.EXT (0/1)",
+    ),
     ("overwrite", ("-y",), False, "global", "overwrite the output"),
     ("no_overwrite", ("-n",), False, "global", "never overwrite the output"),
-    ("loglevel", ("-loglevel", "-v"), True, "global", "quiet, error, warning, info, verbose, debug"),
+    (
+        "loglevel",
+        ("-loglevel", "-v"),
+        True,
+        "global",
+        "quiet, error, warning, info, verbose, debug",
+    ),
     ("nostats", ("-nostats",), False, "global", "no progress display"),
     ("stats", ("-stats",), False, "global", "progress display (default when stderr is a terminal)"),
     ("hide_banner", ("-hide_banner",), False, "global", "accepted for ffmpeg compatibility"),
@@ -198,15 +395,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="ffmpeg-style front end of vtremote: video encode/decode on a vtremoted server.",
     )
     parser.set_defaults(events=[], inputs=[])
-    parser.add_argument("-i", dest="inputs", action=_Input, metavar="INPUT", help="input file or lavfi graph")
+    parser.add_argument(
+        "-i", dest="inputs", action=_Input, metavar="INPUT", help="input file or lavfi graph"
+    )
     for dest, flags, takes_value, _where, help_text in _OPTIONS:
         if takes_value:
             parser.add_argument(*flags, dest=dest, action=_Record, metavar="VALUE", help=help_text)
         else:
             parser.add_argument(*flags, dest=dest, action=_Record, nargs=0, help=help_text)
-    parser.add_argument("-h", "-help", "--help", dest="help", action="store_true", help="show this help")
-    parser.add_argument("-version", "--version", dest="version", action="store_true", help="show the version")
-    parser.add_argument("output", nargs="?", metavar="OUTPUT", help="output file, or - with -f null")
+    parser.add_argument(
+        "-h", "-help", "--help", dest="help", action="store_true", help="show this help"
+    )
+    parser.add_argument(
+        "-version", "--version", dest="version", action="store_true", help="show the version"
+    )
+    parser.add_argument(
+        "output", nargs="?", metavar="OUTPUT", help="output file, or - with -f null"
+    )
     return parser
 
 
@@ -220,7 +425,9 @@ def _stream_type(option: str) -> str:
     return {"-vcodec": "v", "-acodec": "a", "-scodec": "s"}.get(option, "*")
 
 
-_TAKES_VALUE = {flag: takes for _d, flags, takes, _w, _h in _OPTIONS for flag in flags} | {"-i": True}
+_TAKES_VALUE = {flag: takes for _d, flags, takes, _w, _h in _OPTIONS for flag in flags} | {
+    "-i": True
+}
 _FLAGS_ONLY = {"-h", "-help", "--help", "-version", "--version"}
 
 
@@ -254,7 +461,9 @@ def _normalize(argv: Sequence[str]) -> list[str]:
             outputs.append(token)
             out.append(token)
     if len(outputs) > 1:
-        raise UsageError(f"more than one output ({', '.join(outputs)}): vtremote writes exactly one")
+        raise UsageError(
+            f"more than one output ({', '.join(outputs)}): vtremote writes exactly one"
+        )
     return out
 
 
@@ -266,7 +475,9 @@ def parse_command(argv: Sequence[str]) -> tuple[JobSpec | None, argparse.Namespa
         return None, ns
     inputs = [InputSpec(url) for url in ns.inputs]
     if not inputs:
-        raise UsageError("no input: give at least one -i INPUT (a file, or -f lavfi -i testsrc2=...)")
+        raise UsageError(
+            "no input: give at least one -i INPUT (a file, or -f lavfi -i testsrc2=...)"
+        )
     if ns.output is None:
         raise UsageError("no output file: give OUTPUT last (or -f null -)")
     out = OutputSpec(ns.output)
@@ -278,7 +489,9 @@ def parse_command(argv: Sequence[str]) -> tuple[JobSpec | None, argparse.Namespa
             _apply_global(cmd, ev)
         elif is_input:
             if where == "out":
-                raise UsageError(f"option {ev.option} ({ev.value}) cannot be applied to input {inputs[ev.input_index].url!r}: put it after the last -i")
+                raise UsageError(
+                    f"option {ev.option} ({ev.value}) cannot be applied to input {inputs[ev.input_index].url!r}: put it after the last -i"
+                )
             _apply_input(inputs[ev.input_index], ev)
         else:
             if where == "in":
@@ -301,7 +514,17 @@ def _apply_global(cmd: JobSpec, ev: _Event) -> None:
     elif ev.dest == "loglevel":
         level = str(ev.value).split("+")[-1].lower()
         names = {"quiet", "panic", "fatal", "error", "warning", "info", "verbose", "debug", "trace"}
-        numbers = {"-8": "quiet", "0": "panic", "8": "fatal", "16": "error", "24": "warning", "32": "info", "40": "verbose", "48": "debug", "56": "trace"}
+        numbers = {
+            "-8": "quiet",
+            "0": "panic",
+            "8": "fatal",
+            "16": "error",
+            "24": "warning",
+            "32": "info",
+            "40": "verbose",
+            "48": "debug",
+            "56": "trace",
+        }
         level = numbers.get(level, level)
         if level not in names:
             raise UsageError(f"-loglevel {ev.value!r} is not one of {', '.join(sorted(names))}")
@@ -311,9 +534,19 @@ def _apply_global(cmd: JobSpec, ev: _Event) -> None:
         value = str(ev.value)
         cmd.loglevel = {"0": "error", "1": "info", "2": "debug"}.get(value, cmd.loglevel)
         if value not in ("0", "1", "2"):
-            numbers = {"-8": "quiet", "16": "error", "24": "warning", "32": "info", "40": "verbose", "48": "debug", "56": "trace"}
+            numbers = {
+                "-8": "quiet",
+                "16": "error",
+                "24": "warning",
+                "32": "info",
+                "40": "verbose",
+                "48": "debug",
+                "56": "trace",
+            }
             if value not in numbers:
-                raise UsageError(f"-vt_remote_log_level {value!r} is not 0, 1, 2 or an AV_LOG_* number")
+                raise UsageError(
+                    f"-vt_remote_log_level {value!r} is not 0, 1, 2 or an AV_LOG_* number"
+                )
             cmd.loglevel = numbers[value]
 
 
@@ -332,7 +565,9 @@ def _apply_remote(remote: RemoteOptions, ev: _Event) -> bool:
     elif ev.dest == "vt_remote_wire_compression":
         key = value.lower()
         if key not in ("none", "lz4", "zstd", "auto", "0", "1", "2"):
-            raise UsageError(f"-vt_remote_wire_compression {value!r} is not none, lz4, zstd or auto")
+            raise UsageError(
+                f"-vt_remote_wire_compression {value!r} is not none, lz4, zstd or auto"
+            )
         remote.compression = key
     elif ev.dest == "vt_remote_inflight":
         remote.inflight = parse_int(value, "-vt_remote_inflight")
@@ -389,7 +624,9 @@ def _parse_flags(text: str, current: int) -> int:
     for token in re.findall(r"[+-]?[a-z_]+", text):
         sign, name = (token[0], token[1:]) if token[0] in "+-" else ("+", token)
         if name not in _FLAG_BITS:
-            raise UsageError(f"-flags {text!r}: flag {name!r} is not one of {', '.join(_FLAG_BITS)}")
+            raise UsageError(
+                f"-flags {text!r}: flag {name!r} is not one of {', '.join(_FLAG_BITS)}"
+            )
         flags = flags | _FLAG_BITS[name] if sign == "+" else flags & ~_FLAG_BITS[name]
     return flags
 
@@ -479,7 +716,15 @@ def _apply_output(out: OutputSpec, ev: _Event) -> None:
         v["global_quality"] = round(q * 118)
         v["flags"] = v.get("flags", 0) | _FLAG_BITS["qscale"]
         out.codec_options["q"] = value
-    elif dest in ("qmin", "qmax", "max_ref_frames", "max_slice_bytes", "prio_speed", "power_efficient", "spatial_aq"):
+    elif dest in (
+        "qmin",
+        "qmax",
+        "max_ref_frames",
+        "max_slice_bytes",
+        "prio_speed",
+        "power_efficient",
+        "spatial_aq",
+    ):
         v[dest] = parse_int(value, ev.option)
         if dest in ("qmin", "qmax"):
             out.codec_options[dest] = value

@@ -31,7 +31,9 @@ from vtremote.wire import messages as m
 from vtremote.wire.constants import HelloStatus
 
 
-def probe(address: str, *, token: str = "", timeout: float = 5.0, tls: TLSOptions | None = None) -> dict[str, Any]:
+def probe(
+    address: str, *, token: str = "", timeout: float = 5.0, tls: TLSOptions | None = None
+) -> dict[str, Any]:
     """HELLO -> HELLO_ACK; a dict describing the server. Raises on connection failures."""
     t0 = time.monotonic()
     transport = Transport.connect(address, timeout=timeout, tls=tls)
@@ -42,7 +44,9 @@ def probe(address: str, *, token: str = "", timeout: float = 5.0, tls: TLSOption
         if isinstance(ack, m.Error):
             raise transport.remote_error(ack)
         if not isinstance(ack, m.HelloAck):
-            raise RemoteProtocolError(f"{transport.name} answered HELLO with {type(ack).__name__.upper()}")
+            raise RemoteProtocolError(
+                f"{transport.name} answered HELLO with {type(ack).__name__.upper()}"
+            )
         message = ""
         if ack.status != HelloStatus.OK:
             try:
@@ -54,8 +58,16 @@ def probe(address: str, *, token: str = "", timeout: float = 5.0, tls: TLSOption
     finally:
         transport.close()
     codecs, exts = ext.split_capabilities(ack.capabilities)
-    engines = [c[len(ext.CAP_ENGINE_PREFIX) :] for c in ack.capabilities if c.startswith(ext.CAP_ENGINE_PREFIX)]
-    statuses = {int(HelloStatus.OK): "ok", int(HelloStatus.BUSY): "busy", int(HelloStatus.AUTH_FAILED): "authentication failed"}
+    engines = [
+        c[len(ext.CAP_ENGINE_PREFIX) :]
+        for c in ack.capabilities
+        if c.startswith(ext.CAP_ENGINE_PREFIX)
+    ]
+    statuses = {
+        int(HelloStatus.OK): "ok",
+        int(HelloStatus.BUSY): "busy",
+        int(HelloStatus.AUTH_FAILED): "authentication failed",
+    }
     status = statuses.get(ack.status, f"refused (status {ack.status})")
     # Without ext:busy the counts are the reference's constants 4 and 1 (VTR1.md §2.2).
     counts_real = ext.CAP_BUSY in exts
@@ -71,7 +83,8 @@ def probe(address: str, *, token: str = "", timeout: float = 5.0, tls: TLSOption
         "extensions": sorted(exts),
         "active_sessions": ack.active_sessions if counts_real else None,
         "max_sessions": ack.max_sessions if counts_real else None,
-        "protocol": "VTR1 v1" + (" + extensions" if exts else " (reference-compatible server, no extensions)"),
+        "protocol": "VTR1 v1"
+        + (" + extensions" if exts else " (reference-compatible server, no extensions)"),
         "hello_ms": round(rtt * 1000, 3),
     }
 
@@ -105,16 +118,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         allow_abbrev=False,
         description="Ask a vtremoted what it offers (HELLO only; no codec is opened).",
     )
-    parser.add_argument("address", metavar="HOST:PORT", nargs="?",
-                        help="server address ([v6]:port and host names work)")
-    parser.add_argument("--discover", action="store_true",
-                        help="list the servers announced on the LAN (mDNS _vtremote._tcp) with live session counts")
-    parser.add_argument("--wait", type=float, default=2.0, help="seconds to listen with --discover (2)")
+    parser.add_argument(
+        "address",
+        metavar="HOST:PORT",
+        nargs="?",
+        help="server address ([v6]:port and host names work)",
+    )
+    parser.add_argument(
+        "--discover",
+        action="store_true",
+        help="list the servers announced on the LAN (mDNS _vtremote._tcp) with live session counts",
+    )
+    parser.add_argument(
+        "--wait", type=float, default=2.0, help="seconds to listen with --discover (2)"
+    )
     parser.add_argument("--token", default="", help="token, if the server requires one")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
     parser.add_argument("--tls", action="store_true", help="connect with TLS (trust on first use)")
-    parser.add_argument("--tls-fingerprint", default="", metavar="SHA256", help="pin the server's certificate")
-    parser.add_argument("--tls-ca", default="", metavar="FILE", help="verify the server's certificate with this CA")
+    parser.add_argument(
+        "--tls-fingerprint", default="", metavar="SHA256", help="pin the server's certificate"
+    )
+    parser.add_argument(
+        "--tls-ca", default="", metavar="FILE", help="verify the server's certificate with this CA"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
@@ -127,7 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         tls = tls_options_for(args.tls, args.tls_fingerprint, args.tls_ca)
-        info = probe(args.address, token=args.token or os.environ.get(TOKEN_ENV, ""), timeout=args.timeout, tls=tls)
+        info = probe(
+            args.address,
+            token=args.token or os.environ.get(TOKEN_ENV, ""),
+            timeout=args.timeout,
+            tls=tls,
+        )
     except VTRemoteError as e:
         print(f"vtremote probe: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -156,7 +187,9 @@ def discover_main(wait: float, token: str, timeout: float, as_json: bool) -> int
             row |= {k: live[k] for k in ("status", "server_version", "engines", "max_sessions")}
             # HELLO_ACK counts the probe's own session: report the others.
             active = live["active_sessions"]
-            row["active_sessions"] = max(active - 1, 0) if active is not None and live["status"] == "ok" else active
+            row["active_sessions"] = (
+                max(active - 1, 0) if active is not None and live["status"] == "ok" else active
+            )
         except VTRemoteError as e:
             row |= {"status": f"unreachable: {e}", "active_sessions": None, "max_sessions": None}
         rows.append(row)
@@ -171,7 +204,14 @@ def discover_main(wait: float, token: str, timeout: float, as_json: bool) -> int
             sessions = "?"
         else:
             sessions = f"{r['active_sessions']}/{r['max_sessions'] or 'unlimited'}"
-        flags = ",".join(f for f, on in (("token", r["token_required"]), ("tls", r["tls_required"])) if on) or "-"
-        print(f"{r['address']:<22} {r['name']:<36} {r['advert'].get('version', '?'):<8} "
-              f"{r['advert'].get('engines', '?'):<24} sessions {sessions:<10} needs {flags:<9} {r['status']}")
+        flags = (
+            ",".join(
+                f for f, on in (("token", r["token_required"]), ("tls", r["tls_required"])) if on
+            )
+            or "-"
+        )
+        print(
+            f"{r['address']:<22} {r['name']:<36} {r['advert'].get('version', '?'):<8} "
+            f"{r['advert'].get('engines', '?'):<24} sessions {sessions:<10} needs {flags:<9} {r['status']}"
+        )
     return 0

@@ -32,13 +32,20 @@ class ProgressDisplay:
         self._last = 0.0
 
     def __enter__(self) -> ProgressDisplay:
-        if self.enabled:  # rich is loaded only for a terminal (it costs a command's start-up otherwise)
+        if (
+            self.enabled
+        ):  # rich is loaded only for a terminal (it costs a command's start-up otherwise)
             from rich.console import Console
             from rich.live import Live
             from rich.text import Text
 
             console = Console(file=self.stream, highlight=False, soft_wrap=True)
-            self._live = Live(Text(self.stats.line(), overflow="fold"), console=console, refresh_per_second=4, transient=True)
+            self._live = Live(
+                Text(self.stats.line(), overflow="fold"),
+                console=console,
+                refresh_per_second=4,
+                transient=True,
+            )
             self._live.__enter__()
         return self
 

@@ -36,66 +36,175 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vtremoted",
         description="Serve remote H.264/HEVC encode and decode sessions (VTR1 protocol v1).",
         epilog="Also: vtremoted install-service [--system] [--print] [--dir DIR] -- FLAGS... "
-               "(a launchd agent or systemd unit running vtremoted with FLAGS), vtremoted uninstall-service.",
+        "(a launchd agent or systemd unit running vtremoted with FLAGS), vtremoted uninstall-service.",
         allow_abbrev=False,
     )
-    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                   help=f"address to listen on; [V6ADDR]:PORT for IPv6, port 0 picks one (default {DEFAULT_LISTEN})")
-    p.add_argument("--token", default="",
-                   help="shared secret clients must send in HELLO (visible in ps: prefer --token-file "
-                        f"or ${TOKEN_ENV}); default none")
-    p.add_argument("--token-file", default="", metavar="FILE",
-                   help="read the token from FILE (first line; keep it mode 0600)")
-    p.add_argument("--max-sessions", type=int, default=4, metavar="N",
-                   help="concurrent sessions; more get a busy answer (0 = unlimited, default 4)")
-    p.add_argument("--engine", default="auto", choices=[*registry.CHOICES, *registry.ALIASES],
-                   help="codec engine; auto picks the best that works here (default auto)")
-    p.add_argument("--list-engines", action="store_true", help="probe every engine, print what works, exit")
-    p.add_argument("--log-level", default="info", choices=list(LOG_LEVELS), metavar="LEVEL",
-                   help="error, warning, info, debug (or 0, 1, 2 as the reference daemon); default info")
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address to listen on; [V6ADDR]:PORT for IPv6, port 0 picks one (default {DEFAULT_LISTEN})",
+    )
+    p.add_argument(
+        "--token",
+        default="",
+        help="shared secret clients must send in HELLO (visible in ps: prefer --token-file "
+        f"or ${TOKEN_ENV}); default none",
+    )
+    p.add_argument(
+        "--token-file",
+        default="",
+        metavar="FILE",
+        help="read the token from FILE (first line; keep it mode 0600)",
+    )
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=4,
+        metavar="N",
+        help="concurrent sessions; more get a busy answer (0 = unlimited, default 4)",
+    )
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=[*registry.CHOICES, *registry.ALIASES],
+        help="codec engine; auto picks the best that works here (default auto)",
+    )
+    p.add_argument(
+        "--list-engines", action="store_true", help="probe every engine, print what works, exit"
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=list(LOG_LEVELS),
+        metavar="LEVEL",
+        help="error, warning, info, debug (or 0, 1, 2 as the reference daemon); default info",
+    )
     p.add_argument("--once", action="store_true", help="serve one client, then exit")
-    p.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="close a session whose client stays silent this long (default 30)")
-    p.add_argument("--no-extensions", dest="extensions", action="store_false",
-                   help="behave as a plain VTR1 v1 daemon: the reference's 22-byte HELLO_ACK, no "
-                        "capabilities, lock-step decode (for testing clients)")
-    p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="on SIGTERM/SIGINT, how long running sessions may finish (default 30)")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="close a session whose client stays silent this long (default 30)",
+    )
+    p.add_argument(
+        "--no-extensions",
+        dest="extensions",
+        action="store_false",
+        help="behave as a plain VTR1 v1 daemon: the reference's 22-byte HELLO_ACK, no "
+        "capabilities, lock-step decode (for testing clients)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long running sessions may finish (default 30)",
+    )
     g = p.add_argument_group("admission (unauthenticated connections)")
-    g.add_argument("--handshake-timeout", type=float, default=5.0, metavar="SECONDS",
-                   help="a complete HELLO must arrive this soon after connecting (default 5)")
-    g.add_argument("--max-handshakes", type=int, default=64, metavar="N",
-                   help="connections waiting for HELLO, all sources together (default 64)")
-    g.add_argument("--max-handshakes-per-source", type=int, default=8, metavar="N",
-                   help="connections waiting for HELLO from one address; the oldest makes way (default 8)")
-    g.add_argument("--auth-block-after", type=int, default=10, metavar="N",
-                   help="wrong tokens from one address before it is refused for a while (default 10)")
-    g.add_argument("--auth-block-seconds", type=float, default=60.0, metavar="SECONDS",
-                   help="how long such an address is refused (default 60)")
+    g.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a complete HELLO must arrive this soon after connecting (default 5)",
+    )
+    g.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=64,
+        metavar="N",
+        help="connections waiting for HELLO, all sources together (default 64)",
+    )
+    g.add_argument(
+        "--max-handshakes-per-source",
+        type=int,
+        default=8,
+        metavar="N",
+        help="connections waiting for HELLO from one address; the oldest makes way (default 8)",
+    )
+    g.add_argument(
+        "--auth-block-after",
+        type=int,
+        default=10,
+        metavar="N",
+        help="wrong tokens from one address before it is refused for a while (default 10)",
+    )
+    g.add_argument(
+        "--auth-block-seconds",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long such an address is refused (default 60)",
+    )
     t = p.add_argument_group("TLS")
-    t.add_argument("--tls", action="store_true",
-                   help="offer TLS with a self-signed certificate made on first start (fingerprint in the log)")
-    t.add_argument("--tls-cert", default="", metavar="PEM", help="certificate chain to serve (implies --tls)")
+    t.add_argument(
+        "--tls",
+        action="store_true",
+        help="offer TLS with a self-signed certificate made on first start (fingerprint in the log)",
+    )
+    t.add_argument(
+        "--tls-cert", default="", metavar="PEM", help="certificate chain to serve (implies --tls)"
+    )
     t.add_argument("--tls-key", default="", metavar="PEM", help="private key of --tls-cert")
-    t.add_argument("--tls-dir", default="", metavar="DIR",
-                   help="where the self-signed certificate is kept (default ~/.config/vtremoted)")
-    t.add_argument("--tls-client-ca", default="", metavar="PEM",
-                   help="require client certificates signed by this CA (mutual TLS)")
-    t.add_argument("--require-tls", action="store_true",
-                   help="refuse plain TCP clients (default: TLS and plain VTR1 share the port)")
-    p.add_argument("--metrics", default="", metavar="HOST:PORT",
-                   help="serve Prometheus metrics at /metrics and a health answer at /healthz")
-    p.add_argument("--no-advertise", dest="advertise", action="store_false", default=True,
-                   help="do not announce this server on the LAN (mDNS _vtremote._tcp)")
-    p.add_argument("--advertise", dest="advertise", action="store_true",
-                   help="announce this server on mDNS (the default; on loopback only when listening there)")
+    t.add_argument(
+        "--tls-dir",
+        default="",
+        metavar="DIR",
+        help="where the self-signed certificate is kept (default ~/.config/vtremoted)",
+    )
+    t.add_argument(
+        "--tls-client-ca",
+        default="",
+        metavar="PEM",
+        help="require client certificates signed by this CA (mutual TLS)",
+    )
+    t.add_argument(
+        "--require-tls",
+        action="store_true",
+        help="refuse plain TCP clients (default: TLS and plain VTR1 share the port)",
+    )
+    p.add_argument(
+        "--metrics",
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at /metrics and a health answer at /healthz",
+    )
+    p.add_argument(
+        "--no-advertise",
+        dest="advertise",
+        action="store_false",
+        default=True,
+        help="do not announce this server on the LAN (mDNS _vtremote._tcp)",
+    )
+    p.add_argument(
+        "--advertise",
+        dest="advertise",
+        action="store_true",
+        help="announce this server on mDNS (the default; on loopback only when listening there)",
+    )
     test = p.add_argument_group("test-only (measuring and failover tests; never in production)")
-    test.add_argument("--throttle-fps", type=float, default=0.0, metavar="R",
-                      help="each session takes at most R frames/packets per second (with --engine null: "
-                           "a server of known speed for fleet benchmarks)")
-    test.add_argument("--die-after-frames", type=int, default=None, metavar="N",
-                      help="SIGKILL this process when a session receives frame/packet N+1")
-    test.add_argument("--die-at-flush", action="store_true", help="SIGKILL this process when a session receives FLUSH")
+    test.add_argument(
+        "--throttle-fps",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="each session takes at most R frames/packets per second (with --engine null: "
+        "a server of known speed for fleet benchmarks)",
+    )
+    test.add_argument(
+        "--die-after-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="SIGKILL this process when a session receives frame/packet N+1",
+    )
+    test.add_argument(
+        "--die-at-flush",
+        action="store_true",
+        help="SIGKILL this process when a session receives FLUSH",
+    )
     p.add_argument("--version", action="version", version=f"vtremoted {vtremote.__version__}")
     return p
 
@@ -138,7 +247,9 @@ def read_token(args: argparse.Namespace) -> str:
             with open(args.token_file, encoding="utf-8") as f:
                 token = f.readline().rstrip("\r\n")
         except OSError as e:
-            raise ConfigError(f"cannot read --token-file {args.token_file}: {e.strerror or e}") from e
+            raise ConfigError(
+                f"cannot read --token-file {args.token_file}: {e.strerror or e}"
+            ) from e
         if not token:
             raise ConfigError(f"--token-file {args.token_file} is empty")
         return token
@@ -159,14 +270,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         faults = TestFaults(args.die_after_frames, args.die_at_flush, args.throttle_fps)
         config = ServerConfig(
-            listen=args.listen, token=read_token(args), max_sessions=args.max_sessions, engine=args.engine,
-            idle_timeout=args.idle_timeout, log_level=args.log_level, once=args.once,
-            drain_timeout=args.drain_timeout, extensions=args.extensions,
-            handshake_timeout=args.handshake_timeout, max_handshakes=args.max_handshakes,
-            max_handshakes_per_source=args.max_handshakes_per_source, auth_block_after=args.auth_block_after,
-            auth_block_seconds=args.auth_block_seconds, tls=args.tls, tls_cert=args.tls_cert,
-            tls_key=args.tls_key, tls_state_dir=args.tls_dir, tls_client_ca=args.tls_client_ca,
-            require_tls=args.require_tls, metrics=args.metrics,
+            listen=args.listen,
+            token=read_token(args),
+            max_sessions=args.max_sessions,
+            engine=args.engine,
+            idle_timeout=args.idle_timeout,
+            log_level=args.log_level,
+            once=args.once,
+            drain_timeout=args.drain_timeout,
+            extensions=args.extensions,
+            handshake_timeout=args.handshake_timeout,
+            max_handshakes=args.max_handshakes,
+            max_handshakes_per_source=args.max_handshakes_per_source,
+            auth_block_after=args.auth_block_after,
+            auth_block_seconds=args.auth_block_seconds,
+            tls=args.tls,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_state_dir=args.tls_dir,
+            tls_client_ca=args.tls_client_ca,
+            require_tls=args.require_tls,
+            metrics=args.metrics,
             faults=faults if faults.active else None,
         )
     except ConfigError as e:
@@ -183,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         if signals_seen > 1 and signum == signal.SIGINT:
             log.warning("second interrupt: exiting now")
             os._exit(130)
-        log.info("%s received: draining sessions (Ctrl-C again to exit at once)", signal.Signals(signum).name)
+        log.info(
+            "%s received: draining sessions (Ctrl-C again to exit at once)",
+            signal.Signals(signum).name,
+        )
         server.request_shutdown()
 
     # Handlers first: once the listening line is out, a signal must drain, not kill.

@@ -40,14 +40,28 @@ class ServiceFile:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vtremoted install-service", allow_abbrev=False,
-                                description="Install (or remove) vtremoted as a systemd unit or launchd agent.")
-    p.add_argument("--platform", choices=["linux", "macos"], default="macos" if sys.platform == "darwin" else "linux",
-                   help="service manager to write for (default: this host's)")
-    p.add_argument("--system", action="store_true",
-                   help="a system-wide service (root) instead of one for the current user")
-    p.add_argument("--print", dest="print_only", action="store_true", help="print the file, install nothing")
-    p.add_argument("--dir", default="", metavar="DIR", help="write the file into DIR and do not load it")
+    p = argparse.ArgumentParser(
+        prog="vtremoted install-service",
+        allow_abbrev=False,
+        description="Install (or remove) vtremoted as a systemd unit or launchd agent.",
+    )
+    p.add_argument(
+        "--platform",
+        choices=["linux", "macos"],
+        default="macos" if sys.platform == "darwin" else "linux",
+        help="service manager to write for (default: this host's)",
+    )
+    p.add_argument(
+        "--system",
+        action="store_true",
+        help="a system-wide service (root) instead of one for the current user",
+    )
+    p.add_argument(
+        "--print", dest="print_only", action="store_true", help="print the file, install nothing"
+    )
+    p.add_argument(
+        "--dir", default="", metavar="DIR", help="write the file into DIR and do not load it"
+    )
     p.add_argument("--no-load", action="store_true", help="write the file but do not start it")
     return p
 
@@ -59,30 +73,34 @@ def command_line(server_args: list[str]) -> list[str]:
 
 def systemd_unit(server_args: list[str], system: bool) -> str:
     exec_start = " ".join(shlex.quote(a) for a in command_line(server_args))
-    return "\n".join([
-        "[Unit]",
-        "Description=vtremoted remote video encode/decode server (VTR1)",
-        "After=network-online.target",
-        "Wants=network-online.target",
-        "",
-        "[Service]",
-        "Type=simple",
-        f"ExecStart={exec_start}",
-        "Restart=on-failure",
-        "RestartSec=2",
-        "KillSignal=SIGTERM",
-        "TimeoutStopSec=45",
-        "NoNewPrivileges=yes",
-        "UMask=0077",
-        "",
-        "[Install]",
-        f"WantedBy={'multi-user.target' if system else 'default.target'}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "[Unit]",
+            "Description=vtremoted remote video encode/decode server (VTR1)",
+            "After=network-online.target",
+            "Wants=network-online.target",
+            "",
+            "[Service]",
+            "Type=simple",
+            f"ExecStart={exec_start}",
+            "Restart=on-failure",
+            "RestartSec=2",
+            "KillSignal=SIGTERM",
+            "TimeoutStopSec=45",
+            "NoNewPrivileges=yes",
+            "UMask=0077",
+            "",
+            "[Install]",
+            f"WantedBy={'multi-user.target' if system else 'default.target'}",
+            "",
+        ]
+    )
 
 
 def launchd_plist(server_args: list[str], system: bool) -> str:
-    log_dir = "/Library/Logs" if system else os.path.join(os.path.expanduser("~"), "Library", "Logs")
+    log_dir = (
+        "/Library/Logs" if system else os.path.join(os.path.expanduser("~"), "Library", "Logs")
+    )
     doc = {
         "Label": LABEL,
         "ProgramArguments": command_line(server_args),
@@ -96,14 +114,18 @@ def launchd_plist(server_args: list[str], system: bool) -> str:
     return plistlib.dumps(doc).decode()
 
 
-def service_file(platform: str, server_args: list[str], system: bool, directory: str = "") -> ServiceFile:
+def service_file(
+    platform: str, server_args: list[str], system: bool, directory: str = ""
+) -> ServiceFile:
     home = Path(os.path.expanduser("~"))
     if platform == "linux":
         default = Path("/etc/systemd/system") if system else home / ".config" / "systemd" / "user"
         path = Path(directory or default) / f"{NAME}.service"
         ctl = ["systemctl"] if system else ["systemctl", "--user"]
         return ServiceFile(
-            "linux", path, systemd_unit(server_args, system),
+            "linux",
+            path,
+            systemd_unit(server_args, system),
             load=[[*ctl, "daemon-reload"], [*ctl, "enable", "--now", f"{NAME}.service"]],
             unload=[[*ctl, "disable", "--now", f"{NAME}.service"], [*ctl, "daemon-reload"]],
         )
@@ -111,7 +133,9 @@ def service_file(platform: str, server_args: list[str], system: bool, directory:
     path = Path(directory or default) / f"{LABEL}.plist"
     domain = "system" if system else f"gui/{os.getuid()}"
     return ServiceFile(
-        "macos", path, launchd_plist(server_args, system),
+        "macos",
+        path,
+        launchd_plist(server_args, system),
         load=[["launchctl", "bootstrap", domain, str(path)]],
         unload=[["launchctl", "bootout", f"{domain}/{LABEL}"]],
     )

@@ -60,7 +60,9 @@ class PoolConfig:
         if not self.members:
             raise ConfigError(f"pool {self.name!r} has no hosts")
         if self.fallback is not None and self.fallback not in FALLBACKS:
-            raise ConfigError(f"pool {self.name!r}: fallback {self.fallback!r} is not one of {', '.join(FALLBACKS)}")
+            raise ConfigError(
+                f"pool {self.name!r}: fallback {self.fallback!r} is not one of {', '.join(FALLBACKS)}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,9 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
-            raise ConfigError(f"{self.path}: fallback {self.fallback!r} is not one of {', '.join(FALLBACKS)}")
+            raise ConfigError(
+                f"{self.path}: fallback {self.fallback!r} is not one of {', '.join(FALLBACKS)}"
+            )
 
     def pool(self, name: str) -> PoolConfig | None:
         return self.pools.get(name)
@@ -128,7 +132,9 @@ def _pool(name: str, table: Any, where: str) -> PoolConfig:
         raise ConfigError(f"{where}: pools.{name} must be a table")
     hosts = table.get("hosts")
     if not isinstance(hosts, list):
-        raise ConfigError(f"{where}: pools.{name}.hosts must be a list of HOST:PORT strings or tables")
+        raise ConfigError(
+            f"{where}: pools.{name}.hosts must be a list of HOST:PORT strings or tables"
+        )
     weights = table.get("weights", {})
     if not isinstance(weights, dict):
         raise ConfigError(f"{where}: pools.{name}.weights must be a table of HOST:PORT = weight")
@@ -139,7 +145,9 @@ def _pool(name: str, table: Any, where: str) -> PoolConfig:
         elif isinstance(entry, dict) and isinstance(entry.get("host"), str):
             members.append(PoolMember(entry["host"], float(entry.get("weight", 1.0))))
         else:
-            raise ConfigError(f"{where}: pools.{name}.hosts entry {entry!r} is not HOST:PORT or {{host=..., weight=...}}")
+            raise ConfigError(
+                f"{where}: pools.{name}.hosts entry {entry!r} is not HOST:PORT or {{host=..., weight=...}}"
+            )
     token = table.get("token")
     fallback = table.get("fallback")
     timeout_ms = table.get("timeout_ms")

@@ -93,7 +93,9 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
     ) -> None:
         check_size(width, height)
         if not extradata:
-            raise ConfigError(f"{codec} decoding needs the stream's extradata (SPS/PPS), none given")
+            raise ConfigError(
+                f"{codec} decoding needs the stream's extradata (SPS/PPS), none given"
+            )
         self.width, self.height = width, height
         self.time_base = to_fraction(time_base, "time base")
         self.framerate = to_fraction(framerate, "frame rate")
@@ -106,12 +108,23 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         self._sent = 0
         self._offered = 0  # PACKETs handed to the socket (counted before they leave)
         self._frames = 0
-        super().__init__(address, codec, token=token, timeout=timeout, compression=compression, inflight=inflight,
-                         tls=tls, tls_fingerprint=tls_fingerprint, tls_ca=tls_ca)
+        super().__init__(
+            address,
+            codec,
+            token=token,
+            timeout=timeout,
+            compression=compression,
+            inflight=inflight,
+            tls=tls,
+            tls_fingerprint=tls_fingerprint,
+            tls_ca=tls_ca,
+        )
         offered = ext.CAP_DECODE_PIPELINE in self.extensions
         if pipeline and not offered:
             self.close()
-            raise ConfigError(f"{self.server} does not offer pipelined decoding ({ext.CAP_DECODE_PIPELINE})")
+            raise ConfigError(
+                f"{self.server} does not offer pipelined decoding ({ext.CAP_DECODE_PIPELINE})"
+            )
         #: True when PACKETs are pipelined; False in the reference's lock-step.
         self.pipelined = offered if pipeline is None else bool(pipeline)
         self.window = inflight if self.pipelined else 1
@@ -161,13 +174,17 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         )
 
     @classmethod
-    def from_stream(cls, address: str | Transport, stream: av.video.stream.VideoStream, **kwargs: Any) -> RemoteDecoder:
+    def from_stream(
+        cls, address: str | Transport, stream: av.video.stream.VideoStream, **kwargs: Any
+    ) -> RemoteDecoder:
         """A decoder for a demuxed PyAV video stream (codec, size, extradata, time base, colours)."""
         ctx = stream.codec_context
         name = ctx.name
         codec = {"h264": "h264", "hevc": "hevc", "h265": "hevc"}.get(name)
         if codec is None:
-            raise ConfigError(f"stream {stream.index} is {name}; remote decoding takes h264 or hevc")
+            raise ConfigError(
+                f"stream {stream.index} is {name}; remote decoding takes h264 or hevc"
+            )
         fmt = ctx.format.name if ctx.format is not None else ""
         deep = any(tag in fmt for tag in ("10", "12"))
         kwargs.setdefault("pix_fmt", "p010le" if deep else "nv12")
@@ -210,11 +227,17 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
             data = annexb.length_prefixed_to_annexb(data, self._nal_length_size)
         # A missing pts travels as the dts, or as 0 when both are missing (the reference
         # always sends 0, VTR1.md §5.2, which gives every frame of such a stream pts 0).
-        pts = packet.pts if packet.pts is not None else (packet.dts if packet.dts is not None else 0)
+        pts = (
+            packet.pts if packet.pts is not None else (packet.dts if packet.dts is not None else 0)
+        )
         dts = packet.dts if packet.dts is not None else pts
         duration = packet.duration if packet.duration and packet.duration > 0 else 0
-        self._send_answered(m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data), self.window,
-                            self._count_offered, self._count_sent)
+        self._send_answered(
+            m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data),
+            self.window,
+            self._count_offered,
+            self._count_sent,
+        )
         if not self.pipelined:  # lock-step: this packet's output is complete at its PONG
             self._wait(self._all_acked, lambda: "waiting for the frame of the last packet")
         out = self._take()
@@ -241,7 +264,9 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
             return None
         if self._frames >= self._offered:
             # A packet decodes to at most one frame; more would let the server fill our memory.
-            raise RemoteProtocolError(f"{self.server} sent FRAME {self._frames + 1} for {self._offered} packets sent")
+            raise RemoteProtocolError(
+                f"{self.server} sent FRAME {self._frames + 1} for {self._offered} packets sent"
+            )
         mode = self.compression
         if len(msg.planes) != 2:  # checked by the wire layer already; keep the invariant local
             raise RemoteProtocolError(f"FRAME has {len(msg.planes)} planes, needs 2")
@@ -256,7 +281,10 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
             chroma = decompress_plane(mode, p1.data, p1.size)
         # The one copy of the picture: wire planes -> a new av.VideoFrame (frames.py).
         frame = vframes.frame_from_planes(
-            self.width, self.height, self.pix_fmt, [(p0.stride, p0.height, luma), (p1.stride, p1.height, chroma)]
+            self.width,
+            self.height,
+            self.pix_fmt,
+            [(p0.stride, p0.height, luma), (p1.stride, p1.height, chroma)],
         )
         frame.pts = msg.pts
         frame.duration = msg.duration

@@ -93,7 +93,9 @@ def discover(wait: float = 1.5, *, interfaces: list[str] | None = None) -> list[
                 k.decode("utf-8", "replace"): (v or b"").decode("utf-8", "replace")
                 for k, v in info.properties.items()
             }
-            adverts.append(Advert(name.removesuffix("." + SERVICE_TYPE), addresses, info.port, props))
+            adverts.append(
+                Advert(name.removesuffix("." + SERVICE_TYPE), addresses, info.port, props)
+            )
         return adverts
     finally:
         zc.close()

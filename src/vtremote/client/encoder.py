@@ -94,7 +94,9 @@ def parse_pix_fmt(value: str | int | PixelFormat) -> PixelFormat:
     try:
         return PIX_FMT_NAMES[value.lower()]
     except KeyError:
-        raise ConfigError(f"pixel format {value!r} cannot travel on the wire; use nv12 or p010le") from None
+        raise ConfigError(
+            f"pixel format {value!r} cannot travel on the wire; use nv12 or p010le"
+        ) from None
 
 
 def parse_profile(codec: str, value: str | int | None) -> int | None:
@@ -110,7 +112,9 @@ def parse_profile(codec: str, value: str | int | None) -> int | None:
         return PROFILES[codec][key]
     except KeyError:
         names = ", ".join(PROFILES[codec])
-        raise ConfigError(f"{codec} profile {value!r} is not one of {names} (or a number)") from None
+        raise ConfigError(
+            f"{codec} profile {value!r} is not one of {names} (or a number)"
+        ) from None
 
 
 def parse_level(value: str | int | float | None) -> int:
@@ -228,7 +232,9 @@ class EncoderSettings:
         if self.max_b_frames > 0:
             o.append(("max_b_frames", str(self.max_b_frames)))
         if self.flags != 0:
-            flags = self.flags - (1 << 32) if self.flags >= (1 << 31) else self.flags  # %d of an int
+            flags = (
+                self.flags - (1 << 32) if self.flags >= (1 << 31) else self.flags
+            )  # %d of an int
             o.append(("flags", str(flags)))
         if self.global_quality > 0:
             o.append(("global_quality", str(self.global_quality)))
@@ -262,7 +268,9 @@ class EncoderSettings:
         if self.max_ref_frames > 0:
             o.append(("max_ref_frames", str(self.max_ref_frames)))
         if not h264:
-            o.append(("max_slice_bytes", "0"))  # the HEVC field is 0, so the reference always sends it
+            o.append(
+                ("max_slice_bytes", "0")
+            )  # the HEVC field is 0, so the reference always sends it
         elif self.max_slice_bytes >= 0:
             o.append(("max_slice_bytes", str(self.max_slice_bytes)))
         if self.constant_bit_rate:
@@ -325,7 +333,9 @@ class RemoteEncoder(RemoteSession["Packet"]):
         self.settings = EncoderSettings.given(settings, options)
         self.pix_fmt = parse_pix_fmt(pix_fmt)
         if codec == "h264" and self.pix_fmt is not PixelFormat.NV12:
-            raise ConfigError("H.264 sessions take NV12 frames only (VTR1.md §5.1); use hevc for P010")
+            raise ConfigError(
+                "H.264 sessions take NV12 frames only (VTR1.md §5.1); use hevc for P010"
+            )
         check_size(width, height)
         tb = to_fraction(time_base, "time base")
         assert tb is not None
@@ -342,12 +352,25 @@ class RemoteEncoder(RemoteSession["Packet"]):
         self._next_pts = 0
         self._scratch: Any = None  # chroma interleaving buffer of frames.wire_views
         self._sender: ThreadPoolExecutor | None = None
-        self._sending: deque[Future[None]] = deque()  # sends queued on the sender thread, oldest first
+        self._sending: deque[Future[None]] = (
+            deque()
+        )  # sends queued on the sender thread, oldest first
         self._sent = 0
         self._received = 0
-        super().__init__(address, codec, token=token, timeout=timeout, compression=compression, inflight=inflight,
-                         tls=tls, tls_fingerprint=tls_fingerprint, tls_ca=tls_ca)
-        self.options = self.settings.configure_options(codec, self.compression) + self._extension_options()
+        super().__init__(
+            address,
+            codec,
+            token=token,
+            timeout=timeout,
+            compression=compression,
+            inflight=inflight,
+            tls=tls,
+            tls_fingerprint=tls_fingerprint,
+            tls_ca=tls_ca,
+        )
+        self.options = (
+            self.settings.configure_options(codec, self.compression) + self._extension_options()
+        )
         fr = self.framerate or Fraction(0, 1)
         cfg = m.Configure(
             width,
@@ -390,7 +413,9 @@ class RemoteEncoder(RemoteSession["Packet"]):
         """Frames sent whose packet has not arrived yet."""
         return self._sent - self._received
 
-    def encode(self, frame: av.VideoFrame | None = None, *, keyframe: bool | None = None) -> list[Packet]:
+    def encode(
+        self, frame: av.VideoFrame | None = None, *, keyframe: bool | None = None
+    ) -> list[Packet]:
         """Send one frame; return the packets that have arrived so far (maybe none).
 
         Blocks while ``inflight`` frames are already on their way. ``frame=None``
@@ -419,7 +444,9 @@ class RemoteEncoder(RemoteSession["Packet"]):
                 "encoder holds back more frames than the window cannot answer: raise inflight)"
             ),
         )
-        self._finish_send(SEND_AHEAD - 1)  # earlier frames are on the wire (or their error is raised here)
+        self._finish_send(
+            SEND_AHEAD - 1
+        )  # earlier frames are on the wire (or their error is raised here)
         with self._cond:
             self._sent += 1
             self._stats.frames = self._sent
@@ -429,7 +456,9 @@ class RemoteEncoder(RemoteSession["Packet"]):
         # with up to SEND_AHEAD frames queued so that a slow send or a slow frame does not
         # stall the other side.
         if self._sender is None:
-            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtremote-encode-send")
+            self._sender = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="vtremote-encode-send"
+            )
         self._sending.append(self._sender.submit(self._send_frame, frame, pts, duration, keyframe))
         return self._take()
 
@@ -447,7 +476,10 @@ class RemoteEncoder(RemoteSession["Packet"]):
         """
         self._check_usable()
         self._finish_send()
-        self._wait(lambda: self.in_flight == 0, lambda: f"waiting for the packets of {self.in_flight} frame(s)")
+        self._wait(
+            lambda: self.in_flight == 0,
+            lambda: f"waiting for the packets of {self.in_flight} frame(s)",
+        )
         return self._take()
 
     def _finish_send(self, keep: int = 0) -> None:

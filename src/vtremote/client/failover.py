@@ -99,7 +99,13 @@ class Switch:
     at_pts: int | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"failed": self.failed, "reason": self.reason, "to": self.to, "replayed": self.replayed, "at_pts": self.at_pts}
+        return {
+            "failed": self.failed,
+            "reason": self.reason,
+            "to": self.to,
+            "replayed": self.replayed,
+            "at_pts": self.at_pts,
+        }
 
 
 def as_pool(pool: Pool | str, token: str, fallback: str | None) -> Pool:
@@ -131,11 +137,18 @@ class FailoverBase:
         """How many times the session moved to another server."""
         return len(self.switches)
 
-    def _record(self, failed: str, error: BaseException, to: str, replayed: int, at_pts: int | None) -> None:
+    def _record(
+        self, failed: str, error: BaseException, to: str, replayed: int, at_pts: int | None
+    ) -> None:
         self.switches.append(Switch(failed, str(error), to, replayed, at_pts))
         log.warning(
             "%s session with %s failed (%s); continued on %s, %d %s sent again%s",
-            self._kind, failed, error, to, replayed, "frames" if self._kind == "encode" else "packets",
+            self._kind,
+            failed,
+            error,
+            to,
+            replayed,
+            "frames" if self._kind == "encode" else "packets",
             f" from pts {at_pts}" if at_pts is not None else "",
         )
 
@@ -153,7 +166,11 @@ class FailoverBase:
 
     def _stats_now(self, current: SessionStats | None) -> SessionStats:
         acc = self._done_stats
-        st = SessionStats(max_inflight=acc.max_inflight, bytes_sent=acc.bytes_sent, bytes_received=acc.bytes_received)
+        st = SessionStats(
+            max_inflight=acc.max_inflight,
+            bytes_sent=acc.bytes_sent,
+            bytes_received=acc.bytes_received,
+        )
         if current is not None:
             st.bytes_sent += current.bytes_sent
             st.bytes_received += current.bytes_received
@@ -224,7 +241,9 @@ class FailoverEncoder(FailoverBase):
         self._last_dts: int | None = None
         self._last_pts: int | None = None
         self._next_pts = 0
-        self._inband: bytes = b""  # parameter sets to put in front of the next backend's first packet
+        self._inband: bytes = (
+            b""  # parameter sets to put in front of the next backend's first packet
+        )
         self.frames = 0
         self.packets = 0
         #: True once the local fallback encoder took over.
@@ -272,7 +291,9 @@ class FailoverEncoder(FailoverBase):
         st.frames, st.packets = self.frames, self.packets
         return st
 
-    def encode(self, frame: av.VideoFrame | None = None, *, keyframe: bool | None = None) -> list[Packet]:
+    def encode(
+        self, frame: av.VideoFrame | None = None, *, keyframe: bool | None = None
+    ) -> list[Packet]:
         """Send one frame; return the packets that may be handed out so far (maybe none)."""
         if frame is None:
             return self.flush()
@@ -284,7 +305,9 @@ class FailoverEncoder(FailoverBase):
             frame.pts = self._next_pts
         pts = int(frame.pts)
         if self._last_pts is not None and pts <= self._last_pts:
-            raise ConfigError(f"frame pts {pts} does not follow {self._last_pts}: failover needs increasing pts")
+            raise ConfigError(
+                f"frame pts {pts} does not follow {self._last_pts}: failover needs increasing pts"
+            )
         self._last_pts = pts
         self._next_pts = pts + max(frame.duration or self.default_duration, 1)
         self._kept[pts] = (frame, keyframe)
@@ -352,10 +375,17 @@ class FailoverEncoder(FailoverBase):
         except NoServerError as e:
             if self.pool.fallback != "local":
                 raise
-            log.warning("%s; encoding on this machine with %s (local fallback)", e, LOCAL_CODECS[self.codec])
+            log.warning(
+                "%s; encoding on this machine with %s (local fallback)", e, LOCAL_CODECS[self.codec]
+            )
             backend = LocalEncoder(
-                self.codec, width=self.width, height=self.height, pix_fmt=self.pix_fmt,
-                time_base=self.time_base, framerate=self.framerate, settings=self.settings,
+                self.codec,
+                width=self.width,
+                height=self.height,
+                pix_fmt=self.pix_fmt,
+                time_base=self.time_base,
+                framerate=self.framerate,
+                settings=self.settings,
             )
             self.fell_back = True
         self.servers.append(backend.server)
@@ -369,7 +399,9 @@ class FailoverEncoder(FailoverBase):
             old = self._backend
             failed = old.server
             self._check_switches(error)
-            with contextlib.suppress(VTRemoteError):  # packets that arrived before the failure are good
+            with contextlib.suppress(
+                VTRemoteError
+            ):  # packets that arrived before the failure are good
                 self._absorb(old._take())
             self._add_stats(old.stats)
             old.close()
@@ -383,9 +415,14 @@ class FailoverEncoder(FailoverBase):
             if self._backend.extradata != self.extradata or not self.extradata:
                 self._inband = self._backend.extradata
                 if self.extradata and self._inband:
-                    log.warning("%s has other parameter sets than %s: they go in-band with its first IDR",
-                                self._backend.server, self.servers[0])
-            self._record(failed, error, self._backend.server, len(replay), replay[0] if replay else None)
+                    log.warning(
+                        "%s has other parameter sets than %s: they go in-band with its first IDR",
+                        self._backend.server,
+                        self.servers[0],
+                    )
+            self._record(
+                failed, error, self._backend.server, len(replay), replay[0] if replay else None
+            )
             try:
                 for i, pts in enumerate(replay):
                     frame, keyframe = self._kept[pts]
@@ -399,7 +436,11 @@ class FailoverEncoder(FailoverBase):
         for pkt in packets:
             pts = pkt.pts
             if pts is None or pts not in self._kept or pts in self._arrived:
-                log.warning("dropping a packet from %s for no frame waiting (pts %s)", self._backend.server, pts)
+                log.warning(
+                    "dropping a packet from %s for no frame waiting (pts %s)",
+                    self._backend.server,
+                    pts,
+                )
                 continue
             if self._inband:
                 pkt = _with_prefix(pkt, self._inband)
@@ -448,4 +489,3 @@ def _with_prefix(pkt: Packet, prefix: bytes) -> Packet:
     out.time_base = pkt.time_base
     out.is_keyframe = pkt.is_keyframe
     return out
-

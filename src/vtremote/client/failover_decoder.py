@@ -39,8 +39,16 @@ class FailoverDecoder(FailoverBase):
 
     _kind = "decode"
 
-    def __init__(self, pool: Pool | str, codec: str = "h264", *, token: str = "", timeout: float = 5.0,
-                 max_switches: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pool: Pool | str,
+        codec: str = "h264",
+        *,
+        token: str = "",
+        timeout: float = 5.0,
+        max_switches: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(as_pool(pool, token, None), codec, timeout, max_switches)
         self._kwargs = kwargs
         self._kept: list[Packet] = []  # from the last keyframe that is safe to resume from
@@ -102,7 +110,9 @@ class FailoverDecoder(FailoverBase):
         kwargs = self._kwargs
 
         def opener(transport: Transport) -> RemoteDecoder:
-            return RemoteDecoder(transport, self.codec, token=self.pool.token, timeout=self.timeout, **kwargs)
+            return RemoteDecoder(
+                transport, self.codec, token=self.pool.token, timeout=self.timeout, **kwargs
+            )
 
         backend, _ = self.placer.open(opener, exclude=self._failed)
         self.servers.append(backend.server)
@@ -117,8 +127,11 @@ class FailoverDecoder(FailoverBase):
                 self._kept.clear()  # nothing before the first keyframe can be resumed from
         if len(self._kept) >= MAX_KEPT_PACKETS:
             # A stream with (almost) no keyframes: stop keeping rather than grow without bound.
-            log.warning("%d packets since the last keyframe: a failover before the next keyframe "
-                        "would resume there, and frames in between would be lost", len(self._kept))
+            log.warning(
+                "%d packets since the last keyframe: a failover before the next keyframe "
+                "would resume there, and frames in between would be lost",
+                len(self._kept),
+            )
             self._kept.clear()
         self._kept.append(packet)
         self.packets += 1
@@ -189,7 +202,9 @@ class FailoverDecoder(FailoverBase):
             self._failed[failed] = str(error)
             self._backend = self._place()
             replay = list(self._kept)
-            self._record(failed, error, self._backend.server, len(replay), replay[0].pts if replay else None)
+            self._record(
+                failed, error, self._backend.server, len(replay), replay[0].pts if replay else None
+            )
             try:
                 for pkt in replay:
                     frames += self._backend.decode(pkt)

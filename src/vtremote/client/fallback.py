@@ -84,7 +84,9 @@ class LocalEncoder:
         try:
             ctx.open()
         except av.error.FFmpegError as e:
-            raise EngineError(f"local fallback {self.engine} does not open for {width}x{height}: {e}") from e
+            raise EngineError(
+                f"local fallback {self.engine} does not open for {width}x{height}: {e}"
+            ) from e
         self._ctx = ctx
         #: Annex B parameter sets when they are out of band (global header), else empty.
         self.extradata = bytes(ctx.extradata or b"")
@@ -106,7 +108,9 @@ class LocalEncoder:
             frame.pts, frame.time_base, frame.duration = pts, tb, duration
         if keyframe is None:
             keyframe = frame.pict_type == av.video.frame.PictureType.I
-        frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        frame.pict_type = (
+            av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        )
         self._stats.frames += 1
         return self._out(self._ctx.encode(frame))
 

@@ -103,7 +103,9 @@ def resolve_pool(
             discover = discover_addresses
         found = discover(DISCOVERY_WAIT)
         if not found:
-            raise NoServerError(f"no vtremoted answered on the LAN (mDNS _vtremote._tcp, {DISCOVERY_WAIT:g} s)")
+            raise NoServerError(
+                f"no vtremoted answered on the LAN (mDNS _vtremote._tcp, {DISCOVERY_WAIT:g} s)"
+            )
         members = tuple(PoolMember(a) for a in found)
         return Pool(MDNS, members, token, fallback or cfg.fallback)
     named = cfg.pool(text)
@@ -178,7 +180,9 @@ class Placer:
         transport = GreetedTransport.connect(member.address, timeout=self.timeout)
         assert isinstance(transport, GreetedTransport)  # connect() builds cls
         try:
-            ack = transport.greet(m.Hello(self.pool.token, self.codec, CLIENT_NAME, f"vtremote {__version__}"))
+            ack = transport.greet(
+                m.Hello(self.pool.token, self.codec, CLIENT_NAME, f"vtremote {__version__}")
+            )
         except BaseException:
             transport.close()
             raise
@@ -194,12 +198,15 @@ class Placer:
         members = [mb for mb in self.pool.members if mb.address not in why]
         self.skipped = {
             a: "failed earlier in this session" + (f" ({why[a]})" if why[a] else "")
-            for a in self.pool.addresses if a in why
+            for a in self.pool.addresses
+            if a in why
         }
         if not members:
             return []
         results: list[Offer] = []
-        with ThreadPoolExecutor(max_workers=min(len(members), 16), thread_name_prefix="vtremote-place") as ex:
+        with ThreadPoolExecutor(
+            max_workers=min(len(members), 16), thread_name_prefix="vtremote-place"
+        ) as ex:
             futures = [(mb, ex.submit(self._greet, mb)) for mb in members]
             for mb, fut in futures:
                 try:
@@ -208,12 +215,20 @@ class Placer:
                     self.skipped[mb.address] = _reason(str(e), mb.address)
                     # A full server is normal in a busy pool; one that cannot be reached is not.
                     level = logging.INFO if isinstance(e, BusyError) else logging.WARNING
-                    log.log(level, "pool %s: skipping %s: %s", self.pool.name, mb.address, self.skipped[mb.address])
+                    log.log(
+                        level,
+                        "pool %s: skipping %s: %s",
+                        self.pool.name,
+                        mb.address,
+                        self.skipped[mb.address],
+                    )
         order = {mb.address: i for i, mb in enumerate(self.pool.members)}
         results.sort(key=lambda o: (-o.score, order[o.member.address]))
         return results
 
-    def open(self, opener: Callable[[Transport], T], exclude: Mapping[str, str] | Iterable[str] = ()) -> tuple[T, str]:
+    def open(
+        self, opener: Callable[[Transport], T], exclude: Mapping[str, str] | Iterable[str] = ()
+    ) -> tuple[T, str]:
         """Run ``opener`` on the best member's connection; the next best on failure.
 
         The members not chosen are let go before ``opener`` runs, so their slots are
@@ -232,7 +247,11 @@ class Placer:
                     reasons[a] = r
             if not offers:
                 live = [a for a in self.pool.addresses if a not in why]
-                if live and busy_tries < BUSY_RETRIES and all("busy" in reasons.get(a, "") for a in live):
+                if (
+                    live
+                    and busy_tries < BUSY_RETRIES
+                    and all("busy" in reasons.get(a, "") for a in live)
+                ):
                     time.sleep(0.1 * 2**busy_tries)
                     busy_tries += 1
                     continue
@@ -252,8 +271,13 @@ class Placer:
                 continue
             skipped = {a: r for a, r in reasons.items() if a != address}
             if len(self.pool.members) > 1:
-                log.info("pool %s: placed on %s (%s; %d server(s) skipped)",
-                         self.pool.name, address, _describe(best), len(skipped))
+                log.info(
+                    "pool %s: placed on %s (%s; %d server(s) skipped)",
+                    self.pool.name,
+                    address,
+                    _describe(best),
+                    len(skipped),
+                )
             self.skipped = skipped
             return result, address
 

@@ -64,7 +64,9 @@ CODECS = ("h264", "hevc")
 TOKEN_ENV = "VTREMOTE_TOKEN"
 
 
-def tls_options_for(tls: bool | TLSOptions, fingerprint: str = "", ca: str = "") -> TLSOptions | None:
+def tls_options_for(
+    tls: bool | TLSOptions, fingerprint: str = "", ca: str = ""
+) -> TLSOptions | None:
     """The TLS settings of a session: None for plain TCP. A pin or a CA implies TLS."""
     if isinstance(tls, TLSOptions):
         if fingerprint or ca:
@@ -78,7 +80,9 @@ def tls_options_for(tls: bool | TLSOptions, fingerprint: str = "", ca: str = "")
 def check_size(width: int, height: int) -> None:
     """The picture size a session may configure (the wire layer's FRAME limits, framing.py)."""
     if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
-        raise ConfigError(f"frame size {width}x{height} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}")
+        raise ConfigError(
+            f"frame size {width}x{height} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}"
+        )
 
 
 def to_fraction(value: Fraction | int | str | tuple[int, int] | None, what: str) -> Fraction | None:
@@ -107,7 +111,11 @@ class SessionStats:
     @property
     def wire_mbps(self) -> float:
         """Megabits per second on the wire, both directions together."""
-        return (self.bytes_sent + self.bytes_received) * 8 / self.elapsed / 1e6 if self.elapsed > 0 else 0.0
+        return (
+            (self.bytes_sent + self.bytes_received) * 8 / self.elapsed / 1e6
+            if self.elapsed > 0
+            else 0.0
+        )
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -173,11 +181,14 @@ class RemoteSession(Generic[T]):
         self._stats = SessionStats()
 
         self._transport = (
-            address if isinstance(address, Transport)
+            address
+            if isinstance(address, Transport)
             else Transport.connect(address, timeout=self.timeout, tls=tls_options)
         )
         try:
-            self.hello_ack = self._transport.hello(m.Hello(token, codec, CLIENT_NAME, f"vtremote {__version__}"))
+            self.hello_ack = self._transport.hello(
+                m.Hello(token, codec, CLIENT_NAME, f"vtremote {__version__}")
+            )
             caps = self.hello_ack.capabilities
             #: Extension capability names the server announced (VTR1.md §14; wire.extensions).
             self.extensions = ext.split_capabilities(caps)[1]
@@ -189,7 +200,9 @@ class RemoteSession(Generic[T]):
             # a message (VTR1.md §6.3, §6.4, §13.13): a PING after a few idle seconds keeps a
             # stalled pipeline alive. PING is plain v1, no option needed.
             self._keepalive_s: float = V1_KEEPALIVE_S if announced is None else announced
-            self.compression = wanted if wanted is not None else auto_compression(self._transport.peer_is_loopback)
+            self.compression = (
+                wanted if wanted is not None else auto_compression(self._transport.peer_is_loopback)
+            )
         except BaseException:
             self._transport.close()
             raise
@@ -282,8 +295,12 @@ class RemoteSession(Generic[T]):
             self._transport.close()
             self._closed = True
             raise
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vtremote-{self._kind}-planes")
-        self._thread = threading.Thread(target=self._run, name=f"vtremote-{self._kind}-recv {self.server}", daemon=True)
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"vtremote-{self._kind}-planes"
+        )
+        self._thread = threading.Thread(
+            target=self._run, name=f"vtremote-{self._kind}-recv {self.server}", daemon=True
+        )
         self._thread.start()
         return ack
 
@@ -329,12 +346,16 @@ class RemoteSession(Generic[T]):
         self._acknowledge()
         return len(self._unacked)
 
-    def _send_answered(self, msg: m.Packet, window: int, leaving: Callable[[], None], left: Callable[[], None]) -> None:
+    def _send_answered(
+        self, msg: m.Packet, window: int, leaving: Callable[[], None], left: Callable[[], None]
+    ) -> None:
         """Send ``msg`` with a PING behind it once fewer than ``window`` such PACKETs are
         unanswered; the PING's PONG answers it. ``leaving()`` runs (lock held) just before
         it leaves, ``left()`` (lock held) once it is counted as in flight."""
-        self._wait(lambda: self._unanswered() < window,
-                   lambda: f"{len(self._unacked)} packets were unanswered (window {window})")
+        self._wait(
+            lambda: self._unanswered() < window,
+            lambda: f"{len(self._unacked)} packets were unanswered (window {window})",
+        )
         with self._cond:
             # Count this packet as in flight at the moment it leaves: its PONG may be
             # handled by the receiver thread before this thread records it below.
@@ -367,12 +388,18 @@ class RemoteSession(Generic[T]):
                 if self._error is not None:
                     raise self._error
                 if self._closed:
-                    raise LocalProtocolError(f"the {self._kind} session with {self.server} is closed")
+                    raise LocalProtocolError(
+                        f"the {self._kind} session with {self.server} is closed"
+                    )
                 if self._done:
-                    raise ConnectionLostError(f"{self.server} ended the session (DONE) while {what()}")
+                    raise ConnectionLostError(
+                        f"{self.server} ended the session (DONE) while {what()}"
+                    )
                 left = self.timeout - (time.monotonic() - start)
                 if left <= 0:
-                    raise TimeoutExpiredError(f"no reply from {self.server} for {self.timeout:g} s while {what()}")
+                    raise TimeoutExpiredError(
+                        f"no reply from {self.server} for {self.timeout:g} s while {what()}"
+                    )
                 self._cond.wait(left)
                 if self._progress != seen:
                     seen, start = self._progress, time.monotonic()
@@ -432,7 +459,10 @@ class RemoteSession(Generic[T]):
                         self._cond.notify_all()
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, not swallowed
             if isinstance(e, VTRemoteError) and self.server not in str(e):
-                e.args = (f"{e.args[0] if e.args else type(e).__name__} (from {self.server})", *e.args[1:])
+                e.args = (
+                    f"{e.args[0] if e.args else type(e).__name__} (from {self.server})",
+                    *e.args[1:],
+                )
             with self._cond:
                 if not self._closed and self._error is None:
                     if isinstance(e, ConnectionLostError) and not self._done:

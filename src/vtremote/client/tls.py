@@ -80,7 +80,9 @@ class TLSOptions:
         return ctx
 
 
-def wrap(sock: socket.socket, host: str, name: str, options: TLSOptions, timeout: float) -> TLSSocket:
+def wrap(
+    sock: socket.socket, host: str, name: str, options: TLSOptions, timeout: float
+) -> TLSSocket:
     """TLS handshake on a connected socket and the server check; errors name ``name``."""
     try:
         return _handshake(sock, host, name, options, timeout)
@@ -90,12 +92,21 @@ def wrap(sock: socket.socket, host: str, name: str, options: TLSOptions, timeout
         raise
 
 
-def _handshake(sock: socket.socket, host: str, name: str, options: TLSOptions, timeout: float) -> TLSSocket:
+def _handshake(
+    sock: socket.socket, host: str, name: str, options: TLSOptions, timeout: float
+) -> TLSSocket:
     try:
-        tls = TLSSocket.handshake(sock, options.context(), server_side=False, server_hostname=host,
-                                  deadline=time.monotonic() + timeout)
+        tls = TLSSocket.handshake(
+            sock,
+            options.context(),
+            server_side=False,
+            server_hostname=host,
+            deadline=time.monotonic() + timeout,
+        )
     except ssl.SSLCertVerificationError as e:
-        raise CertificateError(f"TLS certificate of {name} rejected: {e.verify_message or e.reason}") from e
+        raise CertificateError(
+            f"TLS certificate of {name} rejected: {e.verify_message or e.reason}"
+        ) from e
     except ssl.SSLError as e:
         hint = ""
         if e.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
@@ -106,8 +117,10 @@ def _handshake(sock: socket.socket, host: str, name: str, options: TLSOptions, t
     except TimeoutError as e:
         raise TimeoutExpiredError(f"TLS handshake with {name} timed out") from e
     except OSError as e:
-        raise ConnectionLostError(f"TLS handshake with {name} failed: {e.strerror or e}"
-                                  " (the server closed the connection; does it have TLS on?)") from e
+        raise ConnectionLostError(
+            f"TLS handshake with {name} failed: {e.strerror or e}"
+            " (the server closed the connection; does it have TLS on?)"
+        ) from e
     _check_server(tls, name, options)
     return tls
 
@@ -131,7 +144,9 @@ def _check_server(tls: TLSSocket, name: str, options: TLSOptions) -> None:
     expected = known.get(name)
     if expected is None:
         add_known_host(path, name, seen)
-        log.warning("%s: first TLS connection, trusting its certificate %s (saved in %s)", name, seen, path)
+        log.warning(
+            "%s: first TLS connection, trusting its certificate %s (saved in %s)", name, seen, path
+        )
     elif normalize_fingerprint(expected) != normalize_fingerprint(seen):
         raise CertificateError(
             f"TLS fingerprint of {name} changed: {seen}, {path} has {expected}; if the server really "

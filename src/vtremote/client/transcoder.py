@@ -85,14 +85,18 @@ class TranscodeOffer:
     def refusal(self, input_codec: str, chain: Sequence[vf.FilterSpec] = ()) -> str | None:
         """Why this server cannot run the job, or None if it can (one line, for logs)."""
         if input_codec not in self.decoders:
-            return f"{self.server} cannot decode {input_codec} (it decodes {', '.join(self.decoders)})"
+            return (
+                f"{self.server} cannot decode {input_codec} (it decodes {', '.join(self.decoders)})"
+            )
         for spec in chain:
             if spec.name not in self.filters:
                 return f"{self.server} has no server-side filter {spec.name}"
         return None
 
 
-def transcode_capabilities(address: str, *, token: str = "", timeout: float = 5.0) -> TranscodeOffer | None:
+def transcode_capabilities(
+    address: str, *, token: str = "", timeout: float = 5.0
+) -> TranscodeOffer | None:
     """Ask a server what it can transcode: one HELLO, no session. None for a server without
     ``ext:transcode`` (a plain v1 server, or ours with --no-extensions).
 
@@ -185,13 +189,22 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         if codec == "h264" and self.pix_fmt is not PixelFormat.NV12:
             raise ConfigError("H.264 output is 8-bit (NV12); use hevc for 10-bit output")
         # Validate the output size here, so a bad chain fails before connecting.
-        vf.output_geometry(self.chain, vf.Geometry(input_width, input_height, tb, self.framerate, self.input_sar))
+        vf.output_geometry(
+            self.chain, vf.Geometry(input_width, input_height, tb, self.framerate, self.input_sar)
+        )
         self.time_base = tb  # until CONFIGURE_ACK says the output's
         self._sent = 0
         self._received = 0
         super().__init__(
-            address, codec, token=token, timeout=timeout, compression="none", inflight=inflight,
-            tls=tls, tls_fingerprint=tls_fingerprint, tls_ca=tls_ca,
+            address,
+            codec,
+            token=token,
+            timeout=timeout,
+            compression="none",
+            inflight=inflight,
+            tls=tls,
+            tls_fingerprint=tls_fingerprint,
+            tls_ca=tls_ca,
         )
         self._stats = TranscodeStats()
         try:
@@ -203,15 +216,24 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         self.options = opts
         fr = self.framerate or Fraction(0, 1)
         cfg = m.Configure(
-            input_width, input_height, int(self.pix_fmt), tb.numerator, tb.denominator,
-            fr.numerator, fr.denominator, tuple(opts), self.input_extradata,
+            input_width,
+            input_height,
+            int(self.pix_fmt),
+            tb.numerator,
+            tb.denominator,
+            fr.numerator,
+            fr.denominator,
+            tuple(opts),
+            self.input_extradata,
         )
         ack = self._open(cfg)
         try:
             notes = ext.split_notes(ack.warnings)[1]
             note = next((n for n in notes if n.startswith(ext.NOTE_OUTPUT + "=")), None)
             if note is None:
-                raise RemoteProtocolError(f"{self.server} accepted the transcode without saying the output geometry")
+                raise RemoteProtocolError(
+                    f"{self.server} accepted the transcode without saying the output geometry"
+                )
             out = ext.OutputNote.parse(note)
             #: Output picture size and the time base of the output packets' pts/dts.
             self.width, self.height = out.width, out.height
@@ -228,18 +250,32 @@ class RemoteTranscoder(RemoteSession["Packet"]):
             raise
         log.info(
             "transcode session with %s (%s %s, engine %s): %s %dx%d -> [%s] -> %s %dx%d tb=%s, window %d",
-            self.server, self.server_name or "v1 server", self.server_version, self.engine or "?",
-            input_codec, input_width, input_height, vf.serialize(self.chain) or "no filters",
-            codec, self.width, self.height, self.time_base, inflight,
+            self.server,
+            self.server_name or "v1 server",
+            self.server_version,
+            self.engine or "?",
+            input_codec,
+            input_width,
+            input_height,
+            vf.serialize(self.chain) or "no filters",
+            codec,
+            self.width,
+            self.height,
+            self.time_base,
+            inflight,
         )
 
     @classmethod
-    def from_stream(cls, address: str | Transport, stream: av.video.stream.VideoStream, **kwargs: Any) -> RemoteTranscoder:
+    def from_stream(
+        cls, address: str | Transport, stream: av.video.stream.VideoStream, **kwargs: Any
+    ) -> RemoteTranscoder:
         """A transcoder for a demuxed PyAV video stream (codec, size, extradata, time base, rate)."""
         ctx = stream.codec_context
         kwargs.setdefault("framerate", stream.average_rate or stream.guessed_rate)
         kwargs.setdefault("input_pix_fmt", ctx.format.name if ctx.format is not None else None)
-        kwargs.setdefault("input_sar", stream.sample_aspect_ratio or ctx.sample_aspect_ratio or None)
+        kwargs.setdefault(
+            "input_sar", stream.sample_aspect_ratio or ctx.sample_aspect_ratio or None
+        )
         if stream.time_base is None:
             raise ConfigError(f"stream {stream.index} has no time base")
         return cls(
@@ -254,7 +290,9 @@ class RemoteTranscoder(RemoteSession["Packet"]):
 
     # -- set-up ------------------------------------------------------------------------------
 
-    def _choose_pix_fmt(self, codec: str, pix_fmt: str | int | PixelFormat | None, input_pix_fmt: str | None) -> PixelFormat:
+    def _choose_pix_fmt(
+        self, codec: str, pix_fmt: str | int | PixelFormat | None, input_pix_fmt: str | None
+    ) -> PixelFormat:
         if pix_fmt is not None:
             return parse_pix_fmt(pix_fmt)
         if codec != "hevc":
@@ -269,7 +307,9 @@ class RemoteTranscoder(RemoteSession["Packet"]):
     def _check_offer(self) -> TranscodeOffer:
         offer = ext.transcode_offer(self.hello_ack.capabilities)
         if offer is None:
-            raise UnsupportedConfigError(f"{self.server} does not offer packet transcode ({ext.CAP_TRANSCODE})")
+            raise UnsupportedConfigError(
+                f"{self.server} does not offer packet transcode ({ext.CAP_TRANSCODE})"
+            )
         result = TranscodeOffer(self.server, offer[0], offer[1], self.engine)
         reason = result.refusal(self.input_codec, self.chain)
         if reason is not None:
@@ -318,13 +358,19 @@ class RemoteTranscoder(RemoteSession["Packet"]):
             return self.flush()
         self._check_usable()
         if self._flushed:
-            raise ConfigError(f"transcode() after flush(): the session with {self.server} has ended")
+            raise ConfigError(
+                f"transcode() after flush(): the session with {self.server} has ended"
+            )
         data = memoryview(packet)  # as the demuxer gave it: no conversion, no copy
         pts = packet.pts if packet.pts is not None else NOPTS
         dts = packet.dts if packet.dts is not None else NOPTS
         duration = packet.duration if packet.duration and packet.duration > 0 else 0
-        self._send_answered(m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data), self.inflight,
-                            lambda: None, self._count_sent)
+        self._send_answered(
+            m.Packet(pts, dts, duration, 1 if packet.is_keyframe else 0, data),
+            self.inflight,
+            lambda: None,
+            self._count_sent,
+        )
         return self._take()
 
     def flush(self) -> list[Packet]:
@@ -368,4 +414,10 @@ def _decimal(value: float | Fraction) -> str:
     return f"{f.numerator}/{f.denominator}" if f.denominator != 1 else str(f.numerator)
 
 
-__all__ = ["NOPTS", "RemoteTranscoder", "TranscodeOffer", "TranscodeStats", "transcode_capabilities"]
+__all__ = [
+    "NOPTS",
+    "RemoteTranscoder",
+    "TranscodeOffer",
+    "TranscodeStats",
+    "transcode_capabilities",
+]

@@ -98,7 +98,9 @@ def parse_address(address: str, default_port: int | None = None) -> tuple[str, i
     try:
         port = int(port_text)
     except ValueError:
-        raise ConfigError(f"server address {address!r}: port {port_text!r} is not a number") from None
+        raise ConfigError(
+            f"server address {address!r}: port {port_text!r} is not a number"
+        ) from None
     if not 0 < port < 65536:
         raise ConfigError(f"server address {address!r}: port {port} is outside 1..65535")
     return host, port
@@ -122,14 +124,18 @@ def parse_compression(value: str | int | WireCompression) -> WireCompression | N
         try:
             return WireCompression(value)
         except ValueError:
-            raise ConfigError(f"wire compression {value} is not 0 (none), 1 (lz4) or 2 (zstd)") from None
+            raise ConfigError(
+                f"wire compression {value} is not 0 (none), 1 (lz4) or 2 (zstd)"
+            ) from None
     key = value.strip().lower()
     if key == "auto":
         return None
     try:
         return COMPRESSION_NAMES[key]
     except KeyError:
-        raise ConfigError(f"wire compression {value!r} is not one of none, lz4, zstd, auto") from None
+        raise ConfigError(
+            f"wire compression {value!r} is not one of none, lz4, zstd, auto"
+        ) from None
 
 
 def auto_compression(peer_is_loopback: bool) -> WireCompression:
@@ -153,7 +159,12 @@ def _reason(exc: OSError) -> str:
         return f"cannot resolve host name ({exc.strerror or exc})"
     if isinstance(exc, TimeoutError):
         return "timed out"
-    text = exc.strerror or (errno.errorcode.get(exc.errno or 0) if exc.errno else None) or str(exc) or type(exc).__name__
+    text = (
+        exc.strerror
+        or (errno.errorcode.get(exc.errno or 0) if exc.errno else None)
+        or str(exc)
+        or type(exc).__name__
+    )
     return text[:1].lower() + text[1:]
 
 
@@ -168,7 +179,13 @@ def _sendmsg_all(sock: socket.socket, buffers: Sequence[m.Buffer]) -> None:
     sent = sock.sendmsg(buffers[:_IOV_MAX])
     if sent == total:
         return
-    views = [b if isinstance(b, memoryview) and b.format == "B" and b.ndim == 1 else memoryview(b).cast("B") for b in buffers if m.nbytes(b)]
+    views = [
+        b
+        if isinstance(b, memoryview) and b.format == "B" and b.ndim == 1
+        else memoryview(b).cast("B")
+        for b in buffers
+        if m.nbytes(b)
+    ]
     _advance(views, sent)
     while views:
         _advance(views, sock.sendmsg(views[:_IOV_MAX]))
@@ -194,7 +211,9 @@ class Transport:
     the caller during the handshake, before that thread starts).
     """
 
-    def __init__(self, sock: socket.socket, name: str, *, timeout: float, limits: Limits | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, name: str, *, timeout: float, limits: Limits | None = None
+    ) -> None:
         self.sock = sock
         #: ``host:port`` as the user wrote it; every error message names it.
         self.name = name
@@ -214,13 +233,20 @@ class Transport:
             self.peer_host = str(peer[0]) if isinstance(peer, tuple) else ""
         except OSError:
             self.peer_host = ""
-        self.peer_is_loopback = is_loopback(self.peer_host) if self.peer_host else sock.family == socket.AF_UNIX
+        self.peer_is_loopback = (
+            is_loopback(self.peer_host) if self.peer_host else sock.family == socket.AF_UNIX
+        )
 
     # -- connecting ----------------------------------------------------------------------
 
     @classmethod
     def connect(
-        cls, address: str, *, timeout: float, limits: Limits | None = None, tls: TLSOptions | None = None
+        cls,
+        address: str,
+        *,
+        timeout: float,
+        limits: Limits | None = None,
+        tls: TLSOptions | None = None,
     ) -> Transport:
         """Resolve ``address`` (any family), connect to the first address that answers.
 
@@ -249,11 +275,20 @@ class Transport:
             return cls(sock, name, timeout=timeout, limits=limits)
         assert last is not None
         if isinstance(last, TimeoutError):
-            raise TimeoutExpiredError(f"cannot reach {name}: timed out after {timeout:g} s") from last
+            raise TimeoutExpiredError(
+                f"cannot reach {name}: timed out after {timeout:g} s"
+            ) from last
         raise ConnectionLostError(f"cannot reach {name}: {_reason(last)}") from last
 
     @classmethod
-    def from_socket(cls, sock: socket.socket, *, name: str = "peer", timeout: float = 5.0, limits: Limits | None = None) -> Transport:
+    def from_socket(
+        cls,
+        sock: socket.socket,
+        *,
+        name: str = "peer",
+        timeout: float = 5.0,
+        limits: Limits | None = None,
+    ) -> Transport:
         """Wrap an already connected socket (a socketpair in tests, a tunnel...)."""
         with contextlib.suppress(OSError):  # not TCP (a socketpair): nothing to tune
             cls._tune(sock)
@@ -298,7 +333,9 @@ class Transport:
                     f"sending to {self.name} stalled for {self.timeout:g} s (the server stopped reading)"
                 ) from e
             except OSError as e:
-                raise ConnectionLostError(f"connection to {self.name} lost while sending: {_reason(e)}") from e
+                raise ConnectionLostError(
+                    f"connection to {self.name} lost while sending: {_reason(e)}"
+                ) from e
             self.last_send = time.monotonic()
             return self.pings_sent
 
@@ -316,7 +353,9 @@ class Transport:
                 if msg is not None:
                     return msg
                 if self.conn.receiver.at_eof:
-                    raise ConnectionLostError(f"{self.name} closed the connection (in state {self.conn.state.value})")
+                    raise ConnectionLostError(
+                        f"{self.name} closed the connection (in state {self.conn.state.value})"
+                    )
                 self._fill(wait)
         except RemoteProtocolError as e:
             # The wire layer knows no host names; every error the caller sees names one.
@@ -338,7 +377,9 @@ class Transport:
         try:
             n = self.sock.recv_into(buf)
         except TimeoutError as e:
-            raise TimeoutExpiredError(f"{self.name} stopped sending in the middle of a message for {self.timeout:g} s") from e
+            raise TimeoutExpiredError(
+                f"{self.name} stopped sending in the middle of a message for {self.timeout:g} s"
+            ) from e
         except OSError as e:
             if self._closed:
                 raise ConnectionLostError(f"connection to {self.name} was closed") from e
@@ -366,11 +407,15 @@ class Transport:
             msg = self.receive()
         except RemoteProtocolError as e:
             # Something answers on that port, but not VTR1 (an HTTP proxy, another service).
-            raise RemoteProtocolError(f"{self.name} does not answer like a VTR1 server: {e.__cause__ or e}") from e
+            raise RemoteProtocolError(
+                f"{self.name} does not answer like a VTR1 server: {e.__cause__ or e}"
+            ) from e
         if isinstance(msg, m.Error):
             raise self.remote_error(msg)
         if not isinstance(msg, m.HelloAck):  # the state machine allows nothing else here
-            raise RemoteProtocolError(f"{self.name} answered HELLO with {type(msg).__name__.upper()}")
+            raise RemoteProtocolError(
+                f"{self.name} answered HELLO with {type(msg).__name__.upper()}"
+            )
         if msg.status == HelloStatus.OK:
             return msg
         # Our server follows a refusal with ERROR(code, text); a v1 server just closes.
@@ -382,7 +427,9 @@ class Transport:
         except (ConnectionLostError, TimeoutExpiredError, RemoteProtocolError):
             pass  # nothing followed the refusal: the status byte is all there is
         if msg.status == HelloStatus.BUSY:
-            text = text or f"server busy: {msg.active_sessions} of {msg.max_sessions} sessions in use"
+            text = (
+                text or f"server busy: {msg.active_sessions} of {msg.max_sessions} sessions in use"
+            )
             raise BusyError(f"{text} ({self.name})")
         if "authentication" not in text.lower():
             text = "authentication failed" + (f": {text}" if text else " (wrong or missing token)")
@@ -402,7 +449,9 @@ class Transport:
         if isinstance(msg, m.Error):
             raise self.remote_error(msg)
         if not isinstance(msg, m.ConfigureAck):
-            raise RemoteProtocolError(f"{self.name} answered CONFIGURE with {type(msg).__name__.upper()}")
+            raise RemoteProtocolError(
+                f"{self.name} answered CONFIGURE with {type(msg).__name__.upper()}"
+            )
         if msg.status != 0:
             raise RemoteProtocolError(f"{self.name} refused CONFIGURE with status {msg.status}")
         for warning in msg.warnings:

@@ -89,14 +89,20 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
-            raise UnsupportedConfigError(f"unsupported codec {self.codec!r}; supported: {', '.join(CODECS)}")
+            raise UnsupportedConfigError(
+                f"unsupported codec {self.codec!r}; supported: {', '.join(CODECS)}"
+            )
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r} is neither encode nor decode")
         limit = MAX_DIMENSION
         if self.mode == "encode" and not (0 < self.width <= limit and 0 < self.height <= limit):
-            raise ConfigError(f"picture size {self.width}x{self.height} is outside 1x1..{limit}x{limit}")
+            raise ConfigError(
+                f"picture size {self.width}x{self.height} is outside 1x1..{limit}x{limit}"
+            )
         if self.mode == "decode" and not (0 <= self.width <= limit and 0 <= self.height <= limit):
-            raise ConfigError(f"picture size {self.width}x{self.height} is outside 0x0..{limit}x{limit}")
+            raise ConfigError(
+                f"picture size {self.width}x{self.height} is outside 0x0..{limit}x{limit}"
+            )
         if not 0 <= self.max_delay <= MAX_FRAME_DELAY:
             raise ConfigError(f"max_delay={self.max_delay} is outside 0..{MAX_FRAME_DELAY}")
 

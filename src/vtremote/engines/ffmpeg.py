@@ -90,14 +90,20 @@ class FFmpegEngine(Engine):
         try:
             return self.encoders[config.codec]
         except KeyError:
-            raise EngineUnavailableError(f"engine {self.name} has no {config.codec} encoder") from None
+            raise EngineUnavailableError(
+                f"engine {self.name} has no {config.codec} encoder"
+            ) from None
 
     def encoder_pix_fmt(self, config: StreamConfig) -> str:
         """The software pixel format handed to the encoder (PyAV converts to it)."""
         return "nv12" if config.pix_fmt is PixelFormat.NV12 else "p010le"
 
     def create_encoder(self, name: str) -> VideoCodecContext:
-        hw = HWAccel(self.encode_device, allow_software_fallback=False) if self.encode_device else None
+        hw = (
+            HWAccel(self.encode_device, allow_software_fallback=False)
+            if self.encode_device
+            else None
+        )
         ctx = av.CodecContext.create(name, "w", hwaccel=hw)
         assert isinstance(ctx, VideoCodecContext)
         return ctx
@@ -136,14 +142,18 @@ class FFmpegEngine(Engine):
         try:
             ctx.open()
         except av.FFmpegError as e:
-            raise EngineError(f"{name} refused the configuration {config.describe()}: {av_error_text(e)}") from e
+            raise EngineError(
+                f"{name} refused the configuration {config.describe()}: {av_error_text(e)}"
+            ) from e
         extradata = ctx.extradata or b""
         if not extradata:
             raise EngineError(f"{name} produced no parameter sets with global headers")
         try:
             record = annexb.build_config_record(config.codec, extradata)
         except BitstreamError as e:
-            raise EngineError(f"{name} parameter sets do not form an {config.codec} record: {e}") from e
+            raise EngineError(
+                f"{name} parameter sets do not form an {config.codec} record: {e}"
+            ) from e
         self._ctx = ctx
         return record
 
@@ -180,7 +190,9 @@ class FFmpegEngine(Engine):
             return ctx.encode(frame)
         except av.FFmpegError as e:
             what = "drain" if frame is None else f"frame {frame.pts}"
-            raise EngineError(f"{self.codec_name} failed to encode {what}: {av_error_text(e)}") from e
+            raise EngineError(
+                f"{self.codec_name} failed to encode {what}: {av_error_text(e)}"
+            ) from e
 
     # -- decoding --------------------------------------------------------------------------
 
@@ -188,7 +200,9 @@ class FFmpegEngine(Engine):
         try:
             return self.decoders[config.codec]
         except KeyError:
-            raise EngineUnavailableError(f"engine {self.name} has no {config.codec} decoder") from None
+            raise EngineUnavailableError(
+                f"engine {self.name} has no {config.codec} decoder"
+            ) from None
 
     def create_decoder(self, name: str) -> VideoCodecContext:
         hw = None
@@ -197,7 +211,9 @@ class FFmpegEngine(Engine):
         try:
             ctx = av.CodecContext.create(name, "r", hwaccel=hw)
         except av.FFmpegError as e:
-            raise EngineUnavailableError(f"{name} with {self.hwaccel_device or 'no'} hwaccel: {av_error_text(e)}") from e
+            raise EngineUnavailableError(
+                f"{name} with {self.hwaccel_device or 'no'} hwaccel: {av_error_text(e)}"
+            ) from e
         assert isinstance(ctx, VideoCodecContext)
         if self.hwaccel_device and not ctx.is_hwaccel:
             raise EngineUnavailableError(
@@ -224,7 +240,9 @@ class FFmpegEngine(Engine):
         try:
             ctx.open()
         except av.FFmpegError as e:
-            raise EngineError(f"{name} cannot open for {config.describe()}: {av_error_text(e)}") from e
+            raise EngineError(
+                f"{name} cannot open for {config.describe()}: {av_error_text(e)}"
+            ) from e
         self._ctx = ctx
 
     def configure_decoder(self, ctx: VideoCodecContext, config: StreamConfig) -> None:
@@ -246,10 +264,14 @@ class FFmpegEngine(Engine):
             return ctx.decode(packet)
         except av.error.InvalidDataError as e:
             what = "drain" if packet is None else f"PACKET pts={packet.pts}"
-            raise BitstreamError(f"{what} is not valid {self.config.codec if self.config else ''}: {av_error_text(e)}") from e
+            raise BitstreamError(
+                f"{what} is not valid {self.config.codec if self.config else ''}: {av_error_text(e)}"
+            ) from e
         except av.FFmpegError as e:
             what = "drain" if packet is None else f"PACKET pts={packet.pts}"
-            raise EngineError(f"{self.codec_name} failed to decode {what}: {av_error_text(e)}") from e
+            raise EngineError(
+                f"{self.codec_name} failed to decode {what}: {av_error_text(e)}"
+            ) from e
 
     def close(self) -> None:
         ctx, self._ctx = self._ctx, None
@@ -269,7 +291,9 @@ class FFmpegEngine(Engine):
             except EngineUnavailableError as e:
                 raise EngineUnavailableError(cls._with_requirement(ffmpeg_reason(e, logs))) from e
             except av.FFmpegError as e:
-                raise EngineUnavailableError(cls._with_requirement(ffmpeg_reason(av_error_text(e), logs))) from e
+                raise EngineUnavailableError(
+                    cls._with_requirement(ffmpeg_reason(av_error_text(e), logs))
+                ) from e
             except (EngineError, UnsupportedConfigError, NotImplementedError) as e:
                 raise EngineUnavailableError(cls._with_requirement(ffmpeg_reason(e, logs))) from e
 
@@ -286,7 +310,9 @@ class FFmpegEngine(Engine):
         try:
             av.codec.Codec(names[codec], "w" if kind == "encoder" else "r")
         except av.codec.codec.UnknownCodecError:
-            raise EngineUnavailableError(f"this FFmpeg build has no {names[codec]} {kind}") from None
+            raise EngineUnavailableError(
+                f"this FFmpeg build has no {names[codec]} {kind}"
+            ) from None
         return names[codec]
 
     @classmethod
@@ -294,8 +320,14 @@ class FFmpegEngine(Engine):
         name = cls._require_codec(cls.encoders, codec, "encoder")
         engine = cls()
         cfg = StreamConfig(
-            mode="encode", codec=codec, width=PROBE_SIZE, height=PROBE_SIZE, pix_fmt=PixelFormat.NV12,
-            time_base=Fraction(1, 30), framerate=Fraction(30), options={"gop": "2"},
+            mode="encode",
+            codec=codec,
+            width=PROBE_SIZE,
+            height=PROBE_SIZE,
+            pix_fmt=PixelFormat.NV12,
+            time_base=Fraction(1, 30),
+            framerate=Fraction(30),
+            options={"gop": "2"},
         )
         engine.open(cfg)
         try:
@@ -315,7 +347,11 @@ class FFmpegEngine(Engine):
         record, packets = probe_stream(codec)
         engine = cls()
         cfg = StreamConfig(
-            mode="decode", codec=codec, width=PROBE_SIZE, height=PROBE_SIZE, pix_fmt=PixelFormat.NV12,
+            mode="decode",
+            codec=codec,
+            width=PROBE_SIZE,
+            height=PROBE_SIZE,
+            pix_fmt=PixelFormat.NV12,
             extradata=record,
         )
         engine.open(cfg)
@@ -356,7 +392,10 @@ def probe_stream(codec: str) -> tuple[bytes, list[bytes]]:
         if codec == "h264":
             ctx.options = {"preset": "ultrafast"}
         else:
-            ctx.options = {"preset": "ultrafast", "x265-params": "log-level=error:info=0:frame-threads=1"}
+            ctx.options = {
+                "preset": "ultrafast",
+                "x265-params": "log-level=error:info=0:frame-threads=1",
+            }
         ctx.open()
         out: list[bytes] = []
         for i in range(2):

@@ -62,13 +62,17 @@ class Features:
     entropy: str | None = None  # option taking "cavlc"/"cabac"
     spatial_aq: str | None = None
     strict_gop: dict[str, str] = field(default_factory=dict)
-    h264_profiles: dict[int, str] = field(default_factory=dict)  # H.264 profile constant -> option value
+    h264_profiles: dict[int, str] = field(
+        default_factory=dict
+    )  # H.264 profile constant -> option value
     refs_option: str = "refs"  # how the reference-frame count is set
     #: Option holding the frames the encoder may delay output by (budgeted to MAX_FRAME_DELAY).
     delay_option: str | None = None
     vt_keys: bool = False  # the videotoolbox-only keys (allow_sw, frames_*, power, slices, alpha)
     max_bframes: int = 4
-    a53_option: str | None = None  # the encoder's own caption option, turned off (the session inserts SEI)
+    a53_option: str | None = (
+        None  # the encoder's own caption option, turned off (the session inserts SEI)
+    )
 
 
 class HardwareEngine(FFmpegEngine):
@@ -107,7 +111,9 @@ class HardwareEngine(FFmpegEngine):
             else:
                 self.warn("global_quality ignored: this encoder has no constant-quality mode")
             if s.bitrate > 0:
-                self.warn(f"bitrate={s.bitrate} ignored: global_quality selects constant-quality encoding")
+                self.warn(
+                    f"bitrate={s.bitrate} ignored: global_quality selects constant-quality encoding"
+                )
         elif s.bitrate > 0:
             ctx.bit_rate = s.bitrate
             if s.constant_bit_rate:
@@ -135,13 +141,17 @@ class HardwareEngine(FFmpegEngine):
         bframes = 0
         if s.max_b_frames > 0:
             if s.low_latency:
-                self.warn(f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames")
+                self.warn(
+                    f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames"
+                )
             elif config.codec == "h264" and s.profile in (H264_BASELINE, H264_CONSTRAINED_BASELINE):
                 self.warn(f"max_b_frames={s.max_b_frames} ignored: baseline has no B-frames")
             else:
                 bframes = min(s.max_b_frames, f.max_bframes, config.max_delay // 2)
                 if bframes < s.max_b_frames:
-                    self.warn(f"max_b_frames={s.max_b_frames} reduced to {bframes} for {self.codec_name}")
+                    self.warn(
+                        f"max_b_frames={s.max_b_frames} reduced to {bframes} for {self.codec_name}"
+                    )
         ctx.max_b_frames = bframes
         if s.low_latency:
             opts.update(f.realtime)
@@ -155,10 +165,16 @@ class HardwareEngine(FFmpegEngine):
 
         # Profile, level, entropy.
         if s.profile != PROFILE_UNKNOWN:
-            names = (f.h264_profiles or H264_PROFILE_NAMES) if config.codec == "h264" else HEVC_PROFILE_NAMES
+            names = (
+                (f.h264_profiles or H264_PROFILE_NAMES)
+                if config.codec == "h264"
+                else HEVC_PROFILE_NAMES
+            )
             name = names.get(s.profile)
             if name is None:
-                self.warn(f"profile={s.profile} is not available on {self.codec_name}; the encoder picks it")
+                self.warn(
+                    f"profile={s.profile} is not available on {self.codec_name}; the encoder picks it"
+                )
             else:
                 opts["profile"] = name
         elif config.codec == "hevc" and config.pix_fmt is PixelFormat.P010:
@@ -167,7 +183,9 @@ class HardwareEngine(FFmpegEngine):
             if config.codec == "h264" and s.level in H264_LEVELS:
                 opts["level"] = h264_level_name(s.level)
             else:
-                self.warn(f"level={s.level} is not supported for {config.codec}; the encoder picks the level")
+                self.warn(
+                    f"level={s.level} is not supported for {config.codec}; the encoder picks the level"
+                )
         if s.entropy in (1, 2):
             if config.codec != "h264":
                 self.warn(f"entropy={s.entropy} ignored: HEVC always uses CABAC")

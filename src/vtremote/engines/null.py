@@ -44,11 +44,16 @@ class NullEngine(Engine):
     def open(self, config: StreamConfig) -> bytes:
         self.config = config
         self.codec_name = "null"
-        self.warn("null engine: packets and frames are placeholders, not video; options have no effect")
+        self.warn(
+            "null engine: packets and frames are placeholders, not video; options have no effect"
+        )
         if config.mode == "encode":
             settings, _ = parse_encode_options(config.options)
             self._gop = settings.gop if settings.gop > 0 else 12
-            self._keys = {True: START_CODE + _IDR[config.codec], False: START_CODE + _NON_IDR[config.codec]}
+            self._keys = {
+                True: START_CODE + _IDR[config.codec],
+                False: START_CODE + _NON_IDR[config.codec],
+            }
             return b""
         self.output_pix_fmt = config.pix_fmt
         width = config.width or 16

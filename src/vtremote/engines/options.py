@@ -74,7 +74,12 @@ FLAG_NAMES: Final = {
 #: FRAME_DURATION is honoured by filling PACKET durations, COPY_OPAQUE concerns
 #: only the client's own AVFrame/AVPacket bookkeeping.
 HONOURED_FLAGS: Final = (
-    FLAG_QSCALE | FLAG_LOW_DELAY | FLAG_GLOBAL_HEADER | FLAG_CLOSED_GOP | FLAG_FRAME_DURATION | FLAG_COPY_OPAQUE
+    FLAG_QSCALE
+    | FLAG_LOW_DELAY
+    | FLAG_GLOBAL_HEADER
+    | FLAG_CLOSED_GOP
+    | FLAG_FRAME_DURATION
+    | FLAG_COPY_OPAQUE
 )
 
 # FFmpeg's AVColor* enums (libavutil/pixfmt.h): the values a client may send.
@@ -84,7 +89,9 @@ COLOR_TRCS: Final = frozenset(range(1, 19)) - {3}
 COLOR_SPACES: Final = frozenset(range(0, 18)) - {3}
 
 #: Keys the session itself consumes (not codec settings).
-SESSION_KEYS: Final = frozenset({"mode", "wire_compression", OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW})
+SESSION_KEYS: Final = frozenset(
+    {"mode", "wire_compression", OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW}
+)
 
 #: Every encoder key VTR1.md §3.2 defines.
 ENCODE_KEYS: Final = frozenset(
@@ -144,7 +151,9 @@ HEVC_REXT: Final = 4
 PROFILE_UNKNOWN: Final = -99
 
 #: H.264 level_idc values (level x 10; 9 is FFmpeg's code for level 1b).
-H264_LEVELS: Final = frozenset({9, 10, 11, 12, 13, 20, 21, 22, 30, 31, 32, 40, 41, 42, 50, 51, 52, 60, 61, 62})
+H264_LEVELS: Final = frozenset(
+    {9, 10, 11, 12, 13, 20, 21, 22, 30, 31, 32, 40, 41, 42, 50, 51, 52, 60, 61, 62}
+)
 
 
 def h264_level_name(level: int) -> str:

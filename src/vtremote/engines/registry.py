@@ -133,7 +133,9 @@ def probe_all(names: tuple[str, ...] | None = None) -> list[ProbeResult]:
         try:
             cls = engine_class(name)
         except EngineUnavailableError as e:
-            out.append(ProbeResult(name, False, "", {(c, m): str(e) for c in CODECS for m in MODES}))
+            out.append(
+                ProbeResult(name, False, "", {(c, m): str(e) for c in CODECS for m in MODES})
+            )
             continue
         results = {(c, m): cls.probe_error(c, m) for c in CODECS for m in MODES}
         out.append(ProbeResult(name, cls.hardware, cls.description, results))

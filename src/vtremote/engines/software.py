@@ -152,15 +152,21 @@ class SoftwareEngine(FFmpegEngine):
 
     # -- rate control shared by both codecs ---------------------------------------------------
 
-    def _rate_control(self, ctx: VideoCodecContext, s: EncodeSettings, params: dict[str, object]) -> dict[str, str]:
+    def _rate_control(
+        self, ctx: VideoCodecContext, s: EncodeSettings, params: dict[str, object]
+    ) -> dict[str, str]:
         opts: dict[str, str] = {}
         quality = s.quality
         if quality is not None:
             opts["crf"] = f"{crf_for_quality(quality):g}"
             if s.bitrate > 0:
-                self.warn(f"bitrate={s.bitrate} ignored: global_quality selects constant-quality encoding")
+                self.warn(
+                    f"bitrate={s.bitrate} ignored: global_quality selects constant-quality encoding"
+                )
             if s.constant_bit_rate:
-                self.warn("constant_bit_rate ignored: global_quality selects constant-quality encoding")
+                self.warn(
+                    "constant_bit_rate ignored: global_quality selects constant-quality encoding"
+                )
             if s.maxrate > 0:
                 params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
             return opts
@@ -168,7 +174,9 @@ class SoftwareEngine(FFmpegEngine):
             ctx.bit_rate = s.bitrate
             if s.constant_bit_rate:
                 if s.maxrate > 0 and s.maxrate != s.bitrate:
-                    self.warn(f"maxrate={s.maxrate} ignored: constant_bit_rate uses maxrate = bitrate")
+                    self.warn(
+                        f"maxrate={s.maxrate} ignored: constant_bit_rate uses maxrate = bitrate"
+                    )
                 params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.bitrate)
                 if self.config is not None and self.config.codec == "h264":
                     params["nal-hrd"] = "cbr"
@@ -176,11 +184,15 @@ class SoftwareEngine(FFmpegEngine):
                     params["strict-cbr"] = 1
             elif s.maxrate > 0:
                 if s.maxrate < s.bitrate:
-                    self.warn(f"maxrate={s.maxrate} is below bitrate={s.bitrate}; the encoder runs CBR at maxrate")
+                    self.warn(
+                        f"maxrate={s.maxrate} is below bitrate={s.bitrate}; the encoder runs CBR at maxrate"
+                    )
                 params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
             return opts
         if s.constant_bit_rate:
-            self.warn("constant_bit_rate=1 needs a bitrate; encoding at the default constant quality")
+            self.warn(
+                "constant_bit_rate=1 needs a bitrate; encoding at the default constant quality"
+            )
         if s.maxrate > 0:
             params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
         return opts
@@ -215,7 +227,9 @@ class SoftwareEngine(FFmpegEngine):
         if s.max_b_frames <= 0:
             return 0
         if s.low_latency:
-            self.warn(f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames")
+            self.warn(
+                f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames"
+            )
             return 0
         if allowed <= 0:
             self.warn(f"max_b_frames={s.max_b_frames} ignored: {why}")
@@ -227,9 +241,14 @@ class SoftwareEngine(FFmpegEngine):
 
     # -- x264 ------------------------------------------------------------------------------------
 
-    def _x264(self, ctx: VideoCodecContext, s: EncodeSettings, budget: int, least: bool) -> dict[str, str]:
+    def _x264(
+        self, ctx: VideoCodecContext, s: EncodeSettings, budget: int, least: bool
+    ) -> dict[str, str]:
         params: dict[str, object] = {}
-        opts: dict[str, str] = {"preset": "medium" if s.prio_speed == 0 else "veryfast", "forced-idr": "1"}
+        opts: dict[str, str] = {
+            "preset": "medium" if s.prio_speed == 0 else "veryfast",
+            "forced-idr": "1",
+        }
         # Captions are inserted by the session (server/sei.py); the wrapper's own
         # a53cc path needs AVFrame side data PyAV cannot attach.
         opts["a53cc"] = "0"
@@ -251,7 +270,9 @@ class SoftwareEngine(FFmpegEngine):
             opts["profile"] = profile
         baseline = profile == "baseline"
         if s.profile == H264_CONSTRAINED_HIGH:
-            self.warn("profile=612 (constrained high) is encoded as High without B-frames; the SPS does not signal the constraint")
+            self.warn(
+                "profile=612 (constrained high) is encoded as High without B-frames; the SPS does not signal the constraint"
+            )
 
         if s.level:
             if s.level in H264_LEVELS:
@@ -289,7 +310,9 @@ class SoftwareEngine(FFmpegEngine):
             lookahead = budget - thread_delay
         if baseline or s.profile == H264_CONSTRAINED_HIGH:
             if s.max_b_frames > 0:
-                self.warn(f"max_b_frames={s.max_b_frames} ignored: the requested profile has no B-frames")
+                self.warn(
+                    f"max_b_frames={s.max_b_frames} ignored: the requested profile has no B-frames"
+                )
             bframes = 0
         else:
             bframes = self._b_frames(s, min(16, lookahead), _delay_reason(budget))
@@ -315,9 +338,19 @@ class SoftwareEngine(FFmpegEngine):
 
     # -- x265 ------------------------------------------------------------------------------------
 
-    def _x265(self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings) -> dict[str, str]:
-        params: dict[str, object] = {"log-level": "error", "info": 0, "repeat-headers": 0, "annexb": 1}
-        opts: dict[str, str] = {"preset": "medium" if s.prio_speed == 0 else "veryfast", "forced-idr": "1"}
+    def _x265(
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings
+    ) -> dict[str, str]:
+        params: dict[str, object] = {
+            "log-level": "error",
+            "info": 0,
+            "repeat-headers": 0,
+            "annexb": 1,
+        }
+        opts: dict[str, str] = {
+            "preset": "medium" if s.prio_speed == 0 else "veryfast",
+            "forced-idr": "1",
+        }
         ten_bit = self._hevc_ten_bit(config)
         if s.profile in (HEVC_MAIN, HEVC_MAIN_STILL):
             opts["profile"] = "main" if s.profile == HEVC_MAIN else "mainstillpicture"
@@ -326,7 +359,9 @@ class SoftwareEngine(FFmpegEngine):
         elif s.profile == HEVC_MAIN10 or (s.profile == PROFILE_UNKNOWN and ten_bit):
             opts["profile"] = "main10"
         elif s.profile == HEVC_REXT:
-            self.warn("profile=4 (4:2:2 range extensions) needs 4:2:2 input; encoding main/main10 from 4:2:0")
+            self.warn(
+                "profile=4 (4:2:2 range extensions) needs 4:2:2 input; encoding main/main10 from 4:2:0"
+            )
             opts["profile"] = "main10" if ten_bit else "main"
         elif s.profile != PROFILE_UNKNOWN:
             self.warn(f"profile={s.profile} is not an HEVC profile; the encoder picks the profile")
@@ -341,7 +376,9 @@ class SoftwareEngine(FFmpegEngine):
         if s.entropy not in (0,):
             self.warn(f"entropy={s.entropy} ignored: HEVC always uses CABAC")
         if s.max_slice_bytes > 0:
-            self.warn(f"max_slice_bytes={s.max_slice_bytes} ignored: libx265 cannot cap slice sizes")
+            self.warn(
+                f"max_slice_bytes={s.max_slice_bytes} ignored: libx265 cannot cap slice sizes"
+            )
 
         ctx.thread_type = "FRAME"
         ctx.thread_count = 1

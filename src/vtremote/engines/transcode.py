@@ -79,11 +79,15 @@ def available_decoders() -> tuple[str, ...]:
 class InputDecoder:
     """Decodes the source packets of one transcode session."""
 
-    def __init__(self, codec: str, extradata: bytes, time_base: Fraction, hwaccel_device: str | None = None) -> None:
+    def __init__(
+        self, codec: str, extradata: bytes, time_base: Fraction, hwaccel_device: str | None = None
+    ) -> None:
         name = _decoder_for(codec)
         if name is None:
             offered = ", ".join(available_decoders())
-            raise UnsupportedConfigError(f"no decoder for input codec {codec!r} here (this server decodes {offered})")
+            raise UnsupportedConfigError(
+                f"no decoder for input codec {codec!r} here (this server decodes {offered})"
+            )
         self.codec = codec
         self.name = name
         self.time_base = time_base
@@ -106,7 +110,9 @@ class InputDecoder:
         try:
             ctx.open()
         except av.FFmpegError as e:
-            raise BitstreamError(f"{name} decoder refused the input extradata: {av_error_text(e)}") from e
+            raise BitstreamError(
+                f"{name} decoder refused the input extradata: {av_error_text(e)}"
+            ) from e
         self.hardware = bool(getattr(ctx, "is_hwaccel", False))
         self._ctx: VideoCodecContext | None = ctx
 
@@ -120,7 +126,11 @@ class InputDecoder:
         try:
             frames = ctx.decode(packet)
         except av.error.InvalidDataError as e:
-            what = "the end of the stream" if packet is None else f"PACKET {self.packets} (pts={packet.pts})"
+            what = (
+                "the end of the stream"
+                if packet is None
+                else f"PACKET {self.packets} (pts={packet.pts})"
+            )
             raise BitstreamError(f"{what} is not valid {self.codec}: {av_error_text(e)}") from e
         except av.FFmpegError as e:
             what = "drain" if packet is None else f"PACKET {self.packets}"
@@ -139,7 +149,9 @@ class FilterStage:
     out has its size, its pixel format ``pix_fmt`` and pts in its time base.
     """
 
-    def __init__(self, chain: Sequence[vf.FilterSpec], source: vf.Geometry, output: vf.Geometry, pix_fmt: str) -> None:
+    def __init__(
+        self, chain: Sequence[vf.FilterSpec], source: vf.Geometry, output: vf.Geometry, pix_fmt: str
+    ) -> None:
         self.chain = tuple(chain)
         self.source = source
         self.output = output
@@ -176,7 +188,9 @@ class FilterStage:
             nodes.append(graph.add("buffersink"))
             graph.link_nodes(*nodes).configure()
         except av.FFmpegError as e:
-            raise EngineError(f"filter graph {steps} for {width}x{height} {fmt} failed: {av_error_text(e)}") from e
+            raise EngineError(
+                f"filter graph {steps} for {width}x{height} {fmt} failed: {av_error_text(e)}"
+            ) from e
         self._graph = graph
         self._key = (width, height, fmt)
         tb = getattr(nodes[-1], "time_base", None)  # not every PyAV exposes the sink's time base
@@ -213,7 +227,9 @@ class FilterStage:
         try:
             graph.vpush(None)
         except av.FFmpegError as e:
-            raise EngineError(f"filter graph failed at the end of the stream: {av_error_text(e)}") from e
+            raise EngineError(
+                f"filter graph failed at the end of the stream: {av_error_text(e)}"
+            ) from e
         out = self._pull(graph)
         self._graph = None
         self._key = None

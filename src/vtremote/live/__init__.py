@@ -14,4 +14,12 @@ from vtremote.live.receiver import Receiver
 from vtremote.live.sender import Sender, SenderConfig, SenderStats
 from vtremote.live.stream import ReceivedFrame
 
-__all__ = ["Codec", "CompositeConfig", "ReceivedFrame", "Receiver", "Sender", "SenderConfig", "SenderStats"]
+__all__ = [
+    "Codec",
+    "CompositeConfig",
+    "ReceivedFrame",
+    "Receiver",
+    "Sender",
+    "SenderConfig",
+    "SenderStats",
+]

@@ -51,7 +51,9 @@ class LiveAudioEncoder:
         ctx.options = {"application": "lowdelay", "frame_duration": "20"}
         ctx.open()
         self._ctx = ctx
-        self._resampler = av.AudioResampler(format="flt", layout=LAYOUT, rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES)
+        self._resampler = av.AudioResampler(
+            format="flt", layout=LAYOUT, rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
+        )
         self._base_ns: int | None = None
 
     def encode(self, frame: av.AudioFrame, capture_ns: int) -> list[AudioPacket]:
@@ -68,7 +70,10 @@ class LiveAudioEncoder:
     def _encode(self, frame: av.AudioFrame | None) -> list[AudioPacket]:
         assert self._base_ns is not None or frame is None
         base = self._base_ns or 0
-        return [AudioPacket(bytes(p), base + int((p.pts or 0) * 1e9 / SAMPLE_RATE)) for p in self._ctx.encode(frame)]
+        return [
+            AudioPacket(bytes(p), base + int((p.pts or 0) * 1e9 / SAMPLE_RATE))
+            for p in self._ctx.encode(frame)
+        ]
 
     def close(self) -> list[AudioPacket]:
         """What the encoder still holds."""

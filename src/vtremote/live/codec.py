@@ -40,9 +40,21 @@ _PIX_FMT = {Codec.H264: "yuv420p", Codec.HEVC: "yuv420p", Codec.MJPEG: "yuvj420p
 _HARDWARE: dict[Codec, list[tuple[str, dict[str, str]]]] = {
     codec: [
         (f"{prefix}_videotoolbox", {"realtime": "1", "allow_sw": "0", "prio_speed": "1"}),
-        (f"{prefix}_nvenc", {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0",
-                             "forced-idr": "1", "rc": "cbr"}),
-        (f"{prefix}_qsv", {"preset": "veryfast", "async_depth": "1", "look_ahead": "0", "forced_idr": "1"}),
+        (
+            f"{prefix}_nvenc",
+            {
+                "preset": "p1",
+                "tune": "ull",
+                "zerolatency": "1",
+                "delay": "0",
+                "forced-idr": "1",
+                "rc": "cbr",
+            },
+        ),
+        (
+            f"{prefix}_qsv",
+            {"preset": "veryfast", "async_depth": "1", "look_ahead": "0", "forced_idr": "1"},
+        ),
     ]
     for codec, prefix in ((Codec.H264, "h264"), (Codec.HEVC, "hevc"))
 }
@@ -162,11 +174,17 @@ class LiveEncoder:
             ctx.gop_size = gop
             ctx.max_b_frames = 0
             # Through the AVCodecContext (not x264-params) so a bitrate change keeps the VBV.
-            opts.update(maxrate=str(ceiling), bufsize=str(ceiling // 4), preset=cfg.preset,
-                        tune="zerolatency")
+            opts.update(
+                maxrate=str(ceiling),
+                bufsize=str(ceiling // 4),
+                preset=cfg.preset,
+                tune="zerolatency",
+            )
             opts["forced-idr"] = "1"
             if cfg.codec is Codec.H264:
-                opts["x264-params"] = f"repeat-headers=1:annexb=1:scenecut=0:keyint={gop}:min-keyint={gop}"
+                opts["x264-params"] = (
+                    f"repeat-headers=1:annexb=1:scenecut=0:keyint={gop}:min-keyint={gop}"
+                )
             else:
                 opts["x265-params"] = (
                     f"repeat-headers=1:annexb=1:scenecut=0:keyint={gop}:min-keyint={gop}:log-level=error"
@@ -190,8 +208,14 @@ class LiveEncoder:
 
     def encode(self, frame: av.VideoFrame, index: int, *, keyframe: bool = False) -> list[Encoded]:
         """Encode ``frame`` as frame number ``index``; zero-latency: its packet comes back now."""
-        if frame.width != self.config.width or frame.height != self.config.height or frame.format.name != self._pix_fmt:
-            frame = frame.reformat(width=self.config.width, height=self.config.height, format=self._pix_fmt)
+        if (
+            frame.width != self.config.width
+            or frame.height != self.config.height
+            or frame.format.name != self._pix_fmt
+        ):
+            frame = frame.reformat(
+                width=self.config.width, height=self.config.height, format=self._pix_fmt
+            )
         frame.pts = index
         frame.time_base = self._ctx.time_base
         frame.pict_type = PictureType.I if keyframe else PictureType.NONE
@@ -199,7 +223,10 @@ class LiveEncoder:
             packets = self._ctx.encode(frame)
         except av.FFmpegError as e:
             raise EngineError(f"{self.name} failed on frame {index}: {e}") from e
-        return [Encoded(bytes(p), bool(p.is_keyframe), int(p.pts if p.pts is not None else index)) for p in packets]
+        return [
+            Encoded(bytes(p), bool(p.is_keyframe), int(p.pts if p.pts is not None else index))
+            for p in packets
+        ]
 
     def close(self) -> None:
         with contextlib.suppress(av.FFmpegError):

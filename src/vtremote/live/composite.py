@@ -46,10 +46,14 @@ class CompositeConfig:
         if self.columns < 1 or self.rows < 1 or self.columns * self.rows > 64:
             raise ConfigError(f"grid {self.columns}x{self.rows} must have 1..64 tiles")
         if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
-            raise ConfigError(f"composite size {self.width}x{self.height} must be positive and even")
+            raise ConfigError(
+                f"composite size {self.width}x{self.height} must be positive and even"
+            )
         if self.tile_width < 2 or self.tile_height < 2:
-            raise ConfigError(f"composite size {self.width}x{self.height} too small for a "
-                              f"{self.columns}x{self.rows} grid")
+            raise ConfigError(
+                f"composite size {self.width}x{self.height} too small for a "
+                f"{self.columns}x{self.rows} grid"
+            )
         if self.fps <= 0:
             raise ConfigError(f"composite frame rate {self.fps} must be positive")
         if not 0 <= self.crf <= 51:
@@ -116,11 +120,17 @@ class Compositor:
         if tile >= c.columns * c.rows:
             if tile not in self.ignored_sources:
                 self.ignored_sources.add(tile)
-                log.warning("live: composite: no tile left for source #%d (grid %dx%d)", tile + 1,
-                            c.columns, c.rows)
+                log.warning(
+                    "live: composite: no tile left for source #%d (grid %dx%d)",
+                    tile + 1,
+                    c.columns,
+                    c.rows,
+                )
             return
         small = frame.reformat(width=c.tile_width, height=c.tile_height, format="yuv420p")
-        planes = [_plane(small, i, c.tile_width >> (i > 0), c.tile_height >> (i > 0)) for i in range(3)]
+        planes = [
+            _plane(small, i, c.tile_width >> (i > 0), c.tile_height >> (i > 0)) for i in range(3)
+        ]
         with self._lock:
             if self._closed:
                 return
@@ -129,7 +139,9 @@ class Compositor:
                 self._open()
             # Every tick before this picture's capture shows what came before it.
             self._write_until(capture_local_ns, inclusive=False)
-            self._last_ns = capture_local_ns if self._last_ns is None else max(self._last_ns, capture_local_ns)
+            self._last_ns = (
+                capture_local_ns if self._last_ns is None else max(self._last_ns, capture_local_ns)
+            )
             x, y = c.tile_origin(tile)
             th, tw = c.tile_height, c.tile_width
             self._y[y : y + th, x : x + tw] = planes[0]
@@ -143,12 +155,17 @@ class Compositor:
         last = int(np.floor(span + 1e-3)) if inclusive else int(np.ceil(span - 1e-3)) - 1
         if last - self._next_tick > MAX_CATCH_UP_S * float(self.config.fps):
             skip = last - int(MAX_CATCH_UP_S * float(self.config.fps))
-            log.warning("live: composite: %d ticks skipped (no picture for a long time)", skip - self._next_tick)
+            log.warning(
+                "live: composite: %d ticks skipped (no picture for a long time)",
+                skip - self._next_tick,
+            )
             self._next_tick = skip
         if self._next_tick > last:
             return
         out = av.VideoFrame.from_ndarray(
-            np.concatenate([self._y.ravel(), self._u.ravel(), self._v.ravel()]).reshape(-1, self.config.width),
+            np.concatenate([self._y.ravel(), self._u.ravel(), self._v.ravel()]).reshape(
+                -1, self.config.width
+            ),
             format="yuv420p",
         )
         while self._next_tick <= last:

@@ -61,7 +61,9 @@ class DatagramHeader:
 def parse_header(data: Buffer) -> DatagramHeader:
     """The header of a datagram; :class:`RemoteProtocolError` when it is not one of ours."""
     if nbytes(data) < DATAGRAM_HEADER.size:
-        raise RemoteProtocolError(f"datagram of {nbytes(data)} bytes is shorter than the {DATAGRAM_HEADER.size}-byte header")
+        raise RemoteProtocolError(
+            f"datagram of {nbytes(data)} bytes is shorter than the {DATAGRAM_HEADER.size}-byte header"
+        )
     if nbytes(data) > MAX_DATAGRAM:
         raise RemoteProtocolError(f"datagram of {nbytes(data)} bytes exceeds {MAX_DATAGRAM}")
     magic, version, kind, token, dseq, mseq, index, count = DATAGRAM_HEADER.unpack_from(data)
@@ -74,7 +76,9 @@ def parse_header(data: Buffer) -> DatagramHeader:
     if count == 0 or index >= count:
         raise RemoteProtocolError(f"fragment {index} of {count}")
     if count * MAX_FRAGMENT > LIMITS[mtype] + MAX_FRAGMENT:
-        raise RemoteProtocolError(f"{mtype.name} in {count} fragments exceeds {LIMITS[mtype]} bytes")
+        raise RemoteProtocolError(
+            f"{mtype.name} in {count} fragments exceeds {LIMITS[mtype]} bytes"
+        )
     if mtype not in ORDERED and count != 1:
         raise RemoteProtocolError(f"{mtype.name} must fit in one datagram, came in {count}")
     return DatagramHeader(kind, token, dseq, mseq, index, count)
@@ -87,7 +91,9 @@ def control_datagram(msg: Message, token: int) -> bytes:
         raise LocalProtocolError(f"{kind.name} is sequenced; use Packetizer")
     payload = b"".join(serialize_payload(msg))
     if len(payload) > MAX_FRAGMENT:
-        raise LocalProtocolError(f"{kind.name} of {len(payload)} bytes does not fit in one datagram")
+        raise LocalProtocolError(
+            f"{kind.name} of {len(payload)} bytes does not fit in one datagram"
+        )
     return DATAGRAM_HEADER.pack(MAGIC, VERSION, kind, token, 0, 0, 0, 1) + payload
 
 
@@ -112,7 +118,9 @@ class Packetizer:
         # One copy: header and picture bytes into the payload the fragments slice.
         payload = memoryview(b"".join(parts))
         if payload.nbytes > LIMITS[kind]:
-            raise LocalProtocolError(f"{kind.name} of {payload.nbytes} bytes exceeds {LIMITS[kind]}")
+            raise LocalProtocolError(
+                f"{kind.name} of {payload.nbytes} bytes exceeds {LIMITS[kind]}"
+            )
         count = max(1, -(-payload.nbytes // MAX_FRAGMENT))
         out: list[list[Buffer]] = []
         mseq = self._msg_seq
@@ -264,7 +272,9 @@ class Reassembler:
             if now_ns - first > self.give_up_ns:
                 expired.append(seq)
                 continue
-            if now_ns - first >= self.nack_delay_ns and (last == 0 or now_ns - last >= self.nack_interval_ns):
+            if now_ns - first >= self.nack_delay_ns and (
+                last == 0 or now_ns - last >= self.nack_interval_ns
+            ):
                 times[1] = now_ns
                 out.append(seq)
                 if len(out) >= MAX_NACK:

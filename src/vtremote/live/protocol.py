@@ -297,17 +297,36 @@ def serialize_payload(msg: Message) -> list[Buffer]:
             if len(name) > MAX_NAME:
                 raise LocalProtocolError(f"source name of {len(name)} bytes exceeds {MAX_NAME}")
             head = _HELLO.pack(
-                msg.source_id, msg.nonce, msg.codec, msg.flags, msg.width, msg.height,
-                msg.fps_num, msg.fps_den, int(msg.capabilities), msg.key,
+                msg.source_id,
+                msg.nonce,
+                msg.codec,
+                msg.flags,
+                msg.width,
+                msg.height,
+                msg.fps_num,
+                msg.fps_den,
+                int(msg.capabilities),
+                msg.key,
             )
             return [head + name]
         if isinstance(msg, HelloAck):
-            return [_HELLO_ACK.pack(msg.status, msg.token, int(msg.capabilities)) + msg.text.encode()[:400]]
+            return [
+                _HELLO_ACK.pack(msg.status, msg.token, int(msg.capabilities))
+                + msg.text.encode()[:400]
+            ]
         if isinstance(msg, KeyframeRequest):
             return [_KEYFRAME_REQUEST.pack(msg.reason, msg.last_seq)]
         if isinstance(msg, Stats):
-            return [_STATS.pack(msg.frames, msg.lost, msg.bytes, msg.latency_p50_us,
-                                msg.latency_p99_us, msg.loss_permille)]
+            return [
+                _STATS.pack(
+                    msg.frames,
+                    msg.lost,
+                    msg.bytes,
+                    msg.latency_p50_us,
+                    msg.latency_p99_us,
+                    msg.loss_permille,
+                )
+            ]
         if isinstance(msg, BitrateHint):
             return [_BITRATE_HINT.pack(msg.max_bps)]
         if isinstance(msg, ClockRequest):
@@ -320,7 +339,9 @@ def serialize_payload(msg: Message) -> list[Buffer]:
             return [_ERROR.pack(msg.code) + msg.text.encode()[: LIMITS[MessageType.ERROR] - 2]]
         if isinstance(msg, Nack):
             if len(msg.seqs) > MAX_NACK:
-                raise LocalProtocolError(f"NACK of {len(msg.seqs)} sequence numbers exceeds {MAX_NACK}")
+                raise LocalProtocolError(
+                    f"NACK of {len(msg.seqs)} sequence numbers exceeds {MAX_NACK}"
+                )
             return [_NACK.pack(len(msg.seqs)) + b"".join(_U32.pack(s) for s in msg.seqs)]
     except struct.error as e:
         raise LocalProtocolError(f"{type(msg).__name__}: {e}") from None
@@ -339,7 +360,9 @@ def serialize(msg: Message) -> list[Buffer]:
 
 def _need(kind: MessageType, payload: Buffer, size: int) -> None:
     if nbytes(payload) < size:
-        raise RemoteProtocolError(f"{kind.name} payload of {nbytes(payload)} bytes, needs at least {size}")
+        raise RemoteProtocolError(
+            f"{kind.name} payload of {nbytes(payload)} bytes, needs at least {size}"
+        )
 
 
 def _exact(kind: MessageType, payload: Buffer, size: int) -> None:
@@ -399,7 +422,9 @@ def parse_payload(raw_type: int, payload: Buffer) -> Message:
         if fnum == 0 or fden == 0:
             raise RemoteProtocolError(f"HELLO frame rate {fnum}/{fden} is not positive")
         name = _text(kind, view[_HELLO.size :])
-        return Hello(sid, nonce, vcodec, w, h, fnum, fden, Capability(caps & 0x1F), key, name, flags)
+        return Hello(
+            sid, nonce, vcodec, w, h, fnum, fden, Capability(caps & 0x1F), key, name, flags
+        )
     if kind is MessageType.HELLO_ACK:
         _need(kind, view, _HELLO_ACK.size)
         status, token, caps = _HELLO_ACK.unpack_from(view)
@@ -466,7 +491,9 @@ class StreamParser:
         if nbytes(data) == 0:
             self.eof = True
             if self._buf or self._need is not None:
-                raise RemoteProtocolError(f"connection closed inside a message ({len(self._buf)} bytes buffered)")
+                raise RemoteProtocolError(
+                    f"connection closed inside a message ({len(self._buf)} bytes buffered)"
+                )
             return []
         self._buf += data
         out: list[Message] = []
@@ -476,13 +503,17 @@ class StreamParser:
                     return out
                 magic, version, raw_type, length = HEADER.unpack_from(self._buf)
                 if magic != MAGIC or version != VERSION:
-                    raise RemoteProtocolError(f"bad header magic={bytes(magic)!r} version={version}")
+                    raise RemoteProtocolError(
+                        f"bad header magic={bytes(magic)!r} version={version}"
+                    )
                 try:
                     kind = MessageType(raw_type)
                 except ValueError:
                     raise RemoteProtocolError(f"unknown message type {raw_type}") from None
                 if length > LIMITS[kind]:
-                    raise RemoteProtocolError(f"{kind.name} of {length} bytes exceeds {LIMITS[kind]}")
+                    raise RemoteProtocolError(
+                        f"{kind.name} of {length} bytes exceeds {LIMITS[kind]}"
+                    )
                 del self._buf[:HEADER_SIZE]
                 self._need = (raw_type, length)
             raw_type, length = self._need

@@ -168,7 +168,10 @@ class Receiver:
         for src in sources:
             if src.ended:
                 continue
-            if src.disconnected_at is not None and now - src.disconnected_at > self.reconnect_wait_s:
+            if (
+                src.disconnected_at is not None
+                and now - src.disconnected_at > self.reconnect_wait_s
+            ):
                 continue
             return False
         return True
@@ -204,29 +207,50 @@ class Receiver:
     # --- sources -------------------------------------------------------------------------
 
     def _admit(self, hello: p.Hello) -> tuple[p.AckStatus, str, SourceStream | None]:
-        if self.key and not secrets.compare_digest(hello.key.to_bytes(8, "big"), self.key.to_bytes(8, "big")):
+        if self.key and not secrets.compare_digest(
+            hello.key.to_bytes(8, "big"), self.key.to_bytes(8, "big")
+        ):
             self.refused += 1
             return p.AckStatus.REFUSED, "wrong key", None
         with self._lock:
             src = self.sources.get(hello.source_id)
             if src is not None:
-                if (src.hello.codec, src.hello.width, src.hello.height) != (hello.codec, hello.width, hello.height):
-                    return p.AckStatus.UNSUPPORTED, f"source {hello.source_id} changed codec or size", None
+                if (src.hello.codec, src.hello.width, src.hello.height) != (
+                    hello.codec,
+                    hello.width,
+                    hello.height,
+                ):
+                    return (
+                        p.AckStatus.UNSUPPORTED,
+                        f"source {hello.source_id} changed codec or size",
+                        None,
+                    )
                 return p.AckStatus.OK, "", src
             if len(self.sources) >= MAX_SOURCES and not self._evict_one():
                 return p.AckStatus.BUSY, f"{MAX_SOURCES} sources already", None
             src = SourceStream(self, hello, self._next_index)
             self._next_index += 1
             self.sources[hello.source_id] = src
-        log.info("live: source %d (%s %dx%d %d/%d fps%s) joined", hello.source_id, src.stats.codec,
-                 hello.width, hello.height, hello.fps_num, hello.fps_den, f" '{hello.name}'" if hello.name else "")
+        log.info(
+            "live: source %d (%s %dx%d %d/%d fps%s) joined",
+            hello.source_id,
+            src.stats.codec,
+            hello.width,
+            hello.height,
+            hello.fps_num,
+            hello.fps_den,
+            f" '{hello.name}'" if hello.name else "",
+        )
         return p.AckStatus.OK, "", src
 
     def _evict_one(self) -> bool:
         """Give the slot of an ended source (BYE, or gone too long) to a new one (lock held)."""
         now = time.monotonic()
         for sid, src in self.sources.items():
-            gone = src.disconnected_at is not None and now - src.disconnected_at > self.reconnect_wait_s
+            gone = (
+                src.disconnected_at is not None
+                and now - src.disconnected_at > self.reconnect_wait_s
+            )
             if src.ended or gone:
                 del self.sources[sid]
                 self._finished.append(src)
@@ -243,7 +267,9 @@ class Receiver:
                 conn, peer = self._tcp.accept()
             except OSError:
                 return
-            t = threading.Thread(target=self._tcp_session, args=(conn, peer), name="live-tcp", daemon=True)
+            t = threading.Thread(
+                target=self._tcp_session, args=(conn, peer), name="live-tcp", daemon=True
+            )
             t.start()
 
     def _tcp_session(self, conn: socket.socket, peer: Any) -> None:
@@ -273,7 +299,9 @@ class Receiver:
                 send(p.HelloAck(status, 0, text=text))
                 log.warning("live: refused %s: %s", peer, text)
                 return
-            send(p.HelloAck(p.AckStatus.OK, 0, p.Capability.METADATA | p.Capability.KEYFRAME_REQUEST))
+            send(
+                p.HelloAck(p.AckStatus.OK, 0, p.Capability.METADATA | p.Capability.KEYFRAME_REQUEST)
+            )
             session = Session(src, send, "tcp")
             session.close_hook = lambda: _shutdown(conn)
             src.attach(session, hello)
@@ -291,7 +319,9 @@ class Receiver:
                     continue
                 pending = parser.feed(data)
                 if not data:
-                    log.warning("live: source %d: connection closed without BYE", src.hello.source_id)
+                    log.warning(
+                        "live: source %d: connection closed without BYE", src.hello.source_id
+                    )
                     return
         except RemoteProtocolError as e:
             self.malformed += 1
@@ -407,7 +437,10 @@ class Receiver:
             src.attach(session, hello)
             self._udp_sessions[peer] = (session, reasm, token, time.monotonic())
         with contextlib.suppress(OSError):
-            udp.sendto(control_datagram(p.HelloAck(p.AckStatus.OK, token, p.Capability.RETRANSMIT), token), peer)
+            udp.sendto(
+                control_datagram(p.HelloAck(p.AckStatus.OK, token, p.Capability.RETRANSMIT), token),
+                peer,
+            )
 
     def _udp_tick(self, now: int) -> None:
         for peer, (session, reasm, _token, heard) in list(self._udp_sessions.items()):
@@ -433,7 +466,11 @@ class Receiver:
                 src.stats.recovered_datagrams = reasm.recovered
                 session.control_tick(now, reasm)
                 if time.monotonic() - heard > self.udp_idle_s:
-                    log.warning("live: source %d silent for %g s over UDP", src.hello.source_id, self.udp_idle_s)
+                    log.warning(
+                        "live: source %d silent for %g s over UDP",
+                        src.hello.source_id,
+                        self.udp_idle_s,
+                    )
                     session.closed = True
                     del self._udp_sessions[peer]
                     src.detach(session)

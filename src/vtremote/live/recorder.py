@@ -45,10 +45,20 @@ def sidecar_path(path: str | Path) -> Path:
 class Recorder:
     """One source into one file; driven by the source's decode thread only."""
 
-    def __init__(self, path: str | Path, codec: Codec, width: int, height: int, fps: Fraction,
-                 *, audio: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        codec: Codec,
+        width: int,
+        height: int,
+        fps: Fraction,
+        *,
+        audio: bool = False,
+    ) -> None:
         self.path = Path(path)
-        self.has_audio = audio  # an Opus track beside the video (48 kHz stereo, as the sender makes it)
+        self.has_audio = (
+            audio  # an Opus track beside the video (48 kHz stereo, as the sender makes it)
+        )
         self._audio_stream: Any = None
         self._last_audio_pts = -1
         self.audio_packets = 0

@@ -34,19 +34,31 @@ _CODECS = {Codec.H264: "h264", Codec.HEVC: "hevc"}
 class RemoteLiveEncoder:
     """One encode session on ``server`` (``HOST:PORT``); driven by exactly one thread."""
 
-    def __init__(self, config: EncoderConfig, server: str, *, token: str = "", timeout: float = 5.0) -> None:
+    def __init__(
+        self, config: EncoderConfig, server: str, *, token: str = "", timeout: float = 5.0
+    ) -> None:
         if config.codec not in _CODECS:
             raise ConfigError(f"a vtremoted encodes H.264 or HEVC, not {config.codec.name}")
         self.config = config
         self.bitrate = max(config.max_bitrate, config.bitrate)
         gop = max(1, round(config.keyint_s * config.fps))
-        settings = EncoderSettings(bitrate=self.bitrate, maxrate=self.bitrate, gop=gop, max_b_frames=0, realtime=1)
+        settings = EncoderSettings(
+            bitrate=self.bitrate, maxrate=self.bitrate, gop=gop, max_b_frames=0, realtime=1
+        )
         codec = _CODECS[config.codec]
         self._pix_fmt = "nv12"  # 8-bit 4:2:0 for both codecs
         self._enc = RemoteEncoder(
-            server, codec, width=config.width, height=config.height, pix_fmt=self._pix_fmt,
-            time_base=Fraction(1) / config.fps, framerate=config.fps, token=token, timeout=timeout,
-            settings=settings, inflight=4,
+            server,
+            codec,
+            width=config.width,
+            height=config.height,
+            pix_fmt=self._pix_fmt,
+            time_base=Fraction(1) / config.fps,
+            framerate=config.fps,
+            token=token,
+            timeout=timeout,
+            settings=settings,
+            inflight=4,
         )
         self._params = self._enc.extradata  # Annex B parameter sets
         self.name = f"vtremoted {server} ({self._enc.engine or '?'})"

@@ -81,15 +81,24 @@ class SenderConfig:
         if self.transport not in ("tcp", "udp"):
             raise ConfigError(f"transport {self.transport!r} is not tcp or udp")
         if self.min_bitrate < 0 or (self.min_bitrate and self.min_bitrate > self.bitrate):
-            raise ConfigError(f"minimum bitrate {self.min_bitrate} above the maximum {self.bitrate}")
+            raise ConfigError(
+                f"minimum bitrate {self.min_bitrate} above the maximum {self.bitrate}"
+            )
         if not 0 <= self.source_id <= 0xFFFFFFFF:
             raise ConfigError(f"source id {self.source_id} does not fit in 32 bits")
 
     def encoder_config(self) -> EncoderConfig:
         return EncoderConfig(
-            self.codec, self.width, self.height, self.fps, bitrate=self.bitrate,
-            max_bitrate=self.bitrate, keyint_s=self.keyint_s, preset=self.preset,
-            mjpeg_quality=self.mjpeg_quality, threads=self.threads,
+            self.codec,
+            self.width,
+            self.height,
+            self.fps,
+            bitrate=self.bitrate,
+            max_bitrate=self.bitrate,
+            keyint_s=self.keyint_s,
+            preset=self.preset,
+            mjpeg_quality=self.mjpeg_quality,
+            threads=self.threads,
         )
 
 
@@ -113,8 +122,9 @@ class RateController:
         self._quiet_since: int | None = None
         self.changes = 0
 
-    def update(self, now_ns: int, *, congested: bool, drained_bps: float | None,
-               backlog: bool = False) -> int | None:
+    def update(
+        self, now_ns: int, *, congested: bool, drained_bps: float | None, backlog: bool = False
+    ) -> int | None:
         """``backlog``: a queue already stands on the path; go to half the drained rate to empty it."""
         old = self.target
         if congested:
@@ -171,7 +181,9 @@ class Sender:
         self.stats = SenderStats(bitrate=config.bitrate, min_bitrate_seen=config.bitrate)
         self._encoder: LiveEncoder | RemoteLiveEncoder
         if config.encoder == "remote":
-            self._encoder = RemoteLiveEncoder(config.encoder_config(), config.server, token=config.token)
+            self._encoder = RemoteLiveEncoder(
+                config.encoder_config(), config.server, token=config.token
+            )
         else:
             self._encoder = LiveEncoder(config.encoder_config())  # VBV sized for the maximum
         min_rate = config.min_bitrate or max(100_000, config.bitrate // 8)
@@ -181,15 +193,24 @@ class Sender:
         self._rate = RateController(start, min_rate, config.bitrate)
         self.stats.bitrate = self.stats.min_bitrate_seen = start
         hello = p.Hello(
-            source_id=config.source_id, nonce=random.getrandbits(32), codec=config.codec,
-            width=config.width, height=config.height, fps_num=config.fps.numerator,
+            source_id=config.source_id,
+            nonce=random.getrandbits(32),
+            codec=config.codec,
+            width=config.width,
+            height=config.height,
+            fps_num=config.fps.numerator,
             fps_den=config.fps.denominator,
-            capabilities=p.Capability.METADATA | p.Capability.KEYFRAME_REQUEST | p.Capability.BITRATE_HINT
+            capabilities=p.Capability.METADATA
+            | p.Capability.KEYFRAME_REQUEST
+            | p.Capability.BITRATE_HINT
             | (p.Capability.RETRANSMIT if config.transport == "udp" else p.Capability(0))
             | (p.Capability.AUDIO if config.audio else p.Capability(0)),
-            key=config.key, name=config.name,
+            key=config.key,
+            name=config.name,
         )
-        events = LinkEvents(self._on_connected, self._on_keyframe_request, self._on_stats, self._on_hint)
+        events = LinkEvents(
+            self._on_connected, self._on_keyframe_request, self._on_stats, self._on_hint
+        )
         link_class: type[Link] = TcpLink if config.transport == "tcp" else UdpLink
         self._link = link_class(self.address, hello, events, reconnect_s=config.reconnect_s)
         self._cond = threading.Condition()
@@ -210,7 +231,9 @@ class Sender:
         self._last_index = -1
         self._carry: list[p.Metadata] = []
         self._audio_encoder: LiveAudioEncoder | None = None
-        self._audio: list[p.Audio] = []  # packets waiting for the next picture (the same queue slot)
+        self._audio: list[
+            p.Audio
+        ] = []  # packets waiting for the next picture (the same queue slot)
         self._audio_seq = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="live-encoder", daemon=True)
@@ -253,7 +276,9 @@ class Sender:
                 raise self._error
             raise VTRemoteError(f"live sender failed: {self._error}") from self._error
 
-    def send(self, frame: av.VideoFrame, metadata: Any = None, *, capture_ns: int | None = None) -> None:
+    def send(
+        self, frame: av.VideoFrame, metadata: Any = None, *, capture_ns: int | None = None
+    ) -> None:
         """Hand over one captured frame (and JSON-able metadata tied to it).
 
         Never blocks for the network: if the encoder has not taken the previous
@@ -267,7 +292,9 @@ class Sender:
             for item in metadata if isinstance(metadata, list) else [metadata]:
                 data = json.dumps(item, separators=(",", ":")).encode()
                 if len(data) > p.LIMITS[p.MessageType.METADATA] - 12:
-                    raise ConfigError(f"metadata of {len(data)} bytes exceeds {p.LIMITS[p.MessageType.METADATA] - 12}")
+                    raise ConfigError(
+                        f"metadata of {len(data)} bytes exceeds {p.LIMITS[p.MessageType.METADATA] - 12}"
+                    )
                 metas.append((capture_ns, data))
         with self._cond:
             self.stats.frames_in += 1
@@ -296,7 +323,9 @@ class Sender:
     def _queue_audio(self, packets: list[AudioPacket]) -> None:
         with self._cond:
             for packet in packets:
-                self._audio.append(p.Audio(p.AudioCodec.OPUS, self._audio_seq, packet.capture_ns, packet.data))
+                self._audio.append(
+                    p.Audio(p.AudioCodec.OPUS, self._audio_seq, packet.capture_ns, packet.data)
+                )
                 self._audio_seq = (self._audio_seq + 1) & 0xFFFFFFFF
                 self.stats.audio_packets += 1
             if not self._link.connected:
@@ -327,7 +356,10 @@ class Sender:
             tail = self._take_audio()
             if tail and self._link.connected:
                 self._link.send(tail)
-            self._link.close(p.Bye(p.ByeReason.END_OF_STREAM, self.stats.frames_sent, self.stats.dropped), timeout)
+            self._link.close(
+                p.Bye(p.ByeReason.END_OF_STREAM, self.stats.frames_sent, self.stats.dropped),
+                timeout,
+            )
         self.stats.connections = self._link.connections
         self.stats.retransmitted = getattr(self._link, "retransmitted", 0)
         self._encoder.close()
@@ -368,9 +400,15 @@ class Sender:
             # Above the lowest latency seen, or rising interval after interval (a queue growing
             # on a path whose floor was never seen empty, as when a stream starts too fast).
             rising = len(self._recent_latency) == 2 and (
-                self._recent_latency[0] + LATENCY_RISE_US < self._recent_latency[1] + LATENCY_RISE_US // 2 < lat
+                self._recent_latency[0] + LATENCY_RISE_US
+                < self._recent_latency[1] + LATENCY_RISE_US // 2
+                < lat
             )
-            if lat > self._latency_floor_us + LATENCY_MARGIN_US or rising or lat > LATENCY_CEILING_US:
+            if (
+                lat > self._latency_floor_us + LATENCY_MARGIN_US
+                or rising
+                or lat > LATENCY_CEILING_US
+            ):
                 self._congested = self._late = True
                 # Stop sending for a moment: the standing queue drains at the path's full rate
                 # (frames are dropped before the encoder, so the stream stays decodable).
@@ -405,7 +443,11 @@ class Sender:
                 self._slot = None
             now = time.monotonic_ns()
             if now >= next_rate:
-                drained = (self._link.bytes_sent - sent_at_rate) * 8e9 / max(1, now - next_rate + RATE_INTERVAL_NS)
+                drained = (
+                    (self._link.bytes_sent - sent_at_rate)
+                    * 8e9
+                    / max(1, now - next_rate + RATE_INTERVAL_NS)
+                )
                 sent_at_rate = self._link.bytes_sent
                 self._adapt(now, drained)
                 next_rate = now + RATE_INTERVAL_NS
@@ -430,9 +472,16 @@ class Sender:
                 seq = unit.index & 0xFFFFFFFF
                 audio = self._take_audio()
                 msgs: list[p.Message] = [*audio, *self._carry]
-                msgs += [p.Metadata(seq if t == capture_ns else self._meta_seq(t), t, m) for t, m in metas]
+                msgs += [
+                    p.Metadata(seq if t == capture_ns else self._meta_seq(t), t, m)
+                    for t, m in metas
+                ]
                 metas, self._carry = [], []
-                msgs.append(p.Video(seq, capture_ns, unit.data, unit.keyframe, self.stats.dropped & 0xFFFFFFFF))
+                msgs.append(
+                    p.Video(
+                        seq, capture_ns, unit.data, unit.keyframe, self.stats.dropped & 0xFFFFFFFF
+                    )
+                )
                 self._link.send(msgs)
                 self.stats.frames_sent += 1
                 self.stats.keyframes += unit.keyframe
@@ -459,8 +508,9 @@ class Sender:
         late, self._late = self._late, False
         if late and self._delivered_bps > 0:
             drained_bps = self._delivered_bps  # the queue is beyond our socket: what got through
-        new = self._rate.update(now, congested=congested, drained_bps=drained_bps if congested else None,
-                                backlog=late)
+        new = self._rate.update(
+            now, congested=congested, drained_bps=drained_bps if congested else None, backlog=late
+        )
         target = self._rate.target
         if self._hint_bps:
             target = min(target, self._hint_bps)

@@ -109,7 +109,9 @@ class LossyRelay:
             conns, self._conns = self._conns, []
         for c in conns:
             with contextlib.suppress(OSError):
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                c.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
                 c.close()
 
     def close(self) -> None:
@@ -195,7 +197,9 @@ class LossyRelay:
                 if self._random.random() < self.reorder:
                     self.counters.reordered += 1
                     self._n += 1
-                    heapq.heappush(self._late, (time.monotonic() + self.reorder_ms / 1000, self._n, up, data))
+                    heapq.heappush(
+                        self._late, (time.monotonic() + self.reorder_ms / 1000, self._n, up, data)
+                    )
                 elif self.rate_bps and self._udp_queued + len(data) > self.queue_bytes:
                     self.counters.tail_dropped += 1
                 else:

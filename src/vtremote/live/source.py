@@ -32,8 +32,9 @@ class Capture:
         self.container.close()
 
 
-def open_capture(url: str, fmt: str | None = None, options: dict[str, str] | None = None, *,
-                 audio: bool = False) -> Capture:
+def open_capture(
+    url: str, fmt: str | None = None, options: dict[str, str] | None = None, *, audio: bool = False
+) -> Capture:
     """Open ``url`` (with ``-f fmt``) and find its first video stream (and audio stream, if ``audio``)."""
     try:
         container = av.open(url, format=fmt, options=options or {})

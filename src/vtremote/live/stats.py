@@ -131,7 +131,12 @@ def combine(sources: list[SourceStats], *, foreign: int = 0, malformed: int = 0)
         "frames": frames,
         "bytes": total_bytes,
         "seconds": round(seconds, 3),
-        "fps": round(max((p["fps"] for p in per), default=0.0) if len(per) == 1 else (frames / seconds if seconds else 0.0), 2),
+        "fps": round(
+            max((p["fps"] for p in per), default=0.0)
+            if len(per) == 1
+            else (frames / seconds if seconds else 0.0),
+            2,
+        ),
         "kbytes_per_s": round(total_bytes / seconds / 1000, 1) if seconds > 0 else 0.0,
         "latency_ms": _latency(lat),
         "drops": sum(s.lost + s.sender_dropped for s in sources),

@@ -57,7 +57,9 @@ class ReceivedFrame:
 class Session:
     """One connection or UDP association of a source: how to talk back."""
 
-    def __init__(self, source: SourceStream, send: Callable[[p.Message], None], transport: str) -> None:
+    def __init__(
+        self, source: SourceStream, send: Callable[[p.Message], None], transport: str
+    ) -> None:
         self.source = source
         self.send_control = send
         self.transport = transport
@@ -83,10 +85,16 @@ class Session:
             loss = int(1000 * d_missing / d_seen) if d_seen > 0 else 0
         try:
             self.send_control(p.ClockRequest(self.clock_id & 0xFFFFFFFF, time.monotonic_ns()))
-            self.send_control(p.Stats(
-                st.frames & 0xFFFFFFFF, st.lost & 0xFFFFFFFF, st.bytes,
-                _us(recent["p50"]), _us(recent["p99"]), min(loss, 1000),
-            ))
+            self.send_control(
+                p.Stats(
+                    st.frames & 0xFFFFFFFF,
+                    st.lost & 0xFFFFFFFF,
+                    st.bytes,
+                    _us(recent["p50"]),
+                    _us(recent["p99"]),
+                    min(loss, 1000),
+                )
+            )
         except (OSError, VTRemoteError):
             pass
 
@@ -111,7 +119,9 @@ class SourceStream:
         self.receiver = receiver
         self.hello = hello
         self.index = index
-        self.stats = SourceStats(hello.source_id, p.Codec(hello.codec).name.lower(), hello.width, hello.height)
+        self.stats = SourceStats(
+            hello.source_id, p.Codec(hello.codec).name.lower(), hello.width, hello.height
+        )
         self.clock = ClockSync()
         self.session: Session | None = None
         self._queue: deque[p.Message | Lost | None] = deque()
@@ -124,7 +134,9 @@ class SourceStream:
         self._waiting_key = True
         self._pending_meta: list[p.Metadata] = []
         self._recorder: Recorder | None = None
-        self._thread = threading.Thread(target=self._run, name=f"live-decode-{hello.source_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"live-decode-{hello.source_id}", daemon=True
+        )
         self._thread.start()
 
     def attach(self, session: Session, hello: p.Hello) -> None:
@@ -151,8 +163,13 @@ class SourceStream:
         size = _size(item)
         deadline = time.monotonic() + 2.0
         with self._queue_cond:
-            while size and self._queue and (
-                len(self._queue) >= DECODE_QUEUE or self._queued_bytes + size > DECODE_QUEUE_BYTES
+            while (
+                size
+                and self._queue
+                and (
+                    len(self._queue) >= DECODE_QUEUE
+                    or self._queued_bytes + size > DECODE_QUEUE_BYTES
+                )
             ):
                 left = deadline - time.monotonic()
                 if not block or left <= 0:
@@ -205,8 +222,12 @@ class SourceStream:
                 self._pending_meta.pop(0)
             return
         if isinstance(item, p.Bye):
-            log.info("live: source %d said BYE (sent %d, dropped %d)", self.hello.source_id,
-                     item.frames_sent, item.frames_dropped)
+            log.info(
+                "live: source %d said BYE (sent %d, dropped %d)",
+                self.hello.source_id,
+                item.frames_sent,
+                item.frames_dropped,
+            )
             st.sender_dropped = max(st.sender_dropped, item.frames_dropped)
             self.ended = True
             self.ended_at = time.monotonic()
@@ -229,7 +250,9 @@ class SourceStream:
         if self._waiting_key and not item.keyframe:
             st.lost += 1
             if session is not None:
-                session.request_keyframe(p.KeyframeReason.LOSS if st.frames else p.KeyframeReason.JOIN, item.seq)
+                session.request_keyframe(
+                    p.KeyframeReason.LOSS if st.frames else p.KeyframeReason.JOIN, item.seq
+                )
             self._orphans(metas)
             return
         try:
@@ -263,10 +286,18 @@ class SourceStream:
                 log.error("live: %s", e)
                 self.receiver.compositor = None
         st.frame(now, len(data), latency / 1e6, item.keyframe)
-        self.receiver._deliver(ReceivedFrame(
-            self.hello.source_id, item.seq, frames[-1], item.keyframe, item.capture_ns, local, latency,
-            tuple(m.value() for m in metas),
-        ))
+        self.receiver._deliver(
+            ReceivedFrame(
+                self.hello.source_id,
+                item.seq,
+                frames[-1],
+                item.keyframe,
+                item.capture_ns,
+                local,
+                latency,
+                tuple(m.value() for m in metas),
+            )
+        )
 
     def _record(self, data: bytes, item: p.Video, metas: list[p.Metadata]) -> None:
         path = self.receiver.record
@@ -274,25 +305,40 @@ class SourceStream:
             return
         if self._recorder is None:
             self._recorder = Recorder(
-                path_for_source(path, self.index, self.hello.source_id), self.hello.codec,
-                self.hello.width, self.hello.height, Fraction(self.hello.fps_num, self.hello.fps_den),
+                path_for_source(path, self.index, self.hello.source_id),
+                self.hello.codec,
+                self.hello.width,
+                self.hello.height,
+                Fraction(self.hello.fps_num, self.hello.fps_den),
                 audio=bool(self.hello.capabilities & p.Capability.AUDIO),
             )
         pts = self._recorder.write(data, item.keyframe, item.capture_ns)
         for m in metas:
-            self._recorder.metadata({
-                "source": self.hello.source_id, "seq": m.seq, "frame": self._recorder.frames - 1,
-                "pts_ms": pts, "capture_ns": m.capture_ns, "data": m.value(),
-            })
+            self._recorder.metadata(
+                {
+                    "source": self.hello.source_id,
+                    "seq": m.seq,
+                    "frame": self._recorder.frames - 1,
+                    "pts_ms": pts,
+                    "capture_ns": m.capture_ns,
+                    "data": m.value(),
+                }
+            )
 
     def _orphans(self, metas: list[p.Metadata]) -> None:
         """Metadata of a picture that was not shown: still recorded, with no frame."""
         if self._recorder is not None:
             for m in metas:
-                self._recorder.metadata({
-                    "source": self.hello.source_id, "seq": m.seq, "frame": None, "pts_ms": None,
-                    "capture_ns": m.capture_ns, "data": m.value(),
-                })
+                self._recorder.metadata(
+                    {
+                        "source": self.hello.source_id,
+                        "seq": m.seq,
+                        "frame": None,
+                        "pts_ms": None,
+                        "capture_ns": m.capture_ns,
+                        "data": m.value(),
+                    }
+                )
 
 
 def _size(item: p.Message | Lost | None) -> int:

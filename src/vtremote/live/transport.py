@@ -72,8 +72,14 @@ class Link:
 
     transport = ""
 
-    def __init__(self, address: tuple[str, int], hello: p.Hello, events: LinkEvents,
-                 *, reconnect_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        hello: p.Hello,
+        events: LinkEvents,
+        *,
+        reconnect_s: float = 10.0,
+    ) -> None:
         self.address = address
         self.hello = hello
         self.events = events
@@ -92,7 +98,9 @@ class Link:
         self.connections = 0
         self.token = 0
         self._lost_since = time.monotonic()
-        self._writer = threading.Thread(target=self._run, name=f"live-{self.transport}-writer", daemon=True)
+        self._writer = threading.Thread(
+            target=self._run, name=f"live-{self.transport}-writer", daemon=True
+        )
 
     def start(self) -> None:
         self._writer.start()
@@ -145,11 +153,18 @@ class Link:
                     self._connect()
                 except (OSError, VTRemoteError) as e:
                     if self.ever_connected or time.monotonic() - self._lost_since > 0.5:
-                        log.debug("live %s: connecting to %s:%d: %s", self.transport, *self.address, e)
+                        log.debug(
+                            "live %s: connecting to %s:%d: %s", self.transport, *self.address, e
+                        )
                     if time.monotonic() - self._lost_since > self.reconnect_s:
                         what = "lost" if self.ever_connected else "cannot reach"
-                        self.failed = e if isinstance(e, VTRemoteError) and not isinstance(e, ConnectionLostError) else ConnectionLostError(
-                            f"{what} {self.address[0]}:{self.address[1]} ({self.transport}) for {self.reconnect_s:g} s: {e}"
+                        self.failed = (
+                            e
+                            if isinstance(e, VTRemoteError)
+                            and not isinstance(e, ConnectionLostError)
+                            else ConnectionLostError(
+                                f"{what} {self.address[0]}:{self.address[1]} ({self.transport}) for {self.reconnect_s:g} s: {e}"
+                            )
                         )
                         with self._cond:
                             self._closing = True
@@ -189,7 +204,9 @@ class Link:
                     self._write_urgent(item)
             except (OSError, VTRemoteError) as e:
                 if self.connected:
-                    log.warning("live %s: connection to %s:%d lost: %s", self.transport, *self.address, e)
+                    log.warning(
+                        "live %s: connection to %s:%d lost: %s", self.transport, *self.address, e
+                    )
                 self._drop_socket()
                 self._mark_lost()
             finally:
@@ -270,7 +287,9 @@ class TcpLink(Link):
                 sock.settimeout(max(0.01, deadline - time.monotonic()))
                 data = sock.recv(4096)
                 if not data:
-                    raise ConnectionLostError(f"{self.address[0]}:{self.address[1]} closed the connection during the handshake")
+                    raise ConnectionLostError(
+                        f"{self.address[0]}:{self.address[1]} closed the connection during the handshake"
+                    )
                 msgs = parser.feed(data)
                 if msgs:
                     ack = msgs[0]
@@ -287,7 +306,9 @@ class TcpLink(Link):
             sock.close()
             raise
         self._sock = sock
-        threading.Thread(target=self._read, args=(sock, parser), name="live-tcp-reader", daemon=True).start()
+        threading.Thread(
+            target=self._read, args=(sock, parser), name="live-tcp-reader", daemon=True
+        ).start()
 
     def _read(self, sock: socket.socket, parser: p.StreamParser) -> None:
         try:
@@ -344,8 +365,14 @@ class TcpLink(Link):
 class UdpLink(Link):
     transport = "udp"
 
-    def __init__(self, address: tuple[str, int], hello: p.Hello, events: LinkEvents,
-                 *, reconnect_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        hello: p.Hello,
+        events: LinkEvents,
+        *,
+        reconnect_s: float = 10.0,
+    ) -> None:
         super().__init__(address, hello, events, reconnect_s=reconnect_s)
         self._packetizer: Packetizer | None = None
         self._ack: p.HelloAck | None = None
@@ -355,8 +382,11 @@ class UdpLink(Link):
     def pending(self) -> int:
         # Silence from the receiver means the path is gone: reconnect.
         if self.connected and time.monotonic() - self._last_heard > UDP_PEER_TIMEOUT_S:
-            log.warning("live udp: no word from %s:%d for %g s; saying HELLO again",
-                        *self.address, UDP_PEER_TIMEOUT_S)
+            log.warning(
+                "live udp: no word from %s:%d for %g s; saying HELLO again",
+                *self.address,
+                UDP_PEER_TIMEOUT_S,
+            )
             self._mark_lost()
             with self._cond:
                 self._cond.notify_all()
@@ -370,7 +400,9 @@ class UdpLink(Link):
             # connect(): the kernel drops datagrams from anyone but the receiver.
             sock.connect(self.address)
             self._sock = sock
-            threading.Thread(target=self._read, args=(sock,), name="live-udp-reader", daemon=True).start()
+            threading.Thread(
+                target=self._read, args=(sock,), name="live-udp-reader", daemon=True
+            ).start()
         hello = replace(self.hello, nonce=random.getrandbits(32))
         self._ack = None
         self._ack_event.clear()
@@ -385,7 +417,9 @@ class UdpLink(Link):
                 break
         ack = self._ack
         if ack is None:
-            raise ConnectionLostError(f"no HELLO_ACK from {self.address[0]}:{self.address[1]} (udp)")
+            raise ConnectionLostError(
+                f"no HELLO_ACK from {self.address[0]}:{self.address[1]} (udp)"
+            )
         if ack.status is not p.AckStatus.OK:
             self.reconnect_s = 0
             raise _refusal(ack, self.address)
@@ -463,4 +497,3 @@ class UdpLink(Link):
     @property
     def retransmitted(self) -> int:
         return self._packetizer.retransmitted if self._packetizer is not None else 0
-

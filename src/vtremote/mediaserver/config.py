@@ -71,7 +71,9 @@ class MediaServerConfig:
     #: ``quality``: -crf / -global_quality become the engine's constant quality (capped by
     #: -maxrate); ``bitrate``: the engine gets -b:v, else -maxrate, as its average bitrate.
     rate_control: str = "quality"
-    remote_encoders: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_REMOTE_ENCODERS))
+    remote_encoders: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_REMOTE_ENCODERS)
+    )
     #: Lines with no video encode for a server (stream copy, thumbnails, audio only):
     #: "ffmpeg" hands them to ffmpeg_path when one is configured, "vtremote" runs them here.
     local_lines: str = "ffmpeg"
@@ -92,14 +94,20 @@ class MediaServerConfig:
 
     def __post_init__(self) -> None:
         if self.on_unavailable not in ON_UNAVAILABLE:
-            raise ConfigError(f"on_unavailable {self.on_unavailable!r} is not one of {', '.join(ON_UNAVAILABLE)}")
+            raise ConfigError(
+                f"on_unavailable {self.on_unavailable!r} is not one of {', '.join(ON_UNAVAILABLE)}"
+            )
         if self.local_lines not in ("ffmpeg", "vtremote"):
             raise ConfigError(f"local_lines {self.local_lines!r} is not ffmpeg or vtremote")
         if self.rate_control not in RATE_CONTROLS:
-            raise ConfigError(f"rate_control {self.rate_control!r} is not one of {', '.join(RATE_CONTROLS)}")
+            raise ConfigError(
+                f"rate_control {self.rate_control!r} is not one of {', '.join(RATE_CONTROLS)}"
+            )
         for name, codec in self.remote_encoders.items():
             if codec not in ("h264", "hevc", ""):
-                raise ConfigError(f"remote_encoders.{name} = {codec!r}: use \"h264\", \"hevc\" or \"\" (stay local)")
+                raise ConfigError(
+                    f'remote_encoders.{name} = {codec!r}: use "h264", "hevc" or "" (stay local)'
+                )
         if not 100 <= self.timeout_ms <= 60000:
             raise ConfigError(f"timeout_ms {self.timeout_ms} is outside 100..60000")
         if self.compression not in ("auto", "none", "lz4", "zstd"):
@@ -113,13 +121,17 @@ class MediaServerConfig:
     def state_path(self) -> Path:
         if self.state_dir:
             return Path(self.state_dir)
-        base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+        base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".local", "state"
+        )
         return Path(base) / "vtremote"
 
 
 def config_paths(env: Mapping[str, str]) -> list[Path]:
     """The files read, in order (missing ones are skipped)."""
-    home = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".config")
+    home = env.get("XDG_CONFIG_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".config"
+    )
     paths = [SYSTEM_CONFIG, Path(home) / "vtremote" / "config.toml"]
     if env.get("VTREMOTE_CONFIG"):
         paths.append(Path(env["VTREMOTE_CONFIG"]))
@@ -135,26 +147,36 @@ def _apply_table(values: dict[str, Any], table: Mapping[str, Any], where: str) -
             try:
                 values["token"] = Path(str(value)).read_text().strip()
             except OSError as e:
-                raise ConfigError(f"{where}: token_file {value!r} cannot be read: {e.strerror}") from e
+                raise ConfigError(
+                    f"{where}: token_file {value!r} cannot be read: {e.strerror}"
+                ) from e
             continue
         if key == "server":
             key, value = "servers", [value]
         if key not in _KEYS:
-            raise ConfigError(f"{where}: unknown key {key!r} in [ffmpeg] (known: {', '.join(sorted(_KEYS | {'token_file', 'server'}))})")
+            raise ConfigError(
+                f"{where}: unknown key {key!r} in [ffmpeg] (known: {', '.join(sorted(_KEYS | {'token_file', 'server'}))})"
+            )
         if key == "servers":
             if isinstance(value, str):
                 value = [value]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{where}: servers must be a list of \"HOST:PORT\" strings")
+                raise ConfigError(f'{where}: servers must be a list of "HOST:PORT" strings')
             value = tuple(value)
         elif key == "remote_encoders":
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}: [ffmpeg.remote_encoders] must be a table of NAME = \"h264\"|\"hevc\"")
-            value = dict(values.get("remote_encoders", DEFAULT_REMOTE_ENCODERS)) | {str(k): str(v) for k, v in value.items()}
+                raise ConfigError(
+                    f'{where}: [ffmpeg.remote_encoders] must be a table of NAME = "h264"|"hevc"'
+                )
+            value = dict(values.get("remote_encoders", DEFAULT_REMOTE_ENCODERS)) | {
+                str(k): str(v) for k, v in value.items()
+            }
         values[key] = value
 
 
-def load_config(env: Mapping[str, str] | None = None, paths: list[Path] | None = None) -> MediaServerConfig:
+def load_config(
+    env: Mapping[str, str] | None = None, paths: list[Path] | None = None
+) -> MediaServerConfig:
     """Read the files that exist, then the environment; raises :class:`ConfigError` with the file named."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
@@ -188,7 +210,9 @@ def load_config(env: Mapping[str, str] | None = None, paths: list[Path] | None =
     for var, key in envmap.items():
         if env.get(var):
             raw = env[var]
-            values[key] = tuple(s.strip() for s in raw.split(",") if s.strip()) if key == "servers" else raw
+            values[key] = (
+                tuple(s.strip() for s in raw.split(",") if s.strip()) if key == "servers" else raw
+            )
             sources.append(f"${var}")
     if env.get("VTREMOTE_TOKEN_FILE") and not env.get("VTREMOTE_TOKEN"):
         _apply_table(values, {"token_file": env["VTREMOTE_TOKEN_FILE"]}, "$VTREMOTE_TOKEN_FILE")

@@ -21,8 +21,16 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 FILE_NAME = "ffmpeg-counters.json"
-KEYS = ("runs", "remote", "local_fallback", "ffmpeg_fallback", "ffmpeg_passthrough", "no_video_encode", "failed",
-        "server_unavailable")
+KEYS = (
+    "runs",
+    "remote",
+    "local_fallback",
+    "ffmpeg_fallback",
+    "ffmpeg_passthrough",
+    "no_video_encode",
+    "failed",
+    "server_unavailable",
+)
 
 
 def bump(state_dir: Path, *keys: str) -> None:
@@ -54,4 +62,6 @@ def read(state_dir: Path) -> dict[str, int]:
         data = json.loads((state_dir / FILE_NAME).read_text())
     except (OSError, ValueError):
         return {k: 0 for k in KEYS}
-    return {k: int(data.get(k, 0)) for k in KEYS} | {k: int(v) for k, v in data.items() if k not in KEYS}
+    return {k: int(data.get(k, 0)) for k in KEYS} | {
+        k: int(v) for k, v in data.items() if k not in KEYS
+    }

@@ -173,8 +173,19 @@ class Geometry:
     def names(self) -> dict[str, float]:
         w, h = float(self.width), float(self.height)
         a = w / h if h else 1.0
-        return {"iw": w, "ih": h, "in_w": w, "in_h": h, "a": a, "sar": self.sar, "dar": a * self.sar,
-                "hsub": 2.0, "vsub": 2.0, "ohsub": 2.0, "ovsub": 2.0}
+        return {
+            "iw": w,
+            "ih": h,
+            "in_w": w,
+            "in_h": h,
+            "a": a,
+            "sar": self.sar,
+            "dar": a * self.sar,
+            "hsub": 2.0,
+            "vsub": 2.0,
+            "ohsub": 2.0,
+            "ovsub": 2.0,
+        }
 
 
 @dataclass
@@ -187,16 +198,41 @@ class ChainResult:
     geometry: Geometry | None = None
 
 
-HW_FORMATS = frozenset({"vaapi", "qsv", "cuda", "opencl", "vulkan", "videotoolbox", "videotoolbox_vld", "drm_prime", "d3d11", "dxva2_vld", "mediacodec", "rkmpp"})
+HW_FORMATS = frozenset(
+    {
+        "vaapi",
+        "qsv",
+        "cuda",
+        "opencl",
+        "vulkan",
+        "videotoolbox",
+        "videotoolbox_vld",
+        "drm_prime",
+        "d3d11",
+        "dxva2_vld",
+        "mediacodec",
+        "rkmpp",
+    }
+)
 _DROP = re.compile(r"^(hwupload(_cuda|_vaapi)?|hwdownload|hwmap|procamp_vaapi|setparams_vaapi)$")
 _SCALERS = re.compile(r"^(scale_(vaapi|cuda|qsv|npp|vt|opencl|vulkan|rkrga)|vpp_(qsv|rkrga))$")
-_DEINTERLACERS = {"deinterlace_vaapi": "bwdif", "deinterlace_qsv": "bwdif", "yadif_cuda": "yadif", "yadif_videotoolbox": "yadif",
-                  "bwdif_cuda": "bwdif", "bwdif_vulkan": "bwdif"}
+_DEINTERLACERS = {
+    "deinterlace_vaapi": "bwdif",
+    "deinterlace_qsv": "bwdif",
+    "yadif_cuda": "yadif",
+    "yadif_videotoolbox": "yadif",
+    "bwdif_cuda": "bwdif",
+    "bwdif_vulkan": "bwdif",
+}
 _TRANSPOSERS = re.compile(r"^transpose_(vaapi|cuda|opencl|vt|vulkan|npp|rkrga)$")
-_TONEMAPPERS = re.compile(r"^(tonemap(_(vaapi|cuda|opencl|videotoolbox))?|tonemapx|libplacebo|zscale)$")
+_TONEMAPPERS = re.compile(
+    r"^(tonemap(_(vaapi|cuda|opencl|videotoolbox))?|tonemapx|libplacebo|zscale)$"
+)
 _PIX_ALIASES = {"p010": "p010le", "p016": "p016le", "yuv420p10": "yuv420p10le"}
 #: Filters that take subtitles or a second picture: only ffmpeg itself runs them.
-_NEEDS_FFMPEG = re.compile(r"^(overlay(_\w+)?|subtitles|ass|alphasrc|hwupload=derive_device|paletteuse|amovie|movie)$")
+_NEEDS_FFMPEG = re.compile(
+    r"^(overlay(_\w+)?|subtitles|ass|alphasrc|hwupload=derive_device|paletteuse|amovie|movie)$"
+)
 
 
 def _parse_args(args: str | None) -> tuple[list[str], dict[str, str], list[str]]:
@@ -236,7 +272,9 @@ def scale_size(w_text: str | None, h_text: str | None, geo: Geometry) -> tuple[i
     """The size a ``scale`` with these w/h texts gives for ``geo`` (FFmpeg's rules for 0 and -n)."""
     names = geo.names()
     try:
-        w = _dimension(w_text, names | {"ow": math.nan, "oh": math.nan, "out_w": math.nan, "out_h": math.nan})
+        w = _dimension(
+            w_text, names | {"ow": math.nan, "oh": math.nan, "out_w": math.nan, "out_h": math.nan}
+        )
         h = _dimension(h_text, names | {"ow": w, "out_w": w, "oh": math.nan, "out_h": math.nan})
         if math.isnan(w):
             w = _dimension(w_text, names | {"oh": h, "out_h": h})
@@ -274,7 +312,9 @@ def _scale_filter(args: str | None, geo: Geometry, hardware: bool) -> tuple[list
     fmt = named.pop("format", None)
     if hardware:
         # Hardware scalers' own options (mode, extra_hw_frames, interp_algo...) mean nothing here.
-        keep: dict[str, str] = {k: named[k] for k in ("out_color_matrix", "out_range") if k in named}
+        keep: dict[str, str] = {
+            k: named[k] for k in ("out_color_matrix", "out_range") if k in named
+        }
         pre = ["bwdif"] if named.get("deinterlace", "0") not in ("0", "") else []
     else:
         keep = {k: named[k] for k in order if k in named}
@@ -293,7 +333,9 @@ def _scale_filter(args: str | None, geo: Geometry, hardware: bool) -> tuple[list
     return out, new
 
 
-def translate_chain(text: str | None, geo: Geometry | None, available: frozenset[str] | None = None) -> ChainResult:
+def translate_chain(
+    text: str | None, geo: Geometry | None, available: frozenset[str] | None = None
+) -> ChainResult:
     """Rewrite a ``-vf`` chain for software frames; raises :class:`Unsupported` when it cannot run here."""
     if not text:
         return ChainResult(None, geometry=geo)
@@ -329,7 +371,11 @@ def translate_chain(text: str | None, geo: Geometry | None, available: frozenset
         if _TRANSPOSERS.match(name):
             positional, named, _ = _parse_args(args)
             direction = named.get("dir", positional[0] if positional else "clock")
-            out.append(f"transpose=dir={direction}" if direction in ("cclock_flip", "clock", "cclock", "clock_flip") else f"transpose={direction}")
+            out.append(
+                f"transpose=dir={direction}"
+                if direction in ("cclock_flip", "clock", "cclock", "clock_flip")
+                else f"transpose={direction}"
+            )
             if geo is not None and direction not in ("reversal", "hflip", "vflip"):
                 geo = Geometry(geo.height, geo.width, geo.sar)
             continue
@@ -346,15 +392,25 @@ def translate_chain(text: str | None, geo: Geometry | None, available: frozenset
             trc = named.get("t", named.get("transfer", "bt709"))
             matrix = named.get("m", named.get("matrix", "bt709"))
             out.append(f"setparams=color_primaries={prim}:color_trc={trc}:colorspace={matrix}")
-            result.notes.append(f"{name}: HDR tone mapping is not done (no software tone mapper here); the picture is converted as is")
+            result.notes.append(
+                f"{name}: HDR tone mapping is not done (no software tone mapper here); the picture is converted as is"
+            )
             continue
         if name not in have:
             raise Unsupported(f"filter {name} is not available in PyAV's FFmpeg")
         if name == "crop" and geo is not None:
             positional, named, _ = _parse_args(args)
             try:
-                cw = evaluate(named.get("w", named.get("out_w", positional[0] if positional else "iw")), geo.names())
-                ch = evaluate(named.get("h", named.get("out_h", positional[1] if len(positional) > 1 else "ih")), geo.names() | {"ow": cw, "out_w": cw})
+                cw = evaluate(
+                    named.get("w", named.get("out_w", positional[0] if positional else "iw")),
+                    geo.names(),
+                )
+                ch = evaluate(
+                    named.get(
+                        "h", named.get("out_h", positional[1] if len(positional) > 1 else "ih")
+                    ),
+                    geo.names() | {"ow": cw, "out_w": cw},
+                )
                 geo = Geometry(int(cw), int(ch), geo.sar)
             except Unsupported:
                 geo = None

@@ -22,7 +22,16 @@ import av
 from vtremote import __version__
 from vtremote.mediaserver.config import MediaServerConfig
 
-_LIBS = ("avutil", "avcodec", "avformat", "avdevice", "avfilter", "swscale", "swresample", "postproc")
+_LIBS = (
+    "avutil",
+    "avcodec",
+    "avformat",
+    "avdevice",
+    "avfilter",
+    "swscale",
+    "swresample",
+    "postproc",
+)
 
 
 def _lib_lines() -> list[str]:
@@ -63,10 +72,18 @@ _CODEC_LEGEND = [
 ]
 _TYPE_FLAG = {"video": "V", "audio": "A", "subtitle": "S", "data": "D", "attachment": "T"}
 # AV_CODEC_CAP_* bits used in the flag column.
-_CAP_DR1, _CAP_FRAME_THREADS, _CAP_SLICE_THREADS, _CAP_EXPERIMENTAL, _CAP_DRAW_HORIZ_BAND = 1 << 1, 1 << 12, 1 << 13, 1 << 9, 1 << 0
+_CAP_DR1, _CAP_FRAME_THREADS, _CAP_SLICE_THREADS, _CAP_EXPERIMENTAL, _CAP_DRAW_HORIZ_BAND = (
+    1 << 1,
+    1 << 12,
+    1 << 13,
+    1 << 9,
+    1 << 0,
+)
 
 
-def _codec_line(name: str, type_: str, caps: int, long_name: str, codec_name: str | None = None) -> str:
+def _codec_line(
+    name: str, type_: str, caps: int, long_name: str, codec_name: str | None = None
+) -> str:
     flags = (
         _TYPE_FLAG.get(type_, "D")
         + ("F" if caps & _CAP_FRAME_THREADS else ".")
@@ -81,7 +98,9 @@ def _codec_line(name: str, type_: str, caps: int, long_name: str, codec_name: st
 
 #: Hardware codecs of PyAV's build: they need devices this machine may not have, so they are
 #: listed only when the configuration sends them to a server.
-_HARDWARE = re.compile(r"_(qsv|vaapi|nvenc|amf|videotoolbox|v4l2m2m|rkmpp|mf|cuvid|mediacodec|vulkan|d3d12va|mmal|omx|oh)$")
+_HARDWARE = re.compile(
+    r"_(qsv|vaapi|nvenc|amf|videotoolbox|v4l2m2m|rkmpp|mf|cuvid|mediacodec|vulkan|d3d12va|mmal|omx|oh)$"
+)
 
 
 def codecs_text(config: MediaServerConfig, encoders: bool) -> str:
@@ -97,9 +116,18 @@ def codecs_text(config: MediaServerConfig, encoders: bool) -> str:
             codec = av.codec.Codec(name, mode)
         except (ValueError, av.error.FFmpegError):
             continue
-        rows.append((f"{_TYPE_FLAG.get(codec.type, 'D')}{name}", _codec_line(name, codec.type, int(codec.capabilities), codec.long_name, codec.canonical_name)))
+        rows.append(
+            (
+                f"{_TYPE_FLAG.get(codec.type, 'D')}{name}",
+                _codec_line(
+                    name, codec.type, int(codec.capabilities), codec.long_name, codec.canonical_name
+                ),
+            )
+        )
     for name, remote in sorted(remote_names.items()):
-        long_name = f"{'H.264 / AVC' if remote == 'h264' else 'H.265 / HEVC'} encoded on a vtremoted server"
+        long_name = (
+            f"{'H.264 / AVC' if remote == 'h264' else 'H.265 / HEVC'} encoded on a vtremoted server"
+        )
         rows.append((f"V{name}", _codec_line(name, "video", _CAP_DR1, long_name, remote)))
     order = {"V": 0, "A": 1, "S": 2}
     rows.sort(key=lambda r: (order.get(r[0][0], 3), r[0][1:]))
@@ -136,7 +164,11 @@ def _filter_io(f: Any) -> str:
             return "N"
         if not pads:
             return "|"
-        kind = "A" if f.name.startswith("a") and not f.name.startswith(("alpha", "atadenoise", "avgblur")) else "V"
+        kind = (
+            "A"
+            if f.name.startswith("a") and not f.name.startswith(("alpha", "atadenoise", "avgblur"))
+            else "V"
+        )
         return kind * len(pads)
 
     flags = int(f.flags)
@@ -161,7 +193,9 @@ def filters_text() -> str:
         except (ValueError, av.error.FFmpegError):
             continue
         flags = int(f.flags)
-        col = ("T" if flags & (1 << 16 | 1 << 17) else ".") + ("S" if flags & (1 << 2) else ".") + "."
+        col = (
+            ("T" if flags & (1 << 16 | 1 << 17) else ".") + ("S" if flags & (1 << 2) else ".") + "."
+        )
         lines.append(f" {col} {name:<16} {_filter_io(f):<10} {f.description or ''}")
     return "\n".join(lines) + "\n"
 
@@ -169,8 +203,11 @@ def filters_text() -> str:
 def help_text(config: MediaServerConfig, topic: str | None) -> tuple[str, bool]:
     """``-h encoder=NAME`` / ``decoder=`` / ``filter=``: (text, known)."""
     if not topic or "=" not in topic:
-        return ("usage: ffmpeg [options] [[infile options] -i infile]... {[outfile options] outfile}...\n"
-                "This is vtremote-ffmpeg: see `vtremote-ffmpeg -h encoder=NAME` or docs/mediaservers.md\n", True)
+        return (
+            "usage: ffmpeg [options] [[infile options] -i infile]... {[outfile options] outfile}...\n"
+            "This is vtremote-ffmpeg: see `vtremote-ffmpeg -h encoder=NAME` or docs/mediaservers.md\n",
+            True,
+        )
     kind, _, name = topic.partition("=")
     if kind in ("encoder", "decoder"):
         mode: Literal["r", "w"] = "w" if kind == "encoder" else "r"
@@ -179,17 +216,28 @@ def help_text(config: MediaServerConfig, topic: str | None) -> tuple[str, bool]:
             codec = av.codec.Codec(name, mode)
         except (ValueError, av.error.FFmpegError):
             if remote:
-                return (f"Encoder {name} [{'H.264' if remote == 'h264' else 'HEVC'} on a vtremoted server]:\n"
-                        "    General capabilities: dr1 delay\n"
-                        "    Threading capabilities: none\n"
-                        f"    Supported pixel formats: nv12 {'p010le ' if remote == 'hevc' else ''}yuv420p\n", True)
+                return (
+                    f"Encoder {name} [{'H.264' if remote == 'h264' else 'HEVC'} on a vtremoted server]:\n"
+                    "    General capabilities: dr1 delay\n"
+                    "    Threading capabilities: none\n"
+                    f"    Supported pixel formats: nv12 {'p010le ' if remote == 'hevc' else ''}yuv420p\n",
+                    True,
+                )
             return (f"Codec '{name}' is not recognized by FFmpeg.\n", False)
         label = "Encoder" if kind == "encoder" else "Decoder"
         text = f"{label} {codec.name} [{codec.long_name}]:\n    General capabilities: dr1 {'delay ' if codec.delay else ''}threads \n"
         if codec.video_formats:
-            text += "    Supported pixel formats: " + " ".join(f.name for f in codec.video_formats) + "\n"
+            text += (
+                "    Supported pixel formats: "
+                + " ".join(f.name for f in codec.video_formats)
+                + "\n"
+            )
         if codec.audio_formats:
-            text += "    Supported sample formats: " + " ".join(f.name for f in codec.audio_formats) + "\n"
+            text += (
+                "    Supported sample formats: "
+                + " ".join(f.name for f in codec.audio_formats)
+                + "\n"
+            )
         if remote:
             text += f"    vtremote: encoded as {remote} on {', '.join(config.servers) or 'an embedded server'}\n"
         return text, True
@@ -198,7 +246,13 @@ def help_text(config: MediaServerConfig, topic: str | None) -> tuple[str, bool]:
             return (f"Unknown filter '{name}'.\n", False)
         filt: Any = av.filter.Filter(name)
         text = f"Filter {name}\n  {filt.description or ''}\n    Inputs:\n"
-        text += "".join(f"       #{i}: {p.name}\n" for i, p in enumerate(filt.inputs)) or "        dynamic (depending on the options)\n"
-        text += "    Outputs:\n" + ("".join(f"       #{i}: {p.name}\n" for i, p in enumerate(filt.outputs)) or "        dynamic (depending on the options)\n")
+        text += (
+            "".join(f"       #{i}: {p.name}\n" for i, p in enumerate(filt.inputs))
+            or "        dynamic (depending on the options)\n"
+        )
+        text += "    Outputs:\n" + (
+            "".join(f"       #{i}: {p.name}\n" for i, p in enumerate(filt.outputs))
+            or "        dynamic (depending on the options)\n"
+        )
         return text, True
     return (f"Unknown help option '{topic}'.\n", False)

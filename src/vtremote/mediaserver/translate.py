@@ -42,35 +42,190 @@ REMOTE_NAMES = {"h264": "h264_videotoolbox_remote", "hevc": "hevc_videotoolbox_r
 #: Input options accepted and ignored: hardware decoding set-up, throttling, rotation, probing hints
 #: the demuxer does not need.
 IGNORED_INPUT = frozenset(
-    ["hwaccel", "hwaccel_output_format", "hwaccel_device", "hwaccel_flags", "init_hw_device", "filter_hw_device", "extra_hw_frames", "noaccurate_seek", "accurate_seek", "autorotate", "noautorotate", "canvas_size", "readrate", "re", "threads", "seek_timestamp", "noautoscale", "autoscale", "copyts", "start_at_zero",
-     "readrate_initial_burst", "readrate_catchup"]
+    [
+        "hwaccel",
+        "hwaccel_output_format",
+        "hwaccel_device",
+        "hwaccel_flags",
+        "init_hw_device",
+        "filter_hw_device",
+        "extra_hw_frames",
+        "noaccurate_seek",
+        "accurate_seek",
+        "autorotate",
+        "noautorotate",
+        "canvas_size",
+        "readrate",
+        "re",
+        "threads",
+        "seek_timestamp",
+        "noautoscale",
+        "autoscale",
+        "copyts",
+        "start_at_zero",
+        "readrate_initial_burst",
+        "readrate_catchup",
+    ]
 )
 #: Output options accepted and ignored: what the pipeline does anyway (bitstream filters the
 #: muxers insert themselves, metadata it never copies), queue sizes, hardware encoders' private tuning.
 IGNORED_OUTPUT = frozenset(
-    ["map_metadata", "map_chapters", "max_muxing_queue_size", "vsync", "fps_mode", "bsf", "vbsf", "absf", "sc_threshold", "keyint_min", "threads", "noautoscale", "autoscale", "mbbrc", "rc_init_occupancy", "look_ahead", "look_ahead_depth", "async_depth", "low_power", "rc_mode", "rc", "b_ref_mode", "spatial-aq", "spatial_aq", "temporal-aq", "multipass", "cq", "qmin", "qmax", "coder", "tier", "strict", "metadata", "disposition", "sample_fmt", "cutoff", "write_tmcd", "extra_hw_frames", "allow_sw", "prio_speed", "realtime", "forced-idr", "forced_idr", "idr_interval", "compression_level", "quality", "usage", "profile:a", "level:a", "noautorotate", "autorotate", "flags", "i_qfactor", "b_qfactor", "qcomp", "subq", "refs", "aq-mode", "aq-strength", "deblock", "bluray-compat", "hwaccel_flags", "copyinkf", "shortest",
-     "vbr", "afterburner", "profile:a"]
+    [
+        "map_metadata",
+        "map_chapters",
+        "max_muxing_queue_size",
+        "vsync",
+        "fps_mode",
+        "bsf",
+        "vbsf",
+        "absf",
+        "sc_threshold",
+        "keyint_min",
+        "threads",
+        "noautoscale",
+        "autoscale",
+        "mbbrc",
+        "rc_init_occupancy",
+        "look_ahead",
+        "look_ahead_depth",
+        "async_depth",
+        "low_power",
+        "rc_mode",
+        "rc",
+        "b_ref_mode",
+        "spatial-aq",
+        "spatial_aq",
+        "temporal-aq",
+        "multipass",
+        "cq",
+        "qmin",
+        "qmax",
+        "coder",
+        "tier",
+        "strict",
+        "metadata",
+        "disposition",
+        "sample_fmt",
+        "cutoff",
+        "write_tmcd",
+        "extra_hw_frames",
+        "allow_sw",
+        "prio_speed",
+        "realtime",
+        "forced-idr",
+        "forced_idr",
+        "idr_interval",
+        "compression_level",
+        "quality",
+        "usage",
+        "profile:a",
+        "level:a",
+        "noautorotate",
+        "autorotate",
+        "flags",
+        "i_qfactor",
+        "b_qfactor",
+        "qcomp",
+        "subq",
+        "refs",
+        "aq-mode",
+        "aq-strength",
+        "deblock",
+        "bluray-compat",
+        "hwaccel_flags",
+        "copyinkf",
+        "shortest",
+        "vbr",
+        "afterburner",
+        "profile:a",
+    ]
 )
 #: Input options that are demuxer / protocol options, passed to FFmpeg as they are (live TV
 #: inputs come over HTTP with a user agent, HLS inputs with extension rules).
 DEMUXER_OPTIONS = frozenset(
-    ["analyzeduration", "probesize", "fflags", "framerate", "video_size", "pixel_format", "sample_rate", "channels",
-     "user_agent", "headers", "reconnect", "reconnect_streamed", "reconnect_on_network_error", "reconnect_delay_max",
-     "rw_timeout", "timeout", "allowed_extensions", "allowed_segment_extensions", "extension_picky", "fpsprobesize",
-     "max_reload", "live_start_index", "http_persistent", "seekable"]
+    [
+        "analyzeduration",
+        "probesize",
+        "fflags",
+        "framerate",
+        "video_size",
+        "pixel_format",
+        "sample_rate",
+        "channels",
+        "user_agent",
+        "headers",
+        "reconnect",
+        "reconnect_streamed",
+        "reconnect_on_network_error",
+        "reconnect_delay_max",
+        "rw_timeout",
+        "timeout",
+        "allowed_extensions",
+        "allowed_segment_extensions",
+        "extension_picky",
+        "fpsprobesize",
+        "max_reload",
+        "live_start_index",
+        "http_persistent",
+        "seekable",
+    ]
 )
 #: Audio encoder names -> what PyAV's FFmpeg has.
-AUDIO_ENCODERS = {"libfdk_aac": "aac", "aac_at": "aac", "aac": "aac", "libmp3lame": "libmp3lame", "mp3": "libmp3lame",
-                  "libopus": "libopus", "opus": "libopus", "ac3": "ac3", "eac3": "eac3", "flac": "flac",
-                  "libvorbis": "libvorbis", "vorbis": "libvorbis", "alac": "alac", "truehd": "truehd"}
-FAST_PRESETS = frozenset({"ultrafast", "superfast", "veryfast", "faster", "fast", "p1", "p2", "p3", "speed", "balanced"})
+AUDIO_ENCODERS = {
+    "libfdk_aac": "aac",
+    "aac_at": "aac",
+    "aac": "aac",
+    "libmp3lame": "libmp3lame",
+    "mp3": "libmp3lame",
+    "libopus": "libopus",
+    "opus": "libopus",
+    "ac3": "ac3",
+    "eac3": "eac3",
+    "flac": "flac",
+    "libvorbis": "libvorbis",
+    "vorbis": "libvorbis",
+    "alac": "alac",
+    "truehd": "truehd",
+}
+FAST_PRESETS = frozenset(
+    {"ultrafast", "superfast", "veryfast", "faster", "fast", "p1", "p2", "p3", "speed", "balanced"}
+)
 SLOW_PRESETS = frozenset({"slow", "slower", "veryslow", "placebo", "p5", "p6", "p7", "quality"})
 #: Muxer options passed on to FFmpeg as they are.
 MUXER_OPTIONS = frozenset(
-    ["hls_time", "hls_segment_type", "hls_fmp4_init_filename", "start_number", "hls_segment_filename", "hls_playlist_type", "hls_list_size", "hls_base_url", "hls_segment_options", "hls_flags", "hls_init_time", "avoid_negative_ts", "max_delay", "movflags", "hls_allow_cache", "hls_start_number_source", "frag_duration", "min_frag_duration",
-     "segment_time", "segment_format", "segment_list", "segment_list_type", "segment_start_number", "segment_time_delta",
-     "individual_header_trailer", "break_non_keyframes", "reset_timestamps", "segment_list_flags", "segment_list_size", "segment_wrap",
-     "segment_list_entry_prefix"]
+    [
+        "hls_time",
+        "hls_segment_type",
+        "hls_fmp4_init_filename",
+        "start_number",
+        "hls_segment_filename",
+        "hls_playlist_type",
+        "hls_list_size",
+        "hls_base_url",
+        "hls_segment_options",
+        "hls_flags",
+        "hls_init_time",
+        "avoid_negative_ts",
+        "max_delay",
+        "movflags",
+        "hls_allow_cache",
+        "hls_start_number_source",
+        "frag_duration",
+        "min_frag_duration",
+        "segment_time",
+        "segment_format",
+        "segment_list",
+        "segment_list_type",
+        "segment_start_number",
+        "segment_time_delta",
+        "individual_header_trailer",
+        "break_non_keyframes",
+        "reset_timestamps",
+        "segment_list_flags",
+        "segment_list_size",
+        "segment_wrap",
+        "segment_list_entry_prefix",
+    ]
 )
 
 
@@ -92,11 +247,17 @@ def probe_media(url: str, fmt: str | None, options: dict[str, str]) -> MediaInfo
     """Open the input's header with PyAV; an input that does not open gives an empty MediaInfo
     (the job itself will then say why). Network inputs (live TV) are opened with a timeout."""
     try:
-        container = av.open(url, format=fmt, options=options or None, timeout=10.0 if "://" in url else None)
+        container = av.open(
+            url, format=fmt, options=options or None, timeout=10.0 if "://" in url else None
+        )
     except (av.error.FFmpegError, ValueError, OSError):
         return MediaInfo()
     try:
-        streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
+        streams = [
+            s
+            for s in container.streams.video
+            if not (s.disposition & av.stream.Disposition.attached_pic)
+        ]
         duration = container.duration / 1_000_000 if container.duration else None
         start = container.start_time / 1_000_000 if container.start_time else 0.0
         if not streams:
@@ -106,8 +267,16 @@ def probe_media(url: str, fmt: str | None, options: dict[str, str]) -> MediaInfo
         sar = ctx.sample_aspect_ratio
         fmt_obj = ctx.format
         bits = max((c.bits for c in fmt_obj.components), default=8) if fmt_obj is not None else 8
-        return MediaInfo(ctx.width, ctx.height, float(sar) if sar else 1.0, s.average_rate or s.guessed_rate or None,
-                         duration, start, ctx.name, bits)
+        return MediaInfo(
+            ctx.width,
+            ctx.height,
+            float(sar) if sar else 1.0,
+            s.average_rate or s.guessed_rate or None,
+            duration,
+            start,
+            ctx.name,
+            bits,
+        )
     finally:
         container.close()
 
@@ -137,7 +306,10 @@ def _key_frame_times(text: str, shift: float, end: float | None) -> str | None:
     from the start of the file, as -ss does. For MKV/MP4 (start 0) this is the expression as
     written; for MPEG-TS (start 1.4 s and more) it keeps the cuts and the keyframes together.
     """
-    m = re.fullmatch(r"expr:\s*gte\(\s*t\s*,\s*(?:([0-9.]+)\s*\+\s*)?n_forced\s*\*\s*([0-9.]+)\s*\)", text.strip())
+    m = re.fullmatch(
+        r"expr:\s*gte\(\s*t\s*,\s*(?:([0-9.]+)\s*\+\s*)?n_forced\s*\*\s*([0-9.]+)\s*\)",
+        text.strip(),
+    )
     if not m:
         return text
     base = shift + float(m.group(1) or 0.0)
@@ -178,7 +350,9 @@ def input_spec(f: FileArgs, notes: list[str]) -> InputSpec:
         elif o.name == "r":
             spec.options["framerate"] = str(parse_rate(v))
         elif o.name in ("c", "codec", "vcodec", "acodec"):
-            notes.append(f"input decoder {o.raw} {v} ignored: decoding runs in software here or on the server")
+            notes.append(
+                f"input decoder {o.raw} {v} ignored: decoding runs in software here or on the server"
+            )
         elif o.name in IGNORED_INPUT:
             continue
         else:
@@ -186,13 +360,17 @@ def input_spec(f: FileArgs, notes: list[str]) -> InputSpec:
     return spec
 
 
-def translate(cmd: Command, config: MediaServerConfig, *, server: str | None, media: MediaInfo | None = None) -> Plan:
+def translate(
+    cmd: Command, config: MediaServerConfig, *, server: str | None, media: MediaInfo | None = None
+) -> Plan:
     """The job for ``server`` (``None``: a local PyAV encoder). Raises Unsupported or UsageError."""
     if not cmd.inputs:
         raise Unsupported("no input")
     if len(cmd.outputs) != 1:
         raise Unsupported(f"{len(cmd.outputs)} outputs: vtremote writes exactly one")
-    if cmd.has_global("filter_complex", "lavfi") or any(f.has("filter_complex", "lavfi") for f in cmd.outputs):
+    if cmd.has_global("filter_complex", "lavfi") or any(
+        f.has("filter_complex", "lavfi") for f in cmd.outputs
+    ):
         raise Unsupported("-filter_complex (subtitle burn-in, overlays) runs only in ffmpeg")
     notes: list[str] = []
     inputs = [input_spec(f, notes) for f in cmd.inputs]
@@ -231,7 +409,11 @@ def translate(cmd: Command, config: MediaServerConfig, *, server: str | None, me
         elif name == "f":
             out.format = v
         elif name in ("vn", "an", "sn", "dn"):
-            setattr(out, {"vn": "no_video", "an": "no_audio", "sn": "no_subtitles", "dn": "no_data"}[name], True)
+            setattr(
+                out,
+                {"vn": "no_video", "an": "no_audio", "sn": "no_subtitles", "dn": "no_data"}[name],
+                True,
+            )
         elif name == "ss":
             out.seek = parse_time(v, "-ss")
         elif name == "t":
@@ -306,7 +488,9 @@ def translate(cmd: Command, config: MediaServerConfig, *, server: str | None, me
     out.codecs.update({k: v for k, v in _audio_codecs(out).items()})
     for k in ("s", "d"):
         if out.codecs.get(k, "copy") != "copy":
-            raise Unsupported(f"-c:{k} {out.codecs[k]}: subtitle/data conversion runs only in ffmpeg")
+            raise Unsupported(
+                f"-c:{k} {out.codecs[k]}: subtitle/data conversion runs only in ffmpeg"
+            )
 
     remote = False
     if video_encoder and video_encoder != "copy" and not out.no_video:
@@ -314,7 +498,12 @@ def translate(cmd: Command, config: MediaServerConfig, *, server: str | None, me
         if server is not None and remote_codec:
             remote = True
             out.codecs["v"] = REMOTE_NAMES[remote_codec]
-            out.remote = RemoteOptions(host=server, token=config.token, compression=config.compression, timeout_ms=config.timeout_ms)
+            out.remote = RemoteOptions(
+                host=server,
+                token=config.token,
+                compression=config.compression,
+                timeout_ms=config.timeout_ms,
+            )
             _remote_video(out, quality, config, media, remote_codec, notes)
         else:
             out.codecs["v"] = _local_encoder(video_encoder, config, remote_codec)
@@ -344,14 +533,24 @@ def _local_encoder(name: str, config: MediaServerConfig, remote_codec: str | Non
         return name
     if config.fallback_encoder != "auto":
         return config.fallback_encoder
-    codec = remote_codec or ("hevc" if name.startswith("hevc") else "h264" if name.startswith("h264") else None)
+    codec = remote_codec or (
+        "hevc" if name.startswith("hevc") else "h264" if name.startswith("h264") else None
+    )
     if codec is None:
-        raise Unsupported(f"video encoder {name} is not available here and has no software counterpart")
+        raise Unsupported(
+            f"video encoder {name} is not available here and has no software counterpart"
+        )
     return "libx265" if codec == "hevc" else "libx264"
 
 
-def _remote_video(out: OutputSpec, q: dict[str, str], config: MediaServerConfig, media: MediaInfo,
-                  remote_codec: str, notes: list[str]) -> None:
+def _remote_video(
+    out: OutputSpec,
+    q: dict[str, str],
+    config: MediaServerConfig,
+    media: MediaInfo,
+    remote_codec: str,
+    notes: list[str],
+) -> None:
     v = out.video
     qp: float | None = None
     for key in ("crf", "global_quality", "qp", "cq"):
@@ -379,14 +578,24 @@ def _remote_video(out: OutputSpec, q: dict[str, str], config: MediaServerConfig,
         v["gop"] = int(q["gop"])
     else:
         fps = out.rate or media.rate or Fraction(25)
-        seconds = float(out.format_options.get("hls_time" if out.format == "hls" else "segment_time", "2")) \
-            if out.format in ("hls", "segment", "ssegment") else 10.0
+        seconds = (
+            float(
+                out.format_options.get("hls_time" if out.format == "hls" else "segment_time", "2")
+            )
+            if out.format in ("hls", "segment", "ssegment")
+            else 10.0
+        )
         v["gop"] = max(1, min(600, round(float(fps) * seconds)))
     if q.get("bf"):
         v["max_b_frames"] = int(q["bf"])
     profile = (q.get("profile") or "").lower()
     if profile:
-        if remote_codec == "h264" and profile in ("baseline", "constrained_baseline", "main", "high") or remote_codec == "hevc" and profile in ("main", "main10"):
+        if (
+            remote_codec == "h264"
+            and profile in ("baseline", "constrained_baseline", "main", "high")
+            or remote_codec == "hevc"
+            and profile in ("main", "main10")
+        ):
             v["profile"] = profile
         else:
             notes.append(f"profile {profile} is left to the engine")
@@ -399,16 +608,27 @@ def _remote_video(out: OutputSpec, q: dict[str, str], config: MediaServerConfig,
         else:
             v["level"] = f"{n / 10:.1f}" if n >= 10 else f"{n:.1f}"
     if out.pix_fmt:
-        mapped = {"yuv420p": "nv12", "yuvj420p": "nv12", "nv12": "nv12", "yuv420p10le": "p010le", "p010le": "p010le", "p010": "p010le"}.get(out.pix_fmt)
+        mapped = {
+            "yuv420p": "nv12",
+            "yuvj420p": "nv12",
+            "nv12": "nv12",
+            "yuv420p10le": "p010le",
+            "p010le": "p010le",
+            "p010": "p010le",
+        }.get(out.pix_fmt)
         if mapped is None:
             raise Unsupported(f"-pix_fmt {out.pix_fmt} cannot be encoded remotely (nv12 or p010le)")
         out.pix_fmt = mapped if not (remote_codec == "h264" and mapped == "p010le") else "nv12"
 
 
-def _local_video(out: OutputSpec, q: dict[str, str], local_opts: dict[str, str], encoder: str) -> None:
+def _local_video(
+    out: OutputSpec, q: dict[str, str], local_opts: dict[str, str], encoder: str
+) -> None:
     o = out.codec_options
     x26x = encoder in ("libx264", "libx265")
-    if q.get("preset") and (x26x and q["preset"].lower() in FAST_PRESETS | SLOW_PRESETS | {"medium"}):
+    if q.get("preset") and (
+        x26x and q["preset"].lower() in FAST_PRESETS | SLOW_PRESETS | {"medium"}
+    ):
         o["preset"] = q["preset"] if not q["preset"].startswith("p") else "veryfast"
     elif x26x:
         o["preset"] = "veryfast"
@@ -448,9 +668,19 @@ def _key_frames(out: OutputSpec, media: MediaInfo, first: InputSpec) -> None:
             out.force_key_frames = _key_frame_times(out.force_key_frames, shift, end)
         except UsageError as e:
             raise Unsupported(str(e)) from e
-        if out.force_key_frames and out.force_key_frames.startswith("expr:") and "n_forced" not in out.force_key_frames:
-            raise Unsupported(f"-force_key_frames {out.force_key_frames}: only gte(t,[OFFSET+]n_forced*N) is supported")
+        if (
+            out.force_key_frames
+            and out.force_key_frames.startswith("expr:")
+            and "n_forced" not in out.force_key_frames
+        ):
+            raise Unsupported(
+                f"-force_key_frames {out.force_key_frames}: only gte(t,[OFFSET+]n_forced*N) is supported"
+            )
     elif out.format in ("hls", "segment", "ssegment"):
-        every = float(out.format_options.get("hls_time" if out.format == "hls" else "segment_time", "2"))
+        every = float(
+            out.format_options.get("hls_time" if out.format == "hls" else "segment_time", "2")
+        )
         seek = first.seek if out.copyts else 0.0
-        out.force_key_frames = _key_frame_times(f"expr:gte(t,{seek:g}+n_forced*{every:g})", shift, end)
+        out.force_key_frames = _key_frame_times(
+            f"expr:gte(t,{seek:g}+n_forced*{every:g})", shift, end
+        )

@@ -11,4 +11,13 @@ from vtremote.pipeline.job import Job, check_spec
 from vtremote.pipeline.spec import InputSpec, JobSpec, MapSpec, OutputSpec, RemoteOptions
 from vtremote.pipeline.stats import JobStats
 
-__all__ = ["InputSpec", "Job", "JobSpec", "JobStats", "MapSpec", "OutputSpec", "RemoteOptions", "check_spec"]
+__all__ = [
+    "InputSpec",
+    "Job",
+    "JobSpec",
+    "JobStats",
+    "MapSpec",
+    "OutputSpec",
+    "RemoteOptions",
+    "check_spec",
+]

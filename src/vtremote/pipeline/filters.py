@@ -22,7 +22,45 @@ VideoFrame = av.VideoFrame
 
 #: Filters that never change frame timing: with only these the encoder still counts in 1/rate.
 TIMING_NEUTRAL_FILTERS = frozenset(
-    ["scale", "format", "crop", "pad", "hflip", "vflip", "transpose", "rotate", "setsar", "setdar", "drawtext", "drawbox", "drawgrid", "eq", "hue", "noise", "unsharp", "boxblur", "gblur", "smartblur", "deband", "colorspace", "colorchannelmixer", "colorlevels", "curves", "lut", "lutrgb", "lutyuv", "negate", "null", "copy", "fade", "vignette", "sharpen", "convolution", "scale2ref", "zscale"]
+    [
+        "scale",
+        "format",
+        "crop",
+        "pad",
+        "hflip",
+        "vflip",
+        "transpose",
+        "rotate",
+        "setsar",
+        "setdar",
+        "drawtext",
+        "drawbox",
+        "drawgrid",
+        "eq",
+        "hue",
+        "noise",
+        "unsharp",
+        "boxblur",
+        "gblur",
+        "smartblur",
+        "deband",
+        "colorspace",
+        "colorchannelmixer",
+        "colorlevels",
+        "curves",
+        "lut",
+        "lutrgb",
+        "lutyuv",
+        "negate",
+        "null",
+        "copy",
+        "fade",
+        "vignette",
+        "sharpen",
+        "convolution",
+        "scale2ref",
+        "zscale",
+    ]
 )
 #: Filters that set a new constant frame rate (their ``fps``/``rate`` argument).
 RATE_FILTERS = frozenset({"fps", "framerate"})
@@ -62,7 +100,9 @@ def split_filter_chain(text: str) -> list[tuple[str, str | None]]:
         if ch == "'":
             quote = not quote
         elif not quote and ch in ";[":
-            raise UsageError(f"-vf {text!r}: labels and ';' need -filter_complex, which vtremote does not support; use a single chain")
+            raise UsageError(
+                f"-vf {text!r}: labels and ';' need -filter_complex, which vtremote does not support; use a single chain"
+            )
         if ch == "," and not quote:
             items.append("".join(buf))
             buf = []
@@ -80,7 +120,9 @@ def split_filter_chain(text: str) -> list[tuple[str, str | None]]:
     return chain
 
 
-def link_chain(g: av.filter.Graph, src: Any, chain: list[tuple[str, str | None]], sink_name: str, option: str) -> Any:
+def link_chain(
+    g: av.filter.Graph, src: Any, chain: list[tuple[str, str | None]], sink_name: str, option: str
+) -> Any:
     """Add ``chain`` after ``src`` and a sink to ``g``, link and configure it; returns the sink.
     A filter that cannot be created or a graph that does not configure is a usage error."""
     nodes = [src]
@@ -88,7 +130,9 @@ def link_chain(g: av.filter.Graph, src: Any, chain: list[tuple[str, str | None]]
         try:
             nodes.append(g.add(name, args))
         except (ValueError, KeyError, av.error.FFmpegError) as e:
-            raise UsageError(f"{option}: filter {name}{'=' + args if args else ''} cannot be created: {e}") from e
+            raise UsageError(
+                f"{option}: filter {name}{'=' + args if args else ''} cannot be created: {e}"
+            ) from e
     sink = g.add(sink_name)
     nodes.append(sink)
     for a, b in zip(nodes, nodes[1:], strict=False):
@@ -135,8 +179,6 @@ class VideoFilter:
                 out.append(self._sink.pull())
             except (av.error.BlockingIOError, av.error.EOFError):
                 return out
-
-
 
 
 class AudioFilter:

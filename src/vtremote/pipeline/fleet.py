@@ -25,7 +25,9 @@ def uses_pool(ro: RemoteOptions) -> bool:
     if ro.fallback == "local":
         return True
     config = load_config()
-    return is_pool(ro.host, config) or (ro.fallback is None and config.fallback == "local" and bool(ro.host))
+    return is_pool(ro.host, config) or (
+        ro.fallback is None and config.fallback == "local" and bool(ro.host)
+    )
 
 
 def open_encoder(ro: RemoteOptions, codec: str, **kwargs: Any) -> RemoteEncoder | FailoverEncoder:
@@ -35,17 +37,33 @@ def open_encoder(ro: RemoteOptions, codec: str, **kwargs: Any) -> RemoteEncoder 
         from vtremote.client.failover import FailoverEncoder
 
         pool = resolve_pool(ro.host or "", token=ro.token, fallback=ro.fallback)
-        return FailoverEncoder(pool, codec, timeout=timeout, compression=ro.compression, inflight=ro.inflight, **kwargs)
-    return RemoteEncoder(ro.host or "", codec, token=ro.token, timeout=timeout, compression=ro.compression,
-                         inflight=ro.inflight, **ro.tls_kwargs(), **kwargs)
+        return FailoverEncoder(
+            pool, codec, timeout=timeout, compression=ro.compression, inflight=ro.inflight, **kwargs
+        )
+    return RemoteEncoder(
+        ro.host or "",
+        codec,
+        token=ro.token,
+        timeout=timeout,
+        compression=ro.compression,
+        inflight=ro.inflight,
+        **ro.tls_kwargs(),
+        **kwargs,
+    )
 
 
 def open_decoder(ro: RemoteOptions, in_stream: Any) -> RemoteDecoder | FailoverDecoder:
     """The decoder session for ``ro`` and a demuxed stream."""
-    common: dict[str, Any] = {"timeout": ro.timeout_ms / 1000, "compression": ro.compression, "inflight": ro.inflight}
+    common: dict[str, Any] = {
+        "timeout": ro.timeout_ms / 1000,
+        "compression": ro.compression,
+        "inflight": ro.inflight,
+    }
     if uses_pool(ro):
         from vtremote.client.failover_decoder import FailoverDecoder
 
         pool = resolve_pool(ro.host or "", token=ro.token)
         return FailoverDecoder.from_stream(pool, in_stream, **common)
-    return RemoteDecoder.from_stream(ro.host or "", in_stream, token=ro.token, **ro.tls_kwargs(), **common)
+    return RemoteDecoder.from_stream(
+        ro.host or "", in_stream, token=ro.token, **ro.tls_kwargs(), **common
+    )

@@ -58,18 +58,30 @@ class HlsOutput:
     """An ``hls`` muxer writing into the playlist's real folder; same interface as
     :class:`~vtremote.pipeline.output.OutputFile` (``container``, ``commit``, ``abort``)."""
 
-    def __init__(self, url: str, options: dict[str, str], *, overwrite: bool | None, keep_partial: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: dict[str, str],
+        *,
+        overwrite: bool | None,
+        keep_partial: bool = False,
+    ) -> None:
         self.url = url
         self.keep_partial = keep_partial
         if url == "-" or "://" in url:
             raise UsageError("-f hls needs a playlist path on this machine")
         if os.path.exists(url) and overwrite is not True:
-            raise JobError(f"{url} already exists; use -y to overwrite it" + (" (-n given)" if overwrite is False else ""))
+            raise JobError(
+                f"{url} already exists; use -y to overwrite it"
+                + (" (-n given)" if overwrite is False else "")
+            )
         opts = dict(options)
         folder, name = os.path.split(url)
         stem, _ext = os.path.splitext(name)
         fmp4 = opts.get("hls_segment_type") == "fmp4"
-        opts.setdefault("hls_segment_filename", os.path.join(folder, f"{stem}%d.{'m4s' if fmp4 else 'ts'}"))
+        opts.setdefault(
+            "hls_segment_filename", os.path.join(folder, f"{stem}%d.{'m4s' if fmp4 else 'ts'}")
+        )
         init = opts.get("hls_fmp4_init_filename")
         if init and os.path.isabs(init):
             # FFmpeg prefixes the playlist's folder to the init name: give it a relative one.
@@ -80,10 +92,14 @@ class HlsOutput:
         opts["hls_flags"] = "+".join(flags)
         self.patterns = [_pattern_glob(opts["hls_segment_filename"])]
         if fmp4:
-            self.patterns.append(glob.escape(os.path.join(folder, opts.get("hls_fmp4_init_filename", "init.mp4"))))
+            self.patterns.append(
+                glob.escape(os.path.join(folder, opts.get("hls_fmp4_init_filename", "init.mp4")))
+            )
         self.before = self._existing()
         try:
-            self.container: av.container.OutputContainer = av.open(url, "w", format="hls", options=opts)
+            self.container: av.container.OutputContainer = av.open(
+                url, "w", format="hls", options=opts
+            )
         except av.error.FFmpegError as e:
             raise JobError(f"cannot open HLS output {url!r}: {e.strerror or e}") from e
         self.done = False
@@ -110,26 +126,40 @@ class HlsOutput:
         self.done = True
         close_failed(self.container)
         created = sorted(self._existing() - self.before)
-        for path in [p for p in created if p.endswith(".tmp")] + glob.glob(glob.escape(self.url) + ".tmp"):
+        for path in [p for p in created if p.endswith(".tmp")] + glob.glob(
+            glob.escape(self.url) + ".tmp"
+        ):
             with contextlib.suppress(OSError):
                 os.unlink(path)
         segments = [p for p in created if not p.endswith(".tmp")]
         if self.keep_partial:
             if os.path.exists(self.url):
                 os.replace(self.url, self.partial_name)
-            log.warning("the run failed; its %d complete segment(s) are kept, the playlist as %s", len(segments), self.partial_name)
+            log.warning(
+                "the run failed; its %d complete segment(s) are kept, the playlist as %s",
+                len(segments),
+                self.partial_name,
+            )
             return
         playlist = os.path.exists(self.url)
         for path in [*segments, self.url]:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         if playlist or segments:
-            log.warning("the run failed; removed %s%d segment(s) it wrote", f"the playlist {self.url} and " if playlist else "", len(segments))
+            log.warning(
+                "the run failed; removed %s%d segment(s) it wrote",
+                f"the playlist {self.url} and " if playlist else "",
+                len(segments),
+            )
 
 
 def is_hls(fmt: str | None, url: str) -> bool:
     return fmt == "hls" or (fmt is None and url.endswith(".m3u8"))
 
 
-def open_hls(url: str, options: dict[str, Any], overwrite: bool | None, keep_partial: bool) -> HlsOutput:
-    return HlsOutput(url, {k: str(v) for k, v in options.items()}, overwrite=overwrite, keep_partial=keep_partial)
+def open_hls(
+    url: str, options: dict[str, Any], overwrite: bool | None, keep_partial: bool
+) -> HlsOutput:
+    return HlsOutput(
+        url, {k: str(v) for k, v in options.items()}, overwrite=overwrite, keep_partial=keep_partial
+    )

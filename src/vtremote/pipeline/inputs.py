@@ -52,9 +52,16 @@ class Input:
         self.start = start / 1_000_000 if start is not None else 0.0
         if spec.seek > 0:
             try:
-                self.container.seek(round((self.start + spec.seek) * 1_000_000), backward=True, any_frame=False)
+                self.container.seek(
+                    round((self.start + spec.seek) * 1_000_000), backward=True, any_frame=False
+                )
             except (av.error.FFmpegError, ValueError) as e:
-                log.info("input %d cannot seek (%s); decoding from the start and dropping until %.3f s", index, e, spec.seek)
+                log.info(
+                    "input %d cannot seek (%s); decoding from the start and dropping until %.3f s",
+                    index,
+                    e,
+                    spec.seek,
+                )
         self.streams: list[Any] = list(self.container.streams)
 
     def _open(self, pixel_format: str | None) -> Any:
@@ -62,7 +69,9 @@ class Input:
         options = {k: v for k, v in spec.options.items() if k != "threads"} or None
         if pixel_format is not None:
             try:
-                container = av.open(f"{spec.url},format={pixel_format}", format=spec.format, options=options)
+                container = av.open(
+                    f"{spec.url},format={pixel_format}", format=spec.format, options=options
+                )
             except (av.error.FFmpegError, ValueError):  # an audio source, say: the graph as given
                 pass
             else:
@@ -161,5 +170,3 @@ def merged_demux(inputs: list[tuple[Input, list[Any]]]) -> Iterator[tuple[Input,
         _t, _s, k, packet = heapq.heappop(heap)
         yield iters[k][0], packet
         push(k)
-
-

@@ -51,7 +51,12 @@ if TYPE_CHECKING:
 
     #: Anything with wire statistics and a server name: the client's remote sessions.
     RemoteSession: TypeAlias = (
-        RemoteEncoder | RemoteDecoder | RemoteTranscoder | FailoverEncoder | FailoverDecoder | ParallelSessions
+        RemoteEncoder
+        | RemoteDecoder
+        | RemoteTranscoder
+        | FailoverEncoder
+        | FailoverDecoder
+        | ParallelSessions
     )
 
 log = logging.getLogger(__name__)
@@ -67,7 +72,9 @@ def _loaded(module: str, name: str) -> Any:
 
 def _is_fleet(s: RemoteSession) -> TypeGuard[FailoverEncoder | FailoverDecoder | ParallelSessions]:
     """A session over several servers (a pool, segments), not one server's plain session."""
-    return not isinstance(s, (RemoteEncoder, RemoteDecoder, _loaded("vtremote.client.transcoder", "RemoteTranscoder")))
+    return not isinstance(
+        s, (RemoteEncoder, RemoteDecoder, _loaded("vtremote.client.transcoder", "RemoteTranscoder"))
+    )
 
 
 class Job:
@@ -127,13 +134,18 @@ class Job:
         try:
             from vtremote.server import Server, ServerConfig
         except ImportError as e:
-            raise JobError(f"no -vt_remote_host given and the embedded server cannot start: {e}") from e
+            raise JobError(
+                f"no -vt_remote_host given and the embedded server cannot start: {e}"
+            ) from e
         self.server = Server(ServerConfig(listen="127.0.0.1:0", engine="auto"))
         self.server.start()
         host, port = self.server.address[:2]
         self.server_address = f"{host}:{port}"
         self.stats.embedded_server = self.server_address
-        log.info("no -vt_remote_host: this run is served by an embedded vtremoted on %s", self.server_address)
+        log.info(
+            "no -vt_remote_host: this run is served by an embedded vtremoted on %s",
+            self.server_address,
+        )
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -155,8 +167,14 @@ class Job:
                 out.force_key_frames = segment_key_frames(out.format_options)
             self.file = open_hls(out.url, out.format_options, self.spec.overwrite, out.keep_partial)
         else:
-            self.file = OutputFile(out.url, out.format, overwrite=self.spec.overwrite, keep_partial=out.keep_partial,
-                                   options=out.format_options, in_place=out.in_place)
+            self.file = OutputFile(
+                out.url,
+                out.format,
+                overwrite=self.spec.overwrite,
+                keep_partial=out.keep_partial,
+                options=out.format_options,
+                in_place=out.in_place,
+            )
         self.output.metadata.update(out.metadata)
         self.stats.format = self.output_format
         self.muxer = Muxer(self.output, self.stats)
@@ -174,10 +192,16 @@ class Job:
             return make_video_handler(self, inp, stream, idx, codec)
         if kind == "audio":
             codec = out.codecs.get("a") or "copy"
-            return CopyHandler(self, inp, stream, idx) if codec == "copy" else AudioHandler(self, inp, stream, idx, codec)
+            return (
+                CopyHandler(self, inp, stream, idx)
+                if codec == "copy"
+                else AudioHandler(self, inp, stream, idx, codec)
+            )
         codec = out.codecs.get("s" if kind == "subtitle" else "d") or "copy"
         if codec != "copy":
-            raise UsageError(f"{kind} streams can only be copied (-c:{kind[0]} copy) or left out (-{kind[0]}n)")
+            raise UsageError(
+                f"{kind} streams can only be copied (-c:{kind[0]} copy) or left out (-{kind[0]}n)"
+            )
         return CopyHandler(self, inp, stream, idx)
 
     # -- run -----------------------------------------------------------------------------------------
@@ -201,7 +225,9 @@ class Job:
         check_spec(self.spec)
         out = self.spec.output
         self._open_output()
-        self.inputs = [Input(i, spec, lavfi_pixel_format(spec, out)) for i, spec in enumerate(self.spec.inputs)]
+        self.inputs = [
+            Input(i, spec, lavfi_pixel_format(spec, out)) for i, spec in enumerate(self.spec.inputs)
+        ]
         selected = select_streams(self.inputs, out)
         if not out.maps:
             selected = drop_uncopyable_subtitles(selected, self.output, out)
@@ -215,7 +241,10 @@ class Job:
                 self.handlers[-1].out_stream.codec_context.codec_tag = out.video_tag  # type: ignore[attr-defined]
         self.stats.total_time = self._expected_duration()
         by_stream = {(h.input.index, h.in_stream.index): h for h in self.handlers}
-        demux_plan = [(inp, [s for s in inp.streams if (inp.index, s.index) in by_stream]) for inp in self.inputs]
+        demux_plan = [
+            (inp, [s for s in inp.streams if (inp.index, s.index) in by_stream])
+            for inp in self.inputs
+        ]
         demux_plan = [(inp, streams) for inp, streams in demux_plan if streams]
         for inp, packet in merged_demux(demux_plan):
             handler = by_stream.get((inp.index, packet.stream.index))
@@ -241,7 +270,9 @@ class Job:
         self.stats.remote = [self._session_info(s) for s in self.sessions]
         fleet = [s for s in self.sessions if _is_fleet(s)]
         self.stats.failovers = sum(s.failovers for s in fleet)
-        self.stats.fallbacks = sum(1 for s in fleet if getattr(s, "fell_back", False))  # decoders never fall back
+        self.stats.fallbacks = sum(
+            1 for s in fleet if getattr(s, "fell_back", False)
+        )  # decoders never fall back
 
     def _expected_duration(self) -> float | None:
         out = self.spec.output
@@ -265,7 +296,13 @@ class Job:
         decoders = (RemoteDecoder, _loaded("vtremote.client.failover_decoder", "FailoverDecoder"))
         fleet = s.fleet_info() if _is_fleet(s) else {}
         return {
-            "mode": ("decode" if isinstance(s, decoders) else "transcode" if isinstance(s, transcoder) else "encode"),
+            "mode": (
+                "decode"
+                if isinstance(s, decoders)
+                else "transcode"
+                if isinstance(s, transcoder)
+                else "encode"
+            ),
             "server": s.server,
             "server_name": s.server_name,
             "server_version": s.server_version,
@@ -297,12 +334,18 @@ def check_spec(spec: JobSpec) -> None:
     """Checks that need no file or server, so that usage errors come before any work."""
     out = spec.output
     if out.remote_codec is None and out.video_codec and out.video_codec.endswith("_remote"):
-        raise UsageError(f"unknown remote encoder {out.video_codec!r}: use h264_videotoolbox_remote or hevc_videotoolbox_remote")
+        raise UsageError(
+            f"unknown remote encoder {out.video_codec!r}: use h264_videotoolbox_remote or hevc_videotoolbox_remote"
+        )
     for inp in spec.inputs:
         if inp.remote_codec is None and inp.video_codec and inp.video_codec.endswith("_remote"):
-            raise UsageError(f"unknown remote decoder {inp.video_codec!r}: use h264_videotoolbox_remote or hevc_videotoolbox_remote")
+            raise UsageError(
+                f"unknown remote decoder {inp.video_codec!r}: use h264_videotoolbox_remote or hevc_videotoolbox_remote"
+            )
     if out.remote_codec == "hevc" and out.video.get("level") is not None:
-        log.warning("-level is ignored by hevc_videotoolbox_remote (the reference's HEVC encoder has no level option)")
+        log.warning(
+            "-level is ignored by hevc_videotoolbox_remote (the reference's HEVC encoder has no level option)"
+        )
     try:
         EncoderSettings.from_kwargs(**out.video)
     except ConfigError as e:

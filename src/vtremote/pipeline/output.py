@@ -82,7 +82,10 @@ class Muxer:
             )
 
     def _write(self, index: int, packet: Packet) -> None:
-        end = to_seconds((packet.pts if packet.pts is not None else packet.dts or 0) + (packet.duration or 0), packet.time_base)
+        end = to_seconds(
+            (packet.pts if packet.pts is not None else packet.dts or 0) + (packet.duration or 0),
+            packet.time_base,
+        )
         self.stats.bytes_out += packet.size
         if end is not None and end > self.stats.out_time:
             self.stats.out_time = end
@@ -98,10 +101,10 @@ class Muxer:
         if not self.started:
             waiting = [i for i, r in enumerate(self.ready) if not r]
             if waiting:
-                raise JobError(f"output stream(s) {waiting} received no frames: nothing was encoded (check -ss / -t / -map)")
+                raise JobError(
+                    f"output stream(s) {waiting} received no frames: nothing was encoded (check -ss / -t / -map)"
+                )
         self.container.close()
-
-
 
 
 # --- the output file -----------------------------------------------------------------------------
@@ -137,13 +140,24 @@ class OutputFile:
     playable, truncated file under the name a script expects.
     """
 
-    def __init__(self, url: str, fmt: str | None, *, overwrite: bool | None, keep_partial: bool = False,
-                 options: dict[str, str] | None = None, in_place: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        fmt: str | None,
+        *,
+        overwrite: bool | None,
+        keep_partial: bool = False,
+        options: dict[str, str] | None = None,
+        in_place: bool = False,
+    ) -> None:
         self.url = url
         self.keep_partial = keep_partial
         null = fmt == "null"
         if not null and url != "-" and os.path.exists(url) and overwrite is not True:
-            raise JobError(f"{url} already exists; use -y to overwrite it" + (" (-n given)" if overwrite is False else ""))
+            raise JobError(
+                f"{url} already exists; use -y to overwrite it"
+                + (" (-n given)" if overwrite is False else "")
+            )
         if url == "-" and not null:
             raise UsageError("output '-' (stdout) is only supported with -f null")
         self.temp: str | None = None
@@ -152,17 +166,23 @@ class OutputFile:
         self.in_place = in_place and not null and _is_plain_path(url) and "%" not in url
         if self.in_place:
             self.temp = url
-        elif not null and _is_plain_path(url) and "%" not in url:  # a pattern (segment, image2) names many files
+        elif (
+            not null and _is_plain_path(url) and "%" not in url
+        ):  # a pattern (segment, image2) names many files
             head, name = os.path.split(url)
             stem, ext = os.path.splitext(name)
             self.temp = os.path.join(head, f".{stem}.vtremote-{os.getpid()}{ext}")
             target = self.temp
         try:
             # The format comes from the target's name; the temporary name keeps its extension.
-            self.container: av.container.OutputContainer = av.open(target, "w", format=fmt, options=options or None)
+            self.container: av.container.OutputContainer = av.open(
+                target, "w", format=fmt, options=options or None
+            )
         except ValueError as e:
             self._remove_temp()
-            raise UsageError(f"cannot tell the output format of {url!r}: {e}; name it with -f (mp4, mov, matroska, mpegts, nut, null)") from e
+            raise UsageError(
+                f"cannot tell the output format of {url!r}: {e}; name it with -f (mp4, mov, matroska, mpegts, nut, null)"
+            ) from e
         except av.error.FFmpegError as e:
             self._remove_temp()
             raise JobError(f"cannot open output {url!r}: {e.strerror or e}") from e
@@ -189,7 +209,9 @@ class OutputFile:
             return
         if self.keep_partial and os.path.exists(self.temp):
             os.replace(self.temp, self.partial_name)
-            log.warning("the run failed; what was written is kept as %s (incomplete)", self.partial_name)
+            log.warning(
+                "the run failed; what was written is kept as %s (incomplete)", self.partial_name
+            )
         else:
             self._remove_temp()
         self.temp = None

@@ -19,14 +19,29 @@ def _default_streams(inputs: list[Input], out: OutputSpec) -> list[tuple[Input, 
     """ffmpeg's automatic selection over all inputs: the video stream with the most
     pixels, the audio stream with the most channels, the first subtitle stream."""
     every: list[tuple[Input, Any]] = [(inp, s) for inp in inputs for s in inp.streams]
-    videos = [(i, s) for i, s in every if s.type == "video" and not (s.disposition & av.stream.Disposition.attached_pic)]
+    videos = [
+        (i, s)
+        for i, s in every
+        if s.type == "video" and not (s.disposition & av.stream.Disposition.attached_pic)
+    ]
     audios = [(i, s) for i, s in every if s.type == "audio"]
     subs = [(i, s) for i, s in every if s.type == "subtitle"]
     picked: list[tuple[Input, Any]] = []
     if videos and not out.no_video:
-        picked.append(max(videos, key=lambda p: (p[1].codec_context.width * p[1].codec_context.height, -p[0].index, -p[1].index)))
+        picked.append(
+            max(
+                videos,
+                key=lambda p: (
+                    p[1].codec_context.width * p[1].codec_context.height,
+                    -p[0].index,
+                    -p[1].index,
+                ),
+            )
+        )
     if audios and not out.no_audio:
-        picked.append(max(audios, key=lambda p: (p[1].codec_context.channels, -p[0].index, -p[1].index)))
+        picked.append(
+            max(audios, key=lambda p: (p[1].codec_context.channels, -p[0].index, -p[1].index))
+        )
     if subs and not out.no_subtitles:
         picked.append(subs[0])
     return picked
@@ -44,7 +59,9 @@ def _can_copy(stream: Any, format_name: str) -> bool:
     return True
 
 
-def drop_uncopyable_subtitles(chosen: list[tuple[Input, Any]], output: Any, out: OutputSpec) -> list[tuple[Input, Any]]:
+def drop_uncopyable_subtitles(
+    chosen: list[tuple[Input, Any]], output: Any, out: OutputSpec
+) -> list[tuple[Input, Any]]:
     """Automatic selection only: leave out subtitles the container cannot hold.
 
     ffmpeg would convert them (SubRip -> mov_text for MP4); vtremote copies
@@ -57,7 +74,10 @@ def drop_uncopyable_subtitles(chosen: list[tuple[Input, Any]], output: Any, out:
         if stream.type == "subtitle" and not _can_copy(stream, output.format.name):
             log.warning(
                 "subtitle stream %d:%d (%s) left out: %s cannot hold it and vtremote does not convert subtitles",
-                inp.index, stream.index, stream.codec_context.name, output.format.name,
+                inp.index,
+                stream.index,
+                stream.codec_context.name,
+                output.format.name,
             )
             continue
         kept.append((inp, stream))
@@ -85,16 +105,21 @@ def select_streams(inputs: list[Input], out: OutputSpec) -> list[tuple[Input, An
         if spec.type is not None and spec.index is not None:
             matches = matches[spec.index : spec.index + 1]
         if not matches and not spec.optional:
-            raise UsageError(f"-map {_map_text(spec)} matches no stream of input {spec.input} ({inp.spec.url})")
+            raise UsageError(
+                f"-map {_map_text(spec)} matches no stream of input {spec.input} ({inp.spec.url})"
+            )
         chosen += [(inp, s) for s in matches]
     for spec in out.maps:
         if spec.negative:
             chosen = [(i, s) for i, s in chosen if not (i.index == spec.input and _match(spec, s))]
-    kinds = {"video": out.no_video, "audio": out.no_audio, "subtitle": out.no_subtitles, "data": out.no_data}
+    kinds = {
+        "video": out.no_video,
+        "audio": out.no_audio,
+        "subtitle": out.no_subtitles,
+        "data": out.no_data,
+    }
     return [(i, s) for i, s in chosen if not kinds.get(s.type, False)]
 
 
 def _map_text(spec: MapSpec) -> str:
     return ":".join(str(p) for p in (spec.input, spec.type, spec.index) if p is not None)
-
-

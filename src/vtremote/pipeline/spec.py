@@ -24,9 +24,12 @@ REMOTE_CODECS = {
 def asked_wire_format(pix_fmt: str | None, remote_codec: str) -> str | None:
     """The wire format (``nv12`` / ``p010le``) that ``-pix_fmt`` names, if the remote codec
     takes it (P010 is HEVC only); None when ``-pix_fmt`` names none it can take."""
-    if pix_fmt in ("nv12", "p010le", "p010") and not (pix_fmt.startswith("p010") and remote_codec == "h264"):
+    if pix_fmt in ("nv12", "p010le", "p010") and not (
+        pix_fmt.startswith("p010") and remote_codec == "h264"
+    ):
         return "p010le" if pix_fmt.startswith("p010") else "nv12"
     return None
+
 
 @dataclass(frozen=True)
 class MapSpec:
@@ -54,7 +57,9 @@ class MapSpec:
             stype = rest.pop(0).lower()
         if rest:
             if len(rest) > 1 or not rest[0].isdigit():
-                raise UsageError(f"-map {text!r}: stream specifier {':'.join(parts[1:])!r} is not supported")
+                raise UsageError(
+                    f"-map {text!r}: stream specifier {':'.join(parts[1:])!r} is not supported"
+                )
             index = int(rest[0])
         return cls(int(parts[0]), stype, index, negative, optional)
 
@@ -107,7 +112,9 @@ class InputSpec:
     video_codec: str | None = None  # decoder: *_videotoolbox_remote = remote decode
     audio_codec: str | None = None
     remote: RemoteOptions = field(default_factory=RemoteOptions)
-    options: dict[str, str] = field(default_factory=dict)  # demuxer options (-framerate, -video_size)
+    options: dict[str, str] = field(
+        default_factory=dict
+    )  # demuxer options (-framerate, -video_size)
 
     @property
     def remote_codec(self) -> str | None:

@@ -53,7 +53,11 @@ class JobStats:
 
     @property
     def wire_mbps(self) -> float:
-        return (self.wire_sent + self.wire_received) * 8 / self.elapsed / 1e6 if self.elapsed > 0 else 0.0
+        return (
+            (self.wire_sent + self.wire_received) * 8 / self.elapsed / 1e6
+            if self.elapsed > 0
+            else 0.0
+        )
 
     @property
     def eta(self) -> float | None:

@@ -29,7 +29,16 @@ log = logging.getLogger(__name__)
 
 Packet: TypeAlias = "av.Packet[Any]"
 #: ``-ac N`` -> FFmpeg's default layout name for N channels.
-CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+CHANNEL_LAYOUTS = {
+    1: "mono",
+    2: "stereo",
+    3: "2.1",
+    4: "quad",
+    5: "5.0",
+    6: "5.1",
+    7: "6.1",
+    8: "7.1",
+}
 
 
 class Handler(abc.ABC):
@@ -63,11 +72,14 @@ class Handler(abc.ABC):
     def finish(self) -> None: ...
 
     def describe(self) -> dict[str, Any]:
-        return {"index": self.out_index, "input": f"{self.input.index}:{self.in_stream.index}", "type": self.in_stream.type}
+        return {
+            "index": self.out_index,
+            "input": f"{self.input.index}:{self.in_stream.index}",
+            "type": self.in_stream.type,
+        }
 
     def close(self) -> None:  # noqa: B027 - most handlers hold nothing to release
         """Release remote sessions (also on errors)."""
-
 
 
 class CopyHandler(Handler):
@@ -133,7 +145,9 @@ class AudioHandler(Handler):
         try:
             self.out_stream: Any = job.output.add_stream(codec, rate=rate)
         except (ValueError, av.error.FFmpegError) as e:
-            raise JobError(f"audio encoder {codec!r} cannot write into {job.output_format}: {e}") from e
+            raise JobError(
+                f"audio encoder {codec!r} cannot write into {job.output_format}: {e}"
+            ) from e
         ctx: Any = self.out_stream.codec_context
         if out.audio_bitrate:
             ctx.bit_rate = out.audio_bitrate
@@ -155,7 +169,12 @@ class AudioHandler(Handler):
         try:
             frames = self.in_stream.codec_context.decode(packet)
         except av.error.FFmpegError as e:
-            log.warning("audio stream %d:%d: dropping a packet that does not decode: %s", self.input.index, self.in_stream.index, e)
+            log.warning(
+                "audio stream %d:%d: dropping a packet that does not decode: %s",
+                self.input.index,
+                self.in_stream.index,
+                e,
+            )
             return
         for frame in frames:
             self._frame(frame)
@@ -188,6 +207,7 @@ class AudioHandler(Handler):
             self.job.muxer.mux(self.out_index, pkt)
 
     def describe(self) -> dict[str, Any]:
-        return super().describe() | {"codec": self.out_stream.codec_context.name, "frames": self.frames}
-
-
+        return super().describe() | {
+            "codec": self.out_stream.codec_context.name,
+            "frames": self.frames,
+        }

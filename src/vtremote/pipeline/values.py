@@ -22,7 +22,11 @@ def parse_bitrate(text: str) -> int:
     if not match:
         raise UsageError(f"bitrate {text!r} is not a number like 6000k or 6M")
     value, prefix, binary, byte = match.groups()
-    scale = (1024 ** " kMGT".index(prefix.upper() if prefix != "k" else "K")) if binary and prefix else _SI[prefix]
+    scale = (
+        (1024 ** " kMGT".index(prefix.upper() if prefix != "k" else "K"))
+        if binary and prefix
+        else _SI[prefix]
+    )
     result = float(value) * scale * (8 if byte else 1)
     return round(result)
 
@@ -82,7 +86,9 @@ def parse_rate(text: str) -> Fraction:
     try:
         rate = Fraction(key)
     except (ValueError, ZeroDivisionError):
-        raise UsageError(f"frame rate {text!r} is not a number like 30, 30000/1001 or 29.97") from None
+        raise UsageError(
+            f"frame rate {text!r} is not a number like 30, 30000/1001 or 29.97"
+        ) from None
     if rate <= 0 or rate > 1000:
         raise UsageError(f"frame rate {text!r} is outside 0..1000")
     # 29.97 / 59.94 / 23.976 mean the NTSC rates, as in ffmpeg's av_d2q-based parsing.
@@ -93,9 +99,19 @@ def parse_rate(text: str) -> Fraction:
 
 
 _SIZE_ABBR = {
-    "ntsc": (720, 480), "pal": (720, 576), "qvga": (320, 240), "vga": (640, 480), "svga": (800, 600),
-    "xga": (1024, 768), "hd480": (852, 480), "hd720": (1280, 720), "hd1080": (1920, 1080),
-    "2k": (2048, 1080), "4k": (4096, 2160), "uhd2160": (3840, 2160), "nhd": (640, 360),
+    "ntsc": (720, 480),
+    "pal": (720, 576),
+    "qvga": (320, 240),
+    "vga": (640, 480),
+    "svga": (800, 600),
+    "xga": (1024, 768),
+    "hd480": (852, 480),
+    "hd720": (1280, 720),
+    "hd1080": (1920, 1080),
+    "2k": (2048, 1080),
+    "4k": (4096, 2160),
+    "uhd2160": (3840, 2160),
+    "nhd": (640, 360),
 }
 
 
@@ -113,19 +129,68 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 # FFmpeg's enum values for the colour options (libavutil/pixfmt.h).
-COLOR_RANGES = {"unknown": 0, "unspecified": 0, "tv": 1, "mpeg": 1, "limited": 1, "pc": 2, "jpeg": 2, "full": 2}
+COLOR_RANGES = {
+    "unknown": 0,
+    "unspecified": 0,
+    "tv": 1,
+    "mpeg": 1,
+    "limited": 1,
+    "pc": 2,
+    "jpeg": 2,
+    "full": 2,
+}
 COLOR_SPACES = {
-    "rgb": 0, "gbr": 0, "bt709": 1, "unknown": 2, "unspecified": 2, "fcc": 4, "bt470bg": 5, "smpte170m": 6,
-    "smpte240m": 7, "ycgco": 8, "ycocg": 8, "bt2020nc": 9, "bt2020_ncl": 9, "bt2020c": 10, "bt2020_cl": 10,
+    "rgb": 0,
+    "gbr": 0,
+    "bt709": 1,
+    "unknown": 2,
+    "unspecified": 2,
+    "fcc": 4,
+    "bt470bg": 5,
+    "smpte170m": 6,
+    "smpte240m": 7,
+    "ycgco": 8,
+    "ycocg": 8,
+    "bt2020nc": 9,
+    "bt2020_ncl": 9,
+    "bt2020c": 10,
+    "bt2020_cl": 10,
 }
 COLOR_PRIMARIES = {
-    "bt709": 1, "unknown": 2, "unspecified": 2, "bt470m": 4, "bt470bg": 5, "smpte170m": 6, "smpte240m": 7,
-    "film": 8, "bt2020": 9, "smpte428": 10, "smpte431": 11, "smpte432": 12, "ebu3213": 22,
+    "bt709": 1,
+    "unknown": 2,
+    "unspecified": 2,
+    "bt470m": 4,
+    "bt470bg": 5,
+    "smpte170m": 6,
+    "smpte240m": 7,
+    "film": 8,
+    "bt2020": 9,
+    "smpte428": 10,
+    "smpte431": 11,
+    "smpte432": 12,
+    "ebu3213": 22,
 }
 COLOR_TRCS = {
-    "bt709": 1, "unknown": 2, "unspecified": 2, "gamma22": 4, "gamma28": 5, "smpte170m": 6, "smpte240m": 7,
-    "linear": 8, "log100": 9, "log316": 10, "iec61966-2-4": 11, "bt1361e": 12, "iec61966-2-1": 13,
-    "srgb": 13, "bt2020-10": 14, "bt2020-12": 15, "smpte2084": 16, "smpte428": 17, "arib-std-b67": 18,
+    "bt709": 1,
+    "unknown": 2,
+    "unspecified": 2,
+    "gamma22": 4,
+    "gamma28": 5,
+    "smpte170m": 6,
+    "smpte240m": 7,
+    "linear": 8,
+    "log100": 9,
+    "log316": 10,
+    "iec61966-2-4": 11,
+    "bt1361e": 12,
+    "iec61966-2-1": 13,
+    "srgb": 13,
+    "bt2020-10": 14,
+    "bt2020-12": 15,
+    "smpte2084": 16,
+    "smpte428": 17,
+    "arib-std-b67": 18,
 }
 
 
@@ -136,7 +201,9 @@ def parse_enum(text: str, table: dict[str, int], what: str) -> int:
     try:
         return table[key]
     except KeyError:
-        raise UsageError(f"{what} {text!r} is not one of {', '.join(sorted(set(table)))} (or a number)") from None
+        raise UsageError(
+            f"{what} {text!r} is not one of {', '.join(sorted(set(table)))} (or a number)"
+        ) from None
 
 
 def parse_bool(text: str, what: str) -> bool:
@@ -161,4 +228,6 @@ def parse_force_key_frames(text: str) -> tuple[list[float], float | None]:
         raise UsageError(
             f"-force_key_frames {text!r}: only time lists (0,2.5,10) and expr:gte(t,n_forced*N) are supported"
         )
-    return sorted(parse_time(part, "-force_key_frames") for part in spec.split(",") if part.strip()), None
+    return sorted(
+        parse_time(part, "-force_key_frames") for part in spec.split(",") if part.strip()
+    ), None

@@ -78,18 +78,28 @@ class Admission:
         with self._lock:
             mine = self._pending.get(source)
             if mine is not None and len(mine) >= self.limits.max_handshakes_per_source:
-                evicted.append(self._evict_oldest(
-                    source,
-                    f"too many unauthenticated connections from {source} "
-                    f"(limit {self.limits.max_handshakes_per_source}); the oldest is closed",
-                ))
+                evicted.append(
+                    self._evict_oldest(
+                        source,
+                        f"too many unauthenticated connections from {source} "
+                        f"(limit {self.limits.max_handshakes_per_source}); the oldest is closed",
+                    )
+                )
             if self._total >= self.limits.max_handshakes:
-                busiest = max(self._pending, key=lambda s: (len(self._pending[s]), -next(iter(self._pending[s].values())).accepted))
-                evicted.append(self._evict_oldest(
-                    busiest,
-                    f"server has {self._total} unauthenticated connections (limit "
-                    f"{self.limits.max_handshakes}); the oldest of the busiest source is closed",
-                ))
+                busiest = max(
+                    self._pending,
+                    key=lambda s: (
+                        len(self._pending[s]),
+                        -next(iter(self._pending[s].values())).accepted,
+                    ),
+                )
+                evicted.append(
+                    self._evict_oldest(
+                        busiest,
+                        f"server has {self._total} unauthenticated connections (limit "
+                        f"{self.limits.max_handshakes}); the oldest of the busiest source is closed",
+                    )
+                )
             self._pending.setdefault(source, OrderedDict())[id(ticket)] = ticket
             self._total += 1
         return ticket, evicted

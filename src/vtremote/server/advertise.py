@@ -62,7 +62,9 @@ def instance_name(port: int) -> str:
 class Advertiser:
     """Registers one ``_vtremote._tcp`` service until :meth:`close`."""
 
-    def __init__(self, listen_host: str, port: int, properties: Mapping[str, str], name: str | None = None) -> None:
+    def __init__(
+        self, listen_host: str, port: int, properties: Mapping[str, str], name: str | None = None
+    ) -> None:
         self.listen_host = listen_host
         self.port = port
         self.properties = dict(properties)
@@ -83,13 +85,20 @@ class Advertiser:
     def _register(self) -> None:
         try:
             interfaces, addresses, version = _scope(self.listen_host)
-            zc = Zeroconf(interfaces=interfaces if interfaces else InterfaceChoice.All, ip_version=version)
+            zc = Zeroconf(
+                interfaces=interfaces if interfaces else InterfaceChoice.All, ip_version=version
+            )
             if not addresses:
-                addresses = [a for a in get_all_addresses() if not a.startswith("127.")] or ["127.0.0.1"]
+                addresses = [a for a in get_all_addresses() if not a.startswith("127.")] or [
+                    "127.0.0.1"
+                ]
             info = ServiceInfo(
                 SERVICE_TYPE,
                 f"{self.name}.{SERVICE_TYPE}",
-                addresses=[socket.inet_pton(socket.AF_INET6 if ":" in a else socket.AF_INET, a) for a in addresses],
+                addresses=[
+                    socket.inet_pton(socket.AF_INET6 if ":" in a else socket.AF_INET, a)
+                    for a in addresses
+                ],
                 port=self.port,
                 properties=self.properties,
                 server=f"{socket.gethostname().split('.')[0] or 'vtremoted'}.local.",

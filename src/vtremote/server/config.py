@@ -111,13 +111,16 @@ class ServerConfig:
     @property
     def tls_enabled(self) -> bool:
         return self.tls or bool(self.tls_cert)
+
     #: Test-only: crash or throttle on purpose (server/faults.py); None in production.
     faults: TestFaults | None = None
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
         if self.max_sessions < 0 or self.max_sessions > 0xFFFF:
-            raise ConfigError(f"max_sessions={self.max_sessions} is outside 0..65535 (0 = unlimited)")
+            raise ConfigError(
+                f"max_sessions={self.max_sessions} is outside 0..65535 (0 = unlimited)"
+            )
         canonical(self.engine)
         if not self.drain_timeout >= 0:
             raise ConfigError(f"drain_timeout={self.drain_timeout} must be >= 0 seconds")
@@ -133,13 +136,17 @@ class ServerConfig:
                 f"max_handshakes_per_source={self.max_handshakes_per_source} is outside 1..max_handshakes"
             )
         if not 0 < self.handshake_timeout <= 600:
-            raise ConfigError(f"handshake_timeout={self.handshake_timeout} is outside (0, 600] seconds")
+            raise ConfigError(
+                f"handshake_timeout={self.handshake_timeout} is outside (0, 600] seconds"
+            )
         if self.auth_block_after < 1 or not self.auth_block_seconds >= 0:
             raise ConfigError("auth_block_after must be >= 1 and auth_block_seconds >= 0")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
         if (self.require_tls or self.tls_client_ca) and not self.tls_enabled:
-            raise ConfigError("--require-tls and --tls-client-ca need TLS (--tls or --tls-cert/--tls-key)")
+            raise ConfigError(
+                "--require-tls and --tls-client-ca need TLS (--tls or --tls-cert/--tls-key)"
+            )
         if self.metrics:
             parse_listen(self.metrics)
 

@@ -53,21 +53,37 @@ class ConfigureStep(EngineThread):
         opts = msg.option_map()
         self.log.info(
             "CONFIGURE req mode=%s codec=%s %dx%d pix=%d tb=%d/%d fr=%d/%d br=%s gop=%s wc=%s",
-            mode, self.codec, msg.width, msg.height, msg.pix_fmt, msg.time_base_num, msg.time_base_den,
-            msg.framerate_num, msg.framerate_den, opts.get("bitrate", "0"), opts.get("gop", "0"),
+            mode,
+            self.codec,
+            msg.width,
+            msg.height,
+            msg.pix_fmt,
+            msg.time_base_num,
+            msg.time_base_den,
+            msg.framerate_num,
+            msg.framerate_den,
+            opts.get("bitrate", "0"),
+            opts.get("gop", "0"),
             opts.get("wire_compression", "0"),
         )
         # VTR1.md §3.3/§4: values other than 0/1/2 are refused (the reference used code 1).
         self.compression = parse_compression(msg.option("wire_compression"))
-        pipelined = mode == "decode" and self.cfg.extensions and msg.option(OPT_DECODE_PIPELINE) == "1"
+        pipelined = (
+            mode == "decode" and self.cfg.extensions and msg.option(OPT_DECODE_PIPELINE) == "1"
+        )
         self._plain_client = not (self.cfg.extensions and any(k.startswith("ext_") for k in opts))
         if mode == "transcode":  # extension: decode -> filters -> encode (server/transcode.py)
-            self._transcode = TranscodeJob.from_configure(self.codec, msg, extensions=self.cfg.extensions)
+            self._transcode = TranscodeJob.from_configure(
+                self.codec, msg, extensions=self.cfg.extensions
+            )
             config = self._transcode.stream
         else:
             max_delay = self._encoder_delay(opts) if mode == "encode" else MAX_FRAME_DELAY
             config = StreamConfig.from_configure(
-                self.codec, msg, pipelined=pipelined, max_delay=max_delay,
+                self.codec,
+                msg,
+                pipelined=pipelined,
+                max_delay=max_delay,
                 least_delay=mode == "encode" and self._plain_client,
             )
         warnings: list[str] = []
@@ -92,21 +108,36 @@ class ConfigureStep(EngineThread):
                     raise
                 # Only under --engine auto: a device that probed fine may still refuse this
                 # configuration (10-bit, size); the next engine in the auto order takes it.
-                self.log.warning("engine %s cannot serve %s: %s; trying %s",
-                                 engine.name, config.describe(), e, candidates[i + 1].name)
+                self.log.warning(
+                    "engine %s cannot serve %s: %s; trying %s",
+                    engine.name,
+                    config.describe(),
+                    e,
+                    candidates[i + 1].name,
+                )
         warnings += engine.warnings
         if self._transcode is not None:  # the output geometry, as an ext: note (wire.extensions)
             warnings.insert(0, self._transcode.note)
             self.log.info("transcode %s", self._transcode.describe())
         pix_fmt = int(engine.output_pix_fmt) if mode == "decode" else int(config.pix_fmt)
-        ack = messages.ConfigureAck(status=0, extradata=extradata, pix_fmt=pix_fmt, warnings=tuple(warnings[:255]))
+        ack = messages.ConfigureAck(
+            status=0, extradata=extradata, pix_fmt=pix_fmt, warnings=tuple(warnings[:255])
+        )
         self._send(ack)
         self.log.info(
             "CONFIGURE ok mode=%s codec=%s %dx%d pixfmt=%s tb=%s fr=%s br=%s gop=%s wc=%s engine=%s (%s)%s",
-            mode, self.codec, config.width, config.height,
+            mode,
+            self.codec,
+            config.width,
+            config.height,
             framesmod.AV_FORMAT[engine.output_pix_fmt if mode == "decode" else config.pix_fmt],
-            config.time_base, config.framerate or "0", opts.get("bitrate", "0"), opts.get("gop", "0"),
-            self.compression.name.lower(), engine.name, engine.codec_name,
+            config.time_base,
+            config.framerate or "0",
+            opts.get("bitrate", "0"),
+            opts.get("gop", "0"),
+            self.compression.name.lower(),
+            engine.name,
+            engine.codec_name,
             " pipelined" if pipelined else "",
         )
         real, notes = split_notes(warnings)
@@ -130,20 +161,27 @@ class ConfigureStep(EngineThread):
         try:
             return max(0, min(MAX_FRAME_DELAY, int(window) - 1))
         except ValueError:
-            raise UnsupportedConfigError(f"{OPT_WINDOW}={window!r} is not a number of frames") from None
+            raise UnsupportedConfigError(
+                f"{OPT_WINDOW}={window!r} is not a number of frames"
+            ) from None
 
     def _start_engine(self, engine: Engine, config: StreamConfig) -> bytes:
         """Start the engine thread, which opens the engine; returns the extradata."""
         opened: Future[bytes] = Future()
         thread = threading.Thread(
-            target=self._engine_main, args=(engine, config, opened), name=f"vtremoted-engine-{self.id}", daemon=True
+            target=self._engine_main,
+            args=(engine, config, opened),
+            name=f"vtremoted-engine-{self.id}",
+            daemon=True,
         )
         self._engine_thread = thread
         thread.start()
         try:  # raises the engine's error (EngineError, EngineUnavailableError, ConfigError...)
             return opened.result(timeout=ENGINE_OPEN_TIMEOUT)
         except FutureTimeout:
-            raise EngineError(f"engine {engine.name} did not open within {ENGINE_OPEN_TIMEOUT:g} s") from None
+            raise EngineError(
+                f"engine {engine.name} did not open within {ENGINE_OPEN_TIMEOUT:g} s"
+            ) from None
         except EngineError:
             thread.join(timeout=5.0)  # it returns right after a failed open
             raise

@@ -91,9 +91,13 @@ class Server:
         self._pool: ThreadPoolExecutor | None = None
         cfg = self._config
         self._admission = Admission(
-            AdmissionLimits(cfg.handshake_timeout, cfg.max_handshakes, cfg.max_handshakes_per_source)
+            AdmissionLimits(
+                cfg.handshake_timeout, cfg.max_handshakes, cfg.max_handshakes_per_source
+            )
         )
-        self._auth = AuthGuard(AuthPolicy(block_after=cfg.auth_block_after, block_seconds=cfg.auth_block_seconds))
+        self._auth = AuthGuard(
+            AuthPolicy(block_after=cfg.auth_block_after, block_seconds=cfg.auth_block_seconds)
+        )
         self._tickets: dict[Session, Ticket] = {}
         self._refusals: dict[Session, VTRemoteError] = {}
         self._metrics = Metrics(lambda: self.active_sessions)
@@ -202,7 +206,9 @@ class Server:
         if blocked:  # once per burst; the single failures are rate limited
             log.warning(
                 "%d wrong tokens from %s: refusing it for %g s",
-                self._auth.policy.block_after, ticket.source, self._auth.policy.block_seconds,
+                self._auth.policy.block_after,
+                ticket.source,
+                self._auth.policy.block_seconds,
             )
 
     def authenticated(self, session: Session) -> None:
@@ -248,14 +254,21 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         addr = self._listener.getsockname()
         self._address = (str(addr[0]), int(addr[1]))
-        self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="vtremoted-planes")
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="vtremoted-accept", daemon=True)
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="vtremoted-planes"
+        )
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, name="vtremoted-accept", daemon=True
+        )
         self._log_filter = logs.install()
         if self._config.metrics:
             host, port = parse_listen(self._config.metrics)
             self._metrics_server = MetricsServer(self._metrics, host, port, self._health)
             self._metrics_server.start()
-            log.info("metrics on http://%s/metrics (health: /healthz)", format_address(*self._metrics_server.address))
+            log.info(
+                "metrics on http://%s/metrics (health: /healthz)",
+                format_address(*self._metrics_server.address),
+            )
         self._accept_thread.start()
         cfg = self._config
         log.info(
@@ -264,12 +277,16 @@ class Server:
             cfg.max_sessions or "unlimited",
             cfg.idle_timeout,
             "token" if cfg.token else "off",
-            ("required" if cfg.require_tls else "optional") + (", client certificates" if cfg.tls_client_ca else "")
-            if cfg.tls_enabled else "off",
+            ("required" if cfg.require_tls else "optional")
+            + (", client certificates" if cfg.tls_client_ca else "")
+            if cfg.tls_enabled
+            else "off",
         )
         if not cfg.token and not _is_loopback(self._address[0]):
-            log.warning("no token: anyone who can reach %s can use this server (see --token-file)",
-                        format_address(*self._address))
+            log.warning(
+                "no token: anyone who can reach %s can use this server (see --token-file)",
+                format_address(*self._address),
+            )
 
     def _setup_tls(self) -> None:
         cfg = self._config
@@ -380,12 +397,20 @@ class Server:
         ticket, evicted = self._admission.admit(source, time.monotonic())
         for victim in evicted:
             self._metrics.refused.labels("evicted").inc()
-            log.warning("closing a connection from %s: %s", victim.source, victim.evicted, extra=RATE_LIMITED)
+            log.warning(
+                "closing a connection from %s: %s",
+                victim.source,
+                victim.evicted,
+                extra=RATE_LIMITED,
+            )
         with self._lock:
             session = Session(conn, peer, self)
             self._tickets[session] = ticket
             thread = threading.Thread(
-                target=self._run_session, args=(session,), name=f"vtremoted-session-{session.id}", daemon=True
+                target=self._run_session,
+                args=(session,),
+                name=f"vtremoted-session-{session.id}",
+                daemon=True,
             )
             self._sessions[thread] = session
         thread.start()
@@ -399,8 +424,12 @@ class Server:
             if session.stream is not None:
                 st = session.stats
                 self._metrics.session_ended(
-                    frames_in=st.frames_in, packets_out=st.packets_out, packets_in=st.packets_in,
-                    frames_out=st.frames_out, bytes_in=session.conn.bytes_received, bytes_out=session.conn.bytes_sent,
+                    frames_in=st.frames_in,
+                    packets_out=st.packets_out,
+                    packets_in=st.packets_in,
+                    frames_out=st.frames_out,
+                    bytes_in=session.conn.bytes_received,
+                    bytes_out=session.conn.bytes_sent,
                 )
         finally:
             self._admission.release(ticket)
@@ -446,7 +475,12 @@ class Server:
         except (OSError, ssl.SSLError) as e:
             if isinstance(e, ssl.SSLError):
                 self._metrics.refused.labels("tls_failed").inc()
-            log.warning("connection from %s closed before a session: %s", session.peer, e, extra=RATE_LIMITED)
+            log.warning(
+                "connection from %s closed before a session: %s",
+                session.peer,
+                e,
+                extra=RATE_LIMITED,
+            )
             with contextlib.suppress(OSError):
                 sock.close()
             return False
@@ -481,7 +515,9 @@ class Server:
             with self._lock:
                 threads = list(self._sessions)
             if threads:
-                log.info("shutting down: waiting up to %gs for %d session(s)", timeout, len(threads))
+                log.info(
+                    "shutting down: waiting up to %gs for %d session(s)", timeout, len(threads)
+                )
             deadline = time.monotonic() + timeout
             for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
@@ -510,7 +546,10 @@ class Server:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.shutdown()
 

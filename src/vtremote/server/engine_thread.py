@@ -104,7 +104,9 @@ class EngineThread:
                     self._abort_with(e)
                 else:
                     self.log.exception("engine thread failed")
-                    self._abort_with(VTRemoteError(f"internal server error: {type(e).__name__}: {e}"))
+                    self._abort_with(
+                        VTRemoteError(f"internal server error: {type(e).__name__}: {e}")
+                    )
         finally:
             self._queue_drop()
             if self._transcode is not None:
@@ -166,7 +168,9 @@ class EngineThread:
                 self._engine_busy = False
                 self._engine_active = time.monotonic()
 
-    def _encode(self, engine: Engine, frame: av.VideoFrame, info: FrameInfo, packets_before: int = 0) -> None:
+    def _encode(
+        self, engine: Engine, frame: av.VideoFrame, info: FrameInfo, packets_before: int = 0
+    ) -> None:
         ts = self._timestamps
         assert ts is not None
         frame.pts = ts.add(info)
@@ -196,7 +200,9 @@ class EngineThread:
             self._send(messages.Ping())
             window.probe_sent()
         elif stall.action is Action.ANSWER_COPY:
-            self.log.info("the client waits with a frame it sent twice unanswered; an empty PACKET answers it")
+            self.log.info(
+                "the client waits with a frame it sent twice unanswered; an empty PACKET answers it"
+            )
             self._answer_copy()
         else:
             self._reopen_for_window(stall.window)
@@ -208,14 +214,20 @@ class EngineThread:
         session. Its parameter sets, if they differ from CONFIGURE_ACK's, go in-band
         before its first keyframe.
         """
-        old, config, frames = self.engine, self.stream, self._window.replay if self._window else None
+        old, config, frames = (
+            self.engine,
+            self.stream,
+            self._window.replay if self._window else None,
+        )
         assert old is not None and config is not None and frames is not None
         budget = min(restart_budget(window), config.max_delay)
         new_config = dataclasses.replace(config, max_delay=budget, least_delay=True)
         self.log.warning(
             "the client stopped after %d frame(s) without a packet: its window (vt_remote_inflight) is smaller "
             "than %s's delay; encoding again from the first frame with at most %d frame(s) held back",
-            window, old.name, budget,
+            window,
+            old.name,
+            budget,
         )
         old.close()  # first: a hardware encoder may allow only so many sessions at once
         new = type(old)()
@@ -246,7 +258,9 @@ class EngineThread:
                 self._send_packet(pkt)
             ts = self._timestamps
             if ts is not None and ts.pending:
-                raise VTRemoteError(f"{engine.codec_name} lost {ts.pending} frame(s): no packet came out for them")
+                raise VTRemoteError(
+                    f"{engine.codec_name} lost {ts.pending} frame(s): no packet came out for them"
+                )
         else:
             self._pending_frames.extend(engine.decode(None))
             while self._pending_frames:
@@ -260,21 +274,29 @@ class EngineThread:
         try:
             info, dts = ts.take(pkt.pts, pkt.dts)
         except KeyError:
-            raise VTRemoteError(f"the encoder returned a packet for unknown frame index {pkt.pts}") from None
+            raise VTRemoteError(
+                f"the encoder returned a packet for unknown frame index {pkt.pts}"
+            ) from None
         if ts.violations and not self._warned_pts:
             self._warned_pts = True
             self.log.warning("client pts are not strictly increasing: some PACKETs have dts > pts")
-        data: Buffer = memoryview(pkt)  # zero copy when the encoder already writes 4-byte start codes
+        data: Buffer = memoryview(
+            pkt
+        )  # zero copy when the encoder already writes 4-byte start codes
         if self._window is not None:
             self._window.on_packet()
         if info.captions:
             data = insert_captions(self.stream.codec, bytes(data), info.captions)
         elif not _four_byte_start_codes(data):
             data = b"".join(annexb.START_CODE + bytes(n) for n in annexb.iter_annexb(data))
-        if self._inband and pkt.is_keyframe:  # a reopened engine's parameter sets (_reopen_for_window)
+        if (
+            self._inband and pkt.is_keyframe
+        ):  # a reopened engine's parameter sets (_reopen_for_window)
             data, self._inband = self._inband + bytes(data), b""
         flags = PacketFlags.KEYFRAME if pkt.is_keyframe else 0
-        msg = messages.Packet(pts=info.pts, dts=dts, duration=max(info.duration, 0), flags=int(flags), data=data)
+        msg = messages.Packet(
+            pts=info.pts, dts=dts, duration=max(info.duration, 0), flags=int(flags), data=data
+        )
         self._send(msg)
         self._last_packet_ts = (info.pts, dts)
         self.stats.packets_out += 1
@@ -298,11 +320,15 @@ class EngineThread:
         assert config is not None and engine is not None
         width = config.width or frame.width
         height = config.height or frame.height
-        planes = wire_planes(frame, width, height, engine.output_pix_fmt, self.compression, self.host.pool)
+        planes = wire_planes(
+            frame, width, height, engine.output_pix_fmt, self.compression, self.host.pool
+        )
         pts = frame.pts if frame.pts is not None else 0
         duration = frame.duration if frame.duration and frame.duration > 0 else 0
         msg = messages.Frame(
-            pts=pts, duration=duration, flags=0,
+            pts=pts,
+            duration=duration,
+            flags=0,
             planes=tuple(messages.Plane(stride, rows, data) for stride, rows, data in planes),
         )
         self._send(msg)
@@ -312,4 +338,6 @@ class EngineThread:
 def _four_byte_start_codes(data: Buffer) -> bool:
     """True if ``data`` is Annex B whose every start code has 4 bytes."""
     raw = data if isinstance(data, bytes) else bytes(data)
-    return raw.startswith(annexb.START_CODE) and raw.count(b"\x00\x00\x01") == raw.count(b"\x00\x00\x00\x01")
+    return raw.startswith(annexb.START_CODE) and raw.count(b"\x00\x00\x01") == raw.count(
+        b"\x00\x00\x00\x01"
+    )

@@ -40,7 +40,9 @@ class _Window:
 class RateLimitFilter(logging.Filter):
     """Pass ``burst`` marked records per template per ``window`` s; summarise the rest."""
 
-    def __init__(self, burst: int = 5, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, burst: int = 5, window: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
         self.burst = burst
         self.window = window

@@ -39,23 +39,53 @@ class Metrics:
     def __init__(self, active: Callable[[], int] = lambda: 0) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.sessions_active = Gauge("vtremoted_sessions_active", "Sessions past HELLO holding a slot", registry=r)
+        self.sessions_active = Gauge(
+            "vtremoted_sessions_active", "Sessions past HELLO holding a slot", registry=r
+        )
         self.sessions_active.set_function(lambda: float(active()))
-        self.sessions_total = Counter("vtremoted_sessions", "Sessions accepted at HELLO", registry=r)
-        self.refused = Counter("vtremoted_connections_refused", "Connections refused or closed before a session",
-                               ["reason"], registry=r)
-        self.auth_failures = Counter("vtremoted_auth_failures", "HELLOs with a wrong token", registry=r)
-        self.frames_in = Counter("vtremoted_frames_received", "FRAMEs received (encode)", registry=r)
+        self.sessions_total = Counter(
+            "vtremoted_sessions", "Sessions accepted at HELLO", registry=r
+        )
+        self.refused = Counter(
+            "vtremoted_connections_refused",
+            "Connections refused or closed before a session",
+            ["reason"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "vtremoted_auth_failures", "HELLOs with a wrong token", registry=r
+        )
+        self.frames_in = Counter(
+            "vtremoted_frames_received", "FRAMEs received (encode)", registry=r
+        )
         self.frames_out = Counter("vtremoted_frames_sent", "FRAMEs sent (decode)", registry=r)
-        self.packets_in = Counter("vtremoted_packets_received", "PACKETs received (decode)", registry=r)
+        self.packets_in = Counter(
+            "vtremoted_packets_received", "PACKETs received (decode)", registry=r
+        )
         self.packets_out = Counter("vtremoted_packets_sent", "PACKETs sent (encode)", registry=r)
-        self.bytes_in = Counter("vtremoted_bytes_received", "Wire bytes received by sessions", registry=r)
+        self.bytes_in = Counter(
+            "vtremoted_bytes_received", "Wire bytes received by sessions", registry=r
+        )
         self.bytes_out = Counter("vtremoted_bytes_sent", "Wire bytes sent by sessions", registry=r)
-        self.latency = Histogram("vtremoted_encode_latency_seconds", "FRAME received to its PACKET sent",
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.errors = Counter("vtremoted_errors", "ERROR messages sent, by code", ["code"], registry=r)
-        for reason in ("evicted", "handshake_timeout", "busy", "auth_blocked", "auth_failed", "tls_required",
-                       "tls_failed", "shutting_down"):
+        self.latency = Histogram(
+            "vtremoted_encode_latency_seconds",
+            "FRAME received to its PACKET sent",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "vtremoted_errors", "ERROR messages sent, by code", ["code"], registry=r
+        )
+        for reason in (
+            "evicted",
+            "handshake_timeout",
+            "busy",
+            "auth_blocked",
+            "auth_failed",
+            "tls_required",
+            "tls_failed",
+            "shutting_down",
+        ):
             self.refused.labels(reason)
         for code in ErrorCode:
             self.errors.labels(code.name.lower())
@@ -67,8 +97,16 @@ class Metrics:
             name = str(code)
         self.errors.labels(name).inc()
 
-    def session_ended(self, *, frames_in: int, packets_out: int, packets_in: int, frames_out: int,
-                      bytes_in: int, bytes_out: int) -> None:
+    def session_ended(
+        self,
+        *,
+        frames_in: int,
+        packets_out: int,
+        packets_in: int,
+        frames_out: int,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
         self.frames_in.inc(frames_in)
         self.packets_out.inc(packets_out)
         self.packets_in.inc(packets_in)
@@ -92,12 +130,22 @@ class _QuietHandler(WSGIRequestHandler):
 class MetricsServer:
     """The HTTP endpoint; :meth:`start` binds and serves in a daemon thread."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int, health: Callable[[], tuple[bool, dict[str, Any]]]):
+    def __init__(
+        self,
+        metrics: Metrics,
+        host: str,
+        port: int,
+        health: Callable[[], tuple[bool, dict[str, Any]]],
+    ):
         self.metrics = metrics
         self._health = health
-        self._httpd = make_server(host, port, self._app, server_class=_Server, handler_class=_QuietHandler)
+        self._httpd = make_server(
+            host, port, self._app, server_class=_Server, handler_class=_QuietHandler
+        )
         self.address = (host, int(self._httpd.server_address[1]))
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="vtremoted-metrics", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="vtremoted-metrics", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -111,12 +159,17 @@ class MetricsServer:
         if path in ("/healthz", "/health"):
             ok, info = self._health()
             body = json.dumps(info).encode() + b"\n"
-            start_response("200 OK" if ok else "503 Service Unavailable",
-                           [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
             return [body]
         if path in ("/metrics", "/"):
             body = self.metrics.render()
-            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
+            start_response(
+                "200 OK",
+                [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))],
+            )
             return [body]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"try /metrics or /healthz\n"]

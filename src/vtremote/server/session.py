@@ -154,7 +154,9 @@ class SessionHost(Protocol):
 class _Prefixed(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes every line with ``[session 3f2a]`` (STYLE.md §7)."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         return f"[session {self.extra['id'] if self.extra else '?'}] {msg}", kwargs
 
 
@@ -186,8 +188,15 @@ class Stats:
 
 
 #: States before CONFIGURE_ACK: a draining server refuses these sessions at once.
-_HANDSHAKE = (State.START, State.HELLO, State.READY, State.CONFIGURING_ENCODE, State.CONFIGURING_DECODE,
-              State.CONFIGURING_TRANSCODE)
+_HANDSHAKE = (
+    State.START,
+    State.HELLO,
+    State.READY,
+    State.CONFIGURING_ENCODE,
+    State.CONFIGURING_DECODE,
+    State.CONFIGURING_TRANSCODE,
+)
+
 
 class Session(ConfigureStep):
     """Serves one connection from HELLO to DONE (or ERROR). Call :meth:`run` in its own thread."""
@@ -252,7 +261,9 @@ class Session(ConfigureStep):
                 self.log.warning("client vanished mid-stream (%s); stopping the engine", e)
             elif self.stream is not None and not self._finished.is_set():
                 # FFmpeg opens and closes a codec while probing a stream: not a failure.
-                self.log.info("client closed the session before sending data (%s)", e, extra=RATE_LIMITED)
+                self.log.info(
+                    "client closed the session before sending data (%s)", e, extra=RATE_LIMITED
+                )
             else:
                 self.log.info("client closed the connection (%s)", e, extra=RATE_LIMITED)
         except VTRemoteError as e:
@@ -335,7 +346,11 @@ class Session(ConfigureStep):
             drained = 0
             if after_done and not self._closed_write:
                 deadline = time.monotonic() + min(self.cfg.idle_timeout, POST_DONE_WAIT)
-                while time.monotonic() < deadline and not self.host.shutting_down and drained < LINGER_BYTES:
+                while (
+                    time.monotonic() < deadline
+                    and not self.host.shutting_down
+                    and drained < LINGER_BYTES
+                ):
                     try:
                         n = s.recv_into(buf)
                     except TimeoutError:
@@ -345,7 +360,9 @@ class Session(ConfigureStep):
                     drained += n
             if not self._closed_write:
                 s.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + (LINGER_SECONDS if self._authenticated else LINGER_UNAUTHENTICATED)
+            deadline = time.monotonic() + (
+                LINGER_SECONDS if self._authenticated else LINGER_UNAUTHENTICATED
+            )
             while time.monotonic() < deadline and drained < LINGER_BYTES:
                 try:
                     n = s.recv_into(buf)
@@ -448,7 +465,9 @@ class Session(ConfigureStep):
                         f"client has not read for {self.cfg.idle_timeout:g} s (idle timeout)"
                     ) from None
                 if self.host.force_close:
-                    raise ClientGone("server shutting down while the client is not reading") from None
+                    raise ClientGone(
+                        "server shutting down while the client is not reading"
+                    ) from None
                 continue
             except OSError as e:
                 raise ClientGone(f"send failed: {e}") from e
@@ -469,7 +488,13 @@ class Session(ConfigureStep):
         self.host.metrics.error(code)
         if not self._authenticated:  # anyone can cause these: rate limited (server/logs.py)
             self.log.warning("ERROR %d to client %s: %s", code, self.peer, text, extra=RATE_LIMITED)
-        elif isinstance(err, (RemoteProtocolError | TimeoutExpiredError | ShutdownError, AuthenticationError | CapacityError | UnsupportedConfigError)):
+        elif isinstance(
+            err,
+            (
+                RemoteProtocolError | TimeoutExpiredError | ShutdownError,
+                AuthenticationError | CapacityError | UnsupportedConfigError,
+            ),
+        ):
             self.log.warning("ERROR %d to client: %s", code, text)
         else:
             self.log.error("ERROR %d to client: %s", code, text)
@@ -490,8 +515,15 @@ class Session(ConfigureStep):
         if not self.cfg.extensions:
             # The reference daemon's 22 bytes: empty strings, h264/hevc, constants 4 and 1.
             return messages.HelloAck(status=int(status))
-        caps: tuple[str, ...] = (*CODECS, CAP_BUSY, CAP_ERRORS, f"{CAP_KEEPALIVE}={self.cfg.idle_timeout_ms}",
-                                 CAP_DECODE_PIPELINE, CAP_WINDOW, transcode_offer())
+        caps: tuple[str, ...] = (
+            *CODECS,
+            CAP_BUSY,
+            CAP_ERRORS,
+            f"{CAP_KEEPALIVE}={self.cfg.idle_timeout_ms}",
+            CAP_DECODE_PIPELINE,
+            CAP_WINDOW,
+            transcode_offer(),
+        )
         label = self.host.engine_label(self.codec if self.codec in CODECS else "h264")
         caps = (*caps, f"{CAP_ENGINE_PREFIX}{label}")
         return messages.HelloAck(
@@ -511,8 +543,13 @@ class Session(ConfigureStep):
         if token and not hmac.compare_digest(
             hello.token.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
         ):
-            self.log.warning("HELLO authfail from %s codec=%s peer=%s", hello.client_name, hello.codec, self.peer,
-                             extra=RATE_LIMITED)
+            self.log.warning(
+                "HELLO authfail from %s codec=%s peer=%s",
+                hello.client_name,
+                hello.codec,
+                self.peer,
+                extra=RATE_LIMITED,
+            )
             self.host.auth_failed(self)
             self._send(self._hello_ack(HelloStatus.AUTH_FAILED, 0))
             raise AuthenticationError("authentication failed")
@@ -529,7 +566,9 @@ class Session(ConfigureStep):
         self._authenticated = True
         self.host.authenticated(self)
         self._send(self._hello_ack(HelloStatus.OK, active))
-        self.log.info("HELLO ok client=%s build=%s codec=%s", hello.client_name, hello.build, hello.codec)
+        self.log.info(
+            "HELLO ok client=%s build=%s codec=%s", hello.client_name, hello.build, hello.codec
+        )
 
     # ==== streaming: reader side ==============================================================
 
@@ -588,14 +627,18 @@ class Session(ConfigureStep):
                 d1 = fut.result()
         # The one copy of this hop: wire planes -> the encoder's frame.
         frame = framesmod.frame_from_planes(
-            config.width, config.height, config.pix_fmt,
+            config.width,
+            config.height,
+            config.pix_fmt,
             [(p0.stride, p0.height, d0), (p1.stride, p1.height, d1)],
         )
         if msg.flags & 1:
             frame.pict_type = PictureType.I  # forced IDR (VTR1.md §5.1)
         captions = b""
         if self._captions and msg.side_data:
-            captions = b"".join(bytes(sd.data) for sd in msg.side_data if sd.type == SideDataType.A53_CC)
+            captions = b"".join(
+                bytes(sd.data) for sd in msg.side_data if sd.type == SideDataType.A53_CC
+            )
         self.stats.frames_in += 1
         info = FrameInfo(msg.pts, msg.duration, time.monotonic(), captions)
         self._enqueue((_FRAME, frame, info, self.stats.packets_out))
@@ -622,40 +665,79 @@ class Session(ConfigureStep):
         config = self.stream
         assert config is not None
         if self._transcode is not None:
-            self.log.info("DONE client=%s packets_in=%d packets_out=%d (%s)", self.client_name, st.packets_in,
-                          st.packets_out, outcome)
+            self.log.info(
+                "DONE client=%s packets_in=%d packets_out=%d (%s)",
+                self.client_name,
+                st.packets_in,
+                st.packets_out,
+                outcome,
+            )
             self.log.info(
                 "SUMMARY mode=transcode packets_in=%d packets_out=%d %s in=%dB out=%dB duration=%.3fs "
                 "in_mbps=%.2f out_mbps=%.2f",
-                st.packets_in, st.packets_out, self._transcode.summary(), bytes_in, bytes_out, seconds,
-                mbps_in, mbps_out,
+                st.packets_in,
+                st.packets_out,
+                self._transcode.summary(),
+                bytes_in,
+                bytes_out,
+                seconds,
+                mbps_in,
+                mbps_out,
             )
         elif config.mode == "encode":
-            self.log.info("DONE client=%s frames=%d packets=%d (%s)", self.client_name, st.frames_in,
-                          st.packets_out, outcome)
+            self.log.info(
+                "DONE client=%s frames=%d packets=%d (%s)",
+                self.client_name,
+                st.frames_in,
+                st.packets_out,
+                outcome,
+            )
             if st.frames_resent:
-                self.log.info("the client sent %d FRAME(s) twice; each was encoded once", st.frames_resent)
+                self.log.info(
+                    "the client sent %d FRAME(s) twice; each was encoded once", st.frames_resent
+                )
             avg = st.latency_total / st.latency_count * 1000 if st.latency_count else 0.0
             self.log.info(
                 "SUMMARY mode=encode frames_in=%d packets_out=%d in=%dB out=%dB duration=%.3fs "
                 "in_mbps=%.2f out_mbps=%.2f avg_encode_ms=%.2f max_encode_ms=%.2f frames_resent=%d",
-                st.frames_in, st.packets_out, bytes_in, bytes_out, seconds, mbps_in, mbps_out,
-                avg, st.latency_max * 1000, st.frames_resent,
+                st.frames_in,
+                st.packets_out,
+                bytes_in,
+                bytes_out,
+                seconds,
+                mbps_in,
+                mbps_out,
+                avg,
+                st.latency_max * 1000,
+                st.frames_resent,
             )
         else:
-            self.log.info("DONE client=%s packets=%d frames=%d (%s)", self.client_name, st.packets_in,
-                          st.frames_out, outcome)
+            self.log.info(
+                "DONE client=%s packets=%d frames=%d (%s)",
+                self.client_name,
+                st.packets_in,
+                st.frames_out,
+                outcome,
+            )
             self.log.info(
                 "SUMMARY mode=decode packets_in=%d frames_out=%d in=%dB out=%dB duration=%.3fs "
                 "in_mbps=%.2f out_mbps=%.2f",
-                st.packets_in, st.frames_out, bytes_in, bytes_out, seconds, mbps_in, mbps_out,
+                st.packets_in,
+                st.frames_out,
+                bytes_in,
+                bytes_out,
+                seconds,
+                mbps_in,
+                mbps_out,
             )
 
 
 def _describe(msg: messages.Message) -> str:
     if isinstance(msg, messages.Frame):
-        return (f"FRAME pts={msg.pts} dur={msg.duration} flags={msg.flags} "
-                f"planes={[(p.stride, p.height, nbytes(p.data)) for p in msg.planes]}")
+        return (
+            f"FRAME pts={msg.pts} dur={msg.duration} flags={msg.flags} "
+            f"planes={[(p.stride, p.height, nbytes(p.data)) for p in msg.planes]}"
+        )
     if isinstance(msg, messages.Packet):
         return f"PACKET pts={msg.pts} dts={msg.dts} dur={msg.duration} flags={msg.flags} bytes={nbytes(msg.data)}"
     if isinstance(msg, messages.Configure):

@@ -84,8 +84,11 @@ def _make_self_signed(cert_path: Path, key_path: Path) -> None:
     host = socket.gethostname() or "localhost"
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"vtremoted {host}")])
-    sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                    x509.IPAddress(ipaddress.ip_address("::1"))]
+    sans: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
     for dns in {host, f"{host}.local"}:
         if dns and dns != "localhost":
             sans.append(x509.DNSName(dns))
@@ -106,8 +109,13 @@ def _make_self_signed(cert_path: Path, key_path: Path) -> None:
     # The key is written with 0600 from the start, never readable by others even briefly.
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 

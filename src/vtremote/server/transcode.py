@@ -69,7 +69,9 @@ class KeySchedule:
             times = sorted(Fraction(t) for t in text.split(",") if t.strip())
             every = Fraction(opts[OPT_FORCE_KEY_EVERY]) if opts.get(OPT_FORCE_KEY_EVERY) else None
         except (ValueError, ZeroDivisionError):
-            raise ConfigError("ext_force_key_times / ext_force_key_every must be decimal seconds") from None
+            raise ConfigError(
+                "ext_force_key_times / ext_force_key_every must be decimal seconds"
+            ) from None
         if len(times) > MAX_FORCED_KEYS:
             raise ConfigError(f"{len(times)} forced key frames, at most {MAX_FORCED_KEYS}")
         if every is not None and every <= 0:
@@ -97,7 +99,9 @@ class TranscodeJob:
         self.source = source
         self.output = output
         self.keys = keys
-        self.note = ext.OutputNote(output.width, output.height, output.time_base, output.frame_rate, output.sar).text()
+        self.note = ext.OutputNote(
+            output.width, output.height, output.time_base, output.frame_rate, output.sar
+        ).text()
         self.decoder: InputDecoder | None = None
         self.filters: FilterStage | None = None
         self._next_key = 0
@@ -111,7 +115,9 @@ class TranscodeJob:
     def from_configure(cls, codec: str, msg: Configure, *, extensions: bool) -> TranscodeJob:
         """Validate a ``mode=transcode`` CONFIGURE; raises UnsupportedConfigError / ConfigError."""
         if not extensions:
-            raise UnsupportedConfigError("mode=transcode is an extension this server does not offer (--no-extensions)")
+            raise UnsupportedConfigError(
+                "mode=transcode is an extension this server does not offer (--no-extensions)"
+            )
         opts = msg.option_map()
         input_codec = opts.get(ext.OPT_INPUT_CODEC, "")
         if not input_codec:
@@ -125,22 +131,36 @@ class TranscodeJob:
         if len(extradata) > MAX_EXTRADATA:
             raise ConfigError(f"input extradata of {len(extradata)} bytes exceeds {MAX_EXTRADATA}")
         if not (0 < msg.width <= MAX_DIMENSION and 0 < msg.height <= MAX_DIMENSION):
-            raise ConfigError(f"input size {msg.width}x{msg.height} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}")
+            raise ConfigError(
+                f"input size {msg.width}x{msg.height} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}"
+            )
         if msg.time_base_num <= 0 or msg.time_base_den <= 0:
-            raise ConfigError(f"input time base {msg.time_base_num}/{msg.time_base_den} must be positive")
+            raise ConfigError(
+                f"input time base {msg.time_base_num}/{msg.time_base_den} must be positive"
+            )
         try:
             pix_fmt = PixelFormat(msg.pix_fmt)
         except ValueError:
-            raise UnsupportedConfigError(f"unsupported pix_fmt={msg.pix_fmt}; supported: 1 (NV12), 2 (P010)") from None
+            raise UnsupportedConfigError(
+                f"unsupported pix_fmt={msg.pix_fmt}; supported: 1 (NV12), 2 (P010)"
+            ) from None
         chain = vf.parse(opts.get(ext.OPT_FILTERS, ""))
-        rate = Fraction(msg.framerate_num, msg.framerate_den) if msg.framerate_num > 0 and msg.framerate_den > 0 else None
+        rate = (
+            Fraction(msg.framerate_num, msg.framerate_den)
+            if msg.framerate_num > 0 and msg.framerate_den > 0
+            else None
+        )
         try:
             sar = Fraction(opts.get(OPT_INPUT_SAR, "1"))
         except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"{OPT_INPUT_SAR}={opts[OPT_INPUT_SAR]!r} is not a ratio like 1/1") from None
+            raise ConfigError(
+                f"{OPT_INPUT_SAR}={opts[OPT_INPUT_SAR]!r} is not a ratio like 1/1"
+            ) from None
         if not 0 < sar <= 255 or sar.denominator > 65535:
             raise ConfigError(f"{OPT_INPUT_SAR}={sar} is outside 1/65535..255")
-        source = vf.Geometry(msg.width, msg.height, Fraction(msg.time_base_num, msg.time_base_den), rate, sar)
+        source = vf.Geometry(
+            msg.width, msg.height, Fraction(msg.time_base_num, msg.time_base_den), rate, sar
+        )
         output = vf.output_geometry(chain, source)
         if output.width % 2 or output.height % 2:
             raise UnsupportedConfigError(
@@ -164,7 +184,9 @@ class TranscodeJob:
             framerate=output.frame_rate,
             options=enc,
         )
-        return cls(stream, input_codec, extradata, chain, source, output, KeySchedule.from_options(opts))
+        return cls(
+            stream, input_codec, extradata, chain, source, output, KeySchedule.from_options(opts)
+        )
 
     def describe(self) -> str:
         return (
@@ -186,7 +208,9 @@ class TranscodeJob:
             self.filters = FilterStage(self.chain, self.source, self.output, pix_fmt)
         return self.decoder, self.filters
 
-    def frames(self, engine: Engine, packet: av.Packet[Any] | None) -> list[tuple[av.VideoFrame, FrameInfo]]:
+    def frames(
+        self, engine: Engine, packet: av.Packet[Any] | None
+    ) -> list[tuple[av.VideoFrame, FrameInfo]]:
         """Decode one source packet (None: the end) and filter what it gave: frames for the
         encoder with the FrameInfo (output pts and duration) of each."""
         decoder, filters = self._open(engine)

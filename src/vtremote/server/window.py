@@ -111,7 +111,9 @@ class PlainWindow:
         self.packet_sent = False
         #: The frames given to the engine before its first packet (index pts set), for RESTART.
         self.replay: list[av.VideoFrame] | None = []
-        self._last_activity = 0.0  # the later of the last FRAME read and the last PACKET sent (monotonic)
+        self._last_activity = (
+            0.0  # the later of the last FRAME read and the last PACKET sent (monotonic)
+        )
         self._last_arrival = 0.0
         self._gap = 0.0  # smoothed interval between frames
         self._last_gap = 0.0
@@ -127,7 +129,13 @@ class PlainWindow:
         key: tuple[int, ...] = (msg.pts, msg.duration, msg.flags)
         for p in msg.planes:
             data = memoryview(p.data).cast("B") if not isinstance(p.data, bytes) else p.data
-            key += (p.stride, p.height, len(data), zlib.crc32(data[:4096]), zlib.crc32(data[-4096:]))
+            key += (
+                p.stride,
+                p.height,
+                len(data),
+                zlib.crc32(data[:4096]),
+                zlib.crc32(data[-4096:]),
+            )
         if key == self._last_key:
             return True
         self._last_key = key

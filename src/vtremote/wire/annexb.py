@@ -63,7 +63,9 @@ def annexb_to_length_prefixed(data: Buffer, length_size: int = 4) -> bytes:
     limit = 1 << (8 * length_size)
     for nal in iter_annexb(data):
         if len(nal) >= limit:
-            raise BitstreamError(f"NAL unit of {len(nal)} bytes does not fit a {length_size}-byte length")
+            raise BitstreamError(
+                f"NAL unit of {len(nal)} bytes does not fit a {length_size}-byte length"
+            )
         out += len(nal).to_bytes(length_size, "big")
         out += nal
     return bytes(out)
@@ -81,7 +83,9 @@ def iter_length_prefixed(data: Buffer, length_size: int = 4) -> Iterator[memoryv
         size = int.from_bytes(view[pos : pos + length_size], "big")
         pos += length_size
         if size > n - pos:
-            raise BitstreamError(f"NAL unit of {size} bytes at offset {pos} overruns the {n}-byte buffer")
+            raise BitstreamError(
+                f"NAL unit of {size} bytes at offset {pos} overruns the {n}-byte buffer"
+            )
         yield view[pos : pos + size]
         pos += size
 
@@ -229,7 +233,9 @@ def parse_hevc_sps(nal: Buffer) -> HevcSps:
     luma, chroma_depth = b.ue() + 8, b.ue() + 8
     if luma > 16 or chroma_depth > 16:
         raise BitstreamError(f"HEVC SPS bit depth {luma}/{chroma_depth} is invalid")
-    return HevcSps(ptl, max_sub_layers_minus1 + 1, nested, chroma, luma, chroma_depth, width, height)
+    return HevcSps(
+        ptl, max_sub_layers_minus1 + 1, nested, chroma, luma, chroma_depth, width, height
+    )
 
 
 # --- config records -------------------------------------------------------------------------
@@ -263,7 +269,9 @@ class _Cursor:
 
     def take(self, n: int, name: str) -> bytes:
         if self._p + n > len(self._d):
-            raise BitstreamError(f"{self._what} truncated at {name} (offset {self._p}, {len(self._d)} bytes)")
+            raise BitstreamError(
+                f"{self._what} truncated at {name} (offset {self._p}, {len(self._d)} bytes)"
+            )
         v = self._d[self._p : self._p + n]
         self._p += n
         return v
@@ -278,7 +286,9 @@ class _Cursor:
 def parse_avcc(data: Buffer) -> ParameterSets:
     raw = strip_atom(data, b"avcC")
     if len(raw) < 7 or raw[0] != 1:
-        raise BitstreamError(f"not an avcC record ({len(raw)} bytes, version {raw[0] if raw else None})")
+        raise BitstreamError(
+            f"not an avcC record ({len(raw)} bytes, version {raw[0] if raw else None})"
+        )
     c = _Cursor(raw, "avcC")
     c.take(4, "header")
     length_size = (c.u8("lengthSizeMinusOne") & 3) + 1
@@ -353,10 +363,14 @@ def build_avcc(ps: ParameterSets) -> bytes:
         raise BitstreamError("avcC needs at least one SPS and one PPS")
     # ISO/IEC 14496-15 §5.3.3.1: 5 bits of SPS count, 8 bits of PPS count, u16 lengths.
     if len(sps) > 31 or len(pps) > 255:
-        raise BitstreamError(f"avcC holds at most 31 SPS and 255 PPS, got {len(sps)} and {len(pps)}")
+        raise BitstreamError(
+            f"avcC holds at most 31 SPS and 255 PPS, got {len(sps)} and {len(pps)}"
+        )
     _check_nal_sizes(ps.nals, "avcC")
     info = parse_h264_sps(sps[0])
-    out = bytearray([1, info.profile_idc, info.constraint_flags, info.level_idc, 0xFF, 0xE0 | len(sps)])
+    out = bytearray(
+        [1, info.profile_idc, info.constraint_flags, info.level_idc, 0xFF, 0xE0 | len(sps)]
+    )
     for n in sps:
         out += len(n).to_bytes(2, "big") + n
     out.append(len(pps))
@@ -388,7 +402,9 @@ def build_hvcc(ps: ParameterSets) -> bytes:
     sps = parse_hevc_sps(arrays[HEVC_SPS][0])
     if sps.bit_depth_luma > 15 or sps.bit_depth_chroma > 15:
         # bitDepth*Minus8 are 3-bit fields of the record.
-        raise BitstreamError(f"hvcC cannot describe bit depth {sps.bit_depth_luma}/{sps.bit_depth_chroma}")
+        raise BitstreamError(
+            f"hvcC cannot describe bit depth {sps.bit_depth_luma}/{sps.bit_depth_chroma}"
+        )
     out = bytearray([1])
     out += sps.ptl[:1] + sps.ptl[1:5] + sps.ptl[5:11] + sps.ptl[11:12]
     out += (0xF000).to_bytes(2, "big")  # min_spatial_segmentation_idc 0
@@ -398,7 +414,9 @@ def build_hvcc(ps: ParameterSets) -> bytes:
     out.append(0xF8 | (sps.bit_depth_chroma - 8))
     out += b"\x00\x00"  # avgFrameRate
     out.append(((sps.max_sub_layers & 7) << 3) | ((sps.temporal_id_nested & 1) << 2) | 3)
-    order = [t for t in (HEVC_VPS, HEVC_SPS, HEVC_PPS, HEVC_SEI_PREFIX, HEVC_SEI_SUFFIX) if t in arrays]
+    order = [
+        t for t in (HEVC_VPS, HEVC_SPS, HEVC_PPS, HEVC_SEI_PREFIX, HEVC_SEI_SUFFIX) if t in arrays
+    ]
     out.append(len(order))
     for t in order:
         out.append(0x80 | t)  # array_completeness = 1
@@ -411,7 +429,9 @@ def build_hvcc(ps: ParameterSets) -> bytes:
 def _check_nal_sizes(nals: tuple[bytes, ...], what: str) -> None:
     for n in nals:
         if len(n) > 0xFFFF:
-            raise BitstreamError(f"{what} stores NAL lengths in 16 bits; a parameter set has {len(n)} bytes")
+            raise BitstreamError(
+                f"{what} stores NAL lengths in 16 bits; a parameter set has {len(n)} bytes"
+            )
 
 
 def build_config_record(codec: str, annexb_params: Buffer) -> bytes:

@@ -78,7 +78,9 @@ def decompress_plane(mode: WireCompression | int, data: Buffer, expected: int) -
     """
     n = nbytes(data)
     if not 0 <= expected <= MAX_PLANE_BYTES:
-        raise RemoteProtocolError(f"plane of stride x height = {expected} bytes is outside 0..{MAX_PLANE_BYTES}")
+        raise RemoteProtocolError(
+            f"plane of stride x height = {expected} bytes is outside 0..{MAX_PLANE_BYTES}"
+        )
     ratio = MAX_RATIO.get(int(mode))
     if ratio is not None and expected > ratio * n + 64:
         name = WireCompression(mode).name
@@ -95,18 +97,26 @@ def decompress_plane(mode: WireCompression | int, data: Buffer, expected: int) -
         try:
             out = lz4.block.decompress(data, uncompressed_size=expected)
         except (lz4.block.LZ4BlockError, ValueError, MemoryError) as e:
-            raise RemoteProtocolError(f"LZ4 plane of {n} bytes does not decompress to {expected} bytes: {e}") from e
+            raise RemoteProtocolError(
+                f"LZ4 plane of {n} bytes does not decompress to {expected} bytes: {e}"
+            ) from e
         if len(out) != expected:
-            raise RemoteProtocolError(f"LZ4 plane decompressed to {len(out)} bytes, expected {expected}")
+            raise RemoteProtocolError(
+                f"LZ4 plane decompressed to {len(out)} bytes, expected {expected}"
+            )
         return out  # type: ignore[no-any-return]
     if mode == WireCompression.ZSTD:
         try:
             declared = zstandard.frame_content_size(data)
         except zstandard.ZstdError as e:
-            raise RemoteProtocolError(f"zstd plane of {n} bytes has no valid frame header: {e}") from e
+            raise RemoteProtocolError(
+                f"zstd plane of {n} bytes has no valid frame header: {e}"
+            ) from e
         # ZstdDecompressor trusts a declared content size over max_output_size, so check first.
         if declared not in (-1, expected):
-            raise RemoteProtocolError(f"zstd plane declares {declared} bytes, stride x height is {expected}")
+            raise RemoteProtocolError(
+                f"zstd plane declares {declared} bytes, stride x height is {expected}"
+            )
         try:
             # One frame and nothing after it: ZSTD_decompress() in the reference would
             # run into a second frame and overflow its stride x height buffer.
@@ -114,7 +124,9 @@ def decompress_plane(mode: WireCompression | int, data: Buffer, expected: int) -
         except (zstandard.ZstdError, ValueError, MemoryError) as e:
             raise RemoteProtocolError(f"zstd plane of {n} bytes does not decompress: {e}") from e
         if len(out) != expected:
-            raise RemoteProtocolError(f"zstd plane decompressed to {len(out)} bytes, expected {expected}")
+            raise RemoteProtocolError(
+                f"zstd plane decompressed to {len(out)} bytes, expected {expected}"
+            )
         return out
     raise RemoteProtocolError(f"unknown wire compression {mode}")
 

@@ -183,9 +183,7 @@ def session_mode(cfg: Configure) -> str:
     return mode if mode in ("decode", "transcode") else "encode"
 
 
-def check_frame_geometry(
-    frame: Frame, width: int, height: int, pix_fmt: PixelFormat | int
-) -> None:
+def check_frame_geometry(frame: Frame, width: int, height: int, pix_fmt: PixelFormat | int) -> None:
     """Raise RemoteProtocolError unless the FRAME planes fit the configured picture.
 
     Two planes (Y, interleaved CbCr); luma rows == height; chroma rows floor or
@@ -195,7 +193,9 @@ def check_frame_geometry(
     try:
         pf = PixelFormat(pix_fmt)
     except ValueError:
-        raise RemoteProtocolError(f"FRAME for pix_fmt {pix_fmt}, which is neither NV12 (1) nor P010 (2)") from None
+        raise RemoteProtocolError(
+            f"FRAME for pix_fmt {pix_fmt}, which is neither NV12 (1) nor P010 (2)"
+        ) from None
     if len(frame.planes) != 2:
         raise RemoteProtocolError(f"FRAME has {len(frame.planes)} planes, {pf.name} needs 2")
     rows = plane_rows(height)
@@ -266,7 +266,10 @@ class Connection:
             if msg.pix_fmt in (PixelFormat.NV12, PixelFormat.P010):
                 cfg = self.configure
                 self.receiver.limits = self.receiver.limits.with_geometry(
-                    cfg.width, cfg.height, max(PixelFormat(msg.pix_fmt), PixelFormat(cfg.pix_fmt)), self.compression
+                    cfg.width,
+                    cfg.height,
+                    max(PixelFormat(msg.pix_fmt), PixelFormat(cfg.pix_fmt)),
+                    self.compression,
                 )
         elif isinstance(msg, HelloAck):
             self.capabilities = msg.capabilities

@@ -70,7 +70,14 @@ OPT_WINDOW = "ext_window"
 NOTE_OUTPUT = "ext:output"
 
 #: All capabilities this implementation understands (for docs and tests).
-KNOWN_CAPABILITIES = (CAP_BUSY, CAP_ERRORS, CAP_KEEPALIVE, CAP_DECODE_PIPELINE, CAP_WINDOW, CAP_TRANSCODE)
+KNOWN_CAPABILITIES = (
+    CAP_BUSY,
+    CAP_ERRORS,
+    CAP_KEEPALIVE,
+    CAP_DECODE_PIPELINE,
+    CAP_WINDOW,
+    CAP_TRANSCODE,
+)
 
 
 def is_extension(cap: str) -> bool:
@@ -154,11 +161,22 @@ class OutputNote:
                 raise ValueError("fields")
             tbn, tbd = (int(v) for v in tb[3:].split("/"))
             frn, frd = (int(v) for v in fr[3:].split("/"))
-            if w <= 0 or h <= 0 or tbn <= 0 or tbd <= 0 or frd <= 0 or frn < 0 or sarn <= 0 or sard <= 0:
+            if (
+                w <= 0
+                or h <= 0
+                or tbn <= 0
+                or tbd <= 0
+                or frd <= 0
+                or frn < 0
+                or sarn <= 0
+                or sard <= 0
+            ):
                 raise ValueError("range")
         except ValueError:
             raise RemoteProtocolError(f"malformed transcode output note {text[:200]!r}") from None
-        return cls(w, h, Fraction(tbn, tbd), Fraction(frn, frd) if frn else None, Fraction(sarn, sard))
+        return cls(
+            w, h, Fraction(tbn, tbd), Fraction(frn, frd) if frn else None, Fraction(sarn, sard)
+        )
 
 
 def split_notes(warnings: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

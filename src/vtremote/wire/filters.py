@@ -67,9 +67,23 @@ FORMATS: dict[str, int] = {
 
 SCALE_FLAGS = frozenset(
     {
-        "fast_bilinear", "bilinear", "bicubic", "experimental", "neighbor", "area", "bicublin",
-        "gauss", "sinc", "lanczos", "spline", "print_info", "accurate_rnd", "full_chroma_int",
-        "full_chroma_inp", "bitexact", "error_diffusion",
+        "fast_bilinear",
+        "bilinear",
+        "bicubic",
+        "experimental",
+        "neighbor",
+        "area",
+        "bicublin",
+        "gauss",
+        "sinc",
+        "lanczos",
+        "spline",
+        "print_info",
+        "accurate_rnd",
+        "full_chroma_int",
+        "full_chroma_inp",
+        "bitexact",
+        "error_diffusion",
     }
 )
 NAMED_RATES = {
@@ -81,26 +95,75 @@ NAMED_RATES = {
     "ntsc_film": Fraction(24000, 1001),
 }
 _ASPECT_MODES = {"disable": 0, "decrease": 1, "increase": 2}
-_DEINT_MODES = {"send_frame": 0, "send_field": 1, "send_frame_nospatial": 2, "send_field_nospatial": 3}
+_DEINT_MODES = {
+    "send_frame": 0,
+    "send_field": 1,
+    "send_frame_nospatial": 2,
+    "send_field_nospatial": 3,
+}
 _PARITIES = {"tff": 0, "bff": 1, "auto": -1}
 _DEINTS = {"all": 0, "interlaced": 1}
 
 #: setparams values: FFmpeg's names -> the AVColor* numbers the encoder options use.
-RANGES = {"unknown": 0, "unspecified": 0, "tv": 1, "limited": 1, "mpeg": 1, "pc": 2, "full": 2, "jpeg": 2}
+RANGES = {
+    "unknown": 0,
+    "unspecified": 0,
+    "tv": 1,
+    "limited": 1,
+    "mpeg": 1,
+    "pc": 2,
+    "full": 2,
+    "jpeg": 2,
+}
 PRIMARIES = {
-    "bt709": 1, "unknown": 2, "bt470m": 4, "bt470bg": 5, "smpte170m": 6, "smpte240m": 7,
-    "film": 8, "bt2020": 9, "smpte428": 10, "smpte431": 11, "smpte432": 12, "jedec-p22": 22,
+    "bt709": 1,
+    "unknown": 2,
+    "bt470m": 4,
+    "bt470bg": 5,
+    "smpte170m": 6,
+    "smpte240m": 7,
+    "film": 8,
+    "bt2020": 9,
+    "smpte428": 10,
+    "smpte431": 11,
+    "smpte432": 12,
+    "jedec-p22": 22,
     "ebu3213": 22,
 }
 TRCS = {
-    "bt709": 1, "unknown": 2, "bt470m": 4, "bt470bg": 5, "smpte170m": 6, "smpte240m": 7,
-    "linear": 8, "log100": 9, "log316": 10, "iec61966-2-4": 11, "bt1361e": 12, "iec61966-2-1": 13,
-    "bt2020-10": 14, "bt2020-12": 15, "smpte2084": 16, "smpte428": 17, "arib-std-b67": 18,
+    "bt709": 1,
+    "unknown": 2,
+    "bt470m": 4,
+    "bt470bg": 5,
+    "smpte170m": 6,
+    "smpte240m": 7,
+    "linear": 8,
+    "log100": 9,
+    "log316": 10,
+    "iec61966-2-4": 11,
+    "bt1361e": 12,
+    "iec61966-2-1": 13,
+    "bt2020-10": 14,
+    "bt2020-12": 15,
+    "smpte2084": 16,
+    "smpte428": 17,
+    "arib-std-b67": 18,
 }
 SPACES = {
-    "gbr": 0, "bt709": 1, "unknown": 2, "fcc": 4, "bt470bg": 5, "smpte170m": 6, "smpte240m": 7,
-    "ycgco": 8, "bt2020nc": 9, "bt2020c": 10, "smpte2085": 11, "chroma-derived-nc": 12,
-    "chroma-derived-c": 13, "ictcp": 14,
+    "gbr": 0,
+    "bt709": 1,
+    "unknown": 2,
+    "fcc": 4,
+    "bt470bg": 5,
+    "smpte170m": 6,
+    "smpte240m": 7,
+    "ycgco": 8,
+    "bt2020nc": 9,
+    "bt2020c": 10,
+    "smpte2085": 11,
+    "chroma-derived-nc": 12,
+    "chroma-derived-c": 13,
+    "ictcp": 14,
 }
 FIELD_MODES = ("auto", "bff", "tff", "prog")
 
@@ -267,7 +330,9 @@ def _choice(filter_name: str, key: str, text: str, names: dict[str, int], lo: in
         return names[text]
     if _INT.match(text):
         return _int(filter_name, key, text, lo, hi)
-    raise ConfigError(f"{filter_name} {key}={text!r} is not one of {', '.join(names)} or {lo}..{hi}")
+    raise ConfigError(
+        f"{filter_name} {key}={text!r} is not one of {', '.join(names)} or {lo}..{hi}"
+    )
 
 
 def _rate(filter_name: str, key: str, text: str, *, allow_colon: bool = False) -> Fraction:
@@ -280,13 +345,17 @@ def _rate(filter_name: str, key: str, text: str, *, allow_colon: bool = False) -
             raise UnsupportedConfigError(
                 f"{filter_name} {key}={text!r}: expressions are not supported here, give a number"
             ) from None
-        raise ConfigError(f"{filter_name} {key}={text!r} is not a rate like 30 or 30000/1001") from None
+        raise ConfigError(
+            f"{filter_name} {key}={text!r} is not a rate like 30 or 30000/1001"
+        ) from None
     if not 0 < value <= 1000 or value.denominator > 1_000_000:
         raise ConfigError(f"{filter_name} {key}={text} is outside 0..1000 (denominator <= 1000000)")
     return value
 
 
-def _split_args(filter_name: str, text: str, positional: Sequence[str], aliases: dict[str, str]) -> dict[str, str]:
+def _split_args(
+    filter_name: str, text: str, positional: Sequence[str], aliases: dict[str, str]
+) -> dict[str, str]:
     """``a:b:key=value`` -> {canonical key: value}; positional values take ``positional``'s names."""
     out: dict[str, str] = {}
     if text == "":
@@ -315,10 +384,18 @@ def _split_args(filter_name: str, text: str, positional: Sequence[str], aliases:
 
 def _parse_scale(args: str) -> Scale:
     a = _split_args(
-        "scale", args, ("w", "h", "flags"),
-        {"w": "w", "width": "w", "h": "h", "height": "h", "flags": "flags",
-         "force_original_aspect_ratio": "force_original_aspect_ratio",
-         "force_divisible_by": "force_divisible_by"},
+        "scale",
+        args,
+        ("w", "h", "flags"),
+        {
+            "w": "w",
+            "width": "w",
+            "h": "h",
+            "height": "h",
+            "flags": "flags",
+            "force_original_aspect_ratio": "force_original_aspect_ratio",
+            "force_divisible_by": "force_divisible_by",
+        },
     )
     if "w" not in a and "h" not in a:
         raise ConfigError("scale needs a width or a height")
@@ -327,9 +404,18 @@ def _parse_scale(args: str) -> Scale:
     flags = a.get("flags", "")
     for flag in filter(None, flags.split("+")):
         if flag not in SCALE_FLAGS:
-            raise UnsupportedConfigError(f"scale flags: {flag!r} is not supported (supported: {', '.join(sorted(SCALE_FLAGS))})")
+            raise UnsupportedConfigError(
+                f"scale flags: {flag!r} is not supported (supported: {', '.join(sorted(SCALE_FLAGS))})"
+            )
     flags = "+".join(f for f in flags.split("+") if f)
-    foar = _choice("scale", "force_original_aspect_ratio", a.get("force_original_aspect_ratio", "0"), _ASPECT_MODES, 0, 2)
+    foar = _choice(
+        "scale",
+        "force_original_aspect_ratio",
+        a.get("force_original_aspect_ratio", "0"),
+        _ASPECT_MODES,
+        0,
+        2,
+    )
     div = _int("scale", "force_divisible_by", a.get("force_divisible_by", "1"), 1, MAX_DIVISOR)
     return Scale(w, h, flags, foar, div)
 
@@ -348,13 +434,17 @@ def _parse_format(args: str) -> Format:
         raise ConfigError("format needs at least one pixel format")
     for p in names:
         if p not in FORMATS:
-            raise UnsupportedConfigError(f"format: pixel format {p!r} is not supported (supported: {', '.join(FORMATS)})")
+            raise UnsupportedConfigError(
+                f"format: pixel format {p!r} is not supported (supported: {', '.join(FORMATS)})"
+            )
     return Format(names)
 
 
 def _parse_crop(args: str) -> Crop:
     a = _split_args(
-        "crop", args, ("w", "h", "x", "y"),
+        "crop",
+        args,
+        ("w", "h", "x", "y"),
         {"w": "w", "out_w": "w", "h": "h", "out_h": "h", "x": "x", "y": "y"},
     )
     vals = {k: _int("crop", k, v, 0 if k in "xy" else 1, MAX_DIMENSION) for k, v in a.items()}
@@ -362,7 +452,12 @@ def _parse_crop(args: str) -> Crop:
 
 
 def _parse_deinterlace(name: str, args: str) -> Deinterlace:
-    a = _split_args(name, args, ("mode", "parity", "deint"), {"mode": "mode", "parity": "parity", "deint": "deint"})
+    a = _split_args(
+        name,
+        args,
+        ("mode", "parity", "deint"),
+        {"mode": "mode", "parity": "parity", "deint": "deint"},
+    )
     top = 3 if name == "yadif" else 1
     modes = {k: v for k, v in _DEINT_MODES.items() if v <= top}
     mode = _choice(name, "mode", a.get("mode", "0" if name == "yadif" else "1"), modes, 0, top)
@@ -375,8 +470,11 @@ def _parse_setparams(args: str) -> SetParams:
     keys = ("field_mode", "range", "color_primaries", "color_trc", "colorspace")
     a = _split_args("setparams", args, keys, {k: k for k in keys})
     tables: dict[str, Sequence[str]] = {
-        "field_mode": FIELD_MODES, "range": tuple(RANGES), "color_primaries": tuple(PRIMARIES),
-        "color_trc": tuple(TRCS), "colorspace": tuple(SPACES),
+        "field_mode": FIELD_MODES,
+        "range": tuple(RANGES),
+        "color_primaries": tuple(PRIMARIES),
+        "color_trc": tuple(TRCS),
+        "colorspace": tuple(SPACES),
     }
     for key, value in a.items():
         if value not in tables[key]:
@@ -445,7 +543,9 @@ def parse(text: str) -> Chain:
             )
     items = [item.strip() for item in text.split(",")]
     if len(items) > MAX_FILTERS:
-        raise ConfigError(f"filter chain has {len(items)} filters, at most {MAX_FILTERS} are allowed")
+        raise ConfigError(
+            f"filter chain has {len(items)} filters, at most {MAX_FILTERS} are allowed"
+        )
     chain: list[FilterSpec] = []
     for item in items:
         if not item:
@@ -457,7 +557,9 @@ def parse(text: str) -> Chain:
                     raise UnsupportedConfigError(
                         f"filter {name.strip()!r} is not supported on the server (supported: {', '.join(ALLOWED)})"
                     )
-                raise UnsupportedConfigError(f"quoting and escapes ({ch!r}) are not supported in a server filter chain")
+                raise UnsupportedConfigError(
+                    f"quoting and escapes ({ch!r}) are not supported in a server filter chain"
+                )
         if not _ITEM.match(item):
             bad = sorted({c for c in item if not re.match(r"[A-Za-z0-9_=:.+\-/|]", c)})
             if name.strip() in ALLOWED and re.search(r"[()*]", item):
@@ -468,7 +570,9 @@ def parse(text: str) -> Chain:
                 raise UnsupportedConfigError(
                     f"filter {name.strip()!r} is not supported on the server (supported: {', '.join(ALLOWED)})"
                 )
-            raise ConfigError(f"filter {item!r} has characters a server chain does not allow: {''.join(bad)!r}")
+            raise ConfigError(
+                f"filter {item!r} has characters a server chain does not allow: {''.join(bad)!r}"
+            )
         chain.append(_parse_one(item))
     return tuple(chain)
 
@@ -570,7 +674,9 @@ def scale_size(spec: Scale, in_w: int, in_h: int) -> tuple[int, int]:
             if div > 1:
                 w, h = (w + div - 1) // div * div, (h + div - 1) // div * div
     if not (1 <= w <= MAX_DIMENSION and 1 <= h <= MAX_DIMENSION):
-        raise ConfigError(f"scale {in_w}x{in_h} -> {w}x{h} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}")
+        raise ConfigError(
+            f"scale {in_w}x{in_h} -> {w}x{h} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}"
+        )
     return w, h
 
 
@@ -587,7 +693,9 @@ def crop_box(spec: Crop, in_w: int, in_h: int) -> tuple[int, int, int, int]:
     return w, h, x, y
 
 
-def graph_steps(chain: Sequence[FilterSpec], source: Geometry) -> tuple[list[tuple[str, str]], Geometry]:
+def graph_steps(
+    chain: Sequence[FilterSpec], source: Geometry
+) -> tuple[list[tuple[str, str]], Geometry]:
     """The FFmpeg filters (name, option text) that run ``chain`` on ``source``, with every
     size computed here, and the geometry that comes out. Raises ConfigError when a step
     does not fit (a crop larger than its input, a scale outside the limits)."""

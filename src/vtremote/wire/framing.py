@@ -99,7 +99,9 @@ def plane_row_bytes(width: int, pix_fmt: PixelFormat | int) -> tuple[int, int]:
     return width * bps, ((width + 1) // 2) * 2 * bps
 
 
-def frame_limit(width: int, height: int, pix_fmt: PixelFormat | int, compression: WireCompression | int) -> int:
+def frame_limit(
+    width: int, height: int, pix_fmt: PixelFormat | int, compression: WireCompression | int
+) -> int:
     """Largest FRAME payload a session of this geometry accepts.
 
     prefix + plane_count + side-data allowance + for each of the two planes a plane
@@ -134,7 +136,11 @@ class Limits:
         return self.control
 
     def with_geometry(
-        self, width: int, height: int, pix_fmt: PixelFormat | int, compression: WireCompression | int
+        self,
+        width: int,
+        height: int,
+        pix_fmt: PixelFormat | int,
+        compression: WireCompression | int,
     ) -> Limits:
         return replace(self, frame=frame_limit(width, height, pix_fmt, compression))
 
@@ -161,7 +167,9 @@ class Receiver:
     session state does not allow right after its 12 header bytes.
     """
 
-    def __init__(self, limits: Limits | None = None, check_header: HeaderCheck | None = None) -> None:
+    def __init__(
+        self, limits: Limits | None = None, check_header: HeaderCheck | None = None
+    ) -> None:
         self.limits = limits or Limits()
         self.check_header = check_header
         self._hdr = bytearray(HEADER_SIZE)
@@ -233,7 +241,9 @@ class Receiver:
         self._check_open()
         room = (HEADER_SIZE if self._body is None else self._length) - self._have
         if n > room:
-            raise LocalProtocolError(f"buffer_updated({n}) but the receive buffer had room for {room} bytes")
+            raise LocalProtocolError(
+                f"buffer_updated({n}) but the receive buffer had room for {room} bytes"
+            )
         self.bytes_received += n
         self._have += n
         if self._body is None:
@@ -258,7 +268,9 @@ class Receiver:
         limit = self.limits.for_type(raw_type)
         if length > limit:
             raise self._fail(
-                RemoteProtocolError(f"{type_name(raw_type)} of {length} bytes exceeds the limit of {limit}")
+                RemoteProtocolError(
+                    f"{type_name(raw_type)} of {length} bytes exceeds the limit of {limit}"
+                )
             )
         self._type = raw_type
         self._length = length

@@ -121,7 +121,9 @@ def _str(s: str, name: str) -> bytes:
     raw = s.encode("utf-8", "surrogateescape")
     if len(raw) > MAX_STR:
         # VTR1.md §13.8: the reference clamps the length but writes every byte (desync).
-        raise LocalProtocolError(f"{name} is {len(raw)} bytes, a VTR1 string holds at most {MAX_STR}")
+        raise LocalProtocolError(
+            f"{name} is {len(raw)} bytes, a VTR1 string holds at most {MAX_STR}"
+        )
     return U16.pack(len(raw)) + raw
 
 
@@ -475,7 +477,10 @@ def _body_parts(msg: Message) -> list[Buffer]:
         return _frame_parts(msg)
     if isinstance(msg, Packet):
         _check_range(msg.flags, 0, _U32_MAX, "PACKET flags")
-        return [PACKET_PREFIX.pack(msg.pts, msg.dts, msg.duration, msg.flags, nbytes(msg.data)), msg.data]
+        return [
+            PACKET_PREFIX.pack(msg.pts, msg.dts, msg.duration, msg.flags, nbytes(msg.data)),
+            msg.data,
+        ]
     if isinstance(msg, Hello):
         return [
             _str(msg.token, "token")
@@ -497,7 +502,14 @@ def _body_parts(msg: Message) -> list[Buffer]:
     if isinstance(msg, Configure):
         _check_range(msg.pix_fmt, 0, _U8_MAX, "pix_fmt")
         _check_range(len(msg.options), 0, 0xFFFF, "option_count")
-        for name in ("width", "height", "time_base_num", "time_base_den", "framerate_num", "framerate_den"):
+        for name in (
+            "width",
+            "height",
+            "time_base_num",
+            "time_base_den",
+            "framerate_num",
+            "framerate_den",
+        ):
             _check_range(getattr(msg, name), 0, _U32_MAX, name)
         out = bytearray(
             CONFIGURE_FIXED.pack(

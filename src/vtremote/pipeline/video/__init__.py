@@ -42,13 +42,29 @@ def make_video_handler(job: Job, inp: Input, in_stream: Any, out_index: int, cod
         if reason is None:
             try:
                 return TranscodeHandler(job, inp, in_stream, out_index, codec)
-            except UnsupportedConfigError as e:  # the server's answer: no transcode, codec or filter
+            except (
+                UnsupportedConfigError
+            ) as e:  # the server's answer: no transcode, codec or filter
                 reason = str(e)
         if out.transcode == "on":
             raise UsageError(f"-vt_remote_transcode 1: packet transcode is not possible: {reason}")
-        log.log(level, "video %d:%d: raw frames to the remote encoder, not packet transcode: %s", inp.index, in_stream.index, reason)
+        log.log(
+            level,
+            "video %d:%d: raw frames to the remote encoder, not packet transcode: %s",
+            inp.index,
+            in_stream.index,
+            reason,
+        )
     source = open_frame_source(job, inp, in_stream)
-    return FrameHandler(job, inp, in_stream, out_index, codec, source, lambda rate: open_frame_sink(job, codec, rate))
+    return FrameHandler(
+        job,
+        inp,
+        in_stream,
+        out_index,
+        codec,
+        source,
+        lambda rate: open_frame_sink(job, codec, rate),
+    )
 
 
 __all__ = ["FrameHandler", "TranscodeHandler", "make_video_handler"]

@@ -63,7 +63,12 @@ class LocalDecode(FrameSource):
         try:
             frames: list[VideoFrame] = self.ctx.decode(packet)
         except av.error.InvalidDataError as e:
-            log.warning("video stream %d:%d: a packet does not decode: %s", self.input.index, self.in_stream.index, e)
+            log.warning(
+                "video stream %d:%d: a packet does not decode: %s",
+                self.input.index,
+                self.in_stream.index,
+                e,
+            )
             return []
         return frames
 
@@ -81,9 +86,13 @@ class RemoteDecode(FrameSource):
     def __init__(self, job: Job, inp: Input, in_stream: Any, codec: str) -> None:
         name = in_stream.codec_context.name
         if name != codec:
-            raise UsageError(f"input stream {inp.index}:{in_stream.index} is {name}; {inp.spec.video_codec} decodes {codec} only")
+            raise UsageError(
+                f"input stream {inp.index}:{in_stream.index} is {name}; {inp.spec.video_codec} decodes {codec} only"
+            )
         ro = job.remote_for_input(inp)
-        self.session = open_decoder(ro, in_stream)  # a pool gets the failover decoder (pipeline/fleet.py)
+        self.session = open_decoder(
+            ro, in_stream
+        )  # a pool gets the failover decoder (pipeline/fleet.py)
         job.sessions.append(self.session)
 
     def decode(self, packet: Packet) -> list[VideoFrame]:

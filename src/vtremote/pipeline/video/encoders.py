@@ -50,7 +50,9 @@ def color_settings(source: Any) -> dict[str, Any]:
     }
 
 
-def remote_settings(job: Job, out: OutputSpec, colors: dict[str, Any], sar: Fraction | None) -> EncoderSettings:
+def remote_settings(
+    job: Job, out: OutputSpec, colors: dict[str, Any], sar: Fraction | None
+) -> EncoderSettings:
     """The remote encoder's settings: the output's video options over the source's colours, the muxer's flags."""
     settings: dict[str, Any] = colors | dict(out.video)
     flags = AV_CODEC_FLAG_FRAME_DURATION
@@ -61,7 +63,11 @@ def remote_settings(job: Job, out: OutputSpec, colors: dict[str, Any], sar: Frac
         settings.setdefault("sar", (sar.numerator, sar.denominator))
     ignored = sorted(k for k in out.codec_options if k in LOCAL_ONLY_OPTIONS)
     if ignored:
-        log.warning("%s ignores %s (local encoder options)", out.video_codec, ", ".join("-" + k for k in ignored))
+        log.warning(
+            "%s ignores %s (local encoder options)",
+            out.video_codec,
+            ", ".join("-" + k for k in ignored),
+        )
     return EncoderSettings.from_kwargs(**settings)
 
 
@@ -76,7 +82,9 @@ def remote_pix_fmt(out: OutputSpec, remote_codec: str, frame: VideoFrame) -> str
     asked = asked_wire_format(want, remote_codec)
     if asked is not None:
         return asked
-    log.warning("incompatible pixel format %r for %s, auto-selecting %s", want, out.video_codec, default)
+    log.warning(
+        "incompatible pixel format %r for %s, auto-selecting %s", want, out.video_codec, default
+    )
     return default
 
 
@@ -92,7 +100,9 @@ class FrameSink(abc.ABC):
     def is_open(self) -> bool: ...
 
     @abc.abstractmethod
-    def open(self, frame: VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None) -> None:
+    def open(
+        self, frame: VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None
+    ) -> None:
         """Open the encoder for frames like ``frame`` (the stream's context already has size, rate, colours)."""
 
     @abc.abstractmethod
@@ -118,21 +128,30 @@ class LocalEncode(FrameSink):
         try:
             self.out_stream = job.output.add_stream(codec, rate=rate or 25)
         except (ValueError, av.error.FFmpegError) as e:
-            raise JobError(f"video encoder {codec!r} cannot write into {job.output_format}: {e}") from e
+            raise JobError(
+                f"video encoder {codec!r} cannot write into {job.output_format}: {e}"
+            ) from e
         self.ctx: Any = self.out_stream.codec_context
 
     @property
     def is_open(self) -> bool:
         return bool(self.ctx.is_open)
 
-    def open(self, frame: VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None) -> None:
+    def open(
+        self, frame: VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None
+    ) -> None:
         ctx = self.ctx
         formats = [f.name for f in (ctx.codec.video_formats or [])]
         want = self.out.pix_fmt or frame.format.name
         if formats and want not in formats:
             chosen = formats[0]
             if self.out.pix_fmt:
-                log.warning("incompatible pixel format %r for %s, auto-selecting %s", want, ctx.codec.name, chosen)
+                log.warning(
+                    "incompatible pixel format %r for %s, auto-selecting %s",
+                    want,
+                    ctx.codec.name,
+                    chosen,
+                )
             want = chosen
         ctx.pix_fmt = want
         if "threads" in self.out.codec_options:
@@ -142,10 +161,14 @@ class LocalEncode(FrameSink):
         try:
             ctx.open()
         except av.error.FFmpegError as e:
-            raise JobError(f"local encoder {ctx.codec.name} does not open with these options ({options}): {e}") from e
+            raise JobError(
+                f"local encoder {ctx.codec.name} does not open with these options ({options}): {e}"
+            ) from e
 
     def encode(self, frame: VideoFrame, keyframe: bool) -> list[Packet]:
-        frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        frame.pict_type = (
+            av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        )
         if frame.format.name != self.ctx.pix_fmt:
             frame = frame.reformat(format=self.ctx.pix_fmt)
         packets: list[Packet] = self.out_stream.encode(frame)
@@ -168,32 +191,41 @@ class RemoteEncode(FrameSink):
         try:
             self.out_stream = open_output_stream_for_packets(job.output, remote_codec)
         except (ValueError, av.error.FFmpegError) as e:
-            raise JobError(f"video encoder {self.out.video_codec!r} cannot write into {job.output_format}: {e}") from e
+            raise JobError(
+                f"video encoder {self.out.video_codec!r} cannot write into {job.output_format}: {e}"
+            ) from e
 
     @property
     def is_open(self) -> bool:
         return self.session is not None
 
-    def open(self, frame: VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None) -> None:
+    def open(
+        self, frame: VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None
+    ) -> None:
         ro = self.job.remote_for_output()
         pix_fmt = remote_pix_fmt(self.out, self.remote_codec, frame)
         ctx = self.out_stream.codec_context
-        self.session = open_encoder(  # a pool or a fallback gets the failover encoder (pipeline/fleet.py)
-            ro,
-            self.remote_codec,
-            width=frame.width,
-            height=frame.height,
-            pix_fmt=pix_fmt,
-            time_base=time_base,
-            framerate=rate,
-            settings=remote_settings(self.job, self.out, color_settings(frame), sar),
+        self.session = (
+            open_encoder(  # a pool or a fallback gets the failover encoder (pipeline/fleet.py)
+                ro,
+                self.remote_codec,
+                width=frame.width,
+                height=frame.height,
+                pix_fmt=pix_fmt,
+                time_base=time_base,
+                framerate=rate,
+                settings=remote_settings(self.job, self.out, color_settings(frame), sar),
+            )
         )
         self.job.sessions.append(self.session)
         ctx.pix_fmt = "yuv420p10le" if pix_fmt.startswith("p010") else "yuv420p"
         if self.session.extradata:
             ctx.extradata = self.session.extradata
         else:
-            log.warning("%s sent no extradata; the output may need in-band parameter sets", self.session.server)
+            log.warning(
+                "%s sent no extradata; the output may need in-band parameter sets",
+                self.session.server,
+            )
 
     def encode(self, frame: VideoFrame, keyframe: bool) -> list[Packet]:
         assert self.session is not None

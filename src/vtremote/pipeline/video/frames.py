@@ -60,8 +60,16 @@ class FrameHandler(Handler):
 
     strategy = "frames"
 
-    def __init__(self, job: Job, inp: Input, in_stream: Any, out_index: int, codec: str,
-                 source: FrameSource, make_sink: Callable[[Fraction | None], FrameSink]) -> None:
+    def __init__(
+        self,
+        job: Job,
+        inp: Input,
+        in_stream: Any,
+        out_index: int,
+        codec: str,
+        source: FrameSource,
+        make_sink: Callable[[Fraction | None], FrameSink],
+    ) -> None:
         super().__init__(job, inp, in_stream, out_index)
         out = job.spec.output
         self.out = out
@@ -74,14 +82,20 @@ class FrameHandler(Handler):
         #: The encoder's frame rate: -r, a rate set by the filters, or the input's.
         self.rate = out.rate or chain_rate(user_chain, self.in_rate)
         #: Count in 1/rate (as ffmpeg does) unless the filters retime frames in ways we cannot know.
-        self.cfr = out.rate is not None or all(name in TIMING_NEUTRAL_FILTERS or name in RATE_FILTERS for name, _ in user_chain)
+        self.cfr = out.rate is not None or all(
+            name in TIMING_NEUTRAL_FILTERS or name in RATE_FILTERS for name, _ in user_chain
+        )
         chain = user_chain + output_filters(out)
         self.filter = VideoFilter(chain) if chain else None
-        self.key_times, self.key_every = parse_force_key_frames(out.force_key_frames) if out.force_key_frames else ([], None)
+        self.key_times, self.key_every = (
+            parse_force_key_frames(out.force_key_frames) if out.force_key_frames else ([], None)
+        )
         self.forced = 0
         self.frames_out = 0
         self.durations: dict[int, int] = {}
-        self.synthetic: bool | None = None  # True: the input has no timestamps (decided on its first packet)
+        self.synthetic: bool | None = (
+            None  # True: the input has no timestamps (decided on its first packet)
+        )
         self.next_pts = 0
         self.time_base: Fraction | None = None  # the encoder's, decided by the first frame
         self.last_pts: int | None = None
@@ -176,7 +190,12 @@ class FrameHandler(Handler):
                 # drop only one that ends more than 0.6 tick before it.
                 if exact + span <= nxt - Fraction(3, 5):
                     self.dropped += 1
-                    log.debug("dropping a frame at %s ticks: the clock is at %d (time base %s)", exact, self.last_pts, tb)
+                    log.debug(
+                        "dropping a frame at %s ticks: the clock is at %d (time base %s)",
+                        exact,
+                        self.last_pts,
+                        tb,
+                    )
                     return None
                 pts = nxt
             frame.pts = pts
@@ -185,7 +204,12 @@ class FrameHandler(Handler):
             frame.duration = max(duration, 1) if counting else duration
         if frame.pts is not None and self.last_pts is not None and frame.pts <= self.last_pts:
             self.dropped += 1
-            log.debug("dropping a frame at pts %d: the clock is at %d (time base %s)", frame.pts, self.last_pts, tb)
+            log.debug(
+                "dropping a frame at pts %d: the clock is at %d (time base %s)",
+                frame.pts,
+                self.last_pts,
+                tb,
+            )
             return None
         self.last_pts = frame.pts
         return frame
@@ -252,7 +276,12 @@ class FrameHandler(Handler):
         self.sink.close()
 
     def describe(self) -> dict[str, Any]:
-        d = super().describe() | {"codec": self.codec, "strategy": self.strategy, "frames": self.frames_out, "dropped": self.dropped}
+        d = super().describe() | {
+            "codec": self.codec,
+            "strategy": self.strategy,
+            "frames": self.frames_out,
+            "dropped": self.dropped,
+        }
         if self.sink.session is not None:
             d["remote_encoder"] = self.sink.session.server
         if self.source.session is not None:

@@ -115,7 +115,12 @@ class ParallelSessions:
     @property
     def stats(self) -> SessionStats:
         with self._lock:
-            st = SessionStats(**{k: getattr(self._stats, k) for k in ("frames", "packets", "bytes_sent", "bytes_received")})
+            st = SessionStats(
+                **{
+                    k: getattr(self._stats, k)
+                    for k in ("frames", "packets", "bytes_sent", "bytes_received")
+                }
+            )
         st.elapsed = time.monotonic() - self._t0
         return st
 
@@ -164,7 +169,9 @@ class ParallelEncode(RemoteEncode):
     def is_open(self) -> bool:
         return self._opened
 
-    def open(self, frame: av.VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None) -> None:
+    def open(
+        self, frame: av.VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None
+    ) -> None:
         self.pix_fmt = remote_pix_fmt(self.out, self.remote_codec, frame)
         settings = remote_settings(self.job, self.out, color_settings(frame), sar)
         gop = settings.gop or 12
@@ -173,7 +180,9 @@ class ParallelEncode(RemoteEncode):
         self.time_base, self.rate = time_base, rate
         self.width, self.height = frame.width, frame.height
         # The first segment's session opens now: its parameter sets are the output's extradata.
-        first, _ = Placer(self.pool, self.remote_codec, timeout=self.ro.timeout_ms / 1000).open(self._opener)
+        first, _ = Placer(self.pool, self.remote_codec, timeout=self.ro.timeout_ms / 1000).open(
+            self._opener
+        )
         self._first_session = first
         self._first_extradata = first.extradata
         self._default_duration = first.default_duration
@@ -184,10 +193,16 @@ class ParallelEncode(RemoteEncode):
         if first.extradata:
             ctx.extradata = first.extradata
         self.job.sessions.append(self.report)
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vtremote-segment")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="vtremote-segment"
+        )
         self._opened = True
-        log.info("parallel encode on pool %s: %d at once, segments of %d frames", self.pool.name, self.workers,
-                 self.segment_frames)
+        log.info(
+            "parallel encode on pool %s: %d at once, segments of %d frames",
+            self.pool.name,
+            self.workers,
+            self.segment_frames,
+        )
 
     @property
     def default_duration(self) -> int:
@@ -195,9 +210,17 @@ class ParallelEncode(RemoteEncode):
 
     def _opener(self, transport: Transport) -> RemoteEncoder:
         return RemoteEncoder(
-            transport, self.remote_codec, width=self.width, height=self.height, pix_fmt=self.pix_fmt,
-            time_base=self.time_base, framerate=self.rate, token=self.pool.token,
-            timeout=self.ro.timeout_ms / 1000, compression=self.ro.compression, inflight=self.ro.inflight,
+            transport,
+            self.remote_codec,
+            width=self.width,
+            height=self.height,
+            pix_fmt=self.pix_fmt,
+            time_base=self.time_base,
+            framerate=self.rate,
+            token=self.pool.token,
+            timeout=self.ro.timeout_ms / 1000,
+            compression=self.ro.compression,
+            inflight=self.ro.inflight,
             settings=self.settings,
         )
 
@@ -280,11 +303,21 @@ class ParallelEncode(RemoteEncode):
                     continue
                 if self.pool.fallback == "local":
                     self.report.fell_back = True
-                    log.warning("segment %d: %s; encoding it here (local fallback)", seg.index, placer.failure_message())
+                    log.warning(
+                        "segment %d: %s; encoding it here (local fallback)",
+                        seg.index,
+                        placer.failure_message(),
+                    )
                     return LocalEncoder(
-                        self.remote_codec, width=self.width, height=self.height, pix_fmt=PixelFormat.P010
-                        if self.pix_fmt.startswith("p010") else PixelFormat.NV12, time_base=self.time_base,
-                        framerate=self.rate, settings=self.settings,
+                        self.remote_codec,
+                        width=self.width,
+                        height=self.height,
+                        pix_fmt=PixelFormat.P010
+                        if self.pix_fmt.startswith("p010")
+                        else PixelFormat.NV12,
+                        time_base=self.time_base,
+                        framerate=self.rate,
+                        settings=self.settings,
                     )
                 raise
 
@@ -300,7 +333,9 @@ class ParallelEncode(RemoteEncode):
                         packets += session.encode(frame, keyframe=keyframe or i == 0)
                     packets += session.flush()
                     if len(packets) != len(seg.frames):
-                        raise ConnectionLostError(f"{server} returned {len(packets)} packets for {len(seg.frames)} frames")
+                        raise ConnectionLostError(
+                            f"{server} returned {len(packets)} packets for {len(seg.frames)} frames"
+                        )
                 finally:
                     stats = session.stats
                     session.close()
@@ -309,9 +344,16 @@ class ParallelEncode(RemoteEncode):
                     with self._dead_lock:
                         self._dead.add(server)
                 self.report.redone += 1
-                log.warning("segment %d failed on %s (%s); encoding it again elsewhere", seg.index, server, e)
+                log.warning(
+                    "segment %d failed on %s (%s); encoding it again elsewhere",
+                    seg.index,
+                    server,
+                    e,
+                )
                 if seg.tries >= MAX_TRIES:
-                    raise JobError(f"segment {seg.index} failed {seg.tries} times; last on {server}: {e}") from e
+                    raise JobError(
+                        f"segment {seg.index} failed {seg.tries} times; last on {server}: {e}"
+                    ) from e
                 continue
             seg.packets = packets
             seg.extradata = session.extradata

@@ -83,9 +83,15 @@ def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
         return "the output encoder is local"
     if out.transcode == "off":
         return "-vt_remote_transcode 0"
-    trims = [name for name, on in (("-ss", out.seek > 0 or inp.spec.seek > 0),
-                                   ("-t", out.duration is not None or inp.spec.duration is not None),
-                                   ("-frames:v", out.max_frames is not None)) if on]
+    trims = [
+        name
+        for name, on in (
+            ("-ss", out.seek > 0 or inp.spec.seek > 0),
+            ("-t", out.duration is not None or inp.spec.duration is not None),
+            ("-frames:v", out.max_frames is not None),
+        )
+        if on
+    ]
     if trims:
         return f"{', '.join(trims)} need frame-exact trimming on this machine"
     ro = job.remote_for_output()
