@@ -618,9 +618,10 @@ def test_time_base_is_the_frame_rate(
     with av.open(str(out)) as c:
         s = c.streams.video[0]
         assert s.average_rate == 24
+        time_base = s.time_base  # a stream's fields are readable only while its file is open
         durations = {p.duration for p in c.demux(s) if p.size}
     assert len(durations) == 1  # every frame lasts exactly 1/24 s
-    assert Fraction(durations.pop()) * s.time_base == Fraction(1, 24)
+    assert Fraction(durations.pop()) * time_base == Fraction(1, 24)
 
 
 def test_raw_h264_input_without_timestamps(

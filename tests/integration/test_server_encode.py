@@ -15,6 +15,15 @@ from media import testsrc_frames
 from vtremote.wire import annexb, messages
 from vtremote.wire.constants import PixelFormat
 
+
+def _a53_captions(frame: av.VideoFrame) -> list[bytes]:
+    """The frame's A53 caption side data. ``side_data`` is a mapping keyed by type on every PyAV
+    we support; iterating it yields objects before PyAV 18.1 and keys from 18.1 on, so look it
+    up by key."""
+    sd = frame.side_data.get(av.sidedata.sidedata.Type.A53_CC)
+    return [] if sd is None else [bytes(sd)]
+
+
 W, H = 320, 180
 REFERENCE_OPTIONS = (
     ("mode", "encode"),
@@ -270,9 +279,7 @@ def test_closed_captions_become_sei(server, codec: str) -> None:
             packets.append(msg)
     assert [p.pts for p in packets if b"GA94" in bytes(p.data)] == [2]
     decoded = decode_packets(codec, bytes(ack.extradata), packets)
-    captions = {
-        f.pts: [bytes(sd) for sd in f.side_data if sd.type.name == "A53_CC"] for f in decoded
-    }
+    captions = {f.pts: _a53_captions(f) for f in decoded}
     assert captions == {0: [], 1: [], 2: [cc], 3: []}
 
 
