@@ -65,7 +65,7 @@ def test_an_ended_source_gives_its_slot_to_a_new_one(monkeypatch: pytest.MonkeyP
         _push(to, _frames(5), 1)
         assert rx.wait(10)
         _push(to, _frames(5), 2)  # refused (busy) if the first still held the only slot
-        time.sleep(0.5)
+        assert rx.wait(10)
         summary = rx.summary()
     assert [s["source_id"] for s in summary["sources"]] == [1, 2]
     assert all(s["frames"] >= 4 for s in summary["sources"])
@@ -146,3 +146,43 @@ def test_send_audio_needs_an_audio_sender() -> None:
     with pytest.raises(ConfigError):
         tx.send_audio(frame)
     tx.close()
+
+
+def test_frames_the_capture_drops_for_lateness_are_in_the_bye() -> None:
+    """The pacer drops frames that come out of the input too late; the sender counts them with
+    its own drops, so its BYE, its stats and the receiver's summary agree exactly."""
+    from vtremote.live.source import open_capture, paced_frames
+
+    offset = [0]
+    reads = [0]
+
+    def stalling_clock() -> int:
+        # The process stalls for 250 ms once, before the 11th frame: the ~7 frames due in that
+        # window come out late and are dropped by the pacer.
+        reads[0] += 1
+        if reads[0] == 11:
+            offset[0] += 250_000_000
+        return time.monotonic_ns() + offset[0]
+
+    cap = open_capture("testsrc2=size=160x120:rate=30", "lavfi")
+    got: list[ReceivedFrame] = []
+    with Receiver("127.0.0.1:0", on_frame=got.append) as rx:
+        cfg = SenderConfig(width=160, height=120, fps=Fraction(30), source_id=5)
+        tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
+        assert tx.wait_connected(10)
+        captured = 0
+        for frame, capture_ns in paced_frames(
+            cap, seconds=1.0, on_late=tx.count_skipped, clock=stalling_clock
+        ):
+            tx.send(frame, capture_ns=capture_ns)
+            captured += 1
+        stats = tx.close()
+        cap.close()
+        assert rx.wait(10)
+        summary = rx.summary()
+    assert cap.late_dropped >= 5  # the stall really dropped frames in the pacer
+    assert stats.frames_in == 30 == captured + cap.late_dropped
+    assert stats.frames_sent + stats.dropped == 30
+    (source,) = summary["sources"]
+    assert source["sender_dropped"] == stats.dropped  # what the BYE said
+    assert summary["frames"] == len(got) == stats.frames_sent == 30 - source["sender_dropped"]

@@ -8,6 +8,7 @@ go through :class:`vtremote.live.shim.LossyRelay` in the test process.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -63,6 +64,9 @@ def test_stream_records_every_frame_with_timestamps_and_metadata(
     src = _source(summary)
     assert src["codec"] == codec and src["size"] == "320x240"
     assert summary["frames"] == 45 - src["sender_dropped"] and summary["frames"] >= 40
+    # The sender's own last line says the same number of drops as its BYE did.
+    said = re.search(r"dropped (\d+),", next(tmp_path.glob("send*.stderr")).read_text())
+    assert said is not None and int(said.group(1)) == src["sender_dropped"]
     assert summary["bytes"] > 0 and summary["latency_ms"]["p50"] is not None
     assert set(summary["latency_ms"]) == {"p50", "p99", "max"}
     pts, keys, frames = _decode(record)

@@ -341,7 +341,8 @@ def _send(args: argparse.Namespace) -> int:
         sender.start()
         sender.wait_connected(2.0)  # a receiver that is up gets the first frame; else stream anyway
         index = 0
-        for frame, capture_ns in paced_frames(cap, seconds=args.seconds):
+        paced = paced_frames(cap, seconds=args.seconds, on_late=sender.count_skipped)
+        for frame, capture_ns in paced:
             if interrupted.is_set():
                 break
             if isinstance(frame, av.AudioFrame):
@@ -362,7 +363,6 @@ def _send(args: argparse.Namespace) -> int:
         cap.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    stats.dropped += cap.late_dropped
     print(
         f"vtremote live: sent {stats.frames_sent} frames ({stats.keyframes} keyframes, {stats.bytes} bytes), "
         f"dropped {stats.dropped}, {stats.keyframe_requests} keyframe requests, "

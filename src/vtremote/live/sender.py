@@ -305,6 +305,13 @@ class Sender:
             self._slot = (frame, capture_ns, metas)
             self._cond.notify_all()
 
+    def count_skipped(self) -> None:
+        """Count a captured frame that never reached :meth:`send` (the capture dropped it for
+        being late) as a drop, so the BYE and every later VIDEO message include it."""
+        with self._cond:
+            self.stats.frames_in += 1
+            self.stats.dropped += 1
+
     def send_audio(self, frame: av.AudioFrame, *, capture_ns: int | None = None) -> None:
         """Hand over captured audio (``capture_ns``: its first sample, same clock as the video).
 

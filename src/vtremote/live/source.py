@@ -9,7 +9,7 @@ comes out of the demuxer is dropped (drop, don't queue) and counted.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -52,9 +52,18 @@ def open_capture(
 
 
 def paced_frames(
-    cap: Capture, *, seconds: float | None = None
+    cap: Capture,
+    *,
+    seconds: float | None = None,
+    on_late: Callable[[], None] | None = None,
+    clock: Callable[[], int] = time.monotonic_ns,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[tuple[av.VideoFrame | av.AudioFrame, int]]:
     """``(frame, capture_ns)`` at the input's own rate, for ``seconds`` of media at most.
+
+    A video frame dropped for being late is counted in ``cap.late_dropped`` and reported to
+    ``on_late`` as it happens (the sender counts it with its own drops, so its BYE says it).
+    ``clock`` (nanoseconds) and ``sleep`` (seconds) are the monotonic clock and a sleep on it.
 
     With an audio stream, its frames come too (as they are demuxed, not paced:
     the video paces the input), on the same clock: the first frame of either
@@ -86,15 +95,17 @@ def paced_frames(
                 return
             continue
         due = (start_ns or 0) + int(media * 1e9)
-        now = time.monotonic_ns()
+        now = clock()
         if start_ns is None:
             start_ns = now
             due = now
         elif not video:
             pass
         elif now < due:
-            time.sleep((due - now) / 1e9)
+            sleep((due - now) / 1e9)
         elif now - due > interval_ns:
             cap.late_dropped += 1
+            if on_late is not None:
+                on_late()
             continue
         yield frame, due  # late (within an interval) frames keep their due time: latency counts it
