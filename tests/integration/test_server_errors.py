@@ -334,14 +334,13 @@ def test_ping_keeps_an_idle_session_alive(start_server) -> None:
     srv = start_server("--engine", "x264", "--idle-timeout", "1")
 
     with streaming_client(srv.address) as client:
-        end = time.monotonic() + 2.5
-        pongs = 0
-        while time.monotonic() < end:
+        # Eight PINGs 0.3 s apart keep the session alive for at least 2.4 s, more than twice the
+        # idle timeout, however slow the machine is.
+        for _ in range(8):
             assert client.ping_barrier() == []
-            pongs += 1
             time.sleep(0.3)
         packets = client.encode(testsrc_frames(5, W, H, "nv12"))
-    assert pongs >= 5 and len(packets) == 5
+    assert len(packets) == 5
 
 
 def test_no_fin_after_done_until_the_client_closes(server) -> None:

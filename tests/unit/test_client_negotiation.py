@@ -450,6 +450,7 @@ def test_encoder_times_out_when_the_server_goes_silent() -> None:
 
 def test_keepalive_ping_only_when_announced() -> None:
     pings: list[int] = []
+    two_pings = threading.Event()
 
     def script(srv: FakeServer) -> None:
         srv.handshake(("h264", "ext:keepalive=600"))
@@ -457,6 +458,8 @@ def test_keepalive_ping_only_when_announced() -> None:
             msg = srv.recv()
             if isinstance(msg, m.Ping):
                 pings.append(1)
+                if len(pings) >= 2:
+                    two_pings.set()
                 srv.send(m.Pong())
             elif isinstance(msg, m.Flush):
                 srv.send(m.Done())
@@ -465,7 +468,8 @@ def test_keepalive_ping_only_when_announced() -> None:
     srv = FakeServer(script)
     with RemoteEncoder(srv.transport(), width=64, height=64) as enc:
         assert enc.keepalive
-        time.sleep(0.7)  # idle for more than a third of 600 ms, several times
+        # Idle for more than a third of 600 ms, several times: the client pings on its own.
+        assert two_pings.wait(30), "the client sent fewer than 2 pings while idle"
         enc.flush()
     srv.join()
     assert len(pings) >= 2
@@ -478,6 +482,7 @@ def test_v1_server_gets_plain_pings_without_the_option(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(client_session, "V1_KEEPALIVE_S", 0.2)
     pings: list[int] = []
+    two_pings = threading.Event()
     options: dict[str, str] = {}
 
     def script(srv: FakeServer) -> None:
@@ -487,6 +492,8 @@ def test_v1_server_gets_plain_pings_without_the_option(monkeypatch: pytest.Monke
             msg = srv.recv()
             if isinstance(msg, m.Ping):
                 pings.append(1)
+                if len(pings) >= 2:
+                    two_pings.set()
                 srv.send(m.Pong())
             elif isinstance(msg, m.Flush):
                 srv.send(m.Done())
@@ -495,7 +502,7 @@ def test_v1_server_gets_plain_pings_without_the_option(monkeypatch: pytest.Monke
     srv = FakeServer(script)
     with RemoteEncoder(srv.transport(), width=64, height=64) as enc:
         assert not enc.keepalive
-        time.sleep(0.7)
+        assert two_pings.wait(30), "the client sent fewer than 2 pings while idle"
         assert enc.flush() == []
     srv.join()
     assert len(pings) >= 2
