@@ -76,7 +76,7 @@ PIX_FMT_NAMES = {
 
 def packet_from_message(msg: m.Packet, time_base: Fraction) -> Packet:
     """An ``av.Packet`` of a received PACKET message, its timestamps in ``time_base``."""
-    packet: Packet = av.Packet(msg.data)  # type: ignore[arg-type]  # the one copy: receive buffer -> AVPacket
+    packet: Packet = av.Packet(msg.data)  # type: ignore[arg-type,unused-ignore]  # the one copy: receive buffer -> AVPacket
     packet.pts = msg.pts
     packet.dts = msg.dts
     packet.duration = msg.duration

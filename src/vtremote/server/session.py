@@ -644,7 +644,7 @@ class Session(ConfigureStep):
         self._enqueue((_FRAME, frame, info, self.stats.packets_out))
 
     def _on_packet(self, msg: messages.Packet) -> None:
-        pkt = av.Packet(msg.data)  # type: ignore[arg-type]  # the one copy: into the AVPacket
+        pkt = av.Packet(msg.data)  # type: ignore[arg-type,unused-ignore]  # the one copy: into the AVPacket
         pkt.pts = msg.pts
         pkt.dts = msg.dts
         pkt.is_keyframe = bool(msg.flags & PacketFlags.KEYFRAME)
