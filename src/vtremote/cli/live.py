@@ -29,9 +29,12 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vtremote.errors import ConfigError, VTRemoteError
+
+if TYPE_CHECKING:
+    from vtremote.live.receiver import LiveReceiver
 
 log = logging.getLogger("vtremote.live")
 
@@ -207,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _recv(args: argparse.Namespace) -> int:
     from vtremote.live.composite import CompositeConfig, parse_grid
-    from vtremote.live.receiver import Receiver
+    from vtremote.live.receiver import LiveReceiver
 
     for path in (args.record, args.composite):
         if path is not None and not Path(path).parent.is_dir():
@@ -224,7 +227,7 @@ def _recv(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    receiver = Receiver(
+    receiver = LiveReceiver(
         args.listen, record=args.record, composite=args.composite, composite_config=composite
     )
     try:
@@ -260,12 +263,10 @@ def _recv(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_live(receiver: Any) -> None:
+def _print_live(receiver: LiveReceiver) -> None:
     now = time.monotonic_ns()
-    with receiver._lock:
-        sources = list(receiver.sources.values())
     parts = []
-    for src in sources:
+    for src in receiver.current_sources():
         r = src.stats.recent(now)
         parts.append(
             f"src {src.hello.source_id}: {r['fps']:.1f} fps {r['mbps']:.2f} Mb/s "
