@@ -9,7 +9,7 @@ Subcommands (each starts its own real ``vtremoted`` process on loopback)::
     vtremote bench latency    [--json] [--frames N]
     vtremote bench all        [--json] [--quick]
     vtremote bench transcode  [--json] [--seconds S]             (vtremote.bench.transcode)
-    vtremote bench live       [--json] [--quick] [--size 1920x1080]   (vtremote.live.bench)
+    vtremote bench live       [--json] [--quick] [--size 1920x1080]   (vtremote.bench.live)
 
 Tables go to stdout (rich when stdout is a terminal, plain text otherwise);
 ``--json`` prints the results as JSON instead. Progress goes to stderr. The
@@ -370,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return transcode_main(argv[1:])
     if argv and argv[0] == "live":  # live streaming has its own measuring code
-        from vtremote.live.bench import main as live_main
+        from vtremote.bench.live import main as live_main
 
         return live_main(list(argv[1:]))
     parser = build_parser()
