@@ -63,14 +63,6 @@ def _cpu_model() -> str:
     return name
 
 
-def _module_version(name: str) -> str:
-    try:
-        module = __import__(name)
-    except ImportError:
-        return "not installed"
-    return str(getattr(module, "__version__", getattr(module, "VERSION", "?")))
-
-
 def machine_info() -> dict[str, Any]:
     """What every table states: CPU, cores, Python, PyAV, FFmpeg and codec library versions.
 

@@ -334,9 +334,3 @@ class Reassembler:
     def _advance(self, now_ns: int) -> None:
         self._next = (self._next + 1) & 0xFFFFFFFF
         self._gap_since = None  # poll() restarts it if the new next one is overdue
-
-    def next_deadline(self) -> int | None:
-        """When :meth:`poll` may have something to give up on (ns), or None."""
-        if self._gap_since is None:
-            return None
-        return self._gap_since + self.give_up_ns

@@ -277,11 +277,6 @@ def nbytes(buf: Buffer) -> int:
     return buf.nbytes if isinstance(buf, memoryview) else len(buf)
 
 
-def _u32(name: str, value: int) -> None:
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise LocalProtocolError(f"{name}={value} does not fit in 32 bits")
-
-
 def serialize_payload(msg: Message) -> list[Buffer]:
     """The payload of ``msg`` as buffers; picture data is passed through uncopied."""
     try:
