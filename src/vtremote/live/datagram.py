@@ -62,7 +62,8 @@ def parse_header(data: Buffer) -> DatagramHeader:
     """The header of a datagram; :class:`RemoteProtocolError` when it is not one of ours."""
     if nbytes(data) < DATAGRAM_HEADER.size:
         raise RemoteProtocolError(
-            f"datagram of {nbytes(data)} bytes is shorter than the {DATAGRAM_HEADER.size}-byte header"
+            f"datagram of {nbytes(data)} bytes is shorter than "
+            f"the {DATAGRAM_HEADER.size}-byte header"
         )
     if nbytes(data) > MAX_DATAGRAM:
         raise RemoteProtocolError(f"datagram of {nbytes(data)} bytes exceeds {MAX_DATAGRAM}")

@@ -152,7 +152,10 @@ class LiveReceiver:
             self.compositor.close()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Until every source seen has ended (BYE, or gone longer than allowed); False on timeout."""
+        """Until every source seen has ended (BYE, or gone longer than allowed).
+
+        False on timeout, or when the receiver stops first.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while not self._all_ended():
