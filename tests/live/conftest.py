@@ -156,7 +156,10 @@ class Vtremoted:
 
 @pytest.fixture
 def vtremoted(tmp_path: Path) -> Iterator[Vtremoted]:
-    """A real ``vtremoted --engine x264`` on 127.0.0.1, port 0; stopped (SIGTERM, exit 0) at teardown."""
+    """A real ``vtremoted --engine x264`` on 127.0.0.1, port 0.
+
+    Stopped (SIGTERM, exit 0) at teardown.
+    """
     err = tmp_path / "vtremoted.stderr"
     cmd = [
         sys.executable,

@@ -72,8 +72,9 @@ def test_an_ended_source_gives_its_slot_to_a_new_one(monkeypatch: pytest.MonkeyP
 
 
 def test_a_burst_of_pushed_frames_is_dropped_not_queued() -> None:
-    """60 frames pushed at once: the newest goes out, the others are dropped (counted), never queued;
-    every frame's metadata still arrives, in order, and the pictures keep their capture times."""
+    """60 frames pushed at once: the newest goes out, the others are dropped (counted), never
+    queued; every frame's metadata still arrives, in order, and the pictures keep their capture
+    times."""
     with av.open("testsrc2=size=640x480:rate=30", format="lavfi") as c:
         frames = [f for f, _ in zip(c.decode(video=0), range(60), strict=False)]
     got: list[ReceivedFrame] = []
@@ -88,7 +89,8 @@ def test_a_burst_of_pushed_frames_is_dropped_not_queued() -> None:
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
         base = time.monotonic_ns()
-        captures = [base + i * 1000 for i in range(60)]  # a burst: all within 60 µs of capture time
+        # A burst: all within 60 µs of capture time.
+        captures = [base + i * 1000 for i in range(60)]
         for i, frame in enumerate(frames):
             tx.send(frame, {"i": i}, capture_ns=captures[i])
         stats = tx.close()
@@ -134,7 +136,8 @@ def test_pushed_audio_is_recorded_on_the_video_clock(transport: str, tmp_path: P
     with av.open(str(record)) as c:
         got = list(c.decode(audio=0))
     seconds = sum(f.samples for f in got) / 48000
-    # From the first recorded picture (over UDP that may be a frame or two in) to the end of the sound.
+    # From the first recorded picture (over UDP that may be a frame or two in) to the end of the
+    # sound.
     assert 0.9 <= seconds <= 1.1 and abs(float(got[0].time or 0)) < 0.1
 
 

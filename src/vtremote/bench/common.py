@@ -324,7 +324,9 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         # Closed by stop(); read by stderr_text() when the server fails.
-        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._stderr = tempfile.TemporaryFile(  # noqa: SIM115
+            "w+", encoding="utf-8", errors="replace"
+        )
         cmd = [
             sys.executable,
             "-m",

@@ -106,6 +106,7 @@ def run_latency(
             key = f"{height}p"
             result["sizes"][key] = {"width": width, "height": height, **summarize_ms(lat)}
             say(
-                f"latency: {key} p50 {result['sizes'][key]['p50_ms']:.1f} ms, p99 {result['sizes'][key]['p99_ms']:.1f} ms"
+                f"latency: {key} p50 {result['sizes'][key]['p50_ms']:.1f} ms, p99 "
+                f"{result['sizes'][key]['p99_ms']:.1f} ms"
             )
     return result

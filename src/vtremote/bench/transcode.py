@@ -405,13 +405,15 @@ def format_tables(result: dict[str, Any]) -> str:
         f"Job: {job['source']} -> {job['output']}, {job['seconds']:g} s clips, raw-frame wire "
         f"compression {job['compression']}, {job['cpus']} CPUs.",
         "",
-        "| source | mode | fps | up Mb/s | down Mb/s | client CPU s/1000 frames | server CPU s/1000 frames |",
+        "| source | mode | fps | up Mb/s | down Mb/s | client CPU s/1000 frames | server CPU "
+        "s/1000 frames |",
         "|---|---|--:|--:|--:|--:|--:|",
     ]
     for r in result["rows"]:
         srv = "-" if r["server_cpu_s_per_1000"] is None else f"{r['server_cpu_s_per_1000']:.1f}"
         lines.append(
-            f"| {r['source']} | {r['mode']} | {r['fps']:.1f} | {r['up_mbps']:.2f} | {r['down_mbps']:.2f} | "
+            f"| {r['source']} | {r['mode']} | {r['fps']:.1f} | {r['up_mbps']:.2f} | "
+            f"{r['down_mbps']:.2f} | "
             f"{r['client_cpu_s_per_1000']:.1f} | {srv} |"
         )
     lines += [
@@ -423,7 +425,8 @@ def format_tables(result: dict[str, Any]) -> str:
     for e in result["ratios"]:
         lines.append(
             f"| {e['source']} | {e.get('packet_wire_over_bitrates', '-')} | "
-            f"{e.get('raw_wire_over_packet_wire', '-')} | {e.get('client_cpu_packet_over_local', '-')} |"
+            f"{e.get('raw_wire_over_packet_wire', '-')} | "
+            f"{e.get('client_cpu_packet_over_local', '-')} |"
         )
     lines += [
         "",
@@ -441,7 +444,8 @@ def format_tables(result: dict[str, Any]) -> str:
         packet_text = "-" if p is None else f"{p['up_mbps'] + p['down_mbps']:.2f}"
         raw_text = "-" if raw is None else f"{raw['up_mbps'] + raw['down_mbps']:.1f}"
         lines.append(
-            f"| {name} | {ref['source_mbps']:.2f} | {ref['output_mbps']:.2f} | {packet_text} | {raw_text} |"
+            f"| {name} | {ref['source_mbps']:.2f} | {ref['output_mbps']:.2f} | {packet_text} | "
+            f"{raw_text} |"
         )
     return "\n".join(lines)
 
@@ -459,14 +463,17 @@ __all__ = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``vtremote bench transcode`` (and ``benchmarks/transcode.py``): run and print the tables or JSON."""
+    """``vtremote bench transcode`` (and ``benchmarks/transcode.py``).
+
+    Runs and prints the tables, or the JSON.
+    """
     import argparse
     import json
 
     ap = argparse.ArgumentParser(
         prog="vtremote bench transcode",
-        description="Local PyAV transcode, raw-frame remote encode and packet transcode of 1080p30 H.264 and "
-        "HEVC Main10 sources into 720p H.264 (docs/benchmarks.md).",
+        description="Local PyAV transcode, raw-frame remote encode and packet transcode of "
+        "1080p30 H.264 and HEVC Main10 sources into 720p H.264 (docs/benchmarks.md).",
     )
     ap.add_argument("--seconds", type=float, default=5.0, help="clip length (default 5)")
     ap.add_argument("--sources", default=",".join(SOURCES))

@@ -214,7 +214,8 @@ def run_wire(
     For each source the raw-socket ceiling (:func:`raw_ceiling`, same bytes,
     same window) and one session per compression mode run ``repeat`` times, in
     rounds over all sources and modes so that a burst of load from elsewhere
-    hits all of them alike; the best run of each is reported (every run's rate is kept in ``runs_fps``).
+    hits all of them alike; the best run of each is reported (every run's rate
+    is kept in ``runs_fps``).
 
     JSON layout (docs/benchmarks.md "JSON output")::
 
