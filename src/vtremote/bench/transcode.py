@@ -23,14 +23,12 @@ once on the first source before anything is recorded (first-use costs).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import re
 import resource
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -40,6 +38,7 @@ import av
 import av.filter
 from av.video.frame import PictureType
 
+from vtremote.bench.common import ServerProcess, process_cpu_seconds
 from vtremote.client import RemoteEncoder, RemoteTranscoder
 
 WIDTH, HEIGHT, RATE = 1920, 1080, 30
@@ -50,7 +49,6 @@ GOP = 120
 SOURCES = ("noise", "testsrc2")
 CODECS = ("h264", "hevc10")
 MODES = ("local", "raw", "packet")
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass(frozen=True)
@@ -128,49 +126,28 @@ def _cpu_self() -> float:
 
 
 def _cpu_pid(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+    return None if pid is None else process_cpu_seconds(pid)
 
 
 @contextlib.contextmanager
 def local_server(engine: str = "x264") -> Iterator[tuple[str, int]]:
     """A vtremoted subprocess on loopback: yields (address, pid)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vtremote.cli.serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--engine",
-            engine,
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        m = re.search(r"listening on (\S+)$", line.strip())
-        if m is None:
-            raise RuntimeError(f"vtremoted did not start: {line!r}")
-        yield m.group(1), proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with ServerProcess(engine) as server:
+        assert server.pid is not None
+        yield server.address, server.pid
+
+
+class _Output:
+    """Packets and bytes an encode or a transcode returned."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.bytes = 0
+
+    def add(self, packets: Iterable[av.Packet[Any]]) -> None:
+        for p in packets:
+            self.packets += 1
+            self.bytes += p.size
 
 
 def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
@@ -236,7 +213,7 @@ def _local(src: Source) -> dict[str, Any]:
 
 
 def _raw(src: Source, address: str, compression: str) -> dict[str, Any]:
-    out_bytes = packets = 0
+    out = _Output()
     with av.open(str(src.path)) as c:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
@@ -253,22 +230,15 @@ def _raw(src: Source, address: str, compression: str) -> dict[str, Any]:
             compression=compression,
             inflight=16,
         ) as enc:
-            for frame in c.decode(stream):
+            # None at the end drains the scaler.
+            for frame in itertools.chain(c.decode(stream), [None]):
                 for f in _scaled(graph, frame):
-                    for p in enc.encode(f):
-                        out_bytes += p.size
-                        packets += 1
-            for f in _scaled(graph, None):
-                for p in enc.encode(f):
-                    out_bytes += p.size
-                    packets += 1
-            for p in enc.flush():
-                out_bytes += p.size
-                packets += 1
+                    out.add(enc.encode(f))
+            out.add(enc.flush())
             st = enc.stats
     return {
-        "frames": packets,
-        "output_bytes": out_bytes,
+        "frames": out.packets,
+        "output_bytes": out.bytes,
         "bytes_sent": st.bytes_sent,
         "bytes_received": st.bytes_received,
         "compression": compression,
@@ -276,7 +246,7 @@ def _raw(src: Source, address: str, compression: str) -> dict[str, Any]:
 
 
 def _packet(src: Source, address: str) -> dict[str, Any]:
-    out_bytes = packets = 0
+    out = _Output()
     with av.open(str(src.path)) as c:
         stream = c.streams.video[0]
         with RemoteTranscoder.from_stream(
@@ -289,16 +259,12 @@ def _packet(src: Source, address: str) -> dict[str, Any]:
             inflight=16,
         ) as tc:
             for pkt in c.demux(stream):
-                for p in tc.transcode(pkt):
-                    out_bytes += p.size
-                    packets += 1
-            for p in tc.flush():
-                out_bytes += p.size
-                packets += 1
+                out.add(tc.transcode(pkt))
+            out.add(tc.flush())
             st = tc.stats
     return {
-        "frames": packets,
-        "output_bytes": out_bytes,
+        "frames": out.packets,
+        "output_bytes": out.bytes,
         "bytes_sent": st.bytes_sent,
         "bytes_received": st.bytes_received,
     }
