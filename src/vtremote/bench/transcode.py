@@ -149,6 +149,15 @@ class _Output:
             self.packets += 1
             self.bytes += p.size
 
+    def row(self, bytes_sent: int, bytes_received: int) -> dict[str, Any]:
+        """The measured part of a row, with the client's wire bytes each way."""
+        return {
+            "frames": self.packets,
+            "output_bytes": self.bytes,
+            "bytes_sent": bytes_sent,
+            "bytes_received": bytes_received,
+        }
+
 
 def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
     return stream.time_base or Fraction(1, RATE)
@@ -236,13 +245,7 @@ def _raw(src: Source, address: str, compression: str) -> dict[str, Any]:
                     out.add(enc.encode(f))
             out.add(enc.flush())
             st = enc.stats
-    return {
-        "frames": out.packets,
-        "output_bytes": out.bytes,
-        "bytes_sent": st.bytes_sent,
-        "bytes_received": st.bytes_received,
-        "compression": compression,
-    }
+    return {**out.row(st.bytes_sent, st.bytes_received), "compression": compression}
 
 
 def _packet(src: Source, address: str) -> dict[str, Any]:
@@ -262,12 +265,7 @@ def _packet(src: Source, address: str) -> dict[str, Any]:
                 out.add(tc.transcode(pkt))
             out.add(tc.flush())
             st = tc.stats
-    return {
-        "frames": out.packets,
-        "output_bytes": out.bytes,
-        "bytes_sent": st.bytes_sent,
-        "bytes_received": st.bytes_received,
-    }
+    return out.row(st.bytes_sent, st.bytes_received)
 
 
 def measure(
