@@ -339,28 +339,9 @@ class _ReceiverProcess:
         return result
 
 
-def run_stream(
-    *,
-    codec: str = "h264",
-    transport: str = "tcp",
-    width: int = 1920,
-    height: int = 1080,
-    fps: int = 30,
-    seconds: float = 10.0,
-    bitrate: int = 4_000_000,
-    loss: float = 0.0,
-    rate_bps: int = 0,
-    greedy: bool = False,
-    progress: Say | None = None,
-) -> dict[str, Any]:
+def run_stream(case: StreamCase, progress: Say | None = None) -> dict[str, Any]:
     """One sender process -> (relay) -> one receiver process; the receiver's summary and CPU."""
-    case = StreamCase(
-        codec, transport, width, height, fps, seconds, bitrate, loss, rate_bps, greedy
-    )
-    return _run_case(case, progress or _silent)
-
-
-def _run_case(case: StreamCase, say: Say) -> dict[str, Any]:
+    say = progress or _silent
     with tempfile.TemporaryDirectory() as tmp, _ReceiverProcess(Path(tmp)) as receiver:
         port = receiver.port()
         with case.relay(port) as relay:
@@ -421,9 +402,8 @@ def run_live(
             StreamCase(transport="udp", width=width, height=height, seconds=seconds, loss=0.05)
         ],
     }
-    say = progress or _silent
     for name, group in cases.items():
-        results[name] = [_run_case(case, say) for case in group]
+        results[name] = [run_stream(case, progress) for case in group]
     results["loss"] = results["loss"][0]
     return results
 
