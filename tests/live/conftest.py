@@ -1,7 +1,7 @@
 """Run ``vtremote live recv`` and ``vtremote live send`` as real processes on loopback.
 
 ``start_receiver(*args)`` starts a receiver on ``127.0.0.1:0``, waits for its
-``listening on HOST:PORT`` line on stderr and returns a :class:`LiveReceiver`;
+``listening on HOST:PORT`` line on stderr and returns a :class:`ReceiverProcess`;
 ``sender(*args)`` starts a sender (``Popen``). Logs are kept in files and
 printed when a test fails; processes still running at teardown are killed.
 """
@@ -26,7 +26,7 @@ LISTENING = re.compile(r"vtremote live: listening on (?P<host>[^\s:]+):(?P<port>
 
 
 @dataclass
-class LiveReceiver:
+class ReceiverProcess:
     proc: subprocess.Popen[bytes]
     port: int
     stdout_path: Path
@@ -68,7 +68,7 @@ def live_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "vtremote.cli.main", "live", *args]
 
 
-StartReceiver = Callable[..., LiveReceiver]
+StartReceiver = Callable[..., ReceiverProcess]
 StartSender = Callable[..., "subprocess.Popen[bytes]"]
 
 
@@ -99,7 +99,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def start_receiver(
     procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path
 ) -> StartReceiver:
-    def start(*args: str, listen: str = "127.0.0.1:0") -> LiveReceiver:
+    def start(*args: str, listen: str = "127.0.0.1:0") -> ReceiverProcess:
         n = len(procs)
         out, err = tmp_path / f"recv{n}.stdout", tmp_path / f"recv{n}.stderr"
         with out.open("wb") as o, err.open("wb") as e:
@@ -114,7 +114,7 @@ def start_receiver(
         while time.monotonic() < deadline:
             m = LISTENING.search(err.read_text(errors="replace"))
             if m:
-                return LiveReceiver(proc, int(m.group("port")), out, err)
+                return ReceiverProcess(proc, int(m.group("port")), out, err)
             if proc.poll() is not None:
                 break
             time.sleep(0.05)
@@ -156,7 +156,10 @@ class Vtremoted:
 
 @pytest.fixture
 def vtremoted(tmp_path: Path) -> Iterator[Vtremoted]:
-    """A real ``vtremoted --engine x264`` on 127.0.0.1, port 0; stopped (SIGTERM, exit 0) at teardown."""
+    """A real ``vtremoted --engine x264`` on 127.0.0.1, port 0.
+
+    Stopped (SIGTERM, exit 0) at teardown.
+    """
     err = tmp_path / "vtremoted.stderr"
     cmd = [
         sys.executable,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vtremote.bench import live as bench
 from vtremote.cli.bench import main as bench_main
-from vtremote.live import bench
 
 
 def test_ssim_is_one_for_identical_planes_and_drops_with_noise() -> None:
@@ -17,7 +17,7 @@ def test_ssim_is_one_for_identical_planes_and_drops_with_noise() -> None:
 
 
 def test_bandwidth_search_finds_settings_at_or_above_the_h264_quality() -> None:
-    result = bench.run_bandwidth(width=160, height=96, frames=12, h264_rates=(300_000,))
+    result = bench.run_codec_bandwidth(width=160, height=96, frames=12, h264_rates=(300_000,))
     rows = result["rows"]
     assert [r["codec"] for r in rows][0] == "h264" and rows[-1]["codec"] == "mjpeg"
     target = rows[0]["ssim"]

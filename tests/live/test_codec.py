@@ -1,4 +1,7 @@
-"""The live encoders' contract: a packet per frame at once, in-band parameter sets, IDR on demand."""
+"""The live encoders' contract.
+
+A packet per frame at once, in-band parameter sets, IDR on demand.
+"""
 
 from __future__ import annotations
 

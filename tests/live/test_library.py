@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import pytest
 
-from vtremote.live import ReceivedFrame, Receiver, Sender, SenderConfig
+from vtremote.live import LiveReceiver, ReceivedFrame, Sender, SenderConfig
 from vtremote.live import receiver as receiver_module
 
 
@@ -43,7 +43,7 @@ def test_pushed_frames_arrive_with_their_metadata_and_latency(transport: str) ->
         with lock:
             got.append(f)
 
-    with Receiver("127.0.0.1:0", on_frame=on_frame) as rx:
+    with LiveReceiver("127.0.0.1:0", on_frame=on_frame) as rx:
         tx = _push(f"127.0.0.1:{rx.address[1]}", _frames(30), 77, transport)
         assert rx.wait(10)
     assert tx.stats.frames_sent + tx.stats.dropped == 30
@@ -60,7 +60,7 @@ def test_pushed_frames_arrive_with_their_metadata_and_latency(transport: str) ->
 
 def test_an_ended_source_gives_its_slot_to_a_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(receiver_module, "MAX_SOURCES", 1)
-    with Receiver("127.0.0.1:0", on_frame=lambda f: None) as rx:
+    with LiveReceiver("127.0.0.1:0", on_frame=lambda f: None) as rx:
         to = f"127.0.0.1:{rx.address[1]}"
         _push(to, _frames(5), 1)
         assert rx.wait(10)
@@ -72,8 +72,9 @@ def test_an_ended_source_gives_its_slot_to_a_new_one(monkeypatch: pytest.MonkeyP
 
 
 def test_a_burst_of_pushed_frames_is_dropped_not_queued() -> None:
-    """60 frames pushed at once: the newest goes out, the others are dropped (counted), never queued;
-    every frame's metadata still arrives, in order, and the pictures keep their capture times."""
+    """60 frames pushed at once: the newest goes out, the others are dropped (counted), never
+    queued; every frame's metadata still arrives, in order, and the pictures keep their capture
+    times."""
     with av.open("testsrc2=size=640x480:rate=30", format="lavfi") as c:
         frames = [f for f, _ in zip(c.decode(video=0), range(60), strict=False)]
     got: list[ReceivedFrame] = []
@@ -83,12 +84,13 @@ def test_a_burst_of_pushed_frames_is_dropped_not_queued() -> None:
         with lock:
             got.append(f)
 
-    with Receiver("127.0.0.1:0", on_frame=on_frame) as rx:
+    with LiveReceiver("127.0.0.1:0", on_frame=on_frame) as rx:
         cfg = SenderConfig(width=640, height=480, fps=Fraction(30), source_id=9)
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
         base = time.monotonic_ns()
-        captures = [base + i * 1000 for i in range(60)]  # a burst: all within 60 µs of capture time
+        # A burst: all within 60 µs of capture time.
+        captures = [base + i * 1000 for i in range(60)]
         for i, frame in enumerate(frames):
             tx.send(frame, {"i": i}, capture_ns=captures[i])
         stats = tx.close()
@@ -109,7 +111,7 @@ def test_pushed_audio_is_recorded_on_the_video_clock(transport: str, tmp_path: P
             f for f, _ in zip(c.decode(audio=0), range(16), strict=False)
         ]  # 16 x 1024 samples: 1.024 s
     record = tmp_path / "pushed.mkv"
-    with Receiver("127.0.0.1:0", on_frame=lambda f: None, record=record) as rx:
+    with LiveReceiver("127.0.0.1:0", on_frame=lambda f: None, record=record) as rx:
         cfg = SenderConfig(
             width=160, height=120, fps=Fraction(30), source_id=3, transport=transport, audio=True
         )
@@ -134,7 +136,8 @@ def test_pushed_audio_is_recorded_on_the_video_clock(transport: str, tmp_path: P
     with av.open(str(record)) as c:
         got = list(c.decode(audio=0))
     seconds = sum(f.samples for f in got) / 48000
-    # From the first recorded picture (over UDP that may be a frame or two in) to the end of the sound.
+    # From the first recorded picture (over UDP that may be a frame or two in) to the end of the
+    # sound.
     assert 0.9 <= seconds <= 1.1 and abs(float(got[0].time or 0)) < 0.1
 
 
@@ -166,7 +169,7 @@ def test_frames_the_capture_drops_for_lateness_are_in_the_bye() -> None:
 
     cap = open_capture("testsrc2=size=160x120:rate=30", "lavfi")
     got: list[ReceivedFrame] = []
-    with Receiver("127.0.0.1:0", on_frame=got.append) as rx:
+    with LiveReceiver("127.0.0.1:0", on_frame=got.append) as rx:
         cfg = SenderConfig(width=160, height=120, fps=Fraction(30), source_id=5)
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)

@@ -2,7 +2,7 @@
 
 Small pictures (320x240) and a few seconds each; the 1080p numbers are in the
 benchmark (``vtremote bench live``), not here. The lossy and rate-limited paths
-go through :class:`vtremote.live.shim.LossyRelay` in the test process.
+go through :class:`vtremote.testing.shim.LossyRelay` in the test process.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 
 from vtremote.live import protocol as p
 from vtremote.live.datagram import DATAGRAM_HEADER, control_datagram
-from vtremote.live.shim import LossyRelay
+from vtremote.testing.shim import LossyRelay
 
 LAVFI = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"]
 

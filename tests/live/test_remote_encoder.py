@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vtremote.errors import ConfigError
-from vtremote.live import ReceivedFrame, Receiver, Sender, SenderConfig
+from vtremote.live import LiveReceiver, ReceivedFrame, Sender, SenderConfig
 from vtremote.live.codec import EncoderConfig, LiveDecoder, parameter_sets
 from vtremote.live.protocol import Codec
 from vtremote.live.remote import RemoteLiveEncoder
@@ -43,7 +43,7 @@ def test_keyframes_on_request_and_parameter_sets_in_band(vtremoted: Any) -> None
         keyint_s=10.0,
         bitrate=400_000,
     )
-    with Receiver("127.0.0.1:0", on_frame=on_frame) as rx:
+    with LiveReceiver("127.0.0.1:0", on_frame=on_frame) as rx:
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
         start = time.monotonic_ns()

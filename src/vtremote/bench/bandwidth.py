@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import av
+
 from vtremote.bench.common import (
     BITRATE,
     GOP,
@@ -19,7 +21,7 @@ from vtremote.bench.common import (
 
 # --- bandwidth ----------------------------------------------------------------------------------
 
-#: Rows of the reference README's bandwidth table that the issue asks for:
+#: Rows of the reference README's bandwidth table that this benchmark measures:
 #: (label, width, height, fps). 4K is DCI 4096x2160, as in the reference table.
 BANDWIDTH_FORMATS: tuple[tuple[str, int, int, int], ...] = (
     ("720p", 1280, 720, 30),
@@ -77,72 +79,107 @@ def run_bandwidth(
         for s in (*servers.values(), null):
             s.start()
         for source in sources:
-            for label, width, height, fps in formats:
-                count = max(1, round(fps * seconds))
-                media_s = count / fps
-                say(f"bandwidth: {source} {label}{fps}: generating {count} frames")
-                # One render for both codecs; each gets its wire format (P010 of an 8-bit
-                # source: the two extra significant bits are zero).
-                base = make_frames(source, width, height, count, pix_fmt="yuv420p", rate=fps)
-                for column, codec, pix_fmt, engine in codecs:
-                    pics = [f.reformat(format=pix_fmt) for f in base]
-                    real = encode_session(
-                        servers[engine].address,
-                        pics,
-                        count,
-                        codec=codec,
-                        pix_fmt=pix_fmt,
-                        compression="none",
-                        window=None,
-                        server_pid=None,
-                        rate=fps,
-                        bitrate=BITRATE,
-                        gop=GOP,
-                    )
-                    out_mbps = real["bytes_received"] * 8 / media_s / 1e6
-                    entry: dict[str, Any] = {
-                        "source": source,
-                        "format": label,
-                        "width": width,
-                        "height": height,
-                        "fps": fps,
-                        "codec": column,
-                        "frames": count,
-                        "media_seconds": media_s,
-                        "out_mbps": round(out_mbps, 2),
-                        "encode_fps": round(real["fps"], 1),
-                        "modes": {},
-                    }
-                    for mode in modes:
-                        sent = real["bytes_sent"]
-                        if mode != "none":
-                            r = encode_session(
-                                null.address,
-                                pics,
-                                count,
-                                codec=codec,
-                                pix_fmt=pix_fmt,
-                                compression=mode,
-                                window=None,
-                                server_pid=None,
-                                rate=fps,
-                            )
-                            sent = r["bytes_sent"]
-                        in_mbps = sent * 8 / media_s / 1e6
-                        entry["modes"][mode] = {
-                            "in_mbps": round(in_mbps, 2),
-                            "out_mbps": round(out_mbps, 2),
-                            "required_mbps": round(max(in_mbps, out_mbps), 2),
-                        }
-                    rows.append(entry)
-                    say(
-                        f"bandwidth: {source} {label}{fps} {column}: "
-                        + ", ".join(f"{m} {entry['modes'][m]['required_mbps']:.1f}" for m in modes)
-                        + " Mb/s"
-                    )
-                    del pics
-                del base
+            for fmt in formats:
+                rows += _measure_format(
+                    source, fmt, seconds, codecs, modes, servers, null.address, say
+                )
     finally:
         for s in (*servers.values(), null):
             s.stop()
     return result
+
+
+def _measure_format(
+    source: str,
+    fmt: tuple[str, int, int, int],
+    seconds: float,
+    codecs: Sequence[tuple[str, str, str, str]],
+    modes: Sequence[str],
+    servers: dict[str, ServerProcess],
+    null_address: str,
+    say: Progress,
+) -> list[dict[str, Any]]:
+    """The rows of one source and format: one per codec."""
+    label, width, height, fps = fmt
+    count = max(1, round(fps * seconds))
+    say(f"bandwidth: {source} {label}{fps}: generating {count} frames")
+    # One render for both codecs; each gets its wire format (P010 of an 8-bit
+    # source: the two extra significant bits are zero).
+    base = make_frames(source, width, height, count, pix_fmt="yuv420p", rate=fps)
+    rows = []
+    for column, codec, pix_fmt, engine in codecs:
+        pics = [f.reformat(format=pix_fmt) for f in base]
+        real = encode_session(
+            servers[engine].address,
+            pics,
+            count,
+            codec=codec,
+            pix_fmt=pix_fmt,
+            compression="none",
+            window=None,
+            server_pid=None,
+            rate=fps,
+            bitrate=BITRATE,
+            gop=GOP,
+        )
+        entry: dict[str, Any] = {
+            "source": source,
+            "format": label,
+            "width": width,
+            "height": height,
+            "fps": fps,
+            "codec": column,
+            "frames": count,
+            "media_seconds": count / fps,
+        }
+        entry.update(_directions(real, pics, codec, pix_fmt, fps, modes, null_address))
+        rows.append(entry)
+        say(
+            f"bandwidth: {source} {label}{fps} {column}: "
+            + ", ".join(f"{m} {entry['modes'][m]['required_mbps']:.1f}" for m in modes)
+            + " Mb/s"
+        )
+        del pics
+    del base
+    return rows
+
+
+def _directions(
+    real: dict[str, Any],
+    pics: list[av.VideoFrame],
+    codec: str,
+    pix_fmt: str,
+    fps: int,
+    modes: Sequence[str],
+    null_address: str,
+) -> dict[str, Any]:
+    """Mb/s out (PACKETs of the real session) and in (FRAMEs, per compression mode)."""
+    media_s = len(pics) / fps
+    out_mbps = real["bytes_received"] * 8 / media_s / 1e6
+    by_mode: dict[str, Any] = {}
+    for mode in modes:
+        sent = real["bytes_sent"]
+        if mode != "none":
+            r = encode_session(
+                null_address,
+                pics,
+                len(pics),
+                codec=codec,
+                pix_fmt=pix_fmt,
+                compression=mode,
+                window=None,
+                server_pid=None,
+                rate=fps,
+            )
+            sent = r["bytes_sent"]
+        in_mbps = sent * 8 / media_s / 1e6
+        by_mode[mode] = {
+            "in_mbps": round(in_mbps, 2),
+            "out_mbps": round(out_mbps, 2),
+            "required_mbps": round(max(in_mbps, out_mbps), 2),
+        }
+    return {
+        "out_mbps": round(out_mbps, 2),
+        "encode_fps": round(real["fps"], 1),
+        "modes": by_mode,
+    }

@@ -63,14 +63,6 @@ def _cpu_model() -> str:
     return name
 
 
-def _module_version(name: str) -> str:
-    try:
-        module = __import__(name)
-    except ImportError:
-        return "not installed"
-    return str(getattr(module, "__version__", getattr(module, "VERSION", "?")))
-
-
 def machine_info() -> dict[str, Any]:
     """What every table states: CPU, cores, Python, PyAV, FFmpeg and codec library versions.
 
@@ -332,7 +324,9 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         # Closed by stop(); read by stderr_text() when the server fails.
-        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._stderr = tempfile.TemporaryFile(  # noqa: SIM115
+            "w+", encoding="utf-8", errors="replace"
+        )
         cmd = [
             sys.executable,
             "-m",

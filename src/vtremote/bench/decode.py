@@ -157,7 +157,8 @@ def run_decode(
                 r = remote_decode(server.address, path, compression=mode, server_pid=server.pid)
                 if r["frames"] != local["frames"]:
                     raise RuntimeError(
-                        f"remote {codec} decode returned {r['frames']} frames, local {local['frames']}"
+                        f"remote {codec} decode returned {r['frames']} frames, local "
+                        f"{local['frames']}"
                     )
                 entry["remote"][mode] = {
                     "fps": round(r["fps"], 1),

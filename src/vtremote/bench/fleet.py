@@ -188,7 +188,8 @@ def kill_runs(
             if progress is not None:
                 progress(
                     f"fleet kill run {r + 1}/{runs + stops}: {res['signal']} at frame {at}, "
-                    f"lost {res['lost']}, doubled {res['doubled']}, recovery {res['recovery_ms']} ms"
+                    f"lost {res['lost']}, doubled {res['doubled']}, recovery {res['recovery_ms']} "
+                    "ms"
                 )
             # bring the victim back as a fresh process on a new port
             old = servers.pop(res["victim"])

@@ -25,8 +25,6 @@ from vtremote.bench.common import (
 
 # --- offload -----------------------------------------------------------------------------------
 
-#: Encoder settings shared by the offload and bandwidth benchmarks (VTR1.md §11.2's bench).
-
 
 def local_encode(
     frames: Sequence[av.VideoFrame],
@@ -106,22 +104,7 @@ def run_offload(
     }
     by_mode: dict[str, Any] = {}
     if compression is None:
-        with ServerProcess("null") as null:
-            for mode in modes:  # untimed warm-up of each mode (server heap, socket buffers)
-                encode_session(
-                    null.address, pics, 32, compression=mode, window=None, server_pid=None
-                )
-            for mode in modes:
-                r = encode_session(
-                    null.address,
-                    pics,
-                    probe_frames,
-                    compression=mode,
-                    window=None,
-                    server_pid=null.pid,
-                )
-                by_mode[mode] = round(r["client_cpu_s"] * 1000 / probe_frames, 3)
-                say(f"offload: client CPU with {mode}: {by_mode[mode]:.3f} ms/frame")
+        by_mode = _client_cpu_by_mode(pics, modes, probe_frames, say)
         compression = min(by_mode, key=lambda k: by_mode[k])
     result["client_cpu_ms_per_frame_by_mode"] = by_mode
     result["compression"] = compression
@@ -139,23 +122,7 @@ def run_offload(
         )
     say(f"offload: local libx264 veryfast encode of {frames} frames")
     local = local_encode(pics, frames, rate=rate)
-    scale = 1000 / frames
-    remote_s = remote["client_cpu_s"] * scale
-    local_s = local["cpu_s"] * scale
-    result.update(
-        {
-            "client_cpu_remote_s": round(remote_s, 3),
-            "client_cpu_local_s": round(local_s, 3),
-            "ratio": round(remote_s / local_s, 4),
-            "server_cpu_remote_s": None
-            if remote["server_cpu_s"] is None
-            else round(remote["server_cpu_s"] * scale, 3),
-            "remote_fps": round(remote["fps"], 1),
-            "local_fps": round(local["fps"], 1),
-            "remote_bitrate_mbps": round(remote["bytes_received"] * 8 * rate / frames / 1e6, 2),
-            "local_bitrate_mbps": round(local["bytes"] * 8 * rate / frames / 1e6, 2),
-        }
-    )
+    result.update(_figures(remote, local, frames, rate))
     result["goals"] = [
         {
             "name": "client CPU remote / local",
@@ -165,3 +132,46 @@ def run_offload(
         }
     ]
     return result
+
+
+def _client_cpu_by_mode(
+    pics: list[av.VideoFrame], modes: Sequence[str], probe_frames: int, say: Progress
+) -> dict[str, Any]:
+    """Client CPU ms per frame of each wire compression, against a ``null``-engine server."""
+    by_mode: dict[str, Any] = {}
+    with ServerProcess("null") as null:
+        for mode in modes:  # untimed warm-up of each mode (server heap, socket buffers)
+            encode_session(null.address, pics, 32, compression=mode, window=None, server_pid=None)
+        for mode in modes:
+            r = encode_session(
+                null.address,
+                pics,
+                probe_frames,
+                compression=mode,
+                window=None,
+                server_pid=null.pid,
+            )
+            by_mode[mode] = round(r["client_cpu_s"] * 1000 / probe_frames, 3)
+            say(f"offload: client CPU with {mode}: {by_mode[mode]:.3f} ms/frame")
+    return by_mode
+
+
+def _figures(
+    remote: dict[str, Any], local: dict[str, Any], frames: int, rate: int
+) -> dict[str, Any]:
+    """The reported figures of a remote and a local encode of ``frames`` frames."""
+    scale = 1000 / frames
+    remote_s = remote["client_cpu_s"] * scale
+    local_s = local["cpu_s"] * scale
+    return {
+        "client_cpu_remote_s": round(remote_s, 3),
+        "client_cpu_local_s": round(local_s, 3),
+        "ratio": round(remote_s / local_s, 4),
+        "server_cpu_remote_s": None
+        if remote["server_cpu_s"] is None
+        else round(remote["server_cpu_s"] * scale, 3),
+        "remote_fps": round(remote["fps"], 1),
+        "local_fps": round(local["fps"], 1),
+        "remote_bitrate_mbps": round(remote["bytes_received"] * 8 * rate / frames / 1e6, 2),
+        "local_bitrate_mbps": round(local["bytes"] * 8 * rate / frames / 1e6, 2),
+    }

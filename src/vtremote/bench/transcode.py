@@ -23,14 +23,12 @@ once on the first source before anything is recorded (first-use costs).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import re
 import resource
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -40,6 +38,7 @@ import av
 import av.filter
 from av.video.frame import PictureType
 
+from vtremote.bench.common import ServerProcess, process_cpu_seconds
 from vtremote.client import RemoteEncoder, RemoteTranscoder
 
 WIDTH, HEIGHT, RATE = 1920, 1080, 30
@@ -50,7 +49,6 @@ GOP = 120
 SOURCES = ("noise", "testsrc2")
 CODECS = ("h264", "hevc10")
 MODES = ("local", "raw", "packet")
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass(frozen=True)
@@ -128,49 +126,37 @@ def _cpu_self() -> float:
 
 
 def _cpu_pid(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
+    return None if pid is None else process_cpu_seconds(pid)
 
 
 @contextlib.contextmanager
 def local_server(engine: str = "x264") -> Iterator[tuple[str, int]]:
     """A vtremoted subprocess on loopback: yields (address, pid)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vtremote.cli.serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--engine",
-            engine,
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        m = re.search(r"listening on (\S+)$", line.strip())
-        if m is None:
-            raise RuntimeError(f"vtremoted did not start: {line!r}")
-        yield m.group(1), proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with ServerProcess(engine) as server:
+        assert server.pid is not None
+        yield server.address, server.pid
+
+
+class _Output:
+    """Packets and bytes an encode or a transcode returned."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.bytes = 0
+
+    def add(self, packets: Iterable[av.Packet[Any]]) -> None:
+        for p in packets:
+            self.packets += 1
+            self.bytes += p.size
+
+    def row(self, bytes_sent: int, bytes_received: int) -> dict[str, Any]:
+        """The measured part of a row, with the client's wire bytes each way."""
+        return {
+            "frames": self.packets,
+            "output_bytes": self.bytes,
+            "bytes_sent": bytes_sent,
+            "bytes_received": bytes_received,
+        }
 
 
 def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
@@ -236,7 +222,7 @@ def _local(src: Source) -> dict[str, Any]:
 
 
 def _raw(src: Source, address: str, compression: str) -> dict[str, Any]:
-    out_bytes = packets = 0
+    out = _Output()
     with av.open(str(src.path)) as c:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
@@ -253,30 +239,17 @@ def _raw(src: Source, address: str, compression: str) -> dict[str, Any]:
             compression=compression,
             inflight=16,
         ) as enc:
-            for frame in c.decode(stream):
+            # None at the end drains the scaler.
+            for frame in itertools.chain(c.decode(stream), [None]):
                 for f in _scaled(graph, frame):
-                    for p in enc.encode(f):
-                        out_bytes += p.size
-                        packets += 1
-            for f in _scaled(graph, None):
-                for p in enc.encode(f):
-                    out_bytes += p.size
-                    packets += 1
-            for p in enc.flush():
-                out_bytes += p.size
-                packets += 1
+                    out.add(enc.encode(f))
+            out.add(enc.flush())
             st = enc.stats
-    return {
-        "frames": packets,
-        "output_bytes": out_bytes,
-        "bytes_sent": st.bytes_sent,
-        "bytes_received": st.bytes_received,
-        "compression": compression,
-    }
+    return {**out.row(st.bytes_sent, st.bytes_received), "compression": compression}
 
 
 def _packet(src: Source, address: str) -> dict[str, Any]:
-    out_bytes = packets = 0
+    out = _Output()
     with av.open(str(src.path)) as c:
         stream = c.streams.video[0]
         with RemoteTranscoder.from_stream(
@@ -289,19 +262,10 @@ def _packet(src: Source, address: str) -> dict[str, Any]:
             inflight=16,
         ) as tc:
             for pkt in c.demux(stream):
-                for p in tc.transcode(pkt):
-                    out_bytes += p.size
-                    packets += 1
-            for p in tc.flush():
-                out_bytes += p.size
-                packets += 1
+                out.add(tc.transcode(pkt))
+            out.add(tc.flush())
             st = tc.stats
-    return {
-        "frames": packets,
-        "output_bytes": out_bytes,
-        "bytes_sent": st.bytes_sent,
-        "bytes_received": st.bytes_received,
-    }
+    return out.row(st.bytes_sent, st.bytes_received)
 
 
 def measure(
@@ -405,13 +369,15 @@ def format_tables(result: dict[str, Any]) -> str:
         f"Job: {job['source']} -> {job['output']}, {job['seconds']:g} s clips, raw-frame wire "
         f"compression {job['compression']}, {job['cpus']} CPUs.",
         "",
-        "| source | mode | fps | up Mb/s | down Mb/s | client CPU s/1000 frames | server CPU s/1000 frames |",
+        "| source | mode | fps | up Mb/s | down Mb/s | client CPU s/1000 frames | server CPU "
+        "s/1000 frames |",
         "|---|---|--:|--:|--:|--:|--:|",
     ]
     for r in result["rows"]:
         srv = "-" if r["server_cpu_s_per_1000"] is None else f"{r['server_cpu_s_per_1000']:.1f}"
         lines.append(
-            f"| {r['source']} | {r['mode']} | {r['fps']:.1f} | {r['up_mbps']:.2f} | {r['down_mbps']:.2f} | "
+            f"| {r['source']} | {r['mode']} | {r['fps']:.1f} | {r['up_mbps']:.2f} | "
+            f"{r['down_mbps']:.2f} | "
             f"{r['client_cpu_s_per_1000']:.1f} | {srv} |"
         )
     lines += [
@@ -423,7 +389,8 @@ def format_tables(result: dict[str, Any]) -> str:
     for e in result["ratios"]:
         lines.append(
             f"| {e['source']} | {e.get('packet_wire_over_bitrates', '-')} | "
-            f"{e.get('raw_wire_over_packet_wire', '-')} | {e.get('client_cpu_packet_over_local', '-')} |"
+            f"{e.get('raw_wire_over_packet_wire', '-')} | "
+            f"{e.get('client_cpu_packet_over_local', '-')} |"
         )
     lines += [
         "",
@@ -441,7 +408,8 @@ def format_tables(result: dict[str, Any]) -> str:
         packet_text = "-" if p is None else f"{p['up_mbps'] + p['down_mbps']:.2f}"
         raw_text = "-" if raw is None else f"{raw['up_mbps'] + raw['down_mbps']:.1f}"
         lines.append(
-            f"| {name} | {ref['source_mbps']:.2f} | {ref['output_mbps']:.2f} | {packet_text} | {raw_text} |"
+            f"| {name} | {ref['source_mbps']:.2f} | {ref['output_mbps']:.2f} | {packet_text} | "
+            f"{raw_text} |"
         )
     return "\n".join(lines)
 
@@ -459,14 +427,17 @@ __all__ = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``vtremote bench transcode`` (and ``benchmarks/transcode.py``): run and print the tables or JSON."""
+    """``vtremote bench transcode`` (and ``benchmarks/transcode.py``).
+
+    Runs and prints the tables, or the JSON.
+    """
     import argparse
     import json
 
     ap = argparse.ArgumentParser(
         prog="vtremote bench transcode",
-        description="Local PyAV transcode, raw-frame remote encode and packet transcode of 1080p30 H.264 and "
-        "HEVC Main10 sources into 720p H.264 (docs/benchmarks.md).",
+        description="Local PyAV transcode, raw-frame remote encode and packet transcode of "
+        "1080p30 H.264 and HEVC Main10 sources into 720p H.264 (docs/benchmarks.md).",
     )
     ap.add_argument("--seconds", type=float, default=5.0, help="clip length (default 5)")
     ap.add_argument("--sources", default=",".join(SOURCES))

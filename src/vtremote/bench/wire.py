@@ -214,7 +214,8 @@ def run_wire(
     For each source the raw-socket ceiling (:func:`raw_ceiling`, same bytes,
     same window) and one session per compression mode run ``repeat`` times, in
     rounds over all sources and modes so that a burst of load from elsewhere
-    hits all of them alike; the best run of each is reported (every run's rate is kept in ``runs_fps``).
+    hits all of them alike; the best run of each is reported (every run's rate
+    is kept in ``runs_fps``).
 
     JSON layout (docs/benchmarks.md "JSON output")::
 
@@ -254,13 +255,37 @@ def run_wire(
         say(f"wire: generating {distinct} {width}x{height} {source} frames")
         pics[source] = make_frames(source, width, height, distinct)
     picture_bytes = sum(memoryview(p).nbytes for p in frame_message_parts(pics[sources[0]][0]))
+    runs = _wire_runs(pics, modes, frames=frames, repeat=repeat, window=window, say=say)
+    for source in sources:
+        result["sources"][source] = _wire_entry(runs[source], modes, frames, picture_bytes)
+    first = "testsrc2" if "testsrc2" in result["sources"] else next(iter(result["sources"]))
+    top = result["sources"][first]
+    # Convenience keys: the raw ceiling and the per-mode results of testsrc2 at the top level.
+    result["source"] = first
+    result["raw_fps"] = top["raw"]["fps"]
+    for mode in modes:
+        result[mode] = top[mode]
+    result["goals"] = wire_goals(result)
+    return result
+
+
+def _wire_runs(
+    pics: dict[str, list[av.VideoFrame]],
+    modes: Sequence[str],
+    *,
+    frames: int,
+    repeat: int,
+    window: int,
+    say: Progress,
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every run: source -> "raw" or mode -> one result per round."""
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        source: {"raw": [], **{m: [] for m in modes}} for source in sources
+        source: {"raw": [], **{m: [] for m in modes}} for source in pics
     }
     with ServerProcess("null") as server:
         # One short untimed session per mode first: the server's first frames of a
         # kind grow its heap and receive buffers, a cost no later frame pays.
-        for source in sources:
+        for source in pics:
             for mode in modes:
                 encode_session(
                     server.address,
@@ -273,7 +298,7 @@ def run_wire(
         # Rounds go over every source and mode, so each one's runs are spread over the
         # whole benchmark: a burst of other work on the machine cannot hit all of them.
         for rep in range(repeat):
-            for source in sources:
+            for source in pics:
                 raw = raw_ceiling(pics[source], frames, window=window)
                 runs[source]["raw"].append(raw)
                 say(f"wire: run {rep + 1}/{repeat} {source}: raw socket {raw['fps']:.0f} fps")
@@ -289,43 +314,24 @@ def run_wire(
                     runs[source][mode].append(r)
                     say(f"wire: run {rep + 1}/{repeat} {source}: {mode} {r['fps']:.0f} fps")
                     server.check_alive()
-    for source in sources:
-        result["sources"][source] = _wire_entry(runs[source], modes, frames, picture_bytes)
-    first = "testsrc2" if "testsrc2" in result["sources"] else next(iter(result["sources"]))
-    top = result["sources"][first]
-    # Convenience keys: the raw ceiling and the per-mode results of testsrc2 at the top level.
-    result["source"] = first
-    result["raw_fps"] = top["raw"]["fps"]
-    for mode in modes:
-        result[mode] = top[mode]
-    result["goals"] = wire_goals(result)
-    return result
+    return runs
 
 
 def wire_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's goals, evaluated on a wire result."""
+    """The wire benchmark's goals, evaluated on a wire result."""
     goals = []
     src = result["sources"]
-    if "testsrc2" in src and "none" in src["testsrc2"]:
-        v = src["testsrc2"]["none"]["ratio_to_raw"]
-        goals.append(
-            {
-                "name": "uncompressed / raw socket (testsrc2)",
-                "goal": ">= 0.6",
-                "value": v,
-                "met": v >= 0.6,
-            }
-        )
-    if "noise" in src and "none" in src["noise"]:
-        v = src["noise"]["none"]["ratio_to_raw"]
-        goals.append(
-            {
-                "name": "uncompressed / raw socket (noise)",
-                "goal": ">= 0.6",
-                "value": v,
-                "met": v >= 0.6,
-            }
-        )
+    for source in ("testsrc2", "noise"):
+        if source in src and "none" in src[source]:
+            v = src[source]["none"]["ratio_to_raw"]
+            goals.append(
+                {
+                    "name": f"uncompressed / raw socket ({source})",
+                    "goal": ">= 0.6",
+                    "value": v,
+                    "met": v >= 0.6,
+                }
+            )
     if (
         "testsrc2" in src
         and "lz4" in src["testsrc2"]

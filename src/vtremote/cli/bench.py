@@ -9,13 +9,14 @@ Subcommands (each starts its own real ``vtremoted`` process on loopback)::
     vtremote bench latency    [--json] [--frames N]
     vtremote bench all        [--json] [--quick]
     vtremote bench transcode  [--json] [--seconds S]             (vtremote.bench.transcode)
-    vtremote bench live       [--json] [--quick] [--size 1920x1080]   (vtremote.live.bench)
+    vtremote bench live       [--json] [--quick] [--size 1920x1080]   (vtremote.bench.live)
 
 Tables go to stdout (rich when stdout is a terminal, plain text otherwise);
 ``--json`` prints the results as JSON instead. Progress goes to stderr. The
-measuring code is in :mod:`vtremote.bench`; this module parses argv and
-calls it; :mod:`vtremote.cli.bench_tables` draws the tables. ``docs/benchmarks.md`` is regenerated from the same
-tables by ``benchmarks/make_docs.py``.
+measuring code is in :mod:`vtremote.bench`; this module parses argv (from
+the tables :data:`BENCHMARKS` and :data:`RUNNERS`) and calls it;
+:mod:`vtremote.cli.bench_tables` draws the tables. ``docs/benchmarks.md`` is
+regenerated from the same tables by ``benchmarks/make_docs.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vtremote import bench as bm
-from vtremote.cli.bench_tables import (  # the table names are re-exported for benchmarks/make_docs.py
+
+# The table names are re-exported for benchmarks/make_docs.py.
+from vtremote.cli.bench_tables import (
     Table,
     bandwidth_tables,
     print_tables,
@@ -108,6 +111,168 @@ def _formats(text: str) -> list[tuple[str, int, int, int]]:
     return out
 
 
+Option = tuple[tuple[str, ...], dict[str, Any]]
+
+_SIZE: Option = (
+    ("--size",),
+    {"type": _size, "default": (1920, 1080), "help": "picture size (default 1920x1080)"},
+)
+_SOURCES: Option = (
+    ("--sources",),
+    {"type": _csv(bm.SOURCES), "default": list(bm.SOURCES), "help": "testsrc2,noise"},
+)
+_MODES: Option = (
+    ("--modes",),
+    {"type": _csv(bm.MODES), "default": list(bm.MODES), "help": "none,lz4,zstd"},
+)
+
+
+def _frames(default: int, what: str) -> Option:
+    return (("--frames",), {"type": int, "default": default, "help": f"{what} (default {default})"})
+
+
+def _int(flag: str, default: int, help_text: str) -> Option:
+    return ((flag,), {"type": int, "default": default, "help": help_text})
+
+
+def _flag(flag: str, help_text: str) -> Option:
+    return ((flag,), {"action": "store_true", "help": help_text})
+
+
+#: Every benchmark of the parser: (help, options after --json and --quiet), in help order.
+BENCHMARKS: dict[str, tuple[str, tuple[Option, ...]]] = {
+    "wire": (
+        "frames/s through client -> server (null engine) -> client vs a raw socket",
+        (
+            _frames(600, "frames per timed run"),
+            _SIZE,
+            _int("--distinct", 16, "distinct source frames cycled through (default 16)"),
+            _int("--repeat", 4, "runs per mode; the best is reported (default 4)"),
+            (
+                ("--window",),
+                {
+                    "type": int,
+                    "default": None,
+                    "help": "in-flight frames (default: the client's default)",
+                },
+            ),
+            _SOURCES,
+            _MODES,
+        ),
+    ),
+    "offload": (
+        "client CPU per 1000 frames: remote x264 encode vs local libx264",
+        (
+            _frames(1000, "frames encoded each way"),
+            _int("--distinct", 60, "distinct source frames cycled through (default 60)"),
+            _int(
+                "--probe-frames", 200, "frames per compression mode when choosing one (default 200)"
+            ),
+            (("--source",), {"choices": bm.SOURCES, "default": "testsrc2"}),
+            (
+                ("--compression",),
+                {"choices": bm.MODES, "default": None, "help": "skip the choice and use this mode"},
+            ),
+            _SIZE,
+        ),
+    ),
+    "bandwidth": (
+        "required Mb/s per format, codec and compression (reference README table)",
+        (
+            (
+                ("--seconds",),
+                {
+                    "type": float,
+                    "default": None,
+                    "help": "media seconds per clip (default 1, 0.5 with --quick)",
+                },
+            ),
+            _flag("--quick", "0.5 s clips"),
+            (
+                ("--formats",),
+                {
+                    "type": _formats,
+                    "default": None,
+                    "help": "rows to measure: labels like 720p30,4K60 or sizes like 640x360@30 "
+                    "(default: the reference rows)",
+                },
+            ),
+            _SOURCES,
+            _MODES,
+        ),
+    ),
+    "decode": (
+        "remote decode fps vs local PyAV decode of the same file",
+        (
+            _frames(300, "frames in the clip"),
+            _SIZE,
+            (
+                ("--codecs",),
+                {"type": _csv(("h264", "hevc")), "default": ["h264", "hevc"], "help": "h264,hevc"},
+            ),
+            (
+                ("--modes",),
+                {
+                    "type": _csv(bm.MODES),
+                    "default": ["none"],
+                    "help": "wire compression of the returned frames",
+                },
+            ),
+        ),
+    ),
+    "latency": (
+        "realtime encode latency p50/p99 at 720p and 1080p",
+        (
+            _frames(300, "frames per size"),
+            _int("--rate", 30, "frames per second handed to the encoder (default 30)"),
+            (
+                ("--sizes",),
+                {
+                    "type": _sizes,
+                    "default": [(1280, 720), (1920, 1080)],
+                    "help": "picture sizes (default 1280x720,1920x1080)",
+                },
+            ),
+        ),
+    ),
+    "all": (
+        "every benchmark (what benchmarks/make_docs.py runs)",
+        (_flag("--quick", "fewer frames and shorter clips (about 3 minutes here)"),),
+    ),
+    "fleet": (
+        "one clip on 1..4 throttled servers; servers killed mid-stream",
+        (
+            (
+                ("--servers",),
+                {
+                    "type": lambda t: [int(x) for x in t.split(",")],
+                    "default": [1, 2, 3, 4],
+                    "help": "server counts to run (default 1,2,3,4)",
+                },
+            ),
+            _frames(720, "frames of the clip"),
+            (
+                ("--throttle-fps",),
+                {"type": float, "default": 60.0, "help": "each server's test-only throttle (60)"},
+            ),
+            _int("--kills", 20, "runs with SIGKILL at a random frame (20)"),
+            _int("--stops", 5, "runs with SIGSTOP (a stall) at a random frame (5)"),
+            (
+                ("--timeout",),
+                {"type": float, "default": 1.0, "help": "client timeout in the kill runs, s (1)"},
+            ),
+            _int("--seed", 1, "random seed of the kill runs (1)"),
+        ),
+    ),
+}
+
+#: The options of every benchmark, before its own.
+COMMON: tuple[Option, ...] = (
+    _flag("--json", "print the results as JSON on stdout"),
+    _flag("--quiet", "no progress on stderr"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vtremote bench",
@@ -115,223 +280,105 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="BENCHMARK")
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-        p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-
-    p = sub.add_parser(
-        "wire",
-        help="frames/s through client -> server (null engine) -> client vs a raw socket",
-        allow_abbrev=False,
-    )
-    common(p)
-    p.add_argument("--frames", type=int, default=600, help="frames per timed run (default 600)")
-    p.add_argument(
-        "--size", type=_size, default=(1920, 1080), help="picture size (default 1920x1080)"
-    )
-    p.add_argument(
-        "--distinct",
-        type=int,
-        default=16,
-        help="distinct source frames cycled through (default 16)",
-    )
-    p.add_argument(
-        "--repeat", type=int, default=4, help="runs per mode; the best is reported (default 4)"
-    )
-    p.add_argument(
-        "--window", type=int, default=None, help="in-flight frames (default: the client's default)"
-    )
-    p.add_argument(
-        "--sources", type=_csv(bm.SOURCES), default=list(bm.SOURCES), help="testsrc2,noise"
-    )
-    p.add_argument("--modes", type=_csv(bm.MODES), default=list(bm.MODES), help="none,lz4,zstd")
-
-    p = sub.add_parser(
-        "offload",
-        help="client CPU per 1000 frames: remote x264 encode vs local libx264",
-        allow_abbrev=False,
-    )
-    common(p)
-    p.add_argument(
-        "--frames", type=int, default=1000, help="frames encoded each way (default 1000)"
-    )
-    p.add_argument(
-        "--distinct",
-        type=int,
-        default=60,
-        help="distinct source frames cycled through (default 60)",
-    )
-    p.add_argument(
-        "--probe-frames",
-        type=int,
-        default=200,
-        help="frames per compression mode when choosing one (default 200)",
-    )
-    p.add_argument("--source", choices=bm.SOURCES, default="testsrc2")
-    p.add_argument(
-        "--compression", choices=bm.MODES, default=None, help="skip the choice and use this mode"
-    )
-    p.add_argument(
-        "--size", type=_size, default=(1920, 1080), help="picture size (default 1920x1080)"
-    )
-
-    p = sub.add_parser(
-        "bandwidth",
-        help="required Mb/s per format, codec and compression (reference README table)",
-        allow_abbrev=False,
-    )
-    common(p)
-    p.add_argument(
-        "--seconds",
-        type=float,
-        default=None,
-        help="media seconds per clip (default 1, 0.5 with --quick)",
-    )
-    p.add_argument("--quick", action="store_true", help="0.5 s clips")
-    p.add_argument(
-        "--formats",
-        type=_formats,
-        default=None,
-        help="rows to measure: labels like 720p30,4K60 or sizes like 640x360@30 (default: the reference rows)",
-    )
-    p.add_argument(
-        "--sources", type=_csv(bm.SOURCES), default=list(bm.SOURCES), help="testsrc2,noise"
-    )
-    p.add_argument("--modes", type=_csv(bm.MODES), default=list(bm.MODES), help="none,lz4,zstd")
-
-    p = sub.add_parser(
-        "decode", help="remote decode fps vs local PyAV decode of the same file", allow_abbrev=False
-    )
-    common(p)
-    p.add_argument("--frames", type=int, default=300, help="frames in the clip (default 300)")
-    p.add_argument(
-        "--size", type=_size, default=(1920, 1080), help="picture size (default 1920x1080)"
-    )
-    p.add_argument(
-        "--codecs", type=_csv(("h264", "hevc")), default=["h264", "hevc"], help="h264,hevc"
-    )
-    p.add_argument(
-        "--modes",
-        type=_csv(bm.MODES),
-        default=["none"],
-        help="wire compression of the returned frames",
-    )
-
-    p = sub.add_parser(
-        "latency", help="realtime encode latency p50/p99 at 720p and 1080p", allow_abbrev=False
-    )
-    common(p)
-    p.add_argument("--frames", type=int, default=300, help="frames per size (default 300)")
-    p.add_argument(
-        "--rate", type=int, default=30, help="frames per second handed to the encoder (default 30)"
-    )
-    p.add_argument(
-        "--sizes",
-        type=_sizes,
-        default=[(1280, 720), (1920, 1080)],
-        help="picture sizes (default 1280x720,1920x1080)",
-    )
-
-    p = sub.add_parser(
-        "all", help="every benchmark (what benchmarks/make_docs.py runs)", allow_abbrev=False
-    )
-    common(p)
-    p.add_argument(
-        "--quick", action="store_true", help="fewer frames and shorter clips (about 3 minutes here)"
-    )
-
-    p = sub.add_parser(
-        "fleet",
-        help="one clip on 1..4 throttled servers; servers killed mid-stream",
-        allow_abbrev=False,
-    )
-    common(p)
-    p.add_argument(
-        "--servers",
-        type=lambda t: [int(x) for x in t.split(",")],
-        default=[1, 2, 3, 4],
-        help="server counts to run (default 1,2,3,4)",
-    )
-    p.add_argument("--frames", type=int, default=720, help="frames of the clip (default 720)")
-    p.add_argument(
-        "--throttle-fps", type=float, default=60.0, help="each server's test-only throttle (60)"
-    )
-    p.add_argument("--kills", type=int, default=20, help="runs with SIGKILL at a random frame (20)")
-    p.add_argument(
-        "--stops", type=int, default=5, help="runs with SIGSTOP (a stall) at a random frame (5)"
-    )
-    p.add_argument(
-        "--timeout", type=float, default=1.0, help="client timeout in the kill runs, s (1)"
-    )
-    p.add_argument("--seed", type=int, default=1, help="random seed of the kill runs (1)")
-
+    for name, (help_text, options) in BENCHMARKS.items():
+        command = sub.add_parser(name, help=help_text, allow_abbrev=False)
+        for flags, keywords in (*COMMON, *options):
+            command.add_argument(*flags, **keywords)
     return parser
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    progress = bm.Progress(enabled=not args.quiet)
-    if args.command == "wire":
-        return bm.run_wire(
-            width=args.size[0],
-            height=args.size[1],
-            frames=args.frames,
-            distinct=args.distinct,
-            repeat=args.repeat,
-            window=args.window,
-            sources=args.sources,
-            modes=args.modes,
-            progress=progress,
-        )
-    if args.command == "offload":
-        return bm.run_offload(
-            frames=args.frames,
-            distinct=args.distinct,
-            probe_frames=args.probe_frames,
-            source=args.source,
-            compression=args.compression,
-            width=args.size[0],
-            height=args.size[1],
-            progress=progress,
-        )
-    if args.command == "bandwidth":
-        seconds = args.seconds if args.seconds is not None else (0.5 if args.quick else 1.0)
-        return bm.run_bandwidth(
-            seconds=seconds,
-            sources=args.sources,
-            modes=args.modes,
-            formats=args.formats or bm.BANDWIDTH_FORMATS,
-            progress=progress,
-        )
-    if args.command == "decode":
-        return bm.run_decode(
-            frames=args.frames,
-            width=args.size[0],
-            height=args.size[1],
-            codecs=args.codecs,
-            modes=args.modes,
-            progress=progress,
-        )
-    if args.command == "latency":
-        return bm.run_latency(
-            frames=args.frames, rate=args.rate, sizes=args.sizes, progress=progress
-        )
-    if args.command == "fleet":
-        from vtremote.bench.fleet import run_fleet
+# --- running ---------------------------------------------------------------------------------
 
-        return run_fleet(
-            counts=args.servers,
-            frames=args.frames,
-            throttle=args.throttle_fps,
-            runs=args.kills,
-            stops=args.stops,
-            timeout=args.timeout,
-            seed=args.seed,
-            progress=progress,
-        )
-    if args.command == "all":
-        return run_all(quick=args.quick, progress=progress)
-    raise AssertionError(args.command)
+
+def _wire(args: argparse.Namespace, progress: bm.Progress) -> dict[str, Any]:
+    return bm.run_wire(
+        width=args.size[0],
+        height=args.size[1],
+        frames=args.frames,
+        distinct=args.distinct,
+        repeat=args.repeat,
+        window=args.window,
+        sources=args.sources,
+        modes=args.modes,
+        progress=progress,
+    )
+
+
+def _offload(args: argparse.Namespace, progress: bm.Progress) -> dict[str, Any]:
+    return bm.run_offload(
+        frames=args.frames,
+        distinct=args.distinct,
+        probe_frames=args.probe_frames,
+        source=args.source,
+        compression=args.compression,
+        width=args.size[0],
+        height=args.size[1],
+        progress=progress,
+    )
+
+
+def _bandwidth(args: argparse.Namespace, progress: bm.Progress) -> dict[str, Any]:
+    seconds = args.seconds if args.seconds is not None else (0.5 if args.quick else 1.0)
+    return bm.run_bandwidth(
+        seconds=seconds,
+        sources=args.sources,
+        modes=args.modes,
+        formats=args.formats or bm.BANDWIDTH_FORMATS,
+        progress=progress,
+    )
+
+
+def _decode(args: argparse.Namespace, progress: bm.Progress) -> dict[str, Any]:
+    return bm.run_decode(
+        frames=args.frames,
+        width=args.size[0],
+        height=args.size[1],
+        codecs=args.codecs,
+        modes=args.modes,
+        progress=progress,
+    )
+
+
+def _latency(args: argparse.Namespace, progress: bm.Progress) -> dict[str, Any]:
+    return bm.run_latency(frames=args.frames, rate=args.rate, sizes=args.sizes, progress=progress)
+
+
+def _fleet(args: argparse.Namespace, progress: bm.Progress) -> dict[str, Any]:
+    from vtremote.bench.fleet import run_fleet
+
+    return run_fleet(
+        counts=args.servers,
+        frames=args.frames,
+        throttle=args.throttle_fps,
+        runs=args.kills,
+        stops=args.stops,
+        timeout=args.timeout,
+        seed=args.seed,
+        progress=progress,
+    )
+
+
+def _all(args: argparse.Namespace, progress: bm.Progress) -> dict[str, Any]:
+    return run_all(quick=args.quick, progress=progress)
+
+
+#: What runs each benchmark of :data:`BENCHMARKS` from its parsed arguments.
+RUNNERS: dict[str, Callable[[argparse.Namespace, bm.Progress], dict[str, Any]]] = {
+    "wire": _wire,
+    "offload": _offload,
+    "bandwidth": _bandwidth,
+    "decode": _decode,
+    "latency": _latency,
+    "fleet": _fleet,
+    "all": _all,
+}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    runner = RUNNERS.get(args.command)
+    if runner is None:
+        raise AssertionError(args.command)
+    return runner(args, bm.Progress(enabled=not args.quiet))
 
 
 #: Arguments of each benchmark under ``all`` (full, quick); benchmarks/make_docs.py
@@ -370,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return transcode_main(argv[1:])
     if argv and argv[0] == "live":  # live streaming has its own measuring code
-        from vtremote.live.bench import main as live_main
+        from vtremote.bench.live import main as live_main
 
         return live_main(list(argv[1:]))
     parser = build_parser()

@@ -144,7 +144,8 @@ def wire_tables(result: dict[str, Any]) -> list[Table]:
                 ]
             )
     notes = [
-        f"{p['width']}x{p['height']} NV12, {p['frames']} frames per run cycling {p['distinct_frames']} distinct frames, "
+        f"{p['width']}x{p['height']} NV12, {p['frames']} frames per run cycling "
+        f"{p['distinct_frames']} distinct frames, "
         f"best of {p['repeat']} runs, in-flight window {p['window']}, engine `null`.",
         "GB/s = uncompressed picture bytes per second (same bytes as the raw socket row); "
         "wire GB/s = bytes really sent client -> server per second.",
@@ -175,7 +176,8 @@ def wire_tables(result: dict[str, Any]) -> list[Table]:
 
 def _goal_notes(result: dict[str, Any]) -> list[str]:
     return [
-        f"Goal: {g['name']} {g['goal']}: measured {g['value']} -> {'holds' if g['met'] else 'does NOT hold'}."
+        f"Goal: {g['name']} {g['goal']}: measured {g['value']} -> "
+        f"{'holds' if g['met'] else 'does NOT hold'}."
         for g in result.get("goals", [])
     ]
 
@@ -200,8 +202,10 @@ def offload_tables(result: dict[str, Any]) -> list[Table]:
         ],
     ]
     notes = [
-        f"{p['width']}x{p['height']} NV12 {p['source']}, {p['frames']} frames cycling {p['distinct_frames']} distinct frames, "
-        f"-b:v {p['bitrate'] // 1_000_000}M -g {p['gop']}; CPU = user + system seconds of the client process "
+        f"{p['width']}x{p['height']} NV12 {p['source']}, {p['frames']} frames cycling "
+        f"{p['distinct_frames']} distinct frames, "
+        f"-b:v {p['bitrate'] // 1_000_000}M -g {p['gop']}; CPU = user + system seconds of the "
+        "client process "
         "(all threads), scaled to 1000 frames; the server is a separate process.",
         f"ratio remote / local = {result['ratio']:.4f}.",
     ]
@@ -252,13 +256,16 @@ def bandwidth_tables(result: dict[str, Any]) -> list[Table]:
             ]
             tables.append(
                 Table(
-                    f"Required bandwidth at real-time (MAX(In, Out)), {source}, wire compression {mode}",
+                    f"Required bandwidth at real-time (MAX(In, Out)), {source}, wire compression "
+                    f"{mode}",
                     ["Format", "FPS", *(f"{c} Mb/s" for c in p["codecs"])],
                     rows,
                     machine,
                     [
-                        f"{p['seconds']:g} s clips (fps x {p['seconds']:g} frames), -b:v {p['bitrate'] // 1_000_000}M -g {p['gop']}; "
-                        "Mb/s = max(bytes client->server, bytes server->client) x 8 / media seconds, headers included."
+                        f"{p['seconds']:g} s clips (fps x {p['seconds']:g} frames), -b:v "
+                        f"{p['bitrate'] // 1_000_000}M -g {p['gop']}; "
+                        "Mb/s = max(bytes client->server, bytes server->client) x 8 / media "
+                        "seconds, headers included."
                     ],
                     numeric={1, 2, 3},
                 )
@@ -290,8 +297,10 @@ def bandwidth_tables(result: dict[str, Any]) -> list[Table]:
                 rows,
                 machine,
                 [
-                    "in = FRAMEs client -> server for each wire compression; out = PACKETs server -> client "
-                    "(the same for every compression); encode fps = speed of the real encode on this machine "
+                    "in = FRAMEs client -> server for each wire compression; out = PACKETs server "
+                    "-> client "
+                    "(the same for every compression); encode fps = speed of the real encode on "
+                    "this machine "
                     "(bytes per media second do not depend on it)."
                 ],
                 numeric={1, *range(3, 5 + len(p["modes"]))},
@@ -340,8 +349,10 @@ def decode_tables(result: dict[str, Any]) -> list[Table]:
             rows,
             machine,
             [
-                f"{p['frames']} frames, MP4 made with libx264 veryfast / libx265 ultrafast -b:v {p['bitrate'] // 1_000_000}M -g {p['gop']}; "
-                "local = PyAV with frame threads; remote = RemoteDecoder -> vtremoted (FFmpeg software decoder) -> NV12 frames."
+                f"{p['frames']} frames, MP4 made with libx264 veryfast / libx265 ultrafast -b:v "
+                f"{p['bitrate'] // 1_000_000}M -g {p['gop']}; "
+                "local = PyAV with frame threads; remote = RemoteDecoder -> vtremoted (FFmpeg "
+                "software decoder) -> NV12 frames."
             ],
             numeric={2, 3, 4, 5},
         )
@@ -369,7 +380,8 @@ def latency_tables(result: dict[str, Any]) -> list[Table]:
             rows,
             machine,
             [
-                f"{p['frames']} frames of {p['source']} handed to RemoteEncoder at {p['rate']} fps, compression {p['compression']}, "
+                f"{p['frames']} frames of {p['source']} handed to RemoteEncoder at {p['rate']} "
+                f"fps, compression {p['compression']}, "
                 f"-b:v {p['bitrate'] // 1_000_000}M -g {p['gop']} -realtime 1."
             ],
             numeric={1, 2, 3, 4, 5},
@@ -391,12 +403,14 @@ def fleet_tables(result: dict[str, Any]) -> list[Table]:
     ]
     tables = [
         Table(
-            f"Fleet: one clip on N servers (null engine throttled to {result['throttle_fps']:g} fps each, {result['size']})",
+            f"Fleet: one clip on N servers (null engine throttled to {result['throttle_fps']:g} "
+            f"fps each, {result['size']})",
             ["servers", "frames", "seconds", "frames/s", "vs N x one"],
             rows,
             machine,
             [
-                "1 server: one session; N >= 2: -vt_remote_parallel N, segments of whole GOPs (60 frames)"
+                "1 server: one session; N >= 2: -vt_remote_parallel N, segments of whole GOPs (60 "
+                "frames)"
             ],
             numeric={0, 1, 2, 3, 4},
         )
@@ -418,7 +432,8 @@ def fleet_tables(result: dict[str, Any]) -> list[Table]:
         ]
         tables.append(
             Table(
-                f"Fleet: serving server killed at a random frame ({kills['frames']} frames, timeout {kills['timeout_s']:g} s)",
+                f"Fleet: serving server killed at a random frame ({kills['frames']} frames, "
+                f"timeout {kills['timeout_s']:g} s)",
                 [
                     "run",
                     "signal",
@@ -432,7 +447,8 @@ def fleet_tables(result: dict[str, Any]) -> list[Table]:
                 rows,
                 machine,
                 [
-                    f"lost {kills['lost_total']}, doubled {kills['doubled_total']} in all runs; recovery = kill -> "
+                    f"lost {kills['lost_total']}, doubled {kills['doubled_total']} in all runs; "
+                    "recovery = kill -> "
                     "packet of the first unanswered frame delivered"
                 ],
                 numeric={0, 2, 3, 4, 5, 7},

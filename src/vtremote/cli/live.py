@@ -6,7 +6,8 @@
                        [--composite FILE [--grid 2x2] [--composite-size WxH] [--composite-fps FPS]]
     vtremote live send [-f FORMAT] -i INPUT --to HOST:PORT [--codec h264|hevc|mjpeg]
                        [--transport tcp|udp] [-b:v RATE] [-t SECONDS] [-g FRAMES]
-                       [-an] [--metadata FILE.jsonl] [--encoder local|remote --server HOST:PORT [--token T]]
+                       [-an] [--metadata FILE.jsonl]
+                       [--encoder local|remote --server HOST:PORT [--token T]]
 
 The receiver listens on TCP and UDP at the same port, prints
 ``vtremote live: listening on HOST:PORT`` on stderr once bound, and stops on
@@ -19,19 +20,26 @@ Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted (the sender).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vtremote.errors import ConfigError, VTRemoteError
+
+if TYPE_CHECKING:
+    from vtremote.live.protocol import Codec
+    from vtremote.live.receiver import LiveReceiver
+    from vtremote.live.sender import Sender, SenderConfig
+    from vtremote.live.source import Capture
 
 log = logging.getLogger("vtremote.live")
 
@@ -83,6 +91,135 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+Option = tuple[tuple[str, ...], dict[str, Any]]
+
+#: ``vtremote live recv``: (flags, ``add_argument`` keywords), in help order.
+RECV_OPTIONS: tuple[Option, ...] = (
+    (
+        ("--listen",),
+        {"required": True, "metavar": "HOST:PORT", "help": "TCP and UDP address (port 0: any)"},
+    ),
+    (
+        ("--record",),
+        {"metavar": "FILE", "help": "record the stream (MKV/MP4) without re-encoding"},
+    ),
+    (
+        ("--json",),
+        {"action": "store_true", "help": "print one summary object on stdout at the end"},
+    ),
+    (
+        ("--composite",),
+        {
+            "metavar": "FILE",
+            "help": "also write every source as a tile of one picture, re-encoded with libx264",
+        },
+    ),
+    (
+        ("--grid",),
+        {"default": "2x2", "metavar": "COLSxROWS", "help": "tiles of the composite (default 2x2)"},
+    ),
+    (
+        ("--composite-size",),
+        {
+            "default": "1280x720",
+            "metavar": "WxH",
+            "help": "picture size of the composite (default 1280x720)",
+        },
+    ),
+    (
+        ("--composite-fps",),
+        {
+            "type": _fps,
+            "default": Fraction(30),
+            "metavar": "FPS",
+            "help": "frame rate of the composite (default 30)",
+        },
+    ),
+)
+
+#: ``vtremote live send``: (flags, ``add_argument`` keywords), in help order.
+SEND_OPTIONS: tuple[Option, ...] = (
+    (
+        ("-f",),
+        {"dest": "format", "metavar": "FORMAT", "help": "input format (lavfi, v4l2, x11grab, ...)"},
+    ),
+    (
+        ("-i",),
+        {
+            "dest": "input",
+            "required": True,
+            "metavar": "INPUT",
+            "help": "file, lavfi graph or device",
+        },
+    ),
+    (("--to",), {"required": True, "metavar": "HOST:PORT", "help": "the receiver"}),
+    (("--codec",), {"choices": ("h264", "hevc", "mjpeg"), "default": "h264"}),
+    (("--transport",), {"choices": ("tcp", "udp"), "default": "tcp"}),
+    (
+        ("-b:v",),
+        {
+            "dest": "bitrate",
+            "type": _rate,
+            "default": None,
+            "metavar": "RATE",
+            "help": "maximum bitrate, like 4M; starts at half "
+            "(default: 0.06 bit/pixel/frame, 3.7M at 1080p30)",
+        },
+    ),
+    (
+        ("-t",),
+        {
+            "dest": "seconds",
+            "type": float,
+            "default": None,
+            "metavar": "SECONDS",
+            "help": "stop after this much media",
+        },
+    ),
+    (
+        ("-g",),
+        {
+            "dest": "gop",
+            "type": int,
+            "default": None,
+            "metavar": "FRAMES",
+            "help": "keyframe interval (default 2 s)",
+        },
+    ),
+    (
+        ("--encoder",),
+        {
+            "choices": ("local", "remote"),
+            "default": "local",
+            "help": "local: hardware or x264/x265 here; "
+            "remote: a vtremoted (--server) in realtime mode",
+        },
+    ),
+    (
+        ("--server",),
+        {"metavar": "HOST:PORT", "help": "the vtremoted that encodes with --encoder remote"},
+    ),
+    (
+        ("--token",),
+        {"default": "", "metavar": "TOKEN", "help": "the vtremoted's token, if it asks for one"},
+    ),
+    (("-an",), {"dest": "no_audio", "action": "store_true", "help": "leave the input's audio out"}),
+    (
+        ("--metadata",),
+        {
+            "metavar": "FILE.jsonl",
+            "help": 'one JSON value per line, for frame N by line number, or {"frame": N, ...}',
+        },
+    ),
+)
+
+#: The subcommands: (name, help, options).
+COMMANDS: tuple[tuple[str, str, tuple[Option, ...]], ...] = (
+    ("recv", "receive, decode, time and record live sources", RECV_OPTIONS),
+    ("send", "encode and send a capture source", SEND_OPTIONS),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vtremote live",
@@ -90,91 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="send|recv")
-    r = sub.add_parser(
-        "recv", help="receive, decode, time and record live sources", allow_abbrev=False
-    )
-    r.add_argument(
-        "--listen", required=True, metavar="HOST:PORT", help="TCP and UDP address (port 0: any)"
-    )
-    r.add_argument(
-        "--record", metavar="FILE", help="record the stream (MKV/MP4) without re-encoding"
-    )
-    r.add_argument(
-        "--json", action="store_true", help="print one summary object on stdout at the end"
-    )
-    r.add_argument(
-        "--composite",
-        metavar="FILE",
-        help="also write every source as a tile of one picture, re-encoded with libx264",
-    )
-    r.add_argument(
-        "--grid", default="2x2", metavar="COLSxROWS", help="tiles of the composite (default 2x2)"
-    )
-    r.add_argument(
-        "--composite-size",
-        default="1280x720",
-        metavar="WxH",
-        help="picture size of the composite (default 1280x720)",
-    )
-    r.add_argument(
-        "--composite-fps",
-        type=_fps,
-        default=Fraction(30),
-        metavar="FPS",
-        help="frame rate of the composite (default 30)",
-    )
-    s = sub.add_parser("send", help="encode and send a capture source", allow_abbrev=False)
-    s.add_argument(
-        "-f", dest="format", metavar="FORMAT", help="input format (lavfi, v4l2, x11grab, ...)"
-    )
-    s.add_argument(
-        "-i", dest="input", required=True, metavar="INPUT", help="file, lavfi graph or device"
-    )
-    s.add_argument("--to", required=True, metavar="HOST:PORT", help="the receiver")
-    s.add_argument("--codec", choices=("h264", "hevc", "mjpeg"), default="h264")
-    s.add_argument("--transport", choices=("tcp", "udp"), default="tcp")
-    s.add_argument(
-        "-b:v",
-        dest="bitrate",
-        type=_rate,
-        default=None,
-        metavar="RATE",
-        help="maximum bitrate, like 4M; starts at half (default: 0.06 bit/pixel/frame, 3.7M at 1080p30)",
-    )
-    s.add_argument(
-        "-t",
-        dest="seconds",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="stop after this much media",
-    )
-    s.add_argument(
-        "-g",
-        dest="gop",
-        type=int,
-        default=None,
-        metavar="FRAMES",
-        help="keyframe interval (default 2 s)",
-    )
-    s.add_argument(
-        "--encoder",
-        choices=("local", "remote"),
-        default="local",
-        help="local: hardware or x264/x265 here; remote: a vtremoted (--server) in realtime mode",
-    )
-    s.add_argument(
-        "--server", metavar="HOST:PORT", help="the vtremoted that encodes with --encoder remote"
-    )
-    s.add_argument(
-        "--token", default="", metavar="TOKEN", help="the vtremoted's token, if it asks for one"
-    )
-    s.add_argument("-an", dest="no_audio", action="store_true", help="leave the input's audio out")
-    s.add_argument(
-        "--metadata",
-        metavar="FILE.jsonl",
-        help='one JSON value per line, for frame N by line number, or {"frame": N, ...}',
-    )
+    for name, help_text, options in COMMANDS:
+        command = sub.add_parser(name, help=help_text, allow_abbrev=False)
+        for flags, keywords in options:
+            command.add_argument(*flags, **keywords)
     return parser
 
 
@@ -194,12 +250,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"vtremote live: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except VTRemoteError as e:
+    except (VTRemoteError, OSError, ValueError) as e:
         print(f"vtremote live: error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except (OSError, ValueError) as e:
-        print(f"vtremote live: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+
+
+@contextlib.contextmanager
+def _signals_set(event: threading.Event) -> Iterator[None]:
+    """Inside, SIGINT and SIGTERM set ``event``; the previous handlers come back after."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        event.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- recv ------------------------------------------------------------------------------
@@ -207,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _recv(args: argparse.Namespace) -> int:
     from vtremote.live.composite import CompositeConfig, parse_grid
-    from vtremote.live.receiver import Receiver
+    from vtremote.live.receiver import LiveReceiver
 
     for path in (args.record, args.composite):
         if path is not None and not Path(path).parent.is_dir():
@@ -219,31 +287,15 @@ def _recv(args: argparse.Namespace) -> int:
             width=width, height=height, fps=args.composite_fps, columns=cols, rows=rows
         )
     stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    receiver = Receiver(
-        args.listen, record=args.record, composite=args.composite, composite_config=composite
-    )
-    try:
-        receiver.start()
-        host, port = receiver.address
-        shown = f"[{host}]" if ":" in host else host
-        print(f"vtremote live: listening on {shown}:{port}", file=sys.stderr, flush=True)
-        tty = sys.stderr.isatty()
-        next_line = time.monotonic() + 1.0
-        while not stop.is_set():
-            if receiver.wait(0.2):
-                break
-            if tty and time.monotonic() >= next_line:
-                next_line += 1.0
-                _print_live(receiver)
-    finally:
-        receiver.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with _signals_set(stop):
+        receiver = LiveReceiver(
+            args.listen, record=args.record, composite=args.composite, composite_config=composite
+        )
+        try:
+            receiver.start()
+            _receive_until_done(receiver, stop)
+        finally:
+            receiver.stop()
     summary = receiver.summary()
     summary["interrupted"] = stop.is_set()
     if args.json:
@@ -252,24 +304,39 @@ def _recv(args: argparse.Namespace) -> int:
     else:
         lat = summary["latency_ms"]
         print(
-            f"vtremote live: {summary['frames']} frames, {summary['bytes']} bytes in {summary['seconds']} s "
-            f"({summary['fps']} fps), latency p50 {lat['p50']} ms p99 {lat['p99']} ms max {lat['max']} ms, "
+            f"vtremote live: {summary['frames']} frames, {summary['bytes']} bytes "
+            f"in {summary['seconds']} s ({summary['fps']} fps), "
+            f"latency p50 {lat['p50']} ms p99 {lat['p99']} ms max {lat['max']} ms, "
             f"{summary['drops']} dropped, {summary['keyframe_requests']} keyframe requests",
             file=sys.stderr,
         )
     return EXIT_OK
 
 
-def _print_live(receiver: Any) -> None:
+def _receive_until_done(receiver: LiveReceiver, stop: threading.Event) -> None:
+    """Say where it listens; a stats line a second on a terminal; until every source ended."""
+    host, port = receiver.address
+    shown = f"[{host}]" if ":" in host else host
+    print(f"vtremote live: listening on {shown}:{port}", file=sys.stderr, flush=True)
+    tty = sys.stderr.isatty()
+    next_line = time.monotonic() + 1.0
+    while not stop.is_set():
+        if receiver.wait(0.2):
+            break
+        if tty and time.monotonic() >= next_line:
+            next_line += 1.0
+            _print_live(receiver)
+
+
+def _print_live(receiver: LiveReceiver) -> None:
     now = time.monotonic_ns()
-    with receiver._lock:
-        sources = list(receiver.sources.values())
     parts = []
-    for src in sources:
+    for src in receiver.current_sources():
         r = src.stats.recent(now)
         parts.append(
             f"src {src.hello.source_id}: {r['fps']:.1f} fps {r['mbps']:.2f} Mb/s "
-            f"p50 {r['p50']:.0f} ms p99 {r['p99']:.0f} ms drops {src.stats.lost + src.stats.sender_dropped}"
+            f"p50 {r['p50']:.0f} ms p99 {r['p99']:.0f} ms "
+            f"drops {src.stats.lost + src.stats.sender_dropped}"
         )
     if parts:
         print("live: " + " | ".join(parts), file=sys.stderr, flush=True)
@@ -301,11 +368,9 @@ def _metadata_lines(path: str) -> dict[int, list[Any]]:
 
 
 def _send(args: argparse.Namespace) -> int:
-    import av
-
     from vtremote.live.codec import CODEC_NAMES, available
-    from vtremote.live.sender import Sender, SenderConfig
-    from vtremote.live.source import open_capture, paced_frames
+    from vtremote.live.sender import Sender
+    from vtremote.live.source import open_capture
 
     codec = CODEC_NAMES[args.codec]
     if not available(codec):
@@ -314,9 +379,40 @@ def _send(args: argparse.Namespace) -> int:
         raise ConfigError(f"-t {args.seconds}: must be positive")
     metadata = _metadata_lines(args.metadata) if args.metadata else {}
     cap = open_capture(args.input, args.format, audio=not args.no_audio)
+    sender = Sender(args.to, _sender_config(args, cap, codec))
+    interrupted = threading.Event()
+    with _signals_set(interrupted):
+        try:
+            sender.start()
+            # A receiver that is up gets the first frame; else stream anyway.
+            sender.wait_connected(2.0)
+            _send_capture(sender, cap, metadata, args.seconds, interrupted)
+            if (
+                not sender.connected
+                and sender.stats.frames_sent == 0
+                and not sender.wait_connected(2.0)
+            ):
+                host, port = sender.address
+                raise VTRemoteError(f"cannot reach {host}:{port} ({args.transport})")
+        finally:
+            stats = sender.close()
+            cap.close()
+    print(
+        f"vtremote live: sent {stats.frames_sent} frames "
+        f"({stats.keyframes} keyframes, {stats.bytes} bytes), "
+        f"dropped {stats.dropped}, {stats.keyframe_requests} keyframe requests, "
+        f"bitrate now {stats.bitrate} b/s",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED if interrupted.is_set() else EXIT_OK
+
+
+def _sender_config(args: argparse.Namespace, cap: Capture, codec: Codec) -> SenderConfig:
+    from vtremote.live.sender import SenderConfig
+
     width, height = cap.width - cap.width % 2, cap.height - cap.height % 2
     bitrate = args.bitrate or max(200_000, int(0.06 * width * height * float(cap.fps)))
-    config = SenderConfig(
+    return SenderConfig(
         width=width,
         height=height,
         fps=cap.fps,
@@ -330,43 +426,28 @@ def _send(args: argparse.Namespace) -> int:
         token=args.token,
         audio=cap.audio is not None,
     )
-    sender = Sender(args.to, config)
-    interrupted = threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        interrupted.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        sender.start()
-        sender.wait_connected(2.0)  # a receiver that is up gets the first frame; else stream anyway
-        index = 0
-        paced = paced_frames(cap, seconds=args.seconds, on_late=sender.count_skipped)
-        for frame, capture_ns in paced:
-            if interrupted.is_set():
-                break
-            if isinstance(frame, av.AudioFrame):
-                sender.send_audio(frame, capture_ns=capture_ns)
-                continue
-            sender.send(frame, metadata.pop(index, None), capture_ns=capture_ns)
-            index += 1
-        sender.check()
-        if (
-            not sender.connected
-            and sender.stats.frames_sent == 0
-            and not sender.wait_connected(2.0)
-        ):
-            host, port = sender.address
-            raise VTRemoteError(f"cannot reach {host}:{port} ({args.transport})")
-    finally:
-        stats = sender.close()
-        cap.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print(
-        f"vtremote live: sent {stats.frames_sent} frames ({stats.keyframes} keyframes, {stats.bytes} bytes), "
-        f"dropped {stats.dropped}, {stats.keyframe_requests} keyframe requests, "
-        f"bitrate now {stats.bitrate} b/s",
-        file=sys.stderr,
-    )
-    return EXIT_INTERRUPTED if interrupted.is_set() else EXIT_OK
+def _send_capture(
+    sender: Sender,
+    cap: Capture,
+    metadata: dict[int, list[Any]],
+    seconds: float | None,
+    interrupted: threading.Event,
+) -> None:
+    """Hand every captured frame (and audio) to ``sender`` at its pace, to the end or a signal."""
+    import av
+
+    from vtremote.live.source import paced_frames
+
+    index = 0
+    paced = paced_frames(cap, seconds=seconds, on_late=sender.count_skipped)
+    for frame, capture_ns in paced:
+        if interrupted.is_set():
+            break
+        if isinstance(frame, av.AudioFrame):
+            sender.send_audio(frame, capture_ns=capture_ns)
+            continue
+        sender.send(frame, metadata.pop(index, None), capture_ns=capture_ns)
+        index += 1
+    sender.check()

@@ -2,7 +2,7 @@
 
 A package of its own beside the offload parts: its own small wire format
 (:mod:`~vtremote.live.protocol`, :mod:`~vtremote.live.datagram`, docs/live.md),
-a :class:`Sender` and a :class:`Receiver`. The command line is
+a :class:`Sender` and a :class:`LiveReceiver`. The command line is
 ``vtremote live send`` / ``vtremote live recv``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vtremote.live.composite import CompositeConfig
 from vtremote.live.protocol import Codec
-from vtremote.live.receiver import Receiver
+from vtremote.live.receiver import LiveReceiver
 from vtremote.live.sender import Sender, SenderConfig, SenderStats
 from vtremote.live.stream import ReceivedFrame
 
@@ -18,7 +18,7 @@ __all__ = [
     "Codec",
     "CompositeConfig",
     "ReceivedFrame",
-    "Receiver",
+    "LiveReceiver",
     "Sender",
     "SenderConfig",
     "SenderStats",

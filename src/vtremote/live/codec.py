@@ -187,7 +187,8 @@ class LiveEncoder:
                 )
             else:
                 opts["x265-params"] = (
-                    f"repeat-headers=1:annexb=1:scenecut=0:keyint={gop}:min-keyint={gop}:log-level=error"
+                    "repeat-headers=1:annexb=1:scenecut=0:"
+                    f"keyint={gop}:min-keyint={gop}:log-level=error"
                 )
         ctx.options = opts
         try:

@@ -115,7 +115,10 @@ class Compositor:
             raise EngineError(f"cannot write the composite {self.path}: {e}") from e
 
     def add(self, tile: int, frame: av.VideoFrame, capture_local_ns: int) -> None:
-        """A picture of the source in ``tile``, captured at ``capture_local_ns`` (receiver's clock)."""
+        """A picture of the source in ``tile``, captured at ``capture_local_ns``.
+
+        ``capture_local_ns`` is on the receiver's clock.
+        """
         c = self.config
         if tile >= c.columns * c.rows:
             if tile not in self.ignored_sources:

@@ -62,7 +62,8 @@ def parse_header(data: Buffer) -> DatagramHeader:
     """The header of a datagram; :class:`RemoteProtocolError` when it is not one of ours."""
     if nbytes(data) < DATAGRAM_HEADER.size:
         raise RemoteProtocolError(
-            f"datagram of {nbytes(data)} bytes is shorter than the {DATAGRAM_HEADER.size}-byte header"
+            f"datagram of {nbytes(data)} bytes is shorter than "
+            f"the {DATAGRAM_HEADER.size}-byte header"
         )
     if nbytes(data) > MAX_DATAGRAM:
         raise RemoteProtocolError(f"datagram of {nbytes(data)} bytes exceeds {MAX_DATAGRAM}")
@@ -334,9 +335,3 @@ class Reassembler:
     def _advance(self, now_ns: int) -> None:
         self._next = (self._next + 1) & 0xFFFFFFFF
         self._gap_since = None  # poll() restarts it if the new next one is overdue
-
-    def next_deadline(self) -> int | None:
-        """When :meth:`poll` may have something to give up on (ns), or None."""
-        if self._gap_since is None:
-            return None
-        return self._gap_since + self.give_up_ns

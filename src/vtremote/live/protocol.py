@@ -13,12 +13,14 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeAlias, TypeVar
 
 from vtremote.errors import LocalProtocolError, RemoteProtocolError
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
+E = TypeVar("E", bound=enum.IntEnum)
 
 MAGIC = b"VL"
 VERSION = 1
@@ -277,72 +279,67 @@ def nbytes(buf: Buffer) -> int:
     return buf.nbytes if isinstance(buf, memoryview) else len(buf)
 
 
-def _u32(name: str, value: int) -> None:
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise LocalProtocolError(f"{name}={value} does not fit in 32 bits")
+def _hello_payload(msg: Hello) -> list[Buffer]:
+    name = msg.name.encode()
+    if len(name) > MAX_NAME:
+        raise LocalProtocolError(f"source name of {len(name)} bytes exceeds {MAX_NAME}")
+    head = _HELLO.pack(
+        msg.source_id,
+        msg.nonce,
+        msg.codec,
+        msg.flags,
+        msg.width,
+        msg.height,
+        msg.fps_num,
+        msg.fps_den,
+        int(msg.capabilities),
+        msg.key,
+    )
+    return [head + name]
+
+
+def _nack_payload(msg: Nack) -> list[Buffer]:
+    if len(msg.seqs) > MAX_NACK:
+        raise LocalProtocolError(f"NACK of {len(msg.seqs)} sequence numbers exceeds {MAX_NACK}")
+    return [_NACK.pack(len(msg.seqs)) + b"".join(_U32.pack(s) for s in msg.seqs)]
+
+
+#: Messages whose payload is exactly one layout of their dataclass fields, in order.
+_FIXED: dict[MessageType, tuple[struct.Struct, type[Message]]] = {
+    MessageType.KEYFRAME_REQUEST: (_KEYFRAME_REQUEST, KeyframeRequest),
+    MessageType.STATS: (_STATS, Stats),
+    MessageType.BITRATE_HINT: (_BITRATE_HINT, BitrateHint),
+    MessageType.CLOCK_REQUEST: (_CLOCK_REQUEST, ClockRequest),
+    MessageType.CLOCK_REPLY: (_CLOCK_REPLY, ClockReply),
+    MessageType.BYE: (_BYE, Bye),
+}
+
+_SERIALIZERS: dict[type, Callable[[Any], list[Buffer]]] = {
+    # Picture, audio and metadata bytes are passed through uncopied, after their prefix.
+    Video: lambda m: [
+        _VIDEO.pack(VIDEO_KEYFRAME if m.keyframe else 0, m.seq, m.capture_ns, m.sender_dropped),
+        m.data,
+    ],
+    Metadata: lambda m: [_METADATA.pack(m.seq, m.capture_ns), m.data],
+    Audio: lambda m: [_AUDIO.pack(m.codec, m.seq, m.capture_ns), m.data],
+    Hello: _hello_payload,
+    HelloAck: lambda m: [
+        _HELLO_ACK.pack(m.status, m.token, int(m.capabilities)) + m.text.encode()[:400]
+    ],
+    Error: lambda m: [_ERROR.pack(m.code) + m.text.encode()[: LIMITS[MessageType.ERROR] - 2]],
+    Nack: _nack_payload,
+}
 
 
 def serialize_payload(msg: Message) -> list[Buffer]:
     """The payload of ``msg`` as buffers; picture data is passed through uncopied."""
+    kind = _TYPE_OF.get(type(msg))
     try:
-        if isinstance(msg, Video):
-            flags = VIDEO_KEYFRAME if msg.keyframe else 0
-            return [_VIDEO.pack(flags, msg.seq, msg.capture_ns, msg.sender_dropped), msg.data]
-        if isinstance(msg, Metadata):
-            return [_METADATA.pack(msg.seq, msg.capture_ns), msg.data]
-        if isinstance(msg, Audio):
-            return [_AUDIO.pack(msg.codec, msg.seq, msg.capture_ns), msg.data]
-        if isinstance(msg, Hello):
-            name = msg.name.encode()
-            if len(name) > MAX_NAME:
-                raise LocalProtocolError(f"source name of {len(name)} bytes exceeds {MAX_NAME}")
-            head = _HELLO.pack(
-                msg.source_id,
-                msg.nonce,
-                msg.codec,
-                msg.flags,
-                msg.width,
-                msg.height,
-                msg.fps_num,
-                msg.fps_den,
-                int(msg.capabilities),
-                msg.key,
-            )
-            return [head + name]
-        if isinstance(msg, HelloAck):
-            return [
-                _HELLO_ACK.pack(msg.status, msg.token, int(msg.capabilities))
-                + msg.text.encode()[:400]
-            ]
-        if isinstance(msg, KeyframeRequest):
-            return [_KEYFRAME_REQUEST.pack(msg.reason, msg.last_seq)]
-        if isinstance(msg, Stats):
-            return [
-                _STATS.pack(
-                    msg.frames,
-                    msg.lost,
-                    msg.bytes,
-                    msg.latency_p50_us,
-                    msg.latency_p99_us,
-                    msg.loss_permille,
-                )
-            ]
-        if isinstance(msg, BitrateHint):
-            return [_BITRATE_HINT.pack(msg.max_bps)]
-        if isinstance(msg, ClockRequest):
-            return [_CLOCK_REQUEST.pack(msg.id, msg.t0)]
-        if isinstance(msg, ClockReply):
-            return [_CLOCK_REPLY.pack(msg.id, msg.t0, msg.t1, msg.t2)]
-        if isinstance(msg, Bye):
-            return [_BYE.pack(msg.reason, msg.frames_sent, msg.frames_dropped)]
-        if isinstance(msg, Error):
-            return [_ERROR.pack(msg.code) + msg.text.encode()[: LIMITS[MessageType.ERROR] - 2]]
-        if isinstance(msg, Nack):
-            if len(msg.seqs) > MAX_NACK:
-                raise LocalProtocolError(
-                    f"NACK of {len(msg.seqs)} sequence numbers exceeds {MAX_NACK}"
-                )
-            return [_NACK.pack(len(msg.seqs)) + b"".join(_U32.pack(s) for s in msg.seqs)]
+        if kind in _FIXED:
+            layout, _ = _FIXED[kind]
+            return [layout.pack(*(getattr(msg, f.name) for f in fields(msg)))]
+        if kind is not None:
+            return _SERIALIZERS[type(msg)](msg)
     except struct.error as e:
         raise LocalProtocolError(f"{type(msg).__name__}: {e}") from None
     raise LocalProtocolError(f"not a live message: {msg!r}")
@@ -377,6 +374,115 @@ def _text(kind: MessageType, raw: Buffer) -> str:
         raise RemoteProtocolError(f"{kind.name} text is not UTF-8") from None
 
 
+def _enum(cls: type[E], value: int, what: str) -> E:
+    """``cls(value)``; a value this side does not know is the peer's error."""
+    try:
+        return cls(value)
+    except ValueError:
+        raise RemoteProtocolError(f"{what} {value} unknown") from None
+
+
+def _known(cls: type[E], value: int, default: E) -> E:
+    """``cls(value)``, or ``default`` for a value a newer peer may send."""
+    try:
+        return cls(value)
+    except ValueError:
+        return default
+
+
+def _parse_video(kind: MessageType, view: memoryview) -> Message:
+    _need(kind, view, _VIDEO.size)
+    flags, seq, ts, dropped = _VIDEO.unpack_from(view)
+    return Video(seq, ts, view[_VIDEO.size :], bool(flags & VIDEO_KEYFRAME), dropped)
+
+
+def _parse_metadata(kind: MessageType, view: memoryview) -> Message:
+    _need(kind, view, _METADATA.size)
+    seq, ts = _METADATA.unpack_from(view)
+    data = bytes(view[_METADATA.size :])
+    try:
+        json.loads(data)
+    except ValueError:
+        raise RemoteProtocolError(f"METADATA for frame {seq} is not JSON") from None
+    return Metadata(seq, ts, data)
+
+
+def _parse_audio(kind: MessageType, view: memoryview) -> Message:
+    _need(kind, view, _AUDIO.size)
+    codec, seq, ts = _AUDIO.unpack_from(view)
+    return Audio(_enum(AudioCodec, codec, "AUDIO codec"), seq, ts, view[_AUDIO.size :])
+
+
+def _parse_hello(kind: MessageType, view: memoryview) -> Message:
+    _need(kind, view, _HELLO.size)
+    sid, nonce, codec, flags, w, h, fnum, fden, caps, key = _HELLO.unpack_from(view)
+    vcodec = _enum(Codec, codec, "HELLO codec")
+    if not (0 < w <= MAX_DIMENSION and 0 < h <= MAX_DIMENSION):
+        raise RemoteProtocolError(f"HELLO size {w}x{h} outside 1..{MAX_DIMENSION}")
+    if fnum == 0 or fden == 0:
+        raise RemoteProtocolError(f"HELLO frame rate {fnum}/{fden} is not positive")
+    name = _text(kind, view[_HELLO.size :])
+    return Hello(sid, nonce, vcodec, w, h, fnum, fden, Capability(caps & 0x1F), key, name, flags)
+
+
+def _parse_hello_ack(kind: MessageType, view: memoryview) -> Message:
+    _need(kind, view, _HELLO_ACK.size)
+    status, token, caps = _HELLO_ACK.unpack_from(view)
+    st = _enum(AckStatus, status, "HELLO_ACK status")
+    return HelloAck(st, token, Capability(caps & 0x1F), _text(kind, view[_HELLO_ACK.size :]))
+
+
+def _parse_keyframe_request(kind: MessageType, view: memoryview) -> Message:
+    _exact(kind, view, _KEYFRAME_REQUEST.size)
+    reason, last = _KEYFRAME_REQUEST.unpack_from(view)
+    return KeyframeRequest(_known(KeyframeReason, reason, KeyframeReason.USER), last)
+
+
+def _parse_bye(kind: MessageType, view: memoryview) -> Message:
+    _exact(kind, view, _BYE.size)
+    reason, sent, dropped = _BYE.unpack_from(view)
+    return Bye(_known(ByeReason, reason, ByeReason.SHUTDOWN), sent, dropped)
+
+
+def _parse_fixed(kind: MessageType, view: memoryview) -> Message:
+    """A message of one layout whose fields are plain numbers (see :data:`_FIXED`)."""
+    layout, cls = _FIXED[kind]
+    _exact(kind, view, layout.size)
+    return cls(*layout.unpack_from(view))
+
+
+def _parse_error(kind: MessageType, view: memoryview) -> Message:
+    _need(kind, view, _ERROR.size)
+    (code,) = _ERROR.unpack_from(view)
+    return Error(code, bytes(view[_ERROR.size :]).decode(errors="replace"))
+
+
+def _parse_nack(kind: MessageType, view: memoryview) -> Message:
+    _need(kind, view, _NACK.size)
+    (count,) = _NACK.unpack_from(view)
+    if count > MAX_NACK:
+        raise RemoteProtocolError(f"NACK of {count} sequence numbers exceeds {MAX_NACK}")
+    _exact(kind, view, _NACK.size + 4 * count)
+    return Nack(tuple(struct.unpack_from(f"!{count}I", view, _NACK.size)))
+
+
+_PARSERS: dict[MessageType, Callable[[MessageType, memoryview], Message]] = {
+    MessageType.HELLO: _parse_hello,
+    MessageType.HELLO_ACK: _parse_hello_ack,
+    MessageType.VIDEO: _parse_video,
+    MessageType.METADATA: _parse_metadata,
+    MessageType.AUDIO: _parse_audio,
+    MessageType.KEYFRAME_REQUEST: _parse_keyframe_request,
+    MessageType.STATS: _parse_fixed,
+    MessageType.BITRATE_HINT: _parse_fixed,
+    MessageType.CLOCK_REQUEST: _parse_fixed,
+    MessageType.CLOCK_REPLY: _parse_fixed,
+    MessageType.BYE: _parse_bye,
+    MessageType.ERROR: _parse_error,
+    MessageType.NACK: _parse_nack,
+}
+
+
 def parse_payload(raw_type: int, payload: Buffer) -> Message:
     """The message of type ``raw_type`` in ``payload``; :class:`RemoteProtocolError` if malformed.
 
@@ -388,90 +494,7 @@ def parse_payload(raw_type: int, payload: Buffer) -> Message:
         raise RemoteProtocolError(f"unknown message type {raw_type}") from None
     if nbytes(payload) > LIMITS[kind]:
         raise RemoteProtocolError(f"{kind.name} of {nbytes(payload)} bytes exceeds {LIMITS[kind]}")
-    view = memoryview(payload)
-    if kind is MessageType.VIDEO:
-        _need(kind, view, _VIDEO.size)
-        flags, seq, ts, dropped = _VIDEO.unpack_from(view)
-        return Video(seq, ts, view[_VIDEO.size :], bool(flags & VIDEO_KEYFRAME), dropped)
-    if kind is MessageType.METADATA:
-        _need(kind, view, _METADATA.size)
-        seq, ts = _METADATA.unpack_from(view)
-        data = bytes(view[_METADATA.size :])
-        try:
-            json.loads(data)
-        except ValueError:
-            raise RemoteProtocolError(f"METADATA for frame {seq} is not JSON") from None
-        return Metadata(seq, ts, data)
-    if kind is MessageType.AUDIO:
-        _need(kind, view, _AUDIO.size)
-        codec, seq, ts = _AUDIO.unpack_from(view)
-        try:
-            acodec = AudioCodec(codec)
-        except ValueError:
-            raise RemoteProtocolError(f"AUDIO codec {codec} unknown") from None
-        return Audio(acodec, seq, ts, view[_AUDIO.size :])
-    if kind is MessageType.HELLO:
-        _need(kind, view, _HELLO.size)
-        sid, nonce, codec, flags, w, h, fnum, fden, caps, key = _HELLO.unpack_from(view)
-        try:
-            vcodec = Codec(codec)
-        except ValueError:
-            raise RemoteProtocolError(f"HELLO codec {codec} unknown") from None
-        if not (0 < w <= MAX_DIMENSION and 0 < h <= MAX_DIMENSION):
-            raise RemoteProtocolError(f"HELLO size {w}x{h} outside 1..{MAX_DIMENSION}")
-        if fnum == 0 or fden == 0:
-            raise RemoteProtocolError(f"HELLO frame rate {fnum}/{fden} is not positive")
-        name = _text(kind, view[_HELLO.size :])
-        return Hello(
-            sid, nonce, vcodec, w, h, fnum, fden, Capability(caps & 0x1F), key, name, flags
-        )
-    if kind is MessageType.HELLO_ACK:
-        _need(kind, view, _HELLO_ACK.size)
-        status, token, caps = _HELLO_ACK.unpack_from(view)
-        try:
-            st = AckStatus(status)
-        except ValueError:
-            raise RemoteProtocolError(f"HELLO_ACK status {status} unknown") from None
-        return HelloAck(st, token, Capability(caps & 0x1F), _text(kind, view[_HELLO_ACK.size :]))
-    if kind is MessageType.KEYFRAME_REQUEST:
-        _exact(kind, view, _KEYFRAME_REQUEST.size)
-        reason, last = _KEYFRAME_REQUEST.unpack_from(view)
-        try:
-            why = KeyframeReason(reason)
-        except ValueError:
-            why = KeyframeReason.USER
-        return KeyframeRequest(why, last)
-    if kind is MessageType.STATS:
-        _exact(kind, view, _STATS.size)
-        return Stats(*_STATS.unpack_from(view))
-    if kind is MessageType.BITRATE_HINT:
-        _exact(kind, view, _BITRATE_HINT.size)
-        return BitrateHint(*_BITRATE_HINT.unpack_from(view))
-    if kind is MessageType.CLOCK_REQUEST:
-        _exact(kind, view, _CLOCK_REQUEST.size)
-        return ClockRequest(*_CLOCK_REQUEST.unpack_from(view))
-    if kind is MessageType.CLOCK_REPLY:
-        _exact(kind, view, _CLOCK_REPLY.size)
-        return ClockReply(*_CLOCK_REPLY.unpack_from(view))
-    if kind is MessageType.BYE:
-        _exact(kind, view, _BYE.size)
-        reason, sent, dropped = _BYE.unpack_from(view)
-        try:
-            why_bye = ByeReason(reason)
-        except ValueError:
-            why_bye = ByeReason.SHUTDOWN
-        return Bye(why_bye, sent, dropped)
-    if kind is MessageType.ERROR:
-        _need(kind, view, _ERROR.size)
-        (code,) = _ERROR.unpack_from(view)
-        return Error(code, bytes(view[_ERROR.size :]).decode(errors="replace"))
-    # NACK
-    _need(kind, view, _NACK.size)
-    (count,) = _NACK.unpack_from(view)
-    if count > MAX_NACK:
-        raise RemoteProtocolError(f"NACK of {count} sequence numbers exceeds {MAX_NACK}")
-    _exact(kind, view, _NACK.size + 4 * count)
-    return Nack(tuple(struct.unpack_from(f"!{count}I", view, _NACK.size)))
+    return _PARSERS[kind](kind, memoryview(payload))
 
 
 class StreamParser:

@@ -1,12 +1,12 @@
 """The live receiver: one port, TCP and UDP, any number of sources; decode, time, record.
 
-``Receiver(listen).start()`` binds a TCP listener and a UDP socket on the same
+``LiveReceiver(listen).start()`` binds a TCP listener and a UDP socket on the same
 port. Each sender says HELLO with its source id; a source that connects again
 (after a network drop, or a restarted sender) continues the same source: its
 decoder waits for the keyframe the sender sends on every (re)connect.
 
 Threads: one accepting TCP, one per TCP connection (reads, answers, times the
-clock exchange), one for the UDP socket (every UDP session: reassembly, NACKs),
+clock exchange), one for the UDP socket (every UDP association: reassembly, NACKs),
 and one decode thread per source, fed in order through a bounded queue. A TCP
 reader blocks when its source's queue is full (TCP pushes back to the sender,
 which drops frames); the UDP thread never blocks: it drops the picture and asks
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from vtremote.errors import ErrorCode, RemoteProtocolError
+from vtremote.errors import EngineError, ErrorCode, RemoteProtocolError
 from vtremote.live import protocol as p
 from vtremote.live.composite import CompositeConfig, Compositor
 from vtremote.live.datagram import (
@@ -38,7 +38,7 @@ from vtremote.live.datagram import (
     parse_header,
 )
 from vtremote.live.stats import combine
-from vtremote.live.stream import ReceivedFrame, Session, SourceStream
+from vtremote.live.stream import ReceivedFrame, SourceEvents, SourceLink, SourceStream
 from vtremote.live.transport import parse_address
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,13 @@ HANDSHAKE_TIMEOUT_S = 5.0
 MAX_SOURCES = 16
 
 
-class Receiver:
-    """Listen for live sources on ``listen`` (``HOST:PORT``; port 0 picks one for TCP and UDP)."""
+class LiveReceiver:
+    """Listen for live sources on ``listen`` (``HOST:PORT``; port 0 picks one for TCP and UDP).
+
+    Owns every :class:`SourceStream`; each reports its pictures and its end
+    through :class:`SourceEvents`, and the receiver composites, delivers and
+    wakes :meth:`wait`.
+    """
 
     def __init__(
         self,
@@ -85,12 +90,13 @@ class Receiver:
         self._tcp: socket.socket | None = None
         self._udp: socket.socket | None = None
         self._threads: list[threading.Thread] = []
-        self._udp_sessions: dict[tuple[Any, ...], tuple[Session, Reassembler, int, float]] = {}
+        self._udp_links: dict[tuple[Any, ...], tuple[SourceLink, Reassembler, int, float]] = {}
+        self._events = SourceEvents(on_frame=self._on_frame, on_ended=self._on_ended)
         self.address: tuple[str, int] = self.listen
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> Receiver:
+    def start(self) -> LiveReceiver:
         host, port = self.listen
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         for _ in range(20):
@@ -120,7 +126,7 @@ class Receiver:
             self._threads.append(t)
         return self
 
-    def __enter__(self) -> Receiver:
+    def __enter__(self) -> LiveReceiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -139,15 +145,17 @@ class Receiver:
         with self._lock:
             sources = [*self.sources.values(), *self._finished]
         for src in sources:
-            if src.session is not None:
-                src.session.closed = True
-                src.session.close_hook()
+            if src.link is not None:
+                src.link.close()
             src.close()
         if self.compositor is not None:
             self.compositor.close()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Until every source seen has ended (BYE, or gone longer than allowed); False on timeout."""
+        """Until every source seen has ended (BYE, or gone longer than allowed).
+
+        False on timeout, or when the receiver stops first.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while not self._all_ended():
@@ -165,20 +173,16 @@ class Receiver:
         if not sources:
             return False
         now = time.monotonic()
-        for src in sources:
-            if src.ended:
-                continue
-            if (
-                src.disconnected_at is not None
-                and now - src.disconnected_at > self.reconnect_wait_s
-            ):
-                continue
-            return False
-        return True
+        return all(src.gone(now, self.reconnect_wait_s) for src in sources)
 
-    def _source_ended(self, src: SourceStream) -> None:
+    def _notify(self) -> None:
         with self._changed:
             self._changed.notify_all()
+
+    def current_sources(self) -> list[SourceStream]:
+        """The sources holding a slot now (ended ones included until a new one needs it)."""
+        with self._lock:
+            return list(self.sources.values())
 
     def summary(self) -> dict[str, Any]:
         with self._lock:
@@ -191,6 +195,20 @@ class Receiver:
                 yield self.frames.get(timeout=0.2)
             except queue.Empty:
                 continue
+
+    # --- what the sources report (their decode threads) ----------------------------------
+
+    def _on_frame(self, src: SourceStream, frame: ReceivedFrame) -> None:
+        if self.compositor is not None:
+            try:
+                self.compositor.add(src.index, frame.frame, frame.capture_local_ns)
+            except EngineError as e:  # the composite stops; the sources and their recordings go on
+                log.error("live: %s", e)
+                self.compositor = None
+        self._deliver(frame)
+
+    def _on_ended(self, src: SourceStream) -> None:
+        self._notify()
 
     def _deliver(self, frame: ReceivedFrame) -> None:
         if self.on_frame is not None:
@@ -228,7 +246,7 @@ class Receiver:
                 return p.AckStatus.OK, "", src
             if len(self.sources) >= MAX_SOURCES and not self._evict_one():
                 return p.AckStatus.BUSY, f"{MAX_SOURCES} sources already", None
-            src = SourceStream(self, hello, self._next_index)
+            src = SourceStream(hello, self._next_index, self._events, record=self.record)
             self._next_index += 1
             self.sources[hello.source_id] = src
         log.info(
@@ -247,11 +265,7 @@ class Receiver:
         """Give the slot of an ended source (BYE, or gone too long) to a new one (lock held)."""
         now = time.monotonic()
         for sid, src in self.sources.items():
-            gone = (
-                src.disconnected_at is not None
-                and now - src.disconnected_at > self.reconnect_wait_s
-            )
-            if src.ended or gone:
+            if src.gone(now, self.reconnect_wait_s):
                 del self.sources[sid]
                 self._finished.append(src)
                 threading.Thread(target=src.close, name="live-close", daemon=True).start()
@@ -268,11 +282,11 @@ class Receiver:
             except OSError:
                 return
             t = threading.Thread(
-                target=self._tcp_session, args=(conn, peer), name="live-tcp", daemon=True
+                target=self._serve_tcp, args=(conn, peer), name="live-tcp", daemon=True
             )
             t.start()
 
-    def _tcp_session(self, conn: socket.socket, peer: Any) -> None:
+    def _serve_tcp(self, conn: socket.socket, peer: Any) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         parser = p.StreamParser()
         send_lock = threading.Lock()
@@ -281,7 +295,7 @@ class Receiver:
             with send_lock:
                 conn.sendmsg(p.serialize(msg))
 
-        session: Session | None = None
+        link: SourceLink | None = None
         src: SourceStream | None = None
         try:
             conn.settimeout(HANDSHAKE_TIMEOUT_S)
@@ -302,16 +316,15 @@ class Receiver:
             send(
                 p.HelloAck(p.AckStatus.OK, 0, p.Capability.METADATA | p.Capability.KEYFRAME_REQUEST)
             )
-            session = Session(src, send, "tcp")
-            session.close_hook = lambda: _shutdown(conn)
-            src.attach(session, hello)
+            link = SourceLink(src, send, "tcp", on_close=lambda: _shutdown(conn))
+            src.attach(link, hello)
             conn.settimeout(0.1)
             pending = first[1:]
-            while not self._stop.is_set() and not session.closed:
+            while not self._stop.is_set() and not link.closed:
                 for msg in pending:
-                    if self._tcp_message(src, session, msg):
+                    if self._tcp_message(src, link, msg):
                         return
-                session.control_tick(time.monotonic_ns())
+                link.control_tick(time.monotonic_ns())
                 try:
                     data = conn.recv(1 << 18)
                 except TimeoutError:
@@ -329,17 +342,16 @@ class Receiver:
             with contextlib.suppress(OSError):
                 send(p.Error(int(ErrorCode.BAD_REQUEST), str(e)))
         except OSError as e:
-            if session is None or not session.closed:
+            if link is None or not link.closed:
                 log.warning("live: %s: connection lost: %s", peer, e)
         finally:
-            if src is not None and session is not None:
-                src.detach(session)
-                with self._changed:
-                    self._changed.notify_all()
+            if src is not None and link is not None:
+                src.detach(link)
+                self._notify()
             conn.close()
 
-    def _tcp_message(self, src: SourceStream, session: Session, msg: p.Message) -> bool:
-        """Handle one message; True at the end of the session."""
+    def _tcp_message(self, src: SourceStream, link: SourceLink, msg: p.Message) -> bool:
+        """Handle one message; True at the end of the connection."""
         if isinstance(msg, p.ClockReply):
             src.clock.add(msg.t0, msg.t1, msg.t2, time.monotonic_ns())
             return False
@@ -385,15 +397,15 @@ class Receiver:
         if head.type == p.MessageType.HELLO:
             self._udp_hello(fragment, peer, now)
             return
-        entry = self._udp_sessions.get(peer)
+        entry = self._udp_links.get(peer)
         if entry is None or head.token != entry[2]:
             self.foreign += 1
             return
-        session, reasm, token, _ = entry
-        self._udp_sessions[peer] = (session, reasm, token, time.monotonic())
+        link, reasm, token, _ = entry
+        self._udp_links[peer] = (link, reasm, token, time.monotonic())
         if head.type in p.ORDERED:
             reasm.receive(head, fragment, now)
-            session.source.stats.datagrams += 1
+            link.source.stats.datagrams += 1
             return
         try:
             msg = p.parse_payload(head.type, bytes(fragment))
@@ -401,7 +413,7 @@ class Receiver:
             self.malformed += 1
             return
         if isinstance(msg, p.ClockReply):
-            session.source.clock.add(msg.t0, msg.t1, msg.t2, now)
+            link.source.clock.add(msg.t0, msg.t1, msg.t2, now)
 
     def _udp_hello(self, fragment: memoryview, peer: Any, now: int) -> None:
         udp = self._udp
@@ -412,7 +424,7 @@ class Receiver:
             self.malformed += 1
             return
         assert isinstance(hello, p.Hello)
-        entry = self._udp_sessions.get(peer)
+        entry = self._udp_links.get(peer)
         if entry is not None and entry[0].source.hello.nonce == hello.nonce and not entry[0].closed:
             token = entry[2]  # the same attempt again: the ACK was lost
         else:
@@ -425,17 +437,15 @@ class Receiver:
             def send(msg: p.Message, _peer: Any = peer, _token: int = token) -> None:
                 udp.sendto(control_datagram(msg, _token), _peer)
 
-            session = Session(src, send, "udp")
+            def forget(_peer: Any = peer) -> None:
+                cur = self._udp_links.get(_peer)
+                if cur is not None and cur[0] is link:
+                    del self._udp_links[_peer]
+
+            link = SourceLink(src, send, "udp", on_close=forget)
             reasm = Reassembler(max_bytes=8 * 1024 * 1024, give_up_ns=self.give_up_ns)
-
-            def forget(_peer: Any = peer, _session: Session = session) -> None:
-                cur = self._udp_sessions.get(_peer)
-                if cur is not None and cur[0] is _session:
-                    del self._udp_sessions[_peer]
-
-            session.close_hook = forget
-            src.attach(session, hello)
-            self._udp_sessions[peer] = (session, reasm, token, time.monotonic())
+            src.attach(link, hello)
+            self._udp_links[peer] = (link, reasm, token, time.monotonic())
         with contextlib.suppress(OSError):
             udp.sendto(
                 control_datagram(p.HelloAck(p.AckStatus.OK, token, p.Capability.RETRANSMIT), token),
@@ -443,40 +453,36 @@ class Receiver:
             )
 
     def _udp_tick(self, now: int) -> None:
-        for peer, (session, reasm, _token, heard) in list(self._udp_sessions.items()):
-            src = session.source
+        for link, reasm, _token, heard in list(self._udp_links.values()):
+            src = link.source
             for item in reasm.poll(now):
                 if isinstance(item, Lost):
-                    session.request_keyframe(p.KeyframeReason.LOSS, item.first)
+                    link.request_keyframe(p.KeyframeReason.LOSS, item.first)
                     src.put(item, block=False)
                     continue
                 if not src.put(item, block=False):
                     src.put(Lost(0, 1), block=False)
-                    session.request_keyframe(p.KeyframeReason.LOSS, 0)
+                    link.request_keyframe(p.KeyframeReason.LOSS, 0)
                 if isinstance(item, p.Bye):
-                    session.closed = True
-                    del self._udp_sessions[peer]
+                    link.close()  # forgets the association
                     break
             else:
                 missing = reasm.nacks(now)
                 if missing:
                     src.stats.retransmit_requests += len(missing)
                     with contextlib.suppress(OSError):
-                        session.send_control(p.Nack(tuple(missing)))
+                        link.send_control(p.Nack(tuple(missing)))
                 src.stats.recovered_datagrams = reasm.recovered
-                session.control_tick(now, reasm)
+                link.control_tick(now, reasm)
                 if time.monotonic() - heard > self.udp_idle_s:
                     log.warning(
                         "live: source %d silent for %g s over UDP",
                         src.hello.source_id,
                         self.udp_idle_s,
                     )
-                    session.closed = True
-                    del self._udp_sessions[peer]
-                    src.detach(session)
-                    src.disconnected_at = time.monotonic() - self.reconnect_wait_s + 0.5
-                    with self._changed:
-                        self._changed.notify_all()
+                    link.close()  # forgets the association
+                    src.detach(link, at=time.monotonic() - self.reconnect_wait_s + 0.5)
+                    self._notify()
 
 
 def _shutdown(conn: socket.socket) -> None:

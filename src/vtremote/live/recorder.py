@@ -117,7 +117,10 @@ class Recorder:
         return pts
 
     def audio(self, data: bytes, capture_ns: int) -> None:
-        """One Opus packet, on the video's clock; audio before the first recorded picture is left out."""
+        """One Opus packet, on the video's clock.
+
+        Audio before the first recorded picture is left out.
+        """
         if self._audio_stream is None or self._first_ns is None or capture_ns < self._first_ns:
             return
         pts = max(round((capture_ns - self._first_ns) / 1_000_000), self._last_audio_pts + 1)

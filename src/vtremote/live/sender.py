@@ -125,7 +125,11 @@ class RateController:
     def update(
         self, now_ns: int, *, congested: bool, drained_bps: float | None, backlog: bool = False
     ) -> int | None:
-        """``backlog``: a queue already stands on the path; go to half the drained rate to empty it."""
+        """The new target, or None if it stays.
+
+        ``backlog``: a queue already stands on the path; go to half the drained
+        rate to empty it.
+        """
         old = self.target
         if congested:
             self.starting = False
@@ -291,16 +295,16 @@ class Sender:
         if metadata is not None:
             for item in metadata if isinstance(metadata, list) else [metadata]:
                 data = json.dumps(item, separators=(",", ":")).encode()
-                if len(data) > p.LIMITS[p.MessageType.METADATA] - 12:
-                    raise ConfigError(
-                        f"metadata of {len(data)} bytes exceeds {p.LIMITS[p.MessageType.METADATA] - 12}"
-                    )
+                limit = p.LIMITS[p.MessageType.METADATA] - 12
+                if len(data) > limit:
+                    raise ConfigError(f"metadata of {len(data)} bytes exceeds {limit}")
                 metas.append((capture_ns, data))
         with self._cond:
             self.stats.frames_in += 1
             if self._slot is not None:
                 self.stats.dropped += 1
-                # The dropped frame's metadata still goes (with its own time), before the next frame.
+                # The dropped frame's metadata still goes (with its own time), before the
+                # next frame.
                 metas = self._slot[2] + metas
             self._slot = (frame, capture_ns, metas)
             self._cond.notify_all()
@@ -467,7 +471,8 @@ class Sender:
                 elif backed_up:
                     self._congested = True
                 self.stats.dropped += 1
-                # Metadata is small: it goes (with its own frame number and time) before the next picture.
+                # Metadata is small: it goes (with its own frame number and time) before
+                # the next picture.
                 self._carry += [p.Metadata(self._meta_seq(t), t, m) for t, m in metas]
                 continue
             key = self._force_key

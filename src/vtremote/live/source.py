@@ -35,7 +35,10 @@ class Capture:
 def open_capture(
     url: str, fmt: str | None = None, options: dict[str, str] | None = None, *, audio: bool = False
 ) -> Capture:
-    """Open ``url`` (with ``-f fmt``) and find its first video stream (and audio stream, if ``audio``)."""
+    """Open ``url`` (with ``-f fmt``) and find its first video stream.
+
+    With ``audio``, also its first audio stream.
+    """
     try:
         container = av.open(url, format=fmt, options=options or {})
     except av.FFmpegError as e:

@@ -1,9 +1,13 @@
 """One source inside the receiver: its decode thread, clock, statistics and recording.
 
 A :class:`SourceStream` lives as long as its source id: a source that connects
-again gets a new :class:`Session` (how to talk back) but keeps its stream, so
+again gets a new :class:`SourceLink` (how to talk back) but keeps its stream, so
 its statistics and its recording go on. Pictures and metadata reach the decode
 thread in order through a queue bounded in items and bytes.
+
+The stream knows nothing of the receiver that owns it: it reports decoded
+pictures and its end through :class:`SourceEvents`, and the receiver decides
+what to do with them (composite, hand to the application, wake a waiter).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import av
 
@@ -27,9 +32,6 @@ from vtremote.live.codec import LiveDecoder
 from vtremote.live.datagram import Lost, Reassembler
 from vtremote.live.recorder import Recorder, path_for_source
 from vtremote.live.stats import SourceStats
-
-if TYPE_CHECKING:
-    from vtremote.live.receiver import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,29 @@ class ReceivedFrame:
     metadata: tuple[Any, ...] = ()
 
 
-class Session:
-    """One connection or UDP association of a source: how to talk back."""
+@dataclass(frozen=True)
+class SourceEvents:
+    """What a :class:`SourceStream` reports to its owner (called from its decode thread)."""
+
+    #: A picture was decoded: ``(stream, picture)``; its statistics are already counted.
+    on_frame: Callable[[SourceStream, ReceivedFrame], None]
+    #: The source said BYE.
+    on_ended: Callable[[SourceStream], None]
+
+
+class SourceLink:
+    """One connection or UDP association of a source, as the receiver sees it: how to talk back.
+
+    ``on_close`` is how the owner of the connection ends it (shut the TCP socket
+    down, forget the UDP association); :meth:`close` runs it once.
+    """
 
     def __init__(
-        self, source: SourceStream, send: Callable[[p.Message], None], transport: str
+        self,
+        source: SourceStream,
+        send: Callable[[p.Message], None],
+        transport: str,
+        on_close: Callable[[], None],
     ) -> None:
         self.source = source
         self.send_control = send
@@ -68,7 +88,12 @@ class Session:
         self.next_control = 0
         self.last_kf_request = 0
         self._seen = self._missing = 0
-        self.close_hook: Callable[[], None] = lambda: None
+        self._on_close = on_close
+
+    def close(self) -> None:
+        """This link is over (replaced, BYE, silent, or the receiver stops)."""
+        self.closed = True
+        self._on_close()
 
     def control_tick(self, now: int, reassembler: Reassembler | None = None) -> None:
         if now < self.next_control:
@@ -113,17 +138,24 @@ def _us(ms: float) -> int:
 
 
 class SourceStream:
-    """Everything about one source id: stats, clock, decoder thread, recording."""
+    """Everything about one source id: stats, clock, decoder thread, recording.
 
-    def __init__(self, receiver: Receiver, hello: p.Hello, index: int) -> None:
-        self.receiver = receiver
+    ``record``: the recording path the receiver was given (this source's file is
+    derived from it), or None.
+    """
+
+    def __init__(
+        self, hello: p.Hello, index: int, events: SourceEvents, *, record: Path | None = None
+    ) -> None:
         self.hello = hello
         self.index = index
+        self.record = record
+        self._events = events
         self.stats = SourceStats(
             hello.source_id, p.Codec(hello.codec).name.lower(), hello.width, hello.height
         )
         self.clock = ClockSync()
-        self.session: Session | None = None
+        self.link: SourceLink | None = None
         self._queue: deque[p.Message | Lost | None] = deque()
         self._queued_bytes = 0
         self._queue_cond = threading.Condition()
@@ -139,20 +171,26 @@ class SourceStream:
         )
         self._thread.start()
 
-    def attach(self, session: Session, hello: p.Hello) -> None:
-        old, self.session = self.session, session
-        if old is not None and old is not session:
-            old.closed = True
-            old.close_hook()
+    def attach(self, link: SourceLink, hello: p.Hello) -> None:
+        old, self.link = self.link, link
+        if old is not None and old is not link:
+            old.close()
         self.hello = hello
         self.stats.connections += 1
         self.ended = False
         self.disconnected_at = None
         self.put(Lost(0, 0), block=True)  # reset the decoder, in order with the pictures
 
-    def detach(self, session: Session) -> None:
-        if self.session is session and not self.ended:
-            self.disconnected_at = time.monotonic()
+    def detach(self, link: SourceLink, *, at: float | None = None) -> None:
+        """``link`` is gone: the source counts as disconnected since ``at`` (default: now)."""
+        if self.link is link and not self.ended:
+            self.disconnected_at = time.monotonic() if at is None else at
+
+    def gone(self, now: float, wait_s: float) -> bool:
+        """Ended (BYE), or disconnected for longer than ``wait_s`` at ``now`` (monotonic s)."""
+        return self.ended or (
+            self.disconnected_at is not None and now - self.disconnected_at > wait_s
+        )
 
     def put(self, item: p.Message | Lost | None, *, block: bool) -> bool:
         """Queue for the decoder: at most DECODE_QUEUE items and DECODE_QUEUE_BYTES bytes.
@@ -208,65 +246,51 @@ class SourceStream:
             self.ended = True
             self.ended_at = time.monotonic()
 
+    # --- the decode thread: one item at a time, in order ---------------------------------
+
     def _handle(self, item: p.Message | Lost) -> None:
-        st = self.stats
         if isinstance(item, Lost):
             if item.count == 0:  # a new connection: start over at its keyframe
                 self._decoder.reset()
             self._waiting_key = True
-            return
-        if isinstance(item, p.Metadata):
-            st.metadata += 1
+        elif isinstance(item, p.Metadata):
+            self.stats.metadata += 1
             self._pending_meta.append(item)
             if len(self._pending_meta) > 1000:
                 self._pending_meta.pop(0)
-            return
-        if isinstance(item, p.Bye):
-            log.info(
-                "live: source %d said BYE (sent %d, dropped %d)",
-                self.hello.source_id,
-                item.frames_sent,
-                item.frames_dropped,
-            )
-            st.sender_dropped = max(st.sender_dropped, item.frames_dropped)
-            self.ended = True
-            self.ended_at = time.monotonic()
-            self.receiver._source_ended(self)
-            return
-        if isinstance(item, p.Audio):
-            st.audio_packets += 1
+        elif isinstance(item, p.Bye):
+            self._bye(item)
+        elif isinstance(item, p.Audio):
+            self.stats.audio_packets += 1
             if self._recorder is not None:
                 self._recorder.audio(bytes(item.data), item.capture_ns)
-            return
-        if not isinstance(item, p.Video):
-            return
+        elif isinstance(item, p.Video):
+            self._video(item)
+
+    def _bye(self, item: p.Bye) -> None:
+        log.info(
+            "live: source %d said BYE (sent %d, dropped %d)",
+            self.hello.source_id,
+            item.frames_sent,
+            item.frames_dropped,
+        )
+        self.stats.sender_dropped = max(self.stats.sender_dropped, item.frames_dropped)
+        self.ended = True
+        self.ended_at = time.monotonic()
+        self._events.on_ended(self)
+
+    def _video(self, item: p.Video) -> None:
+        st = self.stats
         data = bytes(item.data)
         st.bytes += len(data)
         st.sender_dropped = max(st.sender_dropped, item.sender_dropped)
         # Its own metadata, and any of earlier frames that were dropped before it.
         metas = [m for m in self._pending_meta if not _after(m.seq, item.seq)]
         self._pending_meta = [m for m in self._pending_meta if _after(m.seq, item.seq)]
-        session = self.session
-        if self._waiting_key and not item.keyframe:
-            st.lost += 1
-            if session is not None:
-                session.request_keyframe(
-                    p.KeyframeReason.LOSS if st.frames else p.KeyframeReason.JOIN, item.seq
-                )
+        frames = self._decode(item, data)
+        if frames is None:
             self._orphans(metas)
             return
-        try:
-            frames = self._decoder.decode(data)
-        except EngineError as e:
-            log.warning("live: source %d frame %d: %s", self.hello.source_id, item.seq, e)
-            st.lost += 1
-            self._waiting_key = True
-            self._decoder.reset()
-            if session is not None:
-                session.request_keyframe(p.KeyframeReason.DECODE_ERROR, item.seq)
-            self._orphans(metas)
-            return
-        self._waiting_key = False
         now = time.monotonic_ns()
         best = self.clock.best()
         if best is not None:
@@ -278,15 +302,9 @@ class SourceStream:
             self._orphans(metas)
             return
         self._record(data, item, metas)
-        compositor = self.receiver.compositor
-        if compositor is not None:
-            try:
-                compositor.add(self.index, frames[-1], local)
-            except EngineError as e:  # the composite stops; the sources and their recordings go on
-                log.error("live: %s", e)
-                self.receiver.compositor = None
         st.frame(now, len(data), latency / 1e6, item.keyframe)
-        self.receiver._deliver(
+        self._events.on_frame(
+            self,
             ReceivedFrame(
                 self.hello.source_id,
                 item.seq,
@@ -296,11 +314,35 @@ class SourceStream:
                 local,
                 latency,
                 tuple(m.value() for m in metas),
-            )
+            ),
         )
 
+    def _decode(self, item: p.Video, data: bytes) -> list[av.VideoFrame] | None:
+        """The pictures of ``item``; None (counted lost, keyframe asked for) if not decodable."""
+        link = self.link
+        if self._waiting_key and not item.keyframe:
+            self.stats.lost += 1
+            if link is not None:
+                link.request_keyframe(
+                    p.KeyframeReason.LOSS if self.stats.frames else p.KeyframeReason.JOIN,
+                    item.seq,
+                )
+            return None
+        try:
+            frames = self._decoder.decode(data)
+        except EngineError as e:
+            log.warning("live: source %d frame %d: %s", self.hello.source_id, item.seq, e)
+            self.stats.lost += 1
+            self._waiting_key = True
+            self._decoder.reset()
+            if link is not None:
+                link.request_keyframe(p.KeyframeReason.DECODE_ERROR, item.seq)
+            return None
+        self._waiting_key = False
+        return frames
+
     def _record(self, data: bytes, item: p.Video, metas: list[p.Metadata]) -> None:
-        path = self.receiver.record
+        path = self.record
         if path is None:
             return
         if self._recorder is None:
@@ -314,31 +356,24 @@ class SourceStream:
             )
         pts = self._recorder.write(data, item.keyframe, item.capture_ns)
         for m in metas:
-            self._recorder.metadata(
-                {
-                    "source": self.hello.source_id,
-                    "seq": m.seq,
-                    "frame": self._recorder.frames - 1,
-                    "pts_ms": pts,
-                    "capture_ns": m.capture_ns,
-                    "data": m.value(),
-                }
-            )
+            self._recorder.metadata(self._metadata_entry(m, self._recorder.frames - 1, pts))
 
     def _orphans(self, metas: list[p.Metadata]) -> None:
         """Metadata of a picture that was not shown: still recorded, with no frame."""
         if self._recorder is not None:
             for m in metas:
-                self._recorder.metadata(
-                    {
-                        "source": self.hello.source_id,
-                        "seq": m.seq,
-                        "frame": None,
-                        "pts_ms": None,
-                        "capture_ns": m.capture_ns,
-                        "data": m.value(),
-                    }
-                )
+                self._recorder.metadata(self._metadata_entry(m, None, None))
+
+    def _metadata_entry(self, m: p.Metadata, frame: int | None, pts: int | None) -> dict[str, Any]:
+        """One line of the recording's metadata file."""
+        return {
+            "source": self.hello.source_id,
+            "seq": m.seq,
+            "frame": frame,
+            "pts_ms": pts,
+            "capture_ns": m.capture_ns,
+            "data": m.value(),
+        }
 
 
 def _size(item: p.Message | Lost | None) -> int:

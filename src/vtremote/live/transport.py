@@ -101,6 +101,10 @@ class Link:
         self._writer = threading.Thread(
             target=self._run, name=f"live-{self.transport}-writer", daemon=True
         )
+        self._setup()
+
+    def _setup(self) -> None:
+        """State of one transport, made at the end of ``__init__``."""
 
     def start(self) -> None:
         self._writer.start()
@@ -163,7 +167,8 @@ class Link:
                             if isinstance(e, VTRemoteError)
                             and not isinstance(e, ConnectionLostError)
                             else ConnectionLostError(
-                                f"{what} {self.address[0]}:{self.address[1]} ({self.transport}) for {self.reconnect_s:g} s: {e}"
+                                f"{what} {self.address[0]}:{self.address[1]} ({self.transport}) "
+                                f"for {self.reconnect_s:g} s: {e}"
                             )
                         )
                         with self._cond:
@@ -288,7 +293,8 @@ class TcpLink(Link):
                 data = sock.recv(4096)
                 if not data:
                     raise ConnectionLostError(
-                        f"{self.address[0]}:{self.address[1]} closed the connection during the handshake"
+                        f"{self.address[0]}:{self.address[1]} closed the connection "
+                        "during the handshake"
                     )
                 msgs = parser.feed(data)
                 if msgs:
@@ -365,15 +371,7 @@ class TcpLink(Link):
 class UdpLink(Link):
     transport = "udp"
 
-    def __init__(
-        self,
-        address: tuple[str, int],
-        hello: p.Hello,
-        events: LinkEvents,
-        *,
-        reconnect_s: float = 10.0,
-    ) -> None:
-        super().__init__(address, hello, events, reconnect_s=reconnect_s)
+    def _setup(self) -> None:
         self._packetizer: Packetizer | None = None
         self._ack: p.HelloAck | None = None
         self._last_heard = 0.0
