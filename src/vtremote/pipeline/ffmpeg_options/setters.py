@@ -266,10 +266,10 @@ def set_input_codec(spec: InputSpec, occ: Occurrence) -> None:
 
 
 def demuxer_option(key: str | None = None) -> InputSetter:
-    """Pass the value to the demuxer as ``key`` (default: the option's own name)."""
+    """Pass the value to the demuxer as ``key`` (default: the option's name as written)."""
 
     def set_demuxer_option(spec: InputSpec, occ: Occurrence) -> None:
-        spec.options[key or occ.label.lstrip("-")] = occ.value
+        spec.options[key or occ.spelling[1:].split(":", 1)[0]] = occ.value
 
     return set_demuxer_option
 
