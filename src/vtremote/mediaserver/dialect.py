@@ -23,6 +23,7 @@ from typing import Literal
 from vtremote.mediaserver.filters import Unsupported
 from vtremote.pipeline.ffmpeg_options import BY_KEY, BY_SPELLING, OPTIONS, Occurrence, Option, find
 from vtremote.pipeline.ffmpeg_options import setters as s
+from vtremote.pipeline.ffmpeg_options.option import OutputSetter
 from vtremote.pipeline.spec import OutputSpec
 
 #: Options of the shared table that vtremote-ffmpeg takes from media servers as vtremote does.
@@ -197,7 +198,7 @@ IGNORED_OUTPUT = frozenset(
 )
 
 
-def _only_in_ffmpeg(what: str) -> s.OutputSetter:
+def _only_in_ffmpeg(what: str) -> OutputSetter:
     def refuse(out: OutputSpec, occ: Occurrence) -> None:
         raise Unsupported(what)
 
@@ -301,7 +302,7 @@ MEDIA_SERVER_OPTIONS: tuple[Option, ...] = (
 #: Spellings ffmpeg accepts for options of the shared table that ``vtremote`` does not list.
 ALIASES = {"-dcodec": "codec", "-frames": "frames", "-tag": "video_tag"}
 #: How the media-server dialect sets an option of the shared table differently.
-OUTPUT_SETTERS: dict[str, s.OutputSetter] = {"map": _map_without_labels}
+OUTPUT_SETTERS: dict[str, OutputSetter] = {"map": _map_without_labels}
 #: Options of the shared table taken at an input with a note instead of their effect.
 INPUT_NOTES = {
     "codec": "input decoder {spelling} {value} ignored: decoding runs in software here or on the "

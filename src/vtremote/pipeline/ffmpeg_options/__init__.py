@@ -1,5 +1,6 @@
 """ffmpeg's options, written once for both of vtremote's ffmpeg-style front ends.
 
+* :mod:`.option` - what an option is, and one use of it on a line;
 * :mod:`.table` - every option: spellings, place on the line, help, setters;
 * :mod:`.setters` / :mod:`.remote` - what an option sets in the typed job
   (:class:`~vtremote.pipeline.spec.JobSpec`);
@@ -11,7 +12,7 @@
 
 from __future__ import annotations
 
-from vtremote.pipeline.ffmpeg_options.setters import Occurrence
-from vtremote.pipeline.ffmpeg_options.table import BY_KEY, BY_SPELLING, OPTIONS, Option, find
+from vtremote.pipeline.ffmpeg_options.option import Occurrence, Option
+from vtremote.pipeline.ffmpeg_options.table import BY_KEY, BY_SPELLING, OPTIONS, find
 
 __all__ = ["BY_KEY", "BY_SPELLING", "OPTIONS", "Occurrence", "Option", "find"]

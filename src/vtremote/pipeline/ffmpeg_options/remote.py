@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from vtremote.errors import UsageError
 from vtremote.pipeline.ffmpeg_options.levels import parse_loglevel, parse_reference_loglevel
-from vtremote.pipeline.ffmpeg_options.setters import InputSetter, Occurrence, OutputSetter
+from vtremote.pipeline.ffmpeg_options.option import InputSetter, Occurrence, OutputSetter
 from vtremote.pipeline.spec import InputSpec, JobSpec, OutputSpec, RemoteOptions
 from vtremote.pipeline.values import parse_bool, parse_int
 

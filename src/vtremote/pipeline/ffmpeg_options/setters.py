@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vtremote.errors import UsageError
-from vtremote.pipeline.spec import REMOTE_CODECS, InputSpec, JobSpec, MapSpec, OutputSpec
+from vtremote.pipeline.ffmpeg_options.option import InputSetter, Occurrence, OutputSetter
+from vtremote.pipeline.spec import REMOTE_CODECS, InputSpec, MapSpec, OutputSpec
 from vtremote.pipeline.values import (
     parse_bitrate,
     parse_bool,
@@ -24,40 +24,6 @@ from vtremote.pipeline.values import (
     parse_size,
     parse_time,
 )
-
-if TYPE_CHECKING:
-    from vtremote.pipeline.ffmpeg_options.table import Option
-
-#: Spellings that name a stream type without a ``:`` specifier.
-_BARE_STREAM = {"-vcodec": "v", "-acodec": "a", "-scodec": "s", "-dcodec": "d"}
-
-
-@dataclass(frozen=True)
-class Occurrence:
-    """One option as it stands on a command line: which option, how it was spelt, its value."""
-
-    option: Option
-    spelling: str  # "-c:a", "-codec:v:0", "-vcodec"
-    value: str  # "" for an option that takes none
-
-    @property
-    def label(self) -> str:
-        """The option's main spelling, as error texts name it (``-g`` for ``-g:v``)."""
-        return self.option.names[0]
-
-    @property
-    def stream(self) -> str:
-        """The stream type the spelling names: v, a, s, d, or * for every stream."""
-        if ":" in self.spelling:
-            head = self.spelling.split(":", 2)[1][:1]
-            return "v" if head == "V" else head if head in ("v", "a", "s", "d") else "*"
-        return _BARE_STREAM.get(self.spelling, "*")
-
-
-InputSetter = Callable[[InputSpec, Occurrence], None]
-OutputSetter = Callable[[OutputSpec, Occurrence], None]
-JobSetter = Callable[[JobSpec, Occurrence], None]
-
 
 # --- factories ------------------------------------------------------------------------------------
 

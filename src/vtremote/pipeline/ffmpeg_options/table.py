@@ -11,11 +11,9 @@ servers' own options on top).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from vtremote.pipeline.ffmpeg_options import remote as r
 from vtremote.pipeline.ffmpeg_options import setters as s
+from vtremote.pipeline.ffmpeg_options.option import Option, Where, stream_of
 from vtremote.pipeline.values import (
     COLOR_PRIMARIES,
     COLOR_RANGES,
@@ -23,23 +21,6 @@ from vtremote.pipeline.values import (
     COLOR_TRCS,
     parse_bitrate,
 )
-
-Where = Literal["in", "out", "both", "global"]
-
-
-@dataclass(frozen=True)
-class Option:
-    """One ffmpeg option."""
-
-    key: str  # a name of our own: "bitrate" for -b:v / -b / -vb
-    names: tuple[str, ...]  # spellings, the first is the one error texts use
-    where: Where
-    help: str
-    flag: bool = False  # takes no value
-    stream: str | None = None  # a bare spelling's stream type (-r: "v"); None: any
-    input: s.InputSetter | None = None
-    output: s.OutputSetter | None = None
-    job: s.JobSetter | None = None
 
 
 def _remote(key: str, help_text: str, where: Where = "both") -> Option:
@@ -517,12 +498,6 @@ OPTIONS: tuple[Option, ...] = (
 BY_KEY = {o.key: o for o in OPTIONS}
 #: Every spelling (``-c:v``) -> its option.
 BY_SPELLING = {name: o for o in OPTIONS for name in o.names}
-
-
-def stream_of(spec: str) -> str:
-    """The stream type a specifier selects: ``v:0`` -> v, ``0`` or nothing -> * (every stream)."""
-    head = spec.split(":", 1)[0]
-    return "v" if head == "V" else head if head in ("v", "a", "s", "d") else "*"
 
 
 def find(name: str, spec: str, spellings: dict[str, Option] = BY_SPELLING) -> Option | None:
