@@ -75,12 +75,16 @@ def test_media_server_options_beyond_the_table_are_its_own() -> None:
         assert spelling not in BY_SPELLING and key in dialect.TAKEN
     for key in dialect.OUTPUT_SETTERS.keys() | dialect.INPUT_NOTES.keys():
         assert key in dialect.TAKEN
-    # The tokenizer knows which of them take a value.
-    for o in OPTIONS + dialect.MEDIA_SERVER_OPTIONS:
+    # The tokenizer knows which options it takes take a value.
+    taken = [o for o in OPTIONS if o.key in dialect.TAKEN] + list(dialect.MEDIA_SERVER_OPTIONS)
+    for o in taken:
         for n in o.names:
             if not n.startswith("--"):
                 known = argv.FLAGS if o.flag else argv._VALUE_OPTIONS
                 assert n[1:].split(":", 1)[0] in known, n
+    ignored_keys = {n[1:] for k in dialect.IGNORED_KEYS for n in BY_KEY[k].names}
+    ignored = dialect.IGNORED_INPUT | dialect.IGNORED_OUTPUT | ignored_keys
+    assert dialect.IGNORED_WITH_VALUES.issubset(ignored)
 
 
 @pytest.mark.parametrize("spelling", sorted(BY_SPELLING))

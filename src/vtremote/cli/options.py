@@ -77,7 +77,8 @@ class _Event:
 
 
 class _Record(argparse.Action):
-    """Store every occurrence with its position relative to the ``-i`` options."""
+    """Store every occurrence with its position relative to the ``-i`` options (``-i`` itself
+    adds an input)."""
 
     def __call__(
         self,
@@ -86,19 +87,11 @@ class _Record(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
+        if self.dest == "inputs":
+            ns.inputs.append(values)
+            return
         value = True if self.nargs == 0 else values
         ns.events.append(_Event(self.dest, option_string or self.dest, value, len(ns.inputs)))
-
-
-class _Input(argparse.Action):
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        ns: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        ns.inputs.append(values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(events=[], inputs=[])
     parser.add_argument(
-        "-i", dest="inputs", action=_Input, metavar="INPUT", help="input file or lavfi graph"
+        "-i", dest="inputs", action=_Record, metavar="INPUT", help="input file or lavfi graph"
     )
     for option in OPTIONS:
         if option.flag:

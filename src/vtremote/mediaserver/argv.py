@@ -232,37 +232,12 @@ def parse_argv(argv: Sequence[str]) -> Command:
     return cmd
 
 
-#: Options that take a value even when it starts with '-': those of the option tables, and
-#: the value options of ffmpeg's that media servers send and the translator ignores.
-_VALUE_OPTIONS = dialect.value_names() | frozenset(
-    [
-        "sseof",
-        "map_metadata",
-        "map_chapters",
-        "minrate",
-        "keyint_min",
-        "sc_threshold",
-        "atag",
-        "max_muxing_queue_size",
-        "vsync",
-        "fps_mode",
-        "bsf",
-        "absf",
-        "vbsf",
-        "canvas_size",
-        "hwaccel",
-        "hwaccel_output_format",
-        "hwaccel_device",
-        "hwaccel_flags",
-        "init_hw_device",
-        "filter_hw_device",
-        "aframes",
-        "readrate",
-        "itsoffset",
-        "itsscale",
-        "disposition",
-        "extra_hw_frames",
-    ]
+#: Options that take a value even when it starts with '-': those the translator takes, those it
+#: ignores that are known to take one, and a few more of ffmpeg's.
+_VALUE_OPTIONS = (
+    dialect.value_names()
+    | dialect.IGNORED_WITH_VALUES
+    | frozenset(["sseof", "minrate", "atag", "aframes", "itsoffset", "itsscale"])
 )
 
 

@@ -119,8 +119,8 @@ CLI_ONLY = {
 }
 
 #: Input options accepted and ignored: hardware decoding set-up, throttling, rotation, probing
-#: hints the demuxer does not need.
-IGNORED_INPUT = frozenset(
+#: hints the demuxer does not need. (The first set always takes a value.)
+_IGNORED_INPUT_VALUES = frozenset(
     [
         "hwaccel",
         "hwaccel_output_format",
@@ -129,12 +129,16 @@ IGNORED_INPUT = frozenset(
         "init_hw_device",
         "filter_hw_device",
         "extra_hw_frames",
+        "canvas_size",
+        "readrate",
+    ]
+)
+IGNORED_INPUT = _IGNORED_INPUT_VALUES | frozenset(
+    [
         "noaccurate_seek",
         "accurate_seek",
         "autorotate",
         "noautorotate",
-        "canvas_size",
-        "readrate",
         "re",
         "seek_timestamp",
         "noautoscale",
@@ -144,8 +148,9 @@ IGNORED_INPUT = frozenset(
     ]
 )
 #: Output options accepted and ignored: what the pipeline does anyway (bitstream filters the
-#: muxers insert themselves), queue sizes, hardware encoders' private tuning.
-IGNORED_OUTPUT = frozenset(
+#: muxers insert themselves), queue sizes, hardware encoders' private tuning. (The first set
+#: always takes a value.)
+_IGNORED_OUTPUT_VALUES = frozenset(
     [
         "map_metadata",
         "map_chapters",
@@ -157,6 +162,11 @@ IGNORED_OUTPUT = frozenset(
         "absf",
         "sc_threshold",
         "keyint_min",
+        "disposition",
+    ]
+)
+IGNORED_OUTPUT = _IGNORED_OUTPUT_VALUES | frozenset(
+    [
         "mbbrc",
         "rc_init_occupancy",
         "look_ahead",
@@ -171,7 +181,6 @@ IGNORED_OUTPUT = frozenset(
         "multipass",
         "tier",
         "strict",
-        "disposition",
         "sample_fmt",
         "cutoff",
         "write_tmcd",
@@ -195,6 +204,13 @@ IGNORED_OUTPUT = frozenset(
         "vbr",
         "afterburner",
     ]
+)
+
+
+#: Of the options ignored, those that always take a value, even one starting with '-'
+#: (``-map_metadata -1``); the others take the next token only when it looks like a value.
+IGNORED_WITH_VALUES = (
+    _IGNORED_INPUT_VALUES | _IGNORED_OUTPUT_VALUES | frozenset(["threads", "flags", "metadata"])
 )
 
 
@@ -331,8 +347,12 @@ def option_for(name: str, spec: str, place: Place) -> Option | None:
 
 
 def value_names() -> frozenset[str]:
-    """Names (no dash, no specifier) of the options in these tables that take a value."""
-    spellings = [n for n, o in _SPELLINGS.items() if not o.flag and not n.startswith("--")]
+    """Names (no dash, no specifier) of the options vtremote-ffmpeg takes that take a value."""
+    spellings = [
+        n
+        for n, o in _SPELLINGS.items()
+        if not o.flag and not n.startswith("--") and o.key not in IGNORED_KEYS | CLI_ONLY.keys()
+    ]
     return frozenset(n[1:].split(":", 1)[0] for n in spellings)
 
 
