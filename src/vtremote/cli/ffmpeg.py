@@ -85,7 +85,8 @@ def progress_line(stats: JobStats) -> str:
     bitrate = f"{stats.bitrate / 1000:6.1f}kbits/s" if stats.out_time > 0 else "N/A"
     speed = f"{stats.speed:4.3g}x" if stats.elapsed > 0 and stats.out_time > 0 else "N/A"
     return (
-        f"frame={stats.frames:5d} fps={fps:3.{1 if fps < 9.95 else 0}f} q=-1.0 size={size_kb:8.0f}kB "
+        f"frame={stats.frames:5d} fps={fps:3.{1 if fps < 9.95 else 0}f} q=-1.0 "
+        f"size={size_kb:8.0f}kB "
         f"time={_clock(stats.out_time)} bitrate={bitrate} speed={speed}"
     )
 
@@ -383,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cmd.inputs and not cmd.outputs:
         print(
             "Hyper fast Audio and Video encoder (vtremote-ffmpeg)\n"
-            "usage: ffmpeg [options] [[infile options] -i infile]... {[outfile options] outfile}...",
+            "usage: ffmpeg [options] [[infile options] -i infile]... "
+            "{[outfile options] outfile}...",
             file=sys.stderr,
         )
         return EXIT_ERROR

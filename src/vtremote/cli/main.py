@@ -89,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = _subcommand(SUBCOMMANDS[args[0]])
         if entry is None:
             _error(
-                f"'vtremote {args[0]}' is not available in this installation ({SUBCOMMANDS[args[0]]} is missing)"
+                f"'vtremote {args[0]}' is not available in this installation "
+                f"({SUBCOMMANDS[args[0]]} is missing)"
             )
             return EXIT_ERROR
         try:

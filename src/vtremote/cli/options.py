@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         usage="vtremote [options] [[input options] -i INPUT]... [output options] OUTPUT\n"
         "       vtremote probe HOST:PORT [--json]\n"
         "       vtremote bench ...",
-        description="ffmpeg-style front end of vtremote: video encode/decode on a vtremoted server.",
+        description="ffmpeg-style front end of vtremote: "
+        "video encode/decode on a vtremoted server.",
     )
     parser.set_defaults(events=[], inputs=[])
     parser.add_argument(

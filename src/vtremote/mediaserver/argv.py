@@ -168,7 +168,8 @@ def _split_name(token: str) -> tuple[str, str]:
 
 
 def _looks_like_value(token: str) -> bool:
-    """A token that is a value, not an option: anything not starting with '-', or a negative number."""
+    """A token that is a value, not an option: anything not starting with '-', or a negative
+    number."""
     if not token.startswith("-") or token == "-":
         return True
     try:

@@ -248,7 +248,8 @@ _NEEDS_FFMPEG = re.compile(
 
 
 def _parse_args(args: str | None) -> tuple[list[str], dict[str, str], list[str]]:
-    """``1280:720:flags=bicubic`` -> (["1280", "720"], {"flags": "bicubic"}, order of named keys)."""
+    """``1280:720:flags=bicubic`` -> (["1280", "720"], {"flags": "bicubic"}, order of named
+    keys)."""
     positional: list[str] = []
     named: dict[str, str] = {}
     order: list[str] = []

@@ -219,7 +219,8 @@ def _audio_codecs(out: OutputSpec) -> dict[str, str]:
 
 
 def _local_encoder(name: str, config: MediaServerConfig, remote_codec: str | None) -> str:
-    """The PyAV encoder for a name when no server takes the job (hardware names -> libx264/libx265)."""
+    """The PyAV encoder for a name when no server takes the job (hardware names ->
+    libx264/libx265)."""
     hardware = bool(re.search(r"_(qsv|vaapi|nvenc|amf|videotoolbox|v4l2m2m|rkmpp|mf|omx)$", name))
     if not hardware and name in av.codecs_available:
         return name

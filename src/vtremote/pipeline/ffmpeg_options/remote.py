@@ -87,7 +87,7 @@ def remote_of_output(key: str) -> OutputSetter:
     return set_output_remote
 
 
-# --- the whole job ---------------------------------------------------------------------------------
+# --- the whole job -----------------------------------------------------------------------------
 
 
 def job_field(name: str, value: object) -> Callable[[JobSpec, Occurrence], None]:

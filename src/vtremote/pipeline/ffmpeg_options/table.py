@@ -34,6 +34,12 @@ def _remote(key: str, help_text: str, where: Where = "both") -> Option:
     )
 
 
+def _switch(key: str, name: str, help_text: str, sets: tuple[str, bool] | None = None) -> Option:
+    """A job-wide option without a value; ``sets`` is the JobSpec field and the value it sets."""
+    job = r.job_field(*sets) if sets else None
+    return Option(key, (name,), "global", help_text, flag=True, job=job)
+
+
 def _video_flag(key: str, help_text: str) -> Option:
     return Option(key, (f"-{key}",), "out", help_text, output=s.video_bool(key))
 
@@ -437,22 +443,8 @@ OPTIONS: tuple[Option, ...] = (
         "on failure keep the output as NAME.partial.EXT (0/1)",
         output=s.set_keep_partial,
     ),
-    Option(
-        "overwrite",
-        ("-y",),
-        "global",
-        "overwrite the output",
-        flag=True,
-        job=r.job_field("overwrite", True),
-    ),
-    Option(
-        "no_overwrite",
-        ("-n",),
-        "global",
-        "never overwrite the output",
-        flag=True,
-        job=r.job_field("overwrite", False),
-    ),
+    _switch("overwrite", "-y", "overwrite the output", ("overwrite", True)),
+    _switch("no_overwrite", "-n", "never overwrite the output", ("overwrite", False)),
     Option(
         "loglevel",
         ("-loglevel", "-v"),
@@ -460,38 +452,13 @@ OPTIONS: tuple[Option, ...] = (
         "quiet, error, warning, info, verbose, debug",
         job=r.set_loglevel,
     ),
-    Option(
-        "nostats",
-        ("-nostats",),
-        "global",
-        "no progress display",
-        flag=True,
-        job=r.job_field("stats", False),
+    _switch("nostats", "-nostats", "no progress display", ("stats", False)),
+    _switch(
+        "stats", "-stats", "progress display (default when stderr is a terminal)", ("stats", True)
     ),
-    Option(
-        "stats",
-        ("-stats",),
-        "global",
-        "progress display (default when stderr is a terminal)",
-        flag=True,
-        job=r.job_field("stats", True),
-    ),
-    Option(
-        "hide_banner",
-        ("-hide_banner",),
-        "global",
-        "accepted for ffmpeg compatibility",
-        flag=True,
-    ),
-    Option("nostdin", ("-nostdin",), "global", "accepted for ffmpeg compatibility", flag=True),
-    Option(
-        "json",
-        ("--json",),
-        "global",
-        "print the summary as JSON on stdout",
-        flag=True,
-        job=r.job_field("json", True),
-    ),
+    _switch("hide_banner", "-hide_banner", "accepted for ffmpeg compatibility"),
+    _switch("nostdin", "-nostdin", "accepted for ffmpeg compatibility"),
+    _switch("json", "--json", "print the summary as JSON on stdout", ("json", True)),
 )
 
 #: Option key -> option.
