@@ -67,12 +67,12 @@ def _read_input(f: FileArgs, notes: list[str]) -> InputSpec:
         option = dialect.option_for(o.name, o.spec, "in")
         if option is dialect.IGNORE:
             continue
-        if option is None or (option.input is None and option.key not in dialect.INPUT_NOTES):
-            raise Unsupported(f"input option {o} is not supported")
-        if option.key in dialect.INPUT_NOTES:
+        if option is not None and option.key in dialect.INPUT_NOTES:
             notes.append(
                 dialect.INPUT_NOTES[option.key].format(spelling=o.raw, value=o.value or "")
             )
-        elif option.input is not None:
+        elif option is not None and option.input is not None:
             option.input(spec, Occurrence(option, o.raw, o.value or ""))
+        else:
+            raise Unsupported(f"input option {o} is not supported")
     return spec

@@ -28,7 +28,7 @@ from vtremote.pipeline.values import (
 # --- factories ------------------------------------------------------------------------------------
 
 
-def field(name: str, parse: Callable[[str], Any] | None = None) -> OutputSetter:
+def output_field(name: str, parse: Callable[[str], Any] | None = None) -> OutputSetter:
     """Set ``OutputSpec.<name>`` to the value, converted by ``parse``."""
 
     def set_field(out: OutputSpec, occ: Occurrence) -> None:
@@ -37,7 +37,7 @@ def field(name: str, parse: Callable[[str], Any] | None = None) -> OutputSetter:
     return set_field
 
 
-def flag(name: str) -> OutputSetter:
+def output_switch(name: str) -> OutputSetter:
     """Set the boolean ``OutputSpec.<name>``."""
 
     def set_flag(out: OutputSpec, occ: Occurrence) -> None:

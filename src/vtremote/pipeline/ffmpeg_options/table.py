@@ -86,7 +86,7 @@ OPTIONS: tuple[Option, ...] = (
         "both",
         "container format (lavfi for filter sources, null for no output)",
         input=s.set_input_format,
-        output=s.field("format"),
+        output=s.output_field("format"),
     ),
     Option(
         "codec",
@@ -113,10 +113,12 @@ OPTIONS: tuple[Option, ...] = (
         output=s.set_time("duration"),
     ),
     Option("map", ("-map",), "out", "stream selection, e.g. 0:v:0, 0:a, 0:s?", output=s.set_map),
-    Option("vn", ("-vn",), "out", "no video", flag=True, output=s.flag("no_video")),
-    Option("an", ("-an",), "out", "no audio", flag=True, output=s.flag("no_audio")),
-    Option("sn", ("-sn",), "out", "no subtitles", flag=True, output=s.flag("no_subtitles")),
-    Option("dn", ("-dn",), "out", "no data streams", flag=True, output=s.flag("no_data")),
+    Option("vn", ("-vn",), "out", "no video", flag=True, output=s.output_switch("no_video")),
+    Option("an", ("-an",), "out", "no audio", flag=True, output=s.output_switch("no_audio")),
+    Option(
+        "sn", ("-sn",), "out", "no subtitles", flag=True, output=s.output_switch("no_subtitles")
+    ),
+    Option("dn", ("-dn",), "out", "no data streams", flag=True, output=s.output_switch("no_data")),
     Option(
         "bitrate",
         ("-b:v", "-b", "-vb"),
@@ -131,7 +133,7 @@ OPTIONS: tuple[Option, ...] = (
         "out",
         "audio bitrate for a local audio encoder",
         stream="a",
-        output=s.field("audio_bitrate", parse_bitrate),
+        output=s.output_field("audio_bitrate", parse_bitrate),
     ),
     Option(
         "maxrate",
@@ -174,7 +176,7 @@ OPTIONS: tuple[Option, ...] = (
         ("-pix_fmt", "-pix_fmt:v"),
         "out",
         "pixel format (nv12 / p010le for remote encoders)",
-        output=s.field("pix_fmt"),
+        output=s.output_field("pix_fmt"),
     ),
     Option(
         "rate",
@@ -191,7 +193,7 @@ OPTIONS: tuple[Option, ...] = (
         ("-vf", "-filter:v"),
         "out",
         "video filter chain (PyAV filter graph)",
-        output=s.field("video_filter"),
+        output=s.output_field("video_filter"),
     ),
     Option(
         "frames",
@@ -206,7 +208,7 @@ OPTIONS: tuple[Option, ...] = (
         ("-force_key_frames", "-force_key_frames:v"),
         "out",
         "times of forced keyframes: 0,2.5,10 or expr:gte(t,n_forced*N)",
-        output=s.field("force_key_frames"),
+        output=s.output_field("force_key_frames"),
     ),
     Option(
         "realtime",
@@ -361,7 +363,7 @@ OPTIONS: tuple[Option, ...] = (
         "out",
         "keep the input's timestamps",
         flag=True,
-        output=s.flag("copyts"),
+        output=s.output_switch("copyts"),
     ),
     Option(
         "start_at_zero",
@@ -369,14 +371,14 @@ OPTIONS: tuple[Option, ...] = (
         "out",
         "with -copyts, shift so the input starts at 0",
         flag=True,
-        output=s.flag("start_at_zero"),
+        output=s.output_switch("start_at_zero"),
     ),
     Option(
         "af",
         ("-af", "-filter:a"),
         "out",
         "audio filter chain for re-encoded audio (volume=2 ...)",
-        output=s.field("audio_filter"),
+        output=s.output_field("audio_filter"),
     ),
     Option(
         "video_tag",
@@ -384,7 +386,7 @@ OPTIONS: tuple[Option, ...] = (
         "out",
         "video codec tag in the container (hvc1, avc1)",
         stream="v",
-        output=s.field("video_tag"),
+        output=s.output_field("video_tag"),
     ),
     Option(
         "framerate",
