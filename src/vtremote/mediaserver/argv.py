@@ -107,8 +107,6 @@ class Command:
     #: ``-version``, ``-encoders``... (the first one on the line), or ``h`` with its topic.
     info: str | None = None
     help_topic: str | None = None
-    #: Options that came after the last output (ffmpeg ignores them with a warning).
-    trailing: list[Opt] = field(default_factory=list)
 
     def global_value(self, *names: str) -> str | None:
         found: str | None = None
@@ -229,8 +227,7 @@ def parse_argv(argv: Sequence[str]) -> Command:
             cmd.globals.append(opt)
         else:
             pending.append(opt)
-    cmd.trailing = pending
-    return cmd
+    return cmd  # options after the last output apply to nothing (ffmpeg ignores them too)
 
 
 #: Options that take a value even when it starts with '-': those the translator takes, those it
