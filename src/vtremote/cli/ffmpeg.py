@@ -48,7 +48,9 @@ from vtremote.mediaserver import counters, info
 from vtremote.mediaserver.argv import Command, parse_argv
 from vtremote.mediaserver.config import MediaServerConfig, load_config
 from vtremote.mediaserver.filters import NeedsGeometry, Unsupported
-from vtremote.mediaserver.translate import MediaInfo, Plan, input_spec, probe_media, translate
+from vtremote.mediaserver.line import read_command
+from vtremote.mediaserver.translate import MediaInfo, Plan, probe_media, translate
+from vtremote.pipeline.ffmpeg_options.levels import LOGGING_LEVELS, loglevel_name
 from vtremote.pipeline.stats import JobStats
 
 log = logging.getLogger("vtremote.ffmpeg")
@@ -64,29 +66,6 @@ UNAVAILABLE = (
     AuthenticationError,
     CapacityError,
 )
-_LEVELS = {
-    "quiet": logging.CRITICAL + 10,
-    "panic": logging.CRITICAL,
-    "fatal": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "verbose": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "trace": logging.DEBUG,
-}
-_NUMERIC = {
-    "-8": "quiet",
-    "0": "panic",
-    "8": "fatal",
-    "16": "error",
-    "24": "warning",
-    "32": "info",
-    "40": "verbose",
-    "48": "debug",
-    "56": "trace",
-}
-
 
 # --- progress -------------------------------------------------------------------------------------
 
@@ -106,7 +85,8 @@ def progress_line(stats: JobStats) -> str:
     bitrate = f"{stats.bitrate / 1000:6.1f}kbits/s" if stats.out_time > 0 else "N/A"
     speed = f"{stats.speed:4.3g}x" if stats.elapsed > 0 and stats.out_time > 0 else "N/A"
     return (
-        f"frame={stats.frames:5d} fps={fps:3.{1 if fps < 9.95 else 0}f} q=-1.0 size={size_kb:8.0f}kB "
+        f"frame={stats.frames:5d} fps={fps:3.{1 if fps < 9.95 else 0}f} q=-1.0 "
+        f"size={size_kb:8.0f}kB "
         f"time={_clock(stats.out_time)} bitrate={bitrate} speed={speed}"
     )
 
@@ -195,31 +175,34 @@ class Runner:
             servers.append(None)
         return servers
 
+    def plan(self, target: str | None, media: MediaInfo | None) -> tuple[Plan, MediaInfo | None]:
+        """The job for ``target``, and what is known of the main input (read once)."""
+        if media is None and self.cmd.inputs:
+            # A live input is opened once more only if the chain needs its size.
+            first = read_command(self.cmd).inputs[0]
+            media = (
+                MediaInfo()
+                if "://" in first.url
+                else probe_media(first.url, first.format, first.options)
+            )
+        try:
+            return translate(self.cmd, self.config, server=target, media=media), media
+        except NeedsGeometry:
+            if not self.cmd.inputs or (media is not None and media.width):
+                raise
+            first = read_command(self.cmd).inputs[0]
+            media = probe_media(first.url, first.format, first.options)
+            return translate(self.cmd, self.config, server=target, media=media), media
+
     def run(self) -> int:
         state = self.config.state_path
         counters.bump(state, "runs")
-        inp = self.cmd.inputs[0] if self.cmd.inputs else None
         media = None
         last_error: Exception | None = None
         targets = self.targets()
         for n, target in enumerate(targets):
             try:
-                if media is None and inp is not None:
-                    # A live input is opened once more only if the chain needs its size.
-                    first = input_spec(inp, [])
-                    media = (
-                        MediaInfo()
-                        if "://" in first.url
-                        else probe_media(first.url, first.format, first.options)
-                    )
-                try:
-                    plan = translate(self.cmd, self.config, server=target, media=media)
-                except NeedsGeometry:
-                    if inp is None or (media is not None and media.width):
-                        raise
-                    first = input_spec(inp, [])
-                    media = probe_media(first.url, first.format, first.options)
-                    plan = translate(self.cmd, self.config, server=target, media=media)
+                plan, media = self.plan(target, media)
             except (Unsupported, UsageError) as e:
                 return hand_to_ffmpeg(self.config, self.cmd.argv, str(e))
             # Capability probes on lavfi sources (Jellyfin's runtime-key and hwaccel-flag checks)
@@ -248,21 +231,7 @@ class Runner:
                 if not plan.remote:
                     raise
                 last_error = e
-                counters.bump(state, "server_unavailable")
-                if n + 1 < len(targets):
-                    where = "the next server" if targets[n + 1] else "a local encoder"
-                else:
-                    where = (
-                        "ffmpeg"
-                        if self.config.on_unavailable == "ffmpeg"
-                        else "nothing (on_unavailable = fail)"
-                    )
-                log.warning(
-                    "server %s cannot take the job (%s); falling back to %s",
-                    target or "embedded",
-                    e,
-                    where,
-                )
+                self._unavailable(e, target, targets[n + 1 :])
                 if self.stop_requested:
                     return EXIT_SIGNAL if self.stopped_by_signal else EXIT_ERROR
                 continue
@@ -285,6 +254,21 @@ class Runner:
         counters.bump(state, "failed")
         log.error("no server could take the job: %s", last_error)
         return EXIT_ERROR
+
+    def _unavailable(self, e: Exception, target: str | None, rest: list[str | None]) -> None:
+        """Count and log a server that cannot take the job, naming what is tried next."""
+        counters.bump(self.config.state_path, "server_unavailable")
+        if rest:
+            where = "the next server" if rest[0] else "a local encoder"
+        else:
+            where = (
+                "ffmpeg"
+                if self.config.on_unavailable == "ffmpeg"
+                else "nothing (on_unavailable = fail)"
+            )
+        log.warning(
+            "server %s cannot take the job (%s); falling back to %s", target or "embedded", e, where
+        )
 
     def _report(self, plan: Plan, stats: JobStats, target: str | None) -> None:
         state = self.config.state_path
@@ -351,9 +335,8 @@ def _setup_logging(config: MediaServerConfig, cmd: Command | None) -> str:
     if cmd is not None:
         value = cmd.global_value("loglevel", "v")
         if value:
-            key = value.split("+")[-1].lower()
-            level_name = _NUMERIC.get(key, key)
-    level = _LEVELS.get(level_name, logging.INFO)
+            level_name = loglevel_name(value)
+    level = LOGGING_LEVELS.get(level_name, logging.INFO)
     root = logging.getLogger("vtremote")
     root.setLevel(min(level, logging.INFO) if config.log_file else level)
     for h in list(root.handlers):
@@ -401,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cmd.inputs and not cmd.outputs:
         print(
             "Hyper fast Audio and Video encoder (vtremote-ffmpeg)\n"
-            "usage: ffmpeg [options] [[infile options] -i infile]... {[outfile options] outfile}...",
+            "usage: ffmpeg [options] [[infile options] -i infile]... "
+            "{[outfile options] outfile}...",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -410,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     stats_enabled = (
         not cmd.has_global("nostats")
-        and _LEVELS.get(level_name, logging.INFO) <= logging.INFO
+        and LOGGING_LEVELS.get(level_name, logging.INFO) <= logging.INFO
         or cmd.has_global("stats")
     )
     runner = Runner(cmd, config, stats_enabled=stats_enabled)

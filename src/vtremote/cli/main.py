@@ -22,23 +22,12 @@ from vtremote import __version__
 from vtremote.cli.options import UsageError, build_parser, parse_command
 from vtremote.cli.progress import print_summary
 from vtremote.errors import VTRemoteError
+from vtremote.pipeline.ffmpeg_options.levels import LOGGING_LEVELS
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-_LEVELS = {
-    "quiet": logging.CRITICAL + 10,
-    "panic": logging.CRITICAL,
-    "fatal": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "verbose": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "trace": logging.DEBUG,
-}
 
 
 def _subcommand(module: str) -> Callable[[list[str]], int] | None:
@@ -69,7 +58,7 @@ def setup_logging(level_name: str) -> None:
     (replaced on each call, so repeated in-process runs do not write to a stale stream).
     """
     global _handler
-    level = _LEVELS.get(level_name, logging.WARNING)
+    level = LOGGING_LEVELS.get(level_name, logging.WARNING)
     root = logging.getLogger("vtremote")
     root.setLevel(level)
     if _handler is not None:
@@ -100,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = _subcommand(SUBCOMMANDS[args[0]])
         if entry is None:
             _error(
-                f"'vtremote {args[0]}' is not available in this installation ({SUBCOMMANDS[args[0]]} is missing)"
+                f"'vtremote {args[0]}' is not available in this installation "
+                f"({SUBCOMMANDS[args[0]]} is missing)"
             )
             return EXIT_ERROR
         try:

@@ -3,6 +3,10 @@
 * :mod:`.config` - the TOML file and environment that say which server(s), which
   encoder names become remote, quality mapping, fallbacks;
 * :mod:`.argv` - ffmpeg's command line as data (options with stream specifiers);
+* :mod:`.dialect` - what media servers write beyond the shared option table
+  (:mod:`vtremote.pipeline.ffmpeg_options`): taken, ignored, or left to ffmpeg;
+* :mod:`.line` - a command line read once into input and output specs;
+* :mod:`.media` - the main input's header (size, rate, start) for the translation;
 * :mod:`.filters` - hardware filter chains and ``scale=`` expressions turned
   into plain software/server filters with numbers;
 * :mod:`.translate` - the command line -> a :class:`~vtremote.pipeline.JobSpec`;

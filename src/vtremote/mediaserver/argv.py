@@ -17,29 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vtremote.errors import UsageError
+from vtremote.mediaserver import dialect
 
-#: Options that never take a value.
-FLAGS = frozenset(
+#: Options that never take a value: those of the option tables, and ffmpeg's own switches.
+FLAGS = dialect.flag_names() | frozenset(
     [
-        "y",
-        "n",
-        "nostdin",
         "stdin",
-        "hide_banner",
-        "nostats",
-        "stats",
-        "copyts",
-        "start_at_zero",
         "noaccurate_seek",
         "accurate_seek",
         "noautorotate",
         "autorotate",
         "noautoscale",
         "autoscale",
-        "vn",
-        "an",
-        "sn",
-        "dn",
         "re",
         "shortest",
         "benchmark",
@@ -50,7 +39,6 @@ FLAGS = frozenset(
         "report",
         "dump",
         "hex",
-        "noaccurate_seek",
         "seek_timestamp",
         "copyinkf",
         "nocopyinkf",
@@ -96,13 +84,6 @@ class Opt:
     value: str | None
     raw: str
 
-    def applies_to(self, kind: str) -> bool:
-        """Whether the stream specifier selects streams of ``kind`` ("v", "a", "s"), ignoring indexes."""
-        if not self.spec:
-            return True
-        head = self.spec.split(":")[0]
-        return head == kind or head.isdigit() or (head == "V" and kind == "v")
-
     def __str__(self) -> str:
         return self.raw if self.value is None else f"{self.raw} {self.value}"
 
@@ -113,20 +94,6 @@ class FileArgs:
 
     url: str
     options: list[Opt] = field(default_factory=list)
-
-    def get(self, *names: str, kind: str | None = None) -> str | None:
-        """The last value of any of ``names`` (for streams of ``kind`` when given)."""
-        found: str | None = None
-        for o in self.options:
-            if o.name in names and (kind is None or o.applies_to(kind)):
-                found = o.value if o.value is not None else ""
-        return found
-
-    def has(self, *names: str) -> bool:
-        return any(o.name in names for o in self.options)
-
-    def all(self, *names: str) -> list[Opt]:
-        return [o for o in self.options if o.name in names]
 
 
 @dataclass
@@ -140,8 +107,6 @@ class Command:
     #: ``-version``, ``-encoders``... (the first one on the line), or ``h`` with its topic.
     info: str | None = None
     help_topic: str | None = None
-    #: Options that came after the last output (ffmpeg ignores them with a warning).
-    trailing: list[Opt] = field(default_factory=list)
 
     def global_value(self, *names: str) -> str | None:
         found: str | None = None
@@ -201,7 +166,8 @@ def _split_name(token: str) -> tuple[str, str]:
 
 
 def _looks_like_value(token: str) -> bool:
-    """A token that is a value, not an option: anything not starting with '-', or a negative number."""
+    """A token that is a value, not an option: anything not starting with '-', or a negative
+    number."""
     if not token.startswith("-") or token == "-":
         return True
     try:
@@ -261,109 +227,15 @@ def parse_argv(argv: Sequence[str]) -> Command:
             cmd.globals.append(opt)
         else:
             pending.append(opt)
-    cmd.trailing = pending
-    return cmd
+    return cmd  # options after the last output apply to nothing (ffmpeg ignores them too)
 
 
-_VALUE_OPTIONS = frozenset(
-    [
-        "f",
-        "c",
-        "codec",
-        "vcodec",
-        "acodec",
-        "scodec",
-        "dcodec",
-        "ss",
-        "sseof",
-        "t",
-        "to",
-        "map",
-        "map_metadata",
-        "map_chapters",
-        "b",
-        "ab",
-        "vb",
-        "maxrate",
-        "minrate",
-        "bufsize",
-        "g",
-        "keyint_min",
-        "bf",
-        "profile",
-        "level",
-        "pix_fmt",
-        "r",
-        "s",
-        "vf",
-        "af",
-        "filter",
-        "filter_complex",
-        "lavfi",
-        "force_key_frames",
-        "sc_threshold",
-        "preset",
-        "tune",
-        "crf",
-        "qp",
-        "global_quality",
-        "q",
-        "qscale",
-        "x264opts",
-        "x264-params",
-        "x265-params",
-        "tag",
-        "vtag",
-        "atag",
-        "ac",
-        "ar",
-        "metadata",
-        "threads",
-        "analyzeduration",
-        "probesize",
-        "fflags",
-        "flags",
-        "avoid_negative_ts",
-        "max_muxing_queue_size",
-        "max_delay",
-        "vsync",
-        "fps_mode",
-        "hls_time",
-        "hls_segment_type",
-        "hls_fmp4_init_filename",
-        "start_number",
-        "hls_segment_filename",
-        "hls_playlist_type",
-        "hls_list_size",
-        "hls_base_url",
-        "hls_segment_options",
-        "hls_flags",
-        "hls_init_time",
-        "movflags",
-        "bsf",
-        "absf",
-        "vbsf",
-        "canvas_size",
-        "hwaccel",
-        "hwaccel_output_format",
-        "hwaccel_device",
-        "hwaccel_flags",
-        "init_hw_device",
-        "filter_hw_device",
-        "loglevel",
-        "v",
-        "frames",
-        "vframes",
-        "aframes",
-        "readrate",
-        "itsoffset",
-        "itsscale",
-        "disposition",
-        "metadata:s",
-        "ignore_unknown",
-        "extra_hw_frames",
-        "dn_dummy",
-    ]
+#: Options that take a value even when it starts with '-': those the translator takes, those it
+#: ignores that are known to take one, and a few more of ffmpeg's.
+_VALUE_OPTIONS = (
+    dialect.value_names()
+    | dialect.IGNORED_WITH_VALUES
+    | frozenset(["sseof", "minrate", "atag", "aframes", "itsoffset", "itsscale"])
 )
 
 

@@ -63,7 +63,11 @@ _FUNCS: dict[str, Callable[..., float]] = {
 def evaluate(text: str, names: Mapping[str, float]) -> float:
     """Evaluate an FFmpeg expression (numbers, + - * / ^, parentheses, the usual functions,
     variables from ``names``). ``\\,`` escapes are accepted. Raises :class:`Unsupported`."""
-    src = text.replace("\\,", ",").replace("\\", "")
+    return _Expression(text, names).value()
+
+
+def _tokens(src: str) -> list[tuple[str, str]]:
+    """``min(iw,2)`` -> [("i", "min"), ("o", "("), ("i", "iw"), ("o", ","), ("n", "2"), ...]."""
     tokens: list[tuple[str, str]] = []
     pos = 0
     while pos < len(src):
@@ -78,85 +82,93 @@ def evaluate(text: str, names: Mapping[str, float]) -> float:
             tokens.append(("i", ident))
         elif op is not None and op.strip():
             tokens.append(("o", op))
-    k = 0
+    return tokens
 
-    def peek() -> tuple[str, str] | None:
-        return tokens[k] if k < len(tokens) else None
 
-    def take(op: str) -> bool:
-        nonlocal k
-        t = peek()
-        if t is not None and t == ("o", op):
-            k += 1
+class _Expression:
+    """A recursive-descent reading of one expression: expr = term {+|- term},
+    term = factor {*|/ factor}, factor = primary [^ factor]."""
+
+    def __init__(self, text: str, names: Mapping[str, float]) -> None:
+        self.text, self.names = text, names
+        self.tokens = _tokens(text.replace("\\,", ",").replace("\\", ""))
+        self.k = 0
+
+    def value(self) -> float:
+        result = self.expr()
+        if self.k != len(self.tokens):
+            raise Unsupported(f"expression {self.text!r}: unexpected text after position {self.k}")
+        return result
+
+    def take(self, op: str) -> bool:
+        if self.k < len(self.tokens) and self.tokens[self.k] == ("o", op):
+            self.k += 1
             return True
         return False
 
-    def primary() -> float:
-        nonlocal k
-        t = peek()
-        if t is None:
-            raise Unsupported(f"expression {text!r} ends early")
-        k += 1
-        kind, val = t
+    def primary(self) -> float:
+        if self.k >= len(self.tokens):
+            raise Unsupported(f"expression {self.text!r} ends early")
+        kind, val = self.tokens[self.k]
+        self.k += 1
         if kind == "n":
             return float(val)
         if kind == "o" and val == "(":
-            v = expr()
-            if not take(")"):
-                raise Unsupported(f"expression {text!r}: missing ')'")
+            v = self.expr()
+            if not self.take(")"):
+                raise Unsupported(f"expression {self.text!r}: missing ')'")
             return v
         if kind == "o" and val in "+-":
-            v = factor()
+            v = self.factor()
             return -v if val == "-" else v
         if kind == "i":
-            if take("("):
-                args = [expr()]
-                while take(","):
-                    args.append(expr())
-                if not take(")"):
-                    raise Unsupported(f"expression {text!r}: missing ')' after {val}(")
-                fn = _FUNCS.get(val)
-                if fn is None:
-                    raise Unsupported(f"expression {text!r}: function {val}() is not known")
-                return float(fn(*args))
-            if val in names:
-                return float(names[val])
-            if val in ("PI", "E"):
-                return math.pi if val == "PI" else math.e
-            raise Unsupported(f"expression {text!r}: variable {val!r} is not known here")
-        raise Unsupported(f"expression {text!r}: unexpected {val!r}")
+            return self.call(val) if self.take("(") else self.variable(val)
+        raise Unsupported(f"expression {self.text!r}: unexpected {val!r}")
 
-    def factor() -> float:
-        v = primary()
-        if take("^"):
-            v = v ** factor()
+    def call(self, name: str) -> float:
+        args = [self.expr()]
+        while self.take(","):
+            args.append(self.expr())
+        if not self.take(")"):
+            raise Unsupported(f"expression {self.text!r}: missing ')' after {name}(")
+        fn = _FUNCS.get(name)
+        if fn is None:
+            raise Unsupported(f"expression {self.text!r}: function {name}() is not known")
+        return float(fn(*args))
+
+    def variable(self, name: str) -> float:
+        if name in self.names:
+            return float(self.names[name])
+        if name in ("PI", "E"):
+            return math.pi if name == "PI" else math.e
+        raise Unsupported(f"expression {self.text!r}: variable {name!r} is not known here")
+
+    def factor(self) -> float:
+        v = self.primary()
+        if self.take("^"):
+            v = v ** self.factor()
         return v
 
-    def term() -> float:
-        v = factor()
+    def term(self) -> float:
+        v = self.factor()
         while True:
-            if take("*"):
-                v *= factor()
-            elif take("/"):
-                d = factor()
+            if self.take("*"):
+                v *= self.factor()
+            elif self.take("/"):
+                d = self.factor()
                 v = v / d if d else math.copysign(math.inf, v)
             else:
                 return v
 
-    def expr() -> float:
-        v = term()
+    def expr(self) -> float:
+        v = self.term()
         while True:
-            if take("+"):
-                v += term()
-            elif take("-"):
-                v -= term()
+            if self.take("+"):
+                v += self.term()
+            elif self.take("-"):
+                v -= self.term()
             else:
                 return v
-
-    result = expr()
-    if k != len(tokens):
-        raise Unsupported(f"expression {text!r}: unexpected text after position {k}")
-    return result
 
 
 # --- chains ---------------------------------------------------------------------------------------
@@ -236,7 +248,8 @@ _NEEDS_FFMPEG = re.compile(
 
 
 def _parse_args(args: str | None) -> tuple[list[str], dict[str, str], list[str]]:
-    """``1280:720:flags=bicubic`` -> (["1280", "720"], {"flags": "bicubic"}, order of named keys)."""
+    """``1280:720:flags=bicubic`` -> (["1280", "720"], {"flags": "bicubic"}, order of named
+    keys)."""
     positional: list[str] = []
     named: dict[str, str] = {}
     order: list[str] = []
@@ -336,7 +349,8 @@ def _scale_filter(args: str | None, geo: Geometry, hardware: bool) -> tuple[list
 def translate_chain(
     text: str | None, geo: Geometry | None, available: frozenset[str] | None = None
 ) -> ChainResult:
-    """Rewrite a ``-vf`` chain for software frames; raises :class:`Unsupported` when it cannot run here."""
+    """Rewrite a ``-vf`` chain for software frames; raises :class:`Unsupported` when it cannot
+    run here."""
     if not text:
         return ChainResult(None, geometry=geo)
     have = available if available is not None else frozenset(av.filter.filters_available)
@@ -347,80 +361,98 @@ def translate_chain(
     out: list[str] = []
     result = ChainResult(None, geometry=geo)
     for name, args in chain:
-        if _NEEDS_FFMPEG.match(name):
-            raise Unsupported(f"filter {name} (subtitles/overlays) runs only in ffmpeg")
-        if _DROP.match(name):
-            continue
-        if name == "format":
-            sw = _software_format(args or "")
-            if sw:
-                out.append(f"format={sw}")
-            continue
-        if name == "scale" or _SCALERS.match(name):
-            if geo is None:
-                raise NeedsGeometry(f"{name}: the input's size is unknown")
-            parts, geo = _scale_filter(args, geo, hardware=name != "scale")
-            out += parts
-            continue
-        if name in _DEINTERLACERS:
-            positional, named, _ = _parse_args(args)
-            mode = named.get("mode", positional[0] if positional else None)
-            rate_doubling = mode in ("1", "send_field", "2", "bob") or named.get("rate") == "field"
-            out.append(_DEINTERLACERS[name] + ("=1" if rate_doubling else ""))
-            continue
-        if _TRANSPOSERS.match(name):
-            positional, named, _ = _parse_args(args)
-            direction = named.get("dir", positional[0] if positional else "clock")
-            out.append(
-                f"transpose=dir={direction}"
-                if direction in ("cclock_flip", "clock", "cclock", "clock_flip")
-                else f"transpose={direction}"
-            )
-            if geo is not None and direction not in ("reversal", "hflip", "vflip"):
-                geo = Geometry(geo.height, geo.width, geo.sar)
-            continue
-        if _TONEMAPPERS.match(name) and not (name in have and name != "tonemap"):
-            # HDR -> SDR: no software tone mapper of PyAV's FFmpeg works on these frames
-            # (FFmpeg's tonemap wants linear float RGB from zscale, which it lacks).
-            result.tonemap_dropped = True
-            positional, named, _ = _parse_args(args)
-            fmt = named.get("format")
-            out.append(f"format={_software_format(fmt) or 'yuv420p'}" if fmt else "format=yuv420p")
-            # Tag the output as the tone mapper would have (BT.709 unless it says otherwise), so
-            # players do not take 8-bit pictures for HDR.
-            prim = named.get("p", named.get("primaries", "bt709"))
-            trc = named.get("t", named.get("transfer", "bt709"))
-            matrix = named.get("m", named.get("matrix", "bt709"))
-            out.append(f"setparams=color_primaries={prim}:color_trc={trc}:colorspace={matrix}")
-            result.notes.append(
-                f"{name}: HDR tone mapping is not done (no software tone mapper here); the picture is converted as is"
-            )
-            continue
-        if name not in have:
-            raise Unsupported(f"filter {name} is not available in PyAV's FFmpeg")
-        if name == "crop" and geo is not None:
-            positional, named, _ = _parse_args(args)
-            try:
-                cw = evaluate(
-                    named.get("w", named.get("out_w", positional[0] if positional else "iw")),
-                    geo.names(),
-                )
-                ch = evaluate(
-                    named.get(
-                        "h", named.get("out_h", positional[1] if len(positional) > 1 else "ih")
-                    ),
-                    geo.names() | {"ow": cw, "out_w": cw},
-                )
-                geo = Geometry(int(cw), int(ch), geo.sar)
-            except Unsupported:
-                geo = None
-        if name in ("transpose",) and geo is not None:
-            geo = Geometry(geo.height, geo.width, geo.sar)
-        out.append(name if args is None else f"{name}={args}")
+        geo = _translate_filter(name, args, geo, have, out, result)
     deduped = [f for i, f in enumerate(out) if i == 0 or f != out[i - 1]]
     result.chain = ",".join(deduped) if deduped else None
     result.geometry = geo
     return result
+
+
+def _translate_filter(
+    name: str,
+    args: str | None,
+    geo: Geometry | None,
+    have: frozenset[str],
+    out: list[str],
+    result: ChainResult,
+) -> Geometry | None:
+    """Append the software form of one filter to ``out``; returns the geometry after it."""
+    if _NEEDS_FFMPEG.match(name):
+        raise Unsupported(f"filter {name} (subtitles/overlays) runs only in ffmpeg")
+    if _DROP.match(name):
+        return geo
+    if name == "format":
+        sw = _software_format(args or "")
+        if sw:
+            out.append(f"format={sw}")
+        return geo
+    if name == "scale" or _SCALERS.match(name):
+        if geo is None:
+            raise NeedsGeometry(f"{name}: the input's size is unknown")
+        parts, geo = _scale_filter(args, geo, hardware=name != "scale")
+        out += parts
+        return geo
+    positional, named, _ = _parse_args(args)
+    if name in _DEINTERLACERS:
+        mode = named.get("mode", positional[0] if positional else None)
+        rate_doubling = mode in ("1", "send_field", "2", "bob") or named.get("rate") == "field"
+        out.append(_DEINTERLACERS[name] + ("=1" if rate_doubling else ""))
+        return geo
+    if _TRANSPOSERS.match(name):
+        direction = named.get("dir", positional[0] if positional else "clock")
+        out.append(
+            f"transpose=dir={direction}"
+            if direction in ("cclock_flip", "clock", "cclock", "clock_flip")
+            else f"transpose={direction}"
+        )
+        turned = geo is not None and direction not in ("reversal", "hflip", "vflip")
+        return Geometry(geo.height, geo.width, geo.sar) if geo is not None and turned else geo
+    if _TONEMAPPERS.match(name) and not (name in have and name != "tonemap"):
+        _drop_tone_mapping(name, named, out, result)
+        return geo
+    if name not in have:
+        raise Unsupported(f"filter {name} is not available in PyAV's FFmpeg")
+    if name == "crop" and geo is not None:
+        geo = _cropped(positional, named, geo)
+    if name in ("transpose",) and geo is not None:
+        geo = Geometry(geo.height, geo.width, geo.sar)
+    out.append(name if args is None else f"{name}={args}")
+    return geo
+
+
+def _drop_tone_mapping(
+    name: str, named: dict[str, str], out: list[str], result: ChainResult
+) -> None:
+    """HDR -> SDR: no software tone mapper of PyAV's FFmpeg works on these frames (FFmpeg's
+    tonemap wants linear float RGB from zscale, which it lacks): convert, and tag as the tone
+    mapper would have (BT.709 unless it says otherwise), so players do not take 8-bit pictures
+    for HDR."""
+    result.tonemap_dropped = True
+    fmt = named.get("format")
+    out.append(f"format={_software_format(fmt) or 'yuv420p'}" if fmt else "format=yuv420p")
+    prim = named.get("p", named.get("primaries", "bt709"))
+    trc = named.get("t", named.get("transfer", "bt709"))
+    matrix = named.get("m", named.get("matrix", "bt709"))
+    out.append(f"setparams=color_primaries={prim}:color_trc={trc}:colorspace={matrix}")
+    result.notes.append(
+        f"{name}: HDR tone mapping is not done (no software tone mapper here); "
+        "the picture is converted as is"
+    )
+
+
+def _cropped(positional: list[str], named: dict[str, str], geo: Geometry) -> Geometry | None:
+    """The size after ``crop`` (None when its expressions cannot be computed here)."""
+    try:
+        cw = evaluate(
+            named.get("w", named.get("out_w", positional[0] if positional else "iw")), geo.names()
+        )
+        ch = evaluate(
+            named.get("h", named.get("out_h", positional[1] if len(positional) > 1 else "ih")),
+            geo.names() | {"ow": cw, "out_w": cw},
+        )
+    except Unsupported:
+        return None
+    return Geometry(int(cw), int(ch), geo.sar)
 
 
 def translate_audio_chain(text: str | None, available: frozenset[str] | None = None) -> str | None:
