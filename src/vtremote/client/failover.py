@@ -44,14 +44,15 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, Self, TypeAlias
 
 import av
 
-from vtremote.client.encoder import EncoderSettings, RemoteEncoder, parse_pix_fmt
+from vtremote.client.encoder import EncoderSettings, RemoteEncoder, picture_format
 from vtremote.client.fallback import LOCAL_CODECS, LocalEncoder
+from vtremote.client.options import ConnectionOptions
 from vtremote.client.pool import Placer, Pool, resolve_pool
-from vtremote.client.session import SessionStats, check_size, to_fraction
+from vtremote.client.stats import SessionStats, describe_session
 from vtremote.client.transport import Transport
 from vtremote.errors import (
     ConfigError,
@@ -72,19 +73,38 @@ Packet: TypeAlias = "av.Packet[Any]"
 FAILOVER_ERRORS = (ConnectionLostError, TimeoutExpiredError, RemoteError, RemoteProtocolError)
 
 
-class _EncodeBackend(Protocol):
-    """What the failover encoder needs of a RemoteEncoder or a LocalEncoder."""
-
-    extradata: bytes
-    default_duration: int
+class Backend(Protocol):
+    """What a failover session needs of the one-server session it runs on now (a
+    RemoteEncoder, a RemoteDecoder, or a LocalEncoder)."""
 
     @property
     def server(self) -> str: ...
     @property
+    def server_name(self) -> str: ...
+    @property
+    def server_version(self) -> str: ...
+    @property
+    def engine(self) -> str: ...
+    @property
+    def compression(self) -> WireCompression: ...
+    @property
+    def pipelined(self) -> bool: ...
+    @property
     def stats(self) -> SessionStats: ...
+    def close(self) -> None: ...
+    def _take(self) -> list[Any]: ...
+
+
+class _EncodeBackend(Backend, Protocol):
+    """What the failover encoder needs of a RemoteEncoder or a LocalEncoder."""
+
+    extradata: bytes
+    config_record: bytes
+
+    @property
+    def default_duration(self) -> int: ...
     def encode(self, frame: av.VideoFrame, *, keyframe: bool | None = None) -> list[Packet]: ...
     def flush(self) -> list[Packet]: ...
-    def close(self) -> None: ...
     def _take(self) -> list[Packet]: ...
 
 
@@ -113,15 +133,24 @@ def as_pool(pool: Pool | str, token: str, fallback: str | None) -> Pool:
 
 
 class FailoverBase:
-    """Bookkeeping both failover sessions share: placement, switch records, stats."""
+    """Bookkeeping both failover sessions share: placement, switch records, stats, and what
+    they say of the server they run on now (:class:`~vtremote.client.stats.SessionReport`)."""
 
     _kind = "session"
+    #: True once the local fallback encoder took over (decoders never fall back).
+    fell_back = False
+    _backend: Backend
 
-    def __init__(self, pool: Pool, codec: str, timeout: float, max_switches: int | None) -> None:
+    def __init__(
+        self, pool: Pool, codec: str, connection: ConnectionOptions, max_switches: int | None
+    ) -> None:
         self.pool = pool
         self.codec = codec
-        self.timeout = float(timeout)
-        self.placer = Placer(pool, codec, timeout=self.timeout)
+        #: The settings of every session on the pool (the HELLO carries the pool's token).
+        self.connection = connection.replace(token=pool.token)
+        self.timeout = connection.timeout
+        self.inflight = connection.window
+        self.placer = Placer(pool, codec, self.connection)
         #: Every switch so far, in order.
         self.switches: list[Switch] = []
         #: Servers this session has used, in order (a server may appear again after others).
@@ -131,11 +160,75 @@ class FailoverBase:
         self._done_stats = SessionStats()
         self._t0 = time.monotonic()
         self._closed = False
+        self.frames = 0
+        self.packets = 0
 
     @property
     def failovers(self) -> int:
         """How many times the session moved to another server."""
         return len(self.switches)
+
+    # -- what the one-server session offers ------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return self._backend.server
+
+    @property
+    def server_name(self) -> str:
+        return self._backend.server_name
+
+    @property
+    def server_version(self) -> str:
+        return self._backend.server_version
+
+    @property
+    def engine(self) -> str:
+        return self._backend.engine
+
+    @property
+    def compression(self) -> WireCompression:
+        return self._backend.compression
+
+    @property
+    def pipelined(self) -> bool:
+        return self._backend.pipelined
+
+    @property
+    def stats(self) -> SessionStats:
+        st = self._stats_now(self._backend.stats)
+        st.frames, st.packets = self.frames, self.packets
+        return st
+
+    def describe(self) -> dict[str, Any]:
+        """This session's ``remote_sessions`` entry of ``--json``, with the failover counters."""
+        return describe_session(self._kind, self, self.stats, self.pipelined, self.fleet_info())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._backend.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- switching ----------------------------------------------------------------------------
+
+    def _retire(self, error: BaseException) -> tuple[str, list[Any]]:
+        """Give up the current backend after ``error``: returns its server and the results
+        that had arrived before the failure (they are good); its counters are kept."""
+        old = self._backend
+        self._check_switches(error)
+        arrived: list[Any] = []
+        with contextlib.suppress(VTRemoteError):
+            arrived = old._take()
+        self._add_stats(old.stats)
+        old.close()
+        return old.server, arrived
 
     def _record(
         self, failed: str, error: BaseException, to: str, replayed: int, at_pts: int | None
@@ -210,29 +303,22 @@ class FailoverEncoder(FailoverBase):
         pix_fmt: str | int | PixelFormat = "nv12",
         time_base: Fraction | int | str | tuple[int, int] = Fraction(1, 30),
         framerate: Fraction | int | str | tuple[int, int] | None = None,
-        token: str = "",
-        timeout: float = 5.0,
-        compression: str | int = "auto",
-        inflight: int = 16,
+        connection: ConnectionOptions | None = None,
         settings: EncoderSettings | None = None,
         fallback: str | None = None,
         max_switches: int | None = None,
         **options: Any,
     ) -> None:
-        pool = as_pool(pool, token, fallback)
+        connection = ConnectionOptions.take(connection, options)
+        pool = as_pool(pool, connection.token, fallback)
         if fallback is not None:
             pool = Pool(pool.name, pool.members, pool.token, fallback, pool.timeout_ms)
-        super().__init__(pool, codec, timeout, max_switches)
+        super().__init__(pool, codec, connection, max_switches)
         self.settings = EncoderSettings.given(settings, options)
-        check_size(width, height)
-        tb = to_fraction(time_base, "time base")
-        assert tb is not None
+        self.pix_fmt, self.time_base, self.framerate = picture_format(
+            codec, width, height, pix_fmt, time_base, framerate
+        )
         self.width, self.height = width, height
-        self.pix_fmt = parse_pix_fmt(pix_fmt)
-        self.time_base = tb
-        self.framerate = to_fraction(framerate, "frame rate")
-        self.inflight = inflight
-        self._compression = compression
         #: Frames not handed out as packets yet: pts -> (frame, keyframe asked for), in send order.
         self._kept: dict[int, tuple[av.VideoFrame, bool]] = {}
         self._order: deque[int] = deque()
@@ -241,40 +327,11 @@ class FailoverEncoder(FailoverBase):
         self._last_dts: int | None = None
         self._last_pts: int | None = None
         self._next_pts = 0
-        self._inband: bytes = (
-            b""  # parameter sets to put in front of the next backend's first packet
-        )
-        self.frames = 0
-        self.packets = 0
-        #: True once the local fallback encoder took over.
-        self.fell_back = False
+        self._inband = b""  # parameter sets to put in front of the next backend's first packet
         self._backend: _EncodeBackend = self._place()
         #: Annex B parameter sets of the first backend: the output's extradata.
         self.extradata = self._backend.extradata
-        self.config_record = getattr(self._backend, "config_record", b"")
-
-    # -- what RemoteEncoder offers -------------------------------------------------------------
-
-    @property
-    def server(self) -> str:
-        return self._backend.server
-
-    @property
-    def server_name(self) -> str:
-        return str(getattr(self._backend, "server_name", ""))
-
-    @property
-    def server_version(self) -> str:
-        return str(getattr(self._backend, "server_version", ""))
-
-    @property
-    def engine(self) -> str:
-        return str(getattr(self._backend, "engine", ""))
-
-    @property
-    def compression(self) -> WireCompression:
-        value = getattr(self._backend, "compression", WireCompression.NONE)
-        return value if isinstance(value, WireCompression) else WireCompression.NONE
+        self.config_record = self._backend.config_record
 
     @property
     def default_duration(self) -> int:
@@ -284,12 +341,6 @@ class FailoverEncoder(FailoverBase):
     def in_flight(self) -> int:
         """Frames kept: sent and not yet handed out as packets."""
         return len(self._order)
-
-    @property
-    def stats(self) -> SessionStats:
-        st = self._stats_now(self._backend.stats)
-        st.frames, st.packets = self.frames, self.packets
-        return st
 
     def encode(
         self, frame: av.VideoFrame | None = None, *, keyframe: bool | None = None
@@ -337,18 +388,6 @@ class FailoverEncoder(FailoverBase):
             raise ConnectionLostError(f"{len(self._order)} frames have no packet after the flush")
         return out
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._backend.close()
-
-    def __enter__(self) -> FailoverEncoder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- placement ------------------------------------------------------------------------------
 
     def _open_remote(self, transport: Transport) -> RemoteEncoder:
@@ -360,10 +399,7 @@ class FailoverEncoder(FailoverBase):
             pix_fmt=self.pix_fmt,
             time_base=self.time_base,
             framerate=self.framerate,
-            token=self.pool.token,
-            timeout=self.timeout,
-            compression=self._compression,
-            inflight=self.inflight,
+            connection=self.connection,
             settings=self.settings,
         )
 
@@ -396,15 +432,8 @@ class FailoverEncoder(FailoverBase):
     def _switch(self, error: BaseException) -> None:
         """Replace the failed backend and send it every kept frame again (loops while servers fail)."""
         while True:
-            old = self._backend
-            failed = old.server
-            self._check_switches(error)
-            with contextlib.suppress(
-                VTRemoteError
-            ):  # packets that arrived before the failure are good
-                self._absorb(old._take())
-            self._add_stats(old.stats)
-            old.close()
+            failed, arrived = self._retire(error)
+            self._absorb(arrived)
             if not self.fell_back:
                 self._failed[failed] = str(error)
             # Drop what was not handed out: those frames are encoded again from an IDR.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from vtremote.client.options import ConnectionOptions, tls_options_for
 from vtremote.errors import UsageError
 
 #: Codec names that mean "this codec runs on a vtremoted" (the reference's names).
@@ -98,9 +99,15 @@ class RemoteOptions:
             tls_ca=self.tls_ca or other.tls_ca,
         )
 
-    def tls_kwargs(self) -> dict[str, Any]:
-        """The TLS keywords of RemoteEncoder / RemoteDecoder / RemoteTranscoder."""
-        return {"tls": self.tls, "tls_fingerprint": self.tls_fingerprint, "tls_ca": self.tls_ca}
+    def connection(self) -> ConnectionOptions:
+        """These options as every client session takes them (one object, passed whole)."""
+        return ConnectionOptions(
+            token=self.token,
+            timeout=self.timeout_ms / 1000,
+            compression=self.compression,
+            window=self.inflight,
+            tls=tls_options_for(self.tls, self.tls_fingerprint, self.tls_ca),
+        )
 
 
 @dataclass
