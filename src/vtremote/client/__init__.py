@@ -6,10 +6,11 @@ are context managers, pipelined, and end with ``flush()``, which returns every
 remaining result before the session ends. :class:`RemoteTranscoder` takes a
 source's ``av.Packet`` and gives encoded ``av.Packet``: the server decodes,
 filters and encodes (:func:`transcode_capabilities` says whether it can).
-:class:`FailoverEncoder` and :class:`FailoverDecoder` have the same calls on a pool of servers and move to
-another one, losing no frame, when theirs dies (``client/failover.py``). Every one
-of them takes its connection settings as one :class:`ConnectionOptions` (``connection=``)
-or as the loose keywords ``token``, ``timeout``, ``compression``, ``inflight``, ``tls``...
+:class:`FailoverEncoder` and :class:`FailoverDecoder` have the same calls on a pool of
+servers and move to another one, losing no frame, when theirs dies (``client/failover.py``).
+Every one of them takes its connection settings as one :class:`ConnectionOptions`
+(``connection=``) or as the loose keywords ``token``, ``timeout``, ``compression``,
+``inflight``, ``tls``...
 """
 
 from __future__ import annotations

@@ -176,7 +176,8 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
     def from_stream(
         cls, address: str | Transport, stream: av.video.stream.VideoStream, **kwargs: Any
     ) -> RemoteDecoder:
-        """A decoder for a demuxed PyAV video stream (codec, size, extradata, time base, colours)."""
+        """A decoder for a demuxed PyAV video stream (codec, size, extradata, time base,
+        colours)."""
         codec, arguments = stream_arguments(stream, kwargs)
         return cls(address, codec, **arguments)
 

@@ -76,7 +76,7 @@ PIX_FMT_NAMES = {
 
 def packet_from_message(msg: m.Packet, time_base: Fraction) -> Packet:
     """An ``av.Packet`` of a received PACKET message, its timestamps in ``time_base``."""
-    packet: Packet = av.Packet(msg.data)  # type: ignore[arg-type]  # the one copy: receive buffer -> AVPacket
+    packet: Packet = av.Packet(msg.data)  # the one copy: receive buffer -> AVPacket
     packet.pts = msg.pts
     packet.dts = msg.dts
     packet.duration = msg.duration
@@ -218,7 +218,8 @@ class EncoderSettings:
         return asdict(self)
 
     def configure_options(self, codec: str, compression: WireCompression) -> list[tuple[str, str]]:
-        """CONFIGURE option pairs, keys in the reference's order and on its conditions (VTR1.md §3.2)."""
+        """CONFIGURE option pairs, keys in the reference's order and on its conditions
+        (VTR1.md §3.2)."""
         h264 = codec == "h264"
         o: list[tuple[str, str]] = [("mode", "encode")]
         if compression > 0:
@@ -415,7 +416,8 @@ class RemoteEncoder(RemoteSession["Packet"]):
             raise ConfigError(f"encode() after flush(): the session with {self.server} has ended")
         if frame.width != self.width or frame.height != self.height:
             raise ConfigError(
-                f"frame is {frame.width}x{frame.height}, the session was configured for {self.width}x{self.height}"
+                f"frame is {frame.width}x{frame.height}, "
+                f"the session was configured for {self.width}x{self.height}"
             )
         if keyframe is None:
             keyframe = frame.pict_type == av.video.frame.PictureType.I
@@ -468,7 +470,8 @@ class RemoteEncoder(RemoteSession["Packet"]):
         return self._take()
 
     def _finish_send(self, keep: int = 0) -> None:
-        """Wait until at most ``keep`` frames are still queued to send; raise what went wrong sending one."""
+        """Wait until at most ``keep`` frames are still queued to send; raise what went wrong
+        sending one."""
         while len(self._sending) > keep:
             self._sending.popleft().result()
 

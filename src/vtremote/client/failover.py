@@ -248,7 +248,8 @@ class FailoverBase:
     def _check_switches(self, error: BaseException) -> None:
         if len(self.switches) >= self._max_switches:
             raise NoServerError(
-                f"{self._kind} session gave up after {len(self.switches)} server switches; last failure: {error}"
+                f"{self._kind} session gave up after {len(self.switches)} server switches; "
+                f"last failure: {error}"
             ) from error
 
     def _add_stats(self, st: SessionStats) -> None:
@@ -378,7 +379,8 @@ class FailoverEncoder(FailoverBase):
                 missing = [p for p in self._order if p not in self._arrived]
                 if missing:
                     raise ConnectionLostError(
-                        f"{self._backend.server} ended without packets for {len(missing)} frames (first pts {missing[0]})"
+                        f"{self._backend.server} ended without packets for {len(missing)} "
+                        f"frames (first pts {missing[0]})"
                     )
                 break
             except FAILOVER_ERRORS as e:
@@ -430,7 +432,8 @@ class FailoverEncoder(FailoverBase):
     # -- failover -------------------------------------------------------------------------------
 
     def _switch(self, error: BaseException) -> None:
-        """Replace the failed backend and send it every kept frame again (loops while servers fail)."""
+        """Replace the failed backend and send it every kept frame again (loops while servers
+        fail)."""
         while True:
             failed, arrived = self._retire(error)
             self._absorb(arrived)
@@ -478,7 +481,8 @@ class FailoverEncoder(FailoverBase):
             self._held.append(pkt)
 
     def _release(self) -> list[Packet]:
-        """Hand out the longest decode-order run of held packets that covers the oldest kept frames exactly."""
+        """Hand out the longest decode-order run of held packets that covers the oldest kept
+        frames exactly."""
         covered: set[int] = set()
         prefix = 0  # kept frames from the oldest on, all covered
         cut = 0

@@ -1,4 +1,5 @@
-"""``FailoverDecoder``: a remote decoder on a pool that resumes on another server from the last keyframe.
+"""``FailoverDecoder``: a remote decoder on a pool that resumes on another server from the last
+keyframe.
 
 It keeps the packets from the last keyframe all of whose predecessors' frames
 have been returned; when its server dies or stalls it sends them to the next
@@ -108,7 +109,8 @@ class FailoverDecoder(FailoverBase):
         return self._filter(frames)
 
     def _trim(self) -> None:
-        """Forget kept packets before the last keyframe whose predecessors have all been returned."""
+        """Forget kept packets before the last keyframe whose predecessors have all been
+        returned."""
         last = self._last_pts
         if last is None:
             return

@@ -6,7 +6,7 @@ Usage::
         stream = src.streams.video[0]
         with RemoteTranscoder.from_stream("gpu.local:5555", stream, codec="h264",
                                           filters="scale=-2:720", bitrate=4_000_000, gop=120) as tc:
-            out = mux.add_stream("h264")            # tc.width, tc.height, tc.time_base, tc.extradata
+            out = mux.add_stream("h264")  # tc.width, tc.height, tc.time_base, tc.extradata
             for packet in src.demux(stream):
                 for p in (tc.transcode(packet) if packet.size else tc.flush()):
                     ...
@@ -237,7 +237,8 @@ class RemoteTranscoder(RemoteSession["Packet"]):
     def from_stream(
         cls, address: str | Transport, stream: av.video.stream.VideoStream, **kwargs: Any
     ) -> RemoteTranscoder:
-        """A transcoder for a demuxed PyAV video stream (codec, size, extradata, time base, rate)."""
+        """A transcoder for a demuxed PyAV video stream (codec, size, extradata, time base,
+        rate)."""
         ctx = stream.codec_context
         kwargs.setdefault("framerate", stream.average_rate or stream.guessed_rate)
         kwargs.setdefault("input_pix_fmt", ctx.format.name if ctx.format is not None else None)

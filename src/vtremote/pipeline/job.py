@@ -15,7 +15,8 @@ end the run.
 Use from Python::
 
     spec = JobSpec(inputs=[InputSpec("in.mkv")],
-                   output=OutputSpec("out.mkv", codecs={"v": "h264_videotoolbox_remote", "a": "copy"},
+                   output=OutputSpec("out.mkv",
+                                     codecs={"v": "h264_videotoolbox_remote", "a": "copy"},
                                      video={"bitrate": 4_000_000}, video_filter="scale=-2:720"))
     stats = Job(spec).run()
 """
@@ -88,7 +89,8 @@ class Job:
         return None
 
     def _resolve(self, ro: RemoteOptions) -> RemoteOptions:
-        """A codec's remote options with the run's host: the one named anywhere, else the embedded server."""
+        """A codec's remote options with the run's host: the one named anywhere, else the
+        embedded server."""
         named = self._named_host()
         ro = ro.merged(named) if named else ro
         return ro if ro.host else dataclasses.replace(ro, host=self.server_address)
@@ -179,7 +181,7 @@ class Job:
             )
         return CopyHandler(ctx, inp, stream, idx)
 
-    # -- run -----------------------------------------------------------------------------------------
+    # -- run -------------------------------------------------------------------------------
 
     def run(self) -> JobStats:
         """Run the job to the end; raises a :class:`~vtremote.errors.VTRemoteError` on failure,
@@ -300,16 +302,19 @@ def check_spec(spec: JobSpec) -> None:
     out = spec.output
     if out.remote_codec is None and out.video_codec and out.video_codec.endswith("_remote"):
         raise UsageError(
-            f"unknown remote encoder {out.video_codec!r}: use h264_videotoolbox_remote or hevc_videotoolbox_remote"
+            f"unknown remote encoder {out.video_codec!r}: "
+            "use h264_videotoolbox_remote or hevc_videotoolbox_remote"
         )
     for inp in spec.inputs:
         if inp.remote_codec is None and inp.video_codec and inp.video_codec.endswith("_remote"):
             raise UsageError(
-                f"unknown remote decoder {inp.video_codec!r}: use h264_videotoolbox_remote or hevc_videotoolbox_remote"
+                f"unknown remote decoder {inp.video_codec!r}: "
+                "use h264_videotoolbox_remote or hevc_videotoolbox_remote"
             )
     if out.remote_codec == "hevc" and out.video.get("level") is not None:
         log.warning(
-            "-level is ignored by hevc_videotoolbox_remote (the reference's HEVC encoder has no level option)"
+            "-level is ignored by hevc_videotoolbox_remote "
+            "(the reference's HEVC encoder has no level option)"
         )
     try:
         EncoderSettings.from_kwargs(**out.video)

@@ -86,7 +86,8 @@ class RemoteOptions:
     parallel: int = 0
 
     def merged(self, other: RemoteOptions) -> RemoteOptions:
-        """These options, with ``other``'s host, token and TLS settings when this side names no host."""
+        """These options, with ``other``'s host, token and TLS settings when this side names
+        no host."""
         if self.host is not None:
             return self
         return dataclasses.replace(
@@ -161,7 +162,8 @@ class OutputSpec:
     #: Packet transcode (the server decodes, filters and encodes): "auto" when the chain
     #: and the server allow it, "on" required (an error says why not), "off" raw frames.
     transcode: str = "auto"
-    #: Muxer options (``-movflags``, ``-hls_time``, ``-avoid_negative_ts``...), passed to FFmpeg as they are.
+    #: Muxer options (``-movflags``, ``-hls_time``, ``-avoid_negative_ts``...), passed to FFmpeg
+    #: as they are.
     format_options: dict[str, str] = field(default_factory=dict)
     #: ``-copyts``: keep the input's timestamps (``-ss`` does not move output time 0);
     #: with ``start_at_zero`` they are shifted so that the input starts at 0.

@@ -47,9 +47,11 @@ class CopyHandler(Handler):
         try:
             self.out_stream = ctx.container.add_stream_from_template(in_stream)
         except ValueError as e:
+            ctx_name = in_stream.codec_context.name if in_stream.codec_context else in_stream.type
             raise JobError(
-                f"cannot copy stream {inp.index}:{in_stream.index} ({in_stream.codec_context.name if in_stream.codec_context else in_stream.type}) "
-                f"into {ctx.output_format}: {e} (leave it out with -{in_stream.type[0]}n or -map, or choose another container)"
+                f"cannot copy stream {inp.index}:{in_stream.index} ({ctx_name}) "
+                f"into {ctx.output_format}: {e} (leave it out with -{in_stream.type[0]}n "
+                "or -map, or choose another container)"
             ) from e
         self.video = in_stream.type == "video"
         self.trimmed = inp.spec.seek > 0 or ctx.output.seek > 0

@@ -53,7 +53,8 @@ def color_settings(source: Any) -> dict[str, Any]:
 def remote_settings(
     ctx: JobContext, colors: dict[str, Any], sar: Fraction | None
 ) -> EncoderSettings:
-    """The remote encoder's settings: the output's video options over the source's colours, the muxer's flags."""
+    """The remote encoder's settings: the output's video options over the source's colours,
+    the muxer's flags."""
     out = ctx.output
     settings: dict[str, Any] = colors | dict(out.video)
     flags = AV_CODEC_FLAG_FRAME_DURATION
@@ -104,7 +105,8 @@ class FrameSink(abc.ABC):
     def open(
         self, frame: VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None
     ) -> None:
-        """Open the encoder for frames like ``frame`` (the stream's context already has size, rate, colours)."""
+        """Open the encoder for frames like ``frame`` (the stream's context already has size,
+        rate, colours)."""
 
     @abc.abstractmethod
     def encode(self, frame: VideoFrame, keyframe: bool) -> list[Packet]: ...

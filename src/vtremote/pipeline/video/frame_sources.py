@@ -87,7 +87,8 @@ class RemoteDecode(FrameSource):
         name = in_stream.codec_context.name
         if name != codec:
             raise UsageError(
-                f"input stream {inp.index}:{in_stream.index} is {name}; {inp.spec.video_codec} decodes {codec} only"
+                f"input stream {inp.index}:{in_stream.index} is {name}; "
+                f"{inp.spec.video_codec} decodes {codec} only"
             )
         # A pool gets the failover decoder (pipeline/remote_sessions.py).
         self.session = open_decoder(ctx.remote_for_input(inp), in_stream)

@@ -113,7 +113,8 @@ def why_not_transcode(ctx: JobContext, inp: Input, in_stream: Any) -> str | None
 
 
 def chain_refusal(out: OutputSpec) -> str | None:
-    """Why the output's video chain cannot run on a server (a filter outside the allowlist), or None."""
+    """Why the output's video chain cannot run on a server (a filter outside the allowlist),
+    or None."""
     try:
         # Loaded only when packet transcode is possible: most commands never parse a chain.
         from vtremote.wire import filters as wire_filters
@@ -209,7 +210,8 @@ class PacketTranscodeHandler(Handler):
         self._mux(self.session.transcode(packet))
 
     def _retime(self, pkt: Packet) -> None:
-        """Server ticks -> output ticks; a dts that rounds onto its predecessor moves one tick on."""
+        """Server ticks -> output ticks; a dts that rounds onto its predecessor moves one tick
+        on."""
         tb = self.out_tb
         if tb == self.server_tb:
             return
