@@ -325,7 +325,7 @@ class FailoverEncoder(FailoverBase):
         self._order: deque[int] = deque()
         self._held: list[Packet] = []  # arrived, in decode order, not handed out yet
         self._arrived: set[int] = set()
-        self._last_dts: int | None = None
+        self._dts = IncreasingDts()
         self._last_pts: int | None = None
         self._next_pts = 0
         self._inband = b""  # parameter sets to put in front of the next backend's first packet
@@ -475,7 +475,7 @@ class FailoverEncoder(FailoverBase):
                 )
                 continue
             if self._inband:
-                pkt = _with_prefix(pkt, self._inband)
+                pkt = with_parameter_sets(pkt, self._inband)
                 self._inband = b""
             self._arrived.add(pts)
             self._held.append(pkt)
@@ -501,11 +501,7 @@ class FailoverEncoder(FailoverBase):
             pts = order.popleft()
             del self._kept[pts]
             self._arrived.discard(pts)
-        for pkt in out:
-            if pkt.dts is not None:
-                if self._last_dts is not None and pkt.dts <= self._last_dts:
-                    pkt.dts = self._last_dts + 1
-                self._last_dts = pkt.dts
+        self._dts.apply(out)
         self.packets += len(out)
         return out
 
@@ -513,8 +509,9 @@ class FailoverEncoder(FailoverBase):
         return super().fleet_info() | {"fallback": self.fell_back}
 
 
-def _with_prefix(pkt: Packet, prefix: bytes) -> Packet:
-    """A copy of ``pkt`` with ``prefix`` (Annex B parameter sets) in front of its data."""
+def with_parameter_sets(pkt: Packet, prefix: bytes) -> Packet:
+    """A copy of ``pkt`` with ``prefix`` (Annex B parameter sets) in front of its data: the
+    first packet of a server whose parameter sets differ from the output's extradata."""
     if bytes(pkt)[: len(prefix)] == prefix:
         return pkt
     out: Packet = av.Packet(prefix + bytes(pkt))
@@ -522,3 +519,18 @@ def _with_prefix(pkt: Packet, prefix: bytes) -> Packet:
     out.time_base = pkt.time_base
     out.is_keyframe = pkt.is_keyframe
     return out
+
+
+class IncreasingDts:
+    """Keeps dts strictly increasing across the seams of a stream made by several sessions
+    (with B-frames a dts may move forward by a tick or two at a seam)."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+
+    def apply(self, packets: list[Packet]) -> None:
+        for pkt in packets:
+            if pkt.dts is not None:
+                if self.last is not None and pkt.dts <= self.last:
+                    pkt.dts = self.last + 1
+                self.last = pkt.dts

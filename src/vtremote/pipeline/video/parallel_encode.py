@@ -39,7 +39,7 @@ import av
 
 from vtremote.client import RemoteEncoder
 from vtremote.client.encoder import EncoderSettings
-from vtremote.client.failover import FAILOVER_ERRORS
+from vtremote.client.failover import FAILOVER_ERRORS, IncreasingDts, with_parameter_sets
 from vtremote.client.fallback import LocalEncoder
 from vtremote.client.pool import Placer, Pool
 from vtremote.client.stats import SessionStats, describe_session
@@ -157,7 +157,7 @@ class ParallelEncode(RemoteEncode):
         self._next_index = 0
         self._dead: set[str] = set()
         self._dead_lock = threading.Lock()
-        self._last_dts: int | None = None
+        self._dts = IncreasingDts()
         self._first_extradata: bytes | None = None
         self._first_session: RemoteEncoder | None = None
         self._opened = False
@@ -262,16 +262,8 @@ class ParallelEncode(RemoteEncode):
     def _join(self, seg: Segment) -> list[Packet]:
         packets = seg.packets
         if packets and seg.extradata and seg.extradata != self._first_extradata:
-            first = packets[0]
-            fixed: Packet = av.Packet(seg.extradata + bytes(first))
-            fixed.pts, fixed.dts, fixed.duration = first.pts, first.dts, first.duration
-            fixed.time_base, fixed.is_keyframe = first.time_base, first.is_keyframe
-            packets[0] = fixed
-        for pkt in packets:
-            if pkt.dts is not None:
-                if self._last_dts is not None and pkt.dts <= self._last_dts:
-                    pkt.dts = self._last_dts + 1
-                self._last_dts = pkt.dts
+            packets[0] = with_parameter_sets(packets[0], seg.extradata)
+        self._dts.apply(packets)
         seg.frames.clear()
         return packets
 
