@@ -202,7 +202,7 @@ class FailoverBase:
 
     def describe(self) -> dict[str, Any]:
         """This session's ``remote_sessions`` entry of ``--json``, with the failover counters."""
-        return describe_session(self._kind, self, self.stats, self.pipelined, self.fleet_info())
+        return describe_session(self._kind, self, self.stats, self.pipelined, self.pool_info())
 
     def close(self) -> None:
         if self._closed:
@@ -272,7 +272,7 @@ class FailoverBase:
         st.elapsed = time.monotonic() - self._t0
         return st
 
-    def fleet_info(self) -> dict[str, Any]:
+    def pool_info(self) -> dict[str, Any]:
         """Failover counters for ``--json``."""
         return {
             "pool": self.pool.name,
@@ -505,8 +505,8 @@ class FailoverEncoder(FailoverBase):
         self.packets += len(out)
         return out
 
-    def fleet_info(self) -> dict[str, Any]:
-        return super().fleet_info() | {"fallback": self.fell_back}
+    def pool_info(self) -> dict[str, Any]:
+        return super().pool_info() | {"fallback": self.fell_back}
 
 
 def with_parameter_sets(pkt: Packet, prefix: bytes) -> Packet:

@@ -124,9 +124,9 @@ class ParallelSessions:
         return st
 
     def describe(self) -> dict[str, Any]:
-        return describe_session("encode", self, self.stats, extra=self.fleet_info())
+        return describe_session("encode", self, self.stats, extra=self.pool_info())
 
-    def fleet_info(self) -> dict[str, Any]:
+    def pool_info(self) -> dict[str, Any]:
         return {
             "pool": self.pool.name,
             "servers": sorted(self.by_server),
