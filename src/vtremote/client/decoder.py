@@ -33,7 +33,6 @@ CONFIGURE_ACK says, with the server's pts (= the packets' pts, §7.1).
 
 from __future__ import annotations
 
-import logging
 from fractions import Fraction
 from typing import Any
 
@@ -50,10 +49,6 @@ from vtremote.wire import extensions as ext
 from vtremote.wire import messages as m
 from vtremote.wire.compression import decompress_plane
 from vtremote.wire.constants import PixelFormat
-
-log = logging.getLogger(__name__)
-
-_NOPTS = None
 
 
 def stream_arguments(

@@ -10,7 +10,6 @@ server's, with pts/dts in the session's time base.
 
 from __future__ import annotations
 
-import logging
 import time
 from fractions import Fraction
 from typing import Any, TypeAlias
@@ -22,8 +21,6 @@ from vtremote.client.encoder import EncoderSettings, frame_ticks
 from vtremote.client.stats import SessionStats
 from vtremote.errors import EngineError
 from vtremote.wire.constants import PixelFormat, WireCompression
-
-log = logging.getLogger(__name__)
 
 Packet: TypeAlias = "av.Packet[Any]"
 

@@ -28,7 +28,6 @@ pts/dts in :attr:`RemoteTranscoder.time_base`, exactly one per output frame.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,8 +53,6 @@ from vtremote.wire import extensions as ext
 from vtremote.wire import filters as vf
 from vtremote.wire import messages as m
 from vtremote.wire.constants import PixelFormat, WireCompression
-
-log = logging.getLogger(__name__)
 
 #: pts/dts of a source packet that has none (FFmpeg's AV_NOPTS_VALUE, docs/protocol.md).
 NOPTS = -(1 << 63)

@@ -18,7 +18,6 @@ output rate.
 
 from __future__ import annotations
 
-import logging
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -39,7 +38,6 @@ from vtremote.wire.constants import PixelFormat
 if TYPE_CHECKING:
     from vtremote.client.packet_transcoder import RemoteTranscoder
 
-log = logging.getLogger(__name__)
 
 Packet: TypeAlias = "av.Packet[Any]"
 
