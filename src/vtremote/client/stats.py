@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from vtremote.wire.constants import WireCompression
+
 
 @dataclass
 class SessionStats:
@@ -73,9 +75,26 @@ class SessionReport(Protocol):
     def close(self) -> None: ...
 
 
+class ServedBy(Protocol):
+    """Who serves a session: what its ``remote_sessions`` entry names."""
+
+    @property
+    def server(self) -> str: ...
+    @property
+    def server_name(self) -> str: ...
+    @property
+    def server_version(self) -> str: ...
+    @property
+    def engine(self) -> str: ...
+    @property
+    def codec(self) -> str: ...
+    @property
+    def compression(self) -> WireCompression: ...
+
+
 def describe_session(
     mode: str,
-    session: Any,
+    session: ServedBy,
     stats: SessionStats,
     pipelined: bool = True,
     extra: dict[str, Any] | None = None,
