@@ -128,6 +128,46 @@ class Switch:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class EncodeFormat:
+    """What every encoder session of one output stream opens with, on a server or here: the
+    failover encoder's backends, the segments of a parallel encode."""
+
+    codec: str
+    width: int
+    height: int
+    pix_fmt: PixelFormat
+    time_base: Fraction
+    framerate: Fraction | None
+    settings: EncoderSettings
+
+    def remote(self, transport: Transport, connection: ConnectionOptions) -> RemoteEncoder:
+        """A session on the server behind ``transport`` (placement greeted it already)."""
+        return RemoteEncoder(
+            transport,
+            self.codec,
+            width=self.width,
+            height=self.height,
+            pix_fmt=self.pix_fmt,
+            time_base=self.time_base,
+            framerate=self.framerate,
+            connection=connection,
+            settings=self.settings,
+        )
+
+    def local(self) -> LocalEncoder:
+        """This machine's encoder (the local fallback)."""
+        return LocalEncoder(
+            self.codec,
+            width=self.width,
+            height=self.height,
+            pix_fmt=self.pix_fmt,
+            time_base=self.time_base,
+            framerate=self.framerate,
+            settings=self.settings,
+        )
+
+
 def as_pool(pool: Pool | str, token: str, fallback: str | None) -> Pool:
     return pool if isinstance(pool, Pool) else resolve_pool(pool, token=token, fallback=fallback)
 
@@ -320,6 +360,10 @@ class FailoverEncoder(FailoverBase):
             codec, width, height, pix_fmt, time_base, framerate
         )
         self.width, self.height = width, height
+        #: What each backend opens with.
+        self.format = EncodeFormat(
+            codec, width, height, self.pix_fmt, self.time_base, self.framerate, self.settings
+        )
         #: Frames not handed out as packets yet: pts -> (frame, keyframe asked for), in send order.
         self._kept: dict[int, tuple[av.VideoFrame, bool]] = {}
         self._order: deque[int] = deque()
@@ -393,17 +437,7 @@ class FailoverEncoder(FailoverBase):
     # -- placement ------------------------------------------------------------------------------
 
     def _open_remote(self, transport: Transport) -> RemoteEncoder:
-        return RemoteEncoder(
-            transport,
-            self.codec,
-            width=self.width,
-            height=self.height,
-            pix_fmt=self.pix_fmt,
-            time_base=self.time_base,
-            framerate=self.framerate,
-            connection=self.connection,
-            settings=self.settings,
-        )
+        return self.format.remote(transport, self.connection)
 
     def _place(self) -> _EncodeBackend:
         """A new backend: the best server not failed yet, or the local fallback."""
@@ -416,15 +450,7 @@ class FailoverEncoder(FailoverBase):
             log.warning(
                 "%s; encoding on this machine with %s (local fallback)", e, LOCAL_CODECS[self.codec]
             )
-            backend = LocalEncoder(
-                self.codec,
-                width=self.width,
-                height=self.height,
-                pix_fmt=self.pix_fmt,
-                time_base=self.time_base,
-                framerate=self.framerate,
-                settings=self.settings,
-            )
+            backend = self.format.local()
             self.fell_back = True
         self.servers.append(backend.server)
         return backend

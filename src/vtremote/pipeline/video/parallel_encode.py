@@ -38,8 +38,12 @@ from typing import Any, TypeAlias
 import av
 
 from vtremote.client import RemoteEncoder
-from vtremote.client.encoder import EncoderSettings
-from vtremote.client.failover import FAILOVER_ERRORS, IncreasingDts, with_parameter_sets
+from vtremote.client.failover import (
+    FAILOVER_ERRORS,
+    EncodeFormat,
+    IncreasingDts,
+    with_parameter_sets,
+)
 from vtremote.client.fallback import LocalEncoder
 from vtremote.client.pool import Placer, Pool
 from vtremote.client.stats import SessionStats, describe_session
@@ -163,11 +167,8 @@ class ParallelEncode(RemoteEncode):
         self._opened = False
         self._default_duration = 0
         self.segment_frames = MIN_SEGMENT_FRAMES
-        self.settings = EncoderSettings()
-        self.pix_fmt = "nv12"
-        self.time_base: Fraction = Fraction(1, 30)
-        self.rate: Fraction | None = None
-        self.width = self.height = 0
+        #: What every segment's session opens with (known with the first frame).
+        self.format: EncodeFormat | None = None
 
     @property
     def is_open(self) -> bool:
@@ -176,13 +177,19 @@ class ParallelEncode(RemoteEncode):
     def open(
         self, frame: av.VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None
     ) -> None:
-        self.pix_fmt = remote_pix_fmt(self.out, self.remote_codec, frame)
+        deep = remote_pix_fmt(self.out, self.remote_codec, frame).startswith("p010")
         settings = remote_settings(self.ctx, color_settings(frame), sar)
         gop = settings.gop or 12
         self.segment_frames = gop * math.ceil(MIN_SEGMENT_FRAMES / gop)
-        self.settings = settings
-        self.time_base, self.rate = time_base, rate
-        self.width, self.height = frame.width, frame.height
+        self.format = EncodeFormat(
+            self.remote_codec,
+            frame.width,
+            frame.height,
+            PixelFormat.P010 if deep else PixelFormat.NV12,
+            time_base,
+            rate,
+            settings,
+        )
         # The first segment's session opens now: its parameter sets are the output's extradata.
         first, _ = Placer(self.pool, self.remote_codec, self.connection).open(self._opener)
         self._first_session = first
@@ -191,7 +198,7 @@ class ParallelEncode(RemoteEncode):
         self.report.engine = first.engine
         self.report.compression = first.compression
         ctx = self.out_stream.codec_context
-        ctx.pix_fmt = "yuv420p10le" if self.pix_fmt.startswith("p010") else "yuv420p"
+        ctx.pix_fmt = "yuv420p10le" if deep else "yuv420p"
         if first.extradata:
             ctx.extradata = first.extradata
         self.ctx.add_session(self.report)
@@ -211,17 +218,8 @@ class ParallelEncode(RemoteEncode):
         return self._default_duration
 
     def _opener(self, transport: Transport) -> RemoteEncoder:
-        return RemoteEncoder(
-            transport,
-            self.remote_codec,
-            width=self.width,
-            height=self.height,
-            pix_fmt=self.pix_fmt,
-            time_base=self.time_base,
-            framerate=self.rate,
-            connection=self.connection,
-            settings=self.settings,
-        )
+        assert self.format is not None  # open() sets it before any session opens
+        return self.format.remote(transport, self.connection)
 
     # -- frames in --------------------------------------------------------------------------------
 
@@ -299,17 +297,8 @@ class ParallelEncode(RemoteEncode):
                         seg.index,
                         placer.failure_message(),
                     )
-                    return LocalEncoder(
-                        self.remote_codec,
-                        width=self.width,
-                        height=self.height,
-                        pix_fmt=PixelFormat.P010
-                        if self.pix_fmt.startswith("p010")
-                        else PixelFormat.NV12,
-                        time_base=self.time_base,
-                        framerate=self.rate,
-                        settings=self.settings,
-                    )
+                    assert self.format is not None
+                    return self.format.local()
                 raise
 
     def _encode_segment(self, seg: Segment) -> Segment:
