@@ -52,7 +52,7 @@ from vtremote.client.encoder import EncoderSettings, RemoteEncoder, picture_form
 from vtremote.client.fallback import LOCAL_CODECS, LocalEncoder
 from vtremote.client.options import ConnectionOptions
 from vtremote.client.pool import Placer, Pool, resolve_pool
-from vtremote.client.stats import SessionStats, describe_session
+from vtremote.client.stats import ServedBy, SessionStats, describe_session
 from vtremote.client.transport import Transport
 from vtremote.errors import (
     ConfigError,
@@ -73,20 +73,10 @@ Packet: TypeAlias = "av.Packet[Any]"
 FAILOVER_ERRORS = (ConnectionLostError, TimeoutExpiredError, RemoteError, RemoteProtocolError)
 
 
-class Backend(Protocol):
+class Backend(ServedBy, Protocol):
     """What a failover session needs of the one-server session it runs on now (a
     RemoteEncoder, a RemoteDecoder, or a LocalEncoder)."""
 
-    @property
-    def server(self) -> str: ...
-    @property
-    def server_name(self) -> str: ...
-    @property
-    def server_version(self) -> str: ...
-    @property
-    def engine(self) -> str: ...
-    @property
-    def compression(self) -> WireCompression: ...
     @property
     def pipelined(self) -> bool: ...
     @property
