@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vtremote import __version__
-from vtremote.client.session import CLIENT_NAME, TOKEN_ENV, tls_options_for
+from vtremote.client.options import CLIENT_NAME, TOKEN_ENV, tls_options_for
 from vtremote.client.tls import TLSOptions
 from vtremote.client.transport import Transport
 from vtremote.errors import (

@@ -6,8 +6,11 @@ are context managers, pipelined, and end with ``flush()``, which returns every
 remaining result before the session ends. :class:`RemoteTranscoder` takes a
 source's ``av.Packet`` and gives encoded ``av.Packet``: the server decodes,
 filters and encodes (:func:`transcode_capabilities` says whether it can).
-:class:`FailoverEncoder` and :class:`FailoverDecoder` have the same calls on a pool of servers and move to
-another one, losing no frame, when theirs dies (``client/failover.py``).
+:class:`FailoverEncoder` and :class:`FailoverDecoder` have the same calls on a pool of
+servers and move to another one, losing no frame, when theirs dies (``client/failover.py``).
+Every one of them takes its connection settings as one :class:`ConnectionOptions`
+(``connection=``) or as the loose keywords ``token``, ``timeout``, ``compression``,
+``inflight``, ``tls``...
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from vtremote.client.decoder import RemoteDecoder
 from vtremote.client.encoder import EncoderSettings, RemoteEncoder
-from vtremote.client.session import SessionStats
+from vtremote.client.options import ConnectionOptions
+from vtremote.client.stats import SessionReport, SessionStats
+from vtremote.client.tls import TLSOptions
 from vtremote.client.transport import Transport, parse_address
 
 if TYPE_CHECKING:
     from vtremote.client.failover import FailoverEncoder
     from vtremote.client.failover_decoder import FailoverDecoder
-    from vtremote.client.transcoder import (
+    from vtremote.client.packet_transcoder import (
         RemoteTranscoder,
         TranscodeOffer,
         TranscodeStats,
@@ -35,10 +40,10 @@ if TYPE_CHECKING:
 _LAZY = {
     "FailoverEncoder": "vtremote.client.failover",
     "FailoverDecoder": "vtremote.client.failover_decoder",
-    "RemoteTranscoder": "vtremote.client.transcoder",
-    "TranscodeOffer": "vtremote.client.transcoder",
-    "TranscodeStats": "vtremote.client.transcoder",
-    "transcode_capabilities": "vtremote.client.transcoder",
+    "RemoteTranscoder": "vtremote.client.packet_transcoder",
+    "TranscodeOffer": "vtremote.client.packet_transcoder",
+    "TranscodeStats": "vtremote.client.packet_transcoder",
+    "transcode_capabilities": "vtremote.client.packet_transcoder",
 }
 
 
@@ -52,13 +57,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ConnectionOptions",
     "EncoderSettings",
     "FailoverDecoder",
     "FailoverEncoder",
     "RemoteDecoder",
     "RemoteEncoder",
     "RemoteTranscoder",
+    "SessionReport",
     "SessionStats",
+    "TLSOptions",
     "TranscodeOffer",
     "TranscodeStats",
     "Transport",

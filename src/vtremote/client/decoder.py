@@ -33,7 +33,6 @@ CONFIGURE_ACK says, with the server's pts (= the packets' pts, §7.1).
 
 from __future__ import annotations
 
-import logging
 from fractions import Fraction
 from typing import Any
 
@@ -41,8 +40,8 @@ import av
 
 from vtremote import frames as vframes
 from vtremote.client.encoder import UNSPECIFIED_COLOR, UNSPECIFIED_RANGE, parse_pix_fmt
+from vtremote.client.options import ConnectionOptions
 from vtremote.client.session import RemoteSession, check_size, to_fraction
-from vtremote.client.tls import TLSOptions
 from vtremote.client.transport import Transport
 from vtremote.errors import ConfigError, RemoteProtocolError
 from vtremote.wire import annexb
@@ -51,9 +50,29 @@ from vtremote.wire import messages as m
 from vtremote.wire.compression import decompress_plane
 from vtremote.wire.constants import PixelFormat
 
-log = logging.getLogger(__name__)
 
-_NOPTS = None
+def stream_arguments(
+    stream: av.video.stream.VideoStream, kwargs: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The codec and the keywords of a decoder for a demuxed PyAV video stream (codec, size,
+    extradata, time base, colours), ``kwargs`` given by the caller winning."""
+    ctx = stream.codec_context
+    name = ctx.name
+    codec = {"h264": "h264", "hevc": "hevc", "h265": "hevc"}.get(name)
+    if codec is None:
+        raise ConfigError(f"stream {stream.index} is {name}; remote decoding takes h264 or hevc")
+    fmt = ctx.format.name if ctx.format is not None else ""
+    deep = any(tag in fmt for tag in ("10", "12"))
+    arguments = dict(kwargs)
+    arguments.setdefault("pix_fmt", "p010le" if deep else "nv12")
+    arguments.setdefault("time_base", stream.time_base)
+    arguments.setdefault("framerate", stream.average_rate or stream.guessed_rate)
+    for key in ("color_range", "colorspace", "color_primaries", "color_trc"):
+        value = getattr(ctx, key, None)
+        if isinstance(value, int):
+            arguments.setdefault(key, value)
+    arguments.update(width=ctx.width, height=ctx.height, extradata=bytes(ctx.extradata or b""))
+    return codec, arguments
 
 
 class RemoteDecoder(RemoteSession[av.VideoFrame]):
@@ -78,19 +97,17 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         pix_fmt: str | int | PixelFormat = "nv12",
         time_base: Fraction | int | str | tuple[int, int] | None = None,
         framerate: Fraction | int | str | tuple[int, int] | None = None,
-        token: str = "",
-        timeout: float = 5.0,
-        compression: str | int = "auto",
-        inflight: int = 16,
         pipeline: bool | None = None,
-        tls: bool | TLSOptions = False,
-        tls_fingerprint: str = "",
-        tls_ca: str = "",
         color_range: int = UNSPECIFIED_RANGE,
         colorspace: int = UNSPECIFIED_COLOR,
         color_primaries: int = UNSPECIFIED_COLOR,
         color_trc: int = UNSPECIFIED_COLOR,
+        connection: ConnectionOptions | None = None,
+        **keywords: Any,
     ) -> None:
+        connection = ConnectionOptions.take(connection, keywords)
+        if keywords:
+            raise TypeError(f"RemoteDecoder got unexpected keyword(s): {', '.join(keywords)}")
         check_size(width, height)
         if not extradata:
             raise ConfigError(
@@ -108,63 +125,30 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         self._sent = 0
         self._offered = 0  # PACKETs handed to the socket (counted before they leave)
         self._frames = 0
-        super().__init__(
-            address,
-            codec,
-            token=token,
-            timeout=timeout,
-            compression=compression,
-            inflight=inflight,
-            tls=tls,
-            tls_fingerprint=tls_fingerprint,
-            tls_ca=tls_ca,
+        super().__init__(address, codec, connection)
+        with self._closed_on_error():
+            self.pipelined = self._choose_pipelining(pipeline)
+        self.window = self.inflight if self.pipelined else 1
+        colors = (
+            ("color_range", color_range, UNSPECIFIED_RANGE),
+            ("colorspace", colorspace, UNSPECIFIED_COLOR),
+            ("color_primaries", color_primaries, UNSPECIFIED_COLOR),
+            ("color_trc", color_trc, UNSPECIFIED_COLOR),
         )
-        offered = ext.CAP_DECODE_PIPELINE in self.extensions
-        if pipeline and not offered:
-            self.close()
-            raise ConfigError(
-                f"{self.server} does not offer pipelined decoding ({ext.CAP_DECODE_PIPELINE})"
-            )
-        #: True when PACKETs are pipelined; False in the reference's lock-step.
-        self.pipelined = offered if pipeline is None else bool(pipeline)
-        self.window = inflight if self.pipelined else 1
         opts: list[tuple[str, str]] = [("mode", "decode")]
         if self.compression > 0:
             opts.append(("wire_compression", str(int(self.compression))))
-        if color_range != UNSPECIFIED_RANGE:
-            opts.append(("color_range", str(color_range)))
-        if colorspace != UNSPECIFIED_COLOR:
-            opts.append(("colorspace", str(colorspace)))
-        if color_primaries != UNSPECIFIED_COLOR:
-            opts.append(("color_primaries", str(color_primaries)))
-        if color_trc != UNSPECIFIED_COLOR:
-            opts.append(("color_trc", str(color_trc)))
+        opts += [(key, str(value)) for key, value, unset in colors if value != unset]
         if self.pipelined:
             opts.append((ext.OPT_DECODE_PIPELINE, "1"))
         opts += self._extension_options()
-        self.options = opts
-        tb = self.time_base or Fraction(0, 1)  # 0/1 is what the reference sends (VTR1.md §3.2)
-        fr = self.framerate or Fraction(0, 1)
-        cfg = m.Configure(
-            width,
-            height,
-            int(requested),
-            tb.numerator,
-            tb.denominator,
-            fr.numerator,
-            fr.denominator,
-            tuple(opts),
-            self.extradata,
+        ack = self._configure(
+            (width, height), int(requested), self.time_base, self.framerate, opts, self.extradata
         )
-        ack = self._open(cfg)
         #: What the server really sends back (10-bit HEVC gives P010 even if NV12 was asked).
         self.pix_fmt = PixelFormat(ack.pix_fmt) if ack.pix_fmt in (1, 2) else requested
-        log.info(
-            "decode session with %s (%s %s, engine %s): %s %dx%d -> %s, compression %s, %s",
-            self.server,
-            self.server_name or "v1 server",
-            self.server_version,
-            self.engine or "?",
+        self._log_opened(
+            "%s %dx%d -> %s, compression %s, %s",
             codec,
             width,
             height,
@@ -173,36 +157,24 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
             f"pipelined, window {self.window}" if self.pipelined else "lock-step",
         )
 
+    def _choose_pipelining(self, pipeline: bool | None) -> bool:
+        """Pipelined PACKETs when the server offers them (``pipeline``: None = if offered)."""
+        offered = ext.CAP_DECODE_PIPELINE in self.extensions
+        if pipeline and not offered:
+            raise ConfigError(
+                f"{self.server} does not offer pipelined decoding ({ext.CAP_DECODE_PIPELINE})"
+            )
+        #: True when PACKETs are pipelined; False in the reference's lock-step.
+        return offered if pipeline is None else bool(pipeline)
+
     @classmethod
     def from_stream(
         cls, address: str | Transport, stream: av.video.stream.VideoStream, **kwargs: Any
     ) -> RemoteDecoder:
-        """A decoder for a demuxed PyAV video stream (codec, size, extradata, time base, colours)."""
-        ctx = stream.codec_context
-        name = ctx.name
-        codec = {"h264": "h264", "hevc": "hevc", "h265": "hevc"}.get(name)
-        if codec is None:
-            raise ConfigError(
-                f"stream {stream.index} is {name}; remote decoding takes h264 or hevc"
-            )
-        fmt = ctx.format.name if ctx.format is not None else ""
-        deep = any(tag in fmt for tag in ("10", "12"))
-        kwargs.setdefault("pix_fmt", "p010le" if deep else "nv12")
-        kwargs.setdefault("time_base", stream.time_base)
-        rate = stream.average_rate or stream.guessed_rate
-        kwargs.setdefault("framerate", rate)
-        for key in ("color_range", "colorspace", "color_primaries", "color_trc"):
-            value = getattr(ctx, key, None)
-            if isinstance(value, int):
-                kwargs.setdefault(key, value)
-        return cls(
-            address,
-            codec,
-            width=ctx.width,
-            height=ctx.height,
-            extradata=bytes(ctx.extradata or b""),
-            **kwargs,
-        )
+        """A decoder for a demuxed PyAV video stream (codec, size, extradata, time base,
+        colours)."""
+        codec, arguments = stream_arguments(stream, kwargs)
+        return cls(address, codec, **arguments)
 
     # -- public ----------------------------------------------------------------------------
 

@@ -31,8 +31,8 @@ from typing import Any, TypeAlias
 import av
 
 from vtremote import frames as vframes
+from vtremote.client.options import ConnectionOptions
 from vtremote.client.session import RemoteSession, check_size, to_fraction
-from vtremote.client.tls import TLSOptions
 from vtremote.client.transport import Transport
 from vtremote.errors import ConfigError, RemoteProtocolError
 from vtremote.wire import annexb
@@ -76,7 +76,8 @@ PIX_FMT_NAMES = {
 
 def packet_from_message(msg: m.Packet, time_base: Fraction) -> Packet:
     """An ``av.Packet`` of a received PACKET message, its timestamps in ``time_base``."""
-    packet: Packet = av.Packet(msg.data)  # type: ignore[arg-type,unused-ignore]  # the one copy: receive buffer -> AVPacket
+    # The one copy: receive buffer -> AVPacket (PyAV's stubs take a buffer from 18.1 on).
+    packet: Packet = av.Packet(msg.data)  # type: ignore[arg-type,unused-ignore]
     packet.pts = msg.pts
     packet.dts = msg.dts
     packet.duration = msg.duration
@@ -218,7 +219,8 @@ class EncoderSettings:
         return asdict(self)
 
     def configure_options(self, codec: str, compression: WireCompression) -> list[tuple[str, str]]:
-        """CONFIGURE option pairs, keys in the reference's order and on its conditions (VTR1.md §3.2)."""
+        """CONFIGURE option pairs, keys in the reference's order and on its conditions
+        (VTR1.md §3.2)."""
         h264 = codec == "h264"
         o: list[tuple[str, str]] = [("mode", "encode")]
         if compression > 0:
@@ -293,12 +295,41 @@ class EncoderSettings:
         return o
 
 
+def picture_format(
+    codec: str,
+    width: int,
+    height: int,
+    pix_fmt: str | int | PixelFormat,
+    time_base: Fraction | int | str | tuple[int, int],
+    framerate: Fraction | int | str | tuple[int, int] | None,
+) -> tuple[PixelFormat, Fraction, Fraction | None]:
+    """The checked pixel format, time base and frame rate of an encode session."""
+    wire_format = parse_pix_fmt(pix_fmt)
+    if codec == "h264" and wire_format is not PixelFormat.NV12:
+        raise ConfigError("H.264 sessions take NV12 frames only (VTR1.md §5.1); use hevc for P010")
+    check_size(width, height)
+    tb = to_fraction(time_base, "time base")
+    assert tb is not None
+    if tb <= 0:
+        raise ConfigError(f"time base {time_base} must be positive")
+    return wire_format, tb, to_fraction(framerate, "frame rate")
+
+
+def frame_ticks(framerate: Fraction | None, time_base: Fraction) -> int:
+    """One frame at ``framerate`` in ``time_base`` ticks; 0 when unknown or under a tick."""
+    if not framerate or framerate <= 0:
+        return 0
+    ticks = 1 / (framerate * time_base)
+    return round(ticks) if ticks >= 1 else 0
+
+
 class RemoteEncoder(RemoteSession["Packet"]):
     """An H.264/HEVC encoder running on a vtremoted.
 
     ``address`` is ``host:port`` (``[v6]:port`` and host names work) or a
-    :class:`~vtremote.client.transport.Transport`. ``compression`` is
-    ``none|lz4|zstd|auto`` (auto: none on loopback, zstd otherwise).
+    :class:`~vtremote.client.transport.Transport`. ``connection`` is a
+    :class:`~vtremote.client.options.ConnectionOptions` (or give its loose
+    keywords: ``token``, ``timeout``, ``compression``, ``inflight``, ``tls``...).
     ``time_base`` is the unit of the frames' pts and of the packets' pts/dts.
     Codec options are :class:`EncoderSettings` fields, given as keywords or as
     ``settings``.
@@ -320,90 +351,46 @@ class RemoteEncoder(RemoteSession["Packet"]):
         pix_fmt: str | int | PixelFormat = "nv12",
         time_base: Fraction | int | str | tuple[int, int] = Fraction(1, 30),
         framerate: Fraction | int | str | tuple[int, int] | None = None,
-        token: str = "",
-        timeout: float = 5.0,
-        compression: str | int = "auto",
-        inflight: int = 16,
-        tls: bool | TLSOptions = False,
-        tls_fingerprint: str = "",
-        tls_ca: str = "",
+        connection: ConnectionOptions | None = None,
         settings: EncoderSettings | None = None,
         **options: Any,
     ) -> None:
+        connection = ConnectionOptions.take(connection, options)
         self.settings = EncoderSettings.given(settings, options)
-        self.pix_fmt = parse_pix_fmt(pix_fmt)
-        if codec == "h264" and self.pix_fmt is not PixelFormat.NV12:
-            raise ConfigError(
-                "H.264 sessions take NV12 frames only (VTR1.md §5.1); use hevc for P010"
-            )
-        check_size(width, height)
-        tb = to_fraction(time_base, "time base")
-        assert tb is not None
-        if tb <= 0:
-            raise ConfigError(f"time base {time_base} must be positive")
+        self.pix_fmt, self.time_base, self.framerate = picture_format(
+            codec, width, height, pix_fmt, time_base, framerate
+        )
         self.width, self.height = width, height
-        self.time_base = tb
-        self.framerate = to_fraction(framerate, "frame rate")
         #: FRAME duration (time_base units) for frames that carry none: one frame at ``framerate``.
-        self.default_duration = 0
-        if self.framerate and self.framerate > 0:
-            ticks = 1 / (self.framerate * tb)
-            self.default_duration = round(ticks) if ticks >= 1 else 0
+        self.default_duration = frame_ticks(self.framerate, self.time_base)
         self._next_pts = 0
         self._scratch: Any = None  # chroma interleaving buffer of frames.wire_views
         self._sender: ThreadPoolExecutor | None = None
-        self._sending: deque[Future[None]] = (
-            deque()
-        )  # sends queued on the sender thread, oldest first
+        # Sends queued on the sender thread, oldest first.
+        self._sending: deque[Future[None]] = deque()
         self._sent = 0
         self._received = 0
-        super().__init__(
-            address,
-            codec,
-            token=token,
-            timeout=timeout,
-            compression=compression,
-            inflight=inflight,
-            tls=tls,
-            tls_fingerprint=tls_fingerprint,
-            tls_ca=tls_ca,
-        )
-        self.options = (
-            self.settings.configure_options(codec, self.compression) + self._extension_options()
-        )
-        fr = self.framerate or Fraction(0, 1)
-        cfg = m.Configure(
-            width,
-            height,
+        super().__init__(address, codec, connection)
+        ack = self._configure(
+            (width, height),
             int(self.pix_fmt),
-            tb.numerator,
-            tb.denominator,
-            fr.numerator,
-            fr.denominator,
-            tuple(self.options),
-            b"",
+            self.time_base,
+            self.framerate,
+            self.settings.configure_options(codec, self.compression) + self._extension_options(),
         )
-        ack = self._open(cfg)
         #: The CONFIGURE_ACK record as the server sent it (avcC / hvcC, VTR1.md §3.4).
         self.config_record = bytes(ack.extradata)
-        try:
+        with self._closed_on_error():
             #: Annex B parameter sets: what FFmpeg muxers want as codec extradata (VTR1.md §8.3).
             self.extradata = annexb.config_record_to_annexb(codec, self.config_record)
-        except Exception:
-            self.close()
-            raise
-        log.info(
-            "encode session with %s (%s %s, engine %s): %s %dx%d %s, compression %s, window %d",
-            self.server,
-            self.server_name or "v1 server",
-            self.server_version,
-            self.engine or "?",
+        self._log_opened(
+            "%s %dx%d %s, compression %s, window %d",
             codec,
             width,
             height,
             self.pix_fmt.name,
             self.compression.name.lower(),
-            inflight,
+            self.inflight,
         )
 
     # -- public ----------------------------------------------------------------------------
@@ -430,7 +417,8 @@ class RemoteEncoder(RemoteSession["Packet"]):
             raise ConfigError(f"encode() after flush(): the session with {self.server} has ended")
         if frame.width != self.width or frame.height != self.height:
             raise ConfigError(
-                f"frame is {frame.width}x{frame.height}, the session was configured for {self.width}x{self.height}"
+                f"frame is {frame.width}x{frame.height}, "
+                f"the session was configured for {self.width}x{self.height}"
             )
         if keyframe is None:
             keyframe = frame.pict_type == av.video.frame.PictureType.I
@@ -483,7 +471,8 @@ class RemoteEncoder(RemoteSession["Packet"]):
         return self._take()
 
     def _finish_send(self, keep: int = 0) -> None:
-        """Wait until at most ``keep`` frames are still queued to send; raise what went wrong sending one."""
+        """Wait until at most ``keep`` frames are still queued to send; raise what went wrong
+        sending one."""
         while len(self._sending) > keep:
             self._sending.popleft().result()
 

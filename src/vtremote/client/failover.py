@@ -44,14 +44,15 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, Self, TypeAlias
 
 import av
 
-from vtremote.client.encoder import EncoderSettings, RemoteEncoder, parse_pix_fmt
+from vtremote.client.encoder import EncoderSettings, RemoteEncoder, picture_format
 from vtremote.client.fallback import LOCAL_CODECS, LocalEncoder
+from vtremote.client.options import ConnectionOptions
 from vtremote.client.pool import Placer, Pool, resolve_pool
-from vtremote.client.session import SessionStats, check_size, to_fraction
+from vtremote.client.stats import ServedBy, SessionStats, describe_session
 from vtremote.client.transport import Transport
 from vtremote.errors import (
     ConfigError,
@@ -72,19 +73,28 @@ Packet: TypeAlias = "av.Packet[Any]"
 FAILOVER_ERRORS = (ConnectionLostError, TimeoutExpiredError, RemoteError, RemoteProtocolError)
 
 
-class _EncodeBackend(Protocol):
+class Backend(ServedBy, Protocol):
+    """What a failover session needs of the one-server session it runs on now (a
+    RemoteEncoder, a RemoteDecoder, or a LocalEncoder)."""
+
+    @property
+    def pipelined(self) -> bool: ...
+    @property
+    def stats(self) -> SessionStats: ...
+    def close(self) -> None: ...
+    def _take(self) -> list[Any]: ...
+
+
+class _EncodeBackend(Backend, Protocol):
     """What the failover encoder needs of a RemoteEncoder or a LocalEncoder."""
 
     extradata: bytes
-    default_duration: int
+    config_record: bytes
 
     @property
-    def server(self) -> str: ...
-    @property
-    def stats(self) -> SessionStats: ...
+    def default_duration(self) -> int: ...
     def encode(self, frame: av.VideoFrame, *, keyframe: bool | None = None) -> list[Packet]: ...
     def flush(self) -> list[Packet]: ...
-    def close(self) -> None: ...
     def _take(self) -> list[Packet]: ...
 
 
@@ -108,20 +118,69 @@ class Switch:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class EncodeFormat:
+    """What every encoder session of one output stream opens with, on a server or here: the
+    failover encoder's backends, the segments of a parallel encode."""
+
+    codec: str
+    width: int
+    height: int
+    pix_fmt: PixelFormat
+    time_base: Fraction
+    framerate: Fraction | None
+    settings: EncoderSettings
+
+    def remote(self, transport: Transport, connection: ConnectionOptions) -> RemoteEncoder:
+        """A session on the server behind ``transport`` (placement greeted it already)."""
+        return RemoteEncoder(
+            transport,
+            self.codec,
+            width=self.width,
+            height=self.height,
+            pix_fmt=self.pix_fmt,
+            time_base=self.time_base,
+            framerate=self.framerate,
+            connection=connection,
+            settings=self.settings,
+        )
+
+    def local(self) -> LocalEncoder:
+        """This machine's encoder (the local fallback)."""
+        return LocalEncoder(
+            self.codec,
+            width=self.width,
+            height=self.height,
+            pix_fmt=self.pix_fmt,
+            time_base=self.time_base,
+            framerate=self.framerate,
+            settings=self.settings,
+        )
+
+
 def as_pool(pool: Pool | str, token: str, fallback: str | None) -> Pool:
     return pool if isinstance(pool, Pool) else resolve_pool(pool, token=token, fallback=fallback)
 
 
 class FailoverBase:
-    """Bookkeeping both failover sessions share: placement, switch records, stats."""
+    """Bookkeeping both failover sessions share: placement, switch records, stats, and what
+    they say of the server they run on now (:class:`~vtremote.client.stats.SessionReport`)."""
 
     _kind = "session"
+    #: True once the local fallback encoder took over (decoders never fall back).
+    fell_back = False
+    _backend: Backend
 
-    def __init__(self, pool: Pool, codec: str, timeout: float, max_switches: int | None) -> None:
+    def __init__(
+        self, pool: Pool, codec: str, connection: ConnectionOptions, max_switches: int | None
+    ) -> None:
         self.pool = pool
         self.codec = codec
-        self.timeout = float(timeout)
-        self.placer = Placer(pool, codec, timeout=self.timeout)
+        #: The settings of every session on the pool (the HELLO carries the pool's token).
+        self.connection = connection.replace(token=pool.token)
+        self.timeout = connection.timeout
+        self.inflight = connection.window
+        self.placer = Placer(pool, codec, self.connection)
         #: Every switch so far, in order.
         self.switches: list[Switch] = []
         #: Servers this session has used, in order (a server may appear again after others).
@@ -131,11 +190,75 @@ class FailoverBase:
         self._done_stats = SessionStats()
         self._t0 = time.monotonic()
         self._closed = False
+        self.frames = 0
+        self.packets = 0
 
     @property
     def failovers(self) -> int:
         """How many times the session moved to another server."""
         return len(self.switches)
+
+    # -- what the one-server session offers ------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return self._backend.server
+
+    @property
+    def server_name(self) -> str:
+        return self._backend.server_name
+
+    @property
+    def server_version(self) -> str:
+        return self._backend.server_version
+
+    @property
+    def engine(self) -> str:
+        return self._backend.engine
+
+    @property
+    def compression(self) -> WireCompression:
+        return self._backend.compression
+
+    @property
+    def pipelined(self) -> bool:
+        return self._backend.pipelined
+
+    @property
+    def stats(self) -> SessionStats:
+        st = self._stats_now(self._backend.stats)
+        st.frames, st.packets = self.frames, self.packets
+        return st
+
+    def describe(self) -> dict[str, Any]:
+        """This session's ``remote_sessions`` entry of ``--json``, with the failover counters."""
+        return describe_session(self._kind, self, self.stats, self.pipelined, self.pool_info())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._backend.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- switching ----------------------------------------------------------------------------
+
+    def _retire(self, error: BaseException) -> tuple[str, list[Any]]:
+        """Give up the current backend after ``error``: returns its server and the results
+        that had arrived before the failure (they are good); its counters are kept."""
+        old = self._backend
+        self._check_switches(error)
+        arrived: list[Any] = []
+        with contextlib.suppress(VTRemoteError):
+            arrived = old._take()
+        self._add_stats(old.stats)
+        old.close()
+        return old.server, arrived
 
     def _record(
         self, failed: str, error: BaseException, to: str, replayed: int, at_pts: int | None
@@ -155,7 +278,8 @@ class FailoverBase:
     def _check_switches(self, error: BaseException) -> None:
         if len(self.switches) >= self._max_switches:
             raise NoServerError(
-                f"{self._kind} session gave up after {len(self.switches)} server switches; last failure: {error}"
+                f"{self._kind} session gave up after {len(self.switches)} server switches; "
+                f"last failure: {error}"
             ) from error
 
     def _add_stats(self, st: SessionStats) -> None:
@@ -178,7 +302,7 @@ class FailoverBase:
         st.elapsed = time.monotonic() - self._t0
         return st
 
-    def fleet_info(self) -> dict[str, Any]:
+    def pool_info(self) -> dict[str, Any]:
         """Failover counters for ``--json``."""
         return {
             "pool": self.pool.name,
@@ -210,71 +334,39 @@ class FailoverEncoder(FailoverBase):
         pix_fmt: str | int | PixelFormat = "nv12",
         time_base: Fraction | int | str | tuple[int, int] = Fraction(1, 30),
         framerate: Fraction | int | str | tuple[int, int] | None = None,
-        token: str = "",
-        timeout: float = 5.0,
-        compression: str | int = "auto",
-        inflight: int = 16,
+        connection: ConnectionOptions | None = None,
         settings: EncoderSettings | None = None,
         fallback: str | None = None,
         max_switches: int | None = None,
         **options: Any,
     ) -> None:
-        pool = as_pool(pool, token, fallback)
+        connection = ConnectionOptions.take(connection, options)
+        pool = as_pool(pool, connection.token, fallback)
         if fallback is not None:
             pool = Pool(pool.name, pool.members, pool.token, fallback, pool.timeout_ms)
-        super().__init__(pool, codec, timeout, max_switches)
+        super().__init__(pool, codec, connection, max_switches)
         self.settings = EncoderSettings.given(settings, options)
-        check_size(width, height)
-        tb = to_fraction(time_base, "time base")
-        assert tb is not None
+        self.pix_fmt, self.time_base, self.framerate = picture_format(
+            codec, width, height, pix_fmt, time_base, framerate
+        )
         self.width, self.height = width, height
-        self.pix_fmt = parse_pix_fmt(pix_fmt)
-        self.time_base = tb
-        self.framerate = to_fraction(framerate, "frame rate")
-        self.inflight = inflight
-        self._compression = compression
+        #: What each backend opens with.
+        self.format = EncodeFormat(
+            codec, width, height, self.pix_fmt, self.time_base, self.framerate, self.settings
+        )
         #: Frames not handed out as packets yet: pts -> (frame, keyframe asked for), in send order.
         self._kept: dict[int, tuple[av.VideoFrame, bool]] = {}
         self._order: deque[int] = deque()
         self._held: list[Packet] = []  # arrived, in decode order, not handed out yet
         self._arrived: set[int] = set()
-        self._last_dts: int | None = None
+        self._dts = IncreasingDts()
         self._last_pts: int | None = None
         self._next_pts = 0
-        self._inband: bytes = (
-            b""  # parameter sets to put in front of the next backend's first packet
-        )
-        self.frames = 0
-        self.packets = 0
-        #: True once the local fallback encoder took over.
-        self.fell_back = False
+        self._inband = b""  # parameter sets to put in front of the next backend's first packet
         self._backend: _EncodeBackend = self._place()
         #: Annex B parameter sets of the first backend: the output's extradata.
         self.extradata = self._backend.extradata
-        self.config_record = getattr(self._backend, "config_record", b"")
-
-    # -- what RemoteEncoder offers -------------------------------------------------------------
-
-    @property
-    def server(self) -> str:
-        return self._backend.server
-
-    @property
-    def server_name(self) -> str:
-        return str(getattr(self._backend, "server_name", ""))
-
-    @property
-    def server_version(self) -> str:
-        return str(getattr(self._backend, "server_version", ""))
-
-    @property
-    def engine(self) -> str:
-        return str(getattr(self._backend, "engine", ""))
-
-    @property
-    def compression(self) -> WireCompression:
-        value = getattr(self._backend, "compression", WireCompression.NONE)
-        return value if isinstance(value, WireCompression) else WireCompression.NONE
+        self.config_record = self._backend.config_record
 
     @property
     def default_duration(self) -> int:
@@ -284,12 +376,6 @@ class FailoverEncoder(FailoverBase):
     def in_flight(self) -> int:
         """Frames kept: sent and not yet handed out as packets."""
         return len(self._order)
-
-    @property
-    def stats(self) -> SessionStats:
-        st = self._stats_now(self._backend.stats)
-        st.frames, st.packets = self.frames, self.packets
-        return st
 
     def encode(
         self, frame: av.VideoFrame | None = None, *, keyframe: bool | None = None
@@ -327,7 +413,8 @@ class FailoverEncoder(FailoverBase):
                 missing = [p for p in self._order if p not in self._arrived]
                 if missing:
                     raise ConnectionLostError(
-                        f"{self._backend.server} ended without packets for {len(missing)} frames (first pts {missing[0]})"
+                        f"{self._backend.server} ended without packets for {len(missing)} "
+                        f"frames (first pts {missing[0]})"
                     )
                 break
             except FAILOVER_ERRORS as e:
@@ -337,35 +424,10 @@ class FailoverEncoder(FailoverBase):
             raise ConnectionLostError(f"{len(self._order)} frames have no packet after the flush")
         return out
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._backend.close()
-
-    def __enter__(self) -> FailoverEncoder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- placement ------------------------------------------------------------------------------
 
     def _open_remote(self, transport: Transport) -> RemoteEncoder:
-        return RemoteEncoder(
-            transport,
-            self.codec,
-            width=self.width,
-            height=self.height,
-            pix_fmt=self.pix_fmt,
-            time_base=self.time_base,
-            framerate=self.framerate,
-            token=self.pool.token,
-            timeout=self.timeout,
-            compression=self._compression,
-            inflight=self.inflight,
-            settings=self.settings,
-        )
+        return self.format.remote(transport, self.connection)
 
     def _place(self) -> _EncodeBackend:
         """A new backend: the best server not failed yet, or the local fallback."""
@@ -378,15 +440,7 @@ class FailoverEncoder(FailoverBase):
             log.warning(
                 "%s; encoding on this machine with %s (local fallback)", e, LOCAL_CODECS[self.codec]
             )
-            backend = LocalEncoder(
-                self.codec,
-                width=self.width,
-                height=self.height,
-                pix_fmt=self.pix_fmt,
-                time_base=self.time_base,
-                framerate=self.framerate,
-                settings=self.settings,
-            )
+            backend = self.format.local()
             self.fell_back = True
         self.servers.append(backend.server)
         return backend
@@ -394,17 +448,11 @@ class FailoverEncoder(FailoverBase):
     # -- failover -------------------------------------------------------------------------------
 
     def _switch(self, error: BaseException) -> None:
-        """Replace the failed backend and send it every kept frame again (loops while servers fail)."""
+        """Replace the failed backend and send it every kept frame again (loops while servers
+        fail)."""
         while True:
-            old = self._backend
-            failed = old.server
-            self._check_switches(error)
-            with contextlib.suppress(
-                VTRemoteError
-            ):  # packets that arrived before the failure are good
-                self._absorb(old._take())
-            self._add_stats(old.stats)
-            old.close()
+            failed, arrived = self._retire(error)
+            self._absorb(arrived)
             if not self.fell_back:
                 self._failed[failed] = str(error)
             # Drop what was not handed out: those frames are encoded again from an IDR.
@@ -443,13 +491,14 @@ class FailoverEncoder(FailoverBase):
                 )
                 continue
             if self._inband:
-                pkt = _with_prefix(pkt, self._inband)
+                pkt = with_parameter_sets(pkt, self._inband)
                 self._inband = b""
             self._arrived.add(pts)
             self._held.append(pkt)
 
     def _release(self) -> list[Packet]:
-        """Hand out the longest decode-order run of held packets that covers the oldest kept frames exactly."""
+        """Hand out the longest decode-order run of held packets that covers the oldest kept
+        frames exactly."""
         covered: set[int] = set()
         prefix = 0  # kept frames from the oldest on, all covered
         cut = 0
@@ -468,20 +517,17 @@ class FailoverEncoder(FailoverBase):
             pts = order.popleft()
             del self._kept[pts]
             self._arrived.discard(pts)
-        for pkt in out:
-            if pkt.dts is not None:
-                if self._last_dts is not None and pkt.dts <= self._last_dts:
-                    pkt.dts = self._last_dts + 1
-                self._last_dts = pkt.dts
+        self._dts.apply(out)
         self.packets += len(out)
         return out
 
-    def fleet_info(self) -> dict[str, Any]:
-        return super().fleet_info() | {"fallback": self.fell_back}
+    def pool_info(self) -> dict[str, Any]:
+        return super().pool_info() | {"fallback": self.fell_back}
 
 
-def _with_prefix(pkt: Packet, prefix: bytes) -> Packet:
-    """A copy of ``pkt`` with ``prefix`` (Annex B parameter sets) in front of its data."""
+def with_parameter_sets(pkt: Packet, prefix: bytes) -> Packet:
+    """A copy of ``pkt`` with ``prefix`` (Annex B parameter sets) in front of its data: the
+    first packet of a server whose parameter sets differ from the output's extradata."""
     if bytes(pkt)[: len(prefix)] == prefix:
         return pkt
     out: Packet = av.Packet(prefix + bytes(pkt))
@@ -489,3 +535,18 @@ def _with_prefix(pkt: Packet, prefix: bytes) -> Packet:
     out.time_base = pkt.time_base
     out.is_keyframe = pkt.is_keyframe
     return out
+
+
+class IncreasingDts:
+    """Keeps dts strictly increasing across the seams of a stream made by several sessions
+    (with B-frames a dts may move forward by a tick or two at a seam)."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+
+    def apply(self, packets: list[Packet]) -> None:
+        for pkt in packets:
+            if pkt.dts is not None:
+                if self.last is not None and pkt.dts <= self.last:
+                    pkt.dts = self.last + 1
+                self.last = pkt.dts

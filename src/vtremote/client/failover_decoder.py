@@ -1,4 +1,5 @@
-"""``FailoverDecoder``: a remote decoder on a pool that resumes on another server from the last keyframe.
+"""``FailoverDecoder``: a remote decoder on a pool that resumes on another server from the last
+keyframe.
 
 It keeps the packets from the last keyframe all of whose predecessors' frames
 have been returned; when its server dies or stalls it sends them to the next
@@ -9,19 +10,17 @@ order). See :mod:`vtremote.client.failover` for the encoder and what both share.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any, TypeAlias
 
 import av
 
-from vtremote.client.decoder import RemoteDecoder
+from vtremote.client.decoder import RemoteDecoder, stream_arguments
 from vtremote.client.failover import FAILOVER_ERRORS, FailoverBase, as_pool
+from vtremote.client.options import ConnectionOptions
 from vtremote.client.pool import Pool
-from vtremote.client.session import SessionStats
 from vtremote.client.transport import Transport
-from vtremote.errors import VTRemoteError
-from vtremote.wire.constants import PixelFormat, WireCompression
+from vtremote.wire.constants import PixelFormat
 
 log = logging.getLogger(__name__)
 
@@ -44,75 +43,33 @@ class FailoverDecoder(FailoverBase):
         pool: Pool | str,
         codec: str = "h264",
         *,
-        token: str = "",
-        timeout: float = 5.0,
+        connection: ConnectionOptions | None = None,
         max_switches: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(as_pool(pool, token, None), codec, timeout, max_switches)
+        connection = ConnectionOptions.take(connection, kwargs)
+        super().__init__(as_pool(pool, connection.token, None), codec, connection, max_switches)
         self._kwargs = kwargs
         self._kept: list[Packet] = []  # from the last keyframe that is safe to resume from
         self._last_pts: int | None = None  # pts of the last frame returned
-        self.frames = 0
-        self.packets = 0
         self.dropped = 0  # frames a new server gave again and that were not returned twice
         self._backend: RemoteDecoder = self._place()
 
     @classmethod
     def from_stream(cls, pool: Pool | str, stream: Any, **kwargs: Any) -> FailoverDecoder:
         """Like :meth:`RemoteDecoder.from_stream`."""
-        probe: dict[str, Any] = {}
-
-        class _Capture(RemoteDecoder):
-            # from_stream() works out the arguments and calls cls(...): keep them, connect nowhere.
-            def __init__(self, address: Any, codec: str = "h264", **kw: Any) -> None:
-                probe.update(kw, codec=codec)
-
-        _Capture.from_stream("unused:0", stream, **kwargs)
-        codec = probe.pop("codec")
-        return cls(pool, codec, **probe)
-
-    @property
-    def server(self) -> str:
-        return self._backend.server
-
-    @property
-    def server_name(self) -> str:
-        return self._backend.server_name
-
-    @property
-    def server_version(self) -> str:
-        return self._backend.server_version
-
-    @property
-    def engine(self) -> str:
-        return self._backend.engine
-
-    @property
-    def compression(self) -> WireCompression:
-        return self._backend.compression
-
-    @property
-    def pipelined(self) -> bool:
-        return self._backend.pipelined
+        codec, arguments = stream_arguments(stream, kwargs)
+        return cls(pool, codec, **arguments)
 
     @property
     def pix_fmt(self) -> PixelFormat:
         return self._backend.pix_fmt
 
-    @property
-    def stats(self) -> SessionStats:
-        st = self._stats_now(self._backend.stats)
-        st.frames, st.packets = self.frames, self.packets
-        return st
-
     def _place(self) -> RemoteDecoder:
         kwargs = self._kwargs
 
         def opener(transport: Transport) -> RemoteDecoder:
-            return RemoteDecoder(
-                transport, self.codec, token=self.pool.token, timeout=self.timeout, **kwargs
-            )
+            return RemoteDecoder(transport, self.codec, connection=self.connection, **kwargs)
 
         backend, _ = self.placer.open(opener, exclude=self._failed)
         self.servers.append(backend.server)
@@ -151,19 +108,9 @@ class FailoverDecoder(FailoverBase):
                 frames += self._switch(e)
         return self._filter(frames)
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._backend.close()
-
-    def __enter__(self) -> FailoverDecoder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _trim(self) -> None:
-        """Forget kept packets before the last keyframe whose predecessors have all been returned."""
+        """Forget kept packets before the last keyframe whose predecessors have all been
+        returned."""
         last = self._last_pts
         if last is None:
             return
@@ -192,13 +139,8 @@ class FailoverDecoder(FailoverBase):
     def _switch(self, error: BaseException) -> list[av.VideoFrame]:
         frames: list[av.VideoFrame] = []
         while True:
-            old = self._backend
-            failed = old.server
-            self._check_switches(error)
-            with contextlib.suppress(VTRemoteError):
-                frames += old._take()
-            self._add_stats(old.stats)
-            old.close()
+            failed, arrived = self._retire(error)
+            frames += arrived
             self._failed[failed] = str(error)
             self._backend = self._place()
             replay = list(self._kept)

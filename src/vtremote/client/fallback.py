@@ -10,7 +10,6 @@ server's, with pts/dts in the session's time base.
 
 from __future__ import annotations
 
-import logging
 import time
 from fractions import Fraction
 from typing import Any, TypeAlias
@@ -18,12 +17,10 @@ from typing import Any, TypeAlias
 import av
 import av.error
 
-from vtremote.client.encoder import EncoderSettings
-from vtremote.client.session import SessionStats
+from vtremote.client.encoder import EncoderSettings, frame_ticks
+from vtremote.client.stats import SessionStats
 from vtremote.errors import EngineError
 from vtremote.wire.constants import PixelFormat, WireCompression
-
-log = logging.getLogger(__name__)
 
 Packet: TypeAlias = "av.Packet[Any]"
 
@@ -40,6 +37,7 @@ class LocalEncoder:
     server_name = "local"
     server_version = ""
     config_record = b""
+    pipelined = True
 
     def __init__(
         self,
@@ -56,10 +54,7 @@ class LocalEncoder:
         self.engine = LOCAL_CODECS[codec]
         self.time_base = time_base
         self.width, self.height = width, height
-        self.default_duration = 0
-        if framerate and framerate > 0:
-            ticks = 1 / (framerate * time_base)
-            self.default_duration = round(ticks) if ticks >= 1 else 0
+        self.default_duration = frame_ticks(framerate, time_base)
         self._stats = SessionStats()
         self._t0 = time.monotonic()
         ctx: Any = av.CodecContext.create(self.engine, "w")

@@ -27,9 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from vtremote import __version__
 from vtremote.client.config import ClientConfig, PoolMember, load_config
-from vtremote.client.session import CLIENT_NAME
+from vtremote.client.options import ConnectionOptions, client_hello
 from vtremote.client.transport import Transport
 from vtremote.errors import BusyError, ConfigError, NoServerError, VTRemoteError
 from vtremote.wire import extensions as ext
@@ -169,20 +168,21 @@ class Offer:
 class Placer:
     """Opens sessions on the members of a pool, best first (see the module docstring)."""
 
-    def __init__(self, pool: Pool, codec: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, pool: Pool, codec: str, connection: ConnectionOptions | None = None) -> None:
         self.pool = pool
         self.codec = codec
-        self.timeout = timeout
+        #: Timeout and TLS of every greeting (the HELLO carries the pool's token).
+        self.connection = connection if connection is not None else ConnectionOptions()
         #: Reasons of the last :meth:`open`'s skipped members, ``address -> why``.
         self.skipped: dict[str, str] = {}
 
     def _greet(self, member: PoolMember) -> Offer:
-        transport = GreetedTransport.connect(member.address, timeout=self.timeout)
+        transport = GreetedTransport.connect(
+            member.address, timeout=self.connection.timeout, tls=self.connection.tls
+        )
         assert isinstance(transport, GreetedTransport)  # connect() builds cls
         try:
-            ack = transport.greet(
-                m.Hello(self.pool.token, self.codec, CLIENT_NAME, f"vtremote {__version__}")
-            )
+            ack = transport.greet(client_hello(self.pool.token, self.codec))
         except BaseException:
             transport.close()
             raise

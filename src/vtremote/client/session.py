@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
-from vtremote import __version__
-from vtremote.client.tls import TLSOptions
-from vtremote.client.transport import Transport, auto_compression, parse_compression
+from vtremote.client.options import ConnectionOptions, client_hello
+from vtremote.client.stats import SessionStats, describe_session
+from vtremote.client.transport import Transport, auto_compression
 from vtremote.errors import (
     ConfigError,
     ConnectionLostError,
@@ -49,32 +47,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: HELLO ``client_name`` of this client (the reference sends "ffmpeg-vtremote").
-CLIENT_NAME = "vtremote"
 #: PING interval when the server did not announce ext:keepalive: well inside the 10 s
 #: after which the reference daemon drops a silent session (VTR1.md §6.4).
 V1_KEEPALIVE_S = 3.0
 
-#: Largest window the reference allows (VTR1.md §3.2 ``vt_remote_inflight`` 1..128).
-MAX_INFLIGHT = 128
 CODECS = ("h264", "hevc")
-
-
-#: Environment variable holding the server token when none is given.
-TOKEN_ENV = "VTREMOTE_TOKEN"
-
-
-def tls_options_for(
-    tls: bool | TLSOptions, fingerprint: str = "", ca: str = ""
-) -> TLSOptions | None:
-    """The TLS settings of a session: None for plain TCP. A pin or a CA implies TLS."""
-    if isinstance(tls, TLSOptions):
-        if fingerprint or ca:
-            raise ConfigError("give tls_fingerprint / tls_ca inside the TLSOptions, not beside it")
-        return tls
-    if not (tls or fingerprint or ca):
-        return None
-    return TLSOptions(ca=ca, fingerprint=fingerprint)
 
 
 def check_size(width: int, height: int) -> None:
@@ -97,38 +74,6 @@ def to_fraction(value: Fraction | int | str | tuple[int, int] | None, what: str)
         raise ConfigError(f"{what} {value!r} is not a fraction like 1/30") from None
 
 
-@dataclass
-class SessionStats:
-    """Counters of one session (the reference prints these as its summary, VTR1.md §10.1)."""
-
-    frames: int = 0  # frames sent (encode) or received (decode)
-    packets: int = 0  # packets received (encode) or sent (decode)
-    bytes_sent: int = 0  # wire bytes, headers included
-    bytes_received: int = 0
-    max_inflight: int = 0
-    elapsed: float = 0.0  # seconds from connect to now / to the end of the session
-
-    @property
-    def wire_mbps(self) -> float:
-        """Megabits per second on the wire, both directions together."""
-        return (
-            (self.bytes_sent + self.bytes_received) * 8 / self.elapsed / 1e6
-            if self.elapsed > 0
-            else 0.0
-        )
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {
-            "frames": self.frames,
-            "packets": self.packets,
-            "bytes_sent": self.bytes_sent,
-            "bytes_received": self.bytes_received,
-            "max_inflight": self.max_inflight,
-            "elapsed": round(self.elapsed, 6),
-            "wire_mbps": round(self.wire_mbps, 3),
-        }
-
-
 class RemoteSession(Generic[T]):
     """Base of the client objects. Not used directly.
 
@@ -137,33 +82,17 @@ class RemoteSession(Generic[T]):
     """
 
     _kind = "session"
+    #: Decoders say whether PACKETs are pipelined; every other session always is.
+    pipelined = True
 
-    def __init__(
-        self,
-        address: str | Transport,
-        codec: str,
-        *,
-        token: str = "",
-        timeout: float = 5.0,
-        compression: str | int = "auto",
-        inflight: int = 16,
-        tls: bool | TLSOptions = False,
-        tls_fingerprint: str = "",
-        tls_ca: str = "",
-    ) -> None:
+    def __init__(self, address: str | Transport, codec: str, connection: ConnectionOptions) -> None:
         if codec not in CODECS:
             raise ConfigError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
-        if not 1 <= inflight <= MAX_INFLIGHT:
-            raise ConfigError(f"in-flight window {inflight} is outside 1..{MAX_INFLIGHT}")
-        if not timeout > 0:
-            raise ConfigError(f"timeout {timeout} s must be positive")
-        wanted = parse_compression(compression)  # validate before connecting
-        tls_options = tls_options_for(tls, tls_fingerprint, tls_ca)
-        # The token may come from the environment: argv is visible to every local user.
-        token = token or os.environ.get(TOKEN_ENV, "")
+        #: The connection settings this session was opened with.
+        self.connection = connection
         self.codec = codec
-        self.inflight = inflight
-        self.timeout = float(timeout)
+        self.inflight = connection.window
+        self.timeout = connection.timeout
         self._t0 = time.monotonic()
         self._t_end: float | None = None
         self._cond = threading.Condition()
@@ -183,12 +112,10 @@ class RemoteSession(Generic[T]):
         self._transport = (
             address
             if isinstance(address, Transport)
-            else Transport.connect(address, timeout=self.timeout, tls=tls_options)
+            else Transport.connect(address, timeout=self.timeout, tls=connection.tls)
         )
         try:
-            self.hello_ack = self._transport.hello(
-                m.Hello(token, codec, CLIENT_NAME, f"vtremote {__version__}")
-            )
+            self.hello_ack = self._transport.hello(client_hello(connection.hello_token(), codec))
             caps = self.hello_ack.capabilities
             #: Extension capability names the server announced (VTR1.md §14; wire.extensions).
             self.extensions = ext.split_capabilities(caps)[1]
@@ -200,6 +127,7 @@ class RemoteSession(Generic[T]):
             # a message (VTR1.md §6.3, §6.4, §13.13): a PING after a few idle seconds keeps a
             # stalled pipeline alive. PING is plain v1, no option needed.
             self._keepalive_s: float = V1_KEEPALIVE_S if announced is None else announced
+            wanted = connection.wire_compression
             self.compression = (
                 wanted if wanted is not None else auto_compression(self._transport.peer_is_loopback)
             )
@@ -248,6 +176,19 @@ class RemoteSession(Generic[T]):
         interval). Otherwise PING still goes out after ``V1_KEEPALIVE_S`` idle seconds."""
         return self._keepalive_negotiated
 
+    @property
+    def failovers(self) -> int:
+        """A one-server session never moves (:class:`SessionReport`)."""
+        return 0
+
+    @property
+    def fell_back(self) -> bool:
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        """This session's ``remote_sessions`` entry of ``--json`` (:class:`SessionReport`)."""
+        return describe_session(self._kind, self, self.stats, self.pipelined)
+
     def close(self) -> None:
         """End the session. Without a completed :meth:`flush` the server just sees EOF."""
         if self._closed:
@@ -286,6 +227,55 @@ class RemoteSession(Generic[T]):
             # not hold that many back, or a small window waits for nothing.
             opts.append((ext.OPT_WINDOW, str(self.inflight)))
         return opts
+
+    def _configure(
+        self,
+        size: tuple[int, int],
+        pix_fmt: int,
+        time_base: Fraction | None,
+        framerate: Fraction | None,
+        options: list[tuple[str, str]],
+        extradata: bytes = b"",
+    ) -> m.ConfigureAck:
+        """Send the CONFIGURE of this session (0/1 for an unknown rate or time base, as the
+        reference sends, VTR1.md §3.2); ``options`` become :attr:`options`."""
+        self.options = options
+        tb = time_base or Fraction(0, 1)
+        fr = framerate or Fraction(0, 1)
+        return self._open(
+            m.Configure(
+                size[0],
+                size[1],
+                pix_fmt,
+                tb.numerator,
+                tb.denominator,
+                fr.numerator,
+                fr.denominator,
+                tuple(options),
+                extradata,
+            )
+        )
+
+    @contextlib.contextmanager
+    def _closed_on_error(self) -> Iterator[None]:
+        """Close the session when set-up fails after the connection was made."""
+        try:
+            yield
+        except BaseException:
+            self.close()
+            raise
+
+    def _log_opened(self, description: str, *args: object) -> None:
+        """The INFO line of a configured session: who serves it, then ``description``."""
+        logging.getLogger(type(self).__module__).info(
+            "%s session with %s (%s %s, engine %s): " + description,
+            self._kind,
+            self.server,
+            self.server_name or "v1 server",
+            self.server_version,
+            self.engine or "?",
+            *args,
+        )
 
     def _open(self, configure: m.Configure) -> m.ConfigureAck:
         """Send CONFIGURE, wait for the ACK, start the receiver thread."""

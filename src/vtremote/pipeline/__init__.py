@@ -1,8 +1,11 @@
 """Whole jobs: inputs -> per-stream handlers -> one output, without the command line.
 
 :class:`Job` runs a :class:`JobSpec` (what ``vtremote``'s command line parses
-into); stream handlers live in :mod:`.streams` and the video strategies (raw
-frames to a remote encoder, remote decode, packet transcode) in :mod:`.video`.
+into). A handler (:mod:`.handler`) makes one output stream and sees only a
+``JobContext``; copy and audio handlers live in :mod:`.streams`, the video
+strategies (raw frames to a remote encoder, remote decode, packet transcode,
+parallel segments) in :mod:`.video`, and :mod:`.remote_sessions` says which
+client session a remote codec gets.
 """
 
 from __future__ import annotations

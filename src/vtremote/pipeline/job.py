@@ -15,7 +15,8 @@ end the run.
 Use from Python::
 
     spec = JobSpec(inputs=[InputSpec("in.mkv")],
-                   output=OutputSpec("out.mkv", codecs={"v": "h264_videotoolbox_remote", "a": "copy"},
+                   output=OutputSpec("out.mkv",
+                                     codecs={"v": "h264_videotoolbox_remote", "a": "copy"},
                                      video={"bitrate": 4_000_000}, video_filter="scale=-2:720"))
     stats = Job(spec).run()
 """
@@ -26,55 +27,24 @@ import contextlib
 import dataclasses
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
+from typing import Any
 
-from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.client.encoder import EncoderSettings
+from vtremote.client.stats import SessionReport
 from vtremote.errors import ConfigError, JobError, UsageError
+from vtremote.pipeline.handler import Handler, JobContext
 from vtremote.pipeline.hls import HlsOutput, is_hls, open_hls, segment_key_frames
 from vtremote.pipeline.inputs import Input, lavfi_pixel_format, merged_demux
 from vtremote.pipeline.output import Muxer, OutputFile
 from vtremote.pipeline.select import drop_uncopyable_subtitles, select_streams
 from vtremote.pipeline.spec import JobSpec, RemoteOptions
 from vtremote.pipeline.stats import JobStats
-from vtremote.pipeline.streams import AudioHandler, CopyHandler, Handler
+from vtremote.pipeline.streams import AudioHandler, CopyHandler
 from vtremote.pipeline.video import make_video_handler
 
-if TYPE_CHECKING:
-    from vtremote.client.failover import FailoverEncoder
-    from vtremote.client.failover_decoder import FailoverDecoder
-    from vtremote.client.transcoder import RemoteTranscoder
-    from vtremote.pipeline.video.parallel import ParallelSessions
-
-    #: Anything with wire statistics and a server name: the client's remote sessions.
-    RemoteSession: TypeAlias = (
-        RemoteEncoder
-        | RemoteDecoder
-        | RemoteTranscoder
-        | FailoverEncoder
-        | FailoverDecoder
-        | ParallelSessions
-    )
-
 log = logging.getLogger(__name__)
-
-
-def _loaded(module: str, name: str) -> Any:
-    """``module.name`` if that module was imported, else ``()`` (an isinstance() that is always
-    False): no session can be of a class whose module this run never loaded, and loading the
-    failover and transcode classes only to look at them would slow every command's start."""
-    mod = sys.modules.get(module)
-    return getattr(mod, name) if mod is not None else ()
-
-
-def _is_fleet(s: RemoteSession) -> TypeGuard[FailoverEncoder | FailoverDecoder | ParallelSessions]:
-    """A session over several servers (a pool, segments), not one server's plain session."""
-    return not isinstance(
-        s, (RemoteEncoder, RemoteDecoder, _loaded("vtremote.client.transcoder", "RemoteTranscoder"))
-    )
 
 
 class Job:
@@ -89,7 +59,8 @@ class Job:
         self.spec = spec
         self.on_progress = on_progress
         self.stats = JobStats(output=spec.output.url)
-        self.sessions: list[RemoteSession] = []
+        #: The remote sessions the handlers opened, in order (closed at the end of the run).
+        self.sessions: list[SessionReport] = []
         self.handlers: list[Handler] = []
         self.inputs: list[Input] = []
         self.server: Any = None
@@ -118,16 +89,22 @@ class Job:
         return None
 
     def _resolve(self, ro: RemoteOptions) -> RemoteOptions:
-        """A codec's remote options with the run's host: the one named anywhere, else the embedded server."""
+        """A codec's remote options with the run's host: the one named anywhere, else the
+        embedded server."""
         named = self._named_host()
         ro = ro.merged(named) if named else ro
         return ro if ro.host else dataclasses.replace(ro, host=self.server_address)
 
-    def remote_for_output(self) -> RemoteOptions:
-        return self._resolve(self.spec.output.remote)
-
-    def remote_for_input(self, inp: Input) -> RemoteOptions:
-        return self._resolve(inp.spec.remote)
+    def _context(self) -> JobContext:
+        """What the handlers see of this job (remote hosts resolved: call after the server)."""
+        return JobContext(
+            output=self.spec.output,
+            container=self.output,
+            muxer=self.muxer,
+            remote_output=self._resolve(self.spec.output.remote),
+            remote_inputs=tuple(self._resolve(spec.remote) for spec in self.spec.inputs),
+            add_session=self.sessions.append,
+        )
 
     def _start_embedded_server(self) -> None:
         """No -vt_remote_host: serve this run from a vtremoted inside this process (loopback)."""
@@ -179,32 +156,32 @@ class Job:
         self.stats.format = self.output_format
         self.muxer = Muxer(self.output, self.stats)
 
-    def _make_handler(self, inp: Input, stream: Any) -> Handler:
+    def _make_handler(self, ctx: JobContext, inp: Input, stream: Any) -> Handler:
         out = self.spec.output
         idx = self.muxer.add()
         kind = stream.type
         if kind == "video":
             codec = out.codecs.get("v") or self.output.default_video_codec
             if codec == "copy":
-                return CopyHandler(self, inp, stream, idx)
+                return CopyHandler(ctx, inp, stream, idx)
             if codec in ("none", ""):
                 raise UsageError("video codec 'none': use -vn")
-            return make_video_handler(self, inp, stream, idx, codec)
+            return make_video_handler(ctx, inp, stream, idx, codec)
         if kind == "audio":
             codec = out.codecs.get("a") or "copy"
             return (
-                CopyHandler(self, inp, stream, idx)
+                CopyHandler(ctx, inp, stream, idx)
                 if codec == "copy"
-                else AudioHandler(self, inp, stream, idx, codec)
+                else AudioHandler(ctx, inp, stream, idx, codec)
             )
         codec = out.codecs.get("s" if kind == "subtitle" else "d") or "copy"
         if codec != "copy":
             raise UsageError(
                 f"{kind} streams can only be copied (-c:{kind[0]} copy) or left out (-{kind[0]}n)"
             )
-        return CopyHandler(self, inp, stream, idx)
+        return CopyHandler(ctx, inp, stream, idx)
 
-    # -- run -----------------------------------------------------------------------------------------
+    # -- run -------------------------------------------------------------------------------
 
     def run(self) -> JobStats:
         """Run the job to the end; raises a :class:`~vtremote.errors.VTRemoteError` on failure,
@@ -223,8 +200,22 @@ class Job:
 
     def _run(self) -> None:
         check_spec(self.spec)
-        out = self.spec.output
         self._open_output()
+        self._open_handlers()
+        self.stats.total_time = self._expected_duration()
+        self._demux()
+        for h in self.handlers:
+            h.finish()
+        self.muxer.close()
+        assert self.file is not None
+        self.file.commit()
+        self._update_counts()
+        self._progress(force=True)
+        self._report()
+
+    def _open_handlers(self) -> None:
+        """The inputs, the streams chosen from them, and one handler per output stream."""
+        out = self.spec.output
         self.inputs = [
             Input(i, spec, lavfi_pixel_format(spec, out)) for i, spec in enumerate(self.spec.inputs)
         ]
@@ -235,11 +226,15 @@ class Job:
             raise UsageError("no stream selected for the output (check -map / -an / -vn / -sn)")
         if self._needs_remote() and self._named_host() is None:
             self._start_embedded_server()
+        ctx = self._context()
         for inp, stream in selected:
-            self.handlers.append(self._make_handler(inp, stream))
+            self.handlers.append(self._make_handler(ctx, inp, stream))
             if out.video_tag and stream.type == "video":
-                self.handlers[-1].out_stream.codec_context.codec_tag = out.video_tag  # type: ignore[attr-defined]
-        self.stats.total_time = self._expected_duration()
+                self.handlers[-1].out_stream.codec_context.codec_tag = out.video_tag
+
+    def _demux(self) -> None:
+        """Feed every demuxed packet to its stream's handler until the inputs or the handlers
+        are done, or :meth:`stop` was called."""
         by_stream = {(h.input.index, h.in_stream.index): h for h in self.handlers}
         demux_plan = [
             (inp, [s for s in inp.streams if (inp.index, s.index) in by_stream])
@@ -251,28 +246,22 @@ class Job:
             if handler is None:
                 continue
             handler.feed(packet)
-            self._update_wire()
+            self._update_counts()
             self._progress()
             if all(h.done for h in self.handlers if not h.sparse) or self.stop_requested:
                 break
-        for h in self.handlers:
-            h.finish()
-        self.muxer.close()
-        assert self.file is not None
-        self.file.commit()
-        self._update_wire()
-        self._progress(force=True)
+
+    def _report(self) -> None:
+        """The end of the run in :attr:`stats`: size, streams, remote sessions, failovers."""
+        out = self.spec.output
         self.stats.finished = time.monotonic()
         if out.format not in ("null", "hls") and out.url != "-":
             with contextlib.suppress(OSError):
                 self.stats.size_bytes = os.path.getsize(out.url)
         self.stats.streams = [h.describe() for h in self.handlers]
-        self.stats.remote = [self._session_info(s) for s in self.sessions]
-        fleet = [s for s in self.sessions if _is_fleet(s)]
-        self.stats.failovers = sum(s.failovers for s in fleet)
-        self.stats.fallbacks = sum(
-            1 for s in fleet if getattr(s, "fell_back", False)
-        )  # decoders never fall back
+        self.stats.remote = [s.describe() for s in self.sessions]
+        self.stats.failovers = sum(s.failovers for s in self.sessions)
+        self.stats.fallbacks = sum(1 for s in self.sessions if s.fell_back)
 
     def _expected_duration(self) -> float | None:
         out = self.spec.output
@@ -282,37 +271,15 @@ class Job:
         durations = [inp.duration - inp.spec.seek - out.seek for inp in self.inputs if inp.duration]
         return max(durations) if durations else None
 
-    def _update_wire(self) -> None:
+    def _update_counts(self) -> None:
+        """Video frames the handlers made and wire bytes of the sessions, as of now."""
+        self.stats.frames = sum(h.video_frames for h in self.handlers)
         sent = received = 0
         for s in self.sessions:
             st = s.stats
             sent += st.bytes_sent
             received += st.bytes_received
         self.stats.wire_sent, self.stats.wire_received = sent, received
-
-    @staticmethod
-    def _session_info(s: RemoteSession) -> dict[str, Any]:
-        transcoder = _loaded("vtremote.client.transcoder", "RemoteTranscoder")
-        decoders = (RemoteDecoder, _loaded("vtremote.client.failover_decoder", "FailoverDecoder"))
-        fleet = s.fleet_info() if _is_fleet(s) else {}
-        return {
-            "mode": (
-                "decode"
-                if isinstance(s, decoders)
-                else "transcode"
-                if isinstance(s, transcoder)
-                else "encode"
-            ),
-            "server": s.server,
-            "server_name": s.server_name,
-            "server_version": s.server_version,
-            "engine": s.engine,
-            "codec": s.codec,
-            "compression": s.compression.name.lower(),
-            "pipelined": getattr(s, "pipelined", True),
-            **s.stats.as_dict(),
-            **fleet,
-        }
 
     def _cleanup(self, ok: bool) -> None:
         for h in self.handlers:
@@ -335,16 +302,19 @@ def check_spec(spec: JobSpec) -> None:
     out = spec.output
     if out.remote_codec is None and out.video_codec and out.video_codec.endswith("_remote"):
         raise UsageError(
-            f"unknown remote encoder {out.video_codec!r}: use h264_videotoolbox_remote or hevc_videotoolbox_remote"
+            f"unknown remote encoder {out.video_codec!r}: "
+            "use h264_videotoolbox_remote or hevc_videotoolbox_remote"
         )
     for inp in spec.inputs:
         if inp.remote_codec is None and inp.video_codec and inp.video_codec.endswith("_remote"):
             raise UsageError(
-                f"unknown remote decoder {inp.video_codec!r}: use h264_videotoolbox_remote or hevc_videotoolbox_remote"
+                f"unknown remote decoder {inp.video_codec!r}: "
+                "use h264_videotoolbox_remote or hevc_videotoolbox_remote"
             )
     if out.remote_codec == "hevc" and out.video.get("level") is not None:
         log.warning(
-            "-level is ignored by hevc_videotoolbox_remote (the reference's HEVC encoder has no level option)"
+            "-level is ignored by hevc_videotoolbox_remote "
+            "(the reference's HEVC encoder has no level option)"
         )
     try:
         EncoderSettings.from_kwargs(**out.video)

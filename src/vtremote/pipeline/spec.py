@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from vtremote.client.options import ConnectionOptions, tls_options_for
 from vtremote.errors import UsageError
 
 #: Codec names that mean "this codec runs on a vtremoted" (the reference's names).
@@ -85,7 +86,8 @@ class RemoteOptions:
     parallel: int = 0
 
     def merged(self, other: RemoteOptions) -> RemoteOptions:
-        """These options, with ``other``'s host, token and TLS settings when this side names no host."""
+        """These options, with ``other``'s host, token and TLS settings when this side names
+        no host."""
         if self.host is not None:
             return self
         return dataclasses.replace(
@@ -98,9 +100,15 @@ class RemoteOptions:
             tls_ca=self.tls_ca or other.tls_ca,
         )
 
-    def tls_kwargs(self) -> dict[str, Any]:
-        """The TLS keywords of RemoteEncoder / RemoteDecoder / RemoteTranscoder."""
-        return {"tls": self.tls, "tls_fingerprint": self.tls_fingerprint, "tls_ca": self.tls_ca}
+    def connection(self) -> ConnectionOptions:
+        """These options as every client session takes them (one object, passed whole)."""
+        return ConnectionOptions(
+            token=self.token,
+            timeout=self.timeout_ms / 1000,
+            compression=self.compression,
+            window=self.inflight,
+            tls=tls_options_for(self.tls, self.tls_fingerprint, self.tls_ca),
+        )
 
 
 @dataclass
@@ -154,7 +162,8 @@ class OutputSpec:
     #: Packet transcode (the server decodes, filters and encodes): "auto" when the chain
     #: and the server allow it, "on" required (an error says why not), "off" raw frames.
     transcode: str = "auto"
-    #: Muxer options (``-movflags``, ``-hls_time``, ``-avoid_negative_ts``...), passed to FFmpeg as they are.
+    #: Muxer options (``-movflags``, ``-hls_time``, ``-avoid_negative_ts``...), passed to FFmpeg
+    #: as they are.
     format_options: dict[str, str] = field(default_factory=dict)
     #: ``-copyts``: keep the input's timestamps (``-ss`` does not move output time 0);
     #: with ``start_at_zero`` they are shifted so that the input starts at 0.

@@ -8,22 +8,19 @@
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import logging
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import av
 import av.error
 
 from vtremote.errors import JobError, UsageError
 from vtremote.pipeline.filters import AudioFilter
+from vtremote.pipeline.handler import Handler, JobContext
 from vtremote.pipeline.inputs import Input
 from vtremote.pipeline.timing import to_seconds, to_ticks
-
-if TYPE_CHECKING:
-    from vtremote.pipeline.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -41,64 +38,31 @@ CHANNEL_LAYOUTS = {
 }
 
 
-class Handler(abc.ABC):
-    """One output stream fed from one input stream."""
-
-    sparse = False  # subtitles: do not keep the run alive waiting for them
-
-    def __init__(self, job: Job, inp: Input, in_stream: Any, out_index: int) -> None:
-        self.job = job
-        self.input = inp
-        self.in_stream = in_stream
-        self.out_index = out_index
-        self.done = False
-        out = job.spec.output
-        #: Source seconds that become output time 0 (ffmpeg: start time + -ss).
-        self.origin = inp.start + inp.spec.seek + out.seek
-        #: Source seconds subtracted from timestamps: the origin, or with -copyts none
-        #: (only the input's start with -start_at_zero), as ffmpeg does.
-        self.zero = (inp.start if out.start_at_zero else 0.0) if out.copyts else self.origin
-        ends = []
-        if out.duration is not None:
-            ends.append(out.duration)
-        if inp.spec.duration is not None:
-            ends.append(inp.spec.duration - out.seek)
-        self.end = min(ends) if ends else None
-
-    @abc.abstractmethod
-    def feed(self, packet: Packet) -> None: ...
-
-    @abc.abstractmethod
-    def finish(self) -> None: ...
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "index": self.out_index,
-            "input": f"{self.input.index}:{self.in_stream.index}",
-            "type": self.in_stream.type,
-        }
-
-    def close(self) -> None:  # noqa: B027 - most handlers hold nothing to release
-        """Release remote sessions (also on errors)."""
-
-
 class CopyHandler(Handler):
-    def __init__(self, job: Job, inp: Input, in_stream: Any, out_index: int) -> None:
-        super().__init__(job, inp, in_stream, out_index)
+    """Packets copied untouched; only the timestamps move by the run's start offset."""
+
+    def __init__(self, ctx: JobContext, inp: Input, in_stream: Any, out_index: int) -> None:
+        super().__init__(ctx, inp, in_stream, out_index)
         self.sparse = in_stream.type in ("subtitle", "data", "attachment")
         try:
-            self.out_stream: Any = job.output.add_stream_from_template(in_stream)
+            self.out_stream = ctx.container.add_stream_from_template(in_stream)
         except ValueError as e:
+            ctx_name = in_stream.codec_context.name if in_stream.codec_context else in_stream.type
             raise JobError(
-                f"cannot copy stream {inp.index}:{in_stream.index} ({in_stream.codec_context.name if in_stream.codec_context else in_stream.type}) "
-                f"into {job.output_format}: {e} (leave it out with -{in_stream.type[0]}n or -map, or choose another container)"
+                f"cannot copy stream {inp.index}:{in_stream.index} ({ctx_name}) "
+                f"into {ctx.output_format}: {e} (leave it out with -{in_stream.type[0]}n "
+                "or -map, or choose another container)"
             ) from e
         self.video = in_stream.type == "video"
-        self.trimmed = inp.spec.seek > 0 or job.spec.output.seek > 0
+        self.trimmed = inp.spec.seek > 0 or ctx.output.seek > 0
         self.started = not (self.video and self.trimmed)
         self.shift = to_ticks(self.zero, in_stream.time_base) if in_stream.time_base else 0
         self.packets = 0
-        job.muxer.set_ready(out_index)
+        ctx.muxer.set_ready(out_index)
+
+    @property
+    def video_frames(self) -> int:
+        return self.packets if self.video else 0
 
     def feed(self, packet: Packet) -> None:
         if self.done or packet.size == 0:
@@ -124,9 +88,7 @@ class CopyHandler(Handler):
                 packet.dts -= self.shift
         packet.stream = self.out_stream
         self.packets += 1
-        if self.video:
-            self.job.stats.frames += 1
-        self.job.muxer.mux(self.out_index, packet)
+        self.ctx.muxer.mux(self.out_index, packet)
 
     def finish(self) -> None:
         pass
@@ -138,30 +100,32 @@ class CopyHandler(Handler):
 class AudioHandler(Handler):
     """Local audio decode + local PyAV encode (``-c:a aac``, ``-b:a``, ``-ar``, ``-ac``)."""
 
-    def __init__(self, job: Job, inp: Input, in_stream: Any, out_index: int, codec: str) -> None:
-        super().__init__(job, inp, in_stream, out_index)
-        out = job.spec.output
+    def __init__(
+        self, ctx: JobContext, inp: Input, in_stream: Any, out_index: int, codec: str
+    ) -> None:
+        super().__init__(ctx, inp, in_stream, out_index)
+        out = ctx.output
         rate = out.audio_rate or in_stream.codec_context.sample_rate or 48000
         try:
-            self.out_stream: Any = job.output.add_stream(codec, rate=rate)
+            self.out_stream = ctx.container.add_stream(codec, rate=rate)
         except (ValueError, av.error.FFmpegError) as e:
             raise JobError(
-                f"audio encoder {codec!r} cannot write into {job.output_format}: {e}"
+                f"audio encoder {codec!r} cannot write into {ctx.output_format}: {e}"
             ) from e
-        ctx: Any = self.out_stream.codec_context
+        codec_ctx: Any = self.out_stream.codec_context
         if out.audio_bitrate:
-            ctx.bit_rate = out.audio_bitrate
+            codec_ctx.bit_rate = out.audio_bitrate
         layout: Any = in_stream.codec_context.layout
         if out.audio_channels:
             if out.audio_channels not in CHANNEL_LAYOUTS:
                 raise UsageError(f"-ac {out.audio_channels}: give 1..8 channels")
             layout = CHANNEL_LAYOUTS[out.audio_channels]
-        ctx.layout = layout
-        ctx.time_base = Fraction(1, rate)
+        codec_ctx.layout = layout
+        codec_ctx.time_base = Fraction(1, rate)
         self.shift = to_ticks(self.zero, in_stream.time_base)
         self.frames = 0
         self.filter = AudioFilter(out.audio_filter) if out.audio_filter else None
-        job.muxer.set_ready(out_index)
+        ctx.muxer.set_ready(out_index)
 
     def feed(self, packet: Packet) -> None:
         if self.done or packet.size == 0:
@@ -192,7 +156,7 @@ class AudioHandler(Handler):
         self.frames += 1
         for out in self.filter.process(frame) if self.filter is not None else [frame]:
             for pkt in self.out_stream.encode(out):
-                self.job.muxer.mux(self.out_index, pkt)
+                self.ctx.muxer.mux(self.out_index, pkt)
 
     def finish(self) -> None:
         if not self.done:
@@ -202,9 +166,9 @@ class AudioHandler(Handler):
         if self.filter is not None:
             for out in self.filter.process(None):
                 for pkt in self.out_stream.encode(out):
-                    self.job.muxer.mux(self.out_index, pkt)
+                    self.ctx.muxer.mux(self.out_index, pkt)
         for pkt in self.out_stream.encode(None):
-            self.job.muxer.mux(self.out_index, pkt)
+            self.ctx.muxer.mux(self.out_index, pkt)
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {

@@ -1,50 +1,54 @@
 """Video strategies: how one output video stream is made.
 
-Each strategy is a :class:`~vtremote.pipeline.streams.Handler` (packets of one
+Each strategy is a :class:`~vtremote.pipeline.handler.Handler` (packets of one
 input stream in, packets of one output stream out). :func:`make_video_handler`
 takes the first that can serve the stream and logs, once, why the ones before
 it could not:
 
-* packet transcode (:mod:`.transcode`): compressed packets travel, the server
-  decodes, filters and encodes;
-* the frame path (:mod:`.frames`): a local or remote decoder, filters on this
-  machine, a local or remote encoder (raw frames travel to a remote encoder).
+* packet transcode (:mod:`.packet_transcode`): compressed packets travel, the
+  server decodes, filters and encodes;
+* the frame path (:mod:`.frame_path`): a local or remote decoder
+  (:mod:`.frame_sources`), filters on this machine, a local or remote encoder
+  (:mod:`.frame_sinks`; raw frames travel to a remote encoder), or segments
+  encoded on several servers at once (:mod:`.parallel_encode`).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from fractions import Fraction
+from typing import Any
 
 from vtremote.errors import UnsupportedConfigError, UsageError
+from vtremote.pipeline.handler import Handler, JobContext
 from vtremote.pipeline.inputs import Input
-from vtremote.pipeline.streams import Handler
-from vtremote.pipeline.video.decoders import open_frame_source
-from vtremote.pipeline.video.encoders import open_frame_sink
-from vtremote.pipeline.video.frames import FrameHandler
-from vtremote.pipeline.video.transcode import TranscodeHandler, chain_refusal, why_not_transcode
-
-if TYPE_CHECKING:
-    from vtremote.pipeline.job import Job
+from vtremote.pipeline.video.frame_path import FrameHandler
+from vtremote.pipeline.video.frame_sinks import FrameSink, LocalEncode, RemoteEncode
+from vtremote.pipeline.video.frame_sources import open_frame_source
+from vtremote.pipeline.video.packet_transcode import (
+    PacketTranscodeHandler,
+    chain_refusal,
+    why_not_transcode,
+)
 
 log = logging.getLogger(__name__)
 
 
-def make_video_handler(job: Job, inp: Input, in_stream: Any, out_index: int, codec: str) -> Handler:
+def make_video_handler(
+    ctx: JobContext, inp: Input, in_stream: Any, out_index: int, codec: str
+) -> Handler:
     """The handler for one output video stream (``codec`` is the ``-c:v`` name, not ``copy``)."""
-    out = job.spec.output
+    out = ctx.output
     if out.remote_codec is not None:
         # Structural reasons (trimming, uncompressed input, -vt_remote_transcode 0) are
         # logged at INFO; a chain or a server that refuses costs wire bandwidth: WARNING.
-        level, reason = logging.INFO, why_not_transcode(job, inp, in_stream)
+        level, reason = logging.INFO, why_not_transcode(ctx, inp, in_stream)
         if reason is None:
             level, reason = logging.WARNING, chain_refusal(out)
         if reason is None:
             try:
-                return TranscodeHandler(job, inp, in_stream, out_index, codec)
-            except (
-                UnsupportedConfigError
-            ) as e:  # the server's answer: no transcode, codec or filter
+                return PacketTranscodeHandler(ctx, inp, in_stream, out_index, codec)
+            except UnsupportedConfigError as e:  # the server's answer: no transcode, codec, filter
                 reason = str(e)
         if out.transcode == "on":
             raise UsageError(f"-vt_remote_transcode 1: packet transcode is not possible: {reason}")
@@ -55,16 +59,28 @@ def make_video_handler(job: Job, inp: Input, in_stream: Any, out_index: int, cod
             in_stream.index,
             reason,
         )
-    source = open_frame_source(job, inp, in_stream)
+    source = open_frame_source(ctx, inp, in_stream)
     return FrameHandler(
-        job,
+        ctx,
         inp,
         in_stream,
         out_index,
         codec,
         source,
-        lambda rate: open_frame_sink(job, codec, rate),
+        lambda rate: open_frame_sink(ctx, codec, rate),
     )
 
 
-__all__ = ["FrameHandler", "TranscodeHandler", "make_video_handler"]
+def open_frame_sink(ctx: JobContext, codec: str, rate: Fraction | None) -> FrameSink:
+    """The output's remote encoder (``-c:v *_videotoolbox_remote`` after ``-i``), segments on
+    several servers (``-vt_remote_parallel``), else a PyAV one."""
+    remote = ctx.output.remote_codec
+    if remote and ctx.remote_output.parallel > 1:
+        # Loaded only for a parallel encode.
+        from vtremote.pipeline.video.parallel_encode import ParallelEncode
+
+        return ParallelEncode(ctx, remote)
+    return RemoteEncode(ctx, remote) if remote else LocalEncode(ctx, codec, rate)
+
+
+__all__ = ["FrameHandler", "PacketTranscodeHandler", "make_video_handler", "open_frame_sink"]

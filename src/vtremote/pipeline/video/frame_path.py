@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import av
 
@@ -28,16 +28,13 @@ from vtremote.pipeline.filters import (
     chain_rate,
     split_filter_chain,
 )
+from vtremote.pipeline.handler import Handler, JobContext
 from vtremote.pipeline.inputs import Input
 from vtremote.pipeline.spec import OutputSpec
-from vtremote.pipeline.streams import Handler
 from vtremote.pipeline.timing import to_ticks
 from vtremote.pipeline.values import parse_force_key_frames
-from vtremote.pipeline.video.decoders import FrameSource
-from vtremote.pipeline.video.encoders import FrameSink, color_settings
-
-if TYPE_CHECKING:
-    from vtremote.pipeline.job import Job
+from vtremote.pipeline.video.frame_sinks import FrameSink, color_settings
+from vtremote.pipeline.video.frame_sources import FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +59,7 @@ class FrameHandler(Handler):
 
     def __init__(
         self,
-        job: Job,
+        ctx: JobContext,
         inp: Input,
         in_stream: Any,
         out_index: int,
@@ -70,8 +67,8 @@ class FrameHandler(Handler):
         source: FrameSource,
         make_sink: Callable[[Fraction | None], FrameSink],
     ) -> None:
-        super().__init__(job, inp, in_stream, out_index)
-        out = job.spec.output
+        super().__init__(ctx, inp, in_stream, out_index)
+        out = ctx.output
         self.out = out
         self.codec = codec
         self.shift = to_ticks(self.zero, in_stream.time_base)
@@ -104,6 +101,10 @@ class FrameHandler(Handler):
         # The output stream now (map order); its parameters are filled in with the first frame.
         self.sink: FrameSink = make_sink(self.rate)
         self.out_stream = self.sink.out_stream
+
+    @property
+    def video_frames(self) -> int:
+        return self.frames_out
 
     # -- decoding ------------------------------------------------------------------------------
 
@@ -226,7 +227,6 @@ class FrameHandler(Handler):
             self._open_encoder(frame)
         keyframe = self._keyframe(frame)
         self.frames_out += 1
-        self.job.stats.frames += 1
         if frame.pts is not None:
             self.durations[frame.pts] = frame.duration or self.sink.default_duration
         self._mux_packets(self.sink.encode(frame, keyframe))
@@ -241,7 +241,7 @@ class FrameHandler(Handler):
             if pkt.pts is not None:
                 self.durations.pop(pkt.pts, None)
             pkt.stream = self.out_stream
-            self.job.muxer.mux(self.out_index, pkt)
+            self.ctx.muxer.mux(self.out_index, pkt)
 
     def _open_encoder(self, frame: VideoFrame) -> None:
         tb = self.time_base
@@ -258,7 +258,7 @@ class FrameHandler(Handler):
                 setattr(ctx, key, value)
         self.sink.open(frame, tb, self.rate, self.sar)
         self.out_stream.time_base = tb
-        self.job.muxer.set_ready(self.out_index)
+        self.ctx.muxer.set_ready(self.out_index)
 
     def finish(self) -> None:
         if not self.done:

@@ -6,7 +6,7 @@ Usage::
         stream = src.streams.video[0]
         with RemoteTranscoder.from_stream("gpu.local:5555", stream, codec="h264",
                                           filters="scale=-2:720", bitrate=4_000_000, gop=120) as tc:
-            out = mux.add_stream("h264")            # tc.width, tc.height, tc.time_base, tc.extradata
+            out = mux.add_stream("h264")  # tc.width, tc.height, tc.time_base, tc.extradata
             for packet in src.demux(stream):
                 for p in (tc.transcode(packet) if packet.size else tc.flush()):
                     ...
@@ -28,7 +28,6 @@ pts/dts in :attr:`RemoteTranscoder.time_base`, exactly one per output frame.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,14 +43,9 @@ from vtremote.client.encoder import (
     parse_pix_fmt,
     parse_profile,
 )
-from vtremote.client.session import (
-    CLIENT_NAME,
-    RemoteSession,
-    SessionStats,
-    check_size,
-    to_fraction,
-)
-from vtremote.client.tls import TLSOptions
+from vtremote.client.options import ConnectionOptions, client_hello
+from vtremote.client.session import RemoteSession, check_size, to_fraction
+from vtremote.client.stats import SessionStats
 from vtremote.client.transport import Transport
 from vtremote.errors import ConfigError, RemoteProtocolError, UnsupportedConfigError
 from vtremote.wire import annexb
@@ -59,8 +53,6 @@ from vtremote.wire import extensions as ext
 from vtremote.wire import filters as vf
 from vtremote.wire import messages as m
 from vtremote.wire.constants import PixelFormat, WireCompression
-
-log = logging.getLogger(__name__)
 
 #: pts/dts of a source packet that has none (FFmpeg's AV_NOPTS_VALUE, docs/protocol.md).
 NOPTS = -(1 << 63)
@@ -104,9 +96,7 @@ def transcode_capabilities(
     """
     transport = Transport.connect(address, timeout=timeout)
     try:
-        from vtremote import __version__
-
-        ack = transport.hello(m.Hello(token, "h264", CLIENT_NAME, f"vtremote {__version__}"))
+        ack = transport.hello(client_hello(token, "h264"))
     finally:
         transport.close()
     offer = ext.transcode_offer(ack.capabilities)
@@ -163,15 +153,12 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         pix_fmt: str | int | PixelFormat | None = None,
         force_key_frames: Sequence[float | Fraction] | None = None,
         force_key_every: float | Fraction | None = None,
-        token: str = "",
-        timeout: float = 5.0,
-        inflight: int = 16,
-        tls: bool | TLSOptions = False,
-        tls_fingerprint: str = "",
-        tls_ca: str = "",
+        connection: ConnectionOptions | None = None,
         settings: EncoderSettings | None = None,
         **options: Any,
     ) -> None:
+        # Packets are compressed already: the wire compresses nothing of a transcode.
+        connection = ConnectionOptions.take(connection, options).replace(compression="none")
         self.settings = EncoderSettings.given(settings, options)
         self.chain = vf.coerce(filters)
         check_size(input_width, input_height)
@@ -195,65 +182,23 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         self.time_base = tb  # until CONFIGURE_ACK says the output's
         self._sent = 0
         self._received = 0
-        super().__init__(
-            address,
-            codec,
-            token=token,
-            timeout=timeout,
-            compression="none",
-            inflight=inflight,
-            tls=tls,
-            tls_fingerprint=tls_fingerprint,
-            tls_ca=tls_ca,
-        )
+        super().__init__(address, codec, connection)
         self._stats = TranscodeStats()
-        try:
+        with self._closed_on_error():
             self.offer = self._check_offer()
             opts = self._options(codec, force_key_frames, force_key_every)
-        except BaseException:
-            self.close()
-            raise
-        self.options = opts
-        fr = self.framerate or Fraction(0, 1)
-        cfg = m.Configure(
-            input_width,
-            input_height,
+        ack = self._configure(
+            (input_width, input_height),
             int(self.pix_fmt),
-            tb.numerator,
-            tb.denominator,
-            fr.numerator,
-            fr.denominator,
-            tuple(opts),
+            tb,
+            self.framerate,
+            opts,
             self.input_extradata,
         )
-        ack = self._open(cfg)
-        try:
-            notes = ext.split_notes(ack.warnings)[1]
-            note = next((n for n in notes if n.startswith(ext.NOTE_OUTPUT + "=")), None)
-            if note is None:
-                raise RemoteProtocolError(
-                    f"{self.server} accepted the transcode without saying the output geometry"
-                )
-            out = ext.OutputNote.parse(note)
-            #: Output picture size and the time base of the output packets' pts/dts.
-            self.width, self.height = out.width, out.height
-            self.time_base = out.time_base
-            self.output_framerate = out.frame_rate
-            #: Sample aspect ratio of the output (scale keeps the display aspect, setsar sets it).
-            self.sample_aspect_ratio = out.sar
-            #: The CONFIGURE_ACK record as the server sent it (avcC / hvcC).
-            self.config_record = bytes(ack.extradata)
-            #: Annex B parameter sets: what FFmpeg muxers want as codec extradata.
-            self.extradata = annexb.config_record_to_annexb(codec, self.config_record)
-        except BaseException:
-            self.close()
-            raise
-        log.info(
-            "transcode session with %s (%s %s, engine %s): %s %dx%d -> [%s] -> %s %dx%d tb=%s, window %d",
-            self.server,
-            self.server_name or "v1 server",
-            self.server_version,
-            self.engine or "?",
+        with self._closed_on_error():
+            self._read_output(codec, ack)
+        self._log_opened(
+            "%s %dx%d -> [%s] -> %s %dx%d tb=%s, window %d",
             input_codec,
             input_width,
             input_height,
@@ -262,14 +207,35 @@ class RemoteTranscoder(RemoteSession["Packet"]):
             self.width,
             self.height,
             self.time_base,
-            inflight,
+            self.inflight,
         )
+
+    def _read_output(self, codec: str, ack: m.ConfigureAck) -> None:
+        """The output the server announced in CONFIGURE_ACK (ext output note, extradata)."""
+        notes = ext.split_notes(ack.warnings)[1]
+        note = next((n for n in notes if n.startswith(ext.NOTE_OUTPUT + "=")), None)
+        if note is None:
+            raise RemoteProtocolError(
+                f"{self.server} accepted the transcode without saying the output geometry"
+            )
+        out = ext.OutputNote.parse(note)
+        #: Output picture size and the time base of the output packets' pts/dts.
+        self.width, self.height = out.width, out.height
+        self.time_base = out.time_base
+        self.output_framerate = out.frame_rate
+        #: Sample aspect ratio of the output (scale keeps the display aspect, setsar sets it).
+        self.sample_aspect_ratio = out.sar
+        #: The CONFIGURE_ACK record as the server sent it (avcC / hvcC).
+        self.config_record = bytes(ack.extradata)
+        #: Annex B parameter sets: what FFmpeg muxers want as codec extradata.
+        self.extradata = annexb.config_record_to_annexb(codec, self.config_record)
 
     @classmethod
     def from_stream(
         cls, address: str | Transport, stream: av.video.stream.VideoStream, **kwargs: Any
     ) -> RemoteTranscoder:
-        """A transcoder for a demuxed PyAV video stream (codec, size, extradata, time base, rate)."""
+        """A transcoder for a demuxed PyAV video stream (codec, size, extradata, time base,
+        rate)."""
         ctx = stream.codec_context
         kwargs.setdefault("framerate", stream.average_rate or stream.guessed_rate)
         kwargs.setdefault("input_pix_fmt", ctx.format.name if ctx.format is not None else None)

@@ -1,6 +1,6 @@
 """Segments in parallel (``-vt_remote_parallel N``): one output stream encoded on N servers at once.
 
-:class:`ParallelEncode` is a :class:`~vtremote.pipeline.video.encoders.FrameSink`.
+:class:`ParallelEncode` is a :class:`~vtremote.pipeline.video.frame_sinks.FrameSink`.
 It cuts the frames it is given into segments of whole GOPs (at least
 :data:`MIN_SEGMENT_FRAMES` frames), each starting with a forced IDR, and
 encodes up to N segments at the same time, each in its own session placed on
@@ -33,29 +33,31 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import av
 
 from vtremote.client import RemoteEncoder
-from vtremote.client.encoder import EncoderSettings
-from vtremote.client.failover import FAILOVER_ERRORS
+from vtremote.client.failover import (
+    FAILOVER_ERRORS,
+    EncodeFormat,
+    IncreasingDts,
+    with_parameter_sets,
+)
 from vtremote.client.fallback import LocalEncoder
-from vtremote.client.pool import Placer, Pool, resolve_pool
-from vtremote.client.session import SessionStats
+from vtremote.client.pool import Placer, Pool
+from vtremote.client.stats import SessionStats, describe_session
 from vtremote.client.transport import Transport
 from vtremote.errors import ConnectionLostError, JobError, NoServerError
-from vtremote.pipeline.spec import RemoteOptions
-from vtremote.pipeline.video.encoders import (
+from vtremote.pipeline.handler import JobContext
+from vtremote.pipeline.remote_sessions import pool_of
+from vtremote.pipeline.video.frame_sinks import (
     RemoteEncode,
     color_settings,
     remote_pix_fmt,
     remote_settings,
 )
 from vtremote.wire.constants import PixelFormat, WireCompression
-
-if TYPE_CHECKING:
-    from vtremote.pipeline.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,8 @@ class Segment:
 
 
 class ParallelSessions:
-    """What the job reports about a parallel encode (it stands in the job's session list)."""
+    """What the job reports about a parallel encode (it stands in the job's session list as
+    a :class:`~vtremote.client.stats.SessionReport`)."""
 
     def __init__(self, pool: Pool, codec: str) -> None:
         self.pool = pool
@@ -124,7 +127,10 @@ class ParallelSessions:
         st.elapsed = time.monotonic() - self._t0
         return st
 
-    def fleet_info(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
+        return describe_session("encode", self, self.stats, extra=self.pool_info())
+
+    def pool_info(self) -> dict[str, Any]:
         return {
             "pool": self.pool.name,
             "servers": sorted(self.by_server),
@@ -141,11 +147,13 @@ class ParallelSessions:
 class ParallelEncode(RemoteEncode):
     """Encode keyframe-aligned segments on several servers at once and join them."""
 
-    def __init__(self, job: Job, remote_codec: str, ro: RemoteOptions) -> None:
-        super().__init__(job, remote_codec)
-        self.ro = ro
+    def __init__(self, ctx: JobContext, remote_codec: str) -> None:
+        super().__init__(ctx, remote_codec)
+        ro = ctx.remote_output
         self.workers = ro.parallel
-        self.pool = resolve_pool(ro.host or "", token=ro.token, fallback=ro.fallback)
+        self.pool = pool_of(ro)
+        #: The settings of every segment's session (the HELLO carries the pool's token).
+        self.connection = ro.connection().replace(token=self.pool.token)
         self.report = ParallelSessions(self.pool, remote_codec)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: deque[tuple[Segment, Future[Segment]]] = deque()
@@ -153,17 +161,14 @@ class ParallelEncode(RemoteEncode):
         self._next_index = 0
         self._dead: set[str] = set()
         self._dead_lock = threading.Lock()
-        self._last_dts: int | None = None
+        self._dts = IncreasingDts()
         self._first_extradata: bytes | None = None
         self._first_session: RemoteEncoder | None = None
         self._opened = False
         self._default_duration = 0
         self.segment_frames = MIN_SEGMENT_FRAMES
-        self.settings = EncoderSettings()
-        self.pix_fmt = "nv12"
-        self.time_base: Fraction = Fraction(1, 30)
-        self.rate: Fraction | None = None
-        self.width = self.height = 0
+        #: What every segment's session opens with (known with the first frame).
+        self.format: EncodeFormat | None = None
 
     @property
     def is_open(self) -> bool:
@@ -172,27 +177,31 @@ class ParallelEncode(RemoteEncode):
     def open(
         self, frame: av.VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None
     ) -> None:
-        self.pix_fmt = remote_pix_fmt(self.out, self.remote_codec, frame)
-        settings = remote_settings(self.job, self.out, color_settings(frame), sar)
+        deep = remote_pix_fmt(self.out, self.remote_codec, frame).startswith("p010")
+        settings = remote_settings(self.ctx, color_settings(frame), sar)
         gop = settings.gop or 12
         self.segment_frames = gop * math.ceil(MIN_SEGMENT_FRAMES / gop)
-        self.settings = settings
-        self.time_base, self.rate = time_base, rate
-        self.width, self.height = frame.width, frame.height
-        # The first segment's session opens now: its parameter sets are the output's extradata.
-        first, _ = Placer(self.pool, self.remote_codec, timeout=self.ro.timeout_ms / 1000).open(
-            self._opener
+        self.format = EncodeFormat(
+            self.remote_codec,
+            frame.width,
+            frame.height,
+            PixelFormat.P010 if deep else PixelFormat.NV12,
+            time_base,
+            rate,
+            settings,
         )
+        # The first segment's session opens now: its parameter sets are the output's extradata.
+        first, _ = Placer(self.pool, self.remote_codec, self.connection).open(self._opener)
         self._first_session = first
         self._first_extradata = first.extradata
         self._default_duration = first.default_duration
         self.report.engine = first.engine
         self.report.compression = first.compression
         ctx = self.out_stream.codec_context
-        ctx.pix_fmt = "yuv420p10le" if self.pix_fmt.startswith("p010") else "yuv420p"
+        ctx.pix_fmt = "yuv420p10le" if deep else "yuv420p"
         if first.extradata:
             ctx.extradata = first.extradata
-        self.job.sessions.append(self.report)
+        self.ctx.add_session(self.report)
         self._executor = ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="vtremote-segment"
         )
@@ -209,20 +218,8 @@ class ParallelEncode(RemoteEncode):
         return self._default_duration
 
     def _opener(self, transport: Transport) -> RemoteEncoder:
-        return RemoteEncoder(
-            transport,
-            self.remote_codec,
-            width=self.width,
-            height=self.height,
-            pix_fmt=self.pix_fmt,
-            time_base=self.time_base,
-            framerate=self.rate,
-            token=self.pool.token,
-            timeout=self.ro.timeout_ms / 1000,
-            compression=self.ro.compression,
-            inflight=self.ro.inflight,
-            settings=self.settings,
-        )
+        assert self.format is not None  # open() sets it before any session opens
+        return self.format.remote(transport, self.connection)
 
     # -- frames in --------------------------------------------------------------------------------
 
@@ -263,16 +260,8 @@ class ParallelEncode(RemoteEncode):
     def _join(self, seg: Segment) -> list[Packet]:
         packets = seg.packets
         if packets and seg.extradata and seg.extradata != self._first_extradata:
-            first = packets[0]
-            fixed: Packet = av.Packet(seg.extradata + bytes(first))
-            fixed.pts, fixed.dts, fixed.duration = first.pts, first.dts, first.duration
-            fixed.time_base, fixed.is_keyframe = first.time_base, first.is_keyframe
-            packets[0] = fixed
-        for pkt in packets:
-            if pkt.dts is not None:
-                if self._last_dts is not None and pkt.dts <= self._last_dts:
-                    pkt.dts = self._last_dts + 1
-                self._last_dts = pkt.dts
+            packets[0] = with_parameter_sets(packets[0], seg.extradata)
+        self._dts.apply(packets)
         seg.frames.clear()
         return packets
 
@@ -292,7 +281,7 @@ class ParallelEncode(RemoteEncode):
         while True:
             with self._dead_lock:
                 dead = set(self._dead)
-            placer = Placer(self.pool, self.remote_codec, timeout=self.ro.timeout_ms / 1000)
+            placer = Placer(self.pool, self.remote_codec, self.connection)
             try:
                 session, _ = placer.open(self._opener, exclude=dead)
                 return session
@@ -308,17 +297,8 @@ class ParallelEncode(RemoteEncode):
                         seg.index,
                         placer.failure_message(),
                     )
-                    return LocalEncoder(
-                        self.remote_codec,
-                        width=self.width,
-                        height=self.height,
-                        pix_fmt=PixelFormat.P010
-                        if self.pix_fmt.startswith("p010")
-                        else PixelFormat.NV12,
-                        time_base=self.time_base,
-                        framerate=self.rate,
-                        settings=self.settings,
-                    )
+                    assert self.format is not None
+                    return self.format.local()
                 raise
 
     def _encode_segment(self, seg: Segment) -> Segment:

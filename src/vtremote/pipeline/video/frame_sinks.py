@@ -18,13 +18,13 @@ import av.error
 from vtremote.client import RemoteEncoder
 from vtremote.client.encoder import EncoderSettings
 from vtremote.errors import JobError
-from vtremote.pipeline.fleet import open_encoder
+from vtremote.pipeline.handler import JobContext
 from vtremote.pipeline.output import open_output_stream_for_packets
+from vtremote.pipeline.remote_sessions import open_encoder
 from vtremote.pipeline.spec import OutputSpec, asked_wire_format
 
 if TYPE_CHECKING:
     from vtremote.client.failover import FailoverEncoder
-    from vtremote.pipeline.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,14 @@ def color_settings(source: Any) -> dict[str, Any]:
 
 
 def remote_settings(
-    job: Job, out: OutputSpec, colors: dict[str, Any], sar: Fraction | None
+    ctx: JobContext, colors: dict[str, Any], sar: Fraction | None
 ) -> EncoderSettings:
-    """The remote encoder's settings: the output's video options over the source's colours, the muxer's flags."""
+    """The remote encoder's settings: the output's video options over the source's colours,
+    the muxer's flags."""
+    out = ctx.output
     settings: dict[str, Any] = colors | dict(out.video)
     flags = AV_CODEC_FLAG_FRAME_DURATION
-    if job.output.format.flags & AVFMT_GLOBALHEADER:
+    if ctx.container.format.flags & AVFMT_GLOBALHEADER:
         flags |= AV_CODEC_FLAG_GLOBAL_HEADER
     settings["flags"] = settings.get("flags", 0) | flags
     if sar:
@@ -103,7 +105,8 @@ class FrameSink(abc.ABC):
     def open(
         self, frame: VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None
     ) -> None:
-        """Open the encoder for frames like ``frame`` (the stream's context already has size, rate, colours)."""
+        """Open the encoder for frames like ``frame`` (the stream's context already has size,
+        rate, colours)."""
 
     @abc.abstractmethod
     def encode(self, frame: VideoFrame, keyframe: bool) -> list[Packet]: ...
@@ -123,13 +126,13 @@ class FrameSink(abc.ABC):
 class LocalEncode(FrameSink):
     """A PyAV encoder of this machine (``-c:v libx264`` ...)."""
 
-    def __init__(self, job: Job, codec: str, rate: Fraction | None) -> None:
-        self.out = job.spec.output
+    def __init__(self, ctx: JobContext, codec: str, rate: Fraction | None) -> None:
+        self.out = ctx.output
         try:
-            self.out_stream = job.output.add_stream(codec, rate=rate or 25)
+            self.out_stream = ctx.container.add_stream(codec, rate=rate or 25)
         except (ValueError, av.error.FFmpegError) as e:
             raise JobError(
-                f"video encoder {codec!r} cannot write into {job.output_format}: {e}"
+                f"video encoder {codec!r} cannot write into {ctx.output_format}: {e}"
             ) from e
         self.ctx: Any = self.out_stream.codec_context
 
@@ -184,15 +187,15 @@ class LocalEncode(FrameSink):
 class RemoteEncode(FrameSink):
     """A :class:`RemoteEncoder` session: raw frames travel, packets come back."""
 
-    def __init__(self, job: Job, remote_codec: str) -> None:
-        self.job = job
-        self.out = job.spec.output
+    def __init__(self, ctx: JobContext, remote_codec: str) -> None:
+        self.ctx = ctx
+        self.out = ctx.output
         self.remote_codec = remote_codec
         try:
-            self.out_stream = open_output_stream_for_packets(job.output, remote_codec)
+            self.out_stream = open_output_stream_for_packets(ctx.container, remote_codec)
         except (ValueError, av.error.FFmpegError) as e:
             raise JobError(
-                f"video encoder {self.out.video_codec!r} cannot write into {job.output_format}: {e}"
+                f"video encoder {self.out.video_codec!r} cannot write into {ctx.output_format}: {e}"
             ) from e
 
     @property
@@ -202,22 +205,20 @@ class RemoteEncode(FrameSink):
     def open(
         self, frame: VideoFrame, time_base: Fraction, rate: Fraction | None, sar: Fraction | None
     ) -> None:
-        ro = self.job.remote_for_output()
         pix_fmt = remote_pix_fmt(self.out, self.remote_codec, frame)
         ctx = self.out_stream.codec_context
-        self.session = (
-            open_encoder(  # a pool or a fallback gets the failover encoder (pipeline/fleet.py)
-                ro,
-                self.remote_codec,
-                width=frame.width,
-                height=frame.height,
-                pix_fmt=pix_fmt,
-                time_base=time_base,
-                framerate=rate,
-                settings=remote_settings(self.job, self.out, color_settings(frame), sar),
-            )
+        # A pool or a fallback gets the failover encoder (pipeline/remote_sessions.py).
+        self.session = open_encoder(
+            self.ctx.remote_output,
+            self.remote_codec,
+            width=frame.width,
+            height=frame.height,
+            pix_fmt=pix_fmt,
+            time_base=time_base,
+            framerate=rate,
+            settings=remote_settings(self.ctx, color_settings(frame), sar),
         )
-        self.job.sessions.append(self.session)
+        self.ctx.add_session(self.session)
         ctx.pix_fmt = "yuv420p10le" if pix_fmt.startswith("p010") else "yuv420p"
         if self.session.extradata:
             ctx.extradata = self.session.extradata
@@ -243,14 +244,4 @@ class RemoteEncode(FrameSink):
             self.session.close()
 
 
-def open_frame_sink(job: Job, codec: str, rate: Fraction | None) -> FrameSink:
-    """The output's remote encoder (``-c:v *_videotoolbox_remote`` after ``-i``), else a PyAV one."""
-    remote = job.spec.output.remote_codec
-    if remote and job.spec.output.remote.parallel > 1:
-        from vtremote.pipeline.video.parallel import ParallelEncode  # it builds on RemoteEncode
-
-        return ParallelEncode(job, remote, job.remote_for_output())
-    return RemoteEncode(job, remote) if remote else LocalEncode(job, codec, rate)
-
-
-__all__ = ["FrameSink", "LocalEncode", "RemoteEncode", "color_settings", "open_frame_sink"]
+__all__ = ["FrameSink", "LocalEncode", "RemoteEncode", "color_settings", "remote_settings"]

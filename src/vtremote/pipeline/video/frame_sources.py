@@ -1,7 +1,7 @@
 """Where a video handler's frames come from: a local PyAV decoder or a remote one.
 
 Both turn the input stream's packets into ``av.VideoFrame``s with the same
-calls, so the frame path (:mod:`vtremote.pipeline.video.frames`) does not care
+calls, so the frame path (:mod:`vtremote.pipeline.video.frame_path`) does not care
 which one it has.
 """
 
@@ -17,12 +17,12 @@ import av.error
 
 from vtremote.client import RemoteDecoder
 from vtremote.errors import UsageError
-from vtremote.pipeline.fleet import open_decoder
+from vtremote.pipeline.handler import JobContext
 from vtremote.pipeline.inputs import Input
+from vtremote.pipeline.remote_sessions import open_decoder
 
 if TYPE_CHECKING:
     from vtremote.client.failover_decoder import FailoverDecoder
-    from vtremote.pipeline.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +83,16 @@ class LocalDecode(FrameSource):
 class RemoteDecode(FrameSource):
     """A :class:`RemoteDecoder` session (``-c:v h264_videotoolbox_remote`` before ``-i``)."""
 
-    def __init__(self, job: Job, inp: Input, in_stream: Any, codec: str) -> None:
+    def __init__(self, ctx: JobContext, inp: Input, in_stream: Any, codec: str) -> None:
         name = in_stream.codec_context.name
         if name != codec:
             raise UsageError(
-                f"input stream {inp.index}:{in_stream.index} is {name}; {inp.spec.video_codec} decodes {codec} only"
+                f"input stream {inp.index}:{in_stream.index} is {name}; "
+                f"{inp.spec.video_codec} decodes {codec} only"
             )
-        ro = job.remote_for_input(inp)
-        self.session = open_decoder(
-            ro, in_stream
-        )  # a pool gets the failover decoder (pipeline/fleet.py)
-        job.sessions.append(self.session)
+        # A pool gets the failover decoder (pipeline/remote_sessions.py).
+        self.session = open_decoder(ctx.remote_for_input(inp), in_stream)
+        ctx.add_session(self.session)
 
     def decode(self, packet: Packet) -> list[VideoFrame]:
         assert self.session is not None
@@ -108,7 +107,8 @@ class RemoteDecode(FrameSource):
             self.session.close()
 
 
-def open_frame_source(job: Job, inp: Input, in_stream: Any) -> FrameSource:
-    """The input's remote decoder when ``-c:v *_videotoolbox_remote`` precedes ``-i``, else PyAV's."""
+def open_frame_source(ctx: JobContext, inp: Input, in_stream: Any) -> FrameSource:
+    """The input's remote decoder when ``-c:v *_videotoolbox_remote`` precedes ``-i``, else
+    PyAV's."""
     remote = inp.spec.remote_codec
-    return RemoteDecode(job, inp, in_stream, remote) if remote else LocalDecode(inp, in_stream)
+    return RemoteDecode(ctx, inp, in_stream, remote) if remote else LocalDecode(inp, in_stream)

@@ -18,27 +18,26 @@ output rate.
 
 from __future__ import annotations
 
-import logging
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import av
 
 from vtremote.errors import ConfigError
-from vtremote.pipeline.fleet import uses_pool
+from vtremote.pipeline.handler import Handler, JobContext
 from vtremote.pipeline.inputs import Input
 from vtremote.pipeline.output import open_output_stream_for_packets
+from vtremote.pipeline.remote_sessions import uses_pool
 from vtremote.pipeline.spec import OutputSpec
-from vtremote.pipeline.streams import Handler
 from vtremote.pipeline.timing import to_ticks
 from vtremote.pipeline.values import parse_force_key_frames
-from vtremote.pipeline.video.encoders import color_settings, remote_settings
-from vtremote.pipeline.video.frames import output_filters
+from vtremote.pipeline.video.frame_path import output_filters
+from vtremote.pipeline.video.frame_sinks import color_settings, remote_settings
 from vtremote.wire.constants import PixelFormat
 
 if TYPE_CHECKING:
-    from vtremote.pipeline.job import Job
+    from vtremote.client.packet_transcoder import RemoteTranscoder
 
-log = logging.getLogger(__name__)
 
 Packet: TypeAlias = "av.Packet[Any]"
 
@@ -75,10 +74,10 @@ def key_schedule(text: str | None) -> tuple[list[float], float | None]:
     return times, every
 
 
-def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
+def why_not_transcode(ctx: JobContext, inp: Input, in_stream: Any) -> str | None:
     """The reason this stream cannot be transcoded from packets, as far as this machine can tell
     (the server's own answer comes when the session opens); None when it may."""
-    out = job.spec.output
+    out = ctx.output
     if out.remote_codec is None:
         return "the output encoder is local"
     if out.transcode == "off":
@@ -94,11 +93,14 @@ def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
     ]
     if trims:
         return f"{', '.join(trims)} need frame-exact trimming on this machine"
-    ro = job.remote_for_output()
+    ro = ctx.remote_output
     if ro.parallel > 1:
         return "-vt_remote_parallel splits raw frames into segments"
     if uses_pool(ro):
-        return "a pool of servers or a local fallback needs the failover encoder, which takes raw frames"
+        return (
+            "a pool of servers or a local fallback needs the failover encoder, "
+            "which takes raw frames"
+        )
     if len(key_schedule(out.force_key_frames)[0]) > MAX_KEY_TIMES:
         return f"more than {MAX_KEY_TIMES} forced key frame times"
     if in_stream.codec_context.name in UNCOMPRESSED_CODECS:
@@ -109,7 +111,8 @@ def why_not_transcode(job: Job, inp: Input, in_stream: Any) -> str | None:
 
 
 def chain_refusal(out: OutputSpec) -> str | None:
-    """Why the output's video chain cannot run on a server (a filter outside the allowlist), or None."""
+    """Why the output's video chain cannot run on a server (a filter outside the allowlist),
+    or None."""
     try:
         # Loaded only when packet transcode is possible: most commands never parse a chain.
         from vtremote.wire import filters as wire_filters
@@ -120,7 +123,7 @@ def chain_refusal(out: OutputSpec) -> str | None:
     return None
 
 
-class TranscodeHandler(Handler):
+class PacketTranscodeHandler(Handler):
     """One :class:`RemoteTranscoder` session: source packets out, output packets back, muxed.
 
     Opening it raises :class:`~vtremote.errors.UnsupportedConfigError` when the server
@@ -129,35 +132,18 @@ class TranscodeHandler(Handler):
 
     strategy = "transcode"
 
-    def __init__(self, job: Job, inp: Input, in_stream: Any, out_index: int, codec: str) -> None:
-        super().__init__(job, inp, in_stream, out_index)
-        out = job.spec.output
+    def __init__(
+        self, ctx: JobContext, inp: Input, in_stream: Any, out_index: int, codec: str
+    ) -> None:
+        super().__init__(ctx, inp, in_stream, out_index)
+        out = ctx.output
         assert out.remote_codec is not None
         self.codec = codec
         self.shift = to_ticks(self.zero, in_stream.time_base)
-        ctx = in_stream.codec_context
-        sar = ctx.sample_aspect_ratio or None
-        key_times, key_every = key_schedule(out.force_key_frames)
-        ro = job.remote_for_output()
-        # Loaded here: a command that transcodes nothing never needs it.
-        from vtremote.client.transcoder import RemoteTranscoder
-
-        self.session = RemoteTranscoder.from_stream(
-            ro.host or "",
-            in_stream,
-            codec=out.remote_codec,
-            filters=chain_text(out.video_filter, output_filters(out)),
-            pix_fmt=out.pix_fmt,
-            force_key_frames=key_times or None,
-            force_key_every=key_every,
-            settings=remote_settings(job, out, color_settings(ctx), sar),
-            token=ro.token,
-            timeout=ro.timeout_ms / 1000,
-            inflight=ro.inflight,
-            **ro.tls_kwargs(),
-        )
-        job.sessions.append(self.session)
-        self.out_stream = open_output_stream_for_packets(job.output, out.remote_codec)
+        sar = in_stream.codec_context.sample_aspect_ratio or None
+        self.session = self._open_session(sar)
+        ctx.add_session(self.session)
+        self.out_stream = open_output_stream_for_packets(ctx.container, out.remote_codec)
         #: The server's time base; the output counts in 1/rate instead when the rate is known,
         #: as ffmpeg's encoders do (an MKV source's millisecond clock would otherwise make
         #: 41/42 ms frames and a 24.02 fps MP4).
@@ -165,6 +151,35 @@ class TranscodeHandler(Handler):
         rate = self.session.output_framerate
         tb = 1 / rate if rate and rate.denominator <= 1001 else self.server_tb
         self.out_tb = tb  # the muxer may change the stream's own once the header is written
+        self._configure_stream(tb, rate, sar)
+        #: Duration of one output frame, for packets the server sends without one.
+        self.frame_ticks = max(round(1 / (rate * tb)), 1) if rate else 0
+        self.last_dts: int | None = None
+        self.retimed = 0
+        self.packets_in = 0
+        self.packets_out = 0
+        ctx.muxer.set_ready(out_index)
+
+    def _open_session(self, sar: Fraction | None) -> RemoteTranscoder:
+        out = self.ctx.output
+        key_times, key_every = key_schedule(out.force_key_frames)
+        # Loaded here: a command that transcodes nothing never needs it.
+        from vtremote.client.packet_transcoder import RemoteTranscoder
+
+        return RemoteTranscoder.from_stream(
+            self.ctx.remote_output.host or "",
+            self.in_stream,
+            codec=out.remote_codec,
+            filters=chain_text(out.video_filter, output_filters(out)),
+            pix_fmt=out.pix_fmt,
+            force_key_frames=key_times or None,
+            force_key_every=key_every,
+            settings=remote_settings(self.ctx, color_settings(self.in_stream.codec_context), sar),
+            connection=self.ctx.remote_output.connection(),
+        )
+
+    def _configure_stream(self, tb: Fraction, rate: Fraction | None, sar: Fraction | None) -> None:
+        """The output stream as the server's output is: size, time base, format, extradata."""
         octx = self.out_stream.codec_context
         octx.width, octx.height = self.session.width, self.session.height
         octx.time_base = tb
@@ -176,13 +191,10 @@ class TranscodeHandler(Handler):
         if self.session.extradata:
             octx.extradata = self.session.extradata
         self.out_stream.time_base = tb
-        #: Duration of one output frame, for packets the server sends without one.
-        self.frame_ticks = max(round(1 / (rate * tb)), 1) if rate else 0
-        self.last_dts: int | None = None
-        self.retimed = 0
-        self.packets_in = 0
-        self.packets_out = 0
-        job.muxer.set_ready(out_index)
+
+    @property
+    def video_frames(self) -> int:
+        return self.packets_out
 
     def feed(self, packet: Packet) -> None:
         if self.done or packet.size == 0:
@@ -196,7 +208,8 @@ class TranscodeHandler(Handler):
         self._mux(self.session.transcode(packet))
 
     def _retime(self, pkt: Packet) -> None:
-        """Server ticks -> output ticks; a dts that rounds onto its predecessor moves one tick on."""
+        """Server ticks -> output ticks; a dts that rounds onto its predecessor moves one tick
+        on."""
         tb = self.out_tb
         if tb == self.server_tb:
             return
@@ -221,8 +234,7 @@ class TranscodeHandler(Handler):
                 pkt.duration = self.frame_ticks
             pkt.stream = self.out_stream
             self.packets_out += 1
-            self.job.stats.frames += 1
-            self.job.muxer.mux(self.out_index, pkt)
+            self.ctx.muxer.mux(self.out_index, pkt)
 
     def finish(self) -> None:
         self._mux(self.session.flush())
