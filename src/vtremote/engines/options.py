@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from vtremote.wire import colours
 from vtremote.wire.extensions import OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW
 
 # AVCodecContext.flags bits (libavcodec/avcodec.h) that an encoder client may set.
@@ -83,10 +84,10 @@ HONOURED_FLAGS: Final = (
 )
 
 # FFmpeg's AVColor* enums (libavutil/pixfmt.h): the values a client may send.
-COLOR_RANGES: Final = {0: "unspecified", 1: "tv", 2: "pc"}
-COLOR_PRIMARIES: Final = frozenset({1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 22})
-COLOR_TRCS: Final = frozenset(range(1, 19)) - {3}
-COLOR_SPACES: Final = frozenset(range(0, 18)) - {3}
+COLOR_RANGES: Final = colours.RANGE.values
+COLOR_PRIMARIES: Final = colours.PRIMARIES.values
+COLOR_TRCS: Final = colours.TRANSFER.values
+COLOR_SPACES: Final = colours.MATRIX.values
 
 #: Keys the session itself consumes (not codec settings).
 SESSION_KEYS: Final = frozenset(

@@ -11,6 +11,7 @@ import re
 from fractions import Fraction
 
 from vtremote.errors import UsageError
+from vtremote.wire import colours
 
 _SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 _NUMBER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKMGT]?)(i?)(B?)\s*$")
@@ -128,70 +129,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-# FFmpeg's enum values for the colour options (libavutil/pixfmt.h).
-COLOR_RANGES = {
-    "unknown": 0,
-    "unspecified": 0,
-    "tv": 1,
-    "mpeg": 1,
-    "limited": 1,
-    "pc": 2,
-    "jpeg": 2,
-    "full": 2,
-}
-COLOR_SPACES = {
-    "rgb": 0,
-    "gbr": 0,
-    "bt709": 1,
-    "unknown": 2,
-    "unspecified": 2,
-    "fcc": 4,
-    "bt470bg": 5,
-    "smpte170m": 6,
-    "smpte240m": 7,
-    "ycgco": 8,
-    "ycocg": 8,
-    "bt2020nc": 9,
-    "bt2020_ncl": 9,
-    "bt2020c": 10,
-    "bt2020_cl": 10,
-}
-COLOR_PRIMARIES = {
-    "bt709": 1,
-    "unknown": 2,
-    "unspecified": 2,
-    "bt470m": 4,
-    "bt470bg": 5,
-    "smpte170m": 6,
-    "smpte240m": 7,
-    "film": 8,
-    "bt2020": 9,
-    "smpte428": 10,
-    "smpte431": 11,
-    "smpte432": 12,
-    "ebu3213": 22,
-}
-COLOR_TRCS = {
-    "bt709": 1,
-    "unknown": 2,
-    "unspecified": 2,
-    "gamma22": 4,
-    "gamma28": 5,
-    "smpte170m": 6,
-    "smpte240m": 7,
-    "linear": 8,
-    "log100": 9,
-    "log316": 10,
-    "iec61966-2-4": 11,
-    "bt1361e": 12,
-    "iec61966-2-1": 13,
-    "srgb": 13,
-    "bt2020-10": 14,
-    "bt2020-12": 15,
-    "smpte2084": 16,
-    "smpte428": 17,
-    "arib-std-b67": 18,
-}
+# FFmpeg's names of the colour options -> their AVColor* numbers: the wire's table.
+COLOR_RANGES = colours.RANGE.names
+COLOR_SPACES = colours.MATRIX.names
+COLOR_PRIMARIES = colours.PRIMARIES.names
+COLOR_TRCS = colours.TRANSFER.names
 
 
 def parse_enum(text: str, table: dict[str, int], what: str) -> int:
