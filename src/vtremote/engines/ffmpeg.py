@@ -1,7 +1,7 @@
 """What every PyAV-backed engine shares: opening, encoding, decoding, probing.
 
 Concrete engines (software.py, nvenc.py, qsv.py, vaapi.py, videotoolbox.py)
-name their FFmpeg codecs and map :class:`~vtremote.engines.options.EncodeSettings`
+name their FFmpeg codecs and map :class:`~vtremote.wire.settings.EncoderSettings`
 onto them in :meth:`FFmpegEngine.configure_encoder`; everything else is here:
 
 * encoders are opened with ``AV_CODEC_FLAG_GLOBAL_HEADER`` so the parameter sets
@@ -36,23 +36,16 @@ from vtremote.engines.base import (
     capture_ffmpeg_errors,
     ffmpeg_reason,
 )
-from vtremote.engines.options import (
-    COLOR_PRIMARIES,
-    COLOR_RANGES,
-    COLOR_SPACES,
-    COLOR_TRCS,
-    EncodeSettings,
-    flag_names,
-    parse_encode_options,
-)
+from vtremote.engines.options import flag_names, parse_encode_options, unhonoured_flags
 from vtremote.errors import (
     BitstreamError,
     EngineError,
     EngineUnavailableError,
     UnsupportedConfigError,
 )
-from vtremote.wire import annexb
+from vtremote.wire import annexb, colours
 from vtremote.wire.constants import PixelFormat
+from vtremote.wire.settings import EncoderSettings
 
 #: Size of the frames probes encode (hardware encoders have minimum sizes near 128).
 PROBE_SIZE = 256
@@ -75,7 +68,7 @@ class FFmpegEngine(Engine):
     def __init__(self) -> None:
         super().__init__()
         self._ctx: VideoCodecContext | None = None
-        self.settings = EncodeSettings()
+        self.settings = parse_encode_options({})[0]
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -109,7 +102,7 @@ class FFmpegEngine(Engine):
         return ctx
 
     def configure_encoder(
-        self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncoderSettings
     ) -> dict[str, str]:
         """Map the settings onto ``ctx``; return the codec's private options. Engines override."""
         raise NotImplementedError
@@ -134,10 +127,9 @@ class FFmpegEngine(Engine):
         ctx.flags = int(ctx.flags) | int(Flags.global_header) | int(Flags.closed_gop)
         self._apply_common(ctx, settings)
         options = self.configure_encoder(ctx, config, settings)
-        if settings.unhonoured_flags:
-            self.warn(
-                f"flags {flag_names(settings.unhonoured_flags)} have no effect on the {self.name} engine"
-            )
+        unhonoured = unhonoured_flags(settings)
+        if unhonoured:
+            self.warn(f"flags {flag_names(unhonoured)} have no effect on the {self.name} engine")
         ctx.options = options
         try:
             ctx.open()
@@ -157,23 +149,16 @@ class FFmpegEngine(Engine):
         self._ctx = ctx
         return record
 
-    def _apply_common(self, ctx: VideoCodecContext, s: EncodeSettings) -> None:
+    def _apply_common(self, ctx: VideoCodecContext, s: EncoderSettings) -> None:
         """Colour description and sample aspect ratio go to the VUI of every encoder."""
-        if s.sent("color_range") and s.color_range:
-            if s.color_range in COLOR_RANGES:
-                ctx.color_range = s.color_range
-            else:
-                self.warn(f"color_range={s.color_range} is not a valid AVColorRange; ignored")
-        for key, valid in (
-            ("colorspace", COLOR_SPACES),
-            ("color_primaries", COLOR_PRIMARIES),
-            ("color_trc", COLOR_TRCS),
-        ):
+        for key, table in colours.TABLES.items():
             value = getattr(s, key)
-            if not s.sent(key) or value == 2:  # 2 = unspecified
+            if not s.sent(key) or value == table.unspecified:
                 continue
-            if value in valid:
+            if value in table.values:
                 setattr(ctx, key, value)
+            elif key == "color_range":
+                self.warn(f"color_range={value} is not a valid AVColorRange; ignored")
             else:
                 self.warn(f"{key}={value} is not a valid value; ignored")
         if s.sent("sar_num") or s.sent("sar_den"):

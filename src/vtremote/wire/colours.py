@@ -129,7 +129,8 @@ MATRIX = ColourTable(
     unnamed=frozenset({15, 16, 17}),
 )
 
-#: Every colour property, by its CONFIGURE key / encoder option.
-TABLES: dict[str, ColourTable] = {t.option: t for t in (RANGE, PRIMARIES, TRANSFER, MATRIX)}
+#: Every colour property, by its CONFIGURE key / encoder option, in CONFIGURE's order
+#: (VTR1.md §3.2).
+TABLES: dict[str, ColourTable] = {t.option: t for t in (RANGE, MATRIX, PRIMARIES, TRANSFER)}
 
 __all__ = ["MATRIX", "PRIMARIES", "RANGE", "TABLES", "TRANSFER", "ColourTable"]

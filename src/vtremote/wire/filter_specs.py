@@ -129,12 +129,10 @@ class Deinterlace:
         return [("mode", str(self.mode)), ("parity", str(self.parity)), ("deint", str(self.deint))]
 
 
-#: setparams options that name a colour property -> its table (wire/colours.py).
-SETPARAMS_COLOURS: dict[str, colours.ColourTable] = {
-    t.filter_option: t for t in colours.TABLES.values()
-}
 #: setparams options in the order they are written.
-SETPARAMS_KEYS = ("field_mode", *SETPARAMS_COLOURS)
+SETPARAMS_KEYS = ("field_mode", "range", "color_primaries", "color_trc", "colorspace")
+#: setparams options that name a colour property -> its table (wire/colours.py).
+SETPARAMS_COLOURS = {t.filter_option: t for t in colours.TABLES.values()}
 
 
 @dataclass(frozen=True, slots=True)
