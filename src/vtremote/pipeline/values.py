@@ -12,6 +12,7 @@ from fractions import Fraction
 
 from vtremote.errors import UsageError
 from vtremote.wire import colours
+from vtremote.wire.framing import MAX_DIMENSION
 
 _SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 _NUMBER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKMGT]?)(i?)(B?)\s*$")
@@ -124,8 +125,8 @@ def parse_size(text: str) -> tuple[int, int]:
     if not match:
         raise UsageError(f"frame size {text!r} is not WIDTHxHEIGHT like 1280x720")
     w, h = int(match.group(1)), int(match.group(2))
-    if not (0 < w <= 16384 and 0 < h <= 16384):
-        raise UsageError(f"frame size {text!r} is outside 1x1..16384x16384")
+    if not (0 < w <= MAX_DIMENSION and 0 < h <= MAX_DIMENSION):
+        raise UsageError(f"frame size {text!r} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}")
     return w, h
 
 

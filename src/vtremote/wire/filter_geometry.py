@@ -13,7 +13,6 @@ from fractions import Fraction
 
 from vtremote.errors import ConfigError
 from vtremote.wire.filter_specs import (
-    MAX_DIMENSION,
     Crop,
     Deinterlace,
     FilterSpec,
@@ -25,6 +24,7 @@ from vtremote.wire.filter_specs import (
     fraction_text,
     option_text,
 )
+from vtremote.wire.framing import MAX_DIMENSION
 
 
 @dataclass(frozen=True, slots=True)

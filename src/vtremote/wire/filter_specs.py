@@ -14,8 +14,8 @@ from typing import TypeAlias
 
 from vtremote.wire import colours
 
-#: Largest picture side a filter may produce (same bound as the engines).
-MAX_DIMENSION = 16384
+# The largest picture side a filter may produce is the wire's (and the engines').
+
 #: Largest ``-N`` of scale and of force_divisible_by.
 MAX_DIVISOR = 64
 

@@ -47,7 +47,6 @@ from vtremote.wire.filter_geometry import (
 from vtremote.wire.filter_specs import (
     FIELD_MODES,
     FORMATS,
-    MAX_DIMENSION,
     MAX_DIVISOR,
     SETPARAMS_COLOURS,
     SETPARAMS_KEYS,
@@ -66,6 +65,7 @@ from vtremote.wire.filter_specs import (
     names,
     serialize,
 )
+from vtremote.wire.framing import MAX_DIMENSION
 
 #: Longest chain text accepted (CONFIGURE option ``ext_filters``).
 MAX_CHAIN_TEXT = 1024
