@@ -80,12 +80,13 @@ class FFmpegEngine(Engine):
         return b""
 
     def encoder_name(self, config: StreamConfig) -> str:
+        return self._codec_name(self.encoders, config.codec, "encoder")
+
+    def _codec_name(self, names: Mapping[str, str], codec: str, kind: str) -> str:
         try:
-            return self.encoders[config.codec]
+            return names[codec]
         except KeyError:
-            raise EngineUnavailableError(
-                f"engine {self.name} has no {config.codec} encoder"
-            ) from None
+            raise EngineUnavailableError(f"engine {self.name} has no {codec} {kind}") from None
 
     def encoder_pix_fmt(self, config: StreamConfig) -> str:
         """The software pixel format handed to the encoder (PyAV converts to it)."""
@@ -182,12 +183,7 @@ class FFmpegEngine(Engine):
     # -- decoding --------------------------------------------------------------------------
 
     def decoder_name(self, config: StreamConfig) -> str:
-        try:
-            return self.decoders[config.codec]
-        except KeyError:
-            raise EngineUnavailableError(
-                f"engine {self.name} has no {config.codec} decoder"
-            ) from None
+        return self._codec_name(self.decoders, config.codec, "decoder")
 
     def create_decoder(self, name: str) -> VideoCodecContext:
         hw = None
@@ -304,17 +300,7 @@ class FFmpegEngine(Engine):
     def _probe_encode(cls, codec: str) -> None:
         name = cls._require_codec(cls.encoders, codec, "encoder")
         engine = cls()
-        cfg = StreamConfig(
-            mode="encode",
-            codec=codec,
-            width=PROBE_SIZE,
-            height=PROBE_SIZE,
-            pix_fmt=PixelFormat.NV12,
-            time_base=Fraction(1, 30),
-            framerate=Fraction(30),
-            options={"gop": "2"},
-        )
-        engine.open(cfg)
+        engine.open(_probe_config("encode", codec, framerate=Fraction(30), options={"gop": "2"}))
         try:
             frame = av.VideoFrame(PROBE_SIZE, PROBE_SIZE, "nv12")
             for plane in frame.planes:
@@ -331,15 +317,7 @@ class FFmpegEngine(Engine):
         name = cls._require_codec(cls.decoders, codec, "decoder")
         record, packets = probe_stream(codec)
         engine = cls()
-        cfg = StreamConfig(
-            mode="decode",
-            codec=codec,
-            width=PROBE_SIZE,
-            height=PROBE_SIZE,
-            pix_fmt=PixelFormat.NV12,
-            extradata=record,
-        )
-        engine.open(cfg)
+        engine.open(_probe_config("decode", codec, extradata=record))
         try:
             frames: list[av.VideoFrame] = []
             for i, data in enumerate(packets):
@@ -351,6 +329,18 @@ class FFmpegEngine(Engine):
                 raise EngineError(f"{name} decoded no frame from the probe stream")
         finally:
             engine.close()
+
+
+def _probe_config(mode: Mode, codec: str, **extra: Any) -> StreamConfig:
+    """A PROBE_SIZE NV12 session at 1/30 s (the StreamConfig default time base)."""
+    return StreamConfig(
+        mode=mode,
+        codec=codec,
+        width=PROBE_SIZE,
+        height=PROBE_SIZE,
+        pix_fmt=PixelFormat.NV12,
+        **extra,
+    )
 
 
 _probe_streams: dict[str, tuple[bytes, list[bytes]]] = {}

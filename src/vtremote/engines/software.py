@@ -175,10 +175,7 @@ class SoftwareEngine(FFmpegEngine):
                 self.warn(
                     "constant_bit_rate ignored: global_quality selects constant-quality encoding"
                 )
-            if s.maxrate > 0:
-                params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
-            return opts
-        if s.bitrate > 0:
+        elif s.bitrate > 0:
             ctx.bit_rate = s.bitrate
             if s.constant_bit_rate:
                 if s.maxrate > 0 and s.maxrate != s.bitrate:
@@ -190,18 +187,17 @@ class SoftwareEngine(FFmpegEngine):
                     params["nal-hrd"] = "cbr"
                 else:
                     params["strict-cbr"] = 1
-            elif s.maxrate > 0:
-                if s.maxrate < s.bitrate:
-                    self.warn(
-                        f"maxrate={s.maxrate} is below bitrate={s.bitrate}; the encoder runs CBR at maxrate"
-                    )
-                params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
-            return opts
-        if s.constant_bit_rate:
+                return opts
+            if 0 < s.maxrate < s.bitrate:
+                self.warn(
+                    f"maxrate={s.maxrate} is below bitrate={s.bitrate};"
+                    " the encoder runs CBR at maxrate"
+                )
+        elif s.constant_bit_rate:
             self.warn(
                 "constant_bit_rate=1 needs a bitrate; encoding at the default constant quality"
             )
-        if s.maxrate > 0:
+        if s.maxrate > 0:  # the VBV, with a one-second buffer
             params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
         return opts
 
