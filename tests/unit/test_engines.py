@@ -337,7 +337,8 @@ def test_engines_are_imported_only_when_chosen() -> None:
         "import sys\n"
         "from vtremote.engines import registry\n"
         "registry.engine_class('x264')\n"
-        "assert not any(m in sys.modules for m in ('vtremote.engines.nvenc', 'vtremote.engines.vaapi')), sys.modules\n"
+        "hw = ('vtremote.engines.nvenc', 'vtremote.engines.vaapi')\n"
+        "assert not any(m in sys.modules for m in hw), sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

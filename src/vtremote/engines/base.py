@@ -60,7 +60,8 @@ MAX_FRAME_DELAY = 8
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
-    """What a session asks of its engine: the CONFIGURE of VTR1.md §3.1 plus the codec from HELLO."""
+    """What a session asks of its engine: the CONFIGURE of VTR1.md §3.1 plus the codec from
+    HELLO."""
 
     mode: Mode
     codec: str

@@ -246,7 +246,8 @@ class FFmpegEngine(Engine):
         except av.error.InvalidDataError as e:
             what = "drain" if packet is None else f"PACKET pts={packet.pts}"
             raise BitstreamError(
-                f"{what} is not valid {self.config.codec if self.config else ''}: {av_error_text(e)}"
+                f"{what} is not valid {self.config.codec if self.config else ''}: "
+                f"{av_error_text(e)}"
             ) from e
         except av.FFmpegError as e:
             what = "drain" if packet is None else f"PACKET pts={packet.pts}"

@@ -122,7 +122,8 @@ class SoftwareEngine(FFmpegEngine):
         if config.codec == "h264":
             if config.pix_fmt is not PixelFormat.NV12:
                 raise UnsupportedConfigError(
-                    f"h264 encodes NV12 only; pix_fmt={int(config.pix_fmt)} ({config.pix_fmt.name}) needs hevc"
+                    f"h264 encodes NV12 only; pix_fmt={int(config.pix_fmt)}"
+                    f" ({config.pix_fmt.name}) needs hevc"
                 )
             return "nv12"  # libx264 takes NV12 as is: no conversion
         return "yuv420p10le" if self._hevc_ten_bit(config) else "yuv420p"
@@ -140,7 +141,8 @@ class SoftwareEngine(FFmpegEngine):
     ) -> dict[str, str]:
         if config.width % 2 or config.height % 2:
             raise UnsupportedConfigError(
-                f"{self.codec_name} needs an even width and height for 4:2:0, got {config.width}x{config.height}"
+                f"{self.codec_name} needs an even width and height for 4:2:0,"
+                f" got {config.width}x{config.height}"
             )
         self._common_warnings(s, config)
         if config.codec == "h264":
@@ -232,7 +234,8 @@ class SoftwareEngine(FFmpegEngine):
             return 0
         if s.low_latency:
             self.warn(
-                f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames"
+                f"max_b_frames={s.max_b_frames} ignored:"
+                " realtime/low-delay encoding uses no B-frames"
             )
             return 0
         if allowed <= 0:

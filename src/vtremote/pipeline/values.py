@@ -169,7 +169,8 @@ def parse_force_key_frames(text: str) -> tuple[list[float], float | None]:
         return [], every
     if spec.startswith(("expr:", "source")):
         raise UsageError(
-            f"-force_key_frames {text!r}: only time lists (0,2.5,10) and expr:gte(t,n_forced*N) are supported"
+            f"-force_key_frames {text!r}: only time lists (0,2.5,10) and expr:gte(t,n_forced*N)"
+            " are supported"
         )
     return sorted(
         parse_time(part, "-force_key_frames") for part in spec.split(",") if part.strip()
