@@ -343,7 +343,7 @@ def _positive(name: str) -> Writer:
     return lambda s, codec, h264: str(v) if (v := getattr(s, name)) > 0 else None
 
 
-def _set(name: str) -> Writer:
+def _not_negative(name: str) -> Writer:
     """Sent when not negative (-1 means unset)."""
     return lambda s, codec, h264: str(v) if (v := getattr(s, name)) >= 0 else None
 
@@ -370,6 +370,12 @@ def _profile(s: EncoderSettings, codec: str, h264: bool) -> str | None:
 def _level(s: EncoderSettings, codec: str, h264: bool) -> str | None:
     level = parse_level(s.level)
     return str(level) if h264 and level > 0 else None  # the HEVC encoder has no level option
+
+
+def _max_slice_bytes(s: EncoderSettings, codec: str, h264: bool) -> str | None:
+    if not h264:
+        return "0"  # the HEVC field is 0, so the reference always sends it for HEVC
+    return str(s.max_slice_bytes) if s.max_slice_bytes >= 0 else None
 
 
 def _sar_part(index: int) -> Writer:
@@ -447,27 +453,22 @@ KEYS: tuple[Key, ...] = (
     Key("max_b_frames", _read_int, _positive("max_b_frames")),
     Key("flags", _read_flags, _flags),
     Key("global_quality", _read_int, _positive("global_quality")),
-    Key("qmin", _read_int, _set("qmin")),
-    Key("qmax", _read_int, _set("qmax")),
+    Key("qmin", _read_int, _not_negative("qmin")),
+    Key("qmax", _read_int, _not_negative("qmax")),
     Key("profile", _read_int, _profile),
     Key("level", _read_int, _level),
     # Always sent; 0 for HEVC.
     Key("entropy", _read_int, lambda s, codec, h264: str(s.entropy_number() if h264 else 0)),
     Key("allow_sw", _read_bool, _on("allow_sw")),
     Key("require_sw", _read_bool, _on("require_sw")),
-    Key("realtime", _read_int, _set("realtime")),
+    Key("realtime", _read_int, _not_negative("realtime")),
     Key("frames_before", _read_bool, _on("frames_before")),
     Key("frames_after", _read_bool, _on("frames_after")),
-    Key("prio_speed", _read_int, _set("prio_speed")),
-    Key("power_efficient", _read_int, _set("power_efficient")),
-    Key("spatial_aq", _read_int, _set("spatial_aq")),
+    Key("prio_speed", _read_int, _not_negative("prio_speed")),
+    Key("power_efficient", _read_int, _not_negative("power_efficient")),
+    Key("spatial_aq", _read_int, _not_negative("spatial_aq")),
     Key("max_ref_frames", _read_int, _positive("max_ref_frames")),
-    # The HEVC field is 0, so the reference always sends it for HEVC.
-    Key(
-        "max_slice_bytes",
-        _read_int,
-        lambda s, c, h264: _set("max_slice_bytes")(s, c, h264) if h264 else "0",
-    ),
+    Key("max_slice_bytes", _read_int, _max_slice_bytes),
     Key("constant_bit_rate", _read_bool, _on("constant_bit_rate")),
     Key(
         "alpha_quality",
