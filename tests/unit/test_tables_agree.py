@@ -20,7 +20,7 @@ from vtremote.engines.base import CODECS as ENGINE_CODECS
 from vtremote.engines.hardware import H264_PROFILE_NAMES, HEVC_PROFILE_NAMES
 from vtremote.errors import ConfigError, UsageError
 from vtremote.pipeline import values
-from vtremote.wire import colours, settings
+from vtremote.wire import colours, rates, settings
 from vtremote.wire import filters as vf
 from vtremote.wire.constants import CODECS, WireCompression
 
@@ -90,6 +90,24 @@ def test_ffmpeg_setparams_takes_the_spelling_the_server_writes(option: str) -> N
         nodes += [graph.add(filter_name, args) for filter_name, args in steps]
         nodes.append(graph.add("buffersink"))
         graph.link_nodes(*nodes).configure()  # raises when setparams refuses the name
+
+
+# --- named frame rates -------------------------------------------------------------------
+
+
+def test_a_rate_name_means_one_rate_in_both_spellings() -> None:
+    """``-r`` and a chain's ``fps`` spell some names differently (ntsc-film / ntsc_film);
+    every name either takes gives the table's rate, and a name both take agrees."""
+    for rate, option_names, filter_names in rates.RATES:
+        for name in option_names:
+            assert values.parse_rate(name) == rate, name
+        for name in filter_names:
+            (spec,) = vf.parse(f"fps={name}")
+            assert isinstance(spec, vf.Fps) and spec.rate == rate, name
+    option_names = {n for _, names, _ in rates.RATES for n in names}
+    filter_names = {n for _, _, names in rates.RATES for n in names}
+    for name in option_names & filter_names:
+        assert rates.OPTION_NAMES[name] == rates.FILTER_NAMES[name]
 
 
 # --- codecs ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import re
 from fractions import Fraction
 
 from vtremote.errors import UsageError
-from vtremote.wire import colours
+from vtremote.wire import colours, rates
 from vtremote.wire.framing import MAX_DIMENSION
 
 _SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
@@ -68,23 +68,11 @@ def parse_time(text: str, what: str = "time") -> float:
     return -value if neg else value
 
 
-_RATE_ABBR = {
-    "ntsc": Fraction(30000, 1001),
-    "pal": Fraction(25),
-    "qntsc": Fraction(30000, 1001),
-    "qpal": Fraction(25),
-    "sntsc": Fraction(30000, 1001),
-    "spal": Fraction(25),
-    "film": Fraction(24),
-    "ntsc-film": Fraction(24000, 1001),
-}
-
-
 def parse_rate(text: str) -> Fraction:
     """``30``, ``30000/1001``, ``29.97`` (-> 30000/1001), ``ntsc``."""
     key = text.strip().lower()
-    if key in _RATE_ABBR:
-        return _RATE_ABBR[key]
+    if key in rates.OPTION_NAMES:
+        return rates.OPTION_NAMES[key]
     try:
         rate = Fraction(key)
     except (ValueError, ZeroDivisionError):

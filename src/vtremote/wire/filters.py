@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 from vtremote.errors import ConfigError, UnsupportedConfigError
-from vtremote.wire import colours
+from vtremote.wire import colours, rates
 from vtremote.wire.filter_geometry import (
     Geometry,
     crop_box,
@@ -95,14 +95,7 @@ SCALE_FLAGS = frozenset(
         "error_diffusion",
     }
 )
-NAMED_RATES = {
-    "ntsc": Fraction(30000, 1001),
-    "pal": Fraction(25),
-    "qntsc": Fraction(30000, 1001),
-    "qpal": Fraction(25),
-    "film": Fraction(24),
-    "ntsc_film": Fraction(24000, 1001),
-}
+NAMED_RATES = rates.FILTER_NAMES
 _ASPECT_MODES = {"disable": 0, "decrease": 1, "increase": 2}
 _DEINT_MODES = {
     "send_frame": 0,
