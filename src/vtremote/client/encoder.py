@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from typing import Any, TypeAlias
 
@@ -40,6 +39,12 @@ from vtremote.wire import messages as m
 from vtremote.wire.compression import compress_plane
 from vtremote.wire.constants import PixelFormat, WireCompression
 
+# The encoder settings are the wire's (one definition); re-exported under the client's names.
+from vtremote.wire.settings import UNSPECIFIED_COLOR as UNSPECIFIED_COLOR
+from vtremote.wire.settings import UNSPECIFIED_RANGE as UNSPECIFIED_RANGE
+from vtremote.wire.settings import EncoderSettings as EncoderSettings
+from vtremote.wire.settings import parse_profile as parse_profile
+
 log = logging.getLogger(__name__)
 
 #: Frames that may wait on the sender thread while the caller makes the next one (each
@@ -48,24 +53,6 @@ SEND_AHEAD = 2
 
 #: What the encoder returns (PyAV packets are generic over their stream in the stubs).
 Packet: TypeAlias = "av.Packet[Any]"
-
-#: ``-profile:v`` names -> the numbers the reference sends (VTR1.md §3.2, FFmpeg AV_PROFILE_*).
-PROFILES: dict[str, dict[str, int]] = {
-    "h264": {
-        "baseline": 66,
-        "constrained_baseline": 578,
-        "main": 77,
-        "high": 100,
-        "constrained_high": 612,
-        "extended": 88,
-    },
-    "hevc": {"main": 1, "main10": 2, "main42210": 4, "rext": 4},
-}
-#: H.264 ``coder`` / ``entropy`` names (VTR1.md §3.2 row 13).
-ENTROPY = {"auto": 0, "default": 0, "cavlc": 1, "vlc": 1, "cabac": 2, "ac": 2}
-#: FFmpeg's "unspecified" values of the colour enums: the reference omits these keys.
-UNSPECIFIED_RANGE = 0
-UNSPECIFIED_COLOR = 2
 
 PIX_FMT_NAMES = {
     "nv12": PixelFormat.NV12,
@@ -98,201 +85,6 @@ def parse_pix_fmt(value: str | int | PixelFormat) -> PixelFormat:
         raise ConfigError(
             f"pixel format {value!r} cannot travel on the wire; use nv12 or p010le"
         ) from None
-
-
-def parse_profile(codec: str, value: str | int | None) -> int | None:
-    """``high`` -> 100, ``main10`` -> 2, numbers as they are; None/"" -> not sent."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int):
-        return value
-    key = value.strip().lower().replace("-", "_")
-    if key.lstrip("-").isdigit():
-        return int(key)
-    try:
-        return PROFILES[codec][key]
-    except KeyError:
-        names = ", ".join(PROFILES[codec])
-        raise ConfigError(
-            f"{codec} profile {value!r} is not one of {names} (or a number)"
-        ) from None
-
-
-def parse_level(value: str | int | float | None) -> int:
-    """H.264 level as the reference's ``level`` option counts it: ``4.1`` / ``41`` -> 41."""
-    if value is None or value == "" or value == "auto":
-        return 0
-    text = str(value).strip()
-    try:
-        if "." in text:
-            level = round(float(text) * 10)
-        else:
-            level = int(text)
-            if 0 < level < 10:  # "-level 4" means 4.0
-                level *= 10
-    except ValueError:
-        raise ConfigError(f"level {value!r} is not a number like 4.1 or 41") from None
-    if not 0 <= level <= 62:
-        raise ConfigError(f"level {value!r} is outside 1.0..6.2")
-    return level
-
-
-def parse_entropy(value: str | int) -> int:
-    if isinstance(value, int):
-        if value not in (0, 1, 2):
-            raise ConfigError(f"entropy {value} is not 0 (auto), 1 (cavlc) or 2 (cabac)")
-        return value
-    try:
-        return ENTROPY[value.strip().lower()]
-    except KeyError:
-        raise ConfigError(f"entropy {value!r} is not one of auto, cavlc, cabac") from None
-
-
-@dataclass(frozen=True)
-class EncoderSettings:
-    """The codec options of an encode session: the reference client's AVOptions.
-
-    Defaults are the reference's (VTR1.md §3.2), so an encoder built with no
-    settings sends the same CONFIGURE option list the FFmpeg client sends with
-    no options. ``gop`` defaults to libavcodec's 12 for that reason.
-    """
-
-    bitrate: int = 0
-    maxrate: int = 0
-    gop: int = 12
-    max_b_frames: int = 0
-    flags: int = 0  # AVCodecContext flags: 1<<22 global header, 1<<19 low delay, 1<<31 closed GOP
-    global_quality: int = 0
-    qmin: int = -1
-    qmax: int = -1
-    profile: str | int | None = None
-    level: str | int | float | None = None
-    entropy: str | int = 0
-    allow_sw: bool = False
-    require_sw: bool = False
-    realtime: int = 0
-    frames_before: bool = False
-    frames_after: bool = False
-    prio_speed: int = -1
-    power_efficient: int = -1
-    spatial_aq: int = -1
-    max_ref_frames: int = 0
-    max_slice_bytes: int = -1
-    constant_bit_rate: bool = False
-    alpha_quality: float = 0.0
-    color_range: int = UNSPECIFIED_RANGE
-    colorspace: int = UNSPECIFIED_COLOR
-    color_primaries: int = UNSPECIFIED_COLOR
-    color_trc: int = UNSPECIFIED_COLOR
-    sar: Fraction | tuple[int, int] | None = None
-    a53_cc: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("bitrate", "maxrate", "gop", "max_b_frames", "max_ref_frames"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} {getattr(self, name)} must not be negative")
-        if self.realtime not in (-1, 0, 1):
-            raise ConfigError(f"realtime {self.realtime} is not -1, 0 or 1")
-        if not 0.0 <= self.alpha_quality <= 1.0:
-            raise ConfigError(f"alpha_quality {self.alpha_quality} is outside 0..1")
-        if not -(1 << 31) <= self.flags < (1 << 32):
-            raise ConfigError(f"flags {self.flags} do not fit 32 bits")
-        parse_entropy(self.entropy)
-        parse_level(self.level)
-
-    @classmethod
-    def given(cls, settings: EncoderSettings | None, options: dict[str, Any]) -> EncoderSettings:
-        """The settings a session constructor was given: ``settings=`` or keywords, not both."""
-        if settings is not None and options:
-            raise ConfigError("give encoder options either as settings= or as keywords, not both")
-        return settings if settings is not None else cls.from_kwargs(**options)
-
-    @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> EncoderSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise ConfigError(f"unknown encoder option(s): {', '.join(unknown)}")
-        return cls(**kwargs)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def configure_options(self, codec: str, compression: WireCompression) -> list[tuple[str, str]]:
-        """CONFIGURE option pairs, keys in the reference's order and on its conditions
-        (VTR1.md §3.2)."""
-        h264 = codec == "h264"
-        o: list[tuple[str, str]] = [("mode", "encode")]
-        if compression > 0:
-            o.append(("wire_compression", str(int(compression))))
-        if self.bitrate > 0:
-            o.append(("bitrate", str(self.bitrate)))
-        if self.maxrate > 0:
-            o.append(("maxrate", str(self.maxrate)))
-        if self.gop > 0:
-            o.append(("gop", str(self.gop)))
-        if self.max_b_frames > 0:
-            o.append(("max_b_frames", str(self.max_b_frames)))
-        if self.flags != 0:
-            flags = (
-                self.flags - (1 << 32) if self.flags >= (1 << 31) else self.flags
-            )  # %d of an int
-            o.append(("flags", str(flags)))
-        if self.global_quality > 0:
-            o.append(("global_quality", str(self.global_quality)))
-        if self.qmin >= 0:
-            o.append(("qmin", str(self.qmin)))
-        if self.qmax >= 0:
-            o.append(("qmax", str(self.qmax)))
-        profile = parse_profile(codec, self.profile)
-        if profile is not None and profile != -99:
-            o.append(("profile", str(profile)))
-        level = parse_level(self.level)
-        if h264 and level > 0:  # the HEVC encoder has no level option
-            o.append(("level", str(level)))
-        o.append(("entropy", str(parse_entropy(self.entropy) if h264 else 0)))  # always sent
-        if self.allow_sw:
-            o.append(("allow_sw", "1"))
-        if self.require_sw:
-            o.append(("require_sw", "1"))
-        if self.realtime >= 0:
-            o.append(("realtime", str(self.realtime)))
-        if self.frames_before:
-            o.append(("frames_before", "1"))
-        if self.frames_after:
-            o.append(("frames_after", "1"))
-        if self.prio_speed >= 0:
-            o.append(("prio_speed", str(self.prio_speed)))
-        if self.power_efficient >= 0:
-            o.append(("power_efficient", str(self.power_efficient)))
-        if self.spatial_aq >= 0:
-            o.append(("spatial_aq", str(self.spatial_aq)))
-        if self.max_ref_frames > 0:
-            o.append(("max_ref_frames", str(self.max_ref_frames)))
-        if not h264:
-            o.append(
-                ("max_slice_bytes", "0")
-            )  # the HEVC field is 0, so the reference always sends it
-        elif self.max_slice_bytes >= 0:
-            o.append(("max_slice_bytes", str(self.max_slice_bytes)))
-        if self.constant_bit_rate:
-            o.append(("constant_bit_rate", "1"))
-        if not h264 and self.alpha_quality > 0.0:
-            o.append(("alpha_quality", f"{self.alpha_quality:.6f}"))
-        if self.color_range != UNSPECIFIED_RANGE:
-            o.append(("color_range", str(self.color_range)))
-        if self.colorspace != UNSPECIFIED_COLOR:
-            o.append(("colorspace", str(self.colorspace)))
-        if self.color_primaries != UNSPECIFIED_COLOR:
-            o.append(("color_primaries", str(self.color_primaries)))
-        if self.color_trc != UNSPECIFIED_COLOR:
-            o.append(("color_trc", str(self.color_trc)))
-        sar = to_fraction(self.sar, "sample aspect ratio") if self.sar is not None else None
-        if sar is not None and sar.numerator > 0 and sar.denominator > 0:
-            o.append(("sar_num", str(sar.numerator)))
-            o.append(("sar_den", str(sar.denominator)))
-        o.append(("a53_cc", "1" if h264 and self.a53_cc else "0"))  # always sent
-        return o
 
 
 def picture_format(

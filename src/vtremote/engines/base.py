@@ -39,13 +39,16 @@ import av
 import av.logging
 
 from vtremote.errors import ConfigError, EngineUnavailableError, UnsupportedConfigError
+
+# The codecs and the largest picture side are the wire's (VTR1.md §3.1), shared here.
+from vtremote.wire.constants import CODECS as CODECS
 from vtremote.wire.constants import PixelFormat
+from vtremote.wire.framing import MAX_DIMENSION as MAX_DIMENSION
 from vtremote.wire.messages import Configure
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["encode", "decode"]
-CODECS: tuple[str, ...] = ("h264", "hevc")
 MODES: tuple[Mode, ...] = ("encode", "decode")
 
 #: Largest number of frames an encoder may hold before its first packet. The
@@ -54,14 +57,11 @@ MODES: tuple[Mode, ...] = ("encode", "decode")
 #: VideoToolbox at MaxFrameDelayCount=8 (VTR1.md §9.5 step 4, §10.1).
 MAX_FRAME_DELAY = 8
 
-#: Largest picture side accepted (H.264 level 6.2 / HEVC level 6.2 allow 8192;
-#: the margin keeps allocations bounded).
-MAX_DIMENSION = 16384
-
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
-    """What a session asks of its engine: the CONFIGURE of VTR1.md §3.1 plus the codec from HELLO."""
+    """What a session asks of its engine: the CONFIGURE of VTR1.md §3.1 plus the codec from
+    HELLO."""
 
     mode: Mode
     codec: str

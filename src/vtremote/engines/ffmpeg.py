@@ -1,7 +1,7 @@
 """What every PyAV-backed engine shares: opening, encoding, decoding, probing.
 
 Concrete engines (software.py, nvenc.py, qsv.py, vaapi.py, videotoolbox.py)
-name their FFmpeg codecs and map :class:`~vtremote.engines.options.EncodeSettings`
+name their FFmpeg codecs and map :class:`~vtremote.wire.settings.EncoderSettings`
 onto them in :meth:`FFmpegEngine.configure_encoder`; everything else is here:
 
 * encoders are opened with ``AV_CODEC_FLAG_GLOBAL_HEADER`` so the parameter sets
@@ -36,23 +36,16 @@ from vtremote.engines.base import (
     capture_ffmpeg_errors,
     ffmpeg_reason,
 )
-from vtremote.engines.options import (
-    COLOR_PRIMARIES,
-    COLOR_RANGES,
-    COLOR_SPACES,
-    COLOR_TRCS,
-    EncodeSettings,
-    flag_names,
-    parse_encode_options,
-)
+from vtremote.engines.options import flag_names, parse_encode_options, unhonoured_flags
 from vtremote.errors import (
     BitstreamError,
     EngineError,
     EngineUnavailableError,
     UnsupportedConfigError,
 )
-from vtremote.wire import annexb
+from vtremote.wire import annexb, colours
 from vtremote.wire.constants import PixelFormat
+from vtremote.wire.settings import EncoderSettings
 
 #: Size of the frames probes encode (hardware encoders have minimum sizes near 128).
 PROBE_SIZE = 256
@@ -75,7 +68,7 @@ class FFmpegEngine(Engine):
     def __init__(self) -> None:
         super().__init__()
         self._ctx: VideoCodecContext | None = None
-        self.settings = EncodeSettings()
+        self.settings = parse_encode_options({})[0]
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -87,12 +80,13 @@ class FFmpegEngine(Engine):
         return b""
 
     def encoder_name(self, config: StreamConfig) -> str:
+        return self._codec_name(self.encoders, config.codec, "encoder")
+
+    def _codec_name(self, names: Mapping[str, str], codec: str, kind: str) -> str:
         try:
-            return self.encoders[config.codec]
+            return names[codec]
         except KeyError:
-            raise EngineUnavailableError(
-                f"engine {self.name} has no {config.codec} encoder"
-            ) from None
+            raise EngineUnavailableError(f"engine {self.name} has no {codec} {kind}") from None
 
     def encoder_pix_fmt(self, config: StreamConfig) -> str:
         """The software pixel format handed to the encoder (PyAV converts to it)."""
@@ -109,7 +103,7 @@ class FFmpegEngine(Engine):
         return ctx
 
     def configure_encoder(
-        self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncoderSettings
     ) -> dict[str, str]:
         """Map the settings onto ``ctx``; return the codec's private options. Engines override."""
         raise NotImplementedError
@@ -134,10 +128,9 @@ class FFmpegEngine(Engine):
         ctx.flags = int(ctx.flags) | int(Flags.global_header) | int(Flags.closed_gop)
         self._apply_common(ctx, settings)
         options = self.configure_encoder(ctx, config, settings)
-        if settings.unhonoured_flags:
-            self.warn(
-                f"flags {flag_names(settings.unhonoured_flags)} have no effect on the {self.name} engine"
-            )
+        unhonoured = unhonoured_flags(settings)
+        if unhonoured:
+            self.warn(f"flags {flag_names(unhonoured)} have no effect on the {self.name} engine")
         ctx.options = options
         try:
             ctx.open()
@@ -157,23 +150,16 @@ class FFmpegEngine(Engine):
         self._ctx = ctx
         return record
 
-    def _apply_common(self, ctx: VideoCodecContext, s: EncodeSettings) -> None:
+    def _apply_common(self, ctx: VideoCodecContext, s: EncoderSettings) -> None:
         """Colour description and sample aspect ratio go to the VUI of every encoder."""
-        if s.sent("color_range") and s.color_range:
-            if s.color_range in COLOR_RANGES:
-                ctx.color_range = s.color_range
-            else:
-                self.warn(f"color_range={s.color_range} is not a valid AVColorRange; ignored")
-        for key, valid in (
-            ("colorspace", COLOR_SPACES),
-            ("color_primaries", COLOR_PRIMARIES),
-            ("color_trc", COLOR_TRCS),
-        ):
+        for key, table in colours.TABLES.items():
             value = getattr(s, key)
-            if not s.sent(key) or value == 2:  # 2 = unspecified
+            if not s.sent(key) or value == table.unspecified:
                 continue
-            if value in valid:
+            if value in table.values:
                 setattr(ctx, key, value)
+            elif key == "color_range":
+                self.warn(f"color_range={value} is not a valid AVColorRange; ignored")
             else:
                 self.warn(f"{key}={value} is not a valid value; ignored")
         if s.sent("sar_num") or s.sent("sar_den"):
@@ -197,12 +183,7 @@ class FFmpegEngine(Engine):
     # -- decoding --------------------------------------------------------------------------
 
     def decoder_name(self, config: StreamConfig) -> str:
-        try:
-            return self.decoders[config.codec]
-        except KeyError:
-            raise EngineUnavailableError(
-                f"engine {self.name} has no {config.codec} decoder"
-            ) from None
+        return self._codec_name(self.decoders, config.codec, "decoder")
 
     def create_decoder(self, name: str) -> VideoCodecContext:
         hw = None
@@ -265,7 +246,8 @@ class FFmpegEngine(Engine):
         except av.error.InvalidDataError as e:
             what = "drain" if packet is None else f"PACKET pts={packet.pts}"
             raise BitstreamError(
-                f"{what} is not valid {self.config.codec if self.config else ''}: {av_error_text(e)}"
+                f"{what} is not valid {self.config.codec if self.config else ''}: "
+                f"{av_error_text(e)}"
             ) from e
         except av.FFmpegError as e:
             what = "drain" if packet is None else f"PACKET pts={packet.pts}"
@@ -319,17 +301,7 @@ class FFmpegEngine(Engine):
     def _probe_encode(cls, codec: str) -> None:
         name = cls._require_codec(cls.encoders, codec, "encoder")
         engine = cls()
-        cfg = StreamConfig(
-            mode="encode",
-            codec=codec,
-            width=PROBE_SIZE,
-            height=PROBE_SIZE,
-            pix_fmt=PixelFormat.NV12,
-            time_base=Fraction(1, 30),
-            framerate=Fraction(30),
-            options={"gop": "2"},
-        )
-        engine.open(cfg)
+        engine.open(_probe_config("encode", codec, framerate=Fraction(30), options={"gop": "2"}))
         try:
             frame = av.VideoFrame(PROBE_SIZE, PROBE_SIZE, "nv12")
             for plane in frame.planes:
@@ -346,15 +318,7 @@ class FFmpegEngine(Engine):
         name = cls._require_codec(cls.decoders, codec, "decoder")
         record, packets = probe_stream(codec)
         engine = cls()
-        cfg = StreamConfig(
-            mode="decode",
-            codec=codec,
-            width=PROBE_SIZE,
-            height=PROBE_SIZE,
-            pix_fmt=PixelFormat.NV12,
-            extradata=record,
-        )
-        engine.open(cfg)
+        engine.open(_probe_config("decode", codec, extradata=record))
         try:
             frames: list[av.VideoFrame] = []
             for i, data in enumerate(packets):
@@ -366,6 +330,18 @@ class FFmpegEngine(Engine):
                 raise EngineError(f"{name} decoded no frame from the probe stream")
         finally:
             engine.close()
+
+
+def _probe_config(mode: Mode, codec: str, **extra: Any) -> StreamConfig:
+    """A PROBE_SIZE NV12 session at 1/30 s (the StreamConfig default time base)."""
+    return StreamConfig(
+        mode=mode,
+        codec=codec,
+        width=PROBE_SIZE,
+        height=PROBE_SIZE,
+        pix_fmt=PixelFormat.NV12,
+        **extra,
+    )
 
 
 _probe_streams: dict[str, tuple[bytes, list[bytes]]] = {}

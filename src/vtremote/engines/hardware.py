@@ -21,7 +21,10 @@ from av.video.codeccontext import VideoCodecContext
 
 from vtremote.engines.base import StreamConfig
 from vtremote.engines.ffmpeg import FFmpegEngine
-from vtremote.engines.options import (
+from vtremote.errors import UnsupportedConfigError
+from vtremote.wire.constants import PixelFormat
+from vtremote.wire.settings import (
+    FLAG_QSCALE,
     H264_BASELINE,
     H264_CONSTRAINED_BASELINE,
     H264_CONSTRAINED_HIGH,
@@ -33,11 +36,9 @@ from vtremote.engines.options import (
     HEVC_MAIN10,
     HEVC_REXT,
     PROFILE_UNKNOWN,
-    EncodeSettings,
+    EncoderSettings,
     h264_level_name,
 )
-from vtremote.errors import UnsupportedConfigError
-from vtremote.wire.constants import PixelFormat
 
 H264_PROFILE_NAMES = {
     H264_BASELINE: "baseline",
@@ -48,6 +49,14 @@ H264_PROFILE_NAMES = {
     H264_EXTENDED: "extended",
 }
 HEVC_PROFILE_NAMES = {HEVC_MAIN: "main", HEVC_MAIN10: "main10", HEVC_REXT: "rext"}
+#: On/off keys only VideoToolbox's session has (VTR1.md §9.5), in the reference's order.
+VIDEOTOOLBOX_SWITCHES = (
+    "allow_sw",
+    "require_sw",
+    "frames_before",
+    "frames_after",
+    "power_efficient",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +94,7 @@ class HardwareEngine(FFmpegEngine):
         return "nv12" if config.pix_fmt is PixelFormat.NV12 else "p010le"
 
     def configure_encoder(
-        self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncoderSettings
     ) -> dict[str, str]:
         f = self.features
         opts: dict[str, str] = {}
@@ -96,8 +105,19 @@ class HardwareEngine(FFmpegEngine):
 
         if config.codec == "h264" and config.pix_fmt is PixelFormat.P010:
             raise UnsupportedConfigError("h264 encodes NV12 only; P010 needs hevc")
+        self._rate_control(ctx, s, opts)
+        bframes = self._reordering(ctx, config, s, opts)
+        self._profile_and_level(config, s, opts)
+        self._tools(config, s, opts, bframes)
+        self._videotoolbox_keys(config, s, opts)
+        if s.alpha_quality > 0:
+            self.warn(f"alpha_quality={s.alpha_quality:g} ignored: NV12/P010 frames carry no alpha")
+        return opts
 
-        # Rate control.
+    def _rate_control(
+        self, ctx: VideoCodecContext, s: EncoderSettings, opts: dict[str, str]
+    ) -> None:
+        f = self.features
         quality = s.quality
         if quality is not None:
             if f.quality == "cq":  # nvenc: constant quality 0..51 in VBR mode
@@ -106,7 +126,7 @@ class HardwareEngine(FFmpegEngine):
             elif f.quality == "global_quality":  # qsv ICQ / vaapi: 1..51 QP-like
                 ctx.global_quality = max(1, round(51 * (1 - quality)))
             elif f.quality == "qscale":  # videotoolbox: -q:v 1..100 maps to Quality
-                ctx.flags = int(ctx.flags) | 2  # AV_CODEC_FLAG_QSCALE
+                ctx.flags = int(ctx.flags) | FLAG_QSCALE
                 ctx.global_quality = max(1, round(quality * 100)) * 118
             else:
                 self.warn("global_quality ignored: this encoder has no constant-quality mode")
@@ -117,13 +137,9 @@ class HardwareEngine(FFmpegEngine):
         elif s.bitrate > 0:
             ctx.bit_rate = s.bitrate
             if s.constant_bit_rate:
-                if f.cbr is None:
-                    opts["maxrate"] = str(s.bitrate)
-                    opts["bufsize"] = str(s.bitrate)
-                else:
-                    opts.update(f.cbr)
-                    opts.setdefault("maxrate", str(s.bitrate))
-                    opts.setdefault("bufsize", str(s.bitrate))
+                opts.update(f.cbr or {})
+                opts.setdefault("maxrate", str(s.bitrate))
+                opts.setdefault("bufsize", str(s.bitrate))
         elif s.constant_bit_rate:
             self.warn("constant_bit_rate=1 needs a bitrate; ignored")
         if s.maxrate > 0 and not (s.constant_bit_rate and s.bitrate > 0):
@@ -134,17 +150,23 @@ class HardwareEngine(FFmpegEngine):
         if s.qmax >= 0:
             ctx.qmax = s.qmax
 
-        # GOP and frame reordering.
+    def _reordering(
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncoderSettings, opts: dict[str, str]
+    ) -> int:
+        """GOP, B-frames, latency and speed; returns the B-frames used."""
+        f = self.features
         if s.gop > 0:
             ctx.gop_size = s.gop
             opts.update(f.strict_gop)
         bframes = 0
+        baseline = s.profile_number(config.codec) in (H264_BASELINE, H264_CONSTRAINED_BASELINE)
         if s.max_b_frames > 0:
             if s.low_latency:
                 self.warn(
-                    f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames"
+                    f"max_b_frames={s.max_b_frames} ignored:"
+                    " realtime/low-delay encoding uses no B-frames"
                 )
-            elif config.codec == "h264" and s.profile in (H264_BASELINE, H264_CONSTRAINED_BASELINE):
+            elif config.codec == "h264" and baseline:
                 self.warn(f"max_b_frames={s.max_b_frames} ignored: baseline has no B-frames")
             else:
                 bframes = min(s.max_b_frames, f.max_bframes, config.max_delay // 2)
@@ -162,37 +184,49 @@ class HardwareEngine(FFmpegEngine):
                 opts.update(f.speed[0])
         elif s.prio_speed >= 0:
             self.warn(f"prio_speed={s.prio_speed} has no effect on {self.codec_name}")
+        return bframes
 
-        # Profile, level, entropy.
-        if s.profile != PROFILE_UNKNOWN:
+    def _profile_and_level(
+        self, config: StreamConfig, s: EncoderSettings, opts: dict[str, str]
+    ) -> None:
+        profile = s.profile_number(config.codec)
+        if profile != PROFILE_UNKNOWN:
+            h264 = config.codec == "h264"
             names = (
-                (f.h264_profiles or H264_PROFILE_NAMES)
-                if config.codec == "h264"
-                else HEVC_PROFILE_NAMES
+                (self.features.h264_profiles or H264_PROFILE_NAMES) if h264 else HEVC_PROFILE_NAMES
             )
-            name = names.get(s.profile)
+            name = names.get(profile)
             if name is None:
                 self.warn(
-                    f"profile={s.profile} is not available on {self.codec_name}; the encoder picks it"
+                    f"profile={profile} is not available on {self.codec_name}; the encoder picks it"
                 )
             else:
                 opts["profile"] = name
         elif config.codec == "hevc" and config.pix_fmt is PixelFormat.P010:
             opts["profile"] = HEVC_PROFILE_NAMES[HEVC_MAIN10]
-        if s.level:
-            if config.codec == "h264" and s.level in H264_LEVELS:
-                opts["level"] = h264_level_name(s.level)
+        level = s.level_number()
+        if level:
+            if config.codec == "h264" and level in H264_LEVELS:
+                opts["level"] = h264_level_name(level)
             else:
                 self.warn(
-                    f"level={s.level} is not supported for {config.codec}; the encoder picks the level"
+                    f"level={level} is not supported for {config.codec};"
+                    " the encoder picks the level"
                 )
-        if s.entropy in (1, 2):
+
+    def _tools(
+        self, config: StreamConfig, s: EncoderSettings, opts: dict[str, str], bframes: int
+    ) -> None:
+        """Entropy coder, adaptive quantisation, reference frames and the output delay."""
+        f = self.features
+        entropy = s.entropy_number()
+        if entropy in (1, 2):
             if config.codec != "h264":
-                self.warn(f"entropy={s.entropy} ignored: HEVC always uses CABAC")
+                self.warn(f"entropy={entropy} ignored: HEVC always uses CABAC")
             elif f.entropy is None:
-                self.warn(f"entropy={s.entropy} has no effect on {self.codec_name}")
+                self.warn(f"entropy={entropy} has no effect on {self.codec_name}")
             else:
-                opts[f.entropy] = "cavlc" if s.entropy == 1 else "cabac"
+                opts[f.entropy] = "cavlc" if entropy == 1 else "cabac"
         if s.spatial_aq >= 0:
             if f.spatial_aq is None:
                 self.warn(f"spatial_aq={s.spatial_aq} has no effect on {self.codec_name}")
@@ -207,28 +241,23 @@ class HardwareEngine(FFmpegEngine):
             extra = 0 if config.least_delay else max(0, config.max_delay - 1 - bframes)
             opts.setdefault(f.delay_option, str(extra))
 
-        # VideoToolbox-only keys.
-        vt_only = {
-            "allow_sw": s.allow_sw,
-            "require_sw": s.require_sw,
-            "frames_before": s.frames_before,
-            "frames_after": s.frames_after,
-            "power_efficient": s.power_efficient == 1,
-        }
-        for key, on in vt_only.items():
+    def _videotoolbox_keys(
+        self, config: StreamConfig, s: EncoderSettings, opts: dict[str, str]
+    ) -> None:
+        """The keys only VideoToolbox has: passed on there, warned about elsewhere."""
+        vt = self.features.vt_keys
+        for key in VIDEOTOOLBOX_SWITCHES:
+            on = getattr(s, key) == 1  # power_efficient is -1 when unset
             if not on:
                 continue
-            if f.vt_keys:
+            if vt:
                 opts[key] = "1"
             elif key == "require_sw":
                 self.warn(f"require_sw=1 ignored: {self.name} is a hardware-only engine")
             elif key != "allow_sw":
                 self.warn(f"{key}=1 has no effect on {self.codec_name}")
         if s.max_slice_bytes > 0:
-            if f.vt_keys and config.codec == "h264":
+            if vt and config.codec == "h264":
                 opts["max_slice_bytes"] = str(s.max_slice_bytes)
             else:
                 self.warn(f"max_slice_bytes={s.max_slice_bytes} has no effect on {self.codec_name}")
-        if s.alpha_quality > 0:
-            self.warn(f"alpha_quality={s.alpha_quality:g} ignored: NV12/P010 frames carry no alpha")
-        return opts

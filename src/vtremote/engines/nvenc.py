@@ -8,7 +8,7 @@ libcuda.so.1"). Encoding takes NV12/P010 frames from system memory.
 from __future__ import annotations
 
 from vtremote.engines.hardware import Features, HardwareEngine
-from vtremote.engines.options import (
+from vtremote.wire.settings import (
     H264_BASELINE,
     H264_CONSTRAINED_BASELINE,
     H264_CONSTRAINED_HIGH,

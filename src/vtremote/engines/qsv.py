@@ -7,7 +7,7 @@ the MFX session error otherwise. Frames travel in system memory (NV12/P010).
 from __future__ import annotations
 
 from vtremote.engines.hardware import Features, HardwareEngine
-from vtremote.engines.options import H264_BASELINE, H264_CONSTRAINED_BASELINE, H264_HIGH, H264_MAIN
+from vtremote.wire.settings import H264_BASELINE, H264_CONSTRAINED_BASELINE, H264_HIGH, H264_MAIN
 
 
 class QsvEngine(HardwareEngine):

@@ -107,12 +107,6 @@ def candidates(name: str, codec: str, mode: Mode) -> list[type[Engine]]:
     return out
 
 
-def auto_choice() -> str:
-    """The engine ``auto`` uses for H.264 encoding (what the server announces), logged."""
-    cls = resolve("auto", "h264", "encode")
-    return cls.name
-
-
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     engine: str

@@ -41,7 +41,9 @@ from av.video.codeccontext import VideoCodecContext
 
 from vtremote.engines.base import MAX_FRAME_DELAY, StreamConfig
 from vtremote.engines.ffmpeg import FFmpegEngine
-from vtremote.engines.options import (
+from vtremote.errors import UnsupportedConfigError
+from vtremote.wire.constants import PixelFormat
+from vtremote.wire.settings import (
     H264_BASELINE,
     H264_CONSTRAINED_BASELINE,
     H264_CONSTRAINED_HIGH,
@@ -57,11 +59,9 @@ from vtremote.engines.options import (
     HEVC_MAIN_STILL,
     HEVC_REXT,
     PROFILE_UNKNOWN,
-    EncodeSettings,
+    EncoderSettings,
     h264_level_name,
 )
-from vtremote.errors import UnsupportedConfigError
-from vtremote.wire.constants import PixelFormat
 
 #: Frame threads used by x264 outside realtime mode (each adds one frame of delay).
 X264_MAX_FRAME_THREADS = 4
@@ -70,12 +70,20 @@ X265_MAX_BFRAMES = 2
 #: x265's smallest delay outside zerolatency: lookahead 1 + frame-threads 1 + 2.
 X265_MIN_DELAY = 4
 
+#: H.264 profile constant -> libx264's ``profile`` option.
 _H264_PROFILES = {
     H264_BASELINE: "baseline",
     H264_CONSTRAINED_BASELINE: "baseline",  # x264's baseline is constrained baseline
     H264_MAIN: "main",
     H264_HIGH: "high",
     H264_CONSTRAINED_HIGH: "high",
+}
+#: Profiles libx264 cannot encode from NV12 -> the nearest it can (with a warning).
+_H264_FALLBACK_PROFILES = {
+    H264_EXTENDED: "main",
+    H264_HIGH10: "high",
+    H264_HIGH422: "high",
+    H264_HIGH444: "high",
 }
 
 
@@ -114,13 +122,14 @@ class SoftwareEngine(FFmpegEngine):
         if config.codec == "h264":
             if config.pix_fmt is not PixelFormat.NV12:
                 raise UnsupportedConfigError(
-                    f"h264 encodes NV12 only; pix_fmt={int(config.pix_fmt)} ({config.pix_fmt.name}) needs hevc"
+                    f"h264 encodes NV12 only; pix_fmt={int(config.pix_fmt)}"
+                    f" ({config.pix_fmt.name}) needs hevc"
                 )
             return "nv12"  # libx264 takes NV12 as is: no conversion
         return "yuv420p10le" if self._hevc_ten_bit(config) else "yuv420p"
 
     def _hevc_ten_bit(self, config: StreamConfig) -> bool:
-        profile = self.settings.profile
+        profile = self.settings.profile_number("hevc")
         if profile == HEVC_MAIN10:
             return True
         if profile in (HEVC_MAIN, HEVC_MAIN_STILL):
@@ -128,18 +137,19 @@ class SoftwareEngine(FFmpegEngine):
         return config.pix_fmt is PixelFormat.P010
 
     def configure_encoder(
-        self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncoderSettings
     ) -> dict[str, str]:
         if config.width % 2 or config.height % 2:
             raise UnsupportedConfigError(
-                f"{self.codec_name} needs an even width and height for 4:2:0, got {config.width}x{config.height}"
+                f"{self.codec_name} needs an even width and height for 4:2:0,"
+                f" got {config.width}x{config.height}"
             )
         self._common_warnings(s, config)
         if config.codec == "h264":
             return self._x264(ctx, s, config.max_delay, config.least_delay)
         return self._x265(ctx, config, s)
 
-    def _common_warnings(self, s: EncodeSettings, config: StreamConfig) -> None:
+    def _common_warnings(self, s: EncoderSettings, config: StreamConfig) -> None:
         if s.power_efficient == 1:
             self.warn("power_efficient=1 has no effect on the software encoder")
         if s.frames_before:
@@ -153,7 +163,7 @@ class SoftwareEngine(FFmpegEngine):
     # -- rate control shared by both codecs ---------------------------------------------------
 
     def _rate_control(
-        self, ctx: VideoCodecContext, s: EncodeSettings, params: dict[str, object]
+        self, ctx: VideoCodecContext, s: EncoderSettings, params: dict[str, object]
     ) -> dict[str, str]:
         opts: dict[str, str] = {}
         quality = s.quality
@@ -167,10 +177,7 @@ class SoftwareEngine(FFmpegEngine):
                 self.warn(
                     "constant_bit_rate ignored: global_quality selects constant-quality encoding"
                 )
-            if s.maxrate > 0:
-                params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
-            return opts
-        if s.bitrate > 0:
+        elif s.bitrate > 0:
             ctx.bit_rate = s.bitrate
             if s.constant_bit_rate:
                 if s.maxrate > 0 and s.maxrate != s.bitrate:
@@ -182,22 +189,21 @@ class SoftwareEngine(FFmpegEngine):
                     params["nal-hrd"] = "cbr"
                 else:
                     params["strict-cbr"] = 1
-            elif s.maxrate > 0:
-                if s.maxrate < s.bitrate:
-                    self.warn(
-                        f"maxrate={s.maxrate} is below bitrate={s.bitrate}; the encoder runs CBR at maxrate"
-                    )
-                params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
-            return opts
-        if s.constant_bit_rate:
+                return opts
+            if 0 < s.maxrate < s.bitrate:
+                self.warn(
+                    f"maxrate={s.maxrate} is below bitrate={s.bitrate};"
+                    " the encoder runs CBR at maxrate"
+                )
+        elif s.constant_bit_rate:
             self.warn(
                 "constant_bit_rate=1 needs a bitrate; encoding at the default constant quality"
             )
-        if s.maxrate > 0:
+        if s.maxrate > 0:  # the VBV, with a one-second buffer
             params["vbv-maxrate"] = params["vbv-bufsize"] = _kbit(s.maxrate)
         return opts
 
-    def _qp_limits(self, s: EncodeSettings, params: dict[str, object], top: int) -> None:
+    def _qp_limits(self, s: EncoderSettings, params: dict[str, object], top: int) -> None:
         if s.qmin >= 0:
             if s.qmin > top:
                 self.warn(f"qmin={s.qmin} exceeds {top}; clamped")
@@ -210,7 +216,7 @@ class SoftwareEngine(FFmpegEngine):
             self.warn(f"qmax={s.qmax} is below qmin={s.qmin}; the encoder uses qmin")
             params["qpmax"] = params["qpmin"]
 
-    def _quality_params(self, s: EncodeSettings, params: dict[str, object], qp_top: int) -> None:
+    def _quality_params(self, s: EncoderSettings, params: dict[str, object], qp_top: int) -> None:
         """QP limits, adaptive quantisation and reference count: the same keys in x264 and x265."""
         self._qp_limits(s, params, qp_top)
         if s.spatial_aq == 0:
@@ -222,13 +228,14 @@ class SoftwareEngine(FFmpegEngine):
                 self.warn(f"max_ref_frames={s.max_ref_frames} exceeds 16; clamped")
             params["ref"] = min(s.max_ref_frames, 16)
 
-    def _b_frames(self, s: EncodeSettings, allowed: int, why: str) -> int:
+    def _b_frames(self, s: EncoderSettings, allowed: int, why: str) -> int:
         """B-frames to use: the client's max_b_frames within ``allowed``, with a warning if cut."""
         if s.max_b_frames <= 0:
             return 0
         if s.low_latency:
             self.warn(
-                f"max_b_frames={s.max_b_frames} ignored: realtime/low-delay encoding uses no B-frames"
+                f"max_b_frames={s.max_b_frames} ignored:"
+                " realtime/low-delay encoding uses no B-frames"
             )
             return 0
         if allowed <= 0:
@@ -239,76 +246,37 @@ class SoftwareEngine(FFmpegEngine):
             return allowed
         return s.max_b_frames
 
+    def _base_options(self, s: EncoderSettings) -> dict[str, str]:
+        """The preset (VTR1.md §9.5 step 3: speed first unless prio_speed=0) and forced IDRs."""
+        return {"preset": "medium" if s.prio_speed == 0 else "veryfast", "forced-idr": "1"}
+
+    def _gop(
+        self, ctx: VideoCodecContext, s: EncoderSettings, params: dict[str, object], min_keyint: int
+    ) -> None:
+        """An exact GOP (no scene cuts) and closed GOPs: every IDR starts a decodable segment."""
+        if s.gop > 0:
+            ctx.gop_size = s.gop
+            params["keyint"] = s.gop
+            params["min-keyint"] = min_keyint
+            params["scenecut"] = 0
+        params["open-gop"] = 0
+
     # -- x264 ------------------------------------------------------------------------------------
 
     def _x264(
-        self, ctx: VideoCodecContext, s: EncodeSettings, budget: int, least: bool
+        self, ctx: VideoCodecContext, s: EncoderSettings, budget: int, least: bool
     ) -> dict[str, str]:
         params: dict[str, object] = {}
-        opts: dict[str, str] = {
-            "preset": "medium" if s.prio_speed == 0 else "veryfast",
-            "forced-idr": "1",
-        }
+        opts = self._base_options(s)
         # Captions are inserted by the session (server/sei.py); the wrapper's own
         # a53cc path needs AVFrame side data PyAV cannot attach.
         opts["a53cc"] = "0"
+        profile = s.profile_number("h264")
+        baseline = self._x264_profile(s, opts) == "baseline"
+        self._x264_entropy(s, opts, baseline)
 
-        profile = _H264_PROFILES.get(s.profile)
-        if s.profile != PROFILE_UNKNOWN and profile is None:
-            fallback = {
-                H264_EXTENDED: "main",
-                H264_HIGH10: "high",
-                H264_HIGH422: "high",
-                H264_HIGH444: "high",
-            }.get(s.profile)
-            self.warn(
-                f"profile={s.profile} is not available from NV12 with libx264; "
-                + (f"encoding {fallback} instead" if fallback else "the encoder picks the profile")
-            )
-            profile = fallback
-        if profile:
-            opts["profile"] = profile
-        baseline = profile == "baseline"
-        if s.profile == H264_CONSTRAINED_HIGH:
-            self.warn(
-                "profile=612 (constrained high) is encoded as High without B-frames; the SPS does not signal the constraint"
-            )
-
-        if s.level:
-            if s.level in H264_LEVELS:
-                opts["level"] = h264_level_name(s.level)
-            else:
-                self.warn(f"level={s.level} is not an H.264 level; the encoder picks the level")
-
-        if s.entropy == 1:
-            opts["coder"] = "cavlc"
-        elif s.entropy == 2:
-            if baseline:
-                self.warn("entropy=2 (CABAC) ignored: the baseline profile allows CAVLC only")
-            else:
-                opts["coder"] = "cabac"
-        elif s.entropy != 0:
-            self.warn(f"entropy={s.entropy} is neither 0 (auto), 1 (CAVLC) nor 2 (CABAC); ignored")
-
-        # Threads and delay budget (module docstring).
-        if s.low_latency or budget == 0 or (least and s.max_b_frames <= 0):
-            opts["tune"] = "zerolatency"
-            ctx.thread_type = "SLICE"
-            ctx.thread_count = min(self.cpu_count, 8)
-            thread_delay = 0
-            lookahead = 0
-        elif least:  # only the B-frames' delay: slice threads, lookahead = B-frames
-            ctx.thread_type = "SLICE"
-            ctx.thread_count = min(self.cpu_count, 8)
-            thread_delay = 0
-            lookahead = min(budget, s.max_b_frames)
-        else:
-            threads = max(1, min(self.cpu_count, X264_MAX_FRAME_THREADS, budget))
-            ctx.thread_type = "FRAME"
-            ctx.thread_count = threads
-            thread_delay = threads - 1
-            lookahead = budget - thread_delay
-        if baseline or s.profile == H264_CONSTRAINED_HIGH:
+        lookahead = self._x264_threads(ctx, s, opts, budget, least)
+        if baseline or profile == H264_CONSTRAINED_HIGH:
             if s.max_b_frames > 0:
                 self.warn(
                     f"max_b_frames={s.max_b_frames} ignored: the requested profile has no B-frames"
@@ -321,13 +289,7 @@ class SoftwareEngine(FFmpegEngine):
         params["rc-lookahead"] = max(lookahead, bframes)
         params["sync-lookahead"] = 0
         params["force-cfr"] = 1  # the encoder is fed frame indices: constant frame rate
-
-        if s.gop > 0:
-            ctx.gop_size = s.gop
-            params["keyint"] = s.gop
-            params["min-keyint"] = min(s.gop, s.gop // 2 + 1)
-            params["scenecut"] = 0
-        params["open-gop"] = 0  # closed GOPs: every IDR starts a decodable segment
+        self._gop(ctx, s, params, min(s.gop, s.gop // 2 + 1))
 
         opts.update(self._rate_control(ctx, s, params))
         self._quality_params(s, params, 69)
@@ -336,10 +298,71 @@ class SoftwareEngine(FFmpegEngine):
         opts["x264-params"] = _params(params)
         return opts
 
+    def _x264_profile(self, s: EncoderSettings, opts: dict[str, str]) -> str | None:
+        """Profile and level options; returns the x264 profile name used."""
+        number = s.profile_number("h264")
+        profile = _H264_PROFILES.get(number)
+        if number != PROFILE_UNKNOWN and profile is None:
+            fallback = _H264_FALLBACK_PROFILES.get(number)
+            self.warn(
+                f"profile={number} is not available from NV12 with libx264; "
+                + (f"encoding {fallback} instead" if fallback else "the encoder picks the profile")
+            )
+            profile = fallback
+        if profile:
+            opts["profile"] = profile
+        if number == H264_CONSTRAINED_HIGH:
+            self.warn(
+                "profile=612 (constrained high) is encoded as High without B-frames;"
+                " the SPS does not signal the constraint"
+            )
+        level = s.level_number()
+        if level:
+            if level in H264_LEVELS:
+                opts["level"] = h264_level_name(level)
+            else:
+                self.warn(f"level={level} is not an H.264 level; the encoder picks the level")
+        return profile
+
+    def _x264_entropy(self, s: EncoderSettings, opts: dict[str, str], baseline: bool) -> None:
+        entropy = s.entropy_number()
+        if entropy == 1:
+            opts["coder"] = "cavlc"
+        elif entropy == 2:
+            if baseline:
+                self.warn("entropy=2 (CABAC) ignored: the baseline profile allows CAVLC only")
+            else:
+                opts["coder"] = "cabac"
+        elif entropy != 0:
+            self.warn(f"entropy={entropy} is neither 0 (auto), 1 (CAVLC) nor 2 (CABAC); ignored")
+
+    def _x264_threads(
+        self,
+        ctx: VideoCodecContext,
+        s: EncoderSettings,
+        opts: dict[str, str],
+        budget: int,
+        least: bool,
+    ) -> int:
+        """Threads within the delay budget (module docstring); returns the lookahead left."""
+        if s.low_latency or budget == 0 or (least and s.max_b_frames <= 0):
+            opts["tune"] = "zerolatency"
+            ctx.thread_type = "SLICE"
+            ctx.thread_count = min(self.cpu_count, 8)
+            return 0
+        if least:  # only the B-frames' delay: slice threads, lookahead = B-frames
+            ctx.thread_type = "SLICE"
+            ctx.thread_count = min(self.cpu_count, 8)
+            return min(budget, s.max_b_frames)
+        threads = max(1, min(self.cpu_count, X264_MAX_FRAME_THREADS, budget))
+        ctx.thread_type = "FRAME"
+        ctx.thread_count = threads
+        return budget - (threads - 1)
+
     # -- x265 ------------------------------------------------------------------------------------
 
     def _x265(
-        self, ctx: VideoCodecContext, config: StreamConfig, s: EncodeSettings
+        self, ctx: VideoCodecContext, config: StreamConfig, s: EncoderSettings
     ) -> dict[str, str]:
         params: dict[str, object] = {
             "log-level": "error",
@@ -347,34 +370,11 @@ class SoftwareEngine(FFmpegEngine):
             "repeat-headers": 0,
             "annexb": 1,
         }
-        opts: dict[str, str] = {
-            "preset": "medium" if s.prio_speed == 0 else "veryfast",
-            "forced-idr": "1",
-        }
-        ten_bit = self._hevc_ten_bit(config)
-        if s.profile in (HEVC_MAIN, HEVC_MAIN_STILL):
-            opts["profile"] = "main" if s.profile == HEVC_MAIN else "mainstillpicture"
-            if config.pix_fmt is PixelFormat.P010:
-                self.warn(f"profile={s.profile} is 8-bit: P010 frames are reduced to 8 bits")
-        elif s.profile == HEVC_MAIN10 or (s.profile == PROFILE_UNKNOWN and ten_bit):
-            opts["profile"] = "main10"
-        elif s.profile == HEVC_REXT:
-            self.warn(
-                "profile=4 (4:2:2 range extensions) needs 4:2:2 input; encoding main/main10 from 4:2:0"
-            )
-            opts["profile"] = "main10" if ten_bit else "main"
-        elif s.profile != PROFILE_UNKNOWN:
-            self.warn(f"profile={s.profile} is not an HEVC profile; the encoder picks the profile")
-        if s.level:
-            # The reference client sends a level for H.264 only; accept level x 10 or FFmpeg's level x 30.
-            if s.level in H264_LEVELS and s.level != 9:
-                params["level-idc"] = h264_level_name(s.level)
-            elif s.level % 3 == 0 and 30 <= s.level <= 186:
-                params["level-idc"] = f"{s.level / 30:g}"
-            else:
-                self.warn(f"level={s.level} is not an HEVC level; the encoder picks the level")
-        if s.entropy not in (0,):
-            self.warn(f"entropy={s.entropy} ignored: HEVC always uses CABAC")
+        opts = self._base_options(s)
+        self._x265_profile(config, s, opts)
+        self._x265_level(s, params)
+        if s.entropy_number() != 0:
+            self.warn(f"entropy={s.entropy_number()} ignored: HEVC always uses CABAC")
         if s.max_slice_bytes > 0:
             self.warn(
                 f"max_slice_bytes={s.max_slice_bytes} ignored: libx265 cannot cap slice sizes"
@@ -399,13 +399,39 @@ class SoftwareEngine(FFmpegEngine):
         ctx.max_b_frames = bframes
         params["bframes"] = bframes
         params["rc-lookahead"] = lookahead
-        if s.gop > 0:
-            ctx.gop_size = s.gop
-            params["keyint"] = s.gop
-            params["min-keyint"] = s.gop
-            params["scenecut"] = 0
-        params["open-gop"] = 0
+        self._gop(ctx, s, params, s.gop)
         opts.update(self._rate_control(ctx, s, params))
         self._quality_params(s, params, 51)
         opts["x265-params"] = _params(params)
         return opts
+
+    def _x265_profile(self, config: StreamConfig, s: EncoderSettings, opts: dict[str, str]) -> None:
+        profile = s.profile_number("hevc")
+        ten_bit = self._hevc_ten_bit(config)
+        if profile in (HEVC_MAIN, HEVC_MAIN_STILL):
+            opts["profile"] = "main" if profile == HEVC_MAIN else "mainstillpicture"
+            if config.pix_fmt is PixelFormat.P010:
+                self.warn(f"profile={profile} is 8-bit: P010 frames are reduced to 8 bits")
+        elif profile == HEVC_MAIN10 or (profile == PROFILE_UNKNOWN and ten_bit):
+            opts["profile"] = "main10"
+        elif profile == HEVC_REXT:
+            self.warn(
+                "profile=4 (4:2:2 range extensions) needs 4:2:2 input;"
+                " encoding main/main10 from 4:2:0"
+            )
+            opts["profile"] = "main10" if ten_bit else "main"
+        elif profile != PROFILE_UNKNOWN:
+            self.warn(f"profile={profile} is not an HEVC profile; the encoder picks the profile")
+
+    def _x265_level(self, s: EncoderSettings, params: dict[str, object]) -> None:
+        # The reference client sends a level for H.264 only; accept level x 10 or FFmpeg's
+        # level x 30.
+        level = s.level_number()
+        if not level:
+            return
+        if level in H264_LEVELS and level != 9:
+            params["level-idc"] = h264_level_name(level)
+        elif level % 3 == 0 and 30 <= level <= 186:
+            params["level-idc"] = f"{level / 30:g}"
+        else:
+            self.warn(f"level={level} is not an HEVC level; the encoder picks the level")

@@ -8,7 +8,7 @@ build with VA-API; the probe names what is missing.
 from __future__ import annotations
 
 from vtremote.engines.hardware import Features, HardwareEngine
-from vtremote.engines.options import H264_BASELINE, H264_CONSTRAINED_BASELINE, H264_HIGH, H264_MAIN
+from vtremote.wire.settings import H264_BASELINE, H264_CONSTRAINED_BASELINE, H264_HIGH, H264_MAIN
 
 
 class VaapiEngine(HardwareEngine):

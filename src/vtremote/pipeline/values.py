@@ -11,6 +11,8 @@ import re
 from fractions import Fraction
 
 from vtremote.errors import UsageError
+from vtremote.wire import colours, rates
+from vtremote.wire.framing import MAX_DIMENSION
 
 _SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 _NUMBER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKMGT]?)(i?)(B?)\s*$")
@@ -66,23 +68,11 @@ def parse_time(text: str, what: str = "time") -> float:
     return -value if neg else value
 
 
-_RATE_ABBR = {
-    "ntsc": Fraction(30000, 1001),
-    "pal": Fraction(25),
-    "qntsc": Fraction(30000, 1001),
-    "qpal": Fraction(25),
-    "sntsc": Fraction(30000, 1001),
-    "spal": Fraction(25),
-    "film": Fraction(24),
-    "ntsc-film": Fraction(24000, 1001),
-}
-
-
 def parse_rate(text: str) -> Fraction:
     """``30``, ``30000/1001``, ``29.97`` (-> 30000/1001), ``ntsc``."""
     key = text.strip().lower()
-    if key in _RATE_ABBR:
-        return _RATE_ABBR[key]
+    if key in rates.OPTION_NAMES:
+        return rates.OPTION_NAMES[key]
     try:
         rate = Fraction(key)
     except (ValueError, ZeroDivisionError):
@@ -123,75 +113,16 @@ def parse_size(text: str) -> tuple[int, int]:
     if not match:
         raise UsageError(f"frame size {text!r} is not WIDTHxHEIGHT like 1280x720")
     w, h = int(match.group(1)), int(match.group(2))
-    if not (0 < w <= 16384 and 0 < h <= 16384):
-        raise UsageError(f"frame size {text!r} is outside 1x1..16384x16384")
+    if not (0 < w <= MAX_DIMENSION and 0 < h <= MAX_DIMENSION):
+        raise UsageError(f"frame size {text!r} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}")
     return w, h
 
 
-# FFmpeg's enum values for the colour options (libavutil/pixfmt.h).
-COLOR_RANGES = {
-    "unknown": 0,
-    "unspecified": 0,
-    "tv": 1,
-    "mpeg": 1,
-    "limited": 1,
-    "pc": 2,
-    "jpeg": 2,
-    "full": 2,
-}
-COLOR_SPACES = {
-    "rgb": 0,
-    "gbr": 0,
-    "bt709": 1,
-    "unknown": 2,
-    "unspecified": 2,
-    "fcc": 4,
-    "bt470bg": 5,
-    "smpte170m": 6,
-    "smpte240m": 7,
-    "ycgco": 8,
-    "ycocg": 8,
-    "bt2020nc": 9,
-    "bt2020_ncl": 9,
-    "bt2020c": 10,
-    "bt2020_cl": 10,
-}
-COLOR_PRIMARIES = {
-    "bt709": 1,
-    "unknown": 2,
-    "unspecified": 2,
-    "bt470m": 4,
-    "bt470bg": 5,
-    "smpte170m": 6,
-    "smpte240m": 7,
-    "film": 8,
-    "bt2020": 9,
-    "smpte428": 10,
-    "smpte431": 11,
-    "smpte432": 12,
-    "ebu3213": 22,
-}
-COLOR_TRCS = {
-    "bt709": 1,
-    "unknown": 2,
-    "unspecified": 2,
-    "gamma22": 4,
-    "gamma28": 5,
-    "smpte170m": 6,
-    "smpte240m": 7,
-    "linear": 8,
-    "log100": 9,
-    "log316": 10,
-    "iec61966-2-4": 11,
-    "bt1361e": 12,
-    "iec61966-2-1": 13,
-    "srgb": 13,
-    "bt2020-10": 14,
-    "bt2020-12": 15,
-    "smpte2084": 16,
-    "smpte428": 17,
-    "arib-std-b67": 18,
-}
+# FFmpeg's names of the colour options -> their AVColor* numbers: the wire's table.
+COLOR_RANGES = colours.RANGE.names
+COLOR_SPACES = colours.MATRIX.names
+COLOR_PRIMARIES = colours.PRIMARIES.names
+COLOR_TRCS = colours.TRANSFER.names
 
 
 def parse_enum(text: str, table: dict[str, int], what: str) -> int:
@@ -226,7 +157,8 @@ def parse_force_key_frames(text: str) -> tuple[list[float], float | None]:
         return [], every
     if spec.startswith(("expr:", "source")):
         raise UsageError(
-            f"-force_key_frames {text!r}: only time lists (0,2.5,10) and expr:gte(t,n_forced*N) are supported"
+            f"-force_key_frames {text!r}: only time lists (0,2.5,10) and expr:gte(t,n_forced*N)"
+            " are supported"
         )
     return sorted(
         parse_time(part, "-force_key_frames") for part in spec.split(",") if part.strip()

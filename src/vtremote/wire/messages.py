@@ -238,10 +238,6 @@ class Frame:
 
     TYPE = MessageType.FRAME
 
-    @property
-    def wire_plane_bytes(self) -> int:
-        return sum(nbytes(p.data) for p in self.planes)
-
 
 @dataclass(frozen=True, slots=True)
 class Packet:
