@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from vtremote.engines.registry import canonical
 from vtremote.errors import ConfigError
-from vtremote.server.faults import TestFaults
 from vtremote.wire.framing import Limits
 
 DEFAULT_LISTEN = "127.0.0.1:5555"
@@ -111,9 +110,6 @@ class ServerConfig:
     @property
     def tls_enabled(self) -> bool:
         return self.tls or bool(self.tls_cert)
-
-    #: Test-only: crash or throttle on purpose (server/faults.py); None in production.
-    faults: TestFaults | None = None
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)

@@ -1,0 +1,1 @@
+"""Test scaffolding: fault switches and lossy relays for tests and benchmarks; product code never imports it."""
