@@ -186,7 +186,8 @@ FLAGS: tuple[tuple[str | None, tuple[Flag, ...]], ...] = (
                 {
                     "default": "",
                     "metavar": "DIR",
-                    "help": "where the self-signed certificate is kept (default ~/.config/vtremoted)",
+                    "help": "where the self-signed certificate is kept "
+                    "(default ~/.config/vtremoted)",
                 },
             ),
             (
@@ -441,7 +442,7 @@ def _serve(server: Server, config: ServerConfig, advertise: bool) -> int:
 def _advertise(server: Server, config: ServerConfig) -> Advertiser:
     """Announce the server on mDNS in the background (server/advertise.py)."""
     props = txt_record(
-        codecs={c: server.engine_label(c) for c in CODECS},
+        codecs={c: server.state.engine_label(c) for c in CODECS},
         max_sessions=config.max_sessions,
         token=bool(config.token),
         tls=config.tls,

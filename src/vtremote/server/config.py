@@ -129,7 +129,8 @@ class ServerConfig:
             raise ConfigError(f"max_handshakes={self.max_handshakes} must be >= 1")
         if not 1 <= self.max_handshakes_per_source <= self.max_handshakes:
             raise ConfigError(
-                f"max_handshakes_per_source={self.max_handshakes_per_source} is outside 1..max_handshakes"
+                f"max_handshakes_per_source={self.max_handshakes_per_source} "
+                "is outside 1..max_handshakes"
             )
         if not 0 < self.handshake_timeout <= 600:
             raise ConfigError(

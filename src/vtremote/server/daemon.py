@@ -99,28 +99,9 @@ class Server:
     def metrics(self) -> Metrics:
         return self.state.metrics
 
-    def engine_label(self, codec: str) -> str:
-        """The engine name announced in HELLO_ACK for ``codec`` (ext:engine=...)."""
-        return self.state.engine_label(codec)
-
     @property
     def metrics_address(self) -> tuple[str, int] | None:
         return self._metrics_server.address if self._metrics_server else None
-
-    @property
-    def pending_connections(self) -> int:
-        """Connections not yet past HELLO."""
-        return self.state.pending_connections
-
-    @property
-    def active_sessions(self) -> int:
-        """Sessions past HELLO that hold a slot."""
-        return self.state.active_sessions
-
-    @property
-    def connections(self) -> int:
-        """Open connections (sessions in any phase)."""
-        return self.state.connections
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -190,9 +171,9 @@ class Server:
         ok = not self.state.shutting_down
         return ok, {
             "status": "ok" if ok else "draining",
-            "sessions_active": self.active_sessions,
+            "sessions_active": self.state.active_sessions,
             "max_sessions": self._config.max_sessions,
-            "pending_connections": self.pending_connections,
+            "pending_connections": self.state.pending_connections,
         }
 
     def _select_engines(self) -> None:

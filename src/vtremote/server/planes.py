@@ -36,7 +36,8 @@ def to_output(frame: av.VideoFrame, width: int, height: int, pix_fmt: PixelForma
 
 
 def compact_planes(frame: av.VideoFrame, pix_fmt: PixelFormat) -> list[tuple[int, int, Buffer]]:
-    """``(stride, rows, bytes)`` of both planes with stride = row bytes; views when no copy is needed."""
+    """``(stride, rows, bytes)`` of both planes with stride = row bytes; views when no copy is
+    needed."""
     rows_wanted = (frame.height, chroma_rows(frame.height))
     row_bytes = plane_row_bytes(frame.width, pix_fmt)
     out: list[tuple[int, int, Buffer]] = []

@@ -35,7 +35,7 @@ import av
 from av.video.frame import PictureType
 
 from vtremote import frames as framesmod
-from vtremote.engines.base import StreamConfig
+from vtremote.engines.base import Engine, StreamConfig
 from vtremote.errors import (
     AuthenticationError,
     CapacityError,
@@ -456,17 +456,19 @@ class Session:
         if plan.watch_window:
             self._repeats = RepeatedFrames()
             self._awaits_pong = plan.probed
-        worker, extradata = self._start_worker(plan)
-        ack = configure_ack(plan, worker.engine, extradata, self.log)
+        engine, extradata = self._start_worker(plan)
+        ack = configure_ack(plan, engine, extradata, self.log)
         self.send(ack)
-        log_configured(plan, worker.engine, ack, self.log)
+        log_configured(plan, engine, ack, self.log)
 
-    def _start_worker(self, plan: ConfigurePlan) -> tuple[EngineWorker, bytes]:
-        """The first candidate engine that opens, in its worker; returns it and its extradata."""
+    def _start_worker(self, plan: ConfigurePlan) -> tuple[Engine, bytes]:
+        """Start a worker with the first candidate engine that opens; that engine (from now
+        on the worker's: only its fixed facts are read here) and its extradata."""
         candidates = plan.candidates()
         for i, engine_cls in enumerate(candidates):
+            engine = engine_cls()
             worker = EngineWorker(
-                engine_cls(),
+                engine,
                 plan,
                 self,
                 self.host.pool,
@@ -476,7 +478,7 @@ class Session:
             )
             self._worker = worker
             try:
-                return worker, worker.start()
+                return engine, worker.start()
             except EngineError as e:
                 if i + 1 == len(candidates):
                     raise
@@ -484,7 +486,7 @@ class Session:
                 # configuration (10-bit, size); the next engine in the auto order takes it.
                 self.log.warning(
                     "engine %s cannot serve %s: %s; trying %s",
-                    worker.engine.name,
+                    engine.name,
                     plan.stream.describe(),
                     e,
                     candidates[i + 1].name,

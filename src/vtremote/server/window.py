@@ -205,7 +205,8 @@ class PlainWindow:
         self._pong_at = None
 
     def on_pong(self, arrived: float, received: int) -> None:
-        """A PONG was read at ``arrived``, with ``received`` bytes read on the connection by then."""
+        """A PONG was read at ``arrived``, with ``received`` bytes read on the connection by
+        then."""
         if self._probe_at is not None and self._pong_at is None and arrived >= self._probe_at:
             self._pong_at = arrived
             self._pong_bytes = received

@@ -48,7 +48,7 @@ QUEUE_DEPTH = 4
 ENGINE_OPEN_TIMEOUT = 60.0
 
 
-# ==== work items (connection thread -> engine thread) ==========================================
+# ==== work items (connection thread -> engine thread) =============================================
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ class EngineWorker:
         )
         self._pending_frames: deque[av.VideoFrame] = deque()
         self._warned_pts = False
-        self._extradata = b""  # what CONFIGURE_ACK carried
+        self._extradata = b""  # what CONFIGURE_ACK carries (set by the engine thread)
         self._inband = b""  # parameter sets to put before the next keyframe (a reopened engine's)
         self._last_packet_ts = (0, 0)  # pts, dts of the last PACKET sent
         # PACKETs sent, for the window: their send times until a later FRAME's arrival counts them.
@@ -155,7 +155,7 @@ class EngineWorker:
         self._busy = False
         self._active = time.monotonic()
 
-    # ==== the connection thread's side ===========================================================
+    # ==== the connection thread's side ============================================================
 
     def start(self) -> bytes:
         """Start the thread, which opens the engine; returns the extradata (raises its error)."""
@@ -164,7 +164,7 @@ class EngineWorker:
         self._thread = thread
         thread.start()
         try:  # raises the engine's error (EngineError, EngineUnavailableError, ConfigError...)
-            self._extradata = opened.result(timeout=ENGINE_OPEN_TIMEOUT)
+            return opened.result(timeout=ENGINE_OPEN_TIMEOUT)
         except FutureTimeout:
             raise EngineError(
                 f"engine {self.engine.name} did not open within {ENGINE_OPEN_TIMEOUT:g} s"
@@ -172,7 +172,6 @@ class EngineWorker:
         except EngineError:
             thread.join(timeout=5.0)  # it returns right after a failed open
             raise
-        return self._extradata
 
     def put(self, item: WorkItem, timeout: float) -> bool:
         """Queue ``item``; False if the queue stayed full for ``timeout`` s (backpressure)."""
@@ -207,7 +206,7 @@ class EngineWorker:
         """The transcode stage's counters (after :meth:`join`), None for other sessions."""
         return self._transcode.summary() if self._transcode is not None else None
 
-    # ==== the engine thread ========================================================================
+    # ==== the engine thread =======================================================================
 
     def _main(self, opened: Future[bytes]) -> None:
         engine = self.engine
@@ -221,6 +220,7 @@ class EngineWorker:
             # From here self.engine is this thread's; a plain client's small window may
             # replace it (_reopen_for_window).
             running = True
+            self._extradata = extradata
             opened.set_result(extradata)
             self._loop()
         except BaseException as e:
@@ -389,7 +389,7 @@ class EngineWorker:
                 self._send_packet(pkt)
             window.held(ts.pending)
 
-    # ==== output ===================================================================================
+    # ==== output ==================================================================================
 
     def _drain(self, engine: Engine) -> None:
         if self._transcode is not None:  # what the decoder and the filters still hold
