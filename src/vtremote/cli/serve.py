@@ -9,6 +9,7 @@ exits at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -280,29 +281,9 @@ FLAGS: tuple[tuple[str | None, tuple[Flag, ...]], ...] = (
     ),
 )
 
-#: ServerConfig fields taken from the flag of the same name (dest), and the renamed ones.
-_CONFIG_FIELDS = (
-    "listen",
-    "max_sessions",
-    "engine",
-    "idle_timeout",
-    "log_level",
-    "once",
-    "drain_timeout",
-    "extensions",
-    "handshake_timeout",
-    "max_handshakes",
-    "max_handshakes_per_source",
-    "auth_block_after",
-    "auth_block_seconds",
-    "tls",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "require_tls",
-    "metrics",
-)
-_CONFIG_RENAMED = {"tls_state_dir": "tls_dir"}
+#: ServerConfig fields whose flag has another name (dest); the others share the field's
+#: name, and ``token`` comes from read_token.
+_FLAG_FOR_FIELD = {"tls_state_dir": "tls_dir"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,8 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
     """The ServerConfig the flags describe (ConfigError when they do not add up)."""
-    values = {name: getattr(args, name) for name in _CONFIG_FIELDS}
-    values.update({name: getattr(args, dest) for name, dest in _CONFIG_RENAMED.items()})
+    values = {}
+    for f in dataclasses.fields(ServerConfig):
+        dest = _FLAG_FOR_FIELD.get(f.name, f.name)
+        if f.name != "token" and hasattr(args, dest):
+            values[f.name] = getattr(args, dest)
     return ServerConfig(token=read_token(args), **values)
 
 

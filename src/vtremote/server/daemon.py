@@ -1,4 +1,4 @@
-"""The server: listening socket, accept loop, session slots, graceful shutdown.
+"""The server: listening socket, accept loop, TLS, metrics, graceful shutdown.
 
 Lifecycle like uvicorn's (STYLE.md §7)::
 
@@ -15,9 +15,10 @@ Shutdown drains: the listener closes at once (new clients are refused),
 sessions still in their handshake get ERROR 7, streaming sessions may finish
 until the timeout, after which they get ERROR 7 too and are closed.
 
-Admission (server/state.py, server/admission.py): every accepted connection is
-*pending* until its HELLO is accepted, bounded per source address and in total (the oldest of
-the busiest source is evicted with a busy ERROR), and must send HELLO within
+Session slots, admission and the session registry are the server's state
+(server/state.py, server/admission.py): every accepted connection is *pending*
+until its HELLO is accepted, bounded per source address and in total (the oldest
+of the busiest source is evicted with a busy ERROR), and must send HELLO within
 ``handshake_timeout``. Wrong tokens slow their source down, then block it.
 With TLS (server/tls.py) the session thread looks at the first byte: 0x16 is
 a TLS handshake, anything else plain VTR1 (refused under ``require_tls``).

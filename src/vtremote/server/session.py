@@ -177,9 +177,8 @@ class Session:
         self.stats = Stats()
         self.codec = ""
         self.client_name = ""
-        #: What CONFIGURE asked for (None until then); the stream as configured.
+        #: What CONFIGURE asked for (None until then).
         self.plan: ConfigurePlan | None = None
-        self.stream: StreamConfig | None = None
 
         self._state_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -198,6 +197,11 @@ class Session:
         self._repeats: RepeatedFrames | None = None
         #: That client is probed with PING (server/window.py): its PONGs go to the worker.
         self._awaits_pong = False
+
+    @property
+    def stream(self) -> StreamConfig | None:
+        """The stream as CONFIGURE set it up (None before)."""
+        return self.plan.stream if self.plan is not None else None
 
     # ==== lifecycle ==========================================================================
 
@@ -451,7 +455,6 @@ class Session:
         log_request(self.log, msg, self.codec)
         plan = plan_configure(msg, codec=self.codec, client_name=self.client_name, config=self.cfg)
         self.plan = plan
-        self.stream = plan.stream
         self._plain_client = plan.plain_client
         if plan.watch_window:
             self._repeats = RepeatedFrames()
@@ -584,4 +587,4 @@ class Session:
         self._enqueue(SourcePacket(pkt))
 
 
-__all__ = ["ClientGone", "Session", "SessionHost", "Stats"]
+__all__ = ["Session", "SessionHost"]
