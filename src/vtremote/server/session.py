@@ -32,9 +32,7 @@ from concurrent.futures import Executor
 from typing import Protocol
 
 import av
-from av.video.frame import PictureType
 
-from vtremote import frames as framesmod
 from vtremote.engines.base import Engine, StreamConfig
 from vtremote.errors import (
     AuthenticationError,
@@ -59,6 +57,7 @@ from vtremote.server.faults import FaultHooks
 from vtremote.server.hello import hello_ack, token_matches
 from vtremote.server.logs import RATE_LIMITED, SessionLog, describe
 from vtremote.server.metrics import Metrics
+from vtremote.server.planes import picture_from_wire
 from vtremote.server.sockets import (
     LINGER_SECONDS,
     LINGER_UNAUTHENTICATED,
@@ -83,7 +82,6 @@ from vtremote.server.worker import (
     WorkItem,
 )
 from vtremote.wire import messages
-from vtremote.wire.compression import decompress_plane
 from vtremote.wire.connection import Connection, Role, State
 from vtremote.wire.constants import (
     CODECS,
@@ -91,7 +89,6 @@ from vtremote.wire.constants import (
     MessageType,
     PacketFlags,
     SideDataType,
-    WireCompression,
 )
 
 logger = logging.getLogger(__name__)
@@ -539,7 +536,7 @@ class Session:
             self._enqueue(FrameRepeated(time.monotonic()))
             self.log.debug("FRAME pts=%d sent again by the client; encoded once", msg.pts)
             return
-        frame = self._picture(msg, plan)
+        frame = picture_from_wire(msg, plan.stream, plan.compression, self.host.pool)
         captions = b""
         if plan.captions and msg.side_data:
             captions = b"".join(
@@ -549,32 +546,6 @@ class Session:
         self._enqueue(
             EncodeFrame(frame, FrameInfo(msg.pts, msg.duration, time.monotonic(), captions))
         )
-
-    def _picture(self, msg: messages.Frame, plan: ConfigurePlan) -> av.VideoFrame:
-        """The FRAME's planes, decompressed, as the encoder's picture."""
-        # Geometry was checked by the Connection; the expected sizes are bounded.
-        p0, p1 = msg.planes
-        mode = plan.compression
-        if mode == WireCompression.NONE:
-            d0 = decompress_plane(mode, p0.data, p0.size)
-            d1 = decompress_plane(mode, p1.data, p1.size)
-        else:  # both planes in parallel (VTR1.md §4)
-            fut = self.host.pool.submit(decompress_plane, mode, p1.data, p1.size)
-            try:
-                d0 = decompress_plane(mode, p0.data, p0.size)
-            finally:
-                d1 = fut.result()
-        # The one copy of this hop: wire planes -> the encoder's frame.
-        config = plan.stream
-        frame = framesmod.frame_from_planes(
-            config.width,
-            config.height,
-            config.pix_fmt,
-            [(p0.stride, p0.height, d0), (p1.stride, p1.height, d1)],
-        )
-        if msg.flags & 1:
-            frame.pict_type = PictureType.I  # forced IDR (VTR1.md §5.1)
-        return frame
 
     def _on_packet(self, msg: messages.Packet) -> None:
         pkt = av.Packet(msg.data)  # the one copy: into the AVPacket
