@@ -125,16 +125,18 @@ class EngineWorker:
         log: logging.LoggerAdapter[logging.Logger],
         name: str,
     ) -> None:
+        #: The engine: this worker's thread's while it runs (read it after :meth:`join`).
         self.engine = engine
-        self.stream = plan.stream
+        #: Output counters: the same (read them after :meth:`join`).
         self.stats = EngineStats()
+        self._stream = plan.stream
         self._compression = plan.compression
         self._window = PlainWindow(probed=plan.probed) if plan.watch_window else None
         self._transcode = plan.transcode
         self._outbox = outbox
         self._pool = pool
         self._observe_latency = observe_latency
-        self.log = log
+        self._log = log
         self._name = name
         self._queue: queue.Queue[WorkItem] = queue.Queue(QUEUE_DEPTH)
         self._stop = threading.Event()
@@ -213,7 +215,7 @@ class EngineWorker:
         running = False
         try:
             try:
-                extradata = engine.open(self.stream)
+                extradata = engine.open(self._stream)
             except BaseException as e:
                 opened.set_exception(e)
                 return
@@ -228,7 +230,7 @@ class EngineWorker:
                 if isinstance(e, VTRemoteError):
                     self._outbox.abort(e)
                 else:
-                    self.log.exception("engine thread failed")
+                    self._log.exception("engine thread failed")
                     self._outbox.abort(
                         VTRemoteError(f"internal server error: {type(e).__name__}: {e}")
                     )
@@ -239,7 +241,7 @@ class EngineWorker:
             try:
                 (self.engine if running else engine).close()
             except Exception:
-                self.log.exception("engine close failed")
+                self._log.exception("engine close failed")
 
     def _drop_queue(self) -> None:
         while True:
@@ -343,7 +345,7 @@ class EngineWorker:
             self._outbox.send(messages.Ping())
             window.probe_sent()
         elif stall.action is Action.ANSWER_COPY:
-            self.log.info(
+            self._log.info(
                 "the client waits with a frame it sent twice unanswered; an empty PACKET answers it"
             )
             self._answer_copy()
@@ -357,11 +359,11 @@ class EngineWorker:
         session. Its parameter sets, if they differ from CONFIGURE_ACK's, go in-band
         before its first keyframe.
         """
-        old, config, frames = self.engine, self.stream, window.replay
+        old, config, frames = self.engine, self._stream, window.replay
         assert frames is not None
         budget = min(restart_budget(client_window), config.max_delay)
         new_config = dataclasses.replace(config, max_delay=budget, least_delay=True)
-        self.log.warning(
+        self._log.warning(
             "the client stopped after %d frame(s) without a packet: its window "
             "(vt_remote_inflight) is smaller than %s's delay; encoding again from the first "
             "frame with at most %d frame(s) held back",
@@ -377,9 +379,9 @@ class EngineWorker:
             new.close()
             raise
         self.engine = new
-        self.stream = new_config
+        self._stream = new_config
         for w in new.warnings:
-            self.log.info("reopened engine: %s", w)
+            self._log.info("reopened engine: %s", w)
         if extradata != self._extradata:
             self._inband = annexb.config_record_to_annexb(new_config.codec, extradata)
         ts = self._timestamps
@@ -395,7 +397,7 @@ class EngineWorker:
         if self._transcode is not None:  # what the decoder and the filters still hold
             for frame, info in self._transcode.frames(engine, None):
                 self._encode(engine, frame, info)
-        if self.stream.mode == "encode":
+        if self._stream.mode == "encode":
             for pkt in engine.encode(None):
                 self._send_packet(pkt)
             ts = self._timestamps
@@ -421,13 +423,13 @@ class EngineWorker:
             ) from None
         if ts.violations and not self._warned_pts:
             self._warned_pts = True
-            self.log.warning("client pts are not strictly increasing: some PACKETs have dts > pts")
+            self._log.warning("client pts are not strictly increasing: some PACKETs have dts > pts")
         # Zero copy when the encoder already writes 4-byte start codes.
         data: Buffer = memoryview(pkt)
         if self._window is not None:
             self._window.on_packet()
         if info.captions:
-            data = insert_captions(self.stream.codec, bytes(data), info.captions)
+            data = insert_captions(self._stream.codec, bytes(data), info.captions)
         elif not _four_byte_start_codes(data):
             data = b"".join(annexb.START_CODE + bytes(n) for n in annexb.iter_annexb(data))
         if self._inband and pkt.is_keyframe:  # a reopened engine's parameter sets
@@ -447,7 +449,7 @@ class EngineWorker:
 
     def _decode(self, engine: Engine, pkt: av.Packet[Any]) -> None:
         self._pending_frames.extend(engine.decode(pkt))
-        if self.stream.pipelined:
+        if self._stream.pipelined:
             while self._pending_frames:
                 self._send_frame(self._pending_frames.popleft())
         elif self._pending_frames:
@@ -455,7 +457,7 @@ class EngineWorker:
             self._send_frame(self._pending_frames.popleft())
 
     def _send_frame(self, frame: av.VideoFrame) -> None:
-        config = self.stream
+        config = self._stream
         width = config.width or frame.width
         height = config.height or frame.height
         planes = wire_planes(
