@@ -280,14 +280,14 @@ class Session:
     def _log_summary(self, outcome: str) -> None:
         plan = self.plan
         assert plan is not None
-        worker = self._worker
+        # The transcode stage was the engine worker's; it has stopped (_teardown).
         closing = Closing(
             mode=plan.mode,
             client_name=self.client_name,
             outcome=outcome,
             bytes_in=self.conn.bytes_received,
             bytes_out=self.conn.bytes_sent,
-            transcode=(worker.transcode_summary() or "") if worker is not None else "",
+            transcode=plan.transcode.summary() if plan.transcode is not None else "",
         )
         log_summary(self.log, self.stats, closing)
 

@@ -204,10 +204,6 @@ class EngineWorker:
         thread.join(timeout=timeout)
         return not thread.is_alive()
 
-    def transcode_summary(self) -> str | None:
-        """The transcode stage's counters (after :meth:`join`), None for other sessions."""
-        return self._transcode.summary() if self._transcode is not None else None
-
     # ==== the engine thread =======================================================================
 
     def _main(self, opened: Future[bytes]) -> None:
