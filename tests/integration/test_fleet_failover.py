@@ -1,7 +1,7 @@
 """FailoverEncoder / FailoverDecoder against real vtremoted processes that really die (SIGKILL).
 
 The servers kill themselves with the test-only ``--die-after-frames N`` /
-``--die-at-flush`` flags (server/faults.py), so the moment of death is exact:
+``--die-at-flush`` flags (vtremote/testing/faults.py), so the moment of death is exact:
 at the first frame, mid-GOP, during FLUSH. The output must then have exactly
 one packet per frame, the frames' pts, increasing dts, a keyframe at the
 start, and decode strictly (errors raise) to the same number of frames, each
@@ -185,7 +185,8 @@ def test_decoder_resumes_from_the_last_keyframe(
 
 
 def test_encoder_moves_off_a_stalled_server(start_server) -> None:
-    """SIGSTOP: the server keeps its connection but answers nothing; the timeout moves the session."""
+    """SIGSTOP: the server keeps its connection but answers nothing; the timeout moves the
+    session."""
     stalled = start_server("--engine", "x264")
     healthy = start_server("--engine", "x264")
     frames = testsrc_frames(N, W, H, "nv12")

@@ -14,6 +14,7 @@ from vtremote.server.window import (
     STALL_WAIT,
     Action,
     PlainWindow,
+    RepeatedFrames,
     restart_budget,
 )
 from vtremote.wire import messages
@@ -43,7 +44,7 @@ def _feed(
 
 
 def test_only_the_frame_just_before_counts_as_a_copy() -> None:
-    w = PlainWindow()
+    w = RepeatedFrames()
     assert not w.is_copy(_frame(0))
     assert w.is_copy(_frame(0))  # the same FRAME again
     assert not w.is_copy(_frame(1))

@@ -2,7 +2,7 @@
 
 Every server is a real ``vtremoted --engine null --throttle-fps R`` process on
 loopback: the null engine costs almost nothing and the test-only throttle
-(server/faults.py) makes each session take at most R frames per second, so
+(vtremote/testing/faults.py) makes each session take at most R frames per second, so
 N servers behave like N boxes of a known speed and this machine's cores are
 not what is measured. Two parts:
 

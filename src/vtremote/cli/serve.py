@@ -9,21 +9,24 @@ exits at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 import vtremote
 from vtremote.cli.memory import retain_freed_frames
+from vtremote.cli.service import main as service_main
 from vtremote.engines import registry
 from vtremote.engines.base import CODECS, MODES
 from vtremote.errors import ConfigError, VTRemoteError
 from vtremote.server import Server, ServerConfig, format_address
 from vtremote.server.advertise import Advertiser, txt_record
 from vtremote.server.config import DEFAULT_LISTEN, LOG_LEVELS, log_level_number
-from vtremote.server.faults import TestFaults
+from vtremote.testing.faults import ServerFaults
 
 log = logging.getLogger("vtremote.cli.serve")
 
@@ -31,182 +34,290 @@ log = logging.getLogger("vtremote.cli.serve")
 TOKEN_ENV = "VTREMOTED_TOKEN"
 
 
+#: One flag: its names and the keywords of ``add_argument``.
+Flag = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def _seconds(default: float, help_text: str) -> dict[str, Any]:
+    return {"type": float, "default": default, "metavar": "SECONDS", "help": help_text}
+
+
+def _count(default: int, help_text: str) -> dict[str, Any]:
+    return {"type": int, "default": default, "metavar": "N", "help": help_text}
+
+
+#: The server's flags in the order they are added (the usage line's); None: the parser
+#: itself, else the title of their group.
+FLAGS: tuple[tuple[str | None, tuple[Flag, ...]], ...] = (
+    (
+        None,
+        (
+            (
+                ("--listen",),
+                {
+                    "default": DEFAULT_LISTEN,
+                    "metavar": "HOST:PORT",
+                    "help": "address to listen on; [V6ADDR]:PORT for IPv6, port 0 picks one "
+                    f"(default {DEFAULT_LISTEN})",
+                },
+            ),
+            (
+                ("--token",),
+                {
+                    "default": "",
+                    "help": "shared secret clients must send in HELLO (visible in ps: prefer "
+                    f"--token-file or ${TOKEN_ENV}); default none",
+                },
+            ),
+            (
+                ("--token-file",),
+                {
+                    "default": "",
+                    "metavar": "FILE",
+                    "help": "read the token from FILE (first line; keep it mode 0600)",
+                },
+            ),
+            (
+                ("--max-sessions",),
+                _count(4, "concurrent sessions; more get a busy answer (0 = unlimited, default 4)"),
+            ),
+            (
+                ("--engine",),
+                {
+                    "default": "auto",
+                    "choices": [*registry.CHOICES, *registry.ALIASES],
+                    "help": "codec engine; auto picks the best that works here (default auto)",
+                },
+            ),
+            (
+                ("--list-engines",),
+                {"action": "store_true", "help": "probe every engine, print what works, exit"},
+            ),
+            (
+                ("--log-level",),
+                {
+                    "default": "info",
+                    "choices": list(LOG_LEVELS),
+                    "metavar": "LEVEL",
+                    "help": "error, warning, info, debug (or 0, 1, 2 as the reference daemon); "
+                    "default info",
+                },
+            ),
+            (("--once",), {"action": "store_true", "help": "serve one client, then exit"}),
+            (
+                ("--idle-timeout",),
+                _seconds(30.0, "close a session whose client stays silent this long (default 30)"),
+            ),
+            (
+                ("--no-extensions",),
+                {
+                    "dest": "extensions",
+                    "action": "store_false",
+                    "help": "behave as a plain VTR1 v1 daemon: the reference's 22-byte HELLO_ACK, "
+                    "no capabilities, lock-step decode (for testing clients)",
+                },
+            ),
+            (
+                ("--drain-timeout",),
+                _seconds(
+                    30.0, "on SIGTERM/SIGINT, how long running sessions may finish (default 30)"
+                ),
+            ),
+        ),
+    ),
+    (
+        "admission (unauthenticated connections)",
+        (
+            (
+                ("--handshake-timeout",),
+                _seconds(
+                    5.0, "a complete HELLO must arrive this soon after connecting (default 5)"
+                ),
+            ),
+            (
+                ("--max-handshakes",),
+                _count(64, "connections waiting for HELLO, all sources together (default 64)"),
+            ),
+            (
+                ("--max-handshakes-per-source",),
+                _count(
+                    8,
+                    "connections waiting for HELLO from one address; the oldest makes way "
+                    "(default 8)",
+                ),
+            ),
+            (
+                ("--auth-block-after",),
+                _count(
+                    10,
+                    "wrong tokens from one address before it is refused for a while (default 10)",
+                ),
+            ),
+            (
+                ("--auth-block-seconds",),
+                _seconds(60.0, "how long such an address is refused (default 60)"),
+            ),
+        ),
+    ),
+    (
+        "TLS",
+        (
+            (
+                ("--tls",),
+                {
+                    "action": "store_true",
+                    "help": "offer TLS with a self-signed certificate made on first start "
+                    "(fingerprint in the log)",
+                },
+            ),
+            (
+                ("--tls-cert",),
+                {
+                    "default": "",
+                    "metavar": "PEM",
+                    "help": "certificate chain to serve (implies --tls)",
+                },
+            ),
+            (
+                ("--tls-key",),
+                {"default": "", "metavar": "PEM", "help": "private key of --tls-cert"},
+            ),
+            (
+                ("--tls-dir",),
+                {
+                    "default": "",
+                    "metavar": "DIR",
+                    "help": "where the self-signed certificate is kept "
+                    "(default ~/.config/vtremoted)",
+                },
+            ),
+            (
+                ("--tls-client-ca",),
+                {
+                    "default": "",
+                    "metavar": "PEM",
+                    "help": "require client certificates signed by this CA (mutual TLS)",
+                },
+            ),
+            (
+                ("--require-tls",),
+                {
+                    "action": "store_true",
+                    "help": "refuse plain TCP clients (default: TLS and plain VTR1 share the port)",
+                },
+            ),
+        ),
+    ),
+    (
+        None,
+        (
+            (
+                ("--metrics",),
+                {
+                    "default": "",
+                    "metavar": "HOST:PORT",
+                    "help": "serve Prometheus metrics at /metrics and a health answer at /healthz",
+                },
+            ),
+            (
+                ("--no-advertise",),
+                {
+                    "dest": "advertise",
+                    "action": "store_false",
+                    "default": True,
+                    "help": "do not announce this server on the LAN (mDNS _vtremote._tcp)",
+                },
+            ),
+            (
+                ("--advertise",),
+                {
+                    "dest": "advertise",
+                    "action": "store_true",
+                    "help": "announce this server on mDNS (the default; on loopback only when "
+                    "listening there)",
+                },
+            ),
+        ),
+    ),
+    (
+        "test-only (measuring and failover tests; never in production)",
+        (
+            (
+                ("--throttle-fps",),
+                {
+                    "type": float,
+                    "default": 0.0,
+                    "metavar": "R",
+                    "help": "each session takes at most R frames/packets per second (with "
+                    "--engine null: a server of known speed for fleet benchmarks)",
+                },
+            ),
+            (
+                ("--die-after-frames",),
+                {
+                    "type": int,
+                    "default": None,
+                    "metavar": "N",
+                    "help": "SIGKILL this process when a session receives frame/packet N+1",
+                },
+            ),
+            (
+                ("--die-at-flush",),
+                {
+                    "action": "store_true",
+                    "help": "SIGKILL this process when a session receives FLUSH",
+                },
+            ),
+        ),
+    ),
+    (
+        None,
+        (
+            (
+                ("--version",),
+                {"action": "version", "version": f"vtremoted {vtremote.__version__}"},
+            ),
+        ),
+    ),
+)
+
+#: ServerConfig fields whose flag has another name (dest); the others share the field's
+#: name, and ``token`` comes from read_token.
+_FLAG_FOR_FIELD = {"tls_state_dir": "tls_dir"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vtremoted",
         description="Serve remote H.264/HEVC encode and decode sessions (VTR1 protocol v1).",
         epilog="Also: vtremoted install-service [--system] [--print] [--dir DIR] -- FLAGS... "
-        "(a launchd agent or systemd unit running vtremoted with FLAGS), vtremoted uninstall-service.",
+        "(a launchd agent or systemd unit running vtremoted with FLAGS), "
+        "vtremoted uninstall-service.",
         allow_abbrev=False,
     )
-    p.add_argument(
-        "--listen",
-        default=DEFAULT_LISTEN,
-        metavar="HOST:PORT",
-        help=f"address to listen on; [V6ADDR]:PORT for IPv6, port 0 picks one (default {DEFAULT_LISTEN})",
-    )
-    p.add_argument(
-        "--token",
-        default="",
-        help="shared secret clients must send in HELLO (visible in ps: prefer --token-file "
-        f"or ${TOKEN_ENV}); default none",
-    )
-    p.add_argument(
-        "--token-file",
-        default="",
-        metavar="FILE",
-        help="read the token from FILE (first line; keep it mode 0600)",
-    )
-    p.add_argument(
-        "--max-sessions",
-        type=int,
-        default=4,
-        metavar="N",
-        help="concurrent sessions; more get a busy answer (0 = unlimited, default 4)",
-    )
-    p.add_argument(
-        "--engine",
-        default="auto",
-        choices=[*registry.CHOICES, *registry.ALIASES],
-        help="codec engine; auto picks the best that works here (default auto)",
-    )
-    p.add_argument(
-        "--list-engines", action="store_true", help="probe every engine, print what works, exit"
-    )
-    p.add_argument(
-        "--log-level",
-        default="info",
-        choices=list(LOG_LEVELS),
-        metavar="LEVEL",
-        help="error, warning, info, debug (or 0, 1, 2 as the reference daemon); default info",
-    )
-    p.add_argument("--once", action="store_true", help="serve one client, then exit")
-    p.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="close a session whose client stays silent this long (default 30)",
-    )
-    p.add_argument(
-        "--no-extensions",
-        dest="extensions",
-        action="store_false",
-        help="behave as a plain VTR1 v1 daemon: the reference's 22-byte HELLO_ACK, no "
-        "capabilities, lock-step decode (for testing clients)",
-    )
-    p.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="on SIGTERM/SIGINT, how long running sessions may finish (default 30)",
-    )
-    g = p.add_argument_group("admission (unauthenticated connections)")
-    g.add_argument(
-        "--handshake-timeout",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="a complete HELLO must arrive this soon after connecting (default 5)",
-    )
-    g.add_argument(
-        "--max-handshakes",
-        type=int,
-        default=64,
-        metavar="N",
-        help="connections waiting for HELLO, all sources together (default 64)",
-    )
-    g.add_argument(
-        "--max-handshakes-per-source",
-        type=int,
-        default=8,
-        metavar="N",
-        help="connections waiting for HELLO from one address; the oldest makes way (default 8)",
-    )
-    g.add_argument(
-        "--auth-block-after",
-        type=int,
-        default=10,
-        metavar="N",
-        help="wrong tokens from one address before it is refused for a while (default 10)",
-    )
-    g.add_argument(
-        "--auth-block-seconds",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how long such an address is refused (default 60)",
-    )
-    t = p.add_argument_group("TLS")
-    t.add_argument(
-        "--tls",
-        action="store_true",
-        help="offer TLS with a self-signed certificate made on first start (fingerprint in the log)",
-    )
-    t.add_argument(
-        "--tls-cert", default="", metavar="PEM", help="certificate chain to serve (implies --tls)"
-    )
-    t.add_argument("--tls-key", default="", metavar="PEM", help="private key of --tls-cert")
-    t.add_argument(
-        "--tls-dir",
-        default="",
-        metavar="DIR",
-        help="where the self-signed certificate is kept (default ~/.config/vtremoted)",
-    )
-    t.add_argument(
-        "--tls-client-ca",
-        default="",
-        metavar="PEM",
-        help="require client certificates signed by this CA (mutual TLS)",
-    )
-    t.add_argument(
-        "--require-tls",
-        action="store_true",
-        help="refuse plain TCP clients (default: TLS and plain VTR1 share the port)",
-    )
-    p.add_argument(
-        "--metrics",
-        default="",
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics at /metrics and a health answer at /healthz",
-    )
-    p.add_argument(
-        "--no-advertise",
-        dest="advertise",
-        action="store_false",
-        default=True,
-        help="do not announce this server on the LAN (mDNS _vtremote._tcp)",
-    )
-    p.add_argument(
-        "--advertise",
-        dest="advertise",
-        action="store_true",
-        help="announce this server on mDNS (the default; on loopback only when listening there)",
-    )
-    test = p.add_argument_group("test-only (measuring and failover tests; never in production)")
-    test.add_argument(
-        "--throttle-fps",
-        type=float,
-        default=0.0,
-        metavar="R",
-        help="each session takes at most R frames/packets per second (with --engine null: "
-        "a server of known speed for fleet benchmarks)",
-    )
-    test.add_argument(
-        "--die-after-frames",
-        type=int,
-        default=None,
-        metavar="N",
-        help="SIGKILL this process when a session receives frame/packet N+1",
-    )
-    test.add_argument(
-        "--die-at-flush",
-        action="store_true",
-        help="SIGKILL this process when a session receives FLUSH",
-    )
-    p.add_argument("--version", action="version", version=f"vtremoted {vtremote.__version__}")
+    groups: dict[str | None, Any] = {None: p}
+    for title, flags in FLAGS:
+        if title not in groups:
+            groups[title] = p.add_argument_group(title)
+        for names, kwargs in flags:
+            groups[title].add_argument(*names, **kwargs)
     return p
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    """The ServerConfig the flags describe (ConfigError when they do not add up)."""
+    values = {}
+    for f in dataclasses.fields(ServerConfig):
+        dest = _FLAG_FOR_FIELD.get(f.name, f.name)
+        if f.name != "token" and hasattr(args, dest):
+            values[f.name] = getattr(args, dest)
+    return ServerConfig(token=read_token(args), **values)
+
+
+def server_faults(args: argparse.Namespace) -> ServerFaults | None:
+    """The test-only fault switches the flags ask for (vtremote/testing), or None."""
+    faults = ServerFaults(args.die_after_frames, args.die_at_flush, args.throttle_fps)
+    return faults if faults.active else None
 
 
 def _setup_logging(level: str) -> None:
@@ -259,46 +370,25 @@ def read_token(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("install-service", "uninstall-service"):
-        from vtremote.cli.service import main as service_main
-
-        return service_main(argv)
+        return service_main(argv, build_parser)
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
     if args.list_engines:
         return list_engines()
     try:
-        faults = TestFaults(args.die_after_frames, args.die_at_flush, args.throttle_fps)
-        config = ServerConfig(
-            listen=args.listen,
-            token=read_token(args),
-            max_sessions=args.max_sessions,
-            engine=args.engine,
-            idle_timeout=args.idle_timeout,
-            log_level=args.log_level,
-            once=args.once,
-            drain_timeout=args.drain_timeout,
-            extensions=args.extensions,
-            handshake_timeout=args.handshake_timeout,
-            max_handshakes=args.max_handshakes,
-            max_handshakes_per_source=args.max_handshakes_per_source,
-            auth_block_after=args.auth_block_after,
-            auth_block_seconds=args.auth_block_seconds,
-            tls=args.tls,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            tls_state_dir=args.tls_dir,
-            tls_client_ca=args.tls_client_ca,
-            require_tls=args.require_tls,
-            metrics=args.metrics,
-            faults=faults if faults.active else None,
-        )
+        faults = server_faults(args)
+        config = server_config(args)
     except ConfigError as e:
         parser.error(str(e))
     # Freed frame buffers stay in the process for the next frame instead of being
     # faulted in again page by page (cli/memory.py; ~0.4 ms per 1080p frame).
     retain_freed_frames()
-    server = Server(config)
+    return _serve(Server(config, faults=faults), config, advertise=args.advertise)
+
+
+def _serve(server: Server, config: ServerConfig, advertise: bool) -> int:
+    """Start, print the listening line, serve until a signal drains the sessions."""
     signals_seen = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -322,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: %s", e)
         return 1
     print(f"vtremoted listening on {format_address(*server.address)}", flush=True)
-    advertiser = _advertise(server, config) if args.advertise else None
+    advertiser = _advertise(server, config) if advertise else None
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # a signal arriving before the handler was installed
@@ -336,10 +426,10 @@ def main(argv: list[str] | None = None) -> int:
 def _advertise(server: Server, config: ServerConfig) -> Advertiser:
     """Announce the server on mDNS in the background (server/advertise.py)."""
     props = txt_record(
-        codecs={c: server.engine_label(c) for c in CODECS},
+        codecs={c: server.state.engine_label(c) for c in CODECS},
         max_sessions=config.max_sessions,
         token=bool(config.token),
-        tls=bool(getattr(config, "tls", False)),
+        tls=config.tls,
     )
     host, port = server.address[:2]
     advertiser = Advertiser(host, port, props)

@@ -23,6 +23,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,15 +142,15 @@ def service_file(
     )
 
 
-def _check_server_args(server_args: list[str]) -> str | None:
+def _check_server_args(
+    server_args: list[str], server_parser: Callable[[], argparse.ArgumentParser]
+) -> str | None:
     """Why the server flags cannot go into a service file (None: fine)."""
-    from vtremote.cli.serve import build_parser
-
     if any(a == "--token" or a.startswith("--token=") for a in server_args):
         return "--token would be readable in the service file and in ps: use --token-file FILE"
     if "--once" in server_args:
         return "--once makes no sense for a service"
-    parser = build_parser()
+    parser = server_parser()
     parser.exit_on_error = False
     try:
         parser.parse_args(server_args)
@@ -170,7 +171,9 @@ def _run(commands: list[list[str]]) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], server_parser: Callable[[], argparse.ArgumentParser]) -> int:
+    """``argv``: the action and its flags; ``server_parser`` checks the server flags (the
+    ``vtremoted`` parser, handed in by cli/serve.py, which dispatches here)."""
     action, rest = argv[0], argv[1:]
     parser = _parser()
     parser.prog = f"vtremoted {action}"
@@ -188,7 +191,7 @@ def main(argv: list[str]) -> int:
             return rc
         print(f"{svc.path} does not exist: nothing to remove", file=sys.stderr)
         return 1
-    problem = _check_server_args(server_args)
+    problem = _check_server_args(server_args, server_parser)
     if problem:
         print(f"vtremoted {action}: {problem}", file=sys.stderr)
         return 2

@@ -97,7 +97,8 @@ class Admission:
                     self._evict_oldest(
                         busiest,
                         f"server has {self._total} unauthenticated connections (limit "
-                        f"{self.limits.max_handshakes}); the oldest of the busiest source is closed",
+                        f"{self.limits.max_handshakes}); "
+                        "the oldest of the busiest source is closed",
                     )
                 )
             self._pending.setdefault(source, OrderedDict())[id(ticket)] = ticket

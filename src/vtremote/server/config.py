@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from vtremote.engines.registry import canonical
 from vtremote.errors import ConfigError
-from vtremote.server.faults import TestFaults
 from vtremote.wire.framing import Limits
 
 DEFAULT_LISTEN = "127.0.0.1:5555"
@@ -112,9 +111,6 @@ class ServerConfig:
     def tls_enabled(self) -> bool:
         return self.tls or bool(self.tls_cert)
 
-    #: Test-only: crash or throttle on purpose (server/faults.py); None in production.
-    faults: TestFaults | None = None
-
     def __post_init__(self) -> None:
         parse_listen(self.listen)
         if self.max_sessions < 0 or self.max_sessions > 0xFFFF:
@@ -133,7 +129,8 @@ class ServerConfig:
             raise ConfigError(f"max_handshakes={self.max_handshakes} must be >= 1")
         if not 1 <= self.max_handshakes_per_source <= self.max_handshakes:
             raise ConfigError(
-                f"max_handshakes_per_source={self.max_handshakes_per_source} is outside 1..max_handshakes"
+                f"max_handshakes_per_source={self.max_handshakes_per_source} "
+                "is outside 1..max_handshakes"
             )
         if not 0 < self.handshake_timeout <= 600:
             raise ConfigError(

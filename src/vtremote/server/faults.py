@@ -1,77 +1,22 @@
-"""Test-only faults and throttles for ``vtremoted`` (never set them in production).
+"""The one place where tests may break a server on purpose: :class:`FaultHooks`.
 
-They exist so that failover can be tested and measured against a real server
-process that really dies:
-
-* ``die_after_frames=N``: the process kills itself with SIGKILL when a session
-  receives its (N+1)-th FRAME or PACKET, i.e. after N (no DONE, no ERROR, no
-  FIN handshake from Python: exactly what a crash or a power cut looks like);
-* ``die_at_flush``: the same, when a session receives FLUSH;
-* ``throttle_fps=R``: each session takes at most R FRAME/PACKET messages per
-  second (the reader sleeps), so several servers on one small machine behave
-  like separate boxes of a known speed. Meant for ``--engine null``.
+A :class:`~vtremote.server.daemon.Server` built with ``faults=`` calls the hooks
+from each session's reader; production servers have none. The switches behind
+``vtremoted --throttle-fps / --die-after-frames / --die-at-flush`` live in
+:mod:`vtremote.testing.faults`, outside the product.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
-from dataclasses import dataclass, field
-
-from vtremote.errors import ConfigError
-from vtremote.wire.constants import MessageType
+from typing import Protocol
 
 
-@dataclass
-class _SessionState:
-    count: int = 0
-    start: float = 0.0
-
-
-@dataclass(frozen=True)
-class TestFaults:
-    """What to break, and how slow to be (see the module docstring)."""
-
-    die_after_frames: int | None = None
-    die_at_flush: bool = False
-    throttle_fps: float = 0.0
-    _state: dict[str, _SessionState] = field(default_factory=dict, compare=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.die_after_frames is not None and self.die_after_frames < 0:
-            raise ConfigError(f"die_after_frames={self.die_after_frames} must be >= 0")
-        if self.throttle_fps < 0:
-            raise ConfigError(f"throttle_fps={self.throttle_fps} must be >= 0")
-
-    @property
-    def active(self) -> bool:
-        return self.die_after_frames is not None or self.die_at_flush or bool(self.throttle_fps)
+class FaultHooks(Protocol):
+    """Called by a streaming session for each message it reads (after CONFIGURE_ACK)."""
 
     def on_message(self, session: str, kind: int) -> None:
-        """Called by the session's reader for every message it receives while streaming."""
-        if kind == MessageType.FLUSH and self.die_at_flush:
-            _die()
-        if kind not in (MessageType.FRAME, MessageType.PACKET):
-            return
-        with self._lock:
-            state = self._state.setdefault(session, _SessionState(start=time.monotonic()))
-            state.count += 1
-            count, start = state.count, state.start
-        if self.die_after_frames is not None and count > self.die_after_frames:
-            _die()
-        if self.throttle_fps:
-            due = start + (count - 1) / self.throttle_fps
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-
-    def forget(self, session: str) -> None:
-        with self._lock:
-            self._state.pop(session, None)
+        """``session``: the session's id; ``kind``: the message's wire type (a
+        ``MessageType`` value). A hook may sleep (throttle) or kill the process."""
 
 
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+__all__ = ["FaultHooks"]

@@ -10,7 +10,8 @@ when the window ends::
     refusing connection from %s: ... (3817 more like this in the last 10 s)
 
 Records without the marker are never held back, so session summaries and
-errors of authenticated sessions always appear.
+errors of authenticated sessions always appear. Also here: the session's line
+prefix and how one message reads in a DEBUG line.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from typing import Any
+
+from vtremote.wire import messages
+from vtremote.wire.messages import nbytes
 
 _SESSION_PREFIX = re.compile(r"^\[session [^\]]*\] ")
 
@@ -95,7 +100,7 @@ def _emit_summary(template: str, win: _Window, window: float) -> None:
 
 
 #: The loggers whose marked records are rate limited.
-SERVER_LOGGERS = ("vtremote.server.daemon", "vtremote.server.session")
+SERVER_LOGGERS = ("vtremote.server.daemon", "vtremote.server.state", "vtremote.server.session")
 
 
 def install(burst: int = 5, window: float = 10.0) -> RateLimitFilter:
@@ -109,4 +114,39 @@ def install(burst: int = 5, window: float = 10.0) -> RateLimitFilter:
     return flt
 
 
-__all__ = ["RATE_LIMITED", "RateLimitFilter", "install"]
+class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every line with ``[session 3f2a]`` (STYLE.md §7)."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"[session {self.extra['id'] if self.extra else '?'}] {msg}", kwargs
+
+
+def describe(msg: messages.Message) -> str:
+    """One message in a DEBUG line: its type and the fields that tell it apart."""
+    if isinstance(msg, messages.Frame):
+        return (
+            f"FRAME pts={msg.pts} dur={msg.duration} flags={msg.flags} "
+            f"planes={[(p.stride, p.height, nbytes(p.data)) for p in msg.planes]}"
+        )
+    if isinstance(msg, messages.Packet):
+        return (
+            f"PACKET pts={msg.pts} dts={msg.dts} dur={msg.duration} flags={msg.flags} "
+            f"bytes={nbytes(msg.data)}"
+        )
+    if isinstance(msg, messages.Configure):
+        return f"CONFIGURE {msg.width}x{msg.height} pix={msg.pix_fmt} options={dict(msg.options)}"
+    if isinstance(msg, messages.ConfigureAck):
+        return (
+            f"CONFIGURE_ACK extradata={nbytes(msg.extradata)}B pix={msg.pix_fmt} "
+            f"warnings={len(msg.warnings)}"
+        )
+    if isinstance(msg, messages.Hello):
+        return f"HELLO client={msg.client_name} codec={msg.codec} build={msg.build}"
+    if isinstance(msg, messages.Unknown):
+        return f"unknown type {msg.raw_type} ({len(msg.payload)} bytes)"
+    return type(msg).__name__.upper()
+
+
+__all__ = ["RATE_LIMITED", "RateLimitFilter", "SessionLog", "describe", "install"]

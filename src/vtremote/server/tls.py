@@ -41,7 +41,8 @@ SELF_SIGNED_DAYS = 3650
 
 
 def default_state_dir() -> Path:
-    """Where a generated certificate lives: ``$XDG_CONFIG_HOME/vtremoted`` or ``~/.config/vtremoted``."""
+    """Where a generated certificate lives: ``$XDG_CONFIG_HOME/vtremoted`` or
+    ``~/.config/vtremoted``."""
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "vtremoted"
 
@@ -120,7 +121,8 @@ def _make_self_signed(cert_path: Path, key_path: Path) -> None:
 
 
 def server_context(pair: CertPair, client_ca: str = "") -> ssl.SSLContext:
-    """A server context for ``pair``; with ``client_ca``, clients must show a certificate it signed."""
+    """A server context for ``pair``; with ``client_ca``, clients must show a certificate it
+    signed."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(CIPHERS)

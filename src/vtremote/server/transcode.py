@@ -132,7 +132,8 @@ class TranscodeJob:
             raise ConfigError(f"input extradata of {len(extradata)} bytes exceeds {MAX_EXTRADATA}")
         if not (0 < msg.width <= MAX_DIMENSION and 0 < msg.height <= MAX_DIMENSION):
             raise ConfigError(
-                f"input size {msg.width}x{msg.height} is outside 1x1..{MAX_DIMENSION}x{MAX_DIMENSION}"
+                f"input size {msg.width}x{msg.height} is outside "
+                f"1x1..{MAX_DIMENSION}x{MAX_DIMENSION}"
             )
         if msg.time_base_num <= 0 or msg.time_base_den <= 0:
             raise ConfigError(
@@ -164,8 +165,8 @@ class TranscodeJob:
         output = vf.output_geometry(chain, source)
         if output.width % 2 or output.height % 2:
             raise UnsupportedConfigError(
-                f"the filter chain makes {output.width}x{output.height} pictures; 4:2:0 encoding needs an even "
-                "size (use scale=-2:H or an even crop)"
+                f"the filter chain makes {output.width}x{output.height} pictures; "
+                "4:2:0 encoding needs an even size (use scale=-2:H or an even crop)"
             )
         # Encoder options: the encode keys of the CONFIGURE, the chain's colour tags unless given.
         enc = {k: v for k, v in opts.items() if k in ENCODE_KEYS}
@@ -190,8 +191,10 @@ class TranscodeJob:
 
     def describe(self) -> str:
         return (
-            f"{self.input_codec} {self.source.width}x{self.source.height} -> [{vf.serialize(self.chain) or 'no filters'}]"
-            f" -> {self.stream.codec} {self.output.width}x{self.output.height} tb={self.output.time_base}"
+            f"{self.input_codec} {self.source.width}x{self.source.height}"
+            f" -> [{vf.serialize(self.chain) or 'no filters'}]"
+            f" -> {self.stream.codec} {self.output.width}x{self.output.height}"
+            f" tb={self.output.time_base}"
         )
 
     # -- engine thread ------------------------------------------------------------------------

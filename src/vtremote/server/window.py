@@ -36,8 +36,9 @@ enough to act on: the session asks only while its engine thread is idle, every f
 received already encoded, and an engine gives packets only from encode calls, so a
 client that waits then would wait for ever.
 
-Sans-IO apart from the clock: the session calls these methods from its engine thread
-and does the sending, the reopening and the encoding.
+Sans-IO apart from the clock: the session's connection thread asks
+:class:`RepeatedFrames` whether a FRAME is a copy; its engine worker (server/worker.py)
+calls :class:`PlainWindow` and does the sending, the reopening and the encoding.
 """
 
 from __future__ import annotations
@@ -88,37 +89,11 @@ class Stall:
     window: int = 0
 
 
-class PlainWindow:
-    """Window bookkeeping for one encode session of a client that negotiated no extension."""
+class RepeatedFrames:
+    """Tells a FRAME sent twice in a row (the connection thread's half of the window)."""
 
-    def __init__(self, probed: bool = False) -> None:
-        #: The client answers a PING at once only while it waits for a PACKET (module docstring).
-        self.probed = probed
-        self._probe_at: float | None = None  # when the outstanding PING went out
-        self._pong_at: float | None = None  # when its PONG came
-        self._pong_bytes = 0  # bytes read on the connection when it came
+    def __init__(self) -> None:
         self._last_key: tuple[int, ...] | None = None
-        #: Distinct frames given to the engine.
-        self.frames = 0
-        #: Copies encoded once and not answered: each takes one place of the client's window.
-        self.copies_unanswered = 0
-        self.copies_answered = 0
-        self._copies = 0  # copies received
-        self.restarts = 0
-        #: The most frames the engine held without a packet after an encode (its delay, as seen).
-        self.max_hold = 0
-        self._packets_before_last = 0  # PACKETs sent when the last distinct FRAME arrived
-        self.packet_sent = False
-        #: The frames given to the engine before its first packet (index pts set), for RESTART.
-        self.replay: list[av.VideoFrame] | None = []
-        self._last_activity = (
-            0.0  # the later of the last FRAME read and the last PACKET sent (monotonic)
-        )
-        self._last_arrival = 0.0
-        self._gap = 0.0  # smoothed interval between frames
-        self._last_gap = 0.0
-
-    # -- reader thread ----------------------------------------------------------------------
 
     def is_copy(self, msg: messages.Frame) -> bool:
         """True if ``msg`` repeats the FRAME just before it (same pts, flags and plane bytes).
@@ -141,7 +116,35 @@ class PlainWindow:
         self._last_key = key
         return False
 
-    # -- engine thread ----------------------------------------------------------------------
+
+class PlainWindow:
+    """Window bookkeeping for one encode session of a client that negotiated no extension."""
+
+    def __init__(self, probed: bool = False) -> None:
+        #: The client answers a PING at once only while it waits for a PACKET (module docstring).
+        self.probed = probed
+        self._probe_at: float | None = None  # when the outstanding PING went out
+        self._pong_at: float | None = None  # when its PONG came
+        self._pong_bytes = 0  # bytes read on the connection when it came
+        #: Distinct frames given to the engine.
+        self.frames = 0
+        #: Copies encoded once and not answered: each takes one place of the client's window.
+        self.copies_unanswered = 0
+        self.copies_answered = 0
+        self._copies = 0  # copies received
+        self.restarts = 0
+        #: The most frames the engine held without a packet after an encode (its delay, as seen).
+        self.max_hold = 0
+        self._packets_before_last = 0  # PACKETs sent when the last distinct FRAME arrived
+        self.packet_sent = False
+        #: The frames given to the engine before its first packet (index pts set), for RESTART.
+        self.replay: list[av.VideoFrame] | None = []
+        self._last_activity = (
+            0.0  # the later of the last FRAME read and the last PACKET sent (monotonic)
+        )
+        self._last_arrival = 0.0
+        self._gap = 0.0  # smoothed interval between frames
+        self._last_gap = 0.0
 
     def on_frame(self, frame: av.VideoFrame, arrived: float, packets_before: int) -> None:
         """A distinct frame is about to be encoded (its pts already the engine's index).
@@ -202,7 +205,8 @@ class PlainWindow:
         self._pong_at = None
 
     def on_pong(self, arrived: float, received: int) -> None:
-        """A PONG was read at ``arrived``, with ``received`` bytes read on the connection by then."""
+        """A PONG was read at ``arrived``, with ``received`` bytes read on the connection by
+        then."""
         if self._probe_at is not None and self._pong_at is None and arrived >= self._probe_at:
             self._pong_at = arrived
             self._pong_bytes = received
