@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import socket
 import threading
 from collections.abc import Sequence
@@ -229,11 +228,11 @@ def run_wire(
     ``wire_bytes_per_frame``, ``compression_ratio``, ``client_cpu_ms_per_frame``,
     ``server_cpu_ms_per_frame``, ``seconds``, ``runs_fps``.
     """
-    from vtremote.client import RemoteEncoder
+    from vtremote.client import ConnectionOptions
 
     say = progress or Progress(False)
     if window is None:
-        window = int(inspect.signature(RemoteEncoder).parameters["inflight"].default)
+        window = ConnectionOptions().window
     result: dict[str, Any] = {
         "benchmark": "wire",
         "machine": machine_info(),
