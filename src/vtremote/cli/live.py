@@ -312,7 +312,7 @@ def _recv(args: argparse.Namespace) -> int:
         )
     stop = threading.Event()
     with _signals_set(stop):
-        key, key_file = _receiver_key(args)
+        key, key_file = _key_choice(args) or (None, None)
         receiver = LiveReceiver(
             args.listen,
             key=key,
@@ -343,8 +343,8 @@ def _recv(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _key_choice(args: argparse.Namespace) -> tuple[str, Path] | None:
-    """(key, its file or none) from ``--key``/``--key-file``; None with ``--no-key``."""
+def _key_choice(args: argparse.Namespace) -> tuple[str, Path | None] | None:
+    """(key, its file; None for ``--key``) from the key flags; None with ``--no-key``."""
     from vtremote.live.keys import default_key_file, load_or_make_key, read_key
 
     given = [f for f, v in (("--key", args.key), ("--key-file", args.key_file)) if v] + (
@@ -363,7 +363,7 @@ def _key_choice(args: argparse.Namespace) -> tuple[str, Path] | None:
         from vtremote.live.auth import check_key
 
         check_key(args.key)
-        return args.key, Path()
+        return args.key, None
     path = Path(args.key_file).expanduser() if args.key_file else default_key_file()
     if args.command == "send":
         if not args.key_file and not path.exists():
@@ -376,14 +376,6 @@ def _key_choice(args: argparse.Namespace) -> tuple[str, Path] | None:
     if made:
         print(f"vtremote live: made a new key in {path}", file=sys.stderr)
     return key, path
-
-
-def _receiver_key(args: argparse.Namespace) -> tuple[str | None, Path | None]:
-    choice = _key_choice(args)
-    if choice is None:
-        return None, None
-    key, path = choice
-    return key, (path if path != Path() else None)
 
 
 def _say_listening(receiver: LiveReceiver, key_file: Path | None) -> None:
