@@ -51,6 +51,8 @@ def new_key() -> str:
 
 def check_key(key: str) -> bytes:
     """The secret bytes of ``key``; :class:`ConfigError` when it is too short to be one."""
+    if not isinstance(key, str):  # the 8-byte integer key of earlier versions
+        raise ConfigError(f"a live key is text (as `vtremote live recv` makes), not {key!r}")
     text = key.strip()
     if len(text) < MIN_KEY_CHARS:
         raise ConfigError(

@@ -1,7 +1,10 @@
 """The live receiver: one port, TCP and UDP, any number of sources; decode, time, record.
 
 ``LiveReceiver(listen).start()`` binds a TCP listener and a UDP socket on the same
-port. Each sender says HELLO with its source id; a source that connects again
+port. It makes a key (``rx.key``) unless given one or ``key=None``; a sender joins
+only once it proved it holds it (:mod:`~vtremote.live.gate`, docs/live.md "Keys"),
+and a UDP session's datagrams carry a tag under the session key it derived. Each
+sender says HELLO with its source id; a source that connects again
 (after a network drop, or a restarted sender) continues the same source: its
 decoder waits for the keyframe the sender sends on every (re)connect.
 
@@ -51,6 +54,9 @@ MAX_SOURCES = 16
 
 class LiveReceiver:
     """Listen for live sources on ``listen`` (``HOST:PORT``; port 0 picks one for TCP and UDP).
+
+    ``key``: the text senders must prove they hold; by default (:data:`GENERATE`) a new
+    one, read back from :attr:`key`; ``None`` takes any sender (logged as a warning).
 
     Owns every :class:`SourceStream`; each reports its pictures and its end
     through :class:`SourceEvents`, and the receiver composites, delivers and
