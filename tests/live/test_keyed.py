@@ -353,3 +353,31 @@ def test_a_keyed_sender_will_not_stream_to_a_receiver_that_never_asked(transport
                 tx.wait_connected(30)
         finally:
             tx.close()
+
+
+def test_cookies_are_bound_to_the_peer_the_nonce_and_a_time() -> None:
+    from vtremote.live.auth import CookieJar
+
+    jar = CookieJar(lifetime_ms=3000)
+    cookie = jar.make("10.0.0.7", 5000, 99, now_ms=1_000)
+    assert jar.check(cookie, "10.0.0.7", 5000, 99, now_ms=3_999) == ""
+    assert "older than 3000 ms" in jar.check(cookie, "10.0.0.7", 5000, 99, now_ms=4_001)
+    assert "not made for this peer" in jar.check(cookie, "10.0.0.8", 5000, 99, now_ms=1_000)
+    assert "not made for this peer" in jar.check(cookie, "10.0.0.7", 5001, 99, now_ms=1_000)
+    assert "not made for this peer" in jar.check(cookie, "10.0.0.7", 5000, 98, now_ms=1_000)
+    assert "not made for this peer" in CookieJar(3000).check(cookie, "10.0.0.7", 5000, 99, 1_000)
+
+
+def test_a_datagram_tag_covers_every_byte() -> None:
+    from vtremote.live.auth import TAG_SIZE, tag, untag
+
+    key = bytes(32)
+    body = control_datagram(p.ClockReply(1, 2, 3, 4), 77)
+    datagram = body + tag(key, body)
+    assert len(datagram) == len(body) + TAG_SIZE
+    assert bytes(untag(key, memoryview(datagram)) or b"") == body
+    for i in range(len(datagram)):
+        bad = bytearray(datagram)
+        bad[i] ^= 1
+        assert untag(key, memoryview(bytes(bad))) is None
+    assert untag(bytes([1]) * 32, memoryview(datagram)) is None
