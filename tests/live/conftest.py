@@ -58,10 +58,23 @@ class ReceiverProcess:
         return self.finish(timeout)
 
 
-def _env() -> dict[str, str]:
+def _env(config: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    if config is not None:  # the default key file: CONFIG/vtremote/live.key
+        env["XDG_CONFIG_HOME"] = str(config)
     return env
+
+
+@pytest.fixture
+def live_config(tmp_path: Path) -> Path:
+    """A config folder (``XDG_CONFIG_HOME``) of this test's processes, with a live key in it,
+    so a receiver and a sender started in either order share it."""
+    from vtremote.live.keys import load_or_make_key
+
+    config = tmp_path / "config"
+    load_or_make_key(config / "vtremote" / "live.key")
+    return config
 
 
 def live_cmd(*args: str) -> list[str]:
@@ -97,7 +110,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def start_receiver(
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path, live_config: Path
 ) -> StartReceiver:
     def start(*args: str, listen: str = "127.0.0.1:0") -> ReceiverProcess:
         n = len(procs)
@@ -107,7 +120,7 @@ def start_receiver(
                 live_cmd("recv", "--listen", listen, "--json", *args),
                 stdout=o,
                 stderr=e,
-                env=_env(),
+                env=_env(live_config),
             )
         procs.append((f"receiver {n}", proc, err))
         deadline = time.monotonic() + 30
@@ -125,14 +138,17 @@ def start_receiver(
 
 @pytest.fixture
 def start_sender(
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]], tmp_path: Path, live_config: Path
 ) -> StartSender:
     def start(*args: str) -> subprocess.Popen[bytes]:
         n = len(procs)
         err = tmp_path / f"send{n}.stderr"
         with err.open("wb") as e:
             proc = subprocess.Popen(
-                live_cmd("send", *args), stdout=subprocess.DEVNULL, stderr=e, env=_env()
+                live_cmd("send", *args),
+                stdout=subprocess.DEVNULL,
+                stderr=e,
+                env=_env(live_config),
             )
         procs.append((f"sender {n}", proc, err))
         return proc

@@ -19,11 +19,18 @@ def _frames(n: int) -> list[av.VideoFrame]:
         return [f for f, _ in zip(c.decode(video=0), range(n), strict=False)]
 
 
-def _push(to: str, frames: list[av.VideoFrame], source_id: int, transport: str = "tcp") -> Sender:
+def _push(
+    rx: LiveReceiver, frames: list[av.VideoFrame], source_id: int, transport: str = "tcp"
+) -> Sender:
     cfg = SenderConfig(
-        width=160, height=120, fps=Fraction(30), source_id=source_id, transport=transport
+        width=160,
+        height=120,
+        fps=Fraction(30),
+        source_id=source_id,
+        transport=transport,
+        key=rx.key,
     )
-    tx = Sender(to, cfg).start()
+    tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
     assert tx.wait_connected(10)
     start = time.monotonic_ns()
     for i, frame in enumerate(frames):
@@ -44,7 +51,7 @@ def test_pushed_frames_arrive_with_their_metadata_and_latency(transport: str) ->
             got.append(f)
 
     with LiveReceiver("127.0.0.1:0", on_frame=on_frame) as rx:
-        tx = _push(f"127.0.0.1:{rx.address[1]}", _frames(30), 77, transport)
+        tx = _push(rx, _frames(30), 77, transport)
         assert rx.wait(10)
     assert tx.stats.frames_sent + tx.stats.dropped == 30
     assert len(got) == tx.stats.frames_sent and got[0].keyframe and got[0].source_id == 77
@@ -61,10 +68,9 @@ def test_pushed_frames_arrive_with_their_metadata_and_latency(transport: str) ->
 def test_an_ended_source_gives_its_slot_to_a_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(receiver_module, "MAX_SOURCES", 1)
     with LiveReceiver("127.0.0.1:0", on_frame=lambda f: None) as rx:
-        to = f"127.0.0.1:{rx.address[1]}"
-        _push(to, _frames(5), 1)
+        _push(rx, _frames(5), 1)
         assert rx.wait(10)
-        _push(to, _frames(5), 2)  # refused (busy) if the first still held the only slot
+        _push(rx, _frames(5), 2)  # refused (busy) if the first still held the only slot
         assert rx.wait(10)
         summary = rx.summary()
     assert [s["source_id"] for s in summary["sources"]] == [1, 2]
@@ -85,7 +91,7 @@ def test_a_burst_of_pushed_frames_is_dropped_not_queued() -> None:
             got.append(f)
 
     with LiveReceiver("127.0.0.1:0", on_frame=on_frame) as rx:
-        cfg = SenderConfig(width=640, height=480, fps=Fraction(30), source_id=9)
+        cfg = SenderConfig(width=640, height=480, fps=Fraction(30), source_id=9, key=rx.key)
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
         base = time.monotonic_ns()
@@ -113,7 +119,13 @@ def test_pushed_audio_is_recorded_on_the_video_clock(transport: str, tmp_path: P
     record = tmp_path / "pushed.mkv"
     with LiveReceiver("127.0.0.1:0", on_frame=lambda f: None, record=record) as rx:
         cfg = SenderConfig(
-            width=160, height=120, fps=Fraction(30), source_id=3, transport=transport, audio=True
+            width=160,
+            height=120,
+            fps=Fraction(30),
+            source_id=3,
+            transport=transport,
+            audio=True,
+            key=rx.key,
         )
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
@@ -170,7 +182,7 @@ def test_frames_the_capture_drops_for_lateness_are_in_the_bye() -> None:
     cap = open_capture("testsrc2=size=160x120:rate=30", "lavfi")
     got: list[ReceivedFrame] = []
     with LiveReceiver("127.0.0.1:0", on_frame=got.append) as rx:
-        cfg = SenderConfig(width=160, height=120, fps=Fraction(30), source_id=5)
+        cfg = SenderConfig(width=160, height=120, fps=Fraction(30), source_id=5, key=rx.key)
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
         captured = 0

@@ -250,7 +250,7 @@ def test_usage_and_unreachable_receiver_exit_codes() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    done = run_live("send", *LAVFI, "--to", f"127.0.0.1:{port}", "-t", "0.5")
+    done = run_live("send", *LAVFI, "--to", f"127.0.0.1:{port}", "-t", "0.5", "--no-key")
     assert done.returncode == 1
     assert f"cannot reach 127.0.0.1:{port}" in done.stderr
 

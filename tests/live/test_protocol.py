@@ -41,6 +41,8 @@ MESSAGES: list[p.Message] = [
     p.Bye(p.ByeReason.END_OF_STREAM, 300, 4),
     p.Error(4, "bad"),
     p.Nack((1, 2, 0xFFFFFFFF)),
+    p.Challenge(bytes(range(16))),
+    p.Auth(b"c" * 16, b"n" * 16, b"p" * 32, b"hello payload"),
 ]
 
 

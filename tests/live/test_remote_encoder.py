@@ -43,7 +43,8 @@ def test_keyframes_on_request_and_parameter_sets_in_band(vtremoted: Any) -> None
         keyint_s=10.0,
         bitrate=400_000,
     )
-    with LiveReceiver("127.0.0.1:0", on_frame=on_frame) as rx:
+    # A receiver without a key takes a sender without one (key=None on both sides).
+    with LiveReceiver("127.0.0.1:0", on_frame=on_frame, key=None) as rx:
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
         start = time.monotonic_ns()

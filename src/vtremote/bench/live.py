@@ -253,9 +253,11 @@ class StreamCase:
             f"{self.seconds:g} s of {self.width}x{self.height}@{self.fps}"
         )
 
-    def sender_argv(self, to: str) -> list[str]:
+    def sender_argv(self, to: str, key_file: Path) -> list[str]:
         return _live(
             "send",
+            "--key-file",
+            str(key_file),
             "-f",
             "lavfi",
             "-i",
@@ -301,11 +303,16 @@ class _ReceiverProcess:
 
     def __init__(self, folder: Path) -> None:
         self.out, self.err = folder / "recv.json", folder / "recv.err"
+        self.key_file = folder / "live.key"  # made by the receiver, read by the sender
 
     def __enter__(self) -> _ReceiverProcess:
         with self.out.open("wb") as o, self.err.open("wb") as e:
             self.proc = subprocess.Popen(
-                _live("recv", "--listen", "127.0.0.1:0", "--json"), stdout=o, stderr=e
+                _live(
+                    "recv", "--listen", "127.0.0.1:0", "--json", "--key-file", str(self.key_file)
+                ),
+                stdout=o,
+                stderr=e,
             )
         return self
 
@@ -348,7 +355,7 @@ def run_stream(case: StreamCase, progress: Say | None = None) -> dict[str, Any]:
             say(case.label())
             cpu0 = _children_cpu()
             send = subprocess.run(
-                case.sender_argv(relay.addr if relay else f"127.0.0.1:{port}"),
+                case.sender_argv(relay.addr if relay else f"127.0.0.1:{port}", receiver.key_file),
                 capture_output=True,
                 text=True,
                 timeout=case.seconds + 120,

@@ -2,15 +2,20 @@
 
 ::
 
-    vtremote live recv --listen HOST:PORT [--record FILE] [--json]
+    vtremote live recv --listen HOST:PORT [--key-file F | --key K | --no-key]
+                       [--record FILE] [--json]
                        [--composite FILE [--grid 2x2] [--composite-size WxH] [--composite-fps FPS]]
     vtremote live send [-f FORMAT] -i INPUT --to HOST:PORT [--codec h264|hevc|mjpeg]
+                       [--key-file F | --key K | --no-key]
                        [--transport tcp|udp] [-b:v RATE] [-t SECONDS] [-g FRAMES]
                        [-an] [--metadata FILE.jsonl]
                        [--encoder local|remote --server HOST:PORT [--token T]]
 
-The receiver listens on TCP and UDP at the same port, prints
-``vtremote live: listening on HOST:PORT`` on stderr once bound, and stops on
+The receiver listens on TCP and UDP at the same port, takes only senders that
+prove they hold its key (made once in ``~/.config/vtremote/live.key`` unless
+``--key-file``/``--key`` name one; ``--no-key`` takes anyone), prints
+``vtremote live: listening on HOST:PORT`` and the matching ``send`` command on
+stderr once bound, and stops on
 SIGINT/SIGTERM or when every sender has ended; the recording and, with
 ``--json``, one summary object on stdout are written either way.
 
@@ -93,12 +98,30 @@ def _size(text: str) -> tuple[int, int]:
 
 Option = tuple[tuple[str, ...], dict[str, Any]]
 
+#: The key flags of both commands (docs/live.md "Keys").
+KEY_OPTIONS: tuple[Option, ...] = (
+    (
+        ("--key-file",),
+        {
+            "metavar": "FILE",
+            "help": "the live key's file (default ~/.config/vtremote/live.key; "
+            "recv makes it, mode 0600, when missing)",
+        },
+    ),
+    (("--key",), {"metavar": "KEY", "help": "the key itself (visible to other local users)"}),
+    (
+        ("--no-key",),
+        {"action": "store_true", "help": "no key: only on a network where every host is trusted"},
+    ),
+)
+
 #: ``vtremote live recv``: (flags, ``add_argument`` keywords), in help order.
 RECV_OPTIONS: tuple[Option, ...] = (
     (
         ("--listen",),
         {"required": True, "metavar": "HOST:PORT", "help": "TCP and UDP address (port 0: any)"},
     ),
+    *KEY_OPTIONS,
     (
         ("--record",),
         {"metavar": "FILE", "help": "record the stream (MKV/MP4) without re-encoding"},
@@ -153,6 +176,7 @@ SEND_OPTIONS: tuple[Option, ...] = (
         },
     ),
     (("--to",), {"required": True, "metavar": "HOST:PORT", "help": "the receiver"}),
+    *KEY_OPTIONS,
     (("--codec",), {"choices": ("h264", "hevc", "mjpeg"), "default": "h264"}),
     (("--transport",), {"choices": ("tcp", "udp"), "default": "tcp"}),
     (
@@ -288,11 +312,17 @@ def _recv(args: argparse.Namespace) -> int:
         )
     stop = threading.Event()
     with _signals_set(stop):
+        key, key_file = _key_choice(args) or (None, None)
         receiver = LiveReceiver(
-            args.listen, record=args.record, composite=args.composite, composite_config=composite
+            args.listen,
+            key=key,
+            record=args.record,
+            composite=args.composite,
+            composite_config=composite,
         )
         try:
             receiver.start()
+            _say_listening(receiver, key_file)
             _receive_until_done(receiver, stop)
         finally:
             receiver.stop()
@@ -313,11 +343,63 @@ def _recv(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _receive_until_done(receiver: LiveReceiver, stop: threading.Event) -> None:
-    """Say where it listens; a stats line a second on a terminal; until every source ended."""
+def _key_choice(args: argparse.Namespace) -> tuple[str, Path | None] | None:
+    """(key, its file; None for ``--key``) from the key flags; None with ``--no-key``."""
+    from vtremote.live.keys import default_key_file, load_or_make_key, read_key
+
+    given = [f for f, v in (("--key", args.key), ("--key-file", args.key_file)) if v] + (
+        ["--no-key"] if args.no_key else []
+    )
+    if len(given) > 1:
+        raise ConfigError(f"{' and '.join(given)}: give one of them")
+    if args.no_key:
+        print(
+            "vtremote live: warning: --no-key: anyone who reaches the port can send, "
+            "end or replace a stream",
+            file=sys.stderr,
+        )
+        return None
+    if args.key:
+        from vtremote.live.auth import check_key
+
+        check_key(args.key)
+        return args.key, None
+    path = Path(args.key_file).expanduser() if args.key_file else default_key_file()
+    if args.command == "send":
+        if not args.key_file and not path.exists():
+            raise ConfigError(
+                f"no key: give the receiver's (--key-file F or --key K, as `vtremote live recv` "
+                f"prints it; {path} does not exist), or --no-key for a receiver without one"
+            )
+        return read_key(path), path
+    key, made = load_or_make_key(path)
+    if made:
+        print(f"vtremote live: made a new key in {path}", file=sys.stderr)
+    return key, path
+
+
+def _say_listening(receiver: LiveReceiver, key_file: Path | None) -> None:
+    """Where it listens, and the command a sender runs (with the key: on a terminal only)."""
+    import socket
+
     host, port = receiver.address
     shown = f"[{host}]" if ":" in host else host
     print(f"vtremote live: listening on {shown}:{port}", file=sys.stderr, flush=True)
+    if host in ("0.0.0.0", "::"):
+        shown = socket.gethostname()
+    send = f"vtremote live send -i INPUT --to {shown}:{port}"
+    if receiver.key is None:
+        print(f"vtremote live: senders: {send} --no-key", file=sys.stderr, flush=True)
+        return
+    if key_file is not None:
+        print(f"vtremote live: senders: {send} --key-file {key_file}", file=sys.stderr)
+    if sys.stderr.isatty() or key_file is None:
+        print(f"vtremote live: senders: {send} --key {receiver.key}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _receive_until_done(receiver: LiveReceiver, stop: threading.Event) -> None:
+    """A stats line a second on a terminal, until every source ended or a signal."""
     tty = sys.stderr.isatty()
     next_line = time.monotonic() + 1.0
     while not stop.is_set():
@@ -378,6 +460,8 @@ def _send(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         raise ConfigError(f"-t {args.seconds}: must be positive")
     metadata = _metadata_lines(args.metadata) if args.metadata else {}
+    choice = _key_choice(args)
+    args.key = None if choice is None else choice[0]
     cap = open_capture(args.input, args.format, audio=not args.no_audio)
     sender = Sender(args.to, _sender_config(args, cap, codec))
     interrupted = threading.Event()
@@ -424,6 +508,7 @@ def _sender_config(args: argparse.Namespace, cap: Capture, codec: Codec) -> Send
         encoder=args.encoder,
         server=args.server or "",
         token=args.token,
+        key=args.key,
         audio=cap.audio is not None,
     )
 

@@ -3,7 +3,8 @@
 A package of its own beside the offload parts: its own small wire format
 (:mod:`~vtremote.live.protocol`, :mod:`~vtremote.live.datagram`, docs/live.md),
 a :class:`Sender` and a :class:`LiveReceiver`. The command line is
-``vtremote live send`` / ``vtremote live recv``.
+``vtremote live send`` / ``vtremote live recv``. A receiver takes only senders that
+prove they hold its key (:mod:`~vtremote.live.auth`).
 """
 
 from __future__ import annotations

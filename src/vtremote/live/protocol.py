@@ -46,6 +46,8 @@ class MessageType(enum.IntEnum):
     BYE = 11
     ERROR = 12
     NACK = 13
+    CHALLENGE = 14
+    AUTH = 15
 
 
 class Codec(enum.IntEnum):
@@ -69,7 +71,7 @@ class Capability(enum.IntFlag):
 
 class AckStatus(enum.IntEnum):
     OK = 0
-    REFUSED = 1  # wrong key
+    REFUSED = 1  # no key, or not this receiver's
     UNSUPPORTED = 2  # codec or geometry this receiver does not take
     BUSY = 3
 
@@ -101,6 +103,8 @@ LIMITS: dict[MessageType, int] = {
     MessageType.BYE: 64,
     MessageType.ERROR: 1 * KiB,
     MessageType.NACK: 2 + 4 * 256,
+    MessageType.CHALLENGE: 16,
+    MessageType.AUTH: 64 + 512,
 }
 MAX_NAME = 256
 MAX_NACK = 256
@@ -120,6 +124,8 @@ _BYE = struct.Struct("!BII")
 _ERROR = struct.Struct("!H")
 _NACK = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_CHALLENGE = struct.Struct("!16s")
+_AUTH = struct.Struct("!16s16s32s")
 
 VIDEO_KEYFRAME = 0x01
 
@@ -136,9 +142,9 @@ class Hello:
     fps_num: int
     fps_den: int
     capabilities: Capability = Capability(0)
-    key: int = 0  # shared secret, 0 = none
+    reserved: int = 0  # 8 bytes, sent as 0 (a clear-text key once; never trusted)
     name: str = ""
-    flags: int = 0
+    flags: int = 0  # HELLO_KEYED (vtremote.live.auth): a CHALLENGE will be answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +237,23 @@ class Error:
 
 
 @dataclass(frozen=True, slots=True)
+class Challenge:
+    """Receiver -> keyed sender: prove you hold the key (docs/live.md "Keyed handshake")."""
+
+    cookie: bytes  # 16 bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Sender -> receiver: the cookie, a nonce, HMAC-SHA256 over them and the HELLO; the HELLO."""
+
+    cookie: bytes  # 16
+    nonce: bytes  # 16
+    proof: bytes  # 32
+    hello: bytes  # the HELLO payload, as proven
+
+
+@dataclass(frozen=True, slots=True)
 class Nack:
     seqs: tuple[int, ...] = field(default_factory=tuple)  # datagram sequence numbers
 
@@ -249,6 +272,8 @@ Message: TypeAlias = (
     | Bye
     | Error
     | Nack
+    | Challenge
+    | Auth
 )
 
 _TYPE_OF: dict[type, MessageType] = {
@@ -265,6 +290,8 @@ _TYPE_OF: dict[type, MessageType] = {
     Bye: MessageType.BYE,
     Error: MessageType.ERROR,
     Nack: MessageType.NACK,
+    Challenge: MessageType.CHALLENGE,
+    Auth: MessageType.AUTH,
 }
 
 #: Types delivered in order with the pictures (sequenced over UDP); the rest are control.
@@ -293,7 +320,7 @@ def _hello_payload(msg: Hello) -> list[Buffer]:
         msg.fps_num,
         msg.fps_den,
         int(msg.capabilities),
-        msg.key,
+        msg.reserved,
     )
     return [head + name]
 
@@ -312,6 +339,7 @@ _FIXED: dict[MessageType, tuple[struct.Struct, type[Message]]] = {
     MessageType.CLOCK_REQUEST: (_CLOCK_REQUEST, ClockRequest),
     MessageType.CLOCK_REPLY: (_CLOCK_REPLY, ClockReply),
     MessageType.BYE: (_BYE, Bye),
+    MessageType.CHALLENGE: (_CHALLENGE, Challenge),
 }
 
 _SERIALIZERS: dict[type, Callable[[Any], list[Buffer]]] = {
@@ -328,6 +356,7 @@ _SERIALIZERS: dict[type, Callable[[Any], list[Buffer]]] = {
     ],
     Error: lambda m: [_ERROR.pack(m.code) + m.text.encode()[: LIMITS[MessageType.ERROR] - 2]],
     Nack: _nack_payload,
+    Auth: lambda m: [_AUTH.pack(m.cookie, m.nonce, m.proof), m.hello],
 }
 
 
@@ -415,14 +444,16 @@ def _parse_audio(kind: MessageType, view: memoryview) -> Message:
 
 def _parse_hello(kind: MessageType, view: memoryview) -> Message:
     _need(kind, view, _HELLO.size)
-    sid, nonce, codec, flags, w, h, fnum, fden, caps, key = _HELLO.unpack_from(view)
+    sid, nonce, codec, flags, w, h, fnum, fden, caps, reserved = _HELLO.unpack_from(view)
     vcodec = _enum(Codec, codec, "HELLO codec")
     if not (0 < w <= MAX_DIMENSION and 0 < h <= MAX_DIMENSION):
         raise RemoteProtocolError(f"HELLO size {w}x{h} outside 1..{MAX_DIMENSION}")
     if fnum == 0 or fden == 0:
         raise RemoteProtocolError(f"HELLO frame rate {fnum}/{fden} is not positive")
     name = _text(kind, view[_HELLO.size :])
-    return Hello(sid, nonce, vcodec, w, h, fnum, fden, Capability(caps & 0x1F), key, name, flags)
+    return Hello(
+        sid, nonce, vcodec, w, h, fnum, fden, Capability(caps & 0x1F), reserved, name, flags
+    )
 
 
 def _parse_hello_ack(kind: MessageType, view: memoryview) -> Message:
@@ -449,6 +480,12 @@ def _parse_fixed(kind: MessageType, view: memoryview) -> Message:
     layout, cls = _FIXED[kind]
     _exact(kind, view, layout.size)
     return cls(*layout.unpack_from(view))
+
+
+def _parse_auth(kind: MessageType, view: memoryview) -> Message:
+    _need(kind, view, _AUTH.size)
+    cookie, nonce, proof = _AUTH.unpack_from(view)
+    return Auth(cookie, nonce, proof, bytes(view[_AUTH.size :]))
 
 
 def _parse_error(kind: MessageType, view: memoryview) -> Message:
@@ -480,6 +517,8 @@ _PARSERS: dict[MessageType, Callable[[MessageType, memoryview], Message]] = {
     MessageType.BYE: _parse_bye,
     MessageType.ERROR: _parse_error,
     MessageType.NACK: _parse_nack,
+    MessageType.CHALLENGE: _parse_fixed,
+    MessageType.AUTH: _parse_auth,
 }
 
 

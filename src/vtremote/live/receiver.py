@@ -1,7 +1,10 @@
 """The live receiver: one port, TCP and UDP, any number of sources; decode, time, record.
 
 ``LiveReceiver(listen).start()`` binds a TCP listener and a UDP socket on the same
-port. Each sender says HELLO with its source id; a source that connects again
+port. It makes a key (``rx.key``) unless given one or ``key=None``; a sender joins
+only once it proved it holds it (:mod:`~vtremote.live.gate`, docs/live.md "Keys"),
+and a UDP session's datagrams carry a tag under the session key it derived. Each
+sender says HELLO with its source id; a source that connects again
 (after a network drop, or a restarted sender) continues the same source: its
 decoder waits for the keyframe the sender sends on every (re)connect.
 
@@ -23,11 +26,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vtremote.errors import EngineError, ErrorCode, RemoteProtocolError
+from vtremote.errors import AuthError, EngineError, ErrorCode, RemoteProtocolError
 from vtremote.live import protocol as p
+from vtremote.live.auth import GENERATE, TAG_SIZE, KeyChoice, new_key, tag, untag
 from vtremote.live.composite import CompositeConfig, Compositor
 from vtremote.live.datagram import (
     DATAGRAM_HEADER,
@@ -37,18 +42,21 @@ from vtremote.live.datagram import (
     control_datagram,
     parse_header,
 )
+from vtremote.live.gate import HANDSHAKE_DEADLINE_S, Gate, now_ms
 from vtremote.live.stats import combine
 from vtremote.live.stream import ReceivedFrame, SourceEvents, SourceLink, SourceStream
 from vtremote.live.transport import parse_address
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_TIMEOUT_S = 5.0
 MAX_SOURCES = 16
 
 
 class LiveReceiver:
     """Listen for live sources on ``listen`` (``HOST:PORT``; port 0 picks one for TCP and UDP).
+
+    ``key``: the text senders must prove they hold; by default (:data:`GENERATE`) a new
+    one, read back from :attr:`key`; ``None`` takes any sender (logged as a warning).
 
     Owns every :class:`SourceStream`; each reports its pictures and its end
     through :class:`SourceEvents`, and the receiver composites, delivers and
@@ -60,7 +68,7 @@ class LiveReceiver:
         listen: str = "127.0.0.1:0",
         *,
         record: str | Path | None = None,
-        key: int = 0,
+        key: str | None | KeyChoice = GENERATE,
         on_frame: Callable[[ReceivedFrame], None] | None = None,
         udp_idle_s: float = 5.0,
         reconnect_wait_s: float = 10.0,
@@ -72,7 +80,9 @@ class LiveReceiver:
         self.record = Path(record) if record is not None else None
         #: Every source as a tile of one re-encoded picture (``composite``), or None.
         self.compositor = Compositor(composite, composite_config) if composite is not None else None
-        self.key = key
+        #: The key senders must prove they hold (made here by default); None: anyone may send.
+        self.key: str | None = new_key() if isinstance(key, KeyChoice) else key
+        self._gate = Gate(self.key, log)
         self.on_frame = on_frame
         self.udp_idle_s = udp_idle_s
         self.reconnect_wait_s = reconnect_wait_s
@@ -83,14 +93,14 @@ class LiveReceiver:
         self._next_index = 0
         self.foreign = 0  # datagrams from an unknown peer or with a wrong token
         self.malformed = 0  # bytes that are not our protocol
-        self.refused = 0
+        self.forged = 0  # datagrams of a keyed session whose tag was wrong
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._tcp: socket.socket | None = None
         self._udp: socket.socket | None = None
         self._threads: list[threading.Thread] = []
-        self._udp_links: dict[tuple[Any, ...], tuple[SourceLink, Reassembler, int, float]] = {}
+        self._udp_links: dict[tuple[Any, ...], _UdpSession] = {}
         self._events = SourceEvents(on_frame=self._on_frame, on_ended=self._on_ended)
         self.address: tuple[str, int] = self.listen
 
@@ -117,9 +127,15 @@ class LiveReceiver:
             break
         else:
             raise OSError(f"no port free for both TCP and UDP on {host}")
-        tcp.listen(16)
+        tcp.listen(128)
         self._tcp, self._udp = tcp, udp
         self.address = (host, bound)
+        if self.key is None:
+            log.warning(
+                "live: no key: anyone who reaches %s:%d can send, end or replace a source",
+                host,
+                bound,
+            )
         for target, name in ((self._accept_loop, "live-accept"), (self._udp_loop, "live-udp")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -187,7 +203,10 @@ class LiveReceiver:
     def summary(self) -> dict[str, Any]:
         with self._lock:
             sources = [s.stats for s in (*self._finished, *self.sources.values())]
-        return combine(sources, foreign=self.foreign, malformed=self.malformed)
+        out = combine(sources, foreign=self.foreign, malformed=self.malformed)
+        out["forged_datagrams"] = self.forged
+        out["faults"] = dict(self._gate.faults.counts)
+        return out
 
     def __iter__(self) -> Iterator[ReceivedFrame]:
         while not self._stop.is_set():
@@ -225,11 +244,7 @@ class LiveReceiver:
     # --- sources -------------------------------------------------------------------------
 
     def _admit(self, hello: p.Hello) -> tuple[p.AckStatus, str, SourceStream | None]:
-        if self.key and not secrets.compare_digest(
-            hello.key.to_bytes(8, "big"), self.key.to_bytes(8, "big")
-        ):
-            self.refused += 1
-            return p.AckStatus.REFUSED, "wrong key", None
+        """A slot for ``hello``'s source (proven, or on a receiver without a key)."""
         with self._lock:
             src = self.sources.get(hello.source_id)
             if src is not None:
@@ -281,6 +296,7 @@ class LiveReceiver:
                 conn, peer = self._tcp.accept()
             except OSError:
                 return
+            self._gate.enter(conn, peer[0])  # may end the oldest idle handshakes
             t = threading.Thread(
                 target=self._serve_tcp, args=(conn, peer), name="live-tcp", daemon=True
             )
@@ -297,21 +313,19 @@ class LiveReceiver:
 
         link: SourceLink | None = None
         src: SourceStream | None = None
+        faults = self._gate.faults
         try:
-            conn.settimeout(HANDSHAKE_TIMEOUT_S)
-            first: list[p.Message] = []
-            while not first:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                first = parser.feed(data)
-            hello = first[0]
-            if not isinstance(hello, p.Hello):
-                raise RemoteProtocolError(f"expected HELLO, got {type(hello).__name__}")
+            try:
+                shook = self._gate.tcp_handshake(conn, peer[:2], parser, send)
+            finally:
+                self._gate.leave(conn)
+            if shook is None:
+                return
+            hello, pending = shook
             status, text, src = self._admit(hello)
             if src is None:
                 send(p.HelloAck(status, 0, text=text))
-                log.warning("live: refused %s: %s", peer, text)
+                faults.warning("refused", "live: refused %s:%d: %s", peer[0], peer[1], text)
                 return
             send(
                 p.HelloAck(p.AckStatus.OK, 0, p.Capability.METADATA | p.Capability.KEYFRAME_REQUEST)
@@ -319,7 +333,6 @@ class LiveReceiver:
             link = SourceLink(src, send, "tcp", on_close=lambda: _shutdown(conn))
             src.attach(link, hello)
             conn.settimeout(0.1)
-            pending = first[1:]
             while not self._stop.is_set() and not link.closed:
                 for msg in pending:
                     if self._tcp_message(src, link, msg):
@@ -336,14 +349,22 @@ class LiveReceiver:
                         "live: source %d: connection closed without BYE", src.hello.source_id
                     )
                     return
+        except TimeoutError:
+            faults.warning(
+                "deadline",
+                "live: %s:%d: no handshake within %g s; closed",
+                peer[0],
+                peer[1],
+                HANDSHAKE_DEADLINE_S,
+            )
         except RemoteProtocolError as e:
             self.malformed += 1
-            log.warning("live: %s: %s; closing the connection", peer, e)
+            faults.warning("malformed", "live: %s:%d: %s; closed", peer[0], peer[1], e)
             with contextlib.suppress(OSError):
                 send(p.Error(int(ErrorCode.BAD_REQUEST), str(e)))
         except OSError as e:
             if link is None or not link.closed:
-                log.warning("live: %s: connection lost: %s", peer, e)
+                faults.warning("lost", "live: %s:%d: connection lost: %s", peer[0], peer[1], e)
         finally:
             if src is not None and link is not None:
                 src.detach(link)
@@ -368,7 +389,7 @@ class LiveReceiver:
     def _udp_loop(self) -> None:
         udp = self._udp
         assert udp is not None
-        buf = bytearray(MAX_DATAGRAM + 64)
+        buf = bytearray(MAX_DATAGRAM + TAG_SIZE + 64)
         view = memoryview(buf)
         udp.settimeout(0.005)
         while not self._stop.is_set():
@@ -386,26 +407,33 @@ class LiveReceiver:
             self._udp_tick(now)
 
     def _udp_datagram(self, data: memoryview, peer: Any, now: int) -> None:
+        session = self._udp_links.get(peer)
+        if session is not None and session.key is not None:
+            body = untag(session.key, data)
+            if body is None and not _handshake_type(data):
+                self.forged += 1
+                self._gate.faults.warning(
+                    "forged", "live udp: %s:%d: datagram with a wrong tag dropped", *peer[:2]
+                )
+                return
+            data = data if body is None else body
         try:
             head = parse_header(data)
         except RemoteProtocolError as e:
             self.malformed += 1
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("live udp: %s: %s", peer, e)
+            self._gate.faults.warning("malformed", "live udp: %s:%d: %s", peer[0], peer[1], e)
             return
         fragment = data[DATAGRAM_HEADER.size :]
-        if head.type == p.MessageType.HELLO:
-            self._udp_hello(fragment, peer, now)
+        if head.type in (p.MessageType.HELLO, p.MessageType.AUTH):
+            self._udp_handshake(head.type, fragment, peer)
             return
-        entry = self._udp_links.get(peer)
-        if entry is None or head.token != entry[2]:
-            self.foreign += 1
+        if session is None or head.token != session.token:
+            self.foreign += 1  # no state, no line: late retransmits after BYE land here too
             return
-        link, reasm, token, _ = entry
-        self._udp_links[peer] = (link, reasm, token, time.monotonic())
+        session.heard = time.monotonic()
         if head.type in p.ORDERED:
-            reasm.receive(head, fragment, now)
-            link.source.stats.datagrams += 1
+            session.reassembler.receive(head, fragment, now)
+            session.link.source.stats.datagrams += 1
             return
         try:
             msg = p.parse_payload(head.type, bytes(fragment))
@@ -413,48 +441,79 @@ class LiveReceiver:
             self.malformed += 1
             return
         if isinstance(msg, p.ClockReply):
-            link.source.clock.add(msg.t0, msg.t1, msg.t2, now)
+            session.link.source.clock.add(msg.t0, msg.t1, msg.t2, now)
 
-    def _udp_hello(self, fragment: memoryview, peer: Any, now: int) -> None:
+    def _udp_handshake(self, kind: int, fragment: memoryview, peer: Any) -> None:
+        """HELLO or AUTH: no state is made for either until a sender is admitted."""
+        try:
+            msg = p.parse_payload(kind, bytes(fragment))
+        except RemoteProtocolError as e:
+            self.malformed += 1
+            self._gate.faults.warning("malformed", "live udp: %s:%d: %s", peer[0], peer[1], e)
+            return
+        session = self._udp_links.get(peer)
+        if isinstance(msg, p.Hello):
+            reply = self._gate.answer_hello(msg, peer[:2], now_ms())
+            if reply is not None:
+                self._udp_send(reply, peer, 0, None)
+            elif session is not None and session.attempt == msg.nonce and not session.closed:
+                self._udp_ack(session, peer)  # the same attempt again: the ACK was lost
+            else:
+                self._udp_start(msg, peer, None, msg.nonce)
+            return
+        assert isinstance(msg, p.Auth)
+        try:
+            hello, key = self._gate.check_auth(msg, peer[:2], now_ms())
+        except AuthError as e:
+            self._udp_send(p.HelloAck(p.AckStatus.REFUSED, 0, text=str(e)), peer, 0, None)
+            return
+        if session is not None and session.attempt == msg.nonce and not session.closed:
+            self._udp_ack(session, peer)
+        else:
+            self._udp_start(hello, peer, key, msg.nonce)
+
+    def _udp_send(self, msg: p.Message, peer: Any, token: int, key: bytes | None) -> None:
         udp = self._udp
         assert udp is not None
-        try:
-            hello = p.parse_payload(p.MessageType.HELLO, bytes(fragment))
-        except RemoteProtocolError:
-            self.malformed += 1
-            return
-        assert isinstance(hello, p.Hello)
-        entry = self._udp_links.get(peer)
-        if entry is not None and entry[0].source.hello.nonce == hello.nonce and not entry[0].closed:
-            token = entry[2]  # the same attempt again: the ACK was lost
-        else:
-            status, text, src = self._admit(hello)
-            if src is None:
-                udp.sendto(control_datagram(p.HelloAck(status, 0, text=text), 0), peer)
-                return
-            token = secrets.randbits(32) or 1
-
-            def send(msg: p.Message, _peer: Any = peer, _token: int = token) -> None:
-                udp.sendto(control_datagram(msg, _token), _peer)
-
-            def forget(_peer: Any = peer) -> None:
-                cur = self._udp_links.get(_peer)
-                if cur is not None and cur[0] is link:
-                    del self._udp_links[_peer]
-
-            link = SourceLink(src, send, "udp", on_close=forget)
-            reasm = Reassembler(max_bytes=8 * 1024 * 1024, give_up_ns=self.give_up_ns)
-            src.attach(link, hello)
-            self._udp_links[peer] = (link, reasm, token, time.monotonic())
+        datagram = control_datagram(msg, token)
         with contextlib.suppress(OSError):
-            udp.sendto(
-                control_datagram(p.HelloAck(p.AckStatus.OK, token, p.Capability.RETRANSMIT), token),
-                peer,
-            )
+            udp.sendto(datagram if key is None else datagram + tag(key, datagram), peer)
+
+    def _udp_ack(self, session: _UdpSession, peer: Any) -> None:
+        caps = p.Capability.RETRANSMIT
+        self._udp_send(p.HelloAck(p.AckStatus.OK, session.token, caps), peer, 0, session.key)
+
+    def _udp_start(self, hello: p.Hello, peer: Any, key: bytes | None, attempt: object) -> None:
+        """A session for an admitted sender at ``peer``; ``key`` tags its datagrams."""
+        status, text, src = self._admit(hello)
+        if src is None:
+            self._udp_send(p.HelloAck(status, 0, text=text), peer, 0, key)
+            return
+        token = secrets.randbits(32) or 1
+
+        def send(msg: p.Message) -> None:
+            self._udp_send(msg, peer, token, key)
+
+        def forget() -> None:
+            cur = self._udp_links.get(peer)
+            if cur is not None and cur.link is link:
+                del self._udp_links[peer]
+
+        link = SourceLink(src, send, "udp", on_close=forget)
+        reasm = Reassembler(max_bytes=8 * 1024 * 1024, give_up_ns=self.give_up_ns)
+        src.attach(link, hello)
+        session = _UdpSession(link, reasm, token, time.monotonic(), key, attempt)
+        self._udp_links[peer] = session
+        self._udp_ack(session, peer)
 
     def _udp_tick(self, now: int) -> None:
-        for link, reasm, _token, heard in list(self._udp_links.values()):
-            src = link.source
+        for session in list(self._udp_links.values()):
+            link, reasm, heard, src = (
+                session.link,
+                session.reassembler,
+                session.heard,
+                session.source,
+            )
             for item in reasm.poll(now):
                 if isinstance(item, Lost):
                     link.request_keyframe(p.KeyframeReason.LOSS, item.first)
@@ -483,6 +542,31 @@ class LiveReceiver:
                     link.close()  # forgets the association
                     src.detach(link, at=time.monotonic() - self.reconnect_wait_s + 0.5)
                     self._notify()
+
+
+@dataclass
+class _UdpSession:
+    """One admitted UDP sender: its link, reassembly, token and (with a key) session key."""
+
+    link: SourceLink
+    reassembler: Reassembler
+    token: int
+    heard: float  # monotonic s of its last datagram
+    key: bytes | None  # every datagram of the session carries a tag under it
+    attempt: object  # HELLO nonce (open) or AUTH nonce (keyed): a repeat is the same attempt
+
+    @property
+    def source(self) -> SourceStream:
+        return self.link.source
+
+    @property
+    def closed(self) -> bool:
+        return self.link.closed
+
+
+def _handshake_type(data: memoryview) -> bool:
+    """A HELLO or AUTH datagram: those come untagged, before a session key exists."""
+    return data.nbytes > 3 and data[3] in (p.MessageType.HELLO, p.MessageType.AUTH)
 
 
 def _shutdown(conn: socket.socket) -> None:

@@ -28,6 +28,7 @@ import av
 from vtremote.errors import ConfigError, VTRemoteError
 from vtremote.live import protocol as p
 from vtremote.live.audio import AudioPacket, LiveAudioEncoder
+from vtremote.live.auth import HELLO_KEYED, check_key
 from vtremote.live.codec import EncoderConfig, LiveEncoder
 from vtremote.live.remote import RemoteLiveEncoder
 from vtremote.live.transport import Link, LinkEvents, TcpLink, UdpLink, parse_address
@@ -63,7 +64,9 @@ class SenderConfig:
     mjpeg_quality: int = 5
     source_id: int = field(default_factory=lambda: random.getrandbits(31) or 1)
     name: str = ""
-    key: int = 0
+    #: The receiver's key (``vtremote live recv`` prints it); None: send without one, which
+    #: only a receiver started with ``--no-key`` (``LiveReceiver(key=None)``) takes.
+    key: str | None = None
     reconnect_s: float = 10.0
     threads: int = 0
     encoder: str = "local"  # "local" (hardware or x264/x265 here) or "remote" (a vtremoted)
@@ -84,6 +87,8 @@ class SenderConfig:
             raise ConfigError(
                 f"minimum bitrate {self.min_bitrate} above the maximum {self.bitrate}"
             )
+        if self.key is not None:
+            check_key(self.key)
         if not 0 <= self.source_id <= 0xFFFFFFFF:
             raise ConfigError(f"source id {self.source_id} does not fit in 32 bits")
 
@@ -209,14 +214,17 @@ class Sender:
             | p.Capability.BITRATE_HINT
             | (p.Capability.RETRANSMIT if config.transport == "udp" else p.Capability(0))
             | (p.Capability.AUDIO if config.audio else p.Capability(0)),
-            key=config.key,
             name=config.name,
+            flags=HELLO_KEYED if config.key is not None else 0,
         )
         events = LinkEvents(
             self._on_connected, self._on_keyframe_request, self._on_stats, self._on_hint
         )
         link_class: type[Link] = TcpLink if config.transport == "tcp" else UdpLink
-        self._link = link_class(self.address, hello, events, reconnect_s=config.reconnect_s)
+        secret = check_key(config.key) if config.key is not None else None
+        self._link = link_class(
+            self.address, hello, events, reconnect_s=config.reconnect_s, secret=secret
+        )
         self._cond = threading.Condition()
         self._slot: tuple[av.VideoFrame, int, list[tuple[int, bytes]]] | None = None
         self._closing = False

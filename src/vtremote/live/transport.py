@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import secrets
 import socket
 import threading
 import time
@@ -25,7 +26,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from vtremote.errors import ConnectionLostError, RemoteProtocolError, VTRemoteError
+from vtremote.errors import (
+    AuthError,
+    BusyError,
+    ConnectionLostError,
+    RemoteProtocolError,
+    UnsupportedError,
+    VTRemoteError,
+)
+from vtremote.live import auth
 from vtremote.live import protocol as p
 from vtremote.live.datagram import (
     DATAGRAM_HEADER,
@@ -79,8 +88,11 @@ class Link:
         events: LinkEvents,
         *,
         reconnect_s: float = 10.0,
+        secret: bytes | None = None,
     ) -> None:
         self.address = address
+        #: The receiver's key; with one, the link answers its CHALLENGE (docs/live.md).
+        self.secret = secret
         self.hello = hello
         self.events = events
         self.reconnect_s = reconnect_s
@@ -246,6 +258,39 @@ class Link:
             return p.ClockReply(item[1], item[2], item[3], time.monotonic_ns())
         return None
 
+    # --- the keyed handshake (docs/live.md "Keyed handshake") ------------------------------
+
+    def _answer(self, challenge: p.Challenge) -> tuple[p.Auth, bytes]:
+        """The AUTH that answers ``challenge``, and the session key it makes."""
+        where = f"{self.address[0]}:{self.address[1]}"
+        if self.secret is None:
+            self.reconnect_s = 0
+            raise AuthError(
+                f"{where} asks for a key and this sender has none "
+                "(vtremote live send --key-file F, or SenderConfig(key=...))"
+            )
+        hello = b"".join(bytes(b) for b in p.serialize_payload(self.hello))
+        nonce = secrets.token_bytes(auth.NONCE_SIZE)
+        proof = auth.prove(self.secret, challenge.cookie, nonce, hello)
+        return p.Auth(challenge.cookie, nonce, proof.tag, hello), proof.session_key
+
+    def _check_ack(self, ack: p.Message, *, challenged: bool) -> p.HelloAck:
+        """``ack`` if it lets this link send; the error to stop with if not."""
+        if isinstance(ack, p.Error):
+            raise RemoteProtocolError(f"receiver error {ack.code}: {ack.text}")
+        if not isinstance(ack, p.HelloAck):
+            raise RemoteProtocolError(f"expected HELLO_ACK, got {type(ack).__name__}")
+        if ack.status is not p.AckStatus.OK:
+            self.reconnect_s = 0  # a refusal is final
+            raise _refusal(ack, self.address)
+        if self.secret is not None and not challenged:
+            self.reconnect_s = 0
+            raise AuthError(
+                f"{self.address[0]}:{self.address[1]} took the stream without asking for the "
+                "key: it is older or was started with --no-key; send to it with --no-key"
+            )
+        return ack
+
     # --- per transport -----------------------------------------------------------------
 
     def _connect(self) -> None:
@@ -262,8 +307,6 @@ class Link:
 
 
 def _refusal(ack: p.HelloAck, address: tuple[str, int]) -> VTRemoteError:
-    from vtremote.errors import AuthError, BusyError, UnsupportedError
-
     where = f"{address[0]}:{address[1]}"
     text = ack.text or ack.status.name.lower()
     if ack.status is p.AckStatus.REFUSED:
@@ -286,27 +329,14 @@ class TcpLink(Link):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, TCP_NOTSENT)
             sock.sendmsg(p.serialize(self.hello))
             parser = p.StreamParser()
-            ack: p.Message | None = None
             deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
-            while ack is None:
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                data = sock.recv(4096)
-                if not data:
-                    raise ConnectionLostError(
-                        f"{self.address[0]}:{self.address[1]} closed the connection "
-                        "during the handshake"
-                    )
-                msgs = parser.feed(data)
-                if msgs:
-                    ack = msgs[0]
-            if isinstance(ack, p.Error):
-                raise RemoteProtocolError(f"receiver error {ack.code}: {ack.text}")
-            if not isinstance(ack, p.HelloAck):
-                raise RemoteProtocolError(f"expected HELLO_ACK, got {type(ack).__name__}")
-            if ack.status is not p.AckStatus.OK:
-                err = _refusal(ack, self.address)
-                self.reconnect_s = 0  # a refusal is final
-                raise err
+            reply = self._next_reply(sock, parser, deadline)
+            if isinstance(reply, p.Challenge):
+                sock.sendmsg(p.serialize(self._answer(reply)[0]))
+                reply = self._next_reply(sock, parser, deadline)
+                self._check_ack(reply, challenged=True)
+            else:
+                self._check_ack(reply, challenged=False)
             sock.settimeout(None)
         except BaseException:
             sock.close()
@@ -315,6 +345,21 @@ class TcpLink(Link):
         threading.Thread(
             target=self._read, args=(sock, parser), name="live-tcp-reader", daemon=True
         ).start()
+
+    def _next_reply(
+        self, sock: socket.socket, parser: p.StreamParser, deadline: float
+    ) -> p.Message:
+        msgs: list[p.Message] = []
+        while not msgs:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            data = sock.recv(4096)
+            if not data:
+                raise ConnectionLostError(
+                    f"{self.address[0]}:{self.address[1]} closed the connection "
+                    "during the handshake"
+                )
+            msgs = parser.feed(data)
+        return msgs[0]
 
     def _read(self, sock: socket.socket, parser: p.StreamParser) -> None:
         try:
@@ -373,9 +418,12 @@ class UdpLink(Link):
 
     def _setup(self) -> None:
         self._packetizer: Packetizer | None = None
-        self._ack: p.HelloAck | None = None
+        self._reply: p.Message | None = None  # CHALLENGE or HELLO_ACK of this attempt
         self._last_heard = 0.0
         self._ack_event = threading.Event()
+        #: Key of the session being made or held; with one every datagram carries a tag.
+        self._session_key: bytes | None = None
+        self.forged = 0  # datagrams from the receiver's address whose tag was wrong
 
     def pending(self) -> int:
         # Silence from the receiver means the path is gone: reconnect.
@@ -401,29 +449,38 @@ class UdpLink(Link):
             threading.Thread(
                 target=self._read, args=(sock,), name="live-udp-reader", daemon=True
             ).start()
-        hello = replace(self.hello, nonce=random.getrandbits(32))
-        self._ack = None
-        self._ack_event.clear()
+        self.hello = replace(self.hello, nonce=random.getrandbits(32))
+        self._session_key = None
         deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
-        datagram = control_datagram(hello, 0)
+        reply = self._until_reply(control_datagram(self.hello, 0), deadline)
+        challenged = isinstance(reply, p.Challenge)
+        if isinstance(reply, p.Challenge):
+            answer, session_key = self._answer(reply)
+            self._session_key = session_key  # from now on the receiver's datagrams are tagged
+            reply = self._until_reply(control_datagram(answer, 0), deadline)
+        ack = self._check_ack(reply, challenged=challenged)
+        self.token = ack.token
+        self._packetizer = Packetizer(ack.token)
+        self._last_heard = time.monotonic()
+
+    def _until_reply(self, datagram: bytes, deadline: float) -> p.Message:
+        """Send ``datagram`` every 200 ms until the receiver answers it."""
+        assert self._sock is not None
+        self._reply = None
+        self._ack_event.clear()
         while time.monotonic() < deadline:
             try:
                 self._sock.send(datagram)
             except OSError as e:  # ECONNREFUSED from an earlier ICMP: keep trying
-                log.debug("live udp: HELLO: %s", e)
+                log.debug("live udp: handshake: %s", e)
             if self._ack_event.wait(HELLO_INTERVAL_S):
                 break
-        ack = self._ack
-        if ack is None:
+        reply = self._reply
+        if reply is None:
             raise ConnectionLostError(
                 f"no HELLO_ACK from {self.address[0]}:{self.address[1]} (udp)"
             )
-        if ack.status is not p.AckStatus.OK:
-            self.reconnect_s = 0
-            raise _refusal(ack, self.address)
-        self.token = ack.token
-        self._packetizer = Packetizer(ack.token)
-        self._last_heard = time.monotonic()
+        return reply
 
     def _drop_socket(self) -> None:
         # The socket stays for the next HELLO; only the session is gone.
@@ -434,7 +491,7 @@ class UdpLink(Link):
                 sock.close()
 
     def _read(self, sock: socket.socket) -> None:
-        buf = bytearray(MAX_DATAGRAM + 1)
+        buf = bytearray(MAX_DATAGRAM + auth.TAG_SIZE + 1)
         view = memoryview(buf)
         while True:
             try:
@@ -444,15 +501,29 @@ class UdpLink(Link):
             except OSError:
                 return
             now = time.monotonic_ns()
+            data: memoryview | None = view[:n]
+            session_key = self._session_key
+            if session_key is not None and data is not None:
+                data = auth.untag(session_key, data)
             try:
-                head = parse_header(view[:n])
-                msg = p.parse_payload(head.type, bytes(view[DATAGRAM_HEADER.size : n]))
+                if data is None:  # a refusal of a wrong key comes untagged: it cannot be tagged
+                    data = view[:n]
+                    head = parse_header(data)
+                    if head.type != p.MessageType.HELLO_ACK or self.connected:
+                        raise RemoteProtocolError("wrong authentication tag")
+                    msg = p.parse_payload(head.type, bytes(data[DATAGRAM_HEADER.size :]))
+                    if not isinstance(msg, p.HelloAck) or msg.status is p.AckStatus.OK:
+                        raise RemoteProtocolError("wrong authentication tag")
+                else:
+                    head = parse_header(data)
+                    msg = p.parse_payload(head.type, bytes(data[DATAGRAM_HEADER.size :]))
             except RemoteProtocolError as e:
+                self.forged += 1
                 log.debug("live udp: dropped a datagram: %s", e)
                 continue
-            if isinstance(msg, p.HelloAck):
-                if self._ack is None:
-                    self._ack = msg
+            if isinstance(msg, (p.HelloAck, p.Challenge)):
+                if self._reply is None and not self.connected:
+                    self._reply = msg
                     self._ack_event.set()
                 continue
             if head.token != self.token or not self.connected:
@@ -464,7 +535,10 @@ class UdpLink(Link):
         sock = self._sock
         if sock is None:
             raise ConnectionLostError("not connected")
+        session_key = self._session_key
         for parts in datagrams:
+            if session_key is not None:
+                parts = [*parts, auth.tag(session_key, *parts)]
             # An ICMP from a gone receiver, or a full buffer: the datagram is lost.
             with contextlib.suppress(ConnectionRefusedError, BlockingIOError):
                 self.bytes_sent += sock.sendmsg(parts)
