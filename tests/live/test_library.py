@@ -57,7 +57,9 @@ def test_pushed_frames_arrive_with_their_metadata_and_latency(transport: str) ->
     assert len(got) == tx.stats.frames_sent and got[0].keyframe and got[0].source_id == 77
     assert [g.seq for g in got] == sorted(g.seq for g in got)
     for g in got:
-        assert g.frame.width == 160 and g.latency_ns > 0
+        # Measured, on the sender's clock mapped to ours: the offset estimate's noise (half a
+        # round trip) can exceed a loopback latency, so only its size is checked here.
+        assert g.frame.width == 160 and abs(g.latency_ns) < 10**9
         assert g.capture_local_ns + g.latency_ns >= g.capture_ns - 10**9  # same machine, same clock
         for m in g.metadata:  # each metadata with its own frame (or the next one shown)
             assert m["i"] <= g.seq and m["i"] % 4 == 0
