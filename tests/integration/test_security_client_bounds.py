@@ -18,7 +18,7 @@ import pytest
 
 from media import make_h264_mp4, testsrc_frames, video_packets
 from vtremote.client import RemoteDecoder, RemoteEncoder, RemoteTranscoder
-from vtremote.errors import RemoteProtocolError
+from vtremote.errors import RemoteProtocolError, TimeoutExpiredError
 from vtremote.wire import Connection, Role, messages
 from vtremote.wire.messages import serialize_bytes
 
@@ -76,22 +76,25 @@ class HostileServer:
                 sock.close()
             self.listener.close()
 
-    def flood(self, msg: messages.Message) -> Callable[[socket.socket], None]:
-        data = serialize_bytes(msg)
+    def flood(self, make: Callable[[int], messages.Message]) -> Callable[[socket.socket], None]:
+        """Send ``make(0)``, ``make(1)``... as fast as the client takes them."""
 
         def run(sock: socket.socket) -> None:
-            for _ in range(FLOOD):
-                sock.sendall(data)
+            for i in range(FLOOD):
+                sock.sendall(serialize_bytes(make(i)))
                 self.sent += 1
 
         return run
 
 
+def key_packet(i: int) -> messages.Packet:
+    """A well-formed PACKET (Annex B IDR, increasing dts): only their number is wrong."""
+    return messages.Packet(i, i, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000)
+
+
 def test_encoder_refuses_more_packets_than_frames_and_names_the_host() -> None:
     server = HostileServer(lambda s: None)
-    server.misbehave = server.flood(
-        messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000)
-    )
+    server.misbehave = server.flood(key_packet)
     frames = testsrc_frames(40, W, H, "nv12")
     enc = RemoteEncoder(
         server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), inflight=4
@@ -113,7 +116,7 @@ def test_decoder_refuses_more_frames_than_packets(tmp_path: Path) -> None:
     extradata, packets = video_packets(make_h264_mp4(tmp_path / "in.mp4", 10, W, H, bframes=0))
     server = HostileServer(lambda s: None)
     planes = (messages.Plane(W, H, bytes(W * H)), messages.Plane(W, H // 2, bytes(W * H // 2)))
-    server.misbehave = server.flood(messages.Frame(0, 1, 0, planes))
+    server.misbehave = server.flood(lambda i: messages.Frame(i, 1, 0, planes))
     dec = RemoteDecoder(
         server.addr, "h264", width=W, height=H, extradata=extradata, time_base=Fraction(1, 30)
     )
@@ -137,9 +140,7 @@ def test_transcoder_refuses_a_packet_flood(tmp_path: Path) -> None:
             extradata=extradata, warnings=(f"ext:output={W}x{H};tb=1/30;fr=30/1",)
         ),
     )
-    server.misbehave = server.flood(
-        messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000)
-    )
+    server.misbehave = server.flood(key_packet)
     tc = RemoteTranscoder(
         server.addr,
         input_codec="h264",
@@ -179,9 +180,7 @@ def test_cli_against_a_packet_flood_fails_naming_the_host(
     from vtremote.cli.main import main
 
     server = HostileServer(lambda s: None)
-    server.misbehave = server.flood(
-        messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000)
-    )
+    server.misbehave = server.flood(key_packet)
     rc = main(
         [
             "-y",
@@ -203,3 +202,183 @@ def test_cli_against_a_packet_flood_fails_naming_the_host(
     assert rc == 1 and server.addr in err and "PACKET" in err
     server.thread.join(10)
     assert server.sent < FLOOD
+
+
+# --- whole-message deadlines ------------------------------------------------------------------
+
+
+class DripServer:
+    """Handshakes on 127.0.0.1, but sends one reply (``stage``) a byte at a time, ``gap``
+    seconds apart, every byte well within the client's timeout and the whole far beyond it."""
+
+    def __init__(self, stage: str, gap: float = 0.15) -> None:
+        self.stage = stage
+        self.gap = gap
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.addr = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _reply(self, sock: socket.socket, conn: Connection, msg: messages.Message) -> None:
+        data = b"".join(bytes(b) for b in conn.send(msg))
+        if type(msg).__name__.lower() != self.stage:
+            sock.sendall(data)
+            return
+        for i in range(len(data)):
+            if self.stop.wait(self.gap):
+                return
+            sock.sendall(data[i : i + 1])
+
+    def _serve(self) -> None:
+        sock, _ = self.listener.accept()
+        conn = Connection(Role.SERVER)
+        payload = b"\x00\x00\x00\x01\x65" + b"\x88" * 60
+        replies = {
+            messages.Hello: messages.HelloAck(),
+            messages.Configure: messages.ConfigureAck(pix_fmt=1),
+            messages.Frame: messages.Packet(0, 0, 1, 1, payload),
+        }
+        try:
+            while not self.stop.is_set():
+                msg = conn.next_event()
+                if msg is None:
+                    data = sock.recv(1 << 20)
+                    if not data:
+                        return
+                    conn.receive_data(data)
+                elif type(msg) in replies:
+                    self._reply(sock, conn, replies.pop(type(msg)))
+        except OSError:
+            return  # the client hung up: expected
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+            self.listener.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+@pytest.mark.parametrize("stage", ["helloack", "configureack"])
+def test_a_handshake_dripped_byte_by_byte_times_out_naming_the_host(stage: str) -> None:
+    server = DripServer(stage)
+    try:
+        with pytest.raises(TimeoutExpiredError) as info:
+            RemoteEncoder(
+                server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), timeout=1.0
+            )
+    finally:
+        server.close()
+    text = str(info.value)
+    assert server.addr in text and "handshake" in text
+
+
+def test_a_result_dripped_byte_by_byte_times_out_naming_the_host() -> None:
+    server = DripServer("packet")
+    enc = RemoteEncoder(
+        server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), timeout=1.0
+    )
+    try:
+        with pytest.raises(TimeoutExpiredError) as info, enc:
+            enc.encode(testsrc_frames(1, W, H, "nv12")[0])
+            enc.sync()
+    finally:
+        server.close()
+    text = str(info.value)
+    assert server.addr in text and "part of a message" in text
+
+
+# --- what the results must look like ----------------------------------------------------------
+
+IDR = b"\x00\x00\x00\x01\x65\x88\x84\x00"
+NON_IDR = b"\x00\x00\x00\x01\x41\x9a\x02\x00"
+BAD_PACKETS = {
+    "dts after pts": ([messages.Packet(0, 5, 1, 1, IDR)], "dts 5 after its pts 0"),
+    "negative duration": ([messages.Packet(0, 0, -1, 1, IDR)], "negative duration -1"),
+    "dts going back": (
+        [messages.Packet(0, 0, 1, 1, IDR), messages.Packet(1, -1, 1, 0, NON_IDR)],
+        "dts -1, not after the previous packet's 0",
+    ),
+    "false keyframe": ([messages.Packet(0, 0, 1, 1, NON_IDR)], "flagged as a keyframe"),
+    "not annex b": (
+        [messages.Packet(0, 0, 1, 1, b"\x00\x00\x00\x04\x65\x88\x84\x00")],
+        "not Annex B",
+    ),
+}
+
+
+def send_all(msgs: list[messages.Message]) -> Callable[[socket.socket], None]:
+    def run(sock: socket.socket) -> None:
+        for msg in msgs:
+            sock.sendall(serialize_bytes(msg))
+
+    return run
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PACKETS))
+def test_encoder_refuses_a_malformed_packet_naming_the_host(case: str) -> None:
+    msgs, expected = BAD_PACKETS[case]
+    server = HostileServer(send_all(list(msgs)))
+    enc = RemoteEncoder(server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30))
+    with pytest.raises(RemoteProtocolError) as info, enc:
+        for frame in testsrc_frames(4, W, H, "nv12"):
+            enc.encode(frame)
+        enc.flush()
+    text = str(info.value)
+    assert server.addr in text and expected in text
+    server.thread.join(10)
+    assert server.error is None
+
+
+def test_transcoder_refuses_a_packet_that_is_not_annex_b(tmp_path: Path) -> None:
+    extradata, packets = video_packets(make_h264_mp4(tmp_path / "in.mp4", 4, W, H, bframes=0))
+    msgs, expected = BAD_PACKETS["not annex b"]
+    server = HostileServer(
+        send_all(list(msgs)),
+        hello_ack=messages.HelloAck(capabilities=("h264", "hevc", "ext:transcode=h264;scale")),
+        configure_ack=messages.ConfigureAck(
+            extradata=extradata, warnings=(f"ext:output={W}x{H};tb=1/30;fr=30/1",)
+        ),
+    )
+    tc = RemoteTranscoder(
+        server.addr,
+        input_codec="h264",
+        input_extradata=extradata,
+        input_time_base=Fraction(1, 30),
+        input_width=W,
+        input_height=H,
+        framerate=30,
+    )
+    with pytest.raises(RemoteProtocolError) as info, tc:
+        for pkt in packets:
+            tc.transcode(pkt)
+        tc.flush()
+    text = str(info.value)
+    assert server.addr in text and expected in text
+
+
+@pytest.mark.parametrize(
+    ("luma", "chroma", "stride"),
+    [(H // 4, H // 2, W), (H, H // 4, W), (H, H // 2, W // 2)],
+    ids=["short luma", "short chroma", "narrow stride"],
+)
+def test_decoder_refuses_a_frame_of_another_geometry(
+    tmp_path: Path, luma: int, chroma: int, stride: int
+) -> None:
+    extradata, packets = video_packets(make_h264_mp4(tmp_path / "in.mp4", 4, W, H, bframes=0))
+    planes = (
+        messages.Plane(stride, luma, bytes(stride * luma)),
+        messages.Plane(stride, chroma, bytes(stride * chroma)),
+    )
+    server = HostileServer(send_all([messages.Frame(0, 1, 0, planes)]))
+    dec = RemoteDecoder(
+        server.addr, "h264", width=W, height=H, extradata=extradata, time_base=Fraction(1, 30)
+    )
+    with pytest.raises(RemoteProtocolError) as info, dec:
+        for pkt in packets:
+            dec.decode(pkt)
+        dec.flush()
+    text = str(info.value)
+    assert server.addr in text and f"configured {W}x{H} NV12" in text
