@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from process_helpers import written_in
 
 from media import decode_video, make_h264_mp4
 from vtremote.errors import JobError
@@ -91,21 +92,16 @@ def _encode_until_killed(server, out: Path, *extra: str) -> subprocess.Completed
         text=True,
     ) as proc:
         deadline = time.monotonic() + 60
-        temp = None
-        while time.monotonic() < deadline and temp is None and proc.poll() is None:
-            written = [
-                p
-                for p in out.parent.iterdir()
-                if p.name.startswith(".") and p.stat().st_size > 4096
-            ]
-            temp = written[0] if written else None
+        writing = False
+        while time.monotonic() < deadline and not writing and proc.poll() is None:
+            writing = written_in(proc.pid, out.parent) > 4096  # unnamed or hidden: not out
             time.sleep(0.05)
-        if temp is None:
+        if not writing:
             proc.kill()
         assert not out.exists()  # the target name appears only on success
         server.stop(signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=60)
-    assert temp is not None, f"the run wrote nothing: {stderr}"
+    assert writing, f"the run wrote nothing: {stderr}"
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
