@@ -3,7 +3,34 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+
+
+def start_long_encode(server_addr: str, out: Path, *extra: str) -> subprocess.Popen[str]:
+    """A two-minute remote encode of a synthetic source in its own ``vtremote`` process."""
+    args = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-t",
+        "120",
+        "-c:v",
+        "h264_videotoolbox_remote",
+        "-vt_remote_host",
+        server_addr,
+        *extra,
+        str(out),
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; from vtremote.cli.main import main; sys.exit(main())"]
+        + args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def written_in(pid: int, folder: Path) -> int:

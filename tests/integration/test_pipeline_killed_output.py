@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from process_helpers import written_in
+from process_helpers import start_long_encode, written_in
 
 from media import decode_video
 from vtremote.cli.main import main
@@ -26,29 +26,22 @@ from vtremote.pipeline import staging
 REMOTE_H264 = "h264_videotoolbox_remote"
 
 
-def _start(server, out: Path, *extra: str) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
-    """A long remote encode of a synthetic source in its own ``vtremote`` process."""
-    args = [
-        "-nostats",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-t",
-        "120",
-        "-c:v",
-        REMOTE_H264,
-        "-vt_remote_host",
-        server.addr,
-        *extra,
-        str(out),
-    ]
-    return subprocess.Popen(
-        [sys.executable, "-c", "import sys; from vtremote.cli.main import main; sys.exit(main())"]
-        + args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+def _encode_ten_frames(server_addr: str, out: Path) -> int:
+    return main(
+        [
+            "-nostats",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=64x64:rate=30",
+            "-frames:v",
+            "10",
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            server_addr,
+            str(out),
+        ]
     )
 
 
@@ -69,7 +62,7 @@ def _kill_while_writing(proc: subprocess.Popen[str], folder: Path, least: int) -
 def test_a_killed_run_leaves_no_file(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "o"
     folder.mkdir()
-    proc = _start(server, folder / "out.mp4", "-y")
+    proc = start_long_encode(server.addr, folder / "out.mp4", "-nostats", "-y")
     _kill_while_writing(proc, folder, 64 * 1024)
     assert sorted(p.name for p in folder.iterdir()) == []
 
@@ -104,22 +97,7 @@ def test_a_later_run_removes_only_the_temporaries_of_dead_runs(
             recent = tmp_path / f".out.vtremote-{dead_recently}.mp4"  # maybe another host's
             recent.write_bytes(b"partial")
             kept.append(recent)
-            rc = main(
-                [
-                    "-nostats",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc2=size=64x64:rate=30",
-                    "-frames:v",
-                    "10",
-                    "-c:v",
-                    REMOTE_H264,
-                    "-vt_remote_host",
-                    server.addr,
-                    str(out),
-                ]
-            )
+            rc = _encode_ten_frames(server.addr, out)
         finally:
             live.kill()
     assert rc == 0
@@ -137,22 +115,7 @@ def test_where_unnamed_files_cannot_be_linked_a_hidden_name_is_used(
     folder = tmp_path / "o"
     folder.mkdir()
     out = folder / "out.mkv"
-    rc = main(
-        [
-            "-nostats",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=64x64:rate=30",
-            "-frames:v",
-            "10",
-            "-c:v",
-            REMOTE_H264,
-            "-vt_remote_host",
-            server.addr,
-            str(out),
-        ]
-    )
+    rc = _encode_ten_frames(server.addr, out)
     assert rc == 0
     assert len(decode_video(out)) == 10
     assert [p.name for p in folder.iterdir()] == ["out.mkv"]
@@ -165,7 +128,9 @@ def test_a_killed_hls_run_leaves_a_playlist_without_an_end(
     folder = tmp_path / "hls"
     folder.mkdir()
     playlist = folder / "s.m3u8"
-    proc = _start(server, playlist, "-f", "hls", "-hls_time", "1", "-hls_list_size", "0")
+    proc = start_long_encode(
+        server.addr, playlist, "-nostats", "-f", "hls", "-hls_time", "1", "-hls_list_size", "0"
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not playlist.exists():
         time.sleep(0.05)

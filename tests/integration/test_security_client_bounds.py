@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,9 +63,9 @@ class HostileServer:
                     conn.receive_data(data)
                     continue
                 if isinstance(msg, messages.Hello):
-                    sock.sendall(b"".join(bytes(b) for b in conn.send(self.hello_ack)))
+                    self.reply(sock, b"".join(bytes(b) for b in conn.send(self.hello_ack)))
                 elif isinstance(msg, messages.Configure):
-                    sock.sendall(b"".join(bytes(b) for b in conn.send(self.configure_ack)))
+                    self.reply(sock, b"".join(bytes(b) for b in conn.send(self.configure_ack)))
                 elif isinstance(msg, (messages.Frame, messages.Packet)):
                     self.misbehave(sock)
                     return
@@ -75,6 +77,10 @@ class HostileServer:
             with contextlib.suppress(OSError):
                 sock.close()
             self.listener.close()
+
+    def reply(self, sock: socket.socket, data: bytes) -> None:
+        """Send a handshake reply (a subclass may send it otherwise)."""
+        sock.sendall(data)
 
     def flood(self, make: Callable[[int], messages.Message]) -> Callable[[socket.socket], None]:
         """Send ``make(0)``, ``make(1)``... as fast as the client takes them."""
@@ -90,6 +96,30 @@ class HostileServer:
 def key_packet(i: int) -> messages.Packet:
     """A well-formed PACKET (Annex B IDR, increasing dts): only their number is wrong."""
     return messages.Packet(i, i, 1, 1, b"\x00\x00\x00\x01\x65" + b"\x88" * 4000)
+
+
+def transcode_server(extradata: bytes, misbehave: Callable[[socket.socket], None]) -> HostileServer:
+    """A hostile server that offers transcoding and accepts the session's CONFIGURE."""
+    return HostileServer(
+        misbehave,
+        hello_ack=messages.HelloAck(capabilities=("h264", "hevc", "ext:transcode=h264;scale")),
+        configure_ack=messages.ConfigureAck(
+            extradata=extradata, warnings=(f"ext:output={W}x{H};tb=1/30;fr=30/1",)
+        ),
+    )
+
+
+def transcoder(server: HostileServer, extradata: bytes, **keywords: Any) -> RemoteTranscoder:
+    return RemoteTranscoder(
+        server.addr,
+        input_codec="h264",
+        input_extradata=extradata,
+        input_time_base=Fraction(1, 30),
+        input_width=W,
+        input_height=H,
+        framerate=30,
+        **keywords,
+    )
 
 
 def test_encoder_refuses_more_packets_than_frames_and_names_the_host() -> None:
@@ -112,11 +142,10 @@ def test_encoder_refuses_more_packets_than_frames_and_names_the_host() -> None:
     assert server.sent < FLOOD  # the client hung up long before the flood ended
 
 
-def test_decoder_refuses_more_frames_than_packets(tmp_path: Path) -> None:
-    extradata, packets = video_packets(make_h264_mp4(tmp_path / "in.mp4", 10, W, H, bframes=0))
-    server = HostileServer(lambda s: None)
-    planes = (messages.Plane(W, H, bytes(W * H)), messages.Plane(W, H // 2, bytes(W * H // 2)))
-    server.misbehave = server.flood(lambda i: messages.Frame(i, 1, 0, planes))
+def decode_until_refused(
+    server: HostileServer, extradata: bytes, packets: list[Any]
+) -> tuple[RemoteDecoder, str]:
+    """Decode ``packets`` with ``server``; the RemoteProtocolError that must end it, as text."""
     dec = RemoteDecoder(
         server.addr, "h264", width=W, height=H, extradata=extradata, time_base=Fraction(1, 30)
     )
@@ -124,7 +153,15 @@ def test_decoder_refuses_more_frames_than_packets(tmp_path: Path) -> None:
         for pkt in packets:
             dec.decode(pkt)
         dec.flush()
-    text = str(info.value)
+    return dec, str(info.value)
+
+
+def test_decoder_refuses_more_frames_than_packets(tmp_path: Path) -> None:
+    extradata, packets = video_packets(make_h264_mp4(tmp_path / "in.mp4", 10, W, H, bframes=0))
+    server = HostileServer(lambda s: None)
+    planes = (messages.Plane(W, H, bytes(W * H)), messages.Plane(W, H // 2, bytes(W * H // 2)))
+    server.misbehave = server.flood(lambda i: messages.Frame(i, 1, 0, planes))
+    dec, text = decode_until_refused(server, extradata, packets)
     assert server.addr in text and "FRAME" in text and "packets sent" in text
     assert dec.stats.frames <= len(packets)
     server.thread.join(10)
@@ -133,24 +170,9 @@ def test_decoder_refuses_more_frames_than_packets(tmp_path: Path) -> None:
 
 def test_transcoder_refuses_a_packet_flood(tmp_path: Path) -> None:
     extradata, packets = video_packets(make_h264_mp4(tmp_path / "in.mp4", 10, W, H, bframes=0))
-    server = HostileServer(
-        lambda s: None,
-        hello_ack=messages.HelloAck(capabilities=("h264", "hevc", "ext:transcode=h264;scale")),
-        configure_ack=messages.ConfigureAck(
-            extradata=extradata, warnings=(f"ext:output={W}x{H};tb=1/30;fr=30/1",)
-        ),
-    )
+    server = transcode_server(extradata, lambda s: None)
     server.misbehave = server.flood(key_packet)
-    tc = RemoteTranscoder(
-        server.addr,
-        input_codec="h264",
-        input_extradata=extradata,
-        input_time_base=Fraction(1, 30),
-        input_width=W,
-        input_height=H,
-        framerate=30,
-        inflight=4,
-    )
+    tc = transcoder(server, extradata, inflight=4)
     with pytest.raises(RemoteProtocolError) as info, tc:
         for pkt in packets:
             tc.transcode(pkt)
@@ -163,14 +185,19 @@ def test_transcoder_refuses_a_packet_flood(tmp_path: Path) -> None:
     assert server.sent < FLOOD
 
 
-def test_garbage_after_the_handshake_names_the_host() -> None:
-    server = HostileServer(lambda s: s.sendall(b"NOT A VTR1 MESSAGE AT ALL"))
+def encode_until_refused(server: HostileServer, frames: int) -> str:
+    """Encode ``frames`` frames with ``server``; the RemoteProtocolError that must end it."""
     enc = RemoteEncoder(server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30))
     with pytest.raises(RemoteProtocolError) as info, enc:
-        for frame in testsrc_frames(10, W, H, "nv12"):
+        for frame in testsrc_frames(frames, W, H, "nv12"):
             enc.encode(frame)
         enc.flush()
-    text = str(info.value)
+    return str(info.value)
+
+
+def test_garbage_after_the_handshake_names_the_host() -> None:
+    server = HostileServer(lambda s: s.sendall(b"NOT A VTR1 MESSAGE AT ALL"))
+    text = encode_until_refused(server, 10)
     assert "magic" in text and server.addr in text
 
 
@@ -207,58 +234,33 @@ def test_cli_against_a_packet_flood_fails_naming_the_host(
 # --- whole-message deadlines ------------------------------------------------------------------
 
 
-class DripServer:
-    """Handshakes on 127.0.0.1, but sends one reply (``stage``) a byte at a time, ``gap``
-    seconds apart, every byte well within the client's timeout and the whole far beyond it."""
+class DripServer(HostileServer):
+    """Sends one message (``stage``: a handshake reply, or a PACKET for the first FRAME) a
+    byte at a time, ``GAP`` s apart: every byte well within the client's timeout of 1 s and
+    the whole far beyond it. It stops when the client hangs up."""
 
-    def __init__(self, stage: str, gap: float = 0.15) -> None:
+    GAP = 0.15
+
+    def __init__(self, stage: str) -> None:
         self.stage = stage
-        self.gap = gap
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.addr = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.replies = 0
+        super().__init__(self.drip_packet)
 
-    def _reply(self, sock: socket.socket, conn: Connection, msg: messages.Message) -> None:
-        data = b"".join(bytes(b) for b in conn.send(msg))
-        if type(msg).__name__.lower() != self.stage:
+    def reply(self, sock: socket.socket, data: bytes) -> None:
+        stage = ("helloack", "configureack")[min(self.replies, 1)]
+        self.replies += 1
+        if stage == self.stage:
+            self.drip(sock, data)
+        else:
             sock.sendall(data)
-            return
+
+    def drip_packet(self, sock: socket.socket) -> None:
+        self.drip(sock, serialize_bytes(key_packet(0)))
+
+    def drip(self, sock: socket.socket, data: bytes) -> None:
         for i in range(len(data)):
-            if self.stop.wait(self.gap):
-                return
+            time.sleep(self.GAP)
             sock.sendall(data[i : i + 1])
-
-    def _serve(self) -> None:
-        sock, _ = self.listener.accept()
-        conn = Connection(Role.SERVER)
-        payload = b"\x00\x00\x00\x01\x65" + b"\x88" * 60
-        replies = {
-            messages.Hello: messages.HelloAck(),
-            messages.Configure: messages.ConfigureAck(pix_fmt=1),
-            messages.Frame: messages.Packet(0, 0, 1, 1, payload),
-        }
-        try:
-            while not self.stop.is_set():
-                msg = conn.next_event()
-                if msg is None:
-                    data = sock.recv(1 << 20)
-                    if not data:
-                        return
-                    conn.receive_data(data)
-                elif type(msg) in replies:
-                    self._reply(sock, conn, replies.pop(type(msg)))
-        except OSError:
-            return  # the client hung up: expected
-        finally:
-            with contextlib.suppress(OSError):
-                sock.close()
-            self.listener.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(10)
 
 
 @pytest.mark.parametrize("stage", ["helloack", "configureack"])
@@ -270,7 +272,7 @@ def test_a_handshake_dripped_byte_by_byte_times_out_naming_the_host(stage: str) 
                 server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30), timeout=1.0
             )
     finally:
-        server.close()
+        server.thread.join(30)
     text = str(info.value)
     assert server.addr in text and "handshake" in text
 
@@ -285,7 +287,7 @@ def test_a_result_dripped_byte_by_byte_times_out_naming_the_host() -> None:
             enc.encode(testsrc_frames(1, W, H, "nv12")[0])
             enc.sync()
     finally:
-        server.close()
+        server.thread.join(30)
     text = str(info.value)
     assert server.addr in text and "part of a message" in text
 
@@ -321,12 +323,7 @@ def send_all(msgs: list[messages.Message]) -> Callable[[socket.socket], None]:
 def test_encoder_refuses_a_malformed_packet_naming_the_host(case: str) -> None:
     msgs, expected = BAD_PACKETS[case]
     server = HostileServer(send_all(list(msgs)))
-    enc = RemoteEncoder(server.addr, "h264", width=W, height=H, time_base=Fraction(1, 30))
-    with pytest.raises(RemoteProtocolError) as info, enc:
-        for frame in testsrc_frames(4, W, H, "nv12"):
-            enc.encode(frame)
-        enc.flush()
-    text = str(info.value)
+    text = encode_until_refused(server, 4)
     assert server.addr in text and expected in text
     server.thread.join(10)
     assert server.error is None
@@ -335,22 +332,8 @@ def test_encoder_refuses_a_malformed_packet_naming_the_host(case: str) -> None:
 def test_transcoder_refuses_a_packet_that_is_not_annex_b(tmp_path: Path) -> None:
     extradata, packets = video_packets(make_h264_mp4(tmp_path / "in.mp4", 4, W, H, bframes=0))
     msgs, expected = BAD_PACKETS["not annex b"]
-    server = HostileServer(
-        send_all(list(msgs)),
-        hello_ack=messages.HelloAck(capabilities=("h264", "hevc", "ext:transcode=h264;scale")),
-        configure_ack=messages.ConfigureAck(
-            extradata=extradata, warnings=(f"ext:output={W}x{H};tb=1/30;fr=30/1",)
-        ),
-    )
-    tc = RemoteTranscoder(
-        server.addr,
-        input_codec="h264",
-        input_extradata=extradata,
-        input_time_base=Fraction(1, 30),
-        input_width=W,
-        input_height=H,
-        framerate=30,
-    )
+    server = transcode_server(extradata, send_all(list(msgs)))
+    tc = transcoder(server, extradata)
     with pytest.raises(RemoteProtocolError) as info, tc:
         for pkt in packets:
             tc.transcode(pkt)
@@ -373,12 +356,5 @@ def test_decoder_refuses_a_frame_of_another_geometry(
         messages.Plane(stride, chroma, bytes(stride * chroma)),
     )
     server = HostileServer(send_all([messages.Frame(0, 1, 0, planes)]))
-    dec = RemoteDecoder(
-        server.addr, "h264", width=W, height=H, extradata=extradata, time_base=Fraction(1, 30)
-    )
-    with pytest.raises(RemoteProtocolError) as info, dec:
-        for pkt in packets:
-            dec.decode(pkt)
-        dec.flush()
-    text = str(info.value)
+    _, text = decode_until_refused(server, extradata, packets)
     assert server.addr in text and f"configured {W}x{H} NV12" in text
