@@ -201,30 +201,21 @@ def test_garbage_after_the_handshake_names_the_host() -> None:
     assert "magic" in text and server.addr in text
 
 
+def run_cli(server: HostileServer, out: Path, frames: int, *extra: str) -> int:
+    """``vtremote`` encoding ``frames`` synthetic frames with ``server`` into ``out``."""
+    from vtremote.cli.main import main
+
+    source = ["-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=30", "-frames:v", str(frames)]
+    codec = ["-c:v", "h264_videotoolbox_remote", "-vt_remote_host", server.addr]
+    return main(["-y", "-nostats", *source, *codec, *extra, str(out)])
+
+
 def test_cli_against_a_packet_flood_fails_naming_the_host(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vtremote.cli.main import main
-
     server = HostileServer(lambda s: None)
     server.misbehave = server.flood(key_packet)
-    rc = main(
-        [
-            "-y",
-            "-nostats",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={W}x{H}:rate=30",
-            "-frames:v",
-            "100",
-            "-c:v",
-            "h264_videotoolbox_remote",
-            "-vt_remote_host",
-            server.addr,
-            str(tmp_path / "out.mp4"),
-        ]
-    )
+    rc = run_cli(server, tmp_path / "out.mp4", 100)
     err = capsys.readouterr().err
     assert rc == 1 and server.addr in err and "PACKET" in err
     server.thread.join(10)
@@ -358,3 +349,17 @@ def test_decoder_refuses_a_frame_of_another_geometry(
     server = HostileServer(send_all([messages.Frame(0, 1, 0, planes)]))
     _, text = decode_until_refused(server, extradata, packets)
     assert server.addr in text and f"configured {W}x{H} NV12" in text
+
+
+def test_cli_against_a_dripped_handshake_fails_naming_the_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = DripServer("helloack")
+    out = tmp_path / "out.mp4"
+    try:
+        rc = run_cli(server, out, 10, "-vt_remote_timeout_ms", "1000")
+    finally:
+        server.thread.join(30)
+    err = capsys.readouterr().err
+    assert rc == 1 and server.addr in err and "handshake" in err
+    assert list(tmp_path.iterdir()) == []  # no output, not even a temporary one
