@@ -4,7 +4,8 @@ SIGKILL runs no clean-up: a single-file output written as an unnamed file
 (O_TMPFILE) vanishes with the process; a hidden temporary (where the filesystem
 cannot do that) carries its pid, and a later run for the same target removes it
 once that pid is gone. An HLS set is written in place: a killed run's playlist
-has no ``#EXT-X-ENDLIST``, so no player takes it for a finished one.
+has no ``#EXT-X-ENDLIST`` (a VOD run's has not been written at all), so no player
+takes it for a finished one.
 """
 
 from __future__ import annotations
@@ -121,20 +122,36 @@ def test_where_unnamed_files_cannot_be_linked_a_hidden_name_is_used(
     assert [p.name for p in folder.iterdir()] == ["out.mkv"]
 
 
+@pytest.mark.parametrize("playlist_type", ["", "vod", "event"])
 def test_a_killed_hls_run_leaves_a_playlist_without_an_end(
     server,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    playlist_type: str,  # type: ignore[no-untyped-def]
 ) -> None:
     folder = tmp_path / "hls"
     folder.mkdir()
     playlist = folder / "s.m3u8"
+    extra = ["-hls_playlist_type", playlist_type] if playlist_type else []
     proc = start_long_encode(
-        server.addr, playlist, "-nostats", "-f", "hls", "-hls_time", "1", "-hls_list_size", "0"
+        server.addr,
+        playlist,
+        "-nostats",
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_list_size",
+        "0",
+        *extra,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None and not playlist.exists():
+    while time.monotonic() < deadline and proc.poll() is None and not (folder / "s2.ts").exists():
         time.sleep(0.05)
     _kill_while_writing(proc, folder, 0)
+    if playlist_type == "vod":
+        # FFmpeg writes a VOD playlist once, at the end: a killed run leaves segments only.
+        assert not playlist.exists()
+        return
     text = playlist.read_text()
     assert text.startswith("#EXTM3U") and "#EXTINF" in text
     assert "#EXT-X-ENDLIST" not in text  # players see an unfinished playlist, not a whole one
