@@ -211,11 +211,13 @@ class OutputFile:
         return partial_name(self.url)
 
     def commit(self) -> None:
-        """The run succeeded and the container is closed: give the file its name."""
-        self.done = True
+        """The run succeeded and the container is closed: give the file its name.
+
+        If that fails, :meth:`abort` still drops (or keeps, marked) the written file."""
         if self.staged is not None:
             self.staged.commit()
             self.staged = None
+        self.done = True
 
     def abort(self) -> None:
         """The run failed: close what is open and take the partial file away (or keep it, marked)."""

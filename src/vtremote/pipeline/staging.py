@@ -96,8 +96,10 @@ def _link_fd(fd: int, path: str) -> None:
         return
     except OSError as first:
         error = first
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.linkat(fd, b"", _AT_FDCWD, os.fsencode(path), _AT_EMPTY_PATH) != 0:
+    linkat = getattr(ctypes.CDLL(None, use_errno=True), "linkat", None)
+    if linkat is None:
+        raise error
+    if linkat(fd, b"", _AT_FDCWD, os.fsencode(path), _AT_EMPTY_PATH) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{os.strerror(errno)} (and {error.strerror})", path)
 
