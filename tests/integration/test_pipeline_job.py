@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from process_helpers import start_long_encode, written_in
 
 from media import decode_video, make_h264_mp4
 from vtremote.errors import JobError
@@ -62,50 +62,18 @@ def test_existing_output_is_refused_before_any_work(tmp_path: Path) -> None:
 
 def _encode_until_killed(server, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Start a long remote encode, kill the server once output is being written, wait for the CLI."""
-    args = [
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-t",
-        "120",
-        "-c:v",
-        REMOTE_H264,
-        "-vt_remote_host",
-        server.addr,
-        "-vt_remote_timeout_ms",
-        "1000",
-        "-y",
-        *extra,
-        str(out),
-    ]
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from vtremote.cli.main import main; sys.exit(main())",
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    with start_long_encode(server.addr, out, "-vt_remote_timeout_ms", "1000", "-y", *extra) as proc:
         deadline = time.monotonic() + 60
-        temp = None
-        while time.monotonic() < deadline and temp is None and proc.poll() is None:
-            written = [
-                p
-                for p in out.parent.iterdir()
-                if p.name.startswith(".") and p.stat().st_size > 4096
-            ]
-            temp = written[0] if written else None
+        writing = False
+        while time.monotonic() < deadline and not writing and proc.poll() is None:
+            writing = written_in(proc.pid, out.parent) > 4096  # unnamed or hidden: not out
             time.sleep(0.05)
-        if temp is None:
+        if not writing:
             proc.kill()
         assert not out.exists()  # the target name appears only on success
         server.stop(signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=60)
-    assert temp is not None, f"the run wrote nothing: {stderr}"
+    assert writing, f"the run wrote nothing: {stderr}"
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 

@@ -30,6 +30,7 @@ from typing import Any, TypeAlias
 import av
 
 from vtremote import frames as vframes
+from vtremote.client.checks import PacketCheck
 from vtremote.client.options import ConnectionOptions
 from vtremote.client.session import RemoteSession, check_size, to_fraction
 from vtremote.client.transport import Transport
@@ -162,7 +163,12 @@ class RemoteEncoder(RemoteSession["Packet"]):
         self._sending: deque[Future[None]] = deque()
         self._sent = 0
         self._received = 0
+        #: False once the caller gave a pts not above the previous one: the server then
+        #: keeps dts increasing and some dts end up above their pts (server/timestamps.py).
+        self._pts_increasing = True
+        self._last_pts: int | None = None
         super().__init__(address, codec, connection)
+        self._check_packet = PacketCheck(codec, self.server)
         ack = self._configure(
             (width, height),
             int(self.pix_fmt),
@@ -215,6 +221,9 @@ class RemoteEncoder(RemoteSession["Packet"]):
         if keyframe is None:
             keyframe = frame.pict_type == av.video.frame.PictureType.I
         pts = frame.pts if frame.pts is not None else self._next_pts
+        if self._last_pts is not None and pts <= self._last_pts:
+            self._pts_increasing = False
+        self._last_pts = pts
         duration = frame.duration or self.default_duration
         self._next_pts = pts + max(duration, 1)
         self._wait(
@@ -313,6 +322,7 @@ class RemoteEncoder(RemoteSession["Packet"]):
             raise RemoteProtocolError(
                 f"{self.server} sent PACKET {self._received + 1} for {self._sent} frames sent"
             )
+        self._check_packet(msg, strict_order=self._pts_increasing)
         return packet_from_message(msg, self.time_base)
 
     def _count_result(self) -> None:

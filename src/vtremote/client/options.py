@@ -68,7 +68,8 @@ class ConnectionOptions:
     """Token, timeout, wire compression, in-flight window and TLS of a client session.
 
     ``token`` empty: ``$VTREMOTE_TOKEN`` when the HELLO goes out (argv is visible to
-    every local user). ``timeout``: seconds without progress before a wait fails.
+    every local user). ``timeout``: seconds without progress before a wait fails, and the
+    most one message, or the HELLO and the CONFIGURE exchange, may take to arrive whole.
     ``compression``: ``none|lz4|zstd|auto`` (auto: none on loopback, zstd otherwise).
     ``window``: un-answered messages allowed in flight (1..128). ``tls``: None for
     plain TCP.

@@ -36,6 +36,7 @@ from typing import Any
 
 import av
 
+from vtremote.client.checks import NOPTS, PacketCheck
 from vtremote.client.encoder import (
     EncoderSettings,
     Packet,
@@ -54,8 +55,6 @@ from vtremote.wire import filters as vf
 from vtremote.wire import messages as m
 from vtremote.wire.constants import PixelFormat, WireCompression
 
-#: pts/dts of a source packet that has none (FFmpeg's AV_NOPTS_VALUE, docs/protocol.md).
-NOPTS = -(1 << 63)
 #: Output packets allowed beyond one per source packet (times the rate ratio): a decoder
 #: that shows a frame the source packets only implied, the encoder's flush.
 MAX_EXTRA_OUTPUT = 64
@@ -183,6 +182,7 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         self._sent = 0
         self._received = 0
         super().__init__(address, codec, connection)
+        self._check_packet = PacketCheck(codec, self.server)
         self._stats = TranscodeStats()
         with self._closed_on_error():
             self.offer = self._check_offer()
@@ -359,6 +359,7 @@ class RemoteTranscoder(RemoteSession["Packet"]):
             raise RemoteProtocolError(
                 f"{self.server} sent PACKET {self._received + 1} for {self._sent} source packets"
             )
+        self._check_packet(msg)
         return packet_from_message(msg, self.time_base)
 
     def _max_output(self) -> int:

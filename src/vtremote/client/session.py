@@ -374,6 +374,7 @@ class RemoteSession(Generic[T]):
         with self._cond:
             seen = self._progress
             start = time.monotonic()
+            partial = False
             while not predicate():
                 if self._error is not None:
                     raise self._error
@@ -386,6 +387,11 @@ class RemoteSession(Generic[T]):
                         f"{self.server} ended the session (DONE) while {what()}"
                     )
                 left = self.timeout - (time.monotonic() - start)
+                if left <= 0 and self._transport.mid_message and not partial:
+                    # A message is arriving: its own deadline (transport) ends it in time,
+                    # and the receiver then reports what really stalled.
+                    partial, start = True, time.monotonic()
+                    continue
                 if left <= 0:
                     raise TimeoutExpiredError(
                         f"no reply from {self.server} for {self.timeout:g} s while {what()}"
@@ -422,6 +428,8 @@ class RemoteSession(Generic[T]):
                 except TimeoutExpiredError:
                     if self._closed:
                         return
+                    if self._transport.mid_message:
+                        raise  # a message begun and not finished in time: not idleness
                     self._keepalive_tick()
                     continue
                 if isinstance(msg, m.Ping):

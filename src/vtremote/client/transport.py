@@ -9,7 +9,10 @@ and size limits) and does three things with it:
   concatenated; VTR1.md §13.27). A lock keeps whole messages in wire order when
   the receiver thread answers a PING while the caller sends a FRAME.
 * ``receive``: ``recv_into`` the view ``Connection.get_buffer()`` returns, so
-  body bytes land in their final buffer (one copy, done by the kernel).
+  body bytes land in their final buffer (one copy, done by the kernel). A
+  message, once its first byte is in, must arrive whole within the timeout: a
+  peer that drips bytes cannot hold the client by making progress (the socket's
+  own timeout only bounds one read).
 * error translation: ``OSError`` becomes :class:`ConnectionLostError` or
   :class:`TimeoutExpiredError` with a message that names the server
   ("cannot reach mac.local:5555: connection refused").
@@ -25,6 +28,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import math
 import select
 import socket
 import threading
@@ -228,6 +232,8 @@ class Transport:
         self.tls = isinstance(sock, TLSSocket)
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
+        #: When the first byte of the message being received arrived (None between messages).
+        self._message_start: float | None = None
         try:
             peer = sock.getpeername()
             self.peer_host = str(peer[0]) if isinstance(peer, tuple) else ""
@@ -339,11 +345,19 @@ class Transport:
             self.last_send = time.monotonic()
             return self.pings_sent
 
-    def receive(self, timeout: float | None = None) -> m.Message:
-        """The next message, blocking. ``timeout`` None means the transport's timeout.
+    @property
+    def mid_message(self) -> bool:
+        """True while part of a message has arrived and the rest has not."""
+        return self.conn.receiver.mid_message
 
-        EOF is ConnectionLostError; silence longer than the timeout is
-        TimeoutExpiredError; a malformed stream is RemoteProtocolError.
+    def receive(self, timeout: float | None = None, *, deadline: float | None = None) -> m.Message:
+        """The next message, blocking.
+
+        ``timeout`` (None: the transport's) bounds the wait for the first byte of
+        the next message; once it has begun, the whole message must arrive within
+        the transport's timeout. ``deadline`` (``time.monotonic()``) bounds the
+        whole call: a handshake. EOF is ConnectionLostError; a silence or a slow
+        message is TimeoutExpiredError; a malformed stream is RemoteProtocolError.
         """
         wait = self.timeout if timeout is None else timeout
         try:
@@ -351,28 +365,49 @@ class Transport:
                 with self._state_lock:
                     msg = self.conn.next_event()
                 if msg is not None:
+                    # A message that began in the same read as this one's end starts now.
+                    self._message_start = time.monotonic() if self.mid_message else None
                     return msg
                 if self.conn.receiver.at_eof:
                     raise ConnectionLostError(
                         f"{self.name} closed the connection (in state {self.conn.state.value})"
                     )
-                self._fill(wait)
+                self._fill(wait, deadline)
         except RemoteProtocolError as e:
             # The wire layer knows no host names; every error the caller sees names one.
             if self.name in str(e):
                 raise
             raise type(e)(f"{e} (from {self.name})") from e
 
-    def _fill(self, timeout: float | None) -> None:
-        # poll first: the socket's own timeout belongs to senders on other threads.
-        # Bytes TLS already decrypted are in the SSL object, invisible to poll.
-        if (
-            timeout is not None
-            and not self.conn.receiver.mid_message
-            and not (self.tls and self.sock.pending())  # type: ignore[attr-defined]
-            and not self._poll.poll(max(0, int(timeout * 1000)))
-        ):
-            raise TimeoutExpiredError(f"no reply from {self.name} for {timeout:g} s")
+    def _wait_readable(self, timeout: float, deadline: float | None) -> None:
+        """Wait until the socket has bytes, within the message's or the call's time.
+
+        poll, not the socket's timeout: that one belongs to senders on other threads,
+        and it bounds one read, not a message. Bytes TLS already decrypted are in the
+        SSL object, invisible to poll.
+        """
+        if self.tls and self.sock.pending():  # type: ignore[attr-defined]
+            return
+        now = time.monotonic()
+        start = self._message_start
+        until = now + timeout if start is None else start + self.timeout
+        if deadline is not None and deadline < until:
+            until = deadline
+        if self._poll.poll(max(0, math.ceil((until - now) * 1000))):
+            return
+        if start is not None and (deadline is None or start + self.timeout <= deadline):
+            raise TimeoutExpiredError(
+                f"{self.name} sent only part of a message in {self.timeout:g} s "
+                "(a message must arrive whole within the timeout)"
+            )
+        if deadline is not None and until == deadline:
+            raise TimeoutExpiredError(
+                f"{self.name} did not complete the handshake within {self.timeout:g} s"
+            )
+        raise TimeoutExpiredError(f"no reply from {self.name} for {timeout:g} s")
+
+    def _fill(self, timeout: float, deadline: float | None) -> None:
+        self._wait_readable(timeout, deadline)
         buf = self.conn.get_buffer()
         try:
             n = self.sock.recv_into(buf)
@@ -389,6 +424,8 @@ class Transport:
                 self.conn.receive_eof()
             else:
                 self.conn.buffer_updated(n)
+        if self._message_start is None and self.mid_message:
+            self._message_start = time.monotonic()
 
     def close(self) -> None:
         if self._closed:
@@ -401,10 +438,14 @@ class Transport:
     # -- handshake ---------------------------------------------------------------------------
 
     def hello(self, hello: m.Hello) -> m.HelloAck:
-        """HELLO -> HELLO_ACK; a refusal becomes BusyError / AuthError (VTR1.md §2.2, §2.3)."""
+        """HELLO -> HELLO_ACK; a refusal becomes BusyError / AuthError (VTR1.md §2.2, §2.3).
+
+        The whole exchange, a refusal's ERROR included, ends within the timeout.
+        """
+        deadline = time.monotonic() + self.timeout
         self.send(hello)
         try:
-            msg = self.receive()
+            msg = self.receive(deadline=deadline)
         except RemoteProtocolError as e:
             # Something answers on that port, but not VTR1 (an HTTP proxy, another service).
             raise RemoteProtocolError(
@@ -421,7 +462,7 @@ class Transport:
         # Our server follows a refusal with ERROR(code, text); a v1 server just closes.
         text = ""
         try:
-            follow = self.receive(timeout=min(self.timeout, 2.0))
+            follow = self.receive(timeout=min(self.timeout, 2.0), deadline=deadline)
             if isinstance(follow, m.Error):
                 text = follow.message
         except (ConnectionLostError, TimeoutExpiredError, RemoteProtocolError):
@@ -436,10 +477,12 @@ class Transport:
         raise AuthError(f"{text} ({self.name})")
 
     def configure(self, configure: m.Configure) -> m.ConfigureAck:
-        """CONFIGURE -> CONFIGURE_ACK; an ERROR reply or a silent close raises with the reason."""
+        """CONFIGURE -> CONFIGURE_ACK within the timeout; an ERROR reply or a silent close
+        raises with the reason."""
+        deadline = time.monotonic() + self.timeout
         self.send(configure)
         try:
-            msg = self.receive()
+            msg = self.receive(deadline=deadline)
         except ConnectionLostError as e:
             # VTR1.md §13.20: a v1 server closes silently when it cannot open the codec.
             raise ConnectionLostError(

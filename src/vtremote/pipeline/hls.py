@@ -14,6 +14,11 @@ temporary name and renamed at the end. Instead:
   under the expected names passes for a complete set;
 * video keyframes fall on every segment start: when no ``-force_key_frames`` is
   given, :func:`segment_key_frames` forces one every ``hls_time`` seconds.
+
+A run killed with SIGKILL cleans nothing, and nothing it left passes for a
+complete set: only a muxer that ends writes ``#EXT-X-ENDLIST`` (what tells a
+player a playlist is whole), and a ``-hls_playlist_type vod`` playlist is written
+only then, so a killed VOD run leaves segments and no playlist at all.
 """
 
 from __future__ import annotations

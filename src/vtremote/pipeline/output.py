@@ -1,7 +1,8 @@
-"""The output container: opened under a temporary name, muxed, renamed only when complete.
+"""The output container: written unnamed (or under a hidden name), muxed, named only when complete.
 
 A run that fails leaves no file under the target's name, so nothing truncated
-passes for a good output; ``keep_partial`` keeps what was written under a name
+passes for a good output, and a run that is killed leaves nothing at all
+(pipeline/staging.py); ``keep_partial`` keeps what was written under a name
 that says so. The :class:`Muxer` holds packets back until every output stream
 is configured, so the header is written once with the right extradata.
 """
@@ -18,6 +19,7 @@ import av
 import av.error
 
 from vtremote.errors import JobError, UsageError
+from vtremote.pipeline.staging import Staged
 from vtremote.pipeline.stats import JobStats
 from vtremote.pipeline.timing import to_seconds
 
@@ -131,11 +133,26 @@ def close_failed(container: av.container.OutputContainer) -> None:
         log.debug("closing the failed output %s: %s", container.name, e)
 
 
-class OutputFile:
-    """The output container, written under a temporary name beside the target.
+def guess_format(url: str) -> str:
+    """The muxer FFmpeg picks for ``url``'s name; ValueError when the name tells nothing.
 
-    :meth:`commit` renames it to the target once the run has succeeded;
-    :meth:`abort` removes it, or with ``keep_partial`` renames it to
+    Needed where the file FFmpeg writes has another name (``/proc/self/fd/N``)."""
+    named = io.BytesIO()
+    named.name = url  # PyAV guesses the format from a file object's name
+    container = av.open(named, "w")
+    try:
+        return str(container.format.name)
+    finally:
+        with contextlib.suppress(av.error.FFmpegError, ValueError):
+            container.close()
+
+
+class OutputFile:
+    """The output container, written where no one mistakes it for a finished file.
+
+    :class:`~vtremote.pipeline.staging.Staged` keeps it unnamed (or under a hidden
+    name) until :meth:`commit` gives it the target's name once the run has
+    succeeded; :meth:`abort` drops it, or with ``keep_partial`` names it
     ``NAME.partial.EXT`` and says so, so a failed run never leaves a finished,
     playable, truncated file under the name a script expects.
     """
@@ -160,7 +177,9 @@ class OutputFile:
             )
         if url == "-" and not null:
             raise UsageError("output '-' (stdout) is only supported with -f null")
+        #: The target itself, when written in place (removed or marked on failure).
         self.temp: str | None = None
+        self.staged: Staged | None = None
         target = os.devnull if null else url
         #: ``in_place``: the file being written is the target itself (removed or marked on failure).
         self.in_place = in_place and not null and _is_plain_path(url) and "%" not in url
@@ -169,22 +188,21 @@ class OutputFile:
         elif (
             not null and _is_plain_path(url) and "%" not in url
         ):  # a pattern (segment, image2) names many files
-            head, name = os.path.split(url)
-            stem, ext = os.path.splitext(name)
-            self.temp = os.path.join(head, f".{stem}.vtremote-{os.getpid()}{ext}")
-            target = self.temp
+            self.staged = Staged(url)
+            target = self.staged.path
         try:
-            # The format comes from the target's name; the temporary name keeps its extension.
+            if self.staged is not None and self.staged.anonymous and fmt is None:
+                fmt = guess_format(url)  # the unnamed file's path has no extension
             self.container: av.container.OutputContainer = av.open(
                 target, "w", format=fmt, options=options or None
             )
         except ValueError as e:
-            self._remove_temp()
+            self._drop()
             raise UsageError(
                 f"cannot tell the output format of {url!r}: {e}; name it with -f (mp4, mov, matroska, mpegts, nut, null)"
             ) from e
         except av.error.FFmpegError as e:
-            self._remove_temp()
+            self._drop()
             raise JobError(f"cannot open output {url!r}: {e.strerror or e}") from e
         self.done = False
 
@@ -193,11 +211,13 @@ class OutputFile:
         return partial_name(self.url)
 
     def commit(self) -> None:
-        """The run succeeded and the container is closed: give the file its name."""
+        """The run succeeded and the container is closed: give the file its name.
+
+        If that fails, :meth:`abort` still drops (or keeps, marked) the written file."""
+        if self.staged is not None:
+            self.staged.commit()
+            self.staged = None
         self.done = True
-        if self.temp is not None and not self.in_place:
-            os.replace(self.temp, self.url)
-            self.temp = None
 
     def abort(self) -> None:
         """The run failed: close what is open and take the partial file away (or keep it, marked)."""
@@ -205,18 +225,25 @@ class OutputFile:
             return
         self.done = True
         close_failed(self.container)
-        if self.temp is None:
-            return
-        if self.keep_partial and os.path.exists(self.temp):
+        kept = self.keep_partial and (
+            self.staged is not None or (self.temp is not None and os.path.exists(self.temp))
+        )
+        if kept and self.staged is not None:
+            self.staged.keep(self.partial_name)
+            self.staged = None
+        elif kept and self.temp is not None:
             os.replace(self.temp, self.partial_name)
+        if kept:
             log.warning(
                 "the run failed; what was written is kept as %s (incomplete)", self.partial_name
             )
-        else:
-            self._remove_temp()
-        self.temp = None
+        self._drop()
 
-    def _remove_temp(self) -> None:
+    def _drop(self) -> None:
+        if self.staged is not None:
+            self.staged.discard()
+            self.staged = None
         if self.temp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.temp)
+            self.temp = None
