@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from vtr_client import Closed, VTRClient
 
-from conftest import LISTENING
 from media import testsrc_frames
+from vtr_client import Closed, VTRClient
+from vtremote.testing.servers import LISTENING
 from vtremote.wire import messages
 from vtremote.wire.constants import PixelFormat
 

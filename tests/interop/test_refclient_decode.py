@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from interop_helpers import ffmpeg, framemd5, local_framemd5, remote, run_summary, session_count
 
+from interop_helpers import ffmpeg, framemd5, local_framemd5, remote, run_summary, session_count
 from media import make_h264_mp4, make_hevc_mp4
 
 FRAMES = 30
