@@ -19,6 +19,7 @@ import av
 import numpy as np
 import pytest
 
+from decoding import decode_stream
 from media import make_h264_mp4, plane_arrays, testsrc_frames
 from vtremote.client.failover import FailoverEncoder
 from vtremote.client.failover_decoder import FailoverDecoder
@@ -27,18 +28,6 @@ from vtremote.errors import NoServerError
 
 W, H, N = 160, 96, 30
 GOP = 10
-
-
-def strict_decode(codec: str, extradata: bytes, packets: list[av.Packet]) -> list[av.VideoFrame]:
-    """Decode with errors raised (``-xerror``-like): a broken reference or slice fails the test."""
-    ctx = av.CodecContext.create(codec, "r")
-    ctx.extradata = extradata
-    ctx.options = {"err_detect": "explode"}
-    frames: list[av.VideoFrame] = []
-    for pkt in packets:
-        frames += ctx.decode(av.Packet(bytes(pkt)))
-    frames += ctx.decode(None)
-    return frames
 
 
 def luma_error(a: av.VideoFrame, b: av.VideoFrame) -> float:
@@ -84,7 +73,7 @@ def check_stream(
     assert all(b > a for a, b in zip(dts, dts[1:], strict=False)), dts
     assert all(p.dts <= p.pts for p in packets)
     assert packets[0].is_keyframe
-    decoded = strict_decode("h264", enc.extradata, packets)
+    decoded = decode_stream("h264", enc.extradata, packets, strict=True)
     assert [f.pts for f in decoded] == [f.pts for f in frames] or len(decoded) == len(frames)
     assert len(decoded) == len(frames)
     errors = [luma_error(d, s) for d, s in zip(decoded, frames, strict=True)]
@@ -185,7 +174,8 @@ def test_decoder_resumes_from_the_last_keyframe(
 
 
 def test_encoder_moves_off_a_stalled_server(start_server) -> None:
-    """SIGSTOP: the server keeps its connection but answers nothing; the timeout moves the session."""
+    """SIGSTOP: the server keeps its connection but answers nothing; the timeout moves the
+    session."""
     stalled = start_server("--engine", "x264")
     healthy = start_server("--engine", "x264")
     frames = testsrc_frames(N, W, H, "nv12")

@@ -13,16 +13,12 @@ import av
 import numpy as np
 import pytest
 
+from media import lavfi_frames
 from vtremote.errors import ConfigError
 from vtremote.live import LiveReceiver, ReceivedFrame, Sender, SenderConfig
 from vtremote.live.codec import EncoderConfig, LiveDecoder, parameter_sets
 from vtremote.live.protocol import Codec
 from vtremote.live.remote import RemoteLiveEncoder
-
-
-def _frames(n: int) -> list[av.VideoFrame]:
-    with av.open("testsrc2=size=160x120:rate=30", format="lavfi") as c:
-        return [f for f, _ in zip(c.decode(video=0), range(n), strict=False)]
 
 
 def test_keyframes_on_request_and_parameter_sets_in_band(server: Any) -> None:
@@ -47,7 +43,7 @@ def test_keyframes_on_request_and_parameter_sets_in_band(server: Any) -> None:
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
         start = time.monotonic_ns()
-        for i, frame in enumerate(_frames(40)):
+        for i, frame in enumerate(lavfi_frames(40, "160x120")):
             due = start + i * 33_333_333
             time.sleep(max(0.0, (due - time.monotonic_ns()) / 1e9))
             if i == 20:
@@ -115,7 +111,9 @@ def test_one_packet_per_frame_with_parameter_sets_on_every_keyframe(server: Any)
     )  # GOP 10
     enc = RemoteLiveEncoder(cfg, server.addr)
     try:
-        units = [enc.encode(f, i, keyframe=(i == 13)) for i, f in enumerate(_frames(25))]
+        units = [
+            enc.encode(f, i, keyframe=(i == 13)) for i, f in enumerate(lavfi_frames(25, "160x120"))
+        ]
     finally:
         enc.close()
     assert [len(u) for u in units] == [

@@ -32,7 +32,10 @@ RUN_TIMEOUT = 60.0
 
 def refclient_missing_reason() -> str | None:
     if not REFCLIENT.is_file():
-        return f"reference FFmpeg client not found: {REFCLIENT} does not exist (it comes with ../shared)"
+        return (
+            f"reference FFmpeg client not found: {REFCLIENT} does not exist"
+            " (it comes with ../shared)"
+        )
     if not os.access(REFCLIENT, os.X_OK):
         return f"reference FFmpeg client {REFCLIENT} is not executable"
     return None
@@ -172,7 +175,8 @@ def _settled(server: ServerProcess, timeout: float) -> None:
 
 
 def session_count(server: ServerProcess, mode: str = "encode", timeout: float = 15.0) -> int:
-    """How many ``mode`` sessions have ended, once none is left open: the mark a run's rows follow."""
+    """How many ``mode`` sessions have ended, once none is left open: the mark a run's
+    rows follow."""
     _settled(server, timeout)
     return len(summary(server, mode))
 

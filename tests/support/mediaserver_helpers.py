@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from media import sine_frames, testsrc_frames
+from media import mux_in_time_order, sine_frames, testsrc_frames
 
 RATE = 30
 
@@ -68,7 +68,8 @@ def make_movie(
     gop: int = 30,
     audio_layout: str = "stereo",
 ) -> Path:
-    """An MKV like a media library's: H.264 (keyframe every ``gop`` frames, B-frames), AAC, SubRip."""
+    """An MKV like a media library's: H.264 (keyframe every ``gop`` frames, B-frames), AAC,
+    SubRip."""
     n = round(seconds * RATE)
     frames = testsrc_frames(n, width, height, "yuv420p", RATE)
     with av.open(str(path), "w", format="matroska") as out:
@@ -96,11 +97,7 @@ def make_movie(
             pkt.pts = pkt.dts = i * 500
             pkt.duration = 500
             packets.append(pkt)
-        packets.sort(
-            key=lambda p: float((p.dts if p.dts is not None else p.pts or 0) * p.time_base)
-        )
-        for pkt in packets:
-            out.mux(pkt)
+        mux_in_time_order(out, packets)
     return path
 
 
