@@ -87,7 +87,7 @@ def procs(request: pytest.FixtureRequest) -> Iterator[Started]:
 @pytest.fixture
 def start_receiver(procs: Started, tmp_path: Path) -> StartReceiver:
     def start(*args: str, listen: str = "127.0.0.1:0") -> ReceiverProcess:
-        return live_processes.start_receiver(procs, tmp_path, *args, listen=listen)
+        return live_processes.spawn_receiver(procs, tmp_path, *args, listen=listen)
 
     return start
 
@@ -95,6 +95,6 @@ def start_receiver(procs: Started, tmp_path: Path) -> StartReceiver:
 @pytest.fixture
 def start_sender(procs: Started, tmp_path: Path) -> StartSender:
     def start(*args: str) -> subprocess.Popen[bytes]:
-        return live_processes.start_sender(procs, tmp_path, *args)
+        return live_processes.spawn_sender(procs, tmp_path, *args)
 
     return start

@@ -64,7 +64,7 @@ def run_encode(
     return enc, packets
 
 
-def check_stream(
+def check_failover_output(
     enc: FailoverEncoder, packets: list[av.Packet], frames: list[av.VideoFrame]
 ) -> None:
     assert len(packets) == len(frames)  # one packet per frame: none lost, none twice
@@ -90,7 +90,7 @@ def test_encoder_fails_over_without_losing_a_frame(start_server, die_after: int,
     assert dying.wait(10) == -9  # it really died, by SIGKILL
     assert enc.failovers == 1 and enc.servers == [dying.addr, healthy.addr]
     assert enc.switches[0].failed == dying.addr and enc.switches[0].to == healthy.addr
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
     # the seam is an IDR at the first frame whose packet had not come back
     seam = enc.switches[0].at_pts
     assert seam is not None and seam <= die_after
@@ -106,7 +106,7 @@ def test_encoder_fails_over_during_flush(start_server) -> None:
     enc, packets = run_encode(pool_of(dying, healthy), frames)
     assert dying.wait(10) == -9
     assert enc.failovers == 1
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_encoder_survives_two_deaths(start_server) -> None:
@@ -117,7 +117,7 @@ def test_encoder_survives_two_deaths(start_server) -> None:
     enc, packets = run_encode(pool_of(first, second, third), frames)
     assert first.wait(10) == -9 and second.wait(10) == -9
     assert enc.failovers == 2 and enc.servers == [first.addr, second.addr, third.addr]
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_encoder_falls_back_to_local_when_every_server_dies(start_server) -> None:
@@ -126,7 +126,7 @@ def test_encoder_falls_back_to_local_when_every_server_dies(start_server) -> Non
     enc, packets = run_encode(pool_of(dying), frames, fallback="local")
     assert dying.wait(10) == -9
     assert enc.fell_back and enc.servers == [dying.addr, "local libx264"]
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_encoder_without_fallback_names_every_host(start_server) -> None:
@@ -203,7 +203,7 @@ def test_encoder_moves_off_a_stalled_server(start_server) -> None:
         os.kill(stalled.proc.pid, signal.SIGCONT)
     assert enc.failovers == 1 and "no reply" in enc.switches[0].reason
     assert enc.servers == [stalled.addr, healthy.addr]
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_decoder_moves_off_a_stalled_server(start_server, tmp_path) -> None:
@@ -239,7 +239,7 @@ def test_encoder_fails_over_with_b_frames(start_server) -> None:
     assert dying.wait(10) == -9
     assert enc.failovers == 1
     assert any(p.pts != p.dts for p in packets)  # there really are B-frames (reordered)
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_other_parameter_sets_go_in_band_at_the_seam(start_server, caplog) -> None:
@@ -255,4 +255,4 @@ def test_other_parameter_sets_go_in_band_at_the_seam(start_server, caplog) -> No
     assert (
         seam.is_keyframe and b"\x00\x00\x00\x01\x67" in bytes(seam)[:64]
     )  # an SPS in front of the IDR
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)

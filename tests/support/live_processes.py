@@ -1,7 +1,7 @@
 """``vtremote live recv`` and ``vtremote live send`` as real processes on loopback.
 
-:func:`start_receiver` starts a receiver, waits for its ``listening on HOST:PORT``
-line on stderr and returns a :class:`ReceiverProcess`; :func:`start_sender` starts a
+:func:`spawn_receiver` starts a receiver, waits for its ``listening on HOST:PORT``
+line on stderr and returns a :class:`ReceiverProcess`; :func:`spawn_sender` starts a
 sender (``Popen``). Every process started is appended to ``procs`` as
 ``(name, Popen, stderr path)`` so a fixture can kill it and print its log.
 """
@@ -68,7 +68,7 @@ def live_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "vtremote.cli.main", "live", *args]
 
 
-def start_receiver(
+def spawn_receiver(
     procs: Started, tmp_path: Path, *args: str, listen: str = "127.0.0.1:0"
 ) -> ReceiverProcess:
     n = len(procs)
@@ -92,7 +92,7 @@ def start_receiver(
     raise AssertionError(f"receiver did not start:\n{err.read_text(errors='replace')}")
 
 
-def start_sender(procs: Started, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+def spawn_sender(procs: Started, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
     n = len(procs)
     err = tmp_path / f"send{n}.stderr"
     with err.open("wb") as e:
