@@ -4,8 +4,6 @@ logged once per burst; the token read from a file or the environment."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from client_sessions import encode_testsrc
 from vtremote.errors import AuthError, ErrorCode
+from vtremote.testing.servers import run_vtremoted
 from vtremote.wire import Connection, Role, messages
 from vtremote.wire.constants import HelloStatus
 
@@ -135,20 +134,7 @@ def test_token_from_file_and_environment(
 def test_token_and_token_file_together_is_a_usage_error(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("x\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vtremote.cli.serve",
-            "--token",
-            "a",
-            "--token-file",
-            str(token_file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_vtremoted("--token", "a", "--token-file", str(token_file))
     assert done.returncode == 2 and "--token or --token-file" in done.stderr
 
 

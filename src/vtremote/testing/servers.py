@@ -4,7 +4,8 @@
 --no-advertise ARGS``, waits for its stdout line ``vtremoted listening on
 HOST:PORT`` and returns a :class:`ServerProcess`. The server's stderr (its log)
 goes to a file, so a failing test can print it; :meth:`ServerProcess.stop`
-sends SIGTERM and returns the exit status.
+sends SIGTERM and returns the exit status. :func:`run_vtremoted` runs it to the end
+(usage errors, ``--version``) and returns what it printed.
 """
 
 from __future__ import annotations
@@ -104,6 +105,17 @@ class ServerProcess:
                 self.proc.stdout.close()
         self.stopped = True
         return rc
+
+
+def run_vtremoted(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``vtremoted ARGS`` run to its end, output captured (nothing added to ARGS)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vtremote.cli.serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start_vtremoted(
