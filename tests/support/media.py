@@ -223,15 +223,24 @@ def make_av_mkv(
         for aframe in sine_frames(seconds, sample_rate):
             packets += sound.encode(aframe)
         packets += sound.encode(None)
-        for start, dur, text in subtitle_cues(seconds):
-            pkt = av.Packet(text.encode())
-            pkt.stream = subs
-            pkt.time_base = subs.time_base
-            pkt.pts = pkt.dts = round(start * 1000)
-            pkt.duration = round(dur * 1000)
-            packets.append(pkt)
+        packets += subrip_packets(subs, subtitle_cues(seconds))
         mux_in_time_order(out, packets)
     return path
+
+
+def subrip_packets(
+    stream: av.stream.Stream, cues: list[tuple[float, float, str]]
+) -> list[av.Packet]:
+    """SubRip packets of (start, duration, text) cues for ``stream`` (time base 1/1000)."""
+    packets = []
+    for start, dur, text in cues:
+        pkt = av.Packet(text.encode())
+        pkt.stream = stream
+        pkt.time_base = stream.time_base
+        pkt.pts = pkt.dts = round(start * 1000)
+        pkt.duration = round(dur * 1000)
+        packets.append(pkt)
+    return packets
 
 
 def mux_in_time_order(out: av.container.OutputContainer, packets: list[av.Packet]) -> None:

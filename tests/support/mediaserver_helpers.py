@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from media import mux_in_time_order, sine_frames, testsrc_frames
+from media import mux_in_time_order, sine_frames, subrip_packets, testsrc_frames
 
 RATE = 30
 
@@ -90,13 +90,8 @@ def make_movie(
         for aframe in sine_frames(seconds, 48000, layout=audio_layout):
             packets += sound.encode(aframe)
         packets += sound.encode(None)
-        for i in range(int(seconds * 2)):
-            pkt = av.Packet(f"cue {i}".encode())
-            pkt.stream = subs
-            pkt.time_base = subs.time_base
-            pkt.pts = pkt.dts = i * 500
-            pkt.duration = 500
-            packets.append(pkt)
+        cues = [(i * 0.5, 0.5, f"cue {i}") for i in range(int(seconds * 2))]
+        packets += subrip_packets(subs, cues)
         mux_in_time_order(out, packets)
     return path
 
