@@ -2,11 +2,19 @@
 
 CI runs in a clone with ``shared/`` beside the repository; the captures are read
 from there, never copied into the repository.
+
+Every test's phase reports are kept on its node (``item.rep_setup``, ``item.rep_call``)
+so that fixtures can print a process's log when the test failed.
+
+Helpers that tests import live in ``tests/support/`` (on ``pythonpath``, see
+pyproject.toml): ``media``, ``vtr_client``, ``decoding``, ``transcode_media``,
+``mediaserver_helpers``, ``interop_helpers``, ``live_processes``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,3 +71,10 @@ def load_capture(name: str) -> Capture:
 def capture_loader() -> Any:
     """``capture_loader(name)`` -> :class:`Capture`; skips if the captures are missing."""
     return load_capture
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{rep.when}", rep)

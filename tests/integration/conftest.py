@@ -1,165 +1,37 @@
-"""Fixtures that run the real ``vtremoted`` process on loopback.
+"""Fixtures that run real processes on loopback: ``vtremoted``, ``vtremote live recv/send``.
 
 ``start_server(*extra_args)`` starts ``python -m vtremote.cli.serve --listen
-127.0.0.1:0 ...``, waits for the stdout line ``vtremoted listening on HOST:PORT``
-and returns a :class:`ServerProcess`. Its stderr (the log) goes to a file that is
-printed when the test fails. At teardown every server still running gets SIGTERM
-and must exit 0.
+127.0.0.1:0 ...`` (:func:`vtremote.testing.servers.start_vtremoted`) and returns
+its :class:`~vtremote.testing.servers.ServerProcess`. Its stderr (the log) goes to
+a file that is printed when the test fails. At teardown every server still
+running gets SIGTERM and must exit 0.
+
+``start_receiver(*args)`` / ``start_sender(*args)`` start the live commands
+(:mod:`live_processes`); their logs are printed when a test fails and processes
+still running at teardown are killed.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import select
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-LISTENING = re.compile(r"^vtremoted listening on (?P<host>\[[^\]]+\]|[^\s:]+):(?P<port>\d+)$")
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 40.0
-
-TESTS_DIR = Path(__file__).resolve().parents[1]
-if str(TESTS_DIR) not in sys.path:  # tests/media.py
-    sys.path.insert(0, str(TESTS_DIR))
-if str(Path(__file__).resolve().parent) not in sys.path:  # tests/integration/vtr_client.py
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-@dataclass
-class ServerProcess:
-    """A running ``vtremoted`` subprocess."""
-
-    proc: subprocess.Popen[str]
-    host: str
-    port: int
-    stderr_path: Path
-    args: tuple[str, ...]
-    stopped: bool = field(default=False)
-
-    @property
-    def addr(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    def stderr_text(self) -> str:
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_for_log(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
-        """Wait until a log line matches ``pattern`` (regex); returns the match."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.stderr_text())
-            if m:
-                return m
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"log line /{pattern}/ not seen within {timeout} s:\n{self.stderr_text()}"
-                )
-            if self.proc.poll() is not None and not rx.search(self.stderr_text()):
-                raise AssertionError(
-                    f"server exited ({self.proc.returncode}) before /{pattern}/:\n{self.stderr_text()}"
-                )
-            time.sleep(0.05)
-
-    def encoded_frames(self, timeout: float = 20.0) -> int:
-        """Frames the server encoded in its next finished session: a raw-frame encode's
-        ``frames_in`` or a packet transcode's ``packets_out`` (its SUMMARY line)."""
-        m = self.wait_for_log(
-            r"SUMMARY mode=(?:encode frames_in|transcode packets_in=\d+ packets_out)=(\d+)", timeout
-        )
-        return int(m.group(1))
-
-    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
-        """Wait for the process to exit by itself (--once, a signal already sent)."""
-        try:
-            rc = self.proc.wait(timeout)
-        finally:
-            if self.proc.stdout is not None and self.proc.poll() is not None:
-                self.proc.stdout.close()
-        self.stopped = True
-        return rc
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
-        """Send ``sig`` and wait for the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(
-                f"vtremoted did not exit within {timeout} s after signal {sig}"
-            ) from None
-        finally:
-            if self.proc.stdout is not None and self.proc.poll() is not None:
-                self.proc.stdout.close()
-        self.stopped = True
-        return rc
-
-
-def _start(args: tuple[str, ...], stderr_path: Path, env: dict[str, str] | None) -> ServerProcess:
-    cmd = [sys.executable, "-m", "vtremote.cli.serve"]
-    if not any(a == "--listen" or a.startswith("--listen=") for a in args):
-        cmd += ["--listen", "127.0.0.1:0"]
-    if (
-        "--advertise" not in args
-    ):  # mDNS costs a thread and 0.25 s at exit; the tests that need it ask
-        cmd.append("--no-advertise")
-    cmd += list(args)
-    full_env = dict(os.environ)
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
-    if env:
-        full_env.update(env)
-    with stderr_path.open("w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=full_env)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    line = ""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            line = proc.stdout.readline()
-            break
-        if proc.poll() is not None:
-            break
-    m = LISTENING.match(line.rstrip("\n"))
-    if not m:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        proc.stdout.close()
-        raise AssertionError(
-            f"vtremoted did not print its listening line (got {line!r}, rc={proc.returncode}):\n"
-            + stderr_path.read_text(errors="replace")
-        )
-    host = m.group("host").strip("[]")
-    return ServerProcess(proc, host, int(m.group("port")), stderr_path, tuple(cmd[3:]))
-
-
-@pytest.hookimpl(tryfirst=True, hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    rep = outcome.get_result()  # type: ignore[attr-defined]
-    setattr(item, f"rep_{rep.when}", rep)
-
+import live_processes
+from live_processes import ReceiverProcess, Started
+from vtremote.testing.servers import ServerProcess, start_vtremoted
 
 StartServer = Callable[..., ServerProcess]
+StartReceiver = Callable[..., ReceiverProcess]
+StartSender = Callable[..., "subprocess.Popen[bytes]"]
+
+
+def _failed(request: pytest.FixtureRequest, *phases: str) -> bool:
+    """Whether the test failed in one of ``phases`` (reports kept by tests/conftest.py)."""
+    reports = (getattr(request.node, f"rep_{phase}", None) for phase in phases)
+    return any(rep is not None and rep.failed for rep in reports)
 
 
 @pytest.fixture
@@ -169,7 +41,7 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
 
     def start(*extra_args: str, env: dict[str, str] | None = None) -> ServerProcess:
         path = tmp_path / f"vtremoted-{len(servers)}.stderr"
-        server = _start(tuple(extra_args), path, env)
+        server = start_vtremoted(tuple(extra_args), path, env)
         servers.append(server)
         return server
 
@@ -185,12 +57,7 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
                 continue
             if rc != 0:
                 failures.append(f"vtremoted {' '.join(server.args)} exited {rc} on SIGTERM")
-    failed = any(
-        getattr(request.node, f"rep_{w}", None) is not None
-        and getattr(request.node, f"rep_{w}").failed
-        for w in ("setup", "call")
-    )
-    if failed or failures:
+    if _failed(request, "setup", "call") or failures:
         for server in servers:
             print(f"\n===== vtremoted {' '.join(server.args)} stderr =====\n{server.stderr_text()}")
     if failures:
@@ -201,3 +68,46 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
 def server(start_server: StartServer) -> ServerProcess:
     """A ``vtremoted`` with the software engine and default limits."""
     return start_server("--engine", "x264")
+
+
+@pytest.fixture
+def procs(request: pytest.FixtureRequest) -> Iterator[Started]:
+    """The live processes a test started; killed at teardown, logs printed on failure."""
+    started: Started = []
+    yield started
+    for _, proc, _ in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    if _failed(request, "call"):
+        for name, _, path in started:
+            print(f"\n===== {name} stderr =====\n{path.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def live_config(tmp_path: Path) -> Path:
+    """A config folder (``XDG_CONFIG_HOME``) of this test's processes, with a live key in it,
+    so a receiver and a sender started in either order share it."""
+    from vtremote.live.keys import load_or_make_key
+
+    config = tmp_path / "config"
+    load_or_make_key(config / "vtremote" / "live.key")
+    return config
+
+
+@pytest.fixture
+def start_receiver(procs: Started, tmp_path: Path, live_config: Path) -> StartReceiver:
+    def start(*args: str, listen: str = "127.0.0.1:0") -> ReceiverProcess:
+        return live_processes.spawn_receiver(
+            procs, tmp_path, *args, listen=listen, config=live_config
+        )
+
+    return start
+
+
+@pytest.fixture
+def start_sender(procs: Started, tmp_path: Path, live_config: Path) -> StartSender:
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        return live_processes.spawn_sender(procs, tmp_path, *args, config=live_config)
+
+    return start

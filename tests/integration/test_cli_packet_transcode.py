@@ -9,9 +9,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from transcode_media import luma, ssim
 
 from media import decode_video, make_av_mkv, make_hevc_mp4
+from transcode_media import luma, ssim
 from vtremote.cli.main import main
 
 REMOTE_H264 = "h264_videotoolbox_remote"

@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from decoding import decode_stream
 from media import decode_video, make_h264_mp4, make_hevc_mp4, plane_arrays, testsrc_frames
 from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.errors import AuthError, BusyError, ConfigError, LocalProtocolError
@@ -17,17 +18,6 @@ from vtremote.wire import annexb
 
 W, H, N = 320, 180, 24
 COMPRESSIONS = ["none", "lz4", "zstd"]
-
-
-def decode_packets(codec: str, extradata: bytes, packets: list[av.Packet]) -> list[av.VideoFrame]:
-    """Decode remote packets locally: they must be a valid stream with this extradata."""
-    ctx = av.CodecContext.create(codec, "r")
-    ctx.extradata = extradata
-    frames = []
-    for pkt in packets:
-        frames += ctx.decode(av.Packet(bytes(pkt)))
-    frames += ctx.decode(None)
-    return frames
 
 
 @pytest.mark.parametrize("compression", COMPRESSIONS)
@@ -63,7 +53,7 @@ def test_encode_round_trip_returns_every_packet(server, compression: str) -> Non
     keys = [i for i, p in enumerate(packets) if p.is_keyframe]
     assert keys == [0, 12]
     assert annexb.is_keyframe("h264", bytes(packets[12]))
-    decoded = decode_packets("h264", enc.extradata, packets)
+    decoded = decode_stream("h264", enc.extradata, packets)
     assert len(decoded) == N and (decoded[0].width, decoded[0].height) == (W, H)
     st = enc.stats
     assert (st.frames, st.packets) == (N, N)
@@ -95,7 +85,7 @@ def test_encode_small_window_never_stalls(server, inflight: int) -> None:
     assert len(packets) == N
     reordered = sum(p.pts != p.dts for p in packets)
     assert (reordered > 0) == (inflight >= 2)  # a window of 2 leaves room for one B-frame
-    assert len(decode_packets("h264", enc.extradata, packets)) == N
+    assert len(decode_stream("h264", enc.extradata, packets)) == N
 
 
 def test_encode_forced_keyframes_and_frame_conversion(server) -> None:
@@ -119,7 +109,7 @@ def test_encode_hevc_p010(server) -> None:
             packets += enc.encode(frame)
         packets += enc.flush()
     assert len(packets) == 8
-    decoded = decode_packets("hevc", enc.extradata, packets)
+    decoded = decode_stream("hevc", enc.extradata, packets)
     assert len(decoded) == 8 and decoded[0].format.name == "yuv420p10le"
 
 

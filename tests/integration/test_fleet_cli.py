@@ -7,27 +7,12 @@ from pathlib import Path
 
 import av
 
+from decoding import strict_file_frames
 from media import make_h264_mp4
 from vtremote.cli.main import main
 
 W, H = 160, 96
 REMOTE_H264 = "h264_videotoolbox_remote"
-
-
-def strict_decode(path: Path) -> list[av.VideoFrame]:
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        ctx = av.CodecContext.create(stream.codec_context.name, "r")
-        ctx.extradata = stream.codec_context.extradata
-        ctx.options = {"err_detect": "explode"}
-        frames: list[av.VideoFrame] = []
-        for p in c.demux(stream):
-            if p.size:
-                copy = av.Packet(bytes(p))
-                copy.pts, copy.dts = p.pts, p.dts
-                frames += ctx.decode(copy)
-        frames += ctx.decode(None)
-    return frames
 
 
 def test_cli_encode_survives_a_server_killed_mid_run(start_server, tmp_path: Path, capsys) -> None:
@@ -65,7 +50,7 @@ def test_cli_encode_survives_a_server_killed_mid_run(start_server, tmp_path: Pat
     assert session["servers"] == [dying.addr, healthy.addr]
     assert session["switches"][0]["failed"] == dying.addr and session["switches"][0]["replayed"] > 0
     assert err.count("failed (") == 1  # logged once
-    frames = strict_decode(out)
+    _, frames = strict_file_frames(out)
     assert len(frames) == 60
     with av.open(str(out)) as c:
         packets = [p for p in c.demux(video=0) if p.size]

@@ -19,6 +19,7 @@ import av
 import numpy as np
 import pytest
 
+from decoding import decode_stream
 from media import make_h264_mp4, plane_arrays, testsrc_frames
 from vtremote.client.failover import FailoverEncoder
 from vtremote.client.failover_decoder import FailoverDecoder
@@ -27,18 +28,6 @@ from vtremote.errors import NoServerError
 
 W, H, N = 160, 96, 30
 GOP = 10
-
-
-def strict_decode(codec: str, extradata: bytes, packets: list[av.Packet]) -> list[av.VideoFrame]:
-    """Decode with errors raised (``-xerror``-like): a broken reference or slice fails the test."""
-    ctx = av.CodecContext.create(codec, "r")
-    ctx.extradata = extradata
-    ctx.options = {"err_detect": "explode"}
-    frames: list[av.VideoFrame] = []
-    for pkt in packets:
-        frames += ctx.decode(av.Packet(bytes(pkt)))
-    frames += ctx.decode(None)
-    return frames
 
 
 def luma_error(a: av.VideoFrame, b: av.VideoFrame) -> float:
@@ -75,7 +64,7 @@ def run_encode(
     return enc, packets
 
 
-def check_stream(
+def check_failover_output(
     enc: FailoverEncoder, packets: list[av.Packet], frames: list[av.VideoFrame]
 ) -> None:
     assert len(packets) == len(frames)  # one packet per frame: none lost, none twice
@@ -84,7 +73,7 @@ def check_stream(
     assert all(b > a for a, b in zip(dts, dts[1:], strict=False)), dts
     assert all(p.dts <= p.pts for p in packets)
     assert packets[0].is_keyframe
-    decoded = strict_decode("h264", enc.extradata, packets)
+    decoded = decode_stream("h264", enc.extradata, packets, strict=True)
     assert [f.pts for f in decoded] == [f.pts for f in frames] or len(decoded) == len(frames)
     assert len(decoded) == len(frames)
     errors = [luma_error(d, s) for d, s in zip(decoded, frames, strict=True)]
@@ -101,7 +90,7 @@ def test_encoder_fails_over_without_losing_a_frame(start_server, die_after: int,
     assert dying.wait(10) == -9  # it really died, by SIGKILL
     assert enc.failovers == 1 and enc.servers == [dying.addr, healthy.addr]
     assert enc.switches[0].failed == dying.addr and enc.switches[0].to == healthy.addr
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
     # the seam is an IDR at the first frame whose packet had not come back
     seam = enc.switches[0].at_pts
     assert seam is not None and seam <= die_after
@@ -117,7 +106,7 @@ def test_encoder_fails_over_during_flush(start_server) -> None:
     enc, packets = run_encode(pool_of(dying, healthy), frames)
     assert dying.wait(10) == -9
     assert enc.failovers == 1
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_encoder_survives_two_deaths(start_server) -> None:
@@ -128,7 +117,7 @@ def test_encoder_survives_two_deaths(start_server) -> None:
     enc, packets = run_encode(pool_of(first, second, third), frames)
     assert first.wait(10) == -9 and second.wait(10) == -9
     assert enc.failovers == 2 and enc.servers == [first.addr, second.addr, third.addr]
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_encoder_falls_back_to_local_when_every_server_dies(start_server) -> None:
@@ -137,7 +126,7 @@ def test_encoder_falls_back_to_local_when_every_server_dies(start_server) -> Non
     enc, packets = run_encode(pool_of(dying), frames, fallback="local")
     assert dying.wait(10) == -9
     assert enc.fell_back and enc.servers == [dying.addr, "local libx264"]
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_encoder_without_fallback_names_every_host(start_server) -> None:
@@ -214,7 +203,7 @@ def test_encoder_moves_off_a_stalled_server(start_server) -> None:
         os.kill(stalled.proc.pid, signal.SIGCONT)
     assert enc.failovers == 1 and "no reply" in enc.switches[0].reason
     assert enc.servers == [stalled.addr, healthy.addr]
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_decoder_moves_off_a_stalled_server(start_server, tmp_path) -> None:
@@ -250,7 +239,7 @@ def test_encoder_fails_over_with_b_frames(start_server) -> None:
     assert dying.wait(10) == -9
     assert enc.failovers == 1
     assert any(p.pts != p.dts for p in packets)  # there really are B-frames (reordered)
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)
 
 
 def test_other_parameter_sets_go_in_band_at_the_seam(start_server, caplog) -> None:
@@ -266,4 +255,4 @@ def test_other_parameter_sets_go_in_band_at_the_seam(start_server, caplog) -> No
     assert (
         seam.is_keyframe and b"\x00\x00\x00\x01\x67" in bytes(seam)[:64]
     )  # an SPS in front of the IDR
-    check_stream(enc, packets, frames)
+    check_failover_output(enc, packets, frames)

@@ -1,4 +1,5 @@
-"""``-vt_remote_parallel N``: segments encoded on several servers at once, joined into one stream."""
+"""``-vt_remote_parallel N``: segments encoded on several servers at once, joined into one
+stream."""
 
 from __future__ import annotations
 
@@ -6,37 +7,15 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import pytest
 
+from decoding import strict_file_frames
 from vtremote.cli.main import main
 
 W, H = 128, 72
 FRAMES = 150
 GOP = 30  # segments of 60 frames: 60 + 60 + 30
 REMOTE_H264 = "h264_videotoolbox_remote"
-
-
-def strict_frames(path: Path) -> tuple[list[av.Packet], list[av.VideoFrame]]:
-    """Packets and frames of the output's video, decoded with errors raised."""
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        ctx = av.CodecContext.create("h264", "r")
-        ctx.extradata = stream.codec_context.extradata
-        ctx.options = {"err_detect": "explode"}
-        packets = [p for p in c.demux(stream) if p.size]
-        frames: list[av.VideoFrame] = []
-        for p in packets:
-            copy = av.Packet(bytes(p))
-            copy.pts, copy.dts = p.pts, p.dts
-            frames += ctx.decode(copy)
-        frames += ctx.decode(None)
-        tb = stream.time_base
-    for p in packets:
-        p.time_base = tb
-    for f in frames:
-        f.time_base = tb
-    return packets, frames
 
 
 def run_job(
@@ -73,7 +52,7 @@ def run_job(
 
 
 def check_joined(out: Path) -> None:
-    packets, frames = strict_frames(out)
+    packets, frames = strict_file_frames(out)
     assert len(packets) == FRAMES and len(frames) == FRAMES
     seconds = [float(p.pts * p.time_base) for p in sorted(packets, key=lambda p: p.pts)]
     assert seconds == pytest.approx(
@@ -138,7 +117,7 @@ def test_parallel_output_matches_one_session_in_timestamps(
     capsys.readouterr()
     assert rc == 0
     run_job(capsys, many, srv.addr, 2)
-    p1, _ = strict_frames(one)
-    p2, _ = strict_frames(many)
+    p1, _ = strict_file_frames(one)
+    p2, _ = strict_file_frames(many)
     assert sorted(p.pts for p in p1) == sorted(p.pts for p in p2)
     assert Fraction(p1[0].time_base) == Fraction(p2[0].time_base)

@@ -14,8 +14,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from mediaserver_helpers import RATE, counters, make_movie, read_hls, run_ffmpeg
 
+from mediaserver_helpers import RATE, counters, make_movie, read_hls, run_ffmpeg
 from vtremote.client import RemoteEncoder
 
 

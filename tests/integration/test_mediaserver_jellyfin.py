@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 
 import pytest
-from mediaserver_helpers import RATE, make_movie, read_hls, run_ffmpeg, source_rms
 
 from media import make_hevc_mp4
+from mediaserver_helpers import RATE, make_movie, read_hls, run_ffmpeg, source_rms
 
 SECONDS = 3.0
 FRAMES = round(SECONDS * RATE)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mediaserver_helpers import RATE, make_movie, read_hls
 
 SECONDS = 40.0

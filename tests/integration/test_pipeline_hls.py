@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mediaserver_helpers import RATE, make_movie, read_hls
 
+from mediaserver_helpers import RATE, make_movie, read_hls
 from vtremote.cli.main import main
 
 

@@ -11,12 +11,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import pytest
 
-from media import testsrc_frames
-from vtremote.client import RemoteEncoder
+from client_sessions import encode_testsrc
 from vtremote.errors import ErrorCode
 from vtremote.wire import Connection, Role, messages
 
@@ -24,7 +22,7 @@ TOKEN = "s3cret-token"
 W, H, N = 64, 64, 15
 
 
-def hello_bytes(token: str = TOKEN) -> tuple[Connection, bytes]:
+def hello_conn_and_bytes(token: str = TOKEN) -> tuple[Connection, bytes]:
     conn = Connection(Role.CLIENT)
     data = b"".join(bytes(b) for b in conn.send(messages.Hello(token, "h264", "flood", "test")))
     return conn, data
@@ -82,7 +80,7 @@ class Flood:
             except OSError:
                 time.sleep(0.05)
                 continue
-            conn, data = hello_bytes("wrong")
+            conn, data = hello_conn_and_bytes("wrong")
             try:
                 sock.settimeout(self.drip)
                 i = 0
@@ -110,14 +108,7 @@ class Flood:
 
 
 def encode_once(addr: str) -> int:
-    with RemoteEncoder(
-        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), token=TOKEN, timeout=10
-    ) as enc:
-        packets = []
-        for frame in testsrc_frames(N, W, H, "nv12"):
-            packets += enc.encode(frame)
-        packets += enc.flush()
-    return len(packets)
+    return len(encode_testsrc(addr, N, W, H, token=TOKEN, timeout=10)[1])
 
 
 @pytest.mark.parametrize("source", ["127.0.0.2", "127.0.0.1"], ids=["other-host", "same-host"])
@@ -171,7 +162,7 @@ def test_handshake_deadline_closes_a_dripping_connection(start_server) -> None:
     server = start_server(
         "--engine", "x264", "--token", TOKEN, "--handshake-timeout", "1", "--idle-timeout", "30"
     )
-    conn, data = hello_bytes()
+    conn, data = hello_conn_and_bytes()
     sock = socket.create_connection(server.address, timeout=5)
     got: messages.Error | None = None
     with sock:
@@ -204,7 +195,7 @@ def test_per_source_cap_evicts_the_oldest_with_a_reason(start_server) -> None:
     ]
     time.sleep(0.3)
     third = socket.create_connection(server.address, timeout=5, source_address=("127.0.0.3", 0))
-    conn, _ = hello_bytes()
+    conn, _ = hello_conn_and_bytes()
     err = read_error(socks[0], conn)
     assert err is not None and err.code == ErrorCode.BUSY
     assert "too many unauthenticated connections from 127.0.0.3 (limit 2)" in err.message
@@ -215,7 +206,4 @@ def test_per_source_cap_evicts_the_oldest_with_a_reason(start_server) -> None:
 
 
 def encode_once_plain(addr: str) -> int:
-    with RemoteEncoder(addr, "h264", width=W, height=H, time_base=Fraction(1, 30)) as enc:
-        packets = [p for f in testsrc_frames(N, W, H, "nv12") for p in enc.encode(f)]
-        packets += enc.flush()
-    return len(packets)
+    return len(encode_testsrc(addr, N, W, H)[1])

@@ -4,17 +4,14 @@ logged once per burst; the token read from a file or the environment."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from media import testsrc_frames
-from vtremote.client import RemoteEncoder
+from client_sessions import encode_testsrc
 from vtremote.errors import AuthError, ErrorCode
+from vtremote.testing.servers import run_vtremoted
 from vtremote.wire import Connection, Role, messages
 from vtremote.wire.constants import HelloStatus
 
@@ -50,13 +47,8 @@ def try_token(port: int, token: str, source: str) -> tuple[int | None, str]:
             conn.receive_data(data)
 
 
-def encode(addr: str, **kw: object) -> int:
-    with RemoteEncoder(
-        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), timeout=10, **kw
-    ) as enc:  # type: ignore[arg-type]
-        packets = [p for f in testsrc_frames(N, W, H, "nv12") for p in enc.encode(f)]
-        packets += enc.flush()
-    return len(packets)
+def encoded_count(addr: str, **options: object) -> int:
+    return len(encode_testsrc(addr, N, W, H, timeout=10, **options)[1])
 
 
 def test_wrong_tokens_are_blocked_per_source_and_logged_once(start_server) -> None:
@@ -83,7 +75,7 @@ def test_wrong_tokens_are_blocked_per_source_and_logged_once(start_server) -> No
         and "blocked" in text
     )
     # Everyone else is served as before.
-    assert encode(server.addr, token=TOKEN) == N
+    assert encoded_count(server.addr, token=TOKEN) == N
     log = server.stderr_text()
     assert log.count("4 wrong tokens from 127.0.0.4: refusing it for 60 s") == 1
 
@@ -127,14 +119,14 @@ def test_token_from_file_and_environment(
     token_file.chmod(0o600)
     server = start_server("--engine", "x264", "--token-file", str(token_file))
     with pytest.raises(AuthError) as info:
-        encode(server.addr)
+        encoded_count(server.addr)
     assert server.addr in str(info.value)
     monkeypatch.setenv("VTREMOTE_TOKEN", TOKEN)
-    assert encode(server.addr) == N
+    assert encoded_count(server.addr) == N
     monkeypatch.delenv("VTREMOTE_TOKEN")
 
     env_server = start_server("--engine", "x264", env={"VTREMOTED_TOKEN": TOKEN})
-    assert encode(env_server.addr, token=TOKEN) == N
+    assert encoded_count(env_server.addr, token=TOKEN) == N
     assert try_token(env_server.port, "nope", "127.0.0.1")[0] == HelloStatus.AUTH_FAILED
     assert TOKEN not in " ".join(env_server.args)  # nothing secret on the command line
 
@@ -142,20 +134,7 @@ def test_token_from_file_and_environment(
 def test_token_and_token_file_together_is_a_usage_error(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("x\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vtremote.cli.serve",
-            "--token",
-            "a",
-            "--token-file",
-            str(token_file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_vtremoted("--token", "a", "--token-file", str(token_file))
     assert done.returncode == 2 and "--token or --token-file" in done.stderr
 
 

@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from media import decode_video, make_h264_mp4, testsrc_frames, video_packets
+from client_sessions import encode_testsrc
+from decoding import decode_stream
+from media import decode_video, make_h264_mp4, video_packets
 from vtremote.cli.main import main as cli_main
 from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.client.tls import TLSOptions, read_known_hosts
@@ -33,23 +35,8 @@ def tls_server(start_server, tmp_path: Path, *extra: str):
     return server, fp
 
 
-def encode(addr: str, **kw: object) -> tuple[RemoteEncoder, list[av.Packet]]:
-    frames = testsrc_frames(N, W, H, "nv12")
-    with RemoteEncoder(
-        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30, **kw
-    ) as enc:  # type: ignore[arg-type]
-        packets = [p for f in frames for p in enc.encode(f)]
-        packets += enc.flush()
-    return enc, packets
-
-
-def decoded_count(extradata: bytes, packets: list[av.Packet]) -> int:
-    ctx = av.CodecContext.create("h264", "r")
-    ctx.extradata = extradata
-    n = 0
-    for p in packets:
-        n += len(ctx.decode(av.Packet(bytes(p))))
-    return n + len(ctx.decode(None))
+def tls_encode(addr: str, **options: object) -> tuple[RemoteEncoder, list[av.Packet]]:
+    return encode_testsrc(addr, N, W, H, framerate=30, **options)
 
 
 def test_encode_and_decode_round_trip_over_tls_with_a_pinned_fingerprint(
@@ -57,9 +44,9 @@ def test_encode_and_decode_round_trip_over_tls_with_a_pinned_fingerprint(
 ) -> None:
     server, fp = tls_server(start_server, tmp_path)
     assert "made a self-signed certificate" in server.stderr_text()
-    enc, packets = encode(server.addr, tls_fingerprint=fp)
+    enc, packets = tls_encode(server.addr, tls_fingerprint=fp)
     assert enc._transport.tls
-    assert len(packets) == N and decoded_count(enc.extradata, packets) == N
+    assert len(packets) == N and len(decode_stream("h264", enc.extradata, packets)) == N
 
     extradata, src = video_packets(make_h264_mp4(tmp_path / "in.mp4", N, W, H))
     frames = []
@@ -89,7 +76,7 @@ def test_wrong_fingerprint_is_refused(start_server, tmp_path: Path) -> None:
     server, fp = tls_server(start_server, tmp_path)
     wrong = "AA:" * 31 + "AA"
     with pytest.raises(CertificateError) as info:
-        encode(server.addr, tls_fingerprint=wrong)
+        tls_encode(server.addr, tls_fingerprint=wrong)
     text = str(info.value)
     assert server.addr in text and fp in text and "expected" in text
 
@@ -100,26 +87,26 @@ def test_trust_on_first_use_remembers_and_then_enforces(
     known = tmp_path / "known_hosts"
     monkeypatch.setenv("VTREMOTE_KNOWN_HOSTS", str(known))
     server, fp = tls_server(start_server, tmp_path)
-    encode(server.addr, tls=True)
+    tls_encode(server.addr, tls=True)
     assert read_known_hosts(known) == {server.addr: fp}
-    encode(server.addr, tls=True)  # the same certificate: fine
+    tls_encode(server.addr, tls=True)  # the same certificate: fine
     known.write_text(f"{server.addr} {'BB:' * 31}BB\n")
     with pytest.raises(CertificateError) as info:
-        encode(server.addr, tls=True)
+        tls_encode(server.addr, tls=True)
     assert "changed" in str(info.value) and str(known) in str(info.value)
 
 
 def test_plain_client_on_a_tls_only_server_gets_a_clear_error(start_server, tmp_path: Path) -> None:
     server, fp = tls_server(start_server, tmp_path, "--require-tls")
     with pytest.raises(UnsupportedError) as info:
-        encode(server.addr)
+        tls_encode(server.addr)
     assert "TLS connections only" in str(info.value) and server.addr in str(info.value)
-    assert len(encode(server.addr, tls_fingerprint=fp)[1]) == N
+    assert len(tls_encode(server.addr, tls_fingerprint=fp)[1]) == N
 
 
 def test_tls_client_on_a_plain_server_is_told_why(server) -> None:
     with pytest.raises(ConnectionLostError) as info:
-        encode(server.addr, tls=True)
+        tls_encode(server.addr, tls=True)
     assert "TLS handshake with " + server.addr in str(info.value)
 
 
@@ -192,14 +179,14 @@ def test_ca_verification_and_client_certificates(start_server, tmp_path: Path) -
         "--require-tls",
     )
     ok = TLSOptions(ca=str(ca_path), cert=str(client_cert), key=str(client_key))
-    assert len(encode(server.addr, tls=ok)[1]) == N
+    assert len(tls_encode(server.addr, tls=ok)[1]) == N
     with pytest.raises(ConnectionLostError) as info:  # no client certificate
-        encode(server.addr, tls_ca=str(ca_path))
+        tls_encode(server.addr, tls_ca=str(ca_path))
     assert server.addr in str(info.value)
     (tmp_path / "other").mkdir()
     other_ca, _, _ = _ca(tmp_path / "other")
     with pytest.raises(CertificateError):  # a CA that did not sign the server
-        encode(
+        tls_encode(
             server.addr,
             tls=TLSOptions(ca=str(other_ca), cert=str(client_cert), key=str(client_key)),
         )
@@ -295,4 +282,4 @@ def test_reference_client_over_plain_tcp_on_a_mixed_port(start_server, tmp_path:
     # A plain session on a TLS-enabled port: one packet per distinct frame, as on a plain port.
     assert len(decode_video(out)) == N
     assert "open from" in server.stderr_text() and "HELLO ok client=ffmpeg" in server.stderr_text()
-    assert len(encode(server.addr, tls_fingerprint=fp)[1]) == N  # and TLS on the same port
+    assert len(tls_encode(server.addr, tls_fingerprint=fp)[1]) == N  # and TLS on the same port

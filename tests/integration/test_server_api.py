@@ -6,9 +6,9 @@ import socket
 import threading
 
 import pytest
-from vtr_client import VTRClient
 
 from media import testsrc_frames
+from vtr_client import VTRClient
 from vtremote.errors import EngineUnavailableError
 from vtremote.server import Server, ServerConfig
 from vtremote.wire.constants import PixelFormat

@@ -12,9 +12,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from vtr_client import VTRClient, frame_planes
 
 from media import decode_video, make_h264_mp4, make_hevc_mp4, plane_arrays, video_packets
+from vtr_client import VTRClient, frame_planes
 from vtremote.wire import annexb, messages
 from vtremote.wire.constants import PixelFormat, WireCompression
 from vtremote.wire.extensions import OPT_DECODE_PIPELINE

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import av
 import pytest
-from vtr_client import VTRClient, decode_packets
 
 from media import testsrc_frames
+from vtr_client import VTRClient, decode_packets
 from vtremote.wire import annexb, messages
 from vtremote.wire.constants import PixelFormat
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from vtr_client import Closed, VTRClient, raw_header
 
 from media import make_h264_mp4, testsrc_frames, video_packets
+from vtr_client import Closed, VTRClient, raw_header
 from vtremote.wire import annexb, messages
 from vtremote.wire.constants import MessageType, PixelFormat
 from vtremote.wire.messages import serialize_bytes

@@ -9,26 +9,16 @@ import subprocess
 import sys
 
 import pytest
-from vtr_client import Closed, VTRClient
 
-from conftest import LISTENING
 from media import testsrc_frames
+from vtr_client import Closed, VTRClient
+from vtremote.testing.servers import LISTENING, run_vtremoted
 from vtremote.wire import messages
 from vtremote.wire.constants import PixelFormat
 
 W, H = 320, 180
 ENCODE = (("mode", "encode"), ("gop", "10"))
 HW_ENGINE = os.environ.get("VTREMOTE_HW_ENGINE", "")
-
-
-def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vtremote.cli.serve", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def streaming(addr: tuple[str, int]) -> VTRClient:
@@ -168,13 +158,13 @@ def test_log_levels(start_server, level: str) -> None:
     ],
 )
 def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
-    res = run_cli(*args)
+    res = run_vtremoted(*args)
     assert res.returncode == 2, res
     assert "vtremoted: error:" in res.stderr and res.stdout == ""
 
 
 def test_list_engines_really_probes() -> None:
-    res = run_cli("--list-engines")
+    res = run_vtremoted("--list-engines")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     x264 = next(line for line in lines if line.startswith("x264"))
@@ -191,7 +181,7 @@ def test_list_engines_really_probes() -> None:
 @pytest.mark.skipif(HW_ENGINE == "nvenc", reason="an NVIDIA device is configured")
 def test_unavailable_engine_fails_loudly() -> None:
     """A named hardware engine never falls back to software (STYLE.md §1.5)."""
-    res = run_cli("--listen", "127.0.0.1:0", "--engine", "nvenc")
+    res = run_vtremoted("--listen", "127.0.0.1:0", "--engine", "nvenc")
     assert res.returncode == 1
     assert res.stdout == ""  # never claimed to listen
     assert "engine nvenc does not work here" in res.stderr

@@ -18,9 +18,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from vtr_client import Closed, VTRClient, frame_planes
 
 from media import decode_video, make_h264_mp4, plane_arrays, testsrc_frames, video_packets
+from vtr_client import Closed, VTRClient, frame_planes
 from vtremote.wire import annexb, messages
 from vtremote.wire.constants import PixelFormat, WireCompression
 

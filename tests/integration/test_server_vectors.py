@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vtr_client import VTRClient, decode_packets, frame_planes
 
 from media import decode_video, plane_arrays, testsrc_frames
+from vtr_client import VTRClient, decode_packets, frame_planes
 from vtremote.wire import annexb, messages, parse_payload
 from vtremote.wire.compression import parse_compression
 from vtremote.wire.constants import HEADER_SIZE, MessageType, PixelFormat

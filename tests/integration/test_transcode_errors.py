@@ -8,10 +8,10 @@ from pathlib import Path
 
 import av
 import pytest
-from transcode_media import check_timestamps
-from vtr_client import Closed, VTRClient
 
 from media import make_h264_mp4
+from transcode_media import check_timestamps
+from vtr_client import Closed, VTRClient
 from vtremote.client import RemoteTranscoder, transcode_capabilities
 from vtremote.errors import BadRequestError, UnsupportedConfigError
 from vtremote.wire import messages

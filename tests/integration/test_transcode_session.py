@@ -13,6 +13,8 @@ from pathlib import Path
 
 import av
 import pytest
+
+from media import make_h264_mp4, make_hevc_mp4, testsrc_frames
 from transcode_media import (
     bitrate,
     check_timestamps,
@@ -26,8 +28,6 @@ from transcode_media import (
     ssim,
     vfr_frames,
 )
-
-from media import make_h264_mp4, make_hevc_mp4, testsrc_frames
 from vtremote.client import RemoteTranscoder, transcode_capabilities
 
 

@@ -2,8 +2,8 @@
 
 Every test here runs the unmodified reference build as its users do and checks
 its outputs the way the reference's own scripts do (VTR1.md §11); the helpers
-live in ``interop_helpers.py``. Where the binary is absent (a user's fresh clone
-has no ``../shared``) every test here is skipped with the reason.
+live in ``tests/support/interop_helpers.py``. Where the binary is absent (a
+user's fresh clone has no ``../shared``) every test here is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from interop_helpers import ServerProcess, _missing_reason, _start
+
+from interop_helpers import refclient_missing_reason
+from vtremote.testing.servers import ServerProcess, start_vtremoted
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = _missing_reason()
+    reason = refclient_missing_reason()
     if reason is None:
         return
     here = Path(__file__).resolve().parent
@@ -29,7 +31,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def refserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One ``vtremoted --engine x264`` for a whole module (sessions are independent)."""
     log = tmp_path_factory.mktemp("vtremoted") / "stderr.log"
-    server = _start(("--engine", "x264", "--max-sessions", "0"), log, None)
+    server = start_vtremoted(("--engine", "x264", "--max-sessions", "0"), log)
     yield server
     rc = server.stop()
     if rc != 0:
@@ -37,7 +39,7 @@ def refserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
     assert rc == 0, f"vtremoted exited {rc} on SIGTERM"
 
 
-Start = Callable[..., "ServerProcess"]
+Start = Callable[..., ServerProcess]
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def start_refserver(tmp_path: Path) -> Iterator[Start]:
     servers: list[ServerProcess] = []
 
     def start(*args: str) -> ServerProcess:
-        server = _start(tuple(args), tmp_path / f"vtremoted-{len(servers)}.log", None)
+        server = start_vtremoted(tuple(args), tmp_path / f"vtremoted-{len(servers)}.log")
         servers.append(server)
         return server
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from interop_helpers import ffmpeg, framemd5, local_framemd5, remote, run_summary, session_count
 
+from interop_helpers import ffmpeg, framemd5, local_framemd5, remote, run_summary, session_count
 from media import make_h264_mp4, make_hevc_mp4
 
 FRAMES = 30
 
 
-def _source(tmp_path: Path, codec: str, ten_bit: bool, bframes: int) -> Path:
+def _source_file(tmp_path: Path, codec: str, ten_bit: bool, bframes: int) -> Path:
     path = tmp_path / f"src-{codec}-{int(ten_bit)}-{bframes}.mp4"
     if codec == "h264":
         return make_h264_mp4(path, FRAMES, 320, 240, bframes=bframes)
@@ -54,7 +54,7 @@ def test_decode_equals_local_decode(
     A PACKET the server left unanswered would cost the client its receive timeout and
     shift every later frame onto the next PACKET's timestamp: the pts column differs.
     """
-    src = _source(tmp_path, codec, ten_bit, 0)
+    src = _source_file(tmp_path, codec, ten_bit, 0)
     before = session_count(refserver, "decode")
     got = _remote_decode(
         refserver, src, codec, tmp_path / "remote.md5", "-vt_remote_wire_compression", compression
@@ -78,7 +78,7 @@ def test_b_frame_decode_writes_pixel_equal_frames_in_order(
     logic drops the frames whose stamp goes backwards (docs/protocol.md,
     "Lock-step clients"). The frames it writes are in order and pixel-equal.
     """
-    src = _source(tmp_path, codec, ten_bit, bframes)
+    src = _source_file(tmp_path, codec, ten_bit, bframes)
     before = session_count(refserver, "decode")
     # The waits at the start are inherent (docs/protocol.md): keep them short.
     got = [
@@ -105,7 +105,7 @@ def test_b_frame_decode_writes_pixel_equal_frames_in_order(
     "B-frame streams lose frames to FFmpeg's vfr logic (docs/protocol.md)",
 )
 def test_b_frame_decode_equals_local_decode(refserver, tmp_path: Path) -> None:
-    src = _source(tmp_path, "h264", False, 3)
+    src = _source_file(tmp_path, "h264", False, 3)
     got = _remote_decode(refserver, src, "h264", tmp_path / "remote.md5", timeout_ms=300)
     assert [m for _, m in got] == [
         m for _, m in local_framemd5(src, tmp_path / "local.md5", "nv12")

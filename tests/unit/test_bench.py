@@ -19,7 +19,7 @@ from vtremote.cli import bench
 MACHINE_KEYS = {"cpu", "cores", "python", "pyav", "ffmpeg"}
 
 
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+def bench_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
     code = bench.main([*argv, "--json", "--quiet"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -33,7 +33,7 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
 
 
 def test_wire_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    r = run_json(
+    r = bench_json(
         capsys, "wire", "--size", "320x180", "--frames", "12", "--repeat", "1", "--distinct", "3"
     )
     assert r["raw_fps"] > 0
@@ -59,7 +59,7 @@ def test_wire_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_offload_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    r = run_json(
+    r = bench_json(
         capsys,
         "offload",
         "--size",
@@ -80,7 +80,7 @@ def test_offload_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bandwidth_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    r = run_json(
+    r = bench_json(
         capsys, "bandwidth", "--formats", "320x180@10", "--seconds", "0.5", "--sources", "testsrc2"
     )
     rows = r["rows"]
@@ -99,14 +99,14 @@ def test_bandwidth_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_decode_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    r = run_json(capsys, "decode", "--size", "320x180", "--frames", "8", "--codecs", "h264")
+    r = bench_json(capsys, "decode", "--size", "320x180", "--frames", "8", "--codecs", "h264")
     e = r["codecs"]["h264"]
     assert e["frames"] == 8 and e["local_fps"] > 0
     assert e["remote"]["none"]["fps"] > 0
 
 
 def test_latency_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    r = run_json(capsys, "latency", "--sizes", "320x180", "--frames", "8", "--rate", "100")
+    r = bench_json(capsys, "latency", "--sizes", "320x180", "--frames", "8", "--rate", "100")
     e = r["sizes"]["180p"]
     assert 0 < e["p50_ms"] <= e["p99_ms"] <= e["max_ms"]
 

@@ -117,7 +117,7 @@ class FakeServer:
             raise self.error
 
 
-def nv12_frame(pts: int, w: int = 64, h: int = 64) -> av.VideoFrame:
+def nv12_picture(pts: int, w: int = 64, h: int = 64) -> av.VideoFrame:
     frame = av.VideoFrame(w, h, "nv12")
     for plane in frame.planes:
         memoryview(plane)[:] = bytes([pts % 256]) * plane.buffer_size
@@ -368,7 +368,7 @@ def test_encoder_pipelines_and_flush_returns_every_packet() -> None:
         assert enc.config_record == avcc()
         got = []
         for i in range(n):
-            got += enc.encode(nv12_frame(i), keyframe=(i == 3))
+            got += enc.encode(nv12_picture(i), keyframe=(i == 3))
         assert got == [] and enc.in_flight == n
         got += enc.flush()
         assert enc.flush() == []  # idempotent: no second FLUSH
@@ -403,7 +403,7 @@ def test_encoder_window_blocks_until_a_packet_arrives() -> None:
     ) as enc:
         out = []
         for i in range(window + 1):
-            out += enc.encode(nv12_frame(i))
+            out += enc.encode(nv12_picture(i))
         out += enc.flush()
     srv.join()
     assert [p.pts for p in out] == list(range(window + 1))
@@ -418,12 +418,12 @@ def test_encoder_error_from_server_raises_remote_error() -> None:
 
     srv = FakeServer(script)
     with RemoteEncoder(srv.transport(), width=64, height=64) as enc:
-        enc.encode(nv12_frame(0))
+        enc.encode(nv12_picture(0))
         with pytest.raises(
             UnsupportedError, match=r"profile 110 is not supported by engine x264 \(fake:5555\)"
         ):
             for i in range(1, 50):
-                enc.encode(nv12_frame(i))
+                enc.encode(nv12_picture(i))
                 time.sleep(0.01)
             enc.flush()
     srv.join()
@@ -438,12 +438,12 @@ def test_encoder_times_out_when_the_server_goes_silent() -> None:
 
     srv = FakeServer(script)
     enc = RemoteEncoder(srv.transport(), width=64, height=64, inflight=1, timeout=0.3)
-    enc.encode(nv12_frame(0))
+    enc.encode(nv12_picture(0))
     with pytest.raises(
         TimeoutExpiredError,
         match=r"no reply from fake:5555 for 0.3 s while 1 frames were in flight \(window 1; ",
     ):
-        enc.encode(nv12_frame(1))
+        enc.encode(nv12_picture(1))
     enc.close()
     srv.join()
 

@@ -20,7 +20,7 @@ from vtremote.server.window import (
 from vtremote.wire import messages
 
 
-def _frame(pts: int, fill: int = 0) -> messages.Frame:
+def _wire_frame(pts: int, fill: int = 0) -> messages.Frame:
     y = bytes([fill]) * (64 * 16)
     return messages.Frame(
         pts, 1, 0, (messages.Plane(64, 16, y), messages.Plane(64, 8, y[: 64 * 8]))
@@ -33,7 +33,7 @@ def _picture(i: int) -> av.VideoFrame:
     return f
 
 
-def _feed(
+def _feed_pictures(
     w: PlainWindow, n: int, start: float = 0.0, gap: float = 0.001, packets: int = 0
 ) -> float:
     t = start
@@ -45,18 +45,18 @@ def _feed(
 
 def test_only_the_frame_just_before_counts_as_a_copy() -> None:
     w = RepeatedFrames()
-    assert not w.is_copy(_frame(0))
-    assert w.is_copy(_frame(0))  # the same FRAME again
-    assert not w.is_copy(_frame(1))
+    assert not w.is_copy(_wire_frame(0))
+    assert w.is_copy(_wire_frame(0))  # the same FRAME again
+    assert not w.is_copy(_wire_frame(1))
     assert not w.is_copy(
-        _frame(0)
+        _wire_frame(0)
     )  # an older one is a new frame (pts going back is the client's business)
-    assert not w.is_copy(_frame(0, fill=7))  # same pts, other pixels
+    assert not w.is_copy(_wire_frame(0, fill=7))  # same pts, other pixels
 
 
 def test_a_copy_of_the_first_frame_is_answered() -> None:
     w = PlainWindow()
-    _feed(w, 1)
+    _feed_pictures(w, 1)
     w.held(0)
     assert w.on_copy(0.01) is True  # a window of one: nothing else would ever move it
     assert (w.copies_answered, w.copies_unanswered) == (1, 0)
@@ -65,7 +65,7 @@ def test_a_copy_of_the_first_frame_is_answered() -> None:
 def test_a_copy_is_kept_when_the_window_has_room() -> None:
     """No B-frames, a window of 16: the lost place does not matter."""
     w = PlainWindow()
-    _feed(w, 16, packets=3)
+    _feed_pictures(w, 16, packets=3)
     w.held(0)
     assert w.on_copy(0.1) is False
     assert w.copies_unanswered == 1
@@ -88,7 +88,7 @@ def test_a_copy_is_answered_when_held_frames_leave_no_place() -> None:
 
 def test_a_client_stopped_before_the_first_packet_gets_a_restart_with_its_window() -> None:
     w = PlainWindow()
-    last = _feed(w, 2, gap=0.001)
+    last = _feed_pictures(w, 2, gap=0.001)
     assert w.on_idle(held=2, now=last + STALL_WAIT / 2) is None  # not long enough
     stall = w.on_idle(held=2, now=last + STALL_WAIT + 0.001)
     assert stall is not None and (stall.action, stall.window) == (Action.RESTART, 2)
@@ -99,7 +99,7 @@ def test_a_client_stopped_before_the_first_packet_gets_a_restart_with_its_window
 def test_the_first_frame_waits_longer() -> None:
     """A slow source between its first two frames must not lose its B-frames."""
     w = PlainWindow()
-    _feed(w, 1)
+    _feed_pictures(w, 1)
     assert w.wait() == FIRST_FRAME_WAIT
     assert w.on_idle(held=1, now=FIRST_FRAME_WAIT / 2) is None
     stall = w.on_idle(held=1, now=FIRST_FRAME_WAIT + 0.001)
@@ -108,7 +108,7 @@ def test_the_first_frame_waits_longer() -> None:
 
 def test_a_slow_client_gets_three_of_its_intervals() -> None:
     w = PlainWindow()
-    last = _feed(w, 5, gap=0.1)  # 10 fps
+    last = _feed_pictures(w, 5, gap=0.1)  # 10 fps
     assert w.wait() == pytest.approx(0.3)
     assert w.on_idle(held=2, now=last + 0.2) is None
 
@@ -116,7 +116,7 @@ def test_a_slow_client_gets_three_of_its_intervals() -> None:
 def _with_a_kept_copy(packets: int) -> tuple[PlainWindow, float]:
     """20 frames without B-frames, then a copy the window has room for (kept, not answered)."""
     w = PlainWindow()
-    last = _feed(w, 20, packets=packets)
+    last = _feed_pictures(w, 20, packets=packets)
     w.held(0)
     assert w.on_copy(last) is False
     return w, last
@@ -135,7 +135,7 @@ def test_after_the_first_packet_an_unanswered_copy_is_answered_on_a_stall() -> N
 
 def test_nothing_is_done_for_a_client_owed_nothing() -> None:
     w = PlainWindow()
-    last = _feed(w, 3, packets=0)
+    last = _feed_pictures(w, 3, packets=0)
     w.on_packet(now=last)
     assert w.deadline(held=0) == float("inf")  # the engine thread sleeps its full poll interval
     assert w.on_idle(held=0, now=last + 10) is None
@@ -152,7 +152,7 @@ def test_silence_counts_from_the_last_packet_sent() -> None:
 
 def test_the_replay_is_bounded() -> None:
     w = PlainWindow()
-    _feed(w, REPLAY_LIMIT + 1)
+    _feed_pictures(w, REPLAY_LIMIT + 1)
     assert w.replay is None
     assert w.on_idle(held=REPLAY_LIMIT + 1, now=100.0) is None  # no restart without the frames
 
@@ -168,7 +168,7 @@ def test_restart_budget_leaves_a_place_for_the_copy(window: int, budget: int) ->
 def _probed_and_silent(frames: int = 1) -> tuple[PlainWindow, float]:
     """A probed client sent ``frames`` frames, all held by the engine; a PING went out."""
     w = PlainWindow(probed=True)
-    last = _feed(w, frames)
+    last = _feed_pictures(w, frames)
     assert w.on_idle(held=frames, now=last + PROBE_AFTER / 2) is None
     stall = w.on_idle(held=frames, now=last + PROBE_AFTER)
     assert stall is not None and stall.action is Action.PROBE
@@ -227,7 +227,7 @@ def test_a_probed_client_that_never_answers_falls_back_to_the_clock() -> None:
 
 def test_a_probed_client_with_a_kept_copy_gets_its_empty_packet_on_a_lone_pong() -> None:
     w = PlainWindow(probed=True)
-    last = _feed(w, 20, packets=5)
+    last = _feed_pictures(w, 20, packets=5)
     w.held(0)
     assert w.on_copy(last) is False
     w.on_packet(now=last)

@@ -90,7 +90,7 @@ def x265_10bit() -> Encoded:
 ALL = ["x264", "x264_high", "x265", "x265_10bit"]
 
 
-def _decode(codec: str, extradata: bytes, packets: list[bytes]) -> list[np.ndarray]:
+def _decoded_arrays(codec: str, extradata: bytes, packets: list[bytes]) -> list[np.ndarray]:
     ctx = av.CodecContext.create(codec, "r")
     ctx.extradata = extradata
     out = []
@@ -156,8 +156,8 @@ def test_ffmpeg_decodes_length_prefixed_packets_with_our_record(
     enc: Encoded = request.getfixturevalue(name)
     record = annexb.build_config_record(enc.codec, enc.extradata)
     samples = [annexb.annexb_to_length_prefixed(p, 4) for p in enc.packets]
-    decoded = _decode(enc.codec, record, samples)
-    reference = _decode(enc.codec, enc.extradata, enc.packets)
+    decoded = _decoded_arrays(enc.codec, record, samples)
+    reference = _decoded_arrays(enc.codec, enc.extradata, enc.packets)
     assert len(decoded) == len(reference) == len(enc.frames)
     for a, b in zip(decoded, reference, strict=True):
         np.testing.assert_array_equal(a, b)

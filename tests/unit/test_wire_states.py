@@ -51,7 +51,7 @@ def configure(mode: str) -> Configure:
     return Configure(W, H, 1, 1, 25, 25, 1, (("mode", mode), ("wire_compression", "0")))
 
 
-def nv12_frame(pts: int = 0) -> Frame:
+def nv12_wire_frame(pts: int = 0) -> Frame:
     return Frame(pts, 1, 0, (Plane(W, H, bytes(W * H)), Plane(W, H // 2, bytes(W * H // 2))))
 
 
@@ -65,7 +65,7 @@ SAMPLES: dict[str, Callable[[], Message]] = {
     "CONFIGURE_DECODE": lambda: configure("decode"),
     "CONFIGURE_TRANSCODE": lambda: configure("transcode"),
     "CONFIGURE_ACK": lambda: ConfigureAck(pix_fmt=1),
-    "FRAME": nv12_frame,
+    "FRAME": nv12_wire_frame,
     "PACKET": lambda: Packet(0, 0, 0, 1, b"\x00\x00\x00\x01\x65\x88"),
     "FLUSH": Flush,
     "DONE": Done,
@@ -311,7 +311,7 @@ def test_unknown_type_ignored_when_streaming_keeps_payload() -> None:
 # --- check_frame_geometry -----------------------------------------------------------------
 
 
-def _frame(planes: list[tuple[int, int]]) -> Frame:
+def _frame_with_planes(planes: list[tuple[int, int]]) -> Frame:
     return Frame(0, 0, 0, tuple(Plane(s, h, b"") for s, h in planes))
 
 
@@ -336,24 +336,28 @@ def _frame(planes: list[tuple[int, int]]) -> Frame:
 )
 def test_check_frame_geometry_messages(planes: list[tuple[int, int]], message: str) -> None:
     with pytest.raises(RemoteProtocolError, match=message):
-        check_frame_geometry(_frame(planes), 320, 180, 1)
+        check_frame_geometry(_frame_with_planes(planes), 320, 180, 1)
 
 
 def test_check_frame_geometry_accepts() -> None:
-    check_frame_geometry(_frame([(320, 180), (320, 90)]), 320, 180, 1)
-    check_frame_geometry(_frame([(384, 180), (384, 90)]), 320, 180, 1)  # padded linesize
-    check_frame_geometry(_frame([(4416, 180), (4416, 90)]), 320, 180, 1)  # largest stride
+    check_frame_geometry(_frame_with_planes([(320, 180), (320, 90)]), 320, 180, 1)
+    check_frame_geometry(
+        _frame_with_planes([(384, 180), (384, 90)]), 320, 180, 1
+    )  # padded linesize
+    check_frame_geometry(
+        _frame_with_planes([(4416, 180), (4416, 90)]), 320, 180, 1
+    )  # largest stride
     # odd height: chroma rows floor (reference client) or ceil (CoreVideo, FFmpeg)
-    check_frame_geometry(_frame([(320, 181), (320, 90)]), 320, 181, 1)
-    check_frame_geometry(_frame([(320, 181), (320, 91)]), 320, 181, 1)
+    check_frame_geometry(_frame_with_planes([(320, 181), (320, 90)]), 320, 181, 1)
+    check_frame_geometry(_frame_with_planes([(320, 181), (320, 91)]), 320, 181, 1)
     # P010: two bytes per sample
-    check_frame_geometry(_frame([(640, 180), (640, 90)]), 320, 180, 2)
+    check_frame_geometry(_frame_with_planes([(640, 180), (640, 90)]), 320, 180, 2)
     with pytest.raises(
         RemoteProtocolError, match=r"stride 320 is outside 640\.\.4736 for configured 320x180 P010"
     ):
-        check_frame_geometry(_frame([(320, 180), (640, 90)]), 320, 180, 2)
+        check_frame_geometry(_frame_with_planes([(320, 180), (640, 90)]), 320, 180, 2)
     with pytest.raises(RemoteProtocolError, match="pix_fmt 7"):
-        check_frame_geometry(_frame([(320, 180), (320, 90)]), 320, 180, 7)
+        check_frame_geometry(_frame_with_planes([(320, 180), (320, 90)]), 320, 180, 7)
 
 
 def test_received_frame_geometry_checked_by_connection() -> None:

@@ -1,1 +1,2 @@
-"""Test scaffolding: fault switches and lossy relays for tests and benchmarks; product code never imports it."""
+"""Test scaffolding for tests and benchmarks: a real ``vtremoted`` subprocess, fault switches,
+lossy relays; product code never imports it."""

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 
+from media import lavfi_frames
 from vtremote.errors import ConfigError
 from vtremote.live import LiveReceiver, ReceivedFrame, Sender, SenderConfig
 from vtremote.live.codec import EncoderConfig, LiveDecoder, parameter_sets
@@ -20,12 +21,7 @@ from vtremote.live.protocol import Codec
 from vtremote.live.remote import RemoteLiveEncoder
 
 
-def _frames(n: int) -> list[av.VideoFrame]:
-    with av.open("testsrc2=size=160x120:rate=30", format="lavfi") as c:
-        return [f for f, _ in zip(c.decode(video=0), range(n), strict=False)]
-
-
-def test_keyframes_on_request_and_parameter_sets_in_band(vtremoted: Any) -> None:
+def test_keyframes_on_request_and_parameter_sets_in_band(server: Any) -> None:
     got: list[ReceivedFrame] = []
     lock = threading.Lock()
 
@@ -39,7 +35,7 @@ def test_keyframes_on_request_and_parameter_sets_in_band(vtremoted: Any) -> None
         fps=Fraction(30),
         source_id=5,
         encoder="remote",
-        server=vtremoted.addr,
+        server=server.addr,
         keyint_s=10.0,
         bitrate=400_000,
     )
@@ -48,7 +44,7 @@ def test_keyframes_on_request_and_parameter_sets_in_band(vtremoted: Any) -> None
         tx = Sender(f"127.0.0.1:{rx.address[1]}", cfg).start()
         assert tx.wait_connected(10)
         start = time.monotonic_ns()
-        for i, frame in enumerate(_frames(40)):
+        for i, frame in enumerate(lavfi_frames(40, "160x120")):
             due = start + i * 33_333_333
             time.sleep(max(0.0, (due - time.monotonic_ns()) / 1e9))
             if i == 20:
@@ -66,7 +62,7 @@ def test_keyframes_on_request_and_parameter_sets_in_band(vtremoted: Any) -> None
 
 
 def test_send_process_encodes_on_vtremoted(
-    vtremoted: Any, start_receiver: Any, start_sender: Any, tmp_path: Path
+    server: Any, start_receiver: Any, start_sender: Any, tmp_path: Path
 ) -> None:
     record = tmp_path / "remote.mkv"
     recv = start_receiver("--record", str(record))
@@ -80,7 +76,7 @@ def test_send_process_encodes_on_vtremoted(
         "--encoder",
         "remote",
         "--server",
-        vtremoted.addr,
+        server.addr,
         "-g",
         "15",
         "-b:v",
@@ -102,21 +98,23 @@ def test_send_process_encodes_on_vtremoted(
     keys = [i for i, pk in enumerate(packets) if pk.is_keyframe]
     assert keys[0] == 0 and len(keys) >= 2  # GOP 15 frames on the server: every 0.5 s
     # The server did the encoding: its session summary counts the frames it got.
-    m = re.search(r"SUMMARY mode=encode frames_in=(\d+)", vtremoted.stderr())
+    m = re.search(r"SUMMARY mode=encode frames_in=(\d+)", server.stderr_text())
     deadline = time.monotonic() + 10
     while m is None and time.monotonic() < deadline:
         time.sleep(0.1)
-        m = re.search(r"SUMMARY mode=encode frames_in=(\d+)", vtremoted.stderr())
+        m = re.search(r"SUMMARY mode=encode frames_in=(\d+)", server.stderr_text())
     assert m is not None and int(m.group(1)) == summary["frames"] + src.get("lost", 0)
 
 
-def test_one_packet_per_frame_with_parameter_sets_on_every_keyframe(vtremoted: Any) -> None:
+def test_one_packet_per_frame_with_parameter_sets_on_every_keyframe(server: Any) -> None:
     cfg = EncoderConfig(
         Codec.H264, 160, 120, Fraction(30), bitrate=300_000, keyint_s=1 / 3
     )  # GOP 10
-    enc = RemoteLiveEncoder(cfg, vtremoted.addr)
+    enc = RemoteLiveEncoder(cfg, server.addr)
     try:
-        units = [enc.encode(f, i, keyframe=(i == 13)) for i, f in enumerate(_frames(25))]
+        units = [
+            enc.encode(f, i, keyframe=(i == 13)) for i, f in enumerate(lavfi_frames(25, "160x120"))
+        ]
     finally:
         enc.close()
     assert [len(u) for u in units] == [

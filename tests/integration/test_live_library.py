@@ -10,13 +10,9 @@ from pathlib import Path
 import av
 import pytest
 
+from media import lavfi_frames
 from vtremote.live import LiveReceiver, ReceivedFrame, Sender, SenderConfig
 from vtremote.live import receiver as receiver_module
-
-
-def _frames(n: int) -> list[av.VideoFrame]:
-    with av.open("testsrc2=size=160x120:rate=30", format="lavfi") as c:
-        return [f for f, _ in zip(c.decode(video=0), range(n), strict=False)]
 
 
 def _push(
@@ -51,7 +47,7 @@ def test_pushed_frames_arrive_with_their_metadata_and_latency(transport: str) ->
             got.append(f)
 
     with LiveReceiver("127.0.0.1:0", on_frame=on_frame) as rx:
-        tx = _push(rx, _frames(30), 77, transport)
+        tx = _push(rx, lavfi_frames(30, "160x120"), 77, transport)
         assert rx.wait(10)
     assert tx.stats.frames_sent + tx.stats.dropped == 30
     assert len(got) == tx.stats.frames_sent and got[0].keyframe and got[0].source_id == 77
@@ -70,9 +66,11 @@ def test_pushed_frames_arrive_with_their_metadata_and_latency(transport: str) ->
 def test_an_ended_source_gives_its_slot_to_a_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(receiver_module, "MAX_SOURCES", 1)
     with LiveReceiver("127.0.0.1:0", on_frame=lambda f: None) as rx:
-        _push(rx, _frames(5), 1)
+        _push(rx, lavfi_frames(5, "160x120"), 1)
         assert rx.wait(10)
-        _push(rx, _frames(5), 2)  # refused (busy) if the first still held the only slot
+        _push(
+            rx, lavfi_frames(5, "160x120"), 2
+        )  # refused (busy) if the first still held the only slot
         assert rx.wait(10)
         summary = rx.summary()
     assert [s["source_id"] for s in summary["sources"]] == [1, 2]
@@ -133,7 +131,7 @@ def test_pushed_audio_is_recorded_on_the_video_clock(transport: str, tmp_path: P
         assert tx.wait_connected(10)
         start = time.monotonic_ns()
         pending = list(enumerate(sound))
-        for i, frame in enumerate(_frames(30)):
+        for i, frame in enumerate(lavfi_frames(30, "160x120")):
             due = start + i * 33_333_333
             time.sleep(max(0.0, (due - time.monotonic_ns()) / 1e9))
             tx.send(frame, capture_ns=due)

@@ -64,27 +64,44 @@ def testsrc_frames(
     return out
 
 
-testsrc_frames.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test (pytest collects test*)
+# A helper, not a test (pytest collects test*).
+testsrc_frames.__test__ = False  # type: ignore[attr-defined]
 
 
-def _encode_video_file(
+def lavfi_frames(n: int, size: str = "320x240", rate: int = 30) -> list[av.VideoFrame]:
+    """The first ``n`` frames of lavfi ``testsrc2`` as it decodes (yuv420p, each marked I)."""
+    with av.open(f"testsrc2=size={size}:rate={rate}", format="lavfi") as c:
+        return [f for f, _ in zip(c.decode(video=0), range(n), strict=False)]
+
+
+def encode_file(
     path: Path | str,
     codec: str,
     frames: list[av.VideoFrame],
-    enc_pix_fmt: str,
+    pix_fmt: str,
     rate: int,
-    bframes: int,
-    options: dict[str, str],
-    container_format: str | None = None,
+    options: dict[str, str] | None = None,
+    bframes: int | None = None,
+    fmt: str | None = None,
+    time_base: Fraction | None = None,
+    bit_rate: int = 0,
 ) -> Path:
+    """Write ``frames`` with an FFmpeg encoder into a container (frames keep their pts).
+
+    ``bframes`` None leaves the encoder's default; ``fmt`` None lets the name choose.
+    """
     path = Path(path)
-    with av.open(str(path), "w", format=container_format) as out:
+    with av.open(str(path), "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=rate)
-        stream.width = frames[0].width
-        stream.height = frames[0].height
-        stream.pix_fmt = enc_pix_fmt
-        stream.codec_context.max_b_frames = bframes
-        stream.codec_context.options = options
+        stream.width, stream.height = frames[0].width, frames[0].height
+        stream.pix_fmt = pix_fmt
+        if time_base is not None:
+            stream.codec_context.time_base = time_base
+        if bframes is not None:
+            stream.codec_context.max_b_frames = bframes
+        if bit_rate:
+            stream.codec_context.bit_rate = bit_rate
+        stream.codec_context.options = options or {}
         for frame in frames:
             for pkt in stream.encode(frame):
                 out.mux(pkt)
@@ -107,15 +124,8 @@ def make_h264_mp4(
     """An MP4 (avcC extradata) with ``n`` frames of H.264 from libx264."""
     frames = testsrc_frames(n, width, height, pix_fmt, rate, source)
     params = f"keyint={gop}:bframes={bframes}:log=-1"
-    return _encode_video_file(
-        path,
-        "libx264",
-        frames,
-        pix_fmt,
-        rate,
-        bframes,
-        {"preset": "veryfast", "x264-params": params},
-    )
+    options = {"preset": "veryfast", "x264-params": params}
+    return encode_file(path, "libx264", frames, pix_fmt, rate, options, bframes)
 
 
 def make_hevc_mp4(
@@ -132,15 +142,8 @@ def make_hevc_mp4(
     pix_fmt = "yuv420p10le" if ten_bit else "yuv420p"
     frames = testsrc_frames(n, width, height, pix_fmt, rate, source)
     params = f"log-level=error:info=0:bframes={bframes}:frame-threads=1"
-    return _encode_video_file(
-        path,
-        "libx265",
-        frames,
-        pix_fmt,
-        rate,
-        bframes,
-        {"preset": "ultrafast", "x265-params": params, "tag": "hvc1"},
-    )
+    options = {"preset": "ultrafast", "x265-params": params, "tag": "hvc1"}
+    return encode_file(path, "libx265", frames, pix_fmt, rate, options, bframes)
 
 
 def sine_frames(
@@ -220,20 +223,31 @@ def make_av_mkv(
         for aframe in sine_frames(seconds, sample_rate):
             packets += sound.encode(aframe)
         packets += sound.encode(None)
-        for start, dur, text in subtitle_cues(seconds):
-            pkt = av.Packet(text.encode())
-            pkt.stream = subs
-            pkt.time_base = subs.time_base
-            pkt.pts = pkt.dts = round(start * 1000)
-            pkt.duration = round(dur * 1000)
-            packets.append(pkt)
-        # Interleave by time so the muxer gets them in order.
-        packets.sort(
-            key=lambda p: float((p.dts if p.dts is not None else p.pts or 0) * p.time_base)
-        )
-        for pkt in packets:
-            out.mux(pkt)
+        packets += subrip_packets(subs, subtitle_cues(seconds))
+        mux_in_time_order(out, packets)
     return path
+
+
+def subrip_packets(
+    stream: av.stream.Stream, cues: list[tuple[float, float, str]]
+) -> list[av.Packet]:
+    """SubRip packets of (start, duration, text) cues for ``stream`` (time base 1/1000)."""
+    packets = []
+    for start, dur, text in cues:
+        pkt = av.Packet(text.encode())
+        pkt.stream = stream
+        pkt.time_base = stream.time_base
+        pkt.pts = pkt.dts = round(start * 1000)
+        pkt.duration = round(dur * 1000)
+        packets.append(pkt)
+    return packets
+
+
+def mux_in_time_order(out: av.container.OutputContainer, packets: list[av.Packet]) -> None:
+    """Mux packets of several streams interleaved by time (dts, else pts), as muxers want."""
+    packets.sort(key=lambda p: float((p.dts if p.dts is not None else p.pts or 0) * p.time_base))
+    for pkt in packets:
+        out.mux(pkt)
 
 
 def decode_video(path: Path | str, pix_fmt: str | None = None) -> list[av.VideoFrame]:

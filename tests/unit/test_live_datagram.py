@@ -29,12 +29,12 @@ def _joined(parts: list[p.Buffer]) -> bytes:
     return b"".join(bytes(x) for x in parts)
 
 
-def _feed(reasm: Reassembler, datagram: bytes, now: int) -> None:
+def _receive_datagram(reasm: Reassembler, datagram: bytes, now: int) -> None:
     head = parse_header(datagram)
     reasm.receive(head, memoryview(datagram)[DATAGRAM_HEADER.size :], now)
 
 
-def _stream(n: int, size: int = 3000) -> list[p.Message]:
+def _messages(n: int, size: int = 3000) -> list[p.Message]:
     out: list[p.Message] = []
     for i in range(n):
         out.append(p.Metadata(i, i * 33 * MS, b'{"i":%d}' % i))
@@ -42,7 +42,7 @@ def _stream(n: int, size: int = 3000) -> list[p.Message]:
     return out
 
 
-def _norm(msgs: list[p.Message | Lost]) -> list[object]:
+def _comparable(msgs: list[p.Message | Lost]) -> list[object]:
     return [(type(m).__name__, bytes(m.data)) if isinstance(m, p.Video) else m for m in msgs]
 
 
@@ -68,7 +68,7 @@ def test_datagrams_stay_under_the_mtu_budget_and_carry_the_token() -> None:
 def test_any_order_and_duplicates_deliver_each_message_once_in_order(
     n: int, rnd: random.Random, dup: bool
 ) -> None:
-    msgs = _stream(n)
+    msgs = _messages(n)
     pk = Packetizer(1)
     dgrams = [_joined(d) for m in msgs for d in pk.datagrams(m)]
     if dup:
@@ -77,21 +77,21 @@ def test_any_order_and_duplicates_deliver_each_message_once_in_order(
     reasm = Reassembler()
     out: list[p.Message | Lost] = []
     for d in dgrams:
-        _feed(reasm, d, 0)
+        _receive_datagram(reasm, d, 0)
         out += reasm.poll(0)
-    assert _norm(out) == _norm(msgs)  # type: ignore[arg-type]
+    assert _comparable(out) == _comparable(msgs)  # type: ignore[arg-type]
     assert reasm.buffered_bytes == 0
 
 
 def test_a_lost_datagram_is_nacked_and_its_retransmission_completes_the_message() -> None:
     pk = Packetizer(1)
-    msgs = _stream(3)
+    msgs = _messages(3)
     dgrams = [_joined(d) for m in msgs for d in pk.datagrams(m)]
     victim = 2  # inside the first VIDEO
     reasm = Reassembler(nack_delay_ns=2 * MS, give_up_ns=100 * MS)
     out: list[p.Message | Lost] = []
     for d in dgrams[:victim] + dgrams[victim + 1 :]:
-        _feed(reasm, d, 0)
+        _receive_datagram(reasm, d, 0)
         out += reasm.poll(0)
     assert len(out) == 1  # the METADATA before the gap only
     assert reasm.nacks(1 * MS) == []  # reordering tolerance first
@@ -99,15 +99,15 @@ def test_a_lost_datagram_is_nacked_and_its_retransmission_completes_the_message(
     assert seqs == [victim]
     assert reasm.nacks(4 * MS) == []  # not again before the interval
     for d in pk.retransmit(seqs):
-        _feed(reasm, _joined(d), 5 * MS)
+        _receive_datagram(reasm, _joined(d), 5 * MS)
     out += reasm.poll(5 * MS)
-    assert _norm(out) == _norm(msgs)  # type: ignore[arg-type]
+    assert _comparable(out) == _comparable(msgs)  # type: ignore[arg-type]
     assert reasm.recovered == 1 and reasm.lost_messages == 0
 
 
 def test_a_message_never_completed_is_reported_lost_after_the_give_up_time() -> None:
     pk = Packetizer(1)
-    msgs = _stream(4)
+    msgs = _messages(4)
     all_d = [[_joined(d) for d in pk.datagrams(m)] for m in msgs]
     reasm = Reassembler(give_up_ns=100 * MS)
     out: list[p.Message | Lost] = []
@@ -115,7 +115,7 @@ def test_a_message_never_completed_is_reported_lost_after_the_give_up_time() -> 
         for d in ds:
             if i in (3, 4) and d is ds[0]:
                 continue  # first fragment of VIDEO 1 and METADATA 2 never arrive
-            _feed(reasm, d, 10 * MS)
+            _receive_datagram(reasm, d, 10 * MS)
     out += reasm.poll(50 * MS)
     assert len(out) == 3  # META 0, VIDEO 0, META 1
     out += reasm.poll(200 * MS)
@@ -128,7 +128,7 @@ def test_memory_stays_bounded_under_a_flood_of_incomplete_messages() -> None:
     reasm = Reassembler(max_bytes=256 * 1024, give_up_ns=10**12)
     for mseq in range(5000):
         head = DATAGRAM_HEADER.pack(b"VL", 1, p.MessageType.VIDEO, 1, mseq, mseq + 1, 0, 7000)
-        _feed(reasm, head + bytes(MAX_FRAGMENT), 0)
+        _receive_datagram(reasm, head + bytes(MAX_FRAGMENT), 0)
     reasm.poll(0)
     assert reasm.buffered_bytes <= 256 * 1024
     assert reasm.dropped > 0
@@ -172,7 +172,7 @@ def test_garbage_datagrams_raise_only_protocol_errors_and_hold_little(garbage: l
     for g in garbage:
         data = b"VL\x01\x03" + g[4:] if g[:1] == b"V" else g
         try:
-            _feed(reasm, data, 0)
+            _receive_datagram(reasm, data, 0)
         except RemoteProtocolError:
             continue
         reasm.poll(0)

@@ -20,7 +20,7 @@ def _solid(rgb: tuple[int, int, int], w: int = 96, h: int = 64) -> av.VideoFrame
     return av.VideoFrame.from_ndarray(np.full((h, w, 3), rgb, np.uint8), format="rgb24")
 
 
-def _decode(path: Path) -> tuple[list[float], list[np.ndarray], Any]:
+def _decode_recording(path: Path) -> tuple[list[float], list[np.ndarray], Any]:
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
         times, pictures = [], []
@@ -59,7 +59,7 @@ def test_each_tile_holds_its_sources_latest_picture_at_every_tick(tmp_path: Path
     comp.add(0, _solid((0, 255, 0)), 1420 * ms)  # source 0 turns green from tick 5 on
     comp.add(1, _solid(BLUE), 1600 * ms)  # last picture: the file ends with tick 6
     comp.close()
-    times, pictures, (w, h, name) = _decode(tmp_path / "grid.mkv")
+    times, pictures, (w, h, name) = _decode_recording(tmp_path / "grid.mkv")
     assert (w, h, name) == (320, 240, "h264")
     assert comp.frames == len(pictures) == 7
     assert times == pytest.approx([i / 10 for i in range(7)])
@@ -78,7 +78,7 @@ def test_a_source_beyond_the_grid_is_not_shown(tmp_path: Path) -> None:
         comp.add(0, _solid(RED), i * 200_000_000)
         comp.add(2, _solid(BLUE), i * 200_000_000)  # a third source: no tile
     comp.close()
-    _, pictures, _ = _decode(tmp_path / "two.mkv")
+    _, pictures, _ = _decode_recording(tmp_path / "two.mkv")
     assert len(pictures) == 4 and comp.ignored_sources == {2}
     assert all(_near(_tile(p, cfg, 1), BLACK) for p in pictures)
 
@@ -123,7 +123,7 @@ def test_two_sender_processes_composite_into_one_file(
     assert all(s.wait(60) == 0 for s in senders)
     rc, summary = recv.finish()
     assert rc == 0 and len(summary["sources"]) == 2
-    times, pictures, (w, h, name) = _decode(out)
+    times, pictures, (w, h, name) = _decode_recording(out)
     assert (w, h, name) == (320, 240, "h264")
     # One picture per 1/30 s, with no gap, from the first picture received to the last.
     assert times == pytest.approx([i / 30 for i in range(len(times))], abs=1e-3)
@@ -145,5 +145,5 @@ def test_one_picture_per_tick_when_capture_times_are_whole_nanoseconds(tmp_path:
     for i in range(30):
         comp.add(0, _solid(RED), 5 * 10**9 + i * 33_333_333)  # 1/30 s, truncated to ns
     comp.close()
-    times, pictures, _ = _decode(tmp_path / "ticks.mkv")
+    times, pictures, _ = _decode_recording(tmp_path / "ticks.mkv")
     assert len(pictures) == comp.frames == 30

@@ -28,7 +28,7 @@ from vtremote.testing.shim import LossyRelay
 LAVFI = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"]
 
 
-def _decode(path: Path) -> tuple[list[int], list[bool], list[np.ndarray]]:
+def _recorded_packets_and_frames(path: Path) -> tuple[list[int], list[bool], list[np.ndarray]]:
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
         pts, keys = [], []
@@ -41,7 +41,7 @@ def _decode(path: Path) -> tuple[list[int], list[bool], list[np.ndarray]]:
     return pts, keys, frames
 
 
-def _source(summary: dict[str, Any], index: int = 0) -> dict[str, Any]:
+def _source_summary(summary: dict[str, Any], index: int = 0) -> dict[str, Any]:
     return summary["sources"][index]
 
 
@@ -61,7 +61,7 @@ def test_stream_records_every_frame_with_timestamps_and_metadata(
     assert sender.wait(60) == 0
     rc, summary = recv.finish()
     assert rc == 0
-    src = _source(summary)
+    src = _source_summary(summary)
     assert src["codec"] == codec and src["size"] == "320x240"
     # Every frame the sender did not drop is recorded; how many it drops depends on the load.
     assert summary["frames"] == 45 - src["sender_dropped"] and summary["frames"] >= 45 // 2
@@ -70,7 +70,7 @@ def test_stream_records_every_frame_with_timestamps_and_metadata(
     assert said is not None and int(said.group(1)) == src["sender_dropped"]
     assert summary["bytes"] > 0 and summary["latency_ms"]["p50"] is not None
     assert set(summary["latency_ms"]) == {"p50", "p99", "max"}
-    pts, keys, frames = _decode(record)
+    pts, keys, frames = _recorded_packets_and_frames(record)
     assert len(frames) == len(pts) == summary["frames"]
     assert keys[0]
     assert all(b > a for a, b in zip(pts, pts[1:], strict=False))
@@ -111,14 +111,14 @@ def test_udp_with_loss_and_reordering_recovers_every_picture(
         assert sender.wait(60) == 0
         rc, summary = recv.finish()
     assert rc == 0
-    src = _source(summary)
+    src = _source_summary(summary)
     assert relay.counters.dropped > 10 and relay.counters.reordered > 5
     assert (
         src["datagrams"] > 200 and src["retransmit_requests"] > 0 and src["recovered_datagrams"] > 0
     )
     # Every loss was repaired or recovered by a keyframe: most pictures are shown, none frozen.
     assert summary["frames"] + src["sender_dropped"] >= 50
-    _, keys, frames = _decode(tmp_path / "udp.mkv")
+    _, keys, frames = _recorded_packets_and_frames(tmp_path / "udp.mkv")
     assert len(frames) == summary["frames"] and keys[0]
 
 
@@ -133,7 +133,7 @@ def test_receiver_joining_mid_stream_gets_a_keyframe_at_once(
     recv = start_receiver(listen=f"127.0.0.1:{port}")
     assert sender.wait(60) == 0
     rc, summary = recv.finish()
-    src = _source(summary)
+    src = _source_summary(summary)
     # No natural keyframe for 20 s: the one picture that starts the stream is the join keyframe.
     assert src["keyframes"] == 1 and src["lost"] == 0 and summary["frames"] > 10
     assert src["sender_dropped"] > 0
@@ -150,7 +150,7 @@ def test_tcp_reconnects_after_a_network_drop(start_receiver: Any, start_sender: 
         relay.cut(seconds=0.3)
         assert sender.wait(60) == 0
         rc, summary = recv.finish()
-    src = _source(summary)
+    src = _source_summary(summary)
     assert relay.counters.connections == 2 and src["connections"] == 2
     assert src["keyframes"] == 2  # one per connection: the stream is decodable again at once
     assert src["lost"] == 0 and summary["frames"] > 50
@@ -218,7 +218,7 @@ def test_garbage_and_foreign_datagrams_are_dropped_and_counted(
     rc, summary = recv.finish()
     assert rc == 0
     assert summary["malformed"] >= 50 and summary["foreign_datagrams"] >= 31
-    src = _source(summary)
+    src = _source_summary(summary)
     assert summary["frames"] + src["sender_dropped"] >= 55 and src["lost"] == 0
 
 
@@ -235,7 +235,7 @@ def test_sigterm_stops_the_receiver_with_its_recording_and_summary(
     time.sleep(1.0)
     rc, summary = recv.stop(signal.SIGTERM)
     assert rc == 0 and summary["interrupted"] is True and summary["frames"] > 10
-    _, keys, frames = _decode(record)
+    _, keys, frames = _recorded_packets_and_frames(record)
     assert keys[0] and len(frames) == summary["frames"]
     sender.send_signal(signal.SIGINT)
     assert sender.wait(30) == 130
@@ -272,7 +272,7 @@ def test_udp_sender_says_hello_again_to_a_restarted_receiver(
     second = start_receiver(listen=first.addr)
     assert sender.wait(60) == 0
     rc, after = second.finish()
-    src = _source(after)
+    src = _source_summary(after)
     # The old session's datagrams are foreign to the new receiver until the sender, hearing
     # nothing for 3 s, says HELLO again and starts the new session with a keyframe.
     assert after["foreign_datagrams"] > 0
@@ -290,7 +290,7 @@ def test_audio_is_recorded_beside_the_video(
     rc, summary = recv.finish()
     assert rc == 0
     assert (
-        _source(summary)["audio_packets"] >= 70
+        _source_summary(summary)["audio_packets"] >= 70
     )  # 1.5 s of 20 ms Opus packets (some before the first picture)
     with av.open(str(record)) as c:
         assert len(c.streams.audio) == 1 and len(c.streams.video) == 1
@@ -316,6 +316,6 @@ def test_no_audio_with_an(start_receiver: Any, start_sender: Any, tmp_path: Path
     sender = start_sender("-f", "lavfi", "-i", graph, "--to", recv.addr, "-t", "0.5", "-an")
     assert sender.wait(60) == 0
     rc, summary = recv.finish()
-    assert rc == 0 and _source(summary)["audio_packets"] == 0
+    assert rc == 0 and _source_summary(summary)["audio_packets"] == 0
     with av.open(str(record)) as c:
         assert not c.streams.audio and len(c.streams.video) == 1

@@ -50,7 +50,7 @@ def _bytes(msg: p.Message) -> bytes:
     return b"".join(bytes(b) for b in p.serialize(msg))
 
 
-def _norm(msg: p.Message) -> p.Message:
+def _with_bytes_data(msg: p.Message) -> p.Message:
     if isinstance(msg, (p.Video, p.Audio)):
         return type(msg)(
             **{**{f: getattr(msg, f) for f in msg.__dataclass_fields__}, "data": bytes(msg.data)}
@@ -64,7 +64,7 @@ def test_every_message_round_trips(msg: p.Message) -> None:
     magic, version, kind, length = p.HEADER.unpack_from(data)
     assert (magic, version, kind, length) == (b"VL", 1, p.message_type(msg), len(data) - 8)
     (back,) = p.StreamParser().feed(data)
-    assert _norm(back) == _norm(msg)
+    assert _with_bytes_data(back) == _with_bytes_data(msg)
 
 
 def test_video_layout_matches_the_byte_table() -> None:
@@ -141,7 +141,7 @@ def test_any_chunking_gives_the_same_messages(msgs: list[p.Message], data: st.Da
     for cut in [*cuts, len(stream)]:
         out += parser.feed(stream[last:cut]) if cut > last else []
         last = cut
-    assert [_norm(m) for m in out] == [_norm(m) for m in msgs]
+    assert [_with_bytes_data(m) for m in out] == [_with_bytes_data(m) for m in msgs]
     assert parser.feed(b"") == []
 
 

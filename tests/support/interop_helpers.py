@@ -6,47 +6,36 @@ frames, dts strictly increasing and never above pts, keyframes every ``-g``,
 bitrate near the target, clean decodes, and remote decodes pixel-equal (framemd5)
 to the same binary's local software decode.
 
-The binary lives beside the repository (``../shared``), never in it; conftest.py
-skips every test of this folder, with the reason, where it is absent.
+The binary lives beside the repository (``../shared``), never in it;
+tests/interop/conftest.py skips every test there, with the reason, where it is absent.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
+from vtremote.testing.servers import ServerProcess
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFCLIENT = REPO_ROOT.parent / "shared" / "refclient" / "ffmpeg"
-
-if str(REPO_ROOT / "tests") not in sys.path:  # tests/media.py
-    sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-# The server process helpers of tests/integration/conftest.py, loaded under their own name.
-_spec = importlib.util.spec_from_file_location(
-    "vtremote_tests_integration_servers", REPO_ROOT / "tests" / "integration" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-_servers = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _servers
-_spec.loader.exec_module(_servers)
-ServerProcess = _servers.ServerProcess
-_start = _servers._start
 
 #: Longest a reference run may take here; every run is a few dozen small frames.
 RUN_TIMEOUT = 60.0
 
 
-def _missing_reason() -> str | None:
+def refclient_missing_reason() -> str | None:
     if not REFCLIENT.is_file():
-        return f"reference FFmpeg client not found: {REFCLIENT} does not exist (it comes with ../shared)"
+        return (
+            f"reference FFmpeg client not found: {REFCLIENT} does not exist"
+            " (it comes with ../shared)"
+        )
     if not os.access(REFCLIENT, os.X_OK):
         return f"reference FFmpeg client {REFCLIENT} is not executable"
     return None
@@ -186,7 +175,8 @@ def _settled(server: ServerProcess, timeout: float) -> None:
 
 
 def session_count(server: ServerProcess, mode: str = "encode", timeout: float = 15.0) -> int:
-    """How many ``mode`` sessions have ended, once none is left open: the mark a run's rows follow."""
+    """How many ``mode`` sessions have ended, once none is left open: the mark a run's
+    rows follow."""
     _settled(server, timeout)
     return len(summary(server, mode))
 

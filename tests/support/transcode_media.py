@@ -11,8 +11,13 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
+from decoding import decode_stream
+from media import encode_file as encode_file
 from media import testsrc_frames
 from vtremote.client import RemoteTranscoder
+
+#: The name the transcode tests know the one decoding helper by.
+decode_output = decode_stream
 
 
 def encoder_available(name: str) -> bool:
@@ -21,38 +26,6 @@ def encoder_available(name: str) -> bool:
     except Exception:
         return False
     return True
-
-
-def encode_file(
-    path: Path,
-    codec: str,
-    frames: list[av.VideoFrame],
-    pix_fmt: str,
-    rate: int,
-    options: dict[str, str] | None = None,
-    bframes: int = 0,
-    fmt: str | None = None,
-    time_base: Fraction | None = None,
-    bit_rate: int = 0,
-) -> Path:
-    """Write ``frames`` with an FFmpeg encoder into a container (frames keep their pts)."""
-    with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.width, stream.height = frames[0].width, frames[0].height
-        stream.pix_fmt = pix_fmt
-        if time_base is not None:
-            stream.codec_context.time_base = time_base
-        if bframes:
-            stream.codec_context.max_b_frames = bframes
-        if bit_rate:
-            stream.codec_context.bit_rate = bit_rate
-        stream.codec_context.options = options or {}
-        for frame in frames:
-            for pkt in stream.encode(frame):
-                out.mux(pkt)
-        for pkt in stream.encode(None):
-            out.mux(pkt)
-    return path
 
 
 @dataclass(frozen=True)
@@ -76,7 +49,8 @@ def source_frames(path: Path) -> tuple[list[av.VideoFrame], StreamInfo]:
 def run_transcode(
     addr: str, path: Path, **kwargs: Any
 ) -> tuple[RemoteTranscoder, list[av.Packet], list[av.Packet]]:
-    """Demux ``path`` through a RemoteTranscoder; returns it (closed), the source and output packets."""
+    """Demux ``path`` through a RemoteTranscoder; returns it (closed), the source and output
+    packets."""
     sent: list[av.Packet] = []
     out: list[av.Packet] = []
     with av.open(str(path)) as src:
@@ -88,19 +62,6 @@ def run_transcode(
                 out += tc.transcode(pkt)
             out += tc.flush()
     return tc, sent, out
-
-
-def decode_output(codec: str, extradata: bytes, packets: list[av.Packet]) -> list[av.VideoFrame]:
-    """Decode the output packets (decode order) with FFmpeg, Annex B extradata as the muxer gets it."""
-    ctx = av.CodecContext.create(codec, "r")
-    ctx.extradata = extradata
-    frames: list[av.VideoFrame] = []
-    for p in packets:
-        pkt = av.Packet(bytes(p))
-        pkt.pts, pkt.dts = p.pts, p.dts
-        frames += ctx.decode(pkt)
-    frames += ctx.decode(None)
-    return frames
 
 
 def local_reference(frames: list[av.VideoFrame], width: int, height: int) -> list[np.ndarray]:

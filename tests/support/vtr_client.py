@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import av
 
+from decoding import decode_stream
 from vtremote.frames import plane_views
 from vtremote.wire import Connection, Role, annexb, messages
 from vtremote.wire.compression import compress_plane, decompress_plane
@@ -229,16 +230,14 @@ def decode_packets(
     codec: str, record: bytes, packets: list[messages.Packet]
 ) -> list[av.VideoFrame]:
     """Decode PACKETs with PyAV using the CONFIGURE_ACK record (converted to Annex B)."""
-    ctx = av.CodecContext.create(codec, "r")
-    ctx.extradata = annexb.config_record_to_annexb(codec, record)
-    out: list[av.VideoFrame] = []
-    for p in packets:
-        pkt = av.Packet(bytes(p.data))
-        pkt.pts = p.pts
-        pkt.dts = p.dts
-        out += ctx.decode(pkt)
-    out += ctx.decode(None)
-    return out
+    extradata = annexb.config_record_to_annexb(codec, record)
+    return decode_stream(codec, extradata, [_av_packet(p) for p in packets])
+
+
+def _av_packet(msg: messages.Packet) -> av.Packet:
+    pkt = av.Packet(bytes(msg.data))
+    pkt.pts, pkt.dts = msg.pts, msg.dts
+    return pkt
 
 
 __all__ = [

@@ -30,8 +30,8 @@ def test_bandwidth_search_finds_settings_at_or_above_the_h264_quality() -> None:
             "machine": "test",
             "bandwidth": result,
             "latency": [],
-            "ratelimit": [_stream(rate_bps=3_000_000)],
-            "loss": _stream(loss=0.05),
+            "ratelimit": [_stream_summary(rate_bps=3_000_000)],
+            "loss": _stream_summary(loss=0.05),
         }
     )
     assert (
@@ -39,7 +39,7 @@ def test_bandwidth_search_finds_settings_at_or_above_the_h264_quality() -> None:
     )
 
 
-def _stream(rate_bps: int = 0, loss: float = 0.0) -> dict[str, object]:
+def _stream_summary(rate_bps: int = 0, loss: float = 0.0) -> dict[str, object]:
     summary = {
         "frames": 10,
         "fps": 30.0,

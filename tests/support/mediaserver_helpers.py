@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from media import sine_frames, testsrc_frames
+from media import mux_in_time_order, sine_frames, subrip_packets, testsrc_frames
 
 RATE = 30
 
@@ -68,7 +68,8 @@ def make_movie(
     gop: int = 30,
     audio_layout: str = "stereo",
 ) -> Path:
-    """An MKV like a media library's: H.264 (keyframe every ``gop`` frames, B-frames), AAC, SubRip."""
+    """An MKV like a media library's: H.264 (keyframe every ``gop`` frames, B-frames), AAC,
+    SubRip."""
     n = round(seconds * RATE)
     frames = testsrc_frames(n, width, height, "yuv420p", RATE)
     with av.open(str(path), "w", format="matroska") as out:
@@ -89,18 +90,9 @@ def make_movie(
         for aframe in sine_frames(seconds, 48000, layout=audio_layout):
             packets += sound.encode(aframe)
         packets += sound.encode(None)
-        for i in range(int(seconds * 2)):
-            pkt = av.Packet(f"cue {i}".encode())
-            pkt.stream = subs
-            pkt.time_base = subs.time_base
-            pkt.pts = pkt.dts = i * 500
-            pkt.duration = 500
-            packets.append(pkt)
-        packets.sort(
-            key=lambda p: float((p.dts if p.dts is not None else p.pts or 0) * p.time_base)
-        )
-        for pkt in packets:
-            out.mux(pkt)
+        cues = [(i * 0.5, 0.5, f"cue {i}") for i in range(int(seconds * 2))]
+        packets += subrip_packets(subs, cues)
+        mux_in_time_order(out, packets)
     return path
 
 

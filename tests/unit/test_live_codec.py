@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import av
 import pytest
 
+from media import lavfi_frames
 from vtremote.errors import ConfigError
 from vtremote.live.codec import (
     EncoderConfig,
@@ -22,11 +22,6 @@ from vtremote.live.codec import (
 from vtremote.live.protocol import Codec
 
 
-def _frames(n: int, size: str = "320x240") -> list[av.VideoFrame]:
-    with av.open(f"testsrc2=size={size}:rate=30", format="lavfi") as c:
-        return [f for f, _ in zip(c.decode(video=0), range(n), strict=False)]
-
-
 @pytest.mark.parametrize("codec", [Codec.H264, Codec.HEVC])
 def test_zero_delay_keyframes_on_demand_with_parameter_sets(codec: Codec) -> None:
     if not available(codec):
@@ -37,7 +32,7 @@ def test_zero_delay_keyframes_on_demand_with_parameter_sets(codec: Codec) -> Non
     assert enc.name in ("libx264", "libx265")
     dec = LiveDecoder(codec)
     keys = []
-    for i, frame in enumerate(_frames(12)):
+    for i, frame in enumerate(lavfi_frames(12)):
         units = enc.encode(frame, i, keyframe=i in (0, 7))
         assert len(units) == 1 and units[0].index == i  # out at once: no lookahead, no B-frames
         keys.append(units[0].keyframe)
@@ -51,13 +46,13 @@ def test_a_decoder_can_start_at_a_forced_keyframe_mid_stream() -> None:
     enc = LiveEncoder(
         EncoderConfig(Codec.H264, 320, 240, Fraction(30), keyint_s=10, hardware=False)
     )
-    units = [enc.encode(f, i, keyframe=i in (0, 5))[0] for i, f in enumerate(_frames(8))]
+    units = [enc.encode(f, i, keyframe=i in (0, 5))[0] for i, f in enumerate(lavfi_frames(8))]
     dec = LiveDecoder(Codec.H264)
     assert [len(dec.decode(u.data)) for u in units[5:]] == [1, 1, 1]
 
 
 def test_mjpeg_quality_changes_the_size_and_bitrate_changes_apply_to_x264() -> None:
-    frames = _frames(3)
+    frames = lavfi_frames(3)
     sizes = {}
     for q in (2, 31):
         enc = LiveEncoder(EncoderConfig(Codec.MJPEG, 320, 240, Fraction(30), mjpeg_quality=q))
