@@ -36,6 +36,7 @@ from vtremote.engines.base import (
     capture_ffmpeg_errors,
     ffmpeg_reason,
 )
+from vtremote.engines.option_check import check_options
 from vtremote.engines.options import flag_names, parse_encode_options, unhonoured_flags
 from vtremote.errors import (
     BitstreamError,
@@ -131,6 +132,8 @@ class FFmpegEngine(Engine):
         unhonoured = unhonoured_flags(settings)
         if unhonoured:
             self.warn(f"flags {flag_names(unhonoured)} have no effect on the {self.name} engine")
+        # PyAV leaves options the codec does not take unused, silently: check them first.
+        check_options(name, ctx, options)
         ctx.options = options
         try:
             ctx.open()

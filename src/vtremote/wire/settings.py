@@ -103,6 +103,9 @@ HEVC_MAIN: Final = 1
 HEVC_MAIN10: Final = 2
 HEVC_MAIN_STILL: Final = 3
 HEVC_REXT: Final = 4
+AV1_MAIN: Final = 0
+AV1_HIGH: Final = 1
+AV1_PROFESSIONAL: Final = 2
 PROFILE_UNKNOWN: Final = -99
 
 #: ``-profile:v`` names -> the numbers the reference sends (VTR1.md §3.2).
@@ -116,6 +119,8 @@ PROFILES: dict[str, dict[str, int]] = {
         "extended": H264_EXTENDED,
     },
     "hevc": {"main": HEVC_MAIN, "main10": HEVC_MAIN10, "main42210": HEVC_REXT, "rext": HEVC_REXT},
+    # AV1 (an extension codec, wire/extensions.py): AV_PROFILE_AV1_*.
+    "av1": {"main": AV1_MAIN, "high": AV1_HIGH, "professional": AV1_PROFESSIONAL},
 }
 #: H.264 level_idc values (level x 10; 9 is FFmpeg's code for level 1b).
 H264_LEVELS: Final = frozenset(
