@@ -211,3 +211,13 @@ def test_videotoolbox_h264_levels_and_hevc_options() -> None:
 def test_av1_hardware_levels_are_seq_level_idx(engine: str) -> None:
     _, _, opts, warnings = mapped(engine, "av1", {"level": "51", "global_quality": "0"})
     assert opts["level"] == "13" and warnings == []
+
+
+def test_live_hardware_encoders_get_options_they_take() -> None:
+    from vtremote.live import codec as live_codec
+
+    standin = av.CodecContext.create("libx264", "w")
+    for entries in live_codec._HARDWARE.values():
+        for encoder, opts in entries:
+            ctx = av.CodecContext.create(encoder, "w") if _in_wheel(encoder) else standin
+            assert problems(options_table(encoder, ctx), opts) == [], encoder
