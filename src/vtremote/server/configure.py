@@ -27,7 +27,7 @@ from vtremote.server.window import PROBED_CLIENT, PlainWindow
 from vtremote.wire import messages
 from vtremote.wire.compression import parse_compression
 from vtremote.wire.connection import session_mode
-from vtremote.wire.extensions import OPT_DECODE_PIPELINE, OPT_WINDOW, split_notes
+from vtremote.wire.extensions import OPT_DECODE_PIPELINE, OPT_WINDOW, session_codec, split_notes
 
 if TYPE_CHECKING:
     from vtremote.server.config import ServerConfig
@@ -51,6 +51,7 @@ class ConfigureStep(EngineThread):
     def _on_configure(self, msg: messages.Configure) -> None:
         mode = session_mode(msg)
         opts = msg.option_map()
+        self.codec = session_codec(self.codec, opts, self.cfg.extensions)  # ext:codecs (AV1)
         self.log.info(
             "CONFIGURE req mode=%s codec=%s %dx%d pix=%d tb=%d/%d fr=%d/%d br=%s gop=%s wc=%s",
             mode,

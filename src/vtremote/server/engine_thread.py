@@ -287,7 +287,7 @@ class EngineThread:
             self._window.on_packet()
         if info.captions:
             data = insert_captions(self.stream.codec, bytes(data), info.captions)
-        elif not _four_byte_start_codes(data):
+        elif self.stream.codec != "av1" and not _four_byte_start_codes(data):  # AV1: OBUs
             data = b"".join(annexb.START_CODE + bytes(n) for n in annexb.iter_annexb(data))
         if (
             self._inband and pkt.is_keyframe

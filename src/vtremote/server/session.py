@@ -75,6 +75,7 @@ from vtremote.wire.compression import decompress_plane
 from vtremote.wire.connection import Connection, Role, State
 from vtremote.wire.constants import (
     CODECS,
+    EXTENSION_CODECS,
     HelloStatus,
     MessageType,
     PacketFlags,
@@ -88,6 +89,7 @@ from vtremote.wire.extensions import (
     CAP_ERRORS,
     CAP_KEEPALIVE,
     CAP_WINDOW,
+    codecs_capability,
 )
 from vtremote.wire.messages import Buffer, nbytes
 
@@ -523,6 +525,7 @@ class Session(ConfigureStep):
             CAP_DECODE_PIPELINE,
             CAP_WINDOW,
             transcode_offer(),
+            codecs_capability(EXTENSION_CODECS),  # AV1 only when the client asks for it
         )
         label = self.host.engine_label(self.codec if self.codec in CODECS else "h264")
         caps = (*caps, f"{CAP_ENGINE_PREFIX}{label}")

@@ -30,7 +30,7 @@ from typing import Any, Final
 from vtremote.errors import ConfigError
 from vtremote.wire import colours
 from vtremote.wire.constants import WireCompression
-from vtremote.wire.extensions import OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW
+from vtremote.wire.extensions import OPT_CODEC, OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW
 
 # AVCodecContext.flags bits (libavcodec/avcodec.h) that an encoder client may set.
 FLAG_UNALIGNED: Final = 1 << 0
@@ -496,7 +496,7 @@ _BY_NAME = {k.name: k for k in KEYS}
 
 #: Keys the session itself consumes (not codec settings).
 SESSION_KEYS: Final = frozenset(
-    {"mode", "wire_compression", OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW}
+    {"mode", "wire_compression", OPT_CODEC, OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW}
 )
 #: Keys a decode session understands: the reference decoder client sends the
 #: colour keys too; they describe the container's stream and need no action

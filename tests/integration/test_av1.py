@@ -1,0 +1,93 @@
+"""AV1, an extension codec, through a real ``vtremoted``: negotiated, encoded, decoded.
+
+HELLO names a v1 codec and the server offers ``ext:codecs=av1`` in HELLO_ACK; only
+then does the client ask for AV1 in CONFIGURE (wire/extensions.py), so a v1 peer
+never sees the name. Outputs are decoded with PyAV (dav1d): frame count, keyframes
+at the GOP and at a forced key frame, presentation order.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import pytest
+from av.video.frame import PictureType
+
+from media import testsrc_frames
+from vtremote.client import RemoteDecoder, RemoteEncoder
+from vtremote.errors import UnsupportedConfigError
+from vtremote.wire import extensions as ext
+from vtremote.wire.av1 import AV1C_MARKER_VERSION
+
+W, H, N = 160, 96, 30
+pytestmark = pytest.mark.skipif(
+    not {"libsvtav1", "libdav1d"} <= av.codecs_available, reason="PyAV without SVT-AV1/dav1d"
+)
+
+
+def encode_remote(addr: str, n: int = N, forced: tuple[int, ...] = (13,)) -> tuple:
+    frames = testsrc_frames(n, W, H, "nv12")
+    packets: list[av.Packet] = []
+    with RemoteEncoder(
+        addr,
+        "av1",
+        width=W,
+        height=H,
+        time_base=Fraction(1, 30),
+        framerate=30,
+        bitrate=300_000,
+        constant_bit_rate=True,
+        gop=10,
+        inflight=8,
+    ) as enc:
+        assert (ext.OPT_CODEC, "av1") in enc.options
+        for i, frame in enumerate(frames):
+            if i in forced:
+                frame.pict_type = PictureType.I
+            packets += enc.encode(frame)
+        packets += enc.flush()
+        record = enc.config_record
+    return record, packets
+
+
+def test_av1_encode_through_vtremoted(server) -> None:
+    record, packets = encode_remote(server.addr)
+    server.wait_for_log(r"CONFIGURE ok mode=encode codec=av1 .*libsvtav1")
+    assert "unknown option ext_codec" not in server.stderr_text()  # the session consumed it
+    assert record[0] == AV1C_MARKER_VERSION
+    assert len(packets) == N
+    dec = av.CodecContext.create("libdav1d", "r")
+    dec.extradata = record
+    frames: list[av.VideoFrame] = []
+    for p in packets:
+        packet = av.Packet(bytes(p))
+        packet.pts, packet.dts = p.pts, p.dts
+        frames += dec.decode(packet)
+    frames += dec.decode(None)
+    assert len(frames) == N
+    assert [f.pts for f in frames] == list(range(N))
+    assert [f.pts for f in frames if f.key_frame] == [0, 10, 13, 23]
+    assert (frames[0].width, frames[0].height) == (W, H)
+
+
+def test_av1_decode_through_vtremoted(server) -> None:
+    record, packets = encode_remote(server.addr, 12, ())
+    frames: list[av.VideoFrame] = []
+    with RemoteDecoder(
+        server.addr, "av1", width=W, height=H, extradata=record, time_base=Fraction(1, 30)
+    ) as dec:
+        for p in packets:
+            frames += dec.decode(p)
+        frames += dec.flush()
+    assert len(frames) == 12
+    assert [f.pts for f in frames] == sorted(p.pts for p in packets)
+
+
+def test_a_server_without_extensions_is_never_asked_for_av1(start_server) -> None:
+    plain = start_server("--engine", "x264", "--no-extensions")
+    with pytest.raises(UnsupportedConfigError, match="does not offer av1"):
+        encode_remote(plain.addr, 2)
+    # The v1 server's log shows a v1 HELLO codec, and no CONFIGURE came.
+    plain.wait_for_log(r"codec=hevc")
+    assert "CONFIGURE" not in plain.stderr_text()
