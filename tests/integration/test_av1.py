@@ -8,13 +8,16 @@ at the GOP and at a forced key frame, presentation order.
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import pytest
 from av.video.frame import PictureType
 
-from media import testsrc_frames
+from media import make_h264_mp4, testsrc_frames
+from vtremote.cli.main import main
 from vtremote.client import RemoteDecoder, RemoteEncoder
 from vtremote.errors import UnsupportedConfigError
 from vtremote.wire import extensions as ext
@@ -91,3 +94,72 @@ def test_a_server_without_extensions_is_never_asked_for_av1(start_server) -> Non
     # The v1 server's log shows a v1 HELLO codec, and no CONFIGURE came.
     plain.wait_for_log(r"codec=hevc")
     assert "CONFIGURE" not in plain.stderr_text()
+
+
+# --- the CLI: -c:v av1_remote, and packet transcode with AV1 on either side ----------------------
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> dict:
+    rc = main([str(a) for a in args] + ["--json", "-v", "info"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def _video(summary: dict) -> dict:
+    return next(s for s in summary["streams"] if s["type"] == "video")
+
+
+def check_output(path: Path, codec: str, n: int, keys: list[int]) -> None:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.codec.canonical_name == codec
+        frames = list(container.decode(stream))
+    assert len(frames) == n
+    assert [i for i, f in enumerate(frames) if f.key_frame] == keys
+    pts = [f.pts for f in frames]
+    assert pts == sorted(pts) and len(set(pts)) == n
+
+
+@pytest.mark.parametrize("suffix", ["mkv", "mp4"])
+def test_cli_encodes_av1_remote(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    out = tmp_path / f"out.{suffix}"
+    run_cli(
+        capsys,
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x96:rate=30",
+        "-t",
+        "1",
+        "-c:v",
+        "av1_remote",
+        "-g",
+        "10",
+        "-b:v",
+        "300k",
+        "-vt_remote_host",
+        server.addr,
+        out,
+    )
+    check_output(out, "av1", 30, [0, 10, 20])
+
+
+def test_packet_transcode_to_and_from_av1(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = make_h264_mp4(tmp_path / "in.mp4", 30, 160, 96)
+    as_av1 = tmp_path / "av1.mkv"
+    common = ("-g", "10", "-b:v", "300k", "-vt_remote_host", server.addr)
+    summary = run_cli(capsys, "-y", "-i", src, "-c:v", "av1_remote", *common, as_av1)
+    assert _video(summary)["strategy"] == "transcode"
+    server.wait_for_log(r"transcode h264 160x96 .* -> av1 160x96")
+    check_output(as_av1, "av1", 30, [0, 10, 20])
+    back = tmp_path / "back.mkv"
+    summary = run_cli(capsys, "-y", "-i", as_av1, "-c:v", "h264_videotoolbox_remote", *common, back)
+    assert _video(summary)["strategy"] == "transcode"  # the server decodes AV1 itself
+    server.wait_for_log(r"transcode av1 160x96 .* -> h264 160x96")
+    check_output(back, "h264", 30, [0, 10, 20])
