@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import pytest
 from av.video.frame import PictureType
+from mediaserver_helpers import make_movie, run_ffmpeg
 
 from media import make_h264_mp4, testsrc_frames
 from vtremote.cli.main import main
@@ -163,3 +164,44 @@ def test_packet_transcode_to_and_from_av1(
     assert _video(summary)["strategy"] == "transcode"  # the server decodes AV1 itself
     server.wait_for_log(r"transcode av1 160x96 .* -> h264 160x96")
     check_output(back, "h264", 30, [0, 10, 20])
+
+
+def test_jellyfin_av1_line_through_vtremote_ffmpeg(server, tmp_path: Path) -> None:
+    movie = make_movie(tmp_path / "movie.mkv", 2.0)
+    out = tmp_path / "out.mp4"
+    args = [
+        "-analyzeduration",
+        "200M",
+        "-f",
+        "matroska,webm",
+        "-i",
+        f"file:{movie}",
+        "-map_metadata",
+        "-1",
+        "-map",
+        "0:0",
+        "-map",
+        "0:1",
+        "-codec:v:0",
+        "av1_nvenc",
+        "-preset",
+        "p1",
+        "-b:v",
+        "400000",
+        "-maxrate",
+        "400000",
+        "-bufsize",
+        "800000",
+        "-g:v:0",
+        "30",
+        "-keyint_min:v:0",
+        "30",
+        "-codec:a:0",
+        "copy",
+        "-y",
+        str(out),
+    ]
+    result = run_ffmpeg(tmp_path, args, host=server.addr)
+    assert result.returncode == 0, result.stderr
+    server.wait_for_log(r"CONFIGURE ok mode=(encode|transcode) codec=av1 ")
+    check_output(out, "av1", 60, [0, 30])
