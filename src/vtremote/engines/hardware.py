@@ -50,6 +50,13 @@ H264_PROFILE_NAMES = {
     H264_CONSTRAINED_HIGH: "constrained_high",
     H264_EXTENDED: "extended",
 }
+#: NVENC's and QSV's H.264 profile names: their baseline is constrained baseline.
+H264_BASELINE_MAIN_HIGH = {
+    H264_BASELINE: "baseline",
+    H264_CONSTRAINED_BASELINE: "baseline",
+    H264_MAIN: "main",
+    H264_HIGH: "high",
+}
 HEVC_PROFILE_NAMES = {HEVC_MAIN: "main", HEVC_MAIN10: "main10"}
 #: AV_PROFILE_AV1_MAIN: 8/10-bit 4:2:0, what NV12/P010 frames make.
 AV1_PROFILE_NAMES = {0: "main"}

@@ -12,14 +12,10 @@ H.264 4.1, 123 for HEVC 4.1, seq_level_idx 9 for AV1 4.1); ``cq`` runs 0..51
 
 from __future__ import annotations
 
-from vtremote.engines.hardware import Features, HardwareEngine
+from vtremote.engines.hardware import H264_BASELINE_MAIN_HIGH, Features, HardwareEngine
 from vtremote.wire.settings import (
     AV1_MAIN,
-    H264_BASELINE,
-    H264_CONSTRAINED_BASELINE,
     H264_CONSTRAINED_HIGH,
-    H264_HIGH,
-    H264_MAIN,
     HEVC_MAIN,
     HEVC_MAIN10,
 )
@@ -46,13 +42,7 @@ class NvencEngine(HardwareEngine):
         profiles={
             # h264_nvenc knows baseline/main/high; its baseline is constrained, and
             # constrained high is High without B-frames (the client asks for none then).
-            "h264": {
-                H264_BASELINE: "baseline",
-                H264_CONSTRAINED_BASELINE: "baseline",
-                H264_MAIN: "main",
-                H264_HIGH: "high",
-                H264_CONSTRAINED_HIGH: "high",
-            },
+            "h264": {**H264_BASELINE_MAIN_HIGH, H264_CONSTRAINED_HIGH: "high"},
             "hevc": {HEVC_MAIN: "main", HEVC_MAIN10: "main10"},
             # av1_nvenc has no profile option: it encodes Main from NV12/P010.
             "av1": {AV1_MAIN: ""},

@@ -15,12 +15,13 @@ neither like seq_level_idx nor like FFmpeg's other AV1 encoders).
 
 from __future__ import annotations
 
-from vtremote.engines.hardware import AV1_PROFILE_NAMES, Features, HardwareEngine
+from vtremote.engines.hardware import (
+    AV1_PROFILE_NAMES,
+    H264_BASELINE_MAIN_HIGH,
+    Features,
+    HardwareEngine,
+)
 from vtremote.wire.settings import (
-    H264_BASELINE,
-    H264_CONSTRAINED_BASELINE,
-    H264_HIGH,
-    H264_MAIN,
     HEVC_MAIN,
     HEVC_MAIN10,
     HEVC_MAIN_STILL,
@@ -47,12 +48,7 @@ class QsvEngine(HardwareEngine):
         strict_gop={"idr_interval": "0"},
         max_bframes=3,
         profiles={
-            "h264": {
-                H264_BASELINE: "baseline",
-                H264_CONSTRAINED_BASELINE: "baseline",
-                H264_MAIN: "main",
-                H264_HIGH: "high",
-            },
+            "h264": H264_BASELINE_MAIN_HIGH,
             "hevc": {HEVC_MAIN: "main", HEVC_MAIN10: "main10", HEVC_MAIN_STILL: "mainsp"},
             "av1": AV1_PROFILE_NAMES,
         },
