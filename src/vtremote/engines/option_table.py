@@ -85,7 +85,13 @@ _VIDEOTOOLBOX_COMMON: Final = {
 _NVENC_PRESETS = ("default", "slow", "medium", "fast", "p1", "p2", "p3", "p4", "p5", "p6", "p7")
 _NVENC_OLD_PRESETS = ("hp", "hq", "bd", "ll", "llhq", "llhp", "lossless", "losslesshp")
 _NVENC_RC = ("constqp", "vbr", "cbr")
-_NVENC_OLD_RC = ("vbr_minqp", "ll_2pass_quality", "ll_2pass_size", "vbr_2pass", "cbr_ld_hq")
+_NVENC_OLD_RC: tuple[str, ...] = (
+    "vbr_minqp",
+    "ll_2pass_quality",
+    "ll_2pass_size",
+    "vbr_2pass",
+    "cbr_ld_hq",
+)
 _NVENC_OLD_RC += ("cbr_hq", "vbr_hq")
 #: libavcodec/nvenc_h264.c, nvenc_hevc.c, nvenc_av1.c: the options all three declare alike.
 _NVENC_COMMON: Final = {
@@ -111,7 +117,21 @@ _NVENC_H26X: Final = {
     "aud": _bool(0),
     "max_slice_size": _int(0, IMAX),
 }
-_NVENC_LEVELS = ("auto", "1", "1.0", "2", "2.0", "2.1", "3", "3.0", "3.1", "4", "4.0", "4.1", "5")
+_NVENC_LEVELS: tuple[str, ...] = (
+    "auto",
+    "1",
+    "1.0",
+    "2",
+    "2.0",
+    "2.1",
+    "3",
+    "3.0",
+    "3.1",
+    "4",
+    "4.0",
+    "4.1",
+    "5",
+)
 _NVENC_LEVELS += ("5.0", "5.1", "5.2", "6.0", "6.1", "6.2")
 _NVENC_H264_LEVELS = ("1b", "1.0b", "1.1", "1.2", "1.3", "2.2", "3.2", "4.2")
 _NVENC_AV1_LEVELS = tuple(f"{major}{minor}" for major in "234567" for minor in ("", ".0"))
