@@ -12,7 +12,7 @@ import importlib
 import logging
 from dataclasses import dataclass
 
-from vtremote.engines.base import CODECS, MODES, Engine, Mode
+from vtremote.engines.base import ALL_CODECS, MODES, Engine, Mode
 from vtremote.errors import ConfigError, EngineUnavailableError
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,9 @@ def probe_all(names: tuple[str, ...] | None = None) -> list[ProbeResult]:
             cls = engine_class(name)
         except EngineUnavailableError as e:
             out.append(
-                ProbeResult(name, False, "", {(c, m): str(e) for c in CODECS for m in MODES})
+                ProbeResult(name, False, "", {(c, m): str(e) for c in ALL_CODECS for m in MODES})
             )
             continue
-        results = {(c, m): cls.probe_error(c, m) for c in CODECS for m in MODES}
+        results = {(c, m): cls.probe_error(c, m) for c in ALL_CODECS for m in MODES}
         out.append(ProbeResult(name, cls.hardware, cls.description, results))
     return out
