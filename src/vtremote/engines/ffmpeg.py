@@ -157,7 +157,7 @@ class FFmpegEngine(Engine):
     def _config_record(self, config: StreamConfig, extradata: bytes) -> bytes:
         """avcC / hvcC from Annex B parameter sets, av1C from AV1 OBUs."""
         if config.codec == "av1":
-            ten_bit = "10" in (self._ctx_pix_fmt or "")
+            ten_bit = self._ctx_pix_fmt in ("p010le", "yuv420p10le")
             return av1.build_av1c(extradata, ten_bit=ten_bit)
         return annexb.build_config_record(config.codec, extradata)
 
@@ -381,14 +381,16 @@ def probe_stream(codec: str) -> tuple[bytes, list[bytes]]:
         ctx.flags = int(ctx.flags) | int(Flags.global_header)
         ctx.max_b_frames = 0
         if codec == "h264":
-            ctx.options = {"preset": "ultrafast"}
+            options = {"preset": "ultrafast"}
         elif codec == "av1":
-            ctx.options = {"preset": "12", "svtav1-params": "pred-struct=1:lookahead=0"}
+            options = {"preset": "12", "svtav1-params": "pred-struct=1:lookahead=0"}
         else:
-            ctx.options = {
+            options = {
                 "preset": "ultrafast",
                 "x265-params": "log-level=error:info=0:frame-threads=1",
             }
+        check_options(name, ctx, options)
+        ctx.options = options
         ctx.open()
         out: list[bytes] = []
         for i in range(2):

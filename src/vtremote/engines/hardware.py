@@ -27,6 +27,7 @@ from vtremote.engines.option_table import PRIVATE_OPTIONS
 from vtremote.errors import UnsupportedConfigError
 from vtremote.wire.constants import PixelFormat
 from vtremote.wire.settings import (
+    AV1_MAIN,
     FLAG_QSCALE,
     H264_BASELINE,
     H264_CONSTRAINED_BASELINE,
@@ -59,7 +60,7 @@ H264_BASELINE_MAIN_HIGH = {
 }
 HEVC_PROFILE_NAMES = {HEVC_MAIN: "main", HEVC_MAIN10: "main10"}
 #: AV_PROFILE_AV1_MAIN: 8/10-bit 4:2:0, what NV12/P010 frames make.
-AV1_PROFILE_NAMES = {0: "main"}
+AV1_PROFILE_NAMES = {AV1_MAIN: "main"}
 #: On/off keys only VideoToolbox's session has (VTR1.md §9.5), in the reference's order.
 VIDEOTOOLBOX_SWITCHES = (
     "allow_sw",
