@@ -100,3 +100,12 @@ def test_av1c_refuses_extradata_without_a_sequence_header() -> None:
 
     with pytest.raises(BitstreamError, match="no AV1 sequence header"):
         build_av1c(bytes([0x12, 0x00]), ten_bit=False)  # a temporal delimiter only
+
+
+def test_av1c_reads_profile_level_and_tier_from_the_sequence_header() -> None:
+    # profile 0, no reduced header, no timing info, one operating point (idc 0),
+    # seq_level_idx 13 (5.1) and seq_tier 1; a temporal delimiter OBU before it.
+    seq = bytes([0x0A, 0x04, 0x00, 0x00, 0x00, 0x6C])
+    record = build_av1c(bytes([0x12, 0x00]) + seq, ten_bit=True)
+    assert record[:4] == bytes([0x81, 13, 0x80 | 0x40 | 0x0C, 0])
+    assert record[4:] == seq and av1c_bit_depth(record) == 10

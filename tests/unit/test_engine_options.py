@@ -221,3 +221,13 @@ def test_live_hardware_encoders_get_options_they_take() -> None:
         for encoder, opts in entries:
             ctx = av.CodecContext.create(encoder, "w") if _in_wheel(encoder) else standin
             assert problems(options_table(encoder, ctx), opts) == [], encoder
+
+
+def test_level_numbers_per_codec() -> None:
+    from vtremote.engines.levels import level_parts, level_text
+
+    assert level_idc("h264", 9) == 9 and level_text("h264", 9) == "1b"
+    assert level_idc("hevc", 51) == 153 and level_idc("hevc", 153) == 153  # x10 or x30
+    assert level_parts("hevc", 60) == (6, 0)  # x10 first: 6.0, not general_level_idc 2
+    assert level_idc("av1", 51) == 13 and level_idc("av1", 20) == 0
+    assert level_idc("av1", 19) is None and level_idc("h264", 14) is None
