@@ -109,3 +109,13 @@ def test_av1c_reads_profile_level_and_tier_from_the_sequence_header() -> None:
     record = build_av1c(bytes([0x12, 0x00]) + seq, ten_bit=True)
     assert record[:4] == bytes([0x81, 13, 0x80 | 0x40 | 0x0C, 0])
     assert record[4:] == seq and av1c_bit_depth(record) == 10
+
+
+def test_the_client_writes_a_level_for_av1_but_not_for_hevc() -> None:
+    from vtremote.wire.constants import WireCompression
+    from vtremote.wire.settings import EncoderSettings
+
+    settings = EncoderSettings.from_kwargs(level="5.1", profile="main")
+    av1_options = dict(settings.configure_options("av1", WireCompression.NONE))
+    assert av1_options["level"] == "51" and av1_options["profile"] == "0"
+    assert "level" not in dict(settings.configure_options("hevc", WireCompression.NONE))

@@ -374,7 +374,8 @@ def _profile(s: EncoderSettings, codec: str, h264: bool) -> str | None:
 
 def _level(s: EncoderSettings, codec: str, h264: bool) -> str | None:
     level = parse_level(s.level)
-    return str(level) if h264 and level > 0 else None  # the HEVC encoder has no level option
+    # The reference's HEVC encoder has no level option; AV1 is ours (an extension codec).
+    return str(level) if (h264 or codec == "av1") and level > 0 else None
 
 
 def _max_slice_bytes(s: EncoderSettings, codec: str, h264: bool) -> str | None:
