@@ -13,6 +13,7 @@ VideoToolbox), and both where both exist. No device is needed: only the mapping 
 from __future__ import annotations
 
 from fractions import Fraction
+from types import SimpleNamespace
 from typing import Any
 
 import av
@@ -24,10 +25,10 @@ from vtremote.engines.option_check import (
     check_options,
     options_table,
     problems,
-    spec_of,
+    running_options,
     value_problem,
 )
-from vtremote.engines.option_table import PRIVATE_OPTIONS
+from vtremote.engines.option_table import GENERIC_OPTIONS, PRIVATE_OPTIONS
 from vtremote.engines.options import parse_encode_options
 from vtremote.errors import EngineError
 from vtremote.wire.constants import PixelFormat
@@ -130,14 +131,27 @@ def test_every_option_is_one_the_encoder_takes(
 
 @pytest.mark.parametrize("encoder", sorted(e for e in PRIVATE_OPTIONS if _in_wheel(e)))
 def test_checked_in_table_agrees_with_the_running_ffmpeg(encoder: str) -> None:
-    live = {
-        o.name: spec_of(o) for o in av.CodecContext.create(encoder, "w").supported_options.private
-    }
+    live = running_options(av.CodecContext.create(encoder, "w"))[1]
     for option, spec in PRIVATE_OPTIONS[encoder].items():
         assert option in live, f"{encoder} has no {option}"
         got = live[option]
         assert (got.kind, got.min, got.max) == (spec.kind, spec.min, spec.max), option
         assert spec.consts <= got.consts, option
+
+
+def test_checked_in_generic_options_agree_with_the_running_ffmpeg() -> None:
+    generic = running_options(av.CodecContext.create("libx264", "w"))[0]
+    for option, spec in GENERIC_OPTIONS.items():
+        got = generic[option]
+        assert (got.kind, got.min, got.max) == (spec.kind, spec.min, spec.max), option
+        assert spec.consts <= got.consts, option
+
+
+def test_a_pyav_without_supported_options_checks_with_the_checked_in_tables() -> None:
+    old_pyav = SimpleNamespace(name="libx264", codec=SimpleNamespace(descriptor=None))
+    table = options_table("hevc_qsv", old_pyav)  # type: ignore[arg-type]
+    assert problems(table, {"maxrate": "4000000", "level": "123", "forced_idr": "1"}) == []
+    assert problems(table, {"look_ahead": "0"}) == ["look_ahead=0: no such option"]
 
 
 def test_option_values_are_checked_as_ffmpeg_parses_them() -> None:

@@ -17,21 +17,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
-from av.codec.context import CodecContext, CodecOption, OptionType
+from av.codec.context import CodecContext
 
-from vtremote.engines.option_table import PRIVATE_OPTIONS, OptionKind, OptionSpec
+from vtremote.engines.option_table import (
+    GENERIC_OPTIONS,
+    PRIVATE_OPTIONS,
+    OptionKind,
+    OptionSpec,
+)
 from vtremote.errors import EngineError
 
-_KINDS: dict[int, OptionKind] = {
-    OptionType.INT: "int",
-    OptionType.INT64: "int",
-    OptionType.UINT: "int",
-    OptionType.UINT64: "int",
-    OptionType.BOOL: "bool",
-    OptionType.FLOAT: "float",
-    OptionType.DOUBLE: "float",
-    OptionType.FLAGS: "flags",
+#: AVOptionType names (PyAV's OptionType, before and after 18.1) -> how values parse.
+_KINDS: dict[str, OptionKind] = {
+    "INT": "int",
+    "INT64": "int",
+    "UINT": "int",
+    "UINT64": "int",
+    "BOOL": "bool",
+    "FLOAT": "float",
+    "DOUBLE": "float",
+    "FLAGS": "flags",
 }
 #: Words av_opt_set takes for AV_OPT_TYPE_BOOL (libavutil/opt.c set_string_bool).
 _BOOL_WORDS = {
@@ -49,10 +56,30 @@ _BOOL_WORDS = {
 }
 
 
-def spec_of(option: CodecOption) -> OptionSpec:
-    """PyAV's description of an AVOption as an :class:`OptionSpec`."""
-    kind = _KINDS.get(int(option.type), "string")
-    return OptionSpec(kind, option.min, option.max, frozenset(c.name for c in option.choices))
+def spec_of(option: Any) -> OptionSpec:
+    """PyAV's description of an AVOption (``CodecOption`` from PyAV 18.1, ``av.option.Option``
+    before) as an :class:`OptionSpec`."""
+    kind = _KINDS.get(getattr(option.type, "name", str(option.type)), "string")
+    return OptionSpec(
+        kind, float(option.min), float(option.max), frozenset(c.name for c in option.choices)
+    )
+
+
+def running_options(ctx: CodecContext) -> tuple[dict[str, OptionSpec], dict[str, OptionSpec]]:
+    """(generic, private) options of ``ctx``'s codec as the running PyAV describes them.
+
+    PyAV 18.1+ lists both (``supported_options``); before, the codec's descriptor has the
+    private ones and the generic ones come from the checked-in table (GENERIC_OPTIONS).
+    """
+    supported = getattr(ctx, "supported_options", None)
+    if supported is not None:
+        return (
+            {o.name: spec_of(o) for o in supported.generic},
+            {o.name: spec_of(o) for o in supported.private},
+        )
+    descriptor = getattr(ctx.codec, "descriptor", None)
+    options = descriptor.options if descriptor is not None else ()
+    return dict(GENERIC_OPTIONS), {o.name: spec_of(o) for o in options}
 
 
 def options_table(encoder: str, ctx: CodecContext) -> dict[str, OptionSpec]:
@@ -61,13 +88,10 @@ def options_table(encoder: str, ctx: CodecContext) -> dict[str, OptionSpec]:
     ``ctx`` is any encoder context of this FFmpeg (for the generic table); when it is
     ``encoder`` itself its private table is the running codec's, else the checked-in one.
     """
-    supported = ctx.supported_options
-    table = {o.name: spec_of(o) for o in supported.generic}
-    if ctx.name == encoder:
-        table.update((o.name, spec_of(o)) for o in supported.private)
-    else:
-        table.update(PRIVATE_OPTIONS.get(encoder, {}))
-    return table
+    generic, private = running_options(ctx)
+    if ctx.name != encoder:
+        private = PRIVATE_OPTIONS.get(encoder, {})
+    return generic | private
 
 
 def value_problem(spec: OptionSpec, value: str) -> str | None:

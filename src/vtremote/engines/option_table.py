@@ -10,7 +10,8 @@ table when PyAV has the encoder and against this one otherwise; a unit test chec
 that both agree wherever the wheel has the encoder.
 
 Generic options (``b``, ``maxrate``, ``bufsize``, ``g``, ``bf``, ``level``, ...) are
-AVCodecContext's, the same in every build: they are read from PyAV at run time.
+AVCodecContext's, the same in every build: they are read from PyAV at run time (PyAV 18.1+),
+else from :data:`GENERIC_OPTIONS`.
 """
 
 from __future__ import annotations
@@ -146,6 +147,22 @@ _QSV_COMMON: Final = {
     "b_strategy": _int(-1, 1),
     "low_delay_brc": _bool(-1),
     "look_ahead_depth": _int(0, 100),
+}
+
+#: AVCodecContext's generic options that engines pass as options (libavcodec/options_table.h),
+#: for PyAV before 18.1, which does not expose the generic table.
+GENERIC_OPTIONS: Final[dict[str, OptionSpec]] = {
+    "b": OptionSpec("int", 0, 2.0**63),  # INT64_MAX as FFmpeg reports it (a double)
+    "maxrate": _int(0, IMAX),
+    "bufsize": _int(IMIN, IMAX),
+    "g": _int(IMIN, IMAX),
+    "bf": _int(-1, IMAX),
+    "qmin": _int(-1, 69),
+    "qmax": _int(-1, 1024),
+    "global_quality": _int(IMIN, IMAX),
+    "refs": _int(IMIN, IMAX),
+    "level": _int(IMIN, IMAX, "unknown"),
+    "threads": _int(0, IMAX, "auto"),
 }
 
 #: FFmpeg encoder name -> private option name -> its declaration.
