@@ -131,7 +131,10 @@ def test_every_option_is_one_the_encoder_takes(
 
 @pytest.mark.parametrize("encoder", sorted(e for e in PRIVATE_OPTIONS if _in_wheel(e)))
 def test_checked_in_table_agrees_with_the_running_ffmpeg(encoder: str) -> None:
-    live = running_options(av.CodecContext.create(encoder, "w"))[1]
+    ctx = av.CodecContext.create(encoder, "w")
+    if not hasattr(ctx, "supported_options"):
+        pytest.skip("this PyAV lists no codec options (18.1 and later do)")
+    live = running_options(ctx)[1]
     for option, spec in PRIVATE_OPTIONS[encoder].items():
         assert option in live, f"{encoder} has no {option}"
         got = live[option]
@@ -140,7 +143,10 @@ def test_checked_in_table_agrees_with_the_running_ffmpeg(encoder: str) -> None:
 
 
 def test_checked_in_generic_options_agree_with_the_running_ffmpeg() -> None:
-    generic = running_options(av.CodecContext.create("libx264", "w"))[0]
+    ctx = av.CodecContext.create("libx264", "w")
+    if not hasattr(ctx, "supported_options"):
+        pytest.skip("this PyAV lists no codec options (18.1 and later do)")
+    generic = running_options(ctx)[0]
     for option, spec in GENERIC_OPTIONS.items():
         got = generic[option]
         assert (got.kind, got.min, got.max) == (spec.kind, spec.min, spec.max), option

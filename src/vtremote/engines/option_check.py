@@ -10,7 +10,8 @@ value must parse as FFmpeg's ``av_opt_set`` would take it: a named constant of t
 option's unit or a number in range (integers for integer options).
 
 The private table is the running codec's (``CodecContext.supported_options``) when
-PyAV has the encoder, else the checked-in table of engines/option_table.py.
+PyAV has the encoder and lists its options (PyAV 18.1+), else the checked-in table of
+engines/option_table.py.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def options_table(encoder: str, ctx: CodecContext) -> dict[str, OptionSpec]:
     ``encoder`` itself its private table is the running codec's, else the checked-in one.
     """
     generic, private = running_options(ctx)
-    if ctx.name != encoder:
+    if ctx.name != encoder or not private:  # another codec's context, or no listing (PyAV < 18.1)
         private = PRIVATE_OPTIONS.get(encoder, {})
     return generic | private
 

@@ -1,13 +1,14 @@
-"""The private options of FFmpeg's hardware encoders, as FFmpeg's sources declare them.
+"""The private options of the encoders vtremote drives, as FFmpeg's sources declare them.
 
 PyAV's wheels lack most hardware encoders (no ``*_vaapi``, no ``*_videotoolbox`` off
-macOS), so the options the hardware engines pass cannot always be checked against
-the running FFmpeg's own table. This is that table, checked in: for each encoder,
-the private options vtremote passes and their neighbours, with FFmpeg's type, range
-and named constants (the ``AVOption`` arrays of the file cited above each entry).
-:mod:`vtremote.engines.option_check` checks options against the running codec's
-table when PyAV has the encoder and against this one otherwise; a unit test checks
-that both agree wherever the wheel has the encoder.
+macOS), and PyAV before 18.1 lists no codec's options at all, so the options the
+engines pass cannot always be checked against the running FFmpeg's own table. This
+is that table, checked in: for each encoder, the private options vtremote passes and
+their neighbours, with FFmpeg's type, range and named constants (the ``AVOption``
+arrays of the file cited above each entry). :mod:`vtremote.engines.option_check`
+checks options against the running codec's table when PyAV has the encoder and lists
+its options, and against this one otherwise; a unit test checks that both agree
+wherever the wheel has the encoder.
 
 Generic options (``b``, ``maxrate``, ``bufsize``, ``g``, ``bf``, ``level``, ...) are
 AVCodecContext's, the same in every build: they are read from PyAV at run time (PyAV 18.1+),
@@ -23,6 +24,7 @@ OptionKind = Literal["int", "bool", "float", "string", "flags"]
 
 IMAX: Final = 2**31 - 1
 IMIN: Final = -(2**31)
+FLT_MAX: Final = 3.4028234663852886e38
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,33 @@ PRIVATE_OPTIONS: Final[dict[str, dict[str, OptionSpec]]] = {
     },
     # libavcodec/qsvenc_av1.c
     "av1_qsv": {**_QSV_COMMON, "profile": _int(0, IMAX, "unknown", "main")},
+    # libavcodec/libx264.c (the software engine's; PyAV before 18.1 cannot list them)
+    "libx264": {
+        "preset": OptionSpec("string"),
+        "tune": OptionSpec("string"),
+        "profile": OptionSpec("string"),
+        "level": OptionSpec("string"),
+        "a53cc": _bool(0),
+        "crf": _float(-1, FLT_MAX),
+        "forced-idr": _bool(-1),
+        "coder": _int(-1, 1, "default", "cavlc", "cabac", "vlc", "ac"),
+        "x264-params": OptionSpec("string"),
+    },
+    # libavcodec/libx265.c
+    "libx265": {
+        "crf": _float(-1, FLT_MAX),
+        "forced-idr": _bool(0),
+        "preset": OptionSpec("string"),
+        "tune": OptionSpec("string"),
+        "profile": OptionSpec("string"),
+        "x265-params": OptionSpec("string"),
+    },
+    # libavcodec/libsvtav1.c
+    "libsvtav1": {
+        "preset": _int(-2, 13),
+        "crf": _int(0, 63),
+        "svtav1-params": OptionSpec("string"),
+    },
     # libavcodec/vaapi_encode_h264.c
     "h264_vaapi": {
         **_VAAPI_COMMON,
