@@ -119,3 +119,11 @@ def test_the_client_writes_a_level_for_av1_but_not_for_hevc() -> None:
     av1_options = dict(settings.configure_options("av1", WireCompression.NONE))
     assert av1_options["level"] == "51" and av1_options["profile"] == "0"
     assert "level" not in dict(settings.configure_options("hevc", WireCompression.NONE))
+
+
+def test_servers_offer_av1_only_with_an_engine_that_has_it() -> None:
+    from vtremote.engines import registry
+
+    assert registry.extension_codecs("x264") == ("av1",)
+    assert registry.extension_codecs("auto") == ("av1",)
+    assert registry.extension_codecs("videotoolbox") == ()  # Apple has no AV1 encoder

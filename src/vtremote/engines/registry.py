@@ -12,8 +12,11 @@ import importlib
 import logging
 from dataclasses import dataclass
 
+import av
+
 from vtremote.engines.base import ALL_CODECS, MODES, Engine, Mode
 from vtremote.errors import ConfigError, EngineUnavailableError
+from vtremote.wire.constants import EXTENSION_CODECS
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,32 @@ class ProbeResult:
     @property
     def works(self) -> bool:
         return any(r is None for r in self.results.values())
+
+
+def extension_codecs(name: str) -> tuple[str, ...]:
+    """The extension codecs (AV1) to offer in HELLO_ACK: those engine ``name`` (under
+    ``auto``: any engine) has an encoder and a decoder for in this FFmpeg build.
+
+    No device is opened, so a HELLO never waits for a probe; a session whose device then
+    fails reports why at CONFIGURE, as for any codec."""
+    key = canonical(name)
+    found = []
+    for codec in EXTENSION_CODECS:
+        for candidate in AUTO_ORDER if key == "auto" else (key,):
+            try:
+                cls = engine_class(candidate)
+            except EngineUnavailableError:
+                continue
+            encoders = getattr(cls, "encoders", None)
+            decoders = getattr(cls, "decoders", None)
+            if encoders is None or decoders is None:  # the null engine takes any codec
+                found.append(codec)
+                break
+            names = (encoders.get(codec), decoders.get(codec))
+            if all(n is not None and n in av.codecs_available for n in names):
+                found.append(codec)
+                break
+    return tuple(found)
 
 
 def probe_all(names: tuple[str, ...] | None = None) -> list[ProbeResult]:

@@ -40,6 +40,7 @@ from av.video.frame import PictureType
 
 import vtremote
 from vtremote import frames as framesmod
+from vtremote.engines import registry
 from vtremote.engines.base import Engine, StreamConfig
 from vtremote.errors import (
     AuthenticationError,
@@ -75,7 +76,6 @@ from vtremote.wire.compression import decompress_plane
 from vtremote.wire.connection import Connection, Role, State
 from vtremote.wire.constants import (
     CODECS,
-    EXTENSION_CODECS,
     HelloStatus,
     MessageType,
     PacketFlags,
@@ -525,7 +525,7 @@ class Session(ConfigureStep):
             CAP_DECODE_PIPELINE,
             CAP_WINDOW,
             transcode_offer(),
-            codecs_capability(EXTENSION_CODECS),  # AV1 only when the client asks for it
+            codecs_capability(registry.extension_codecs(self.cfg.engine)),  # AV1: on request
         )
         label = self.host.engine_label(self.codec if self.codec in CODECS else "h264")
         caps = (*caps, f"{CAP_ENGINE_PREFIX}{label}")
