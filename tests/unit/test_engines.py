@@ -500,7 +500,7 @@ def test_nvenc_mapping() -> None:
     assert warnings == ["max_b_frames=2 ignored: baseline has no B-frames"]
     assert opts["forced-idr"] == "1" and opts["strict_gop"] == "1" and opts["no-scenecut"] == "1"
     assert opts["rc"] == "cbr" and opts["maxrate"] == opts["bufsize"] == "2000000"
-    assert opts["profile"] == "baseline" and opts["level"] == "4.1" and opts["coder"] == "cavlc"
+    assert opts["profile"] == "baseline" and opts["level"] == "41" and opts["coder"] == "cavlc"
     assert opts["spatial-aq"] == "1" and opts["refs"] == "3" and opts["preset"] == "p2"
     assert int(opts["delay"]) + ctx.max_b_frames < MAX_FRAME_DELAY
     assert (ctx.bit_rate, ctx.gop_size, ctx.max_b_frames) == (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from vtremote.errors import RemoteProtocolError
 from vtremote.wire import HelloAck, MessageType, parse_payload, serialize_bytes
 from vtremote.wire import extensions as ext
 
@@ -31,11 +34,24 @@ def test_names() -> None:
         "ext:decode-pipeline",
         "ext:window",
         "ext:transcode",
+        "ext:codecs",
     )
     assert all(ext.is_extension(c) and ":" in c for c in ext.KNOWN_CAPABILITIES)
     assert not ext.is_extension("h264") and not ext.is_extension("hevc")
     assert ext.OPT_KEEPALIVE == "ext_keepalive" and ext.OPT_DECODE_PIPELINE == "ext_decode_pipeline"
     assert ext.OPT_WINDOW == "ext_window"
+
+
+def test_extension_codecs_are_negotiated() -> None:
+    caps = ("h264", "hevc", ext.CAP_BUSY, ext.codecs_capability(("av1",)))
+    assert ext.split_capabilities(caps)[0] == ("h264", "hevc")  # never a plain codec name
+    assert ext.offered_codecs(caps) == ("av1",) and ext.offered_codecs(("h264", "hevc")) == ()
+    assert ext.hello_codec("av1") == "hevc" and ext.hello_codec("h264") == "h264"
+    assert ext.session_codec("hevc", {ext.OPT_CODEC: "av1"}, True) == "av1"
+    assert ext.session_codec("hevc", {ext.OPT_CODEC: "av1"}, False) == "hevc"
+    assert ext.session_codec("h264", {}, True) == "h264"
+    with pytest.raises(RemoteProtocolError, match="ext_codec='vp9' is not one of av1"):
+        ext.session_codec("hevc", {ext.OPT_CODEC: "vp9"}, True)
 
 
 def test_split_and_values() -> None:

@@ -21,7 +21,7 @@ import vtremote
 from vtremote.cli.memory import retain_freed_frames
 from vtremote.cli.service import main as service_main
 from vtremote.engines import registry
-from vtremote.engines.base import CODECS, MODES
+from vtremote.engines.base import ALL_CODECS, CODECS, MODES
 from vtremote.errors import ConfigError, VTRemoteError
 from vtremote.server import Server, ServerConfig, format_address
 from vtremote.server.advertise import Advertiser, txt_record
@@ -339,7 +339,7 @@ def list_engines() -> int:
         for (codec, mode), reason in r.results.items():
             print(f"    {codec:<5} {mode:<7} {'ok' if reason is None else 'no: ' + reason}")
     auto = []
-    for codec in CODECS:
+    for codec in ALL_CODECS:  # AV1 too: the extension codec a client may negotiate
         for mode in MODES:
             try:
                 auto.append(f"{codec} {mode}={registry.resolve('auto', codec, mode).name}")

@@ -26,6 +26,22 @@ NOPTS = -(1 << 63)
 _NAL_START = re.compile(b"\x00\x00\x01(.)", re.DOTALL)
 #: How Annex B data begins: a 3- or 4-byte start code.
 _ANNEXB_HEAD = re.compile(b"\x00\x00\x00?\x01")
+#: AV1 OBU types a temporal unit may begin with (AV1 spec 6.2.2; 0 and 9-14 are reserved).
+_AV1_OBU_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 15})
+
+
+def _starts_like(codec: str, data: m.Buffer) -> str | None:
+    """Why ``data`` does not begin as the codec's bitstream format does, or None."""
+    view = memoryview(data)
+    if codec == "av1":  # low-overhead OBUs (AV1 spec 5.3.1): forbidden bit 0, a known type
+        if len(view) and not view[0] & 0x80 and (view[0] >> 3) & 0xF in _AV1_OBU_TYPES:
+            return None
+        head = bytes(view[:4]).hex(" ")
+        return f"that is not an AV1 OBU: it starts {head or 'empty'}"
+    if _ANNEXB_HEAD.match(data) is not None:
+        return None
+    head = bytes(view[:4]).hex(" ")
+    return f"that is not Annex B: it starts {head or 'empty'}, not with a 00 00 01 start code"
 
 
 def _first_picture_nal(codec: str, data: m.Buffer) -> int | None:
@@ -46,11 +62,12 @@ def _first_picture_nal(codec: str, data: m.Buffer) -> int | None:
 class PacketCheck:
     """The invariants of the PACKETs one session receives (VTR1.md §5.2, §14).
 
-    * data is Annex B: it starts with a start code;
+    * data is Annex B (AV1: low-overhead OBUs): it starts with a start code (a valid OBU header);
     * ``duration >= 0``; ``dts <= pts`` (``strict_order`` False skips this one: an
       encoder given pts that do not increase gets dts above them, server/timestamps.py);
     * dts strictly increasing from packet to packet;
-    * a packet flagged key holds an IDR (H.264) or IRAP (HEVC) picture.
+    * a packet flagged key holds an IDR (H.264) or IRAP (HEVC) picture (AV1's frame headers
+      are not parsed).
     """
 
     def __init__(self, codec: str, server: str) -> None:
@@ -62,12 +79,9 @@ class PacketCheck:
     def __call__(self, msg: m.Packet, *, strict_order: bool = True) -> None:
         self.count += 1
         what = f"{self.server} sent PACKET {self.count}"
-        if _ANNEXB_HEAD.match(msg.data) is None:
-            head = bytes(memoryview(msg.data)[:4]).hex(" ")
-            raise RemoteProtocolError(
-                f"{what} that is not Annex B: it starts {head or 'empty'}, "
-                "not with a 00 00 01 start code"
-            )
+        wrong_format = _starts_like(self.codec, msg.data)
+        if wrong_format is not None:
+            raise RemoteProtocolError(f"{what} {wrong_format}")
         if msg.duration < 0:
             raise RemoteProtocolError(f"{what} with a negative duration {msg.duration}")
         pts, dts = msg.pts, msg.dts
@@ -79,7 +93,7 @@ class PacketCheck:
                     f"{what} with dts {dts}, not after the previous packet's {self._last_dts}"
                 )
             self._last_dts = dts
-        if msg.keyframe:
+        if msg.keyframe and self.codec != "av1":  # AV1 keyframes: not parsed here
             kind = _first_picture_nal(self.codec, msg.data)
             key = kind == annexb.H264_IDR if self.codec == "h264" else kind in annexb.HEVC_IRAP
             if not key:

@@ -120,7 +120,7 @@ class RemoteDecoder(RemoteSession[av.VideoFrame]):
         self.extradata = bytes(extradata)
         # avcC/hvcC extradata means length-prefixed packets (MP4, MKV); Annex B means Annex B.
         self._nal_length_size = 0
-        if not annexb.is_annexb(self.extradata):
+        if codec != "av1" and not annexb.is_annexb(self.extradata):  # AV1: OBUs as they are
             self._nal_length_size = annexb.parse_extradata(codec, self.extradata).nal_length_size
         self._sent = 0
         self._offered = 0  # PACKETs handed to the socket (counted before they leave)

@@ -246,7 +246,7 @@ class RemoteTranscoder(RemoteSession["Packet"]):
             raise ConfigError(f"stream {stream.index} has no time base")
         return cls(
             address,
-            input_codec=ctx.name,
+            input_codec=ctx.codec.canonical_name,  # "av1", not the decoder "libdav1d"
             input_extradata=bytes(ctx.extradata or b""),
             input_time_base=stream.time_base,
             input_width=ctx.width,

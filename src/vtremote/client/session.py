@@ -37,10 +37,12 @@ from vtremote.errors import (
     ConnectionLostError,
     LocalProtocolError,
     TimeoutExpiredError,
+    UnsupportedConfigError,
     VTRemoteError,
 )
 from vtremote.wire import extensions as ext
 from vtremote.wire import messages as m
+from vtremote.wire.constants import ALL_CODECS, EXTENSION_CODECS
 from vtremote.wire.framing import MAX_DIMENSION
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,8 @@ T = TypeVar("T")
 #: after which the reference daemon drops a silent session (VTR1.md §6.4).
 V1_KEEPALIVE_S = 3.0
 
-CODECS = ("h264", "hevc")
+#: v1's codecs and the extension codecs (AV1), which need a server announcing ext:codecs.
+CODECS = ALL_CODECS
 
 
 def check_size(width: int, height: int) -> None:
@@ -115,8 +118,14 @@ class RemoteSession(Generic[T]):
             else Transport.connect(address, timeout=self.timeout, tls=connection.tls)
         )
         try:
-            self.hello_ack = self._transport.hello(client_hello(connection.hello_token(), codec))
+            hello = client_hello(connection.hello_token(), ext.hello_codec(codec))
+            self.hello_ack = self._transport.hello(hello)
             caps = self.hello_ack.capabilities
+            if codec in EXTENSION_CODECS and codec not in ext.offered_codecs(caps):
+                raise UnsupportedConfigError(
+                    f"{self._transport.name} does not offer {codec} (its HELLO_ACK has no"
+                    f" {ext.CAP_CODECS}={codec}: a v1 server or an older vtremoted)"
+                )
             #: Extension capability names the server announced (VTR1.md §14; wire.extensions).
             self.extensions = ext.split_capabilities(caps)[1]
             self.engine = ext.capability_value(caps, ext.CAP_ENGINE_PREFIX.rstrip("=")) or ""
@@ -220,6 +229,8 @@ class RemoteSession(Generic[T]):
     def _extension_options(self) -> list[tuple[str, str]]:
         """Option keys of our extensions, each only when the server announced it."""
         opts: list[tuple[str, str]] = []
+        if self.codec in EXTENSION_CODECS:  # offered in HELLO_ACK, checked on connecting
+            opts.append((ext.OPT_CODEC, self.codec))
         if self._keepalive_negotiated:
             opts.append((ext.OPT_KEEPALIVE, "1"))
         if self._kind == "encode" and ext.CAP_WINDOW in self.extensions:

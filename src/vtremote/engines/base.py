@@ -41,6 +41,7 @@ import av.logging
 from vtremote.errors import ConfigError, EngineUnavailableError, UnsupportedConfigError
 
 # The codecs and the largest picture side are the wire's (VTR1.md §3.1), shared here.
+from vtremote.wire.constants import ALL_CODECS as ALL_CODECS
 from vtremote.wire.constants import CODECS as CODECS
 from vtremote.wire.constants import PixelFormat
 from vtremote.wire.framing import MAX_DIMENSION as MAX_DIMENSION
@@ -88,9 +89,9 @@ class StreamConfig:
     least_delay: bool = False
 
     def __post_init__(self) -> None:
-        if self.codec not in CODECS:
+        if self.codec not in ALL_CODECS:
             raise UnsupportedConfigError(
-                f"unsupported codec {self.codec!r}; supported: {', '.join(CODECS)}"
+                f"unsupported codec {self.codec!r}; supported: {', '.join(ALL_CODECS)}"
             )
         if self.mode not in MODES:
             raise ConfigError(f"mode {self.mode!r} is neither encode nor decode")

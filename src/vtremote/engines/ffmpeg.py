@@ -36,6 +36,7 @@ from vtremote.engines.base import (
     capture_ffmpeg_errors,
     ffmpeg_reason,
 )
+from vtremote.engines.option_check import check_options
 from vtremote.engines.options import flag_names, parse_encode_options, unhonoured_flags
 from vtremote.errors import (
     BitstreamError,
@@ -43,7 +44,7 @@ from vtremote.errors import (
     EngineUnavailableError,
     UnsupportedConfigError,
 )
-from vtremote.wire import annexb, colours
+from vtremote.wire import annexb, av1, colours
 from vtremote.wire.constants import PixelFormat
 from vtremote.wire.settings import EncoderSettings
 
@@ -68,6 +69,7 @@ class FFmpegEngine(Engine):
     def __init__(self) -> None:
         super().__init__()
         self._ctx: VideoCodecContext | None = None
+        self._ctx_pix_fmt: str | None = None
         self.settings = parse_encode_options({})[0]
 
     # -- opening ---------------------------------------------------------------------------
@@ -120,7 +122,7 @@ class FFmpegEngine(Engine):
             raise EngineUnavailableError(f"{name} cannot be created: {av_error_text(e)}") from e
         ctx.width = config.width
         ctx.height = config.height
-        ctx.pix_fmt = self.encoder_pix_fmt(config)
+        ctx.pix_fmt = self._ctx_pix_fmt = self.encoder_pix_fmt(config)
         # The encoder sees pts 0, 1, 2, ... (frame indices) at the session's rate.
         rate = config.rate
         ctx.time_base = 1 / rate
@@ -131,6 +133,8 @@ class FFmpegEngine(Engine):
         unhonoured = unhonoured_flags(settings)
         if unhonoured:
             self.warn(f"flags {flag_names(unhonoured)} have no effect on the {self.name} engine")
+        # PyAV leaves options the codec does not take unused, silently: check them first.
+        check_options(name, ctx, options)
         ctx.options = options
         try:
             ctx.open()
@@ -142,13 +146,20 @@ class FFmpegEngine(Engine):
         if not extradata:
             raise EngineError(f"{name} produced no parameter sets with global headers")
         try:
-            record = annexb.build_config_record(config.codec, extradata)
+            record = self._config_record(config, extradata)
         except BitstreamError as e:
             raise EngineError(
                 f"{name} parameter sets do not form an {config.codec} record: {e}"
             ) from e
         self._ctx = ctx
         return record
+
+    def _config_record(self, config: StreamConfig, extradata: bytes) -> bytes:
+        """avcC / hvcC from Annex B parameter sets, av1C from AV1 OBUs."""
+        if config.codec == "av1":
+            ten_bit = self._ctx_pix_fmt in ("p010le", "yuv420p10le")
+            return av1.build_av1c(extradata, ten_bit=ten_bit)
+        return annexb.build_config_record(config.codec, extradata)
 
     def _apply_common(self, ctx: VideoCodecContext, s: EncoderSettings) -> None:
         """Colour description and sample aspect ratio go to the VUI of every encoder."""
@@ -206,17 +217,21 @@ class FFmpegEngine(Engine):
         name = self.decoder_name(config)
         self.codec_name = name
         depth = 8
-        annexb_params: bytes | None = None
-        if config.extradata:
+        decoder_extradata: bytes | None = None
+        if config.codec == "av1":
+            # av1C (wire/av1.py) goes to the decoder as it is.
+            decoder_extradata = config.extradata or None
+            depth = av1.av1c_bit_depth(config.extradata)
+        elif config.extradata:
             # VTR1.md §8.3: avcC/hvcC (atom header stripped) or Annex B parameter sets.
             ps = annexb.parse_extradata(config.codec, config.extradata)
-            annexb_params = ps.annexb()
+            decoder_extradata = ps.annexb()
             depth = _bit_depth(config.codec, ps)
         # CONFIGURE_ACK states what really comes back: more than 8 bits -> P010 (issue 3).
         self.output_pix_fmt = PixelFormat.P010 if depth > 8 else config.pix_fmt
         ctx = self.create_decoder(name)
-        if annexb_params:
-            ctx.extradata = annexb_params
+        if decoder_extradata:
+            ctx.extradata = decoder_extradata
         self.configure_decoder(ctx, config)
         try:
             ctx.open()
@@ -354,7 +369,7 @@ def probe_stream(codec: str) -> tuple[bytes, list[bytes]]:
     with _probe_streams_lock:
         if codec in _probe_streams:
             return _probe_streams[codec]
-        name = "libx264" if codec == "h264" else "libx265"
+        name = {"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}[codec]
         try:
             ctx = av.CodecContext.create(name, "w")
         except av.FFmpegError as e:
@@ -366,12 +381,16 @@ def probe_stream(codec: str) -> tuple[bytes, list[bytes]]:
         ctx.flags = int(ctx.flags) | int(Flags.global_header)
         ctx.max_b_frames = 0
         if codec == "h264":
-            ctx.options = {"preset": "ultrafast"}
+            options = {"preset": "ultrafast"}
+        elif codec == "av1":
+            options = {"preset": "12", "svtav1-params": "pred-struct=1:lookahead=0"}
         else:
-            ctx.options = {
+            options = {
                 "preset": "ultrafast",
                 "x265-params": "log-level=error:info=0:frame-threads=1",
             }
+        check_options(name, ctx, options)
+        ctx.options = options
         ctx.open()
         out: list[bytes] = []
         for i in range(2):
@@ -381,7 +400,10 @@ def probe_stream(codec: str) -> tuple[bytes, list[bytes]]:
             frame.pts = i
             out += [bytes(p) for p in ctx.encode(frame)]
         out += [bytes(p) for p in ctx.encode(None)]
-        record = annexb.build_config_record(codec, ctx.extradata or b"")
+        if codec == "av1":
+            record = av1.build_av1c(ctx.extradata or b"", ten_bit=False)
+        else:
+            record = annexb.build_config_record(codec, ctx.extradata or b"")
         _probe_streams[codec] = (record, out)
         return record, out
 

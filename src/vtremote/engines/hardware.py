@@ -14,23 +14,26 @@ FFmpeg build is missing, the probe (and the session) fails with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Literal
 
 from av.video.codeccontext import VideoCodecContext
 
 from vtremote.engines.base import StreamConfig
 from vtremote.engines.ffmpeg import FFmpegEngine
+from vtremote.engines.levels import level_idc, level_text
+from vtremote.engines.option_table import PRIVATE_OPTIONS
 from vtremote.errors import UnsupportedConfigError
 from vtremote.wire.constants import PixelFormat
 from vtremote.wire.settings import (
+    AV1_MAIN,
     FLAG_QSCALE,
     H264_BASELINE,
     H264_CONSTRAINED_BASELINE,
     H264_CONSTRAINED_HIGH,
     H264_EXTENDED,
     H264_HIGH,
-    H264_LEVELS,
     H264_MAIN,
     HEVC_MAIN,
     HEVC_MAIN10,
@@ -48,7 +51,16 @@ H264_PROFILE_NAMES = {
     H264_CONSTRAINED_HIGH: "constrained_high",
     H264_EXTENDED: "extended",
 }
-HEVC_PROFILE_NAMES = {HEVC_MAIN: "main", HEVC_MAIN10: "main10", HEVC_REXT: "rext"}
+#: NVENC's and QSV's H.264 profile names: their baseline is constrained baseline.
+H264_BASELINE_MAIN_HIGH = {
+    H264_BASELINE: "baseline",
+    H264_CONSTRAINED_BASELINE: "baseline",
+    H264_MAIN: "main",
+    H264_HIGH: "high",
+}
+HEVC_PROFILE_NAMES = {HEVC_MAIN: "main", HEVC_MAIN10: "main10"}
+#: AV_PROFILE_AV1_MAIN: 8/10-bit 4:2:0, what NV12/P010 frames make.
+AV1_PROFILE_NAMES = {AV1_MAIN: "main"}
 #: On/off keys only VideoToolbox's session has (VTR1.md §9.5), in the reference's order.
 VIDEOTOOLBOX_SWITCHES = (
     "allow_sw",
@@ -71,17 +83,34 @@ class Features:
     entropy: str | None = None  # option taking "cavlc"/"cabac"
     spatial_aq: str | None = None
     strict_gop: dict[str, str] = field(default_factory=dict)
-    h264_profiles: dict[int, str] = field(
-        default_factory=dict
-    )  # H.264 profile constant -> option value
+    #: codec -> profile constant -> the encoder's ``profile`` value ("": the only profile it
+    #: makes, with no option to ask for it).
+    profiles: Mapping[str, Mapping[int, str]] = field(
+        default_factory=lambda: {
+            "h264": H264_PROFILE_NAMES,
+            "hevc": HEVC_PROFILE_NAMES,
+            "av1": AV1_PROFILE_NAMES,
+        }
+    )
+    #: How ``level`` is passed: "idc" the codec's level number (engines/levels.py), "name"
+    #: ``4.1`` / ``4.0`` where it is one of the option's named values, None: no level option.
+    levels: Literal["idc", "name"] | None = "idc"
     refs_option: str = "refs"  # how the reference-frame count is set
     #: Option holding the frames the encoder may delay output by (budgeted to MAX_FRAME_DELAY).
     delay_option: str | None = None
     vt_keys: bool = False  # the videotoolbox-only keys (allow_sw, frames_*, power, slices, alpha)
     max_bframes: int = 4
-    a53_option: str | None = (
-        None  # the encoder's own caption option, turned off (the session inserts SEI)
-    )
+    #: The encoder's own caption option, turned off (the session inserts SEI).
+    a53_option: str | None = None
+    #: Largest value of the constant-quality option (``cq``: 51, 63 for AV1).
+    quality_max: int = 51
+    #: codec -> fields that differ for that codec's encoder.
+    per_codec: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def for_codec(self, codec: str) -> Features:
+        """These features as ``codec``'s encoder has them."""
+        changes = self.per_codec.get(codec)
+        return replace(self, **changes) if changes else self
 
 
 class HardwareEngine(FFmpegEngine):
@@ -90,14 +119,21 @@ class HardwareEngine(FFmpegEngine):
     hardware = True
     features: ClassVar[Features] = Features()
 
+    @property
+    def codec_features(self) -> Features:
+        """:attr:`features` for the open session's codec."""
+        return self.features.for_codec(self.config.codec if self.config else "h264")
+
     def encoder_pix_fmt(self, config: StreamConfig) -> str:
         return "nv12" if config.pix_fmt is PixelFormat.NV12 else "p010le"
 
     def configure_encoder(
         self, ctx: VideoCodecContext, config: StreamConfig, s: EncoderSettings
     ) -> dict[str, str]:
-        f = self.features
+        f = self.codec_features
         opts: dict[str, str] = {}
+        if config.codec not in self.encoders:
+            raise UnsupportedConfigError(f"{self.name} has no {config.codec} encoder")
         if f.forced_idr:
             opts[f.forced_idr[0]] = f.forced_idr[1]
         if f.a53_option:
@@ -117,12 +153,12 @@ class HardwareEngine(FFmpegEngine):
     def _rate_control(
         self, ctx: VideoCodecContext, s: EncoderSettings, opts: dict[str, str]
     ) -> None:
-        f = self.features
+        f = self.codec_features
         quality = s.quality
         if quality is not None:
             if f.quality == "cq":  # nvenc: constant quality 0..51 in VBR mode
                 opts["rc"] = "vbr"
-                opts["cq"] = f"{round(51 * (1 - quality))}"
+                opts["cq"] = f"{round(f.quality_max * (1 - quality))}"
             elif f.quality == "global_quality":  # qsv ICQ / vaapi: 1..51 QP-like
                 ctx.global_quality = max(1, round(51 * (1 - quality)))
             elif f.quality == "qscale":  # videotoolbox: -q:v 1..100 maps to Quality
@@ -154,7 +190,7 @@ class HardwareEngine(FFmpegEngine):
         self, ctx: VideoCodecContext, config: StreamConfig, s: EncoderSettings, opts: dict[str, str]
     ) -> int:
         """GOP, B-frames, latency and speed; returns the B-frames used."""
-        f = self.features
+        f = self.codec_features
         if s.gop > 0:
             ctx.gop_size = s.gop
             opts.update(f.strict_gop)
@@ -189,40 +225,62 @@ class HardwareEngine(FFmpegEngine):
     def _profile_and_level(
         self, config: StreamConfig, s: EncoderSettings, opts: dict[str, str]
     ) -> None:
+        f = self.codec_features
         profile = s.profile_number(config.codec)
-        if profile != PROFILE_UNKNOWN:
-            h264 = config.codec == "h264"
-            names = (
-                (self.features.h264_profiles or H264_PROFILE_NAMES) if h264 else HEVC_PROFILE_NAMES
+        ten_bit = config.pix_fmt is PixelFormat.P010
+        if config.codec == "hevc" and profile == HEVC_REXT:
+            # 4:2:2 needs 4:2:2 frames; NV12/P010 make Main or Main 10 (as x265 does).
+            profile = HEVC_MAIN10 if ten_bit else HEVC_MAIN
+            self.warn(
+                "profile=4 (4:2:2 range extensions) needs 4:2:2 input;"
+                f" encoding {HEVC_PROFILE_NAMES[profile]} from 4:2:0"
             )
-            name = names.get(profile)
+        if profile != PROFILE_UNKNOWN:
+            name = f.profiles.get(config.codec, {}).get(profile)
             if name is None:
                 self.warn(
                     f"profile={profile} is not available on {self.codec_name}; the encoder picks it"
                 )
-            else:
+            elif name:  # "": the encoder's only profile, which it has no option for
                 opts["profile"] = name
-        elif config.codec == "hevc" and config.pix_fmt is PixelFormat.P010:
+        elif config.codec == "hevc" and ten_bit:
             opts["profile"] = HEVC_PROFILE_NAMES[HEVC_MAIN10]
-        level = s.level_number()
-        if level:
-            if config.codec == "h264" and level in H264_LEVELS:
-                opts["level"] = h264_level_name(level)
-            else:
-                self.warn(
-                    f"level={level} is not supported for {config.codec};"
-                    " the encoder picks the level"
-                )
+        self._level(config.codec, s.level_number(), opts)
+
+    def _level(self, codec: str, level: int, opts: dict[str, str]) -> None:
+        """``level`` as this encoder takes it (engines/levels.py), or a warning."""
+        if not level:
+            return
+        idc = level_idc(codec, level)
+        if idc is None:
+            self.warn(f"level={level} is not a {codec} level; the encoder picks the level")
+            return
+        style = self.codec_features.levels
+        name = h264_level_name(idc) if codec == "h264" else level_text(codec, level)
+        if style == "idc":
+            opts["level"] = str(idc)
+        elif style == "name" and name in self._level_names():
+            opts["level"] = name
+        else:
+            self.warn(
+                f"level={level_text(codec, level)} is not available on {self.codec_name};"
+                " the encoder picks the level"
+            )
+
+    def _level_names(self) -> frozenset[str]:
+        spec = PRIVATE_OPTIONS.get(self.codec_name, {}).get("level")
+        return spec.consts if spec else frozenset()
 
     def _tools(
         self, config: StreamConfig, s: EncoderSettings, opts: dict[str, str], bframes: int
     ) -> None:
         """Entropy coder, adaptive quantisation, reference frames and the output delay."""
-        f = self.features
+        f = self.codec_features
         entropy = s.entropy_number()
         if entropy in (1, 2):
             if config.codec != "h264":
-                self.warn(f"entropy={entropy} ignored: HEVC always uses CABAC")
+                coder = "CABAC" if config.codec == "hevc" else "its own arithmetic coder"
+                self.warn(f"entropy={entropy} ignored: {config.codec} always uses {coder}")
             elif f.entropy is None:
                 self.warn(f"entropy={entropy} has no effect on {self.codec_name}")
             else:

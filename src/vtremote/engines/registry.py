@@ -12,8 +12,11 @@ import importlib
 import logging
 from dataclasses import dataclass
 
-from vtremote.engines.base import CODECS, MODES, Engine, Mode
+import av
+
+from vtremote.engines.base import ALL_CODECS, MODES, Engine, Mode
 from vtremote.errors import ConfigError, EngineUnavailableError
+from vtremote.wire.constants import EXTENSION_CODECS
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,32 @@ class ProbeResult:
         return any(r is None for r in self.results.values())
 
 
+def extension_codecs(name: str) -> tuple[str, ...]:
+    """The extension codecs (AV1) to offer in HELLO_ACK: those engine ``name`` (under
+    ``auto``: any engine) has an encoder and a decoder for in this FFmpeg build.
+
+    No device is opened, so a HELLO never waits for a probe; a session whose device then
+    fails reports why at CONFIGURE, as for any codec."""
+    key = canonical(name)
+    found = []
+    for codec in EXTENSION_CODECS:
+        for candidate in AUTO_ORDER if key == "auto" else (key,):
+            try:
+                cls = engine_class(candidate)
+            except EngineUnavailableError:
+                continue
+            encoders = getattr(cls, "encoders", None)
+            decoders = getattr(cls, "decoders", None)
+            if encoders is None or decoders is None:  # the null engine takes any codec
+                found.append(codec)
+                break
+            names = (encoders.get(codec), decoders.get(codec))
+            if all(n is not None and n in av.codecs_available for n in names):
+                found.append(codec)
+                break
+    return tuple(found)
+
+
 def probe_all(names: tuple[str, ...] | None = None) -> list[ProbeResult]:
     """Really probe every engine for every codec and mode (for --list-engines)."""
     out = []
@@ -128,9 +157,9 @@ def probe_all(names: tuple[str, ...] | None = None) -> list[ProbeResult]:
             cls = engine_class(name)
         except EngineUnavailableError as e:
             out.append(
-                ProbeResult(name, False, "", {(c, m): str(e) for c in CODECS for m in MODES})
+                ProbeResult(name, False, "", {(c, m): str(e) for c in ALL_CODECS for m in MODES})
             )
             continue
-        results = {(c, m): cls.probe_error(c, m) for c in CODECS for m in MODES}
+        results = {(c, m): cls.probe_error(c, m) for c in ALL_CODECS for m in MODES}
         out.append(ProbeResult(name, cls.hardware, cls.description, results))
     return out

@@ -41,6 +41,7 @@ from av.video.codeccontext import VideoCodecContext
 
 from vtremote.engines.base import MAX_FRAME_DELAY, StreamConfig
 from vtremote.engines.ffmpeg import FFmpegEngine
+from vtremote.engines.svtav1 import svtav1_options
 from vtremote.errors import UnsupportedConfigError
 from vtremote.wire.constants import PixelFormat
 from vtremote.wire.settings import (
@@ -111,10 +112,13 @@ class SoftwareEngine(FFmpegEngine):
 
     name = "x264"
     hardware = False
-    description = "software: libx264 / libx265 encode, FFmpeg native decode"
-    encoders = {"h264": "libx264", "hevc": "libx265"}
-    decoders = {"h264": "h264", "hevc": "hevc"}
-    requirement = "needs an FFmpeg build with libx264/libx265 (PyAV wheels have them)"
+    description = "software: libx264 / libx265 / libsvtav1 encode, FFmpeg native / libdav1d decode"
+    encoders = {"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
+    decoders = {"h264": "h264", "hevc": "hevc", "av1": "libdav1d"}
+    requirement = (
+        "needs an FFmpeg build with libx264/libx265 (and libsvtav1/libdav1d for av1;"
+        " PyAV wheels have them)"
+    )
 
     cpu_count: ClassVar[int] = os.cpu_count() or 1
 
@@ -126,6 +130,8 @@ class SoftwareEngine(FFmpegEngine):
                     f" ({config.pix_fmt.name}) needs hevc"
                 )
             return "nv12"  # libx264 takes NV12 as is: no conversion
+        if config.codec == "av1":
+            return "yuv420p10le" if config.pix_fmt is PixelFormat.P010 else "yuv420p"
         return "yuv420p10le" if self._hevc_ten_bit(config) else "yuv420p"
 
     def _hevc_ten_bit(self, config: StreamConfig) -> bool:
@@ -147,6 +153,8 @@ class SoftwareEngine(FFmpegEngine):
         self._common_warnings(s, config)
         if config.codec == "h264":
             return self._x264(ctx, s, config.max_delay, config.least_delay)
+        if config.codec == "av1":
+            return svtav1_options(self, ctx, s)
         return self._x265(ctx, config, s)
 
     def _common_warnings(self, s: EncoderSettings, config: StreamConfig) -> None:

@@ -6,6 +6,12 @@ power_efficient, allow_sw/require_sw, frames_before/after, max_slice_bytes,
 spatial_aq and CBR are passed to FFmpeg's VideoToolbox wrapper, which sets the
 same VTCompressionSession properties. macOS only; elsewhere the probe says the
 FFmpeg build has no videotoolbox encoder.
+
+Options, as libavcodec/videotoolboxenc.c declares them: ``level`` is H.264's only
+and names 1.3 and 3.0 .. 5.2 (other levels are left to the encoder, with a
+warning); ``coder``, ``a53cc`` and ``max_slice_bytes`` are H.264's only; HEVC's
+profiles are main and main10 (main42210/rext need 4:2:2 frames). Apple has no
+AV1 encoder.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ class VideoToolboxEngine(HardwareEngine):
         entropy="coder",
         spatial_aq="spatial_aq",
         strict_gop={},
-        # h264_profiles left empty: hardware.H264_PROFILE_NAMES are h264_videotoolbox's names.
+        # The default profiles are h264_videotoolbox's names.
+        levels="name",
         refs_option="max_ref_frames",
         vt_keys=True,
         max_bframes=4,
         a53_option="a53cc",
+        per_codec={"hevc": {"a53_option": None, "levels": None}},
     )

@@ -26,6 +26,7 @@ from fractions import Fraction
 import av
 from av.video.frame import PictureType
 
+from vtremote.engines.option_check import check_options
 from vtremote.errors import ConfigError, EngineError, EngineUnavailableError
 from vtremote.live.protocol import Codec
 
@@ -53,7 +54,8 @@ _HARDWARE: dict[Codec, list[tuple[str, dict[str, str]]]] = {
         ),
         (
             f"{prefix}_qsv",
-            {"preset": "veryfast", "async_depth": "1", "look_ahead": "0", "forced_idr": "1"},
+            # look_ahead is h264_qsv's only (and off by default): not passed.
+            {"preset": "veryfast", "async_depth": "1", "forced_idr": "1"},
         ),
     ]
     for codec, prefix in ((Codec.H264, "h264"), (Codec.HEVC, "hevc"))
@@ -78,6 +80,7 @@ def hardware_encoder(codec: Codec) -> tuple[str, dict[str, str]] | None:
             ctx.time_base = Fraction(1, 30)
             ctx.bit_rate = 500_000
             ctx.max_b_frames = 0
+            check_options(name, ctx, opts)
             ctx.options = dict(opts)
             ctx.open()
             frame = av.VideoFrame(320, 240, "nv12")
@@ -88,6 +91,8 @@ def hardware_encoder(codec: Codec) -> tuple[str, dict[str, str]] | None:
             if got:
                 found = (name, opts)
                 break
+        except EngineError:
+            raise  # an option this module passes wrongly is a bug, never "no hardware"
         except (av.FFmpegError, ValueError, OSError) as e:
             log.debug("live: %s does not work here: %s", name, e)
     _probed[codec] = found
@@ -190,6 +195,8 @@ class LiveEncoder:
                     "repeat-headers=1:annexb=1:scenecut=0:"
                     f"keyint={gop}:min-keyint={gop}:log-level=error"
                 )
+        # PyAV would leave an option the codec does not take unused, silently.
+        check_options(self.name, ctx, opts)
         ctx.options = opts
         try:
             ctx.open()

@@ -51,6 +51,14 @@ DEFAULT_REMOTE_ENCODERS: dict[str, str] = {
     "hevc_amf": "hevc",
     "hevc_videotoolbox": "hevc",
     "hevc_rkmpp": "hevc",
+    # AV1 (Jellyfin 10.9+): served by vtremoted's that offer it (wire/extensions.py ext:codecs).
+    "libsvtav1": "av1",
+    "libaom-av1": "av1",
+    "librav1e": "av1",
+    "av1_qsv": "av1",
+    "av1_vaapi": "av1",
+    "av1_nvenc": "av1",
+    "av1_amf": "av1",
 }
 
 ON_UNAVAILABLE = ("local", "ffmpeg", "fail")
@@ -104,9 +112,10 @@ class MediaServerConfig:
                 f"rate_control {self.rate_control!r} is not one of {', '.join(RATE_CONTROLS)}"
             )
         for name, codec in self.remote_encoders.items():
-            if codec not in ("h264", "hevc", ""):
+            if codec not in ("h264", "hevc", "av1", ""):
                 raise ConfigError(
-                    f'remote_encoders.{name} = {codec!r}: use "h264", "hevc" or "" (stay local)'
+                    f'remote_encoders.{name} = {codec!r}: use "h264", "hevc", "av1" or ""'
+                    " (stay local)"
                 )
         if not 100 <= self.timeout_ms <= 60000:
             raise ConfigError(f"timeout_ms {self.timeout_ms} is outside 100..60000")
@@ -166,7 +175,7 @@ def _apply_table(values: dict[str, Any], table: Mapping[str, Any], where: str) -
         elif key == "remote_encoders":
             if not isinstance(value, dict):
                 raise ConfigError(
-                    f'{where}: [ffmpeg.remote_encoders] must be a table of NAME = "h264"|"hevc"'
+                    f'{where}: [ffmpeg.remote_encoders] must be a table of NAME = "h264"|"hevc"|"av1"'
                 )
             value = dict(values.get("remote_encoders", DEFAULT_REMOTE_ENCODERS)) | {
                 str(k): str(v) for k, v in value.items()

@@ -163,6 +163,7 @@ _IGNORED_OUTPUT_VALUES = frozenset(
         "sc_threshold",
         "keyint_min",
         "disposition",
+        "svtav1-params",
     ]
 )
 IGNORED_OUTPUT = _IGNORED_OUTPUT_VALUES | frozenset(

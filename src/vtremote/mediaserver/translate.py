@@ -33,7 +33,13 @@ from vtremote.pipeline.spec import InputSpec, JobSpec, OutputSpec, RemoteOptions
 
 __all__ = ["MediaInfo", "Plan", "probe_media", "translate"]
 
-REMOTE_NAMES = {"h264": "h264_videotoolbox_remote", "hevc": "hevc_videotoolbox_remote"}
+REMOTE_NAMES = {
+    "h264": "h264_videotoolbox_remote",
+    "hevc": "hevc_videotoolbox_remote",
+    "av1": "av1_remote",
+}
+#: The software encoder of each codec, for when no server takes the job.
+LOCAL_ENCODERS = {"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
 
 #: Audio encoder names -> what PyAV's FFmpeg has.
 AUDIO_ENCODERS = {
@@ -220,20 +226,18 @@ def _audio_codecs(out: OutputSpec) -> dict[str, str]:
 
 def _local_encoder(name: str, config: MediaServerConfig, remote_codec: str | None) -> str:
     """The PyAV encoder for a name when no server takes the job (hardware names ->
-    libx264/libx265)."""
+    libx264/libx265/libsvtav1)."""
     hardware = bool(re.search(r"_(qsv|vaapi|nvenc|amf|videotoolbox|v4l2m2m|rkmpp|mf|omx)$", name))
     if not hardware and name in av.codecs_available:
         return name
     if config.fallback_encoder != "auto":
         return config.fallback_encoder
-    codec = remote_codec or (
-        "hevc" if name.startswith("hevc") else "h264" if name.startswith("h264") else None
-    )
-    if codec is None:
+    codec = remote_codec or next((c for c in LOCAL_ENCODERS if name.startswith(c)), None)
+    if codec is None or LOCAL_ENCODERS[codec] not in av.codecs_available:
         raise Unsupported(
             f"video encoder {name} is not available here and has no software counterpart"
         )
-    return "libx265" if codec == "hevc" else "libx264"
+    return LOCAL_ENCODERS[codec]
 
 
 def _segment_seconds(out: OutputSpec) -> float | None:
@@ -297,6 +301,7 @@ _REMOTE_PIX_FMTS = {
 _REMOTE_PROFILES = {
     "h264": ("baseline", "constrained_baseline", "main", "high"),
     "hevc": ("main", "main10"),
+    "av1": ("main",),
 }
 
 

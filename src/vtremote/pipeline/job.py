@@ -39,7 +39,7 @@ from vtremote.pipeline.hls import HlsOutput, is_hls, open_hls, segment_key_frame
 from vtremote.pipeline.inputs import Input, lavfi_pixel_format, merged_demux
 from vtremote.pipeline.output import Muxer, OutputFile
 from vtremote.pipeline.select import drop_uncopyable_subtitles, select_streams
-from vtremote.pipeline.spec import JobSpec, RemoteOptions
+from vtremote.pipeline.spec import REMOTE_CODECS, JobSpec, RemoteOptions
 from vtremote.pipeline.stats import JobStats
 from vtremote.pipeline.streams import AudioHandler, CopyHandler
 from vtremote.pipeline.video import make_video_handler
@@ -302,14 +302,12 @@ def check_spec(spec: JobSpec) -> None:
     out = spec.output
     if out.remote_codec is None and out.video_codec and out.video_codec.endswith("_remote"):
         raise UsageError(
-            f"unknown remote encoder {out.video_codec!r}: "
-            "use h264_videotoolbox_remote or hevc_videotoolbox_remote"
+            f"unknown remote encoder {out.video_codec!r}: use {', '.join(REMOTE_CODECS)}"
         )
     for inp in spec.inputs:
         if inp.remote_codec is None and inp.video_codec and inp.video_codec.endswith("_remote"):
             raise UsageError(
-                f"unknown remote decoder {inp.video_codec!r}: "
-                "use h264_videotoolbox_remote or hevc_videotoolbox_remote"
+                f"unknown remote decoder {inp.video_codec!r}: use {', '.join(REMOTE_CODECS)}"
             )
     if out.remote_codec == "hevc" and out.video.get("level") is not None:
         log.warning(

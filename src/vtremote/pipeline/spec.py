@@ -19,6 +19,8 @@ from vtremote.errors import UsageError
 REMOTE_CODECS = {
     "h264_videotoolbox_remote": "h264",
     "hevc_videotoolbox_remote": "hevc",
+    # An extension codec: only servers that offer it (wire/extensions.py ext:codecs).
+    "av1_remote": "av1",
 }
 
 

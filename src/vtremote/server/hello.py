@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 
 import vtremote
+from vtremote.engines import registry
 from vtremote.server.config import ServerConfig
 from vtremote.server.transcode import offer as transcode_offer
 from vtremote.wire import messages
@@ -16,6 +17,7 @@ from vtremote.wire.extensions import (
     CAP_ERRORS,
     CAP_KEEPALIVE,
     CAP_WINDOW,
+    codecs_capability,
 )
 
 
@@ -43,6 +45,7 @@ def hello_ack(
         CAP_DECODE_PIPELINE,
         CAP_WINDOW,
         transcode_offer(),
+        codecs_capability(registry.extension_codecs(config.engine)),  # AV1: on request
         f"{CAP_ENGINE_PREFIX}{engine_label}",
     )
     return messages.HelloAck(

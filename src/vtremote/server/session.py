@@ -90,6 +90,7 @@ from vtremote.wire.constants import (
     PacketFlags,
     SideDataType,
 )
+from vtremote.wire.extensions import session_codec
 
 logger = logging.getLogger(__name__)
 
@@ -449,6 +450,8 @@ class Session:
 
     def _on_configure(self, msg: messages.Configure) -> None:
         """Plan the session (configure.py), open an engine in a worker, answer CONFIGURE_ACK."""
+        # ext:codecs: a HELLO names a v1 codec; CONFIGURE may ask for another one (AV1).
+        self.codec = session_codec(self.codec, msg.option_map(), self.cfg.extensions)
         log_request(self.log, msg, self.codec)
         plan = plan_configure(msg, codec=self.codec, client_name=self.client_name, config=self.cfg)
         self.plan = plan

@@ -426,7 +426,7 @@ class EngineWorker:
             self._window.on_packet()
         if info.captions:
             data = insert_captions(self._stream.codec, bytes(data), info.captions)
-        elif not _four_byte_start_codes(data):
+        elif self._stream.codec != "av1" and not _four_byte_start_codes(data):  # AV1: OBUs
             data = b"".join(annexb.START_CODE + bytes(n) for n in annexb.iter_annexb(data))
         if self._inband and pkt.is_keyframe:  # a reopened engine's parameter sets
             data, self._inband = self._inband + bytes(data), b""

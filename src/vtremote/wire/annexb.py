@@ -443,10 +443,11 @@ def build_config_record(codec: str, annexb_params: Buffer) -> bytes:
 def config_record_to_annexb(codec: str, record: Buffer) -> bytes:
     """CONFIGURE_ACK extradata -> Annex B parameter sets, as the reference client does.
 
-    Annex B input is returned as is; an empty record gives empty bytes.
+    Annex B input is returned as is; an empty record gives empty bytes. AV1 has no
+    Annex B form: its av1C record (wire/av1.py) is what decoders and muxers take, as is.
     """
     raw = bytes(record)
-    if not raw or is_annexb(raw):
+    if not raw or codec == "av1" or is_annexb(raw):
         return raw
     return parse_extradata(codec, raw).annexb()
 

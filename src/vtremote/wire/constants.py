@@ -82,8 +82,13 @@ class SideDataType(enum.IntEnum):
     A53_CC = 1  # FFmpeg's AV_FRAME_DATA_A53_CC, as the reference client sends it
 
 
-#: The codec names a HELLO may carry.
+#: The codec names a HELLO may carry (VTR1 v1).
 CODECS = ("h264", "hevc")
+#: Codecs beyond v1's, used only once both sides agreed on them (wire/extensions.py): a
+#: plain v1 peer never sees these names.
+EXTENSION_CODECS = ("av1",)
+#: Every codec an engine may serve.
+ALL_CODECS = CODECS + EXTENSION_CODECS
 
 #: What the reference client writes as ``client_name`` in HELLO.
 REFERENCE_CLIENT_NAME = "ffmpeg-vtremote"

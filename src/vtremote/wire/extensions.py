@@ -15,11 +15,12 @@ Capability strings contain ``:`` so they can never be mistaken for a codec name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 from vtremote.errors import RemoteProtocolError
+from vtremote.wire.constants import EXTENSION_CODECS
 
 #: The server answers a full house with HELLO_ACK status 1 (busy) followed by
 #: ERROR code 2 carrying "server busy: N of M sessions in use", and reports real
@@ -54,6 +55,16 @@ CAP_ENGINE_PREFIX = "ext:engine="
 #: (wire.filters.ALLOWED). A client that sees it may send CONFIGURE ``mode=transcode``.
 CAP_TRANSCODE = "ext:transcode"
 
+#: Extension codecs (wire.constants.EXTENSION_CODECS): ``ext:codecs=av1`` lists those the
+#: server encodes and decodes. HELLO always names a v1 codec; a client that sees its
+#: codec here adds CONFIGURE option ``ext_codec=<codec>``, which makes the session that
+#: codec's. A v1 server never announces it, so it never sees an extension codec.
+CAP_CODECS = "ext:codecs"
+#: CONFIGURE: the session's codec when it is an extension codec (only after ext:codecs).
+OPT_CODEC = "ext_codec"
+#: What an extension-codec session names in HELLO: a v1 codec, so HELLO stays v1.
+HELLO_CODEC_FOR_EXTENSION = "hevc"
+
 OPT_KEEPALIVE = "ext_keepalive"
 OPT_DECODE_PIPELINE = "ext_decode_pipeline"
 #: CONFIGURE ``mode`` of a transcode session (only to a server announcing ext:transcode).
@@ -77,6 +88,7 @@ KNOWN_CAPABILITIES = (
     CAP_DECODE_PIPELINE,
     CAP_WINDOW,
     CAP_TRANSCODE,
+    CAP_CODECS,
 )
 
 
@@ -103,6 +115,39 @@ def capability_value(caps: Iterable[str], name: str) -> str | None:
         if cap.startswith(prefix):
             return cap[len(prefix) :]
     return None
+
+
+# --- extension codecs ----------------------------------------------------------------------
+
+
+def codecs_capability(codecs: Sequence[str]) -> str:
+    """``ext:codecs=av1`` for HELLO_ACK."""
+    return f"{CAP_CODECS}={','.join(codecs)}"
+
+
+def offered_codecs(caps: Iterable[str]) -> tuple[str, ...]:
+    """The extension codecs a HELLO_ACK offers (none from a v1 server)."""
+    value = capability_value(caps, CAP_CODECS)
+    return tuple(c for c in (value or "").split(",") if c)
+
+
+def hello_codec(codec: str) -> str:
+    """The codec a HELLO names for a session of ``codec`` (a v1 name, always)."""
+    return HELLO_CODEC_FOR_EXTENSION if codec in EXTENSION_CODECS else codec
+
+
+def session_codec(hello: str, options: Mapping[str, str], enabled: bool) -> str:
+    """The codec of a session: HELLO's, or CONFIGURE's ``ext_codec`` when extensions are on.
+
+    RemoteProtocolError when ``ext_codec`` names no extension codec."""
+    asked = options.get(OPT_CODEC) if enabled else None
+    if asked is None:
+        return hello
+    if asked not in EXTENSION_CODECS:
+        raise RemoteProtocolError(
+            f"{OPT_CODEC}={asked[:40]!r} is not one of {', '.join(EXTENSION_CODECS)}"
+        )
+    return asked
 
 
 # --- packet transcode ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any, Final
 from vtremote.errors import ConfigError
 from vtremote.wire import colours
 from vtremote.wire.constants import WireCompression
-from vtremote.wire.extensions import OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW
+from vtremote.wire.extensions import OPT_CODEC, OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW
 
 # AVCodecContext.flags bits (libavcodec/avcodec.h) that an encoder client may set.
 FLAG_UNALIGNED: Final = 1 << 0
@@ -103,6 +103,9 @@ HEVC_MAIN: Final = 1
 HEVC_MAIN10: Final = 2
 HEVC_MAIN_STILL: Final = 3
 HEVC_REXT: Final = 4
+AV1_MAIN: Final = 0
+AV1_HIGH: Final = 1
+AV1_PROFESSIONAL: Final = 2
 PROFILE_UNKNOWN: Final = -99
 
 #: ``-profile:v`` names -> the numbers the reference sends (VTR1.md §3.2).
@@ -116,6 +119,8 @@ PROFILES: dict[str, dict[str, int]] = {
         "extended": H264_EXTENDED,
     },
     "hevc": {"main": HEVC_MAIN, "main10": HEVC_MAIN10, "main42210": HEVC_REXT, "rext": HEVC_REXT},
+    # AV1 (an extension codec, wire/extensions.py): AV_PROFILE_AV1_*.
+    "av1": {"main": AV1_MAIN, "high": AV1_HIGH, "professional": AV1_PROFESSIONAL},
 }
 #: H.264 level_idc values (level x 10; 9 is FFmpeg's code for level 1b).
 H264_LEVELS: Final = frozenset(
@@ -369,7 +374,8 @@ def _profile(s: EncoderSettings, codec: str, h264: bool) -> str | None:
 
 def _level(s: EncoderSettings, codec: str, h264: bool) -> str | None:
     level = parse_level(s.level)
-    return str(level) if h264 and level > 0 else None  # the HEVC encoder has no level option
+    # The reference's HEVC encoder has no level option; AV1 is ours (an extension codec).
+    return str(level) if (h264 or codec == "av1") and level > 0 else None
 
 
 def _max_slice_bytes(s: EncoderSettings, codec: str, h264: bool) -> str | None:
@@ -491,7 +497,7 @@ _BY_NAME = {k.name: k for k in KEYS}
 
 #: Keys the session itself consumes (not codec settings).
 SESSION_KEYS: Final = frozenset(
-    {"mode", "wire_compression", OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW}
+    {"mode", "wire_compression", OPT_CODEC, OPT_DECODE_PIPELINE, OPT_KEEPALIVE, OPT_WINDOW}
 )
 #: Keys a decode session understands: the reference decoder client sends the
 #: colour keys too; they describe the container's stream and need no action
