@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import pairwise
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_emby_and_jellyfin_expressions() -> None:
     assert forced_times("expr:gte(t,n_forced*3)", start=0.5, frames=200) == [0.5, 3.02, 6.02]
     # NTSC rates: each keyframe is the first frame at least 3 s after the previous one.
     ntsc = forced_times(EMBY, fps=24000 / 1001, frames=300)
-    assert all(b - a >= 3 and b - a < 3 + 1001 / 24000 for a, b in zip(ntsc, ntsc[1:]))
+    assert all(b - a >= 3 and b - a < 3 + 1001 / 24000 for a, b in pairwise(ntsc))
 
 
 def test_variables_functions_and_operators() -> None:
@@ -65,7 +66,7 @@ def test_interval_form_is_recognised() -> None:
         ("expr:1 2", "unexpected '2'"),
         ("expr:(t", "')' is missing"),
         ("expr:__import__(1)", "unknown function __import__"),
-        ("expr:__import__('os')", "unexpected \"'\""),
+        ("expr:__import__('os')", 'unexpected "\'"'),
         ("expr:" + "1+" * 3000 + "1", "exceeds 4096"),
         ("source", "'source'"),
     ],

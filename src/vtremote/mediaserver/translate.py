@@ -186,6 +186,7 @@ def translate(
                 f"-c:{k} {out.codecs[k]}: subtitle/data conversion runs only in ffmpeg"
             )
     remote = _video(out, request, config, media, server, notes)
+    remote = _keyframe_decode(first, out, config, media, server, notes) or remote
     if not request.encoder and out.url.lower().endswith((".jpg", ".jpeg")) and not out.pix_fmt:
         out.pix_fmt = "yuvj420p"  # the default mjpeg encoder wants full range, as ffmpeg picks
     _key_frames(out, media, first)
@@ -219,6 +220,37 @@ def _video(
         timeout_ms=config.timeout_ms,
     )
     _remote_video(out, request, config, media, remote_codec, notes)
+    return True
+
+
+#: Local encoders of still images (trickplay tiles, thumbnails).
+IMAGE_ENCODERS = frozenset({"mjpeg", "png", "webp", "libwebp", "bmp"})
+
+
+def _keyframe_decode(
+    first: InputSpec,
+    out: OutputSpec,
+    config: MediaServerConfig,
+    media: MediaInfo,
+    server: str | None,
+    notes: list[str],
+) -> bool:
+    """Trickplay and thumbnail lines (``-skip_frame nokey ... -c:v mjpeg``): the keyframes
+    are decoded on the server, the images encoded here. True when the server decodes."""
+    if server is None or not first.keyframes_only or out.codecs.get("v") not in IMAGE_ENCODERS:
+        return False
+    codec = media.codec if media.codec in REMOTE_NAMES else None
+    if codec is None:
+        notes.append(f"keyframes of {media.codec or 'this input'} are decoded here")
+        return False
+    first.video_codec = REMOTE_NAMES[codec]
+    first.remote = RemoteOptions(
+        host=server,
+        token=config.token,
+        compression=config.compression,
+        timeout_ms=config.timeout_ms,
+    )
+    notes.append(f"keyframes decoded on {server}, images encoded here")
     return True
 
 

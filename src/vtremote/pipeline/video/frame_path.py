@@ -112,6 +112,8 @@ class FrameHandler(Handler):
             return
         if packet.size == 0:
             return  # end-of-stream marker of the demuxer; finish() drains
+        if self.input.spec.keyframes_only and not packet.is_keyframe:
+            return  # -skip_frame nokey: only keyframes reach the decoder, here or remote
         if self.synthetic is None:
             # Raw elementary streams (.h264, .hevc) carry no timestamps: number the
             # frames in output order instead, as ffmpeg's best-effort timestamps do.
