@@ -102,25 +102,10 @@ def test_emby_key_frame_expression_gives_a_keyframe_every_3_seconds(
 ) -> None:
     movie = make_movie(tmp_path / "long.mkv", 7.0, width=160, height=90)
     out = tmp_path / "out.mkv"
-    args = [
-        "-i",
-        str(movie),
-        "-map",
-        "0:0",
-        "-c:v:0",
-        "h264_nvenc",
-        "-b:v",
-        "400000",
-        "-g",
-        "300",
-        "-force_key_frames:0",
-        "expr:if(isnan(prev_forced_t),eq(t,t),gte(t,prev_forced_t+3))",
-        "-f",
-        "matroska",
-        "-y",
-        str(out),
-    ]
-    result = run_ffmpeg(tmp_path, args, host=server.addr)
+    expression = "expr:if(isnan(prev_forced_t),eq(t,t),gte(t,prev_forced_t+3))"
+    args = f"-i {movie} -map 0:0 -c:v:0 h264_nvenc -b:v 400000 -g 300 -force_key_frames:0 "
+    args += f"{expression} -f matroska -y {out}"
+    result = run_ffmpeg(tmp_path, args.split(), host=server.addr)
     assert result.returncode == 0, result.stderr
     with av.open(str(out)) as c:
         keys = [round(float(f.time), 3) for f in c.decode(video=0) if f.key_frame]

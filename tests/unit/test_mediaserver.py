@@ -530,7 +530,7 @@ HW_OPTIONS = {
     ),
     "-realtime 1 -prio_speed 1 -allow_sw 1 -constant_bit_rate 1": (
         {"realtime": 1, "prio_speed": 1, "constant_bit_rate": True},
-        [],
+        ["-allow_sw 1 ignored"],
     ),
     "-look_ahead 0 -extbrc 1 -async_depth 1 -low_power 1": (
         {},

@@ -16,7 +16,8 @@ logs) and counted (:mod:`vtremote.mediaserver.counters`). Progress goes to
 stderr in ffmpeg's ``frame= fps= q= size= time= bitrate= speed=`` form; ``q`` on
 stdin (how media servers stop ffmpeg) and SIGTERM/SIGINT finish the output
 cleanly; ``p`` / ``u`` pause and resume the run (jellyfin-ffmpeg's throttling: remote
-sessions stay open, kept alive by PINGs) and ``?`` lists the keys. Exit codes are ffmpeg's: 0 done, 1 failed, 255 stopped by a signal.
+sessions stay open, kept alive by PINGs) and ``?`` lists the keys. Exit codes are
+ffmpeg's: 0 done, 1 failed, 255 stopped by a signal.
 """
 
 from __future__ import annotations

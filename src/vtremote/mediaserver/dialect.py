@@ -243,10 +243,19 @@ IGNORED_OUTPUT = (
 )
 
 
-def ignored_note(name: str, written: str) -> str | None:
+#: Options of the shared table ignored with a log line: hardware encoders' own.
+_NOTED_KEYS = frozenset({"allow_sw", "qmin", "qmax", "coder"})
+
+
+def ignored_note(name: str, spec: str, written: str) -> str | None:
     """The log line for an encoder option accepted and ignored (None for the others)."""
     reason = ENCODER_KNOBS.get(name)
-    return None if reason is None else f"{written} ignored: {reason}"
+    if reason is None:
+        option = find(name, spec, _SPELLINGS)
+        if option is None or option.key not in _NOTED_KEYS:
+            return None
+        reason = IGNORED_KEYS[option.key]
+    return f"{written} ignored: {reason}"
 
 
 #: Of the options ignored, those that always take a value, even one starting with '-'

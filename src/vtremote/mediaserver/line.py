@@ -42,7 +42,7 @@ def read_command(cmd: Command) -> Line:
     for o in output.options:
         option = dialect.option_for(o.name, o.spec, "out")
         if option is dialect.IGNORE:
-            note = dialect.ignored_note(o.name, str(o))
+            note = dialect.ignored_note(o.name, o.spec, str(o))
             if note:
                 line.notes.append(note)
             continue
