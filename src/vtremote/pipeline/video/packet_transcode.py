@@ -101,6 +101,8 @@ def why_not_transcode(ctx: JobContext, inp: Input, in_stream: Any) -> str | None
             "a pool of servers or a local fallback needs the failover encoder, "
             "which takes raw frames"
         )
+    if inp.spec.keyframes_only:
+        return "-skip_frame nokey keeps the keyframes on this machine"
     keys = parse_key_frames(out.force_key_frames) if out.force_key_frames else None
     if keys is not None and keys.expression is not None and keys.interval() is None:
         return "the -force_key_frames expression is evaluated frame by frame here"
