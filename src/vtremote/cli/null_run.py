@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import av
 
@@ -33,6 +34,11 @@ def counting_only(spec: JobSpec) -> bool:
     )
 
 
+def _seconds(ends: dict[int, int], container: Any) -> float:
+    streams = container.streams
+    return max((float(t * streams[i].time_base) for i, t in ends.items()), default=0.0)
+
+
 def run_counting(
     spec: JobSpec,
     stats: JobStats,
@@ -51,21 +57,30 @@ def run_counting(
                 if not (s.type == "video" and out.no_video)
                 and not (s.type == "audio" and out.no_audio)
             ]
+            video = {s.index for s in streams if s.type == "video"}
+            # Per packet only what is cheap: the frame count and the largest end time in the
+            # stream's ticks (turned into seconds once per stream, not with Fractions each time).
+            ends: dict[int, int] = {}
             for packet in c.demux(streams):
-                while not clock.wait_running(0.2) and not stopped():
-                    pass
-                if stopped():
-                    break
-                if packet.size == 0:
+                if clock.paused or stopped():
+                    while not clock.wait_running(0.2) and not stopped():
+                        pass
+                    if stopped():
+                        break
+                pts = packet.pts
+                if pts is None or not packet.size:
                     continue
-                if packet.stream.type == "video":
-                    stats.frames += 1
+                index = packet.stream.index
+                end = pts + packet.duration
+                if index not in ends or end > ends[index]:
+                    ends[index] = end
                 stats.bytes_out += packet.size
-                if packet.pts is not None and packet.time_base is not None:
-                    end = (packet.pts + (packet.duration or 0)) * packet.time_base
-                    stats.out_time = max(stats.out_time, float(end))
-                if stats.frames % 256 == 0:
-                    on_progress(False)
+                if index in video:
+                    stats.frames += 1
+                    if not stats.frames & 1023:
+                        stats.out_time = _seconds(ends, c)
+                        on_progress(False)
+            stats.out_time = max(stats.out_time, _seconds(ends, c))
     stats.finished = time.monotonic()
     on_progress(True)
     return stats
