@@ -243,3 +243,28 @@ def test_re_reads_a_live_input_whole(tmp_path: Path, server) -> None:  # type: i
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 60
     assert server.encoded_frames() == 60
+
+
+def test_q_while_paused_finishes_the_output(tmp_path: Path, server) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "stopped.mkv"
+    args = (
+        "-re -f lavfi -i testsrc2=size=160x90:rate=30:duration=30 -c:v libx264 -b:v 300k "
+        f"-f matroska -y {out}"
+    ).split()
+    proc = _ffmpeg_process(tmp_path, args, server.addr)
+    watch = StderrWatch(proc)
+    assert proc.stdin is not None
+    watch.wait_for("frame=")
+    proc.stdin.write("p")
+    proc.stdin.flush()
+    watch.wait_for("paused on stdin")
+    proc.stdin.write("q")
+    proc.stdin.flush()
+    assert proc.wait(120) == 0, watch.text
+    watch.thread.join(10)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    proc.stdin.close()
+    with av.open(str(out)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert 0 < frames < 900 and server.encoded_frames() == frames
