@@ -71,7 +71,7 @@ def run_counting(
                 if pts is None or not packet.size:
                     continue
                 index = packet.stream.index
-                end = pts + packet.duration
+                end = pts + (packet.duration or 0)
                 if index not in ends or end > ends[index]:
                     ends[index] = end
                 stats.bytes_out += packet.size
