@@ -182,8 +182,14 @@ def test_parse_rate_and_size() -> None:
 def test_force_key_frames() -> None:
     assert parse_force_key_frames("5,0,00:00:02.5") == ([0.0, 2.5, 5.0], None)
     assert parse_force_key_frames("expr:gte(t,n_forced*2)") == ([], 2.0)
-    with pytest.raises(UsageError, match="only time lists"):
-        parse_force_key_frames("expr:eq(n,3)")
+    with pytest.raises(UsageError, match="not a time list or gte"):
+        parse_force_key_frames("expr:eq(n,3)")  # an expression only a per-frame clock follows
+    spec, _ = parse_command(
+        ["-i", "a.mkv", "-force_key_frames", "expr:eq(n,3)", "-c:v", "libx264", "b.mkv"]
+    )
+    assert spec is not None and spec.output.force_key_frames == "expr:eq(n,3)"
+    with pytest.raises(UsageError, match="unknown function"):
+        parse_command(["-i", "a.mkv", "-force_key_frames", "expr:every(3)", "b.mkv"])
 
 
 def test_filter_chain_split() -> None:

@@ -515,3 +515,57 @@ def test_hardware_lines_translate_for_a_server(name: str) -> None:
     assert out.video["bitrate"] > 0 and out.format == "hls" and out.copyts
     assert out.force_key_frames  # a keyframe at every segment start
     assert ("tone mapping is not done" in " ".join(plan.notes)) == ("tonemap" in line)
+
+
+# Hardware encoders' options: translated to the engine's settings, or ignored with a note each.
+HW_OPTIONS = {
+    "-sei -a53_cc -rc_mode VBR": ({"a53_cc": False}, ["-rc_mode VBR ignored"]),
+    "-preset p1 -tune ll -spatial-aq 1 -multipass qres": (
+        {"prio_speed": 1, "realtime": 1, "spatial_aq": 1},
+        ["-multipass qres ignored"],
+    ),
+    "-quality quality -usage transcoding -header_insertion_mode gop": (
+        {"prio_speed": 0},
+        ["-usage transcoding ignored", "-header_insertion_mode gop ignored"],
+    ),
+    "-realtime 1 -prio_speed 1 -allow_sw 1 -constant_bit_rate 1": (
+        {"realtime": 1, "prio_speed": 1, "constant_bit_rate": True},
+        ["-allow_sw 1 ignored"],
+    ),
+    "-look_ahead 0 -extbrc 1 -async_depth 1 -low_power 1": (
+        {},
+        ["-look_ahead 0", "-extbrc 1", "-async_depth 1", "-low_power 1"],
+    ),
+}
+
+
+@pytest.mark.parametrize("options", sorted(HW_OPTIONS))
+def test_hardware_encoder_options_are_translated_or_noted(options: str) -> None:
+    settings, ignored = HW_OPTIONS[options]
+    line = f"-i /m/a.mkv -map 0:0 -c:v h264_qsv -b:v 2M {options} -c:a aac_at -f mp4 -y /t/o.mp4"
+    plan = translate(parse_argv(line.split()), MediaServerConfig(), server="s:1", media=MEDIA)
+    video = plan.spec.output.video
+    assert {k: video[k] for k in settings} == settings
+    for text in ignored:
+        assert sum(n.startswith(text) for n in plan.notes) == 1, plan.notes
+    assert "audio encoder aac_at runs as aac here" in plan.notes
+    assert plan.spec.output.codecs == {"v": "h264_videotoolbox_remote", "a": "aac"}
+    # The local fallback takes none of them, and no preset libx264 lacks.
+    local = translate(parse_argv(line.split()), MediaServerConfig(), server=None, media=MEDIA)
+    assert local.spec.output.codec_options.get("preset") == "veryfast"
+    assert not set(settings) & set(local.spec.output.video)
+
+
+def test_trickplay_line_decodes_keyframes_remotely_or_here() -> None:
+    line = (
+        "-loglevel error -an -sn -dn -skip_frame nokey -threads 1 -i file:/m/a.mkv -an -sn -dn "
+        "-vf fps=1/10,scale=320:-2 -threads 1 -c:v mjpeg -qscale:v 4 -f image2 /t/tp/%08d.jpg"
+    )
+    plan = translate(parse_argv(line.split()), MediaServerConfig(), server="s:1", media=MEDIA)
+    first = plan.spec.inputs[0]
+    assert plan.remote and first.keyframes_only and first.remote.host == "s:1"
+    assert first.video_codec == f"{MEDIA.codec}_videotoolbox_remote"
+    assert plan.spec.output.codecs == {"v": "mjpeg"} and plan.spec.output.no_audio
+    local = translate(parse_argv(line.split()), MediaServerConfig(), server=None, media=MEDIA)
+    assert not local.remote and local.spec.inputs[0].video_codec is None
+    assert local.spec.inputs[0].keyframes_only

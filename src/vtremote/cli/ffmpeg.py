@@ -15,7 +15,9 @@ Every outcome is logged on stderr (media servers keep it in their transcode
 logs) and counted (:mod:`vtremote.mediaserver.counters`). Progress goes to
 stderr in ffmpeg's ``frame= fps= q= size= time= bitrate= speed=`` form; ``q`` on
 stdin (how media servers stop ffmpeg) and SIGTERM/SIGINT finish the output
-cleanly. Exit codes are ffmpeg's: 0 done, 1 failed, 255 stopped by a signal.
+cleanly; ``p`` / ``u`` pause and resume the run (jellyfin-ffmpeg's throttling: remote
+sessions stay open, kept alive by PINGs) and ``?`` lists the keys. Exit codes are
+ffmpeg's: 0 done, 1 failed, 255 stopped by a signal.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any, TextIO
 import av
 import av.error
 
+from vtremote.cli.null_run import counting_only, run_counting
 from vtremote.errors import (
     AuthenticationError,
     CapacityError,
@@ -50,7 +53,9 @@ from vtremote.mediaserver.config import MediaServerConfig, load_config
 from vtremote.mediaserver.filters import NeedsGeometry, Unsupported
 from vtremote.mediaserver.line import read_command
 from vtremote.mediaserver.translate import MediaInfo, Plan, probe_media, translate
+from vtremote.pipeline import Job, check_spec
 from vtremote.pipeline.ffmpeg_options.levels import LOGGING_LEVELS, loglevel_name
+from vtremote.pipeline.inputs import RunClock
 from vtremote.pipeline.stats import JobStats
 
 log = logging.getLogger("vtremote.ffmpeg")
@@ -65,6 +70,16 @@ UNAVAILABLE = (
     TimeoutExpiredError,
     AuthenticationError,
     CapacityError,
+)
+
+#: ffmpeg's answer to '?' on stdin, with jellyfin-ffmpeg's throttling keys (Jellyfin looks for
+#: the 'p' line to decide whether it may throttle), listing the keys this command honours.
+KEY_HELP = (
+    "key    function\n"
+    "?      show this help\n"
+    "p      pause transcoding\n"
+    "u      unpause transcoding\n"
+    "q      quit\n"
 )
 
 # --- progress -------------------------------------------------------------------------------------
@@ -122,12 +137,40 @@ class Runner:
         self.job: Any = None
         self.stopped_by_signal = False
         self.stop_requested = False
+        #: What 'p' / 'u' on stdin hold and release: the running job, or the clock of a
+        #: counting run; a pause asked for before the run starts applies when it does.
+        self.pausable: Job | RunClock | None = None
+        self.pause_wanted = False
 
     # Stop requests: 'q' on stdin (media servers), SIGTERM/SIGINT (the first finishes cleanly).
     def request_stop(self) -> None:
         self.stop_requested = True
         if self.job is not None:
             self.job.stop()
+
+    def set_paused(self, paused: bool) -> None:
+        """jellyfin-ffmpeg's throttling: 'p' holds the run, 'u' (or 'p' again) releases it."""
+        self.pause_wanted = paused
+        target = self.pausable
+        if target is None:
+            return
+        if target.pause() if paused else target.resume():
+            log.info("%s on stdin", "paused" if paused else "resumed")
+
+    def on_key(self, key: bytes) -> bool:
+        """One key read on stdin (ffmpeg's keyboard interaction); False ends the watch."""
+        if key in (b"q", b"Q"):
+            log.info("q on stdin: finishing the output")
+            self.request_stop()
+            return False
+        if key == b"?":
+            sys.stderr.write(KEY_HELP)
+            sys.stderr.flush()
+        elif key == b"p":
+            self.set_paused(not self.pause_wanted)
+        elif key == b"u":
+            self.set_paused(False)
+        return True
 
     def watch_stdin(self) -> None:
         def read() -> None:
@@ -137,11 +180,7 @@ class Runner:
             with contextlib.suppress(OSError, ValueError):
                 while True:
                     ch = stream.read(1)
-                    if not ch:
-                        return
-                    if ch in (b"q", b"Q"):
-                        log.info("q on stdin: finishing the output")
-                        self.request_stop()
+                    if not ch or not self.on_key(ch):
                         return
 
         threading.Thread(target=read, name="vtremote-ffmpeg-stdin", daemon=True).start()
@@ -154,19 +193,38 @@ class Runner:
         self.request_stop()
 
     def run_plan(self, plan: Plan) -> Any:
-        from vtremote.pipeline import Job, check_spec
-
         check_spec(plan.spec)
+        if counting_only(plan.spec):
+            return self._run_counting(plan)
         job = Job(plan.spec)
         progress = Progress(job.stats, sys.stderr, self.stats_enabled)
         job.on_progress = progress.update
         self.job = job
+        self._hold(job)
         if self.stop_requested:
             job.stop()
         try:
             return job.run()
         finally:
-            self.job = None
+            self.job = self.pausable = None
+
+    def _hold(self, target: Job | RunClock) -> None:
+        self.pausable = target
+        if self.pause_wanted:
+            self.set_paused(True)
+
+    def _run_counting(self, plan: Plan) -> JobStats:
+        """A capability probe (lavfi into -f null): counted, not piped through a job."""
+        stats = JobStats(output=plan.spec.output.url, format="null")
+        clock = RunClock()
+        progress = Progress(stats, sys.stderr, self.stats_enabled)
+        self._hold(clock)
+        try:
+            return run_counting(
+                plan.spec, stats, clock, lambda: self.stop_requested, progress.update
+            )
+        finally:
+            self.pausable = None
 
     def targets(self) -> list[str | None]:
         """Servers in order ("" = an embedded server on loopback), then None = this machine."""

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from vtremote.errors import UsageError
 from vtremote.pipeline.ffmpeg_options import BY_KEY, OPTIONS, Occurrence
+from vtremote.pipeline.keyframes import parse_force_key_frames
 from vtremote.pipeline.spec import (
     REMOTE_CODECS,
     InputSpec,
@@ -36,7 +37,6 @@ from vtremote.pipeline.spec import (
 )
 from vtremote.pipeline.values import (
     parse_bitrate,
-    parse_force_key_frames,
     parse_rate,
     parse_size,
     parse_time,

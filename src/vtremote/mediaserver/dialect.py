@@ -75,6 +75,15 @@ TAKEN = frozenset(
         "stats",
         "hide_banner",
         "nostdin",
+        "realtime",
+        "prio_speed",
+        "spatial_aq",
+        "a53cc",
+        "constant_bit_rate",
+        "re",
+        "readrate",
+        "readrate_initial_burst",
+        "skip_frame",
     }
 )
 #: Options of the shared table that media servers send and vtremote-ffmpeg ignores, and why.
@@ -85,10 +94,7 @@ IGNORED_KEYS = {
     "coder": "entropy coder of a hardware encoder: the remote engine picks it from the profile",
     "flags": "codec flags written for ffmpeg's encoders; the muxer asks for what it needs",
     "metadata": "the pipeline never copies container metadata",
-    "spatial_aq": "a hardware encoder's private tuning",
     "allow_sw": "VideoToolbox tuning written for a local Mac: the server decides",
-    "prio_speed": "VideoToolbox tuning written for a local Mac: the preset sets it here",
-    "realtime": "VideoToolbox tuning written for a local Mac: the server decides",
 }
 #: Options of the shared table that only vtremote's own command line takes, and why.
 CLI_ONLY = {
@@ -100,12 +106,10 @@ CLI_ONLY = {
     "json": "vtremote's summary; a media server reads ffmpeg's progress lines",
     **dict.fromkeys(
         (
-            "a53cc",
             "require_sw",
             "power_efficient",
             "max_ref_frames",
             "max_slice_bytes",
-            "constant_bit_rate",
             "frames_before",
             "frames_after",
             "alpha_quality",
@@ -130,7 +134,6 @@ _IGNORED_INPUT_VALUES = frozenset(
         "filter_hw_device",
         "extra_hw_frames",
         "canvas_size",
-        "readrate",
     ]
 )
 IGNORED_INPUT = _IGNORED_INPUT_VALUES | frozenset(
@@ -139,11 +142,9 @@ IGNORED_INPUT = _IGNORED_INPUT_VALUES | frozenset(
         "accurate_seek",
         "autorotate",
         "noautorotate",
-        "re",
         "seek_timestamp",
         "noautoscale",
         "autoscale",
-        "readrate_initial_burst",
         "readrate_catchup",
     ]
 )
@@ -166,52 +167,105 @@ _IGNORED_OUTPUT_VALUES = frozenset(
         "svtav1-params",
     ]
 )
-IGNORED_OUTPUT = _IGNORED_OUTPUT_VALUES | frozenset(
-    [
-        "mbbrc",
-        "rc_init_occupancy",
-        "look_ahead",
-        "look_ahead_depth",
-        "async_depth",
-        "low_power",
-        "rc_mode",
-        "rc",
-        "b_ref_mode",
-        "spatial-aq",
-        "temporal-aq",
-        "multipass",
-        "tier",
-        "strict",
-        "sample_fmt",
-        "cutoff",
-        "write_tmcd",
-        "forced-idr",
-        "forced_idr",
-        "idr_interval",
-        "compression_level",
-        "quality",
-        "usage",
-        "i_qfactor",
-        "b_qfactor",
-        "qcomp",
-        "subq",
-        "refs",
-        "aq-mode",
-        "aq-strength",
-        "deblock",
-        "bluray-compat",
-        "copyinkf",
-        "shortest",
-        "vbr",
-        "afterburner",
-    ]
+_RATE = (
+    "rate-control detail of a hardware encoder: the engine's own rate control follows "
+    "-b:v, -maxrate or the quality"
 )
+_DEVICE = "device set-up of a hardware encoder: the server picks its engine"
+_GOP = "GOP detail of a hardware encoder: the engine follows -g, -bf and the forced keyframes"
+_STREAM = "bitstream detail of a hardware encoder: the engine writes what the muxer needs"
+_TUNING = "private tuning of a hardware encoder: the engine has its own"
+_AUDIO = "an option of an audio encoder not run here: the local one keeps its defaults"
+#: Encoder options media servers write for the hardware encoders (VAAPI, QSV, NVENC, AMF,
+#: VideoToolbox) and audio encoders this machine lacks, accepted and ignored with one log line
+#: each, and why. (Those the engine has a setting for are translated: -preset / -quality,
+#: -tune ll, -sei, -spatial-aq, -realtime, -prio_speed, -qp / -cq.)
+ENCODER_KNOBS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "rc_mode",
+            "rc",
+            "mbbrc",
+            "extbrc",
+            "rc_init_occupancy",
+            "look_ahead",
+            "look_ahead_depth",
+            "rc-lookahead",
+            "multipass",
+            "2pass",
+            "qvbr_quality_level",
+            "vbaq",
+            "preanalysis",
+            "enforce_hrd",
+            "filler_data",
+            "frame_skipping",
+            "i_qfactor",
+            "b_qfactor",
+            "qcomp",
+            "aq-mode",
+            "aq-strength",
+            "temporal-aq",
+            "temporal_aq",
+            "zerolatency",
+            "vbr",
+        ),
+        _RATE,
+    ),
+    **dict.fromkeys(
+        ("low_power", "async_depth", "gpu", "delay", "surfaces", "usage", "scenario"), _DEVICE
+    ),
+    **dict.fromkeys(
+        (
+            "b_ref_mode",
+            "b_strategy",
+            "adaptive_i",
+            "adaptive_b",
+            "no-scenecut",
+            "strict_gop",
+            "forced-idr",
+            "forced_idr",
+            "idr_interval",
+            "gops_per_idr",
+            "refs",
+            "subq",
+        ),
+        _GOP,
+    ),
+    **dict.fromkeys(
+        ("aud", "header_insertion_mode", "tier", "bluray-compat", "deblock", "compression_level"),
+        _STREAM,
+    ),
+    **dict.fromkeys(("cutoff", "afterburner", "aac_at_mode", "aac_at_quality"), _AUDIO),
+}
+IGNORED_OUTPUT = (
+    _IGNORED_OUTPUT_VALUES
+    | ENCODER_KNOBS.keys()
+    | frozenset(["strict", "sample_fmt", "write_tmcd", "copyinkf", "shortest"])
+)
+
+
+#: Options of the shared table ignored with a log line: hardware encoders' own.
+_NOTED_KEYS = frozenset({"allow_sw", "qmin", "qmax", "coder"})
+
+
+def ignored_note(name: str, spec: str, written: str) -> str | None:
+    """The log line for an encoder option accepted and ignored (None for the others)."""
+    reason = ENCODER_KNOBS.get(name)
+    if reason is None:
+        option = find(name, spec, _SPELLINGS)
+        if option is None or option.key not in _NOTED_KEYS:
+            return None
+        reason = IGNORED_KEYS[option.key]
+    return f"{written} ignored: {reason}"
 
 
 #: Of the options ignored, those that always take a value, even one starting with '-'
 #: (``-map_metadata -1``); the others take the next token only when it looks like a value.
 IGNORED_WITH_VALUES = (
-    _IGNORED_INPUT_VALUES | _IGNORED_OUTPUT_VALUES | frozenset(["threads", "flags", "metadata"])
+    _IGNORED_INPUT_VALUES
+    | _IGNORED_OUTPUT_VALUES
+    | ENCODER_KNOBS.keys()
+    | frozenset(["threads", "flags", "metadata"])
 )
 
 
@@ -231,6 +285,20 @@ def _map_without_labels(out: OutputSpec, occ: Occurrence) -> None:
 def _quality_text(out: OutputSpec, occ: Occurrence) -> None:
     """``-qp 23`` / ``-cq 28`` as written (the translator maps them with ``-crf``)."""
     out.codec_options[occ.spelling[1:].split(":", 1)[0]] = occ.value
+
+
+def _sei(out: OutputSpec, occ: Occurrence) -> None:
+    """VAAPI/QSV ``-sei -a53_cc`` (Jellyfin 10.10 on a new ffmpeg): no caption SEI."""
+    flags = occ.value.replace(" ", "")
+    if "-a53_cc" in flags:
+        out.video["a53_cc"] = False
+    elif "a53_cc" in flags:
+        out.video["a53_cc"] = True
+
+
+def _amf_quality(out: OutputSpec, occ: Occurrence) -> None:
+    """AMF's ``-quality speed|balanced|quality``: the speed/quality balance -preset gives."""
+    out.codec_options.setdefault("preset", occ.value)
 
 
 FILTER_COMPLEX = "-filter_complex (subtitle burn-in, overlays) runs only in ffmpeg"
@@ -307,6 +375,20 @@ MEDIA_SERVER_OPTIONS: tuple[Option, ...] = (
         "hardware encoders' constant QP / quality: mapped to the engine's quality",
         output=_quality_text,
     ),
+    Option(
+        "sei",
+        ("-sei",),
+        "out",
+        "SEI messages of VAAPI/QSV encoders: -a53_cc drops caption SEI on the engine",
+        output=_sei,
+    ),
+    Option(
+        "amf_quality",
+        ("-quality",),
+        "out",
+        "AMF's speed/quality balance: mapped as -preset",
+        output=_amf_quality,
+    ),
     Option("to", ("-to",), "out", "an end time", output=_only_in_ffmpeg("-to is not supported")),
     Option(
         "filter_complex",
@@ -317,7 +399,13 @@ MEDIA_SERVER_OPTIONS: tuple[Option, ...] = (
     ),
 )
 #: Spellings ffmpeg accepts for options of the shared table that ``vtremote`` does not list.
-ALIASES = {"-dcodec": "codec", "-frames": "frames", "-tag": "video_tag"}
+ALIASES = {
+    "-dcodec": "codec",
+    "-frames": "frames",
+    "-tag": "video_tag",
+    "-spatial-aq": "spatial_aq",
+    "-a53_cc": "a53cc",
+}
 #: How the media-server dialect sets an option of the shared table differently.
 OUTPUT_SETTERS: dict[str, OutputSetter] = {"map": _map_without_labels}
 #: Options of the shared table taken at an input with a note instead of their effect.

@@ -38,9 +38,13 @@ def read_command(cmd: Command) -> Line:
     for o in cmd.globals:
         _read_global(line, o)
     line.inputs = [_read_input(f, line.notes) for f in cmd.inputs]
+    _input_stream_switches(cmd, line.output)
     for o in output.options:
         option = dialect.option_for(o.name, o.spec, "out")
         if option is dialect.IGNORE:
+            note = dialect.ignored_note(o.name, o.spec, str(o))
+            if note:
+                line.notes.append(note)
             continue
         setter = dialect.OUTPUT_SETTERS.get(option.key, option.output) if option else None
         if option is None or setter is None:
@@ -61,9 +65,25 @@ def _read_global(line: Line, o: Opt) -> None:
         setattr(line.output, o.name, True)
 
 
+#: ``-an``/``-vn``/``-sn``/``-dn`` before an ``-i`` (Jellyfin's trickplay lines): that input's
+#: streams of the kind are not read; with one input, the same as on the output.
+_INPUT_SWITCHES = {"an": "no_audio", "vn": "no_video", "sn": "no_subtitles", "dn": "no_data"}
+
+
+def _input_stream_switches(cmd: Command, out: OutputSpec) -> None:
+    for f in cmd.inputs:
+        for o in f.options:
+            if o.name in _INPUT_SWITCHES:
+                if len(cmd.inputs) > 1:
+                    raise Unsupported(f"input option {o} with several inputs")
+                setattr(out, _INPUT_SWITCHES[o.name], True)
+
+
 def _read_input(f: FileArgs, notes: list[str]) -> InputSpec:
     spec = InputSpec(strip_file_url(f.url))
     for o in f.options:
+        if o.name in _INPUT_SWITCHES:
+            continue
         option = dialect.option_for(o.name, o.spec, "in")
         if option is dialect.IGNORE:
             continue

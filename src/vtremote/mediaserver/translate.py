@@ -62,6 +62,13 @@ FAST_PRESETS = frozenset(
     {"ultrafast", "superfast", "veryfast", "faster", "fast", "p1", "p2", "p3", "speed", "balanced"}
 )
 SLOW_PRESETS = frozenset({"slow", "slower", "veryslow", "placebo", "p5", "p6", "p7", "quality"})
+X26X_PRESETS = frozenset(
+    {"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}
+)
+#: -tune values of the hardware encoders that ask for low latency (NVENC ll/ull).
+LOW_LATENCY_TUNES = frozenset({"ll", "ull", "zerolatency", "lowlatency", "ultralowlatency"})
+#: Engine settings a media server's line may set directly (see VideoRequest.engine).
+ENGINE_KEYS = ("a53_cc", "spatial_aq", "realtime", "prio_speed", "constant_bit_rate")
 
 
 @dataclass
@@ -82,7 +89,9 @@ def _quality_from_qp(q: float) -> int:
 
 def _key_frame_times(text: str, shift: float, end: float | None) -> str | None:
     """Jellyfin's ``expr:gte(t,OFFSET+n_forced*N)`` -> a time list (``-force_key_frames``) at
-    SHIFT+OFFSET, SHIFT+OFFSET+N, ... to the end of the input; other forms are returned unchanged.
+    SHIFT+OFFSET, SHIFT+OFFSET+N, ... to the end of the input; other forms (time lists, any
+    other expression: :mod:`vtremote.pipeline.keyframes` evaluates it per frame) are returned
+    unchanged.
 
     SHIFT is the input's start time when timestamps keep the source's clock (-copyts): the
     segmenter cuts N seconds after the first packet, and Jellyfin's OFFSET (its -ss) counts
@@ -124,6 +133,9 @@ class VideoRequest:
     level: str | None = None
     x264_params: str | None = None
     x265_params: str | None = None
+    tune: str | None = None
+    #: Engine settings written as they are (-sei -a53_cc, -spatial-aq, -realtime, -prio_speed).
+    engine: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def take(cls, out: OutputSpec) -> VideoRequest:
@@ -143,6 +155,8 @@ class VideoRequest:
             o.get("level"),
             o.get("x264-params"),
             o.get("x265-params"),
+            o.get("tune"),
+            {k: v[k] for k in ENGINE_KEYS if k in v},
         )
         out.video, out.codec_options = {}, {}
         return request
@@ -171,13 +185,14 @@ def translate(
     chain = translate_chain(out.video_filter, geo)
     notes += chain.notes
     out.video_filter = chain.chain
-    out.codecs.update(_audio_codecs(out))
+    out.codecs.update(_audio_codecs(out, notes))
     for k in ("s", "d"):
         if out.codecs.get(k, "copy") != "copy":
             raise Unsupported(
                 f"-c:{k} {out.codecs[k]}: subtitle/data conversion runs only in ffmpeg"
             )
     remote = _video(out, request, config, media, server, notes)
+    remote = _keyframe_decode(first, out, config, media, server, notes) or remote
     if not request.encoder and out.url.lower().endswith((".jpg", ".jpeg")) and not out.pix_fmt:
         out.pix_fmt = "yuvj420p"  # the default mjpeg encoder wants full range, as ffmpeg picks
     _key_frames(out, media, first)
@@ -214,13 +229,46 @@ def _video(
     return True
 
 
-def _audio_codecs(out: OutputSpec) -> dict[str, str]:
+#: Local encoders of still images (trickplay tiles, thumbnails).
+IMAGE_ENCODERS = frozenset({"mjpeg", "png", "webp", "libwebp", "bmp"})
+
+
+def _keyframe_decode(
+    first: InputSpec,
+    out: OutputSpec,
+    config: MediaServerConfig,
+    media: MediaInfo,
+    server: str | None,
+    notes: list[str],
+) -> bool:
+    """Trickplay and thumbnail lines (``-skip_frame nokey ... -c:v mjpeg``): the keyframes
+    are decoded on the server, the images encoded here. True when the server decodes."""
+    if server is None or not first.keyframes_only or out.codecs.get("v") not in IMAGE_ENCODERS:
+        return False
+    codec = media.codec if media.codec in REMOTE_NAMES else None
+    if codec is None:
+        notes.append(f"keyframes of {media.codec or 'this input'} are decoded here")
+        return False
+    first.video_codec = REMOTE_NAMES[codec]
+    first.remote = RemoteOptions(
+        host=server,
+        token=config.token,
+        compression=config.compression,
+        timeout_ms=config.timeout_ms,
+    )
+    notes.append(f"keyframes decoded on {server}, images encoded here")
+    return True
+
+
+def _audio_codecs(out: OutputSpec, notes: list[str]) -> dict[str, str]:
     name = out.codecs.get("a")
     if name is None or name == "copy":
         return {}
     mapped = AUDIO_ENCODERS.get(name, name)
     if mapped not in av.codecs_available:
         raise Unsupported(f"audio encoder {name} is not available in PyAV's FFmpeg")
+    if mapped != name:
+        notes.append(f"audio encoder {name} runs as {mapped} here")
     return {"a": mapped}
 
 
@@ -282,6 +330,9 @@ def _remote_video(
         v["gop"] = max(1, min(600, round(float(fps) * (_segment_seconds(out) or 10.0))))
     if q.bf is not None:
         v["max_b_frames"] = q.bf
+    if (q.tune or "").lower() in LOW_LATENCY_TUNES:
+        v["realtime"] = 1
+    v.update(q.engine)
     _remote_profile_level(v, q, remote_codec, notes)
     if out.pix_fmt:
         mapped = _REMOTE_PIX_FMTS.get(out.pix_fmt)
@@ -326,8 +377,8 @@ def _remote_profile_level(
 def _local_video(out: OutputSpec, q: VideoRequest, encoder: str) -> None:
     o = out.codec_options
     x26x = encoder in ("libx264", "libx265")
-    if q.preset and (x26x and q.preset.lower() in FAST_PRESETS | SLOW_PRESETS | {"medium"}):
-        o["preset"] = q.preset if not q.preset.startswith("p") else "veryfast"
+    if q.preset and x26x and q.preset.lower() in X26X_PRESETS:
+        o["preset"] = q.preset
     elif x26x:
         o["preset"] = "veryfast"
     qp = next((q.qp[k] for k in ("crf", "global_quality", "qp", "cq") if q.qp.get(k)), None)
@@ -367,15 +418,6 @@ def _key_frames(out: OutputSpec, media: MediaInfo, first: InputSpec) -> None:
             out.force_key_frames = _key_frame_times(out.force_key_frames, shift, end)
         except UsageError as e:
             raise Unsupported(str(e)) from e
-        if (
-            out.force_key_frames
-            and out.force_key_frames.startswith("expr:")
-            and "n_forced" not in out.force_key_frames
-        ):
-            raise Unsupported(
-                f"-force_key_frames {out.force_key_frames}: "
-                "only gte(t,[OFFSET+]n_forced*N) is supported"
-            )
     elif (every := _segment_seconds(out)) is not None:
         seek = first.seek if out.copyts else 0.0
         out.force_key_frames = _key_frame_times(

@@ -7,7 +7,8 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias
 
 import av
@@ -144,14 +145,92 @@ def read_ahead(packets: Iterator[Packet], depth: int = READ_AHEAD) -> Iterator[P
         thread.join()
 
 
-def merged_demux(inputs: list[tuple[Input, list[Any]]]) -> Iterator[tuple[Input, Packet]]:
-    """Packets of several inputs, interleaved by decode time (one input: its own order, read ahead)."""
+class RunClock:
+    """Seconds a job has run, not counting its pauses: the clock ``-re`` paces reads by, and
+    the switch ``p``/``u`` on a media server's stdin turn (jellyfin-ffmpeg's throttling)."""
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._origin = now()
+        self._paused_at: float | None = None
+        self._running = threading.Event()
+        self._running.set()
+        self._lock = threading.Lock()  # pause/resume come from another thread (stdin)
+
+    def restart(self) -> None:
+        """Count from now (the first read), keeping a pause that is on."""
+        with self._lock:
+            self._origin = self._now()
+            if self._paused_at is not None:
+                self._paused_at = self._origin
+
+    def elapsed(self) -> float:
+        with self._lock:
+            end = self._paused_at if self._paused_at is not None else self._now()
+            return end - self._origin
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> bool:
+        """Stop the clock; False when it was already stopped."""
+        with self._lock:
+            if self._paused_at is not None:
+                return False
+            self._paused_at = self._now()
+            self._running.clear()
+            return True
+
+    def resume(self) -> bool:
+        """Start it again where it stopped; False when it was running."""
+        with self._lock:
+            if self._paused_at is None:
+                return False
+            self._origin += self._now() - self._paused_at
+            self._paused_at = None
+            self._running.set()
+            return True
+
+    def wait_running(self, timeout: float) -> bool:
+        return self._running.wait(timeout)
+
+
+def paced(
+    packets: Iterator[Packet],
+    spec: InputSpec,
+    clock: RunClock,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Packet]:
+    """``packets`` no faster than ``spec.read_rate`` x real time after the initial burst, as
+    ffmpeg's ``-re`` / ``-readrate`` (each stream timed from its own first packet)."""
+    rate = spec.read_rate
+    if not rate:
+        yield from packets
+        return
+    first: dict[int, float] = {}
+    for packet in packets:
+        t = to_seconds(packet.dts if packet.dts is not None else packet.pts, packet.time_base)
+        if t is not None:
+            start = first.setdefault(packet.stream.index, t)
+            due = max(t - start - spec.read_burst, 0.0) / rate
+            while (wait := due - clock.elapsed()) > 0.0005:  # finer than a sleep can keep
+                sleep(min(wait, 0.05))
+        yield packet
+
+
+def merged_demux(
+    inputs: list[tuple[Input, list[Any]]], clock: RunClock | None = None
+) -> Iterator[tuple[Input, Packet]]:
+    """Packets of several inputs, interleaved by decode time (one input: its own order, read
+    ahead), each paced by its ``-re`` / ``-readrate`` on ``clock``."""
+    clock = clock or RunClock()
     if len(inputs) == 1:
         inp, streams = inputs[0]
-        for packet in read_ahead(inp.container.demux(streams)):
+        for packet in read_ahead(paced(inp.container.demux(streams), inp.spec, clock)):
             yield inp, packet
         return
-    iters = [(inp, inp.container.demux(streams)) for inp, streams in inputs]
+    iters = [(inp, paced(inp.container.demux(streams), inp.spec, clock)) for inp, streams in inputs]
     heap: list[tuple[float, int, int, Packet]] = []
     seq = 0
 

@@ -36,7 +36,7 @@ from vtremote.client.stats import SessionReport
 from vtremote.errors import ConfigError, JobError, UsageError
 from vtremote.pipeline.handler import Handler, JobContext
 from vtremote.pipeline.hls import HlsOutput, is_hls, open_hls, segment_key_frames
-from vtremote.pipeline.inputs import Input, lavfi_pixel_format, merged_demux
+from vtremote.pipeline.inputs import Input, RunClock, lavfi_pixel_format, merged_demux
 from vtremote.pipeline.output import Muxer, OutputFile
 from vtremote.pipeline.select import drop_uncopyable_subtitles, select_streams
 from vtremote.pipeline.spec import REMOTE_CODECS, JobSpec, RemoteOptions
@@ -70,6 +70,8 @@ class Job:
         #: Set by :meth:`stop` (another thread, a signal): end the run at the next packet,
         #: finishing the output as if the input had ended (ffmpeg's ``q``).
         self.stop_requested = False
+        #: The run's clock: -re paces reads by it; :meth:`pause` stops it.
+        self.clock = RunClock()
 
     @property
     def output(self) -> Any:
@@ -133,6 +135,16 @@ class Job:
     def stop(self) -> None:
         """Ask the run to end early but cleanly: what was demuxed so far is finished and written."""
         self.stop_requested = True
+        self.clock.resume()
+
+    def pause(self) -> bool:
+        """Hold the run between two packets (its remote sessions stay open, kept alive by
+        PINGs); False when it was paused already."""
+        return self.clock.pause()
+
+    def resume(self) -> bool:
+        """Go on from the packet where :meth:`pause` held it; False when it was running."""
+        return self.clock.resume()
 
     def _open_output(self) -> None:
         out = self.spec.output
@@ -241,7 +253,10 @@ class Job:
             for inp in self.inputs
         ]
         demux_plan = [(inp, streams) for inp, streams in demux_plan if streams]
-        for inp, packet in merged_demux(demux_plan):
+        self.clock.restart()
+        for inp, packet in merged_demux(demux_plan, self.clock):
+            while not self.clock.wait_running(0.2) and not self.stop_requested:
+                pass
             handler = by_stream.get((inp.index, packet.stream.index))
             if handler is None:
                 continue

@@ -125,6 +125,12 @@ class InputSpec:
     options: dict[str, str] = field(
         default_factory=dict
     )  # demuxer options (-framerate, -video_size)
+    #: -re / -readrate: read no faster than this many times real time (None: as fast as it can).
+    read_rate: float | None = None
+    #: -readrate_initial_burst: seconds read at full speed before the rate applies.
+    read_burst: float = 0.5
+    #: -skip_frame nokey: decode the keyframes only (thumbnails, trickplay).
+    keyframes_only: bool = False
 
     @property
     def remote_codec(self) -> str | None:

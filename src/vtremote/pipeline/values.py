@@ -144,22 +144,3 @@ def parse_bool(text: str, what: str) -> bool:
     if key in ("0", "false", "no", "off"):
         return False
     raise UsageError(f"{what} {text!r} is not 0 or 1")
-
-
-def parse_force_key_frames(text: str) -> tuple[list[float], float | None]:
-    """``0,2.5,00:00:10`` -> ([0, 2.5, 10], None); ``expr:gte(t,n_forced*2)`` -> ([], 2.0)."""
-    spec = text.strip()
-    match = re.fullmatch(r"expr:\s*gte\(\s*t\s*,\s*n_forced\s*\*\s*([0-9.]+)\s*\)", spec)
-    if match:
-        every = float(match.group(1))
-        if every <= 0:
-            raise UsageError(f"-force_key_frames {text!r}: the interval must be positive")
-        return [], every
-    if spec.startswith(("expr:", "source")):
-        raise UsageError(
-            f"-force_key_frames {text!r}: only time lists (0,2.5,10) and expr:gte(t,n_forced*N)"
-            " are supported"
-        )
-    return sorted(
-        parse_time(part, "-force_key_frames") for part in spec.split(",") if part.strip()
-    ), None

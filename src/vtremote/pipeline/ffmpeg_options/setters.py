@@ -14,6 +14,7 @@ from typing import Any
 
 from vtremote.errors import UsageError
 from vtremote.pipeline.ffmpeg_options.option import InputSetter, Occurrence, OutputSetter
+from vtremote.pipeline.keyframes import parse_key_frames
 from vtremote.pipeline.spec import REMOTE_CODECS, InputSpec, MapSpec, OutputSpec
 from vtremote.pipeline.values import (
     parse_bitrate,
@@ -132,6 +133,12 @@ def set_qscale(out: OutputSpec, occ: Occurrence) -> None:
     out.codec_options["q"] = occ.value
 
 
+def set_force_key_frames(out: OutputSpec, occ: Occurrence) -> None:
+    """Checked here (a bad expression is a usage error on the line), evaluated per frame later."""
+    parse_key_frames(occ.value)
+    out.force_key_frames = occ.value
+
+
 def set_coder(out: OutputSpec, occ: Occurrence) -> None:
     value = occ.value
     out.video["entropy"] = value if not value.isdigit() else int(value)
@@ -238,6 +245,34 @@ def demuxer_option(key: str | None = None) -> InputSetter:
         spec.options[key or occ.spelling[1:].split(":", 1)[0]] = occ.value
 
     return set_demuxer_option
+
+
+def set_read_rate(spec: InputSpec, occ: Occurrence) -> None:
+    """``-re`` (real time) or ``-readrate N`` (N x real time; 0 is no limit)."""
+    rate = 1.0 if occ.option.flag else float(_positive(occ, allow_zero=True))
+    spec.read_rate = rate or None
+
+
+def set_read_burst(spec: InputSpec, occ: Occurrence) -> None:
+    spec.read_burst = _positive(occ, allow_zero=True)
+
+
+def set_skip_frame(spec: InputSpec, occ: Occurrence) -> None:
+    """``-skip_frame nokey`` (decode keyframes only); ``default``/``none`` decode everything."""
+    value = occ.value.strip().lower()
+    if value not in ("nokey", "default", "none"):
+        raise UsageError(f"{occ.label} {occ.value!r}: only nokey, default and none are supported")
+    spec.keyframes_only = value == "nokey"
+
+
+def _positive(occ: Occurrence, *, allow_zero: bool = False) -> float:
+    try:
+        value = float(occ.value)
+    except ValueError:
+        raise UsageError(f"{occ.label} {occ.value!r} is not a number") from None
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise UsageError(f"{occ.label} {occ.value} must be a positive number")
+    return value
 
 
 def set_input_rate(spec: InputSpec, occ: Occurrence) -> None:

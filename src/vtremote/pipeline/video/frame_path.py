@@ -30,9 +30,9 @@ from vtremote.pipeline.filters import (
 )
 from vtremote.pipeline.handler import Handler, JobContext
 from vtremote.pipeline.inputs import Input
+from vtremote.pipeline.keyframes import KeyFrameClock, parse_key_frames
 from vtremote.pipeline.spec import OutputSpec
 from vtremote.pipeline.timing import to_ticks
-from vtremote.pipeline.values import parse_force_key_frames
 from vtremote.pipeline.video.frame_sinks import FrameSink, color_settings
 from vtremote.pipeline.video.frame_sources import FrameSource
 
@@ -84,10 +84,9 @@ class FrameHandler(Handler):
         )
         chain = user_chain + output_filters(out)
         self.filter = VideoFilter(chain) if chain else None
-        self.key_times, self.key_every = (
-            parse_force_key_frames(out.force_key_frames) if out.force_key_frames else ([], None)
+        self.key_clock: KeyFrameClock | None = (
+            parse_key_frames(out.force_key_frames).clock() if out.force_key_frames else None
         )
-        self.forced = 0
         self.frames_out = 0
         self.durations: dict[int, int] = {}
         self.synthetic: bool | None = (
@@ -113,6 +112,8 @@ class FrameHandler(Handler):
             return
         if packet.size == 0:
             return  # end-of-stream marker of the demuxer; finish() drains
+        if self.input.spec.keyframes_only and not packet.is_keyframe:
+            return  # -skip_frame nokey: only keyframes reach the decoder, here or remote
         if self.synthetic is None:
             # Raw elementary streams (.h264, .hevc) carry no timestamps: number the
             # frames in output order instead, as ffmpeg's best-effort timestamps do.
@@ -147,17 +148,10 @@ class FrameHandler(Handler):
     # -- encoding ------------------------------------------------------------------------------
 
     def _keyframe(self, frame: VideoFrame) -> bool:
-        t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
-        if self.key_every is not None:
-            if t >= self.forced * self.key_every - 1e-9:
-                self.forced += 1
-                return True
+        if self.key_clock is None:
             return False
-        hit = False
-        while self.forced < len(self.key_times) and self.key_times[self.forced] <= t + 1e-9:
-            self.forced += 1
-            hit = True
-        return hit
+        t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
+        return self.key_clock.forced(t)
 
     def _cfr(self, frame: VideoFrame) -> VideoFrame | None:
         """Frame timestamps in the encoder time base; None drops the frame.

@@ -26,11 +26,11 @@ import av
 from vtremote.errors import ConfigError
 from vtremote.pipeline.handler import Handler, JobContext
 from vtremote.pipeline.inputs import Input
+from vtremote.pipeline.keyframes import parse_force_key_frames, parse_key_frames
 from vtremote.pipeline.output import open_output_stream_for_packets
 from vtremote.pipeline.remote_sessions import uses_pool
 from vtremote.pipeline.spec import OutputSpec
 from vtremote.pipeline.timing import to_ticks
-from vtremote.pipeline.values import parse_force_key_frames
 from vtremote.pipeline.video.frame_path import output_filters
 from vtremote.pipeline.video.frame_sinks import color_settings, remote_settings
 from vtremote.wire.constants import PixelFormat
@@ -101,6 +101,11 @@ def why_not_transcode(ctx: JobContext, inp: Input, in_stream: Any) -> str | None
             "a pool of servers or a local fallback needs the failover encoder, "
             "which takes raw frames"
         )
+    if inp.spec.keyframes_only:
+        return "-skip_frame nokey keeps the keyframes on this machine"
+    keys = parse_key_frames(out.force_key_frames) if out.force_key_frames else None
+    if keys is not None and keys.expression is not None and keys.interval() is None:
+        return "the -force_key_frames expression is evaluated frame by frame here"
     if len(key_schedule(out.force_key_frames)[0]) > MAX_KEY_TIMES:
         return f"more than {MAX_KEY_TIMES} forced key frame times"
     if in_stream.codec_context.name in UNCOMPRESSED_CODECS:
