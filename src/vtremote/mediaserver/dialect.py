@@ -33,6 +33,9 @@ TAKEN = frozenset(
         "codec",
         "seek",
         "duration",
+        "to",
+        "accurate_seek",
+        "noaccurate_seek",
         "map",
         "vn",
         "an",
@@ -135,8 +138,6 @@ _IGNORED_INPUT_VALUES = frozenset(
 )
 IGNORED_INPUT = _IGNORED_INPUT_VALUES | frozenset(
     [
-        "noaccurate_seek",
-        "accurate_seek",
         "autorotate",
         "noautorotate",
         "re",
@@ -306,7 +307,6 @@ MEDIA_SERVER_OPTIONS: tuple[Option, ...] = (
         "hardware encoders' constant QP / quality: mapped to the engine's quality",
         output=_quality_text,
     ),
-    Option("to", ("-to",), "out", "an end time", output=_only_in_ffmpeg("-to is not supported")),
     Option(
         "filter_complex",
         ("-filter_complex", "-lavfi"),
