@@ -176,6 +176,24 @@ def test_trimmed_transcode_keeps_ffmpegs_frames(
     assert_server_transcoded(server, summary, source)
 
 
+@pytest.mark.parametrize("case", ["fast -t", "fast input -t", "accurate -frames:v"])
+def test_raw_frame_fallback_keeps_the_same_frames(
+    server, source: Source, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    before, after, rule = CASES[case]
+    out = tmp_path / "out.mkv"
+    summary, err = run_remote(
+        capsys, server, source, before, ["-vt_remote_transcode", "0", *after, out]
+    )
+    assert video(summary)["strategy"] == "frames"
+    assert "raw frames to the remote encoder, not packet transcode: -vt_remote_transcode 0" in err
+    want = expected_times(source, float(before[1]), **rule)  # type: ignore[arg-type]
+    frames = decoded(out)
+    assert len(frames) == len(want)
+    assert source.times[source.index_of(frames[0])] == pytest.approx(want[0])
+    assert source.times[source.index_of(frames[-1])] == pytest.approx(want[-1])
+
+
 @pytest.mark.parametrize("accurate", [True, False])
 def test_copyts_keeps_the_source_clock(
     server, source: Source, tmp_path: Path, capsys: pytest.CaptureFixture[str], accurate: bool

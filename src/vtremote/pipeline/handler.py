@@ -86,6 +86,14 @@ class Handler(abc.ABC):
         #: the input seek landed on, before the origin, as ffmpeg's does.
         self.from_keyframe = inp.spec.seek > 0 and not inp.spec.accurate_seek and out.seek <= 0
 
+    def started_at(self, t: float) -> None:
+        """Video's first frame (or keyframe packet) kept is at source second ``t``: after a
+        -noaccurate_seek, ffmpeg's -t counts from there."""
+        if self.from_keyframe and self.length is not None:
+            end = t + self.length
+            self.stop = end if self.stop is None else min(self.stop, end)
+            self.end = self.stop - self.origin
+
     @property
     def video_frames(self) -> int:
         """Video frames this handler has made (encoded or copied) so far: the job's count."""

@@ -233,10 +233,8 @@ class PacketTranscodeHandler(Handler):
                 return
             self.started = True
             t = to_seconds(packet.pts, packet.time_base)
-            if self.from_keyframe and self.length is not None and t is not None:
-                # The server's trim counts -t from this keyframe (trim_filters).
-                end = t + self.length
-                self.stop = end if self.stop is None else min(self.stop, end)
+            if t is not None:
+                self.started_at(t)  # as the server's trim counts -t (trim_filters)
         if self.stop is not None:
             # A frame shown before the end is decoded before it (dts <= pts): from the first
             # packet decoded at the end on, the server's trim has everything it keeps.
