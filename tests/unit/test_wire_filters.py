@@ -297,3 +297,14 @@ def test_trim_runs_in_ffmpeg_as_ffmpeg_inserts_it() -> None:
 
 def test_trim_is_announced_with_the_other_filters() -> None:
     assert "trim" in f.ALLOWED
+
+
+def test_a_server_without_trim_is_refused_before_configure() -> None:
+    """A server from before trim announces its filters without it: the client names that as
+    the reason (the job then sends raw frames) instead of sending a chain it would refuse."""
+    from vtremote.client.packet_transcoder import TranscodeOffer
+
+    older = TranscodeOffer("s:1", ("h264",), tuple(n for n in f.ALLOWED if n != "trim"))
+    chain = f.parse("trim=start=0,scale=-2:720")
+    assert older.refusal("h264", chain) == "s:1 has no server-side filter trim"
+    assert TranscodeOffer("s:1", ("h264",), f.ALLOWED).refusal("h264", chain) is None
