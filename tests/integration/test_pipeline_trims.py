@@ -255,3 +255,38 @@ def test_hls_after_a_seek_is_a_packet_transcode(
     assert len(shown) == len(want)
     assert source.times[source.index_of(shown[0])] == pytest.approx(want[0])
     assert_server_transcoded(server, summary, source)
+
+
+def test_vtremote_ffmpeg_seek_line_is_a_packet_transcode(
+    server, source: Source, tmp_path: Path
+) -> None:
+    """A media server's seek (Jellyfin's line: -ss -noaccurate_seek, -copyts, HLS) through
+    vtremote-ffmpeg: packets to the server, video from the keyframe at or before the seek on
+    the source's clock, as ffmpeg writes it."""
+    from mediaserver_helpers import read_hls, run_ffmpeg
+
+    out = tmp_path / "hls"
+    out.mkdir()
+    args = [
+        *("-ss", "00:00:02.000", "-noaccurate_seek", "-f", "matroska,webm"),
+        *("-i", f"file:{source.path}", "-map", "0:0", "-codec:v:0", "libx264"),
+        *("-preset", "veryfast", "-crf", "23", "-force_key_frames:0", "expr:gte(t,2+n_forced*1)"),
+        *("-copyts", "-avoid_negative_ts", "disabled", "-f", "hls", "-hls_time", "1"),
+        *("-hls_segment_type", "mpegts", "-start_number", "2"),
+        *("-hls_segment_filename", str(out / "s%d.ts"), "-y", str(out / "main.m3u8")),
+    ]
+    result = run_ffmpeg(tmp_path, args, host=server.addr)
+    assert result.returncode == 0, result.stderr
+    hls = read_hls(out / "main.m3u8")
+    want = expected_times(source, 2.0, accurate=False)
+    assert hls.video_frames == len(want)
+    assert all(s.first_video_packet_key for s in hls.segments)
+    # -copyts: segment times keep the source's clock wherever the mpegts muxer puts its origin.
+    # Keyframes are forced at 2, 3, 4... s; the first segment ends at the first of them at
+    # least -hls_time after its start, the keyframe before the seek.
+    cut = min(k for k in range(2, 5) if k - want[0] >= 1.0 - 1e-9)
+    starts = [s.video_frames[0][0] for s in hls.segments]
+    assert starts[1] - starts[0] == pytest.approx(cut - want[0], abs=1e-3)
+    m = server.wait_for_log(r"SUMMARY mode=transcode packets_in=\d+ packets_out=(\d+)")
+    assert int(m.group(1)) == len(want)
+    assert "raw frames" not in result.stderr
