@@ -290,3 +290,37 @@ def test_vtremote_ffmpeg_seek_line_is_a_packet_transcode(
     m = server.wait_for_log(r"SUMMARY mode=transcode packets_in=\d+ packets_out=(\d+)")
     assert int(m.group(1)) == len(want)
     assert "raw frames" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("codec", "message"),
+    [
+        # Packet transcode and copy set their streams up from the input: nothing is written.
+        (REMOTE_H264, "no packet was written: nothing was kept (check -ss / -t / -map)"),
+        ("copy", None),
+        # A local encoder is set up by its first frame, which never comes.
+        ("libx264", "received no frames: nothing was encoded (check -ss / -t / -map)"),
+    ],
+)
+def test_a_seek_past_the_end_says_nothing_was_kept(
+    server,
+    source: Source,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    codec: str,
+    message: str | None,
+) -> None:
+    out = tmp_path / "past.mkv"
+    rc = main(
+        ["-ss", "100", "-i", str(source.path), "-c:v", codec, "-vt_remote_host", server.addr]
+        + ["-y", str(out)]
+    )
+    err = capsys.readouterr().err
+    if message is None:
+        # ffmpeg's stream copy: the seek lands on the last keyframe, copied from there.
+        assert rc == 0, err
+        frames = decoded(out)
+        assert source.times[source.index_of(frames[0])] == pytest.approx(source.keys[-1])
+        return
+    assert rc == 1 and message in err
+    assert not out.exists() and not list(tmp_path.glob(".past*"))
