@@ -324,3 +324,27 @@ def test_a_seek_past_the_end_says_nothing_was_kept(
         return
     assert rc == 1 and message in err
     assert not out.exists() and not list(tmp_path.glob(".past*"))
+
+
+def test_audio_starts_with_the_keyframe_after_a_fast_seek(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-noaccurate_seek keeps the audio the seek landed on too (ffmpeg trims neither), so the
+    re-encoded audio starts with the video's keyframe, half a second before -ss here."""
+    from mediaserver_helpers import make_movie
+
+    movie = make_movie(tmp_path / "m.mkv", seconds=3.0, gop=30)  # keyframes every second
+    out = tmp_path / "av.mkv"
+    summary, err = run(
+        capsys,
+        *("-ss", "1.5", "-noaccurate_seek", "-i", movie, "-map", "0:0", "-map", "0:1"),
+        *("-c:v", REMOTE_H264, "-vt_remote_host", server.addr, "-c:a", "aac", "-t", "1", out),
+    )
+    assert video(summary)["strategy"] == "transcode", err
+    with av.open(str(out)) as c:
+        video_start = next(iter(c.decode(video=0))).time
+    with av.open(str(out)) as c:
+        audio = list(c.decode(audio=0))
+    # Both start at the keyframe (1 s), not the audio at -ss (0.5 s after the video).
+    assert audio[0].time == pytest.approx(video_start, abs=0.1)
+    assert sum(f.samples for f in audio) / 48000 == pytest.approx(1.0, abs=0.05)

@@ -148,10 +148,12 @@ class AudioHandler(Handler):
         if frame.pts is None:
             return
         t_out = float(frame.pts * frame.time_base) - self.origin
+        if t_out + frame.samples / frame.sample_rate <= 0 and not self.from_keyframe:
+            return  # before -ss (-noaccurate_seek keeps what the seek landed on, as ffmpeg)
+        if self.frames == 0:
+            self.started_at(t_out + self.origin)
         if self.end is not None and t_out >= self.end - 1e-9:
             self.done = True
-            return
-        if t_out + frame.samples / frame.sample_rate <= 0:
             return
         frame.pts -= self.shift
         self.frames += 1
