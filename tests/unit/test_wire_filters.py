@@ -240,3 +240,71 @@ def test_scale_keeps_the_display_aspect_through_the_sar() -> None:
     assert (g.width, g.height) == (360, 240) and g.sar == Fraction(8, 9)
     assert f.output_geometry(f.parse("scale=640:480,setsar=1/1"), dvd).sar == 1
     assert f.output_geometry(f.parse("crop=700:400"), dvd).sar == Fraction(8, 9)
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("trim=start=0", "trim=start=0.000000"),
+        ("trim=start=-0.96:end=5.04", "trim=start=-0.960000:end=5.040000"),
+        ("trim=1.5:3", "trim=start=1.500000:end=3.000000"),
+        ("trim=duration=2.5", "trim=duration=2.500000"),
+        ("trim=end_frame=240", "trim=end_frame=240"),
+    ],
+)
+def test_trim_round_trips(text: str, canonical: str) -> None:
+    chain = f.parse(text)
+    assert f.serialize(chain) == canonical
+    assert f.parse(canonical) == chain
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["trim", "trim=start=1:end=1", "trim=start=1.1234567", "trim=end_frame=0", "trim=duration=0"],
+)
+def test_trim_refuses_what_keeps_nothing_or_is_not_exact(text: str) -> None:
+    with pytest.raises(ConfigError):
+        f.parse(text)
+
+
+def test_trim_refuses_expressions() -> None:
+    with pytest.raises(UnsupportedConfigError, match="expressions"):
+        f.parse("trim=start=t*2")
+
+
+def test_trim_runs_in_ffmpeg_as_ffmpeg_inserts_it() -> None:
+    """Frames before start and from end on are dropped, timestamps unchanged; end_frame in a
+    trim of its own counts the frames that reached it."""
+    chain = f.parse("trim=start=-0.04:end=0.2,trim=end_frame=3")
+    steps, _ = f.graph_steps(chain, f.Geometry(64, 64, Fraction(1, 25), Fraction(25)))
+    graph = av.filter.Graph()
+    nodes = [graph.add("buffer", video_size="64x64", pix_fmt="yuv420p", time_base="1/25")]
+    nodes += [graph.add(name, args) for name, args in steps]
+    nodes.append(graph.add("buffersink"))
+    graph.link_nodes(*nodes).configure()
+    kept = []
+    for pts in range(-3, 8):
+        frame = av.VideoFrame(64, 64, "yuv420p")
+        frame.pts, frame.time_base = pts, Fraction(1, 25)
+        graph.vpush(frame)
+        while True:
+            try:
+                kept.append(graph.vpull().pts)
+            except (av.error.BlockingIOError, av.error.EOFError):
+                break
+    assert kept == [-1, 0, 1]
+
+
+def test_trim_is_announced_with_the_other_filters() -> None:
+    assert "trim" in f.ALLOWED
+
+
+def test_a_server_without_trim_is_refused_before_configure() -> None:
+    """A server from before trim announces its filters without it: the client names that as
+    the reason (the job then sends raw frames) instead of sending a chain it would refuse."""
+    from vtremote.client.packet_transcoder import TranscodeOffer
+
+    older = TranscodeOffer("s:1", ("h264",), tuple(n for n in f.ALLOWED if n != "trim"))
+    chain = f.parse("trim=start=0,scale=-2:720")
+    assert older.refusal("h264", chain) == "s:1 has no server-side filter trim"
+    assert TranscodeOffer("s:1", ("h264",), f.ALLOWED).refusal("h264", chain) is None

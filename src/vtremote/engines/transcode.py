@@ -216,6 +216,8 @@ class FilterStage:
         frame.pict_type = PictureType.NONE  # the source's frame types do not bind the encoder
         try:
             graph.vpush(frame)
+        except av.error.EOFError:
+            return out  # a trim has reached its end: later frames are not wanted
         except av.FFmpegError as e:
             raise EngineError(f"filter graph refused a frame: {av_error_text(e)}") from e
         out += self._pull(graph)
@@ -226,6 +228,8 @@ class FilterStage:
         assert graph is not None
         try:
             graph.vpush(None)
+        except av.error.EOFError:
+            pass  # ended already (a trim): what it made is still to pull
         except av.FFmpegError as e:
             raise EngineError(
                 f"filter graph failed at the end of the stream: {av_error_text(e)}"

@@ -33,6 +33,9 @@ TAKEN = frozenset(
         "codec",
         "seek",
         "duration",
+        "to",
+        "accurate_seek",
+        "noaccurate_seek",
         "map",
         "vn",
         "an",
@@ -138,8 +141,6 @@ _IGNORED_INPUT_VALUES = frozenset(
 )
 IGNORED_INPUT = _IGNORED_INPUT_VALUES | frozenset(
     [
-        "noaccurate_seek",
-        "accurate_seek",
         "autorotate",
         "noautorotate",
         "seek_timestamp",
@@ -389,7 +390,6 @@ MEDIA_SERVER_OPTIONS: tuple[Option, ...] = (
         "AMF's speed/quality balance: mapped as -preset",
         output=_amf_quality,
     ),
-    Option("to", ("-to",), "out", "an end time", output=_only_in_ffmpeg("-to is not supported")),
     Option(
         "filter_complex",
         ("-filter_complex", "-lavfi"),

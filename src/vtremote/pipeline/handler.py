@@ -68,12 +68,31 @@ class Handler(abc.ABC):
         #: Source seconds subtracted from timestamps: the origin, or with -copyts none
         #: (only the input's start with -start_at_zero), as ffmpeg does.
         self.zero = (inp.start if out.start_at_zero else 0.0) if out.copyts else self.origin
-        ends = []
-        if out.duration is not None:
-            ends.append(out.duration)
-        if inp.spec.duration is not None:
-            ends.append(inp.spec.duration - out.seek)
-        self.end = min(ends) if ends else None
+        #: Source seconds where the output ends (None: where the input does): an output's
+        #: -t / -to count in output time (with -copyts from the source's clock, as ffmpeg
+        #: counts), an input's from its -ss.
+        stops = []
+        if (t := out.recording_time) is not None:
+            stops.append((self.zero + out.seek if out.copyts else self.origin) + t)
+        if (t := inp.spec.recording_time) is not None:
+            stops.append(inp.start + inp.spec.seek + t)
+        self.stop = min(stops) if stops else None
+        #: The shortest -t / -to of the input and the output, in seconds (None: neither).
+        lengths = [t for t in (out.recording_time, inp.spec.recording_time) if t is not None]
+        self.length = min(lengths) if lengths else None
+        #: The same end in seconds after the origin (what -t means without -copyts).
+        self.end = self.stop - self.origin if self.stop is not None else None
+        #: -ss -noaccurate_seek before -i (and no -ss after it): video starts at the keyframe
+        #: the input seek landed on, before the origin, as ffmpeg's does.
+        self.from_keyframe = inp.spec.seek > 0 and not inp.spec.accurate_seek and out.seek <= 0
+
+    def started_at(self, t: float) -> None:
+        """Video's first frame (or keyframe packet) kept is at source second ``t``: after a
+        -noaccurate_seek, ffmpeg's -t counts from there."""
+        if self.from_keyframe and self.length is not None:
+            end = t + self.length
+            self.stop = end if self.stop is None else min(self.stop, end)
+            self.end = self.stop - self.origin
 
     @property
     def video_frames(self) -> int:

@@ -59,6 +59,7 @@ class Muxer:
         self.pending: list[tuple[int, Packet]] = []
         self.started = False
         self.closed = False
+        self.written = 0  # packets handed to the container
 
     def add(self) -> int:
         self.ready.append(False)
@@ -89,6 +90,7 @@ class Muxer:
             packet.time_base,
         )
         self.stats.bytes_out += packet.size
+        self.written += 1
         if end is not None and end > self.stats.out_time:
             self.stats.out_time = end
         try:
@@ -106,6 +108,10 @@ class Muxer:
                 raise JobError(
                     f"output stream(s) {waiting} received no frames: nothing was encoded (check -ss / -t / -map)"
                 )
+        if not self.written:
+            # Every stream was set up from the input (copy, packet transcode) but what -ss,
+            # -t or -frames:v keep is nothing: FFmpeg never wrote a header, there is no file.
+            raise JobError("no packet was written: nothing was kept (check -ss / -t / -map)")
         self.container.close()
 
 

@@ -119,6 +119,11 @@ class InputSpec:
     format: str | None = None
     seek: float = 0.0
     duration: float | None = None
+    #: ``-to``: where reading ends, on the input's clock (``-t`` wins when both are given).
+    to: float | None = None
+    #: ``-noaccurate_seek`` clears it: video starts at the keyframe at or before ``-ss``
+    #: instead of the first frame at ``-ss`` (ffmpeg's default is accurate).
+    accurate_seek: bool = True
     video_codec: str | None = None  # decoder: *_videotoolbox_remote = remote decode
     audio_codec: str | None = None
     remote: RemoteOptions = field(default_factory=RemoteOptions)
@@ -136,6 +141,18 @@ class InputSpec:
     def remote_codec(self) -> str | None:
         return REMOTE_CODECS.get(self.video_codec or "")
 
+    @property
+    def recording_time(self) -> float | None:
+        return recording_time(self.seek, self.duration, self.to)
+
+
+def recording_time(seek: float, duration: float | None, to: float | None) -> float | None:
+    """How long a file is read or written (ffmpeg's recording time): ``-t``, else ``-to``
+    less ``-ss``, else None."""
+    if duration is not None:
+        return duration
+    return max(to - seek, 0.0) if to is not None else None
+
 
 @dataclass
 class OutputSpec:
@@ -149,6 +166,8 @@ class OutputSpec:
     no_data: bool = False
     seek: float = 0.0
     duration: float | None = None
+    #: ``-to``: where writing ends, in output time (``-t`` wins when both are given).
+    to: float | None = None
     max_frames: int | None = None
     video_filter: str | None = None
     pix_fmt: str | None = None
@@ -188,6 +207,10 @@ class OutputSpec:
     @property
     def video_codec(self) -> str | None:
         return self.codecs.get("v")
+
+    @property
+    def recording_time(self) -> float | None:
+        return recording_time(self.seek, self.duration, self.to)
 
     @property
     def remote_codec(self) -> str | None:

@@ -54,8 +54,11 @@ class CopyHandler(Handler):
                 "or -map, or choose another container)"
             ) from e
         self.video = in_stream.type == "video"
-        self.trimmed = inp.spec.seek > 0 or ctx.output.seek > 0
-        self.started = not (self.video and self.trimmed)
+        # ffmpeg's stream copy: after an input -ss everything from the packet the seek landed
+        # on (video: its keyframe, at or before -ss) is kept; an output -ss drops what comes
+        # before it.
+        self.drop_before = ctx.output.seek > 0
+        self.started = not (self.video and (inp.spec.seek > 0 or self.drop_before))
         self.shift = to_ticks(self.zero, in_stream.time_base) if in_stream.time_base else 0
         self.packets = 0
         ctx.muxer.set_ready(out_index)
@@ -67,15 +70,13 @@ class CopyHandler(Handler):
     def feed(self, packet: Packet) -> None:
         if self.done or packet.size == 0:
             return
-        t = to_seconds(packet.pts if packet.pts is not None else packet.dts, packet.time_base)
+        # ffmpeg ends a copied stream at the first packet whose decode time reaches the end.
+        t = to_seconds(packet.dts if packet.dts is not None else packet.pts, packet.time_base)
         if t is not None:
-            t_out = t - self.origin
-            if self.end is not None and t_out >= self.end - 1e-9:
+            if self.stop is not None and t >= self.stop - 1e-9:
                 self.done = True
                 return
-            # ffmpeg's stream copy with -ss: packets before the start are dropped and
-            # video starts at a keyframe. Without -ss everything is copied.
-            if self.trimmed and t_out < -1e-9:
+            if self.drop_before and t < self.origin - 1e-9:
                 return
         if not self.started:
             if not packet.is_keyframe:
@@ -147,10 +148,12 @@ class AudioHandler(Handler):
         if frame.pts is None:
             return
         t_out = float(frame.pts * frame.time_base) - self.origin
+        if t_out + frame.samples / frame.sample_rate <= 0 and not self.from_keyframe:
+            return  # before -ss (-noaccurate_seek keeps what the seek landed on, as ffmpeg)
+        if self.frames == 0:
+            self.started_at(t_out + self.origin)
         if self.end is not None and t_out >= self.end - 1e-9:
             self.done = True
-            return
-        if t_out + frame.samples / frame.sample_rate <= 0:
             return
         frame.pts -= self.shift
         self.frames += 1

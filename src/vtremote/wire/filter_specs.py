@@ -176,7 +176,48 @@ class Null:
         return []
 
 
-FilterSpec: TypeAlias = Scale | Fps | Format | Crop | Deinterlace | SetParams | SetSar | Null
+#: Largest time a ``trim`` may name, in seconds (either sign): about 115 days.
+MAX_TRIM_SECONDS = 10_000_000
+#: Largest ``end_frame`` of a ``trim``.
+MAX_TRIM_FRAMES = 1 << 40
+
+
+def microseconds_text(us: int) -> str:
+    """``-0.960000``: a time in microseconds as decimal seconds (exact, as ffmpeg's trim reads
+    it)."""
+    sign = "-" if us < 0 else ""
+    return f"{sign}{abs(us) // 1_000_000}.{abs(us) % 1_000_000:06d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Trim:
+    """Keep the frames with ``start <= pts < end`` (microseconds on the decoded stream's clock),
+    at most ``end_frame`` of them, those within ``duration`` of the first one; timestamps are left as they are (FFmpeg's trim, as
+    ffmpeg inserts it for ``-ss``, ``-t`` and ``-frames:v``)."""
+
+    start_us: int | None = None
+    end_us: int | None = None
+    end_frame: int | None = None
+    #: Keep frames less than this after the first frame kept (ffmpeg's -t after a seek that
+    #: starts at a keyframe).
+    duration_us: int | None = None
+
+    name = "trim"
+
+    def args(self) -> list[tuple[str, str]]:
+        out = []
+        if self.start_us is not None:
+            out.append(("start", microseconds_text(self.start_us)))
+        if self.end_us is not None:
+            out.append(("end", microseconds_text(self.end_us)))
+        if self.duration_us is not None:
+            out.append(("duration", microseconds_text(self.duration_us)))
+        if self.end_frame is not None:
+            out.append(("end_frame", str(self.end_frame)))
+        return out
+
+
+FilterSpec: TypeAlias = Scale | Fps | Format | Crop | Deinterlace | SetParams | SetSar | Null | Trim
 Chain: TypeAlias = tuple[FilterSpec, ...]
 
 

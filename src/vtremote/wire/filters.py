@@ -21,6 +21,8 @@ Supported (numbers only; expressions such as ``iw/2`` are refused)::
     setparams            field_mode, range, color_primaries, color_trc, colorspace
     setsar=R             sample aspect ratio
     null
+    trim                 start=S, end=S, duration=S (seconds, 6 decimals at most), end_frame=N:
+                         the frames a trimmed job keeps (-ss, -t, -to, -frames:v)
 
 Errors: a chain that is well formed but asks for something outside the
 allowlist raises :class:`UnsupportedConfigError` naming the filter or option
@@ -48,6 +50,8 @@ from vtremote.wire.filter_specs import (
     FIELD_MODES,
     FORMATS,
     MAX_DIVISOR,
+    MAX_TRIM_FRAMES,
+    MAX_TRIM_SECONDS,
     SETPARAMS_COLOURS,
     SETPARAMS_KEYS,
     Chain,
@@ -60,6 +64,7 @@ from vtremote.wire.filter_specs import (
     Scale,
     SetParams,
     SetSar,
+    Trim,
     bit_depth,
     color_options,
     names,
@@ -72,7 +77,18 @@ MAX_CHAIN_TEXT = 1024
 #: Most filters in one chain.
 MAX_FILTERS = 16
 
-ALLOWED = ("scale", "fps", "format", "crop", "yadif", "bwdif", "setparams", "setsar", "null")
+ALLOWED = (
+    "scale",
+    "fps",
+    "format",
+    "crop",
+    "yadif",
+    "bwdif",
+    "setparams",
+    "setsar",
+    "null",
+    "trim",
+)
 
 SCALE_FLAGS = frozenset(
     {
@@ -313,6 +329,48 @@ def _parse_null(args: str) -> Null:
     return Null()
 
 
+_SECONDS = re.compile(r"^[+-]?\d{1,8}(\.\d{1,6})?$")
+
+
+def _microseconds(key: str, text: str) -> int:
+    """``trim`` ``start`` / ``end``: decimal seconds -> microseconds, exactly."""
+    if not _SECONDS.match(text):
+        raise _expression("trim", key, text) or ConfigError(
+            f"trim {key}={text!r} is not a time in seconds like 4 or -0.96 (6 decimals at most)"
+        )
+    us = round(Fraction(text) * 1_000_000)
+    if abs(us) > MAX_TRIM_SECONDS * 1_000_000:
+        raise ConfigError(f"trim {key}={text} is outside +-{MAX_TRIM_SECONDS} s")
+    return us
+
+
+def _parse_trim(args: str) -> Trim:
+    a = _split_args(
+        "trim",
+        args,
+        ("start", "end"),
+        {"start": "start", "end": "end", "end_frame": "end_frame", "duration": "duration"},
+    )
+    if not a:
+        raise ConfigError("trim needs start, end or end_frame")
+    start = _microseconds("start", a["start"]) if "start" in a else None
+    end = _microseconds("end", a["end"]) if "end" in a else None
+    if start is not None and end is not None and end <= start:
+        raise ConfigError(f"trim end={a['end']} is not after start={a['start']}")
+    frames = None
+    if "end_frame" in a:
+        text = a["end_frame"]
+        if not re.match(r"^\d{1,13}$", text) or not 1 <= int(text) <= MAX_TRIM_FRAMES:
+            raise _expression("trim", "end_frame", text) or ConfigError(
+                f"trim end_frame={text!r} is not a frame count in 1..{MAX_TRIM_FRAMES}"
+            )
+        frames = int(text)
+    duration = _microseconds("duration", a["duration"]) if "duration" in a else None
+    if duration is not None and duration <= 0:
+        raise ConfigError(f"trim duration={a['duration']} is not positive")
+    return Trim(start, end, frames, duration)
+
+
 #: Filter name -> its parser (of the text after ``name=``).
 _PARSERS: dict[str, Callable[[str], FilterSpec]] = {
     "scale": _parse_scale,
@@ -324,6 +382,7 @@ _PARSERS: dict[str, Callable[[str], FilterSpec]] = {
     "setparams": _parse_setparams,
     "setsar": _parse_setsar,
     "null": _parse_null,
+    "trim": _parse_trim,
 }
 
 
@@ -417,6 +476,7 @@ __all__ = [
     "Scale",
     "SetParams",
     "SetSar",
+    "Trim",
     "bit_depth",
     "coerce",
     "color_options",

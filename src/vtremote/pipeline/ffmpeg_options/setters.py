@@ -229,6 +229,15 @@ def set_input_time(name: str) -> InputSetter:
     return set_time_of_input
 
 
+def input_switch(name: str, value: bool) -> InputSetter:
+    """Set the boolean ``InputSpec.<name>`` to ``value`` (``-accurate_seek 0``: the opposite)."""
+
+    def set_flag(spec: InputSpec, occ: Occurrence) -> None:
+        setattr(spec, name, value if occ.value != "0" else not value)
+
+    return set_flag
+
+
 def set_input_codec(spec: InputSpec, occ: Occurrence) -> None:
     """A decoder: ``*_videotoolbox_remote`` decodes on the server."""
     kind = occ.stream

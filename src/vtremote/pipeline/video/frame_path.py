@@ -88,6 +88,7 @@ class FrameHandler(Handler):
             parse_key_frames(out.force_key_frames).clock() if out.force_key_frames else None
         )
         self.frames_out = 0
+        self.frames_in = 0  # decoded frames kept so far (before -t and -frames:v)
         self.durations: dict[int, int] = {}
         self.synthetic: bool | None = (
             None  # True: the input has no timestamps (decided on its first packet)
@@ -131,11 +132,14 @@ class FrameHandler(Handler):
             frame.pts = self.next_pts
             self.next_pts += step
         t_out = float(frame.pts * tb) - self.origin
+        if t_out < -1e-9 and not self.from_keyframe:
+            return  # before -ss (-noaccurate_seek keeps the frames from the keyframe)
+        if self.frames_in == 0:
+            self.started_at(t_out + self.origin)
+        self.frames_in += 1
         if self.end is not None and t_out >= self.end - 1e-9:
             self.done = True  # -t reached: the rest of the input is not needed
             return
-        if t_out < -1e-9:
-            return  # before -ss
         frame.pts -= self.shift
         frame.time_base = tb
         frame.pict_type = av.video.frame.PictureType.NONE  # ffmpeg: keyframes only where forced

@@ -9,6 +9,12 @@ this machine only demuxes and muxes. :func:`why_not_transcode` and
 :func:`chain_refusal` say why a stream cannot take this path (the job then logs
 it and uses the frame path).
 
+Trimmed jobs take this path too: the input seek lands on the keyframe at or
+before ``-ss`` and the packets go from there; ``trim`` filters at the server
+(:func:`trim_filters`) drop what ffmpeg drops (frames before an accurate
+``-ss``, after ``-t`` / ``-to``, past ``-frames:v``), so the server decodes the
+pre-roll and only the frames kept are encoded.
+
 Timestamps: packets are shifted by the run's start offset before they leave,
 so the output starts at 0 as in the frame path; the server makes the output
 pts/dts (dts strictly increasing, never above pts) in the time base its
@@ -30,10 +36,11 @@ from vtremote.pipeline.keyframes import parse_force_key_frames, parse_key_frames
 from vtremote.pipeline.output import open_output_stream_for_packets
 from vtremote.pipeline.remote_sessions import uses_pool
 from vtremote.pipeline.spec import OutputSpec
-from vtremote.pipeline.timing import to_ticks
+from vtremote.pipeline.timing import to_seconds, to_ticks
 from vtremote.pipeline.video.frame_path import output_filters
 from vtremote.pipeline.video.frame_sinks import color_settings, remote_settings
 from vtremote.wire.constants import PixelFormat
+from vtremote.wire.filter_specs import Trim, serialize
 
 if TYPE_CHECKING:
     from vtremote.client.packet_transcoder import RemoteTranscoder
@@ -82,17 +89,6 @@ def why_not_transcode(ctx: JobContext, inp: Input, in_stream: Any) -> str | None
         return "the output encoder is local"
     if out.transcode == "off":
         return "-vt_remote_transcode 0"
-    trims = [
-        name
-        for name, on in (
-            ("-ss", out.seek > 0 or inp.spec.seek > 0),
-            ("-t", out.duration is not None or inp.spec.duration is not None),
-            ("-frames:v", out.max_frames is not None),
-        )
-        if on
-    ]
-    if trims:
-        return f"{', '.join(trims)} need frame-exact trimming on this machine"
     ro = ctx.remote_output
     if ro.parallel > 1:
         return "-vt_remote_parallel splits raw frames into segments"
@@ -113,6 +109,34 @@ def why_not_transcode(ctx: JobContext, inp: Input, in_stream: Any) -> str | None
     if inp.container.format.name.split(",")[0] in UNTIMED_FORMATS or in_stream.time_base is None:
         return f"the input ({inp.container.format.name}) has no packet timestamps"
     return None
+
+
+def trim_filters(handler: Handler) -> tuple[str, str]:
+    """The ``trim`` filters that make a trimmed job's frames on the server, as chain text to
+    put before and after the output's own chain (empty: none).
+
+    As ffmpeg inserts them: before the chain, frames before the start (an accurate ``-ss``;
+    not with ``-noaccurate_seek``, whose video starts at the keyframe) and from the end on
+    (``-t``, ``-to``) are dropped, on the clock the packets travel on (source seconds less
+    the handler's zero); after it, ``-frames:v`` keeps that many. Timestamps are left as
+    they are.
+    """
+    out = handler.ctx.output
+    seeking = handler.input.spec.seek > 0 or out.seek > 0
+    start = handler.origin - handler.zero if seeking and not handler.from_keyframe else None
+    stop = handler.stop - handler.zero if handler.stop is not None else None
+    before = Trim(
+        round(start * 1_000_000) if start is not None else None,
+        round(stop * 1_000_000) if stop is not None else None,
+    )
+    trims = [before] if before.args() else []
+    length = handler.length if handler.from_keyframe else None
+    if length is not None:
+        # ffmpeg's trim counts -t from the first frame it keeps: here the keyframe, before
+        # the origin (a separate trim: one trim keeps a frame that any of its ends allows).
+        trims.append(Trim(duration_us=round(length * 1_000_000)))
+    after = [Trim(end_frame=out.max_frames)] if out.max_frames is not None else []
+    return serialize(trims), serialize(after)
 
 
 def chain_refusal(out: OutputSpec) -> str | None:
@@ -160,6 +184,9 @@ class PacketTranscodeHandler(Handler):
         #: Duration of one output frame, for packets the server sends without one.
         self.frame_ticks = max(round(1 / (rate * tb)), 1) if rate else 0
         self.last_dts: int | None = None
+        #: After an input seek, packets before the first keyframe are not sent (nothing
+        #: decodes from them).
+        self.started = inp.spec.seek <= 0
         self.retimed = 0
         self.packets_in = 0
         self.packets_out = 0
@@ -171,11 +198,13 @@ class PacketTranscodeHandler(Handler):
         # Loaded here: a command that transcodes nothing never needs it.
         from vtremote.client.packet_transcoder import RemoteTranscoder
 
+        before, after = trim_filters(self)
+        chain = chain_text(out.video_filter, output_filters(out))
         return RemoteTranscoder.from_stream(
             self.ctx.remote_output.host or "",
             self.in_stream,
             codec=out.remote_codec,
-            filters=chain_text(out.video_filter, output_filters(out)),
+            filters=",".join(part for part in (before, chain, after) if part),
             pix_fmt=out.pix_fmt,
             force_key_frames=key_times or None,
             force_key_every=key_every,
@@ -204,6 +233,20 @@ class PacketTranscodeHandler(Handler):
     def feed(self, packet: Packet) -> None:
         if self.done or packet.size == 0:
             return
+        if not self.started:
+            if not packet.is_keyframe:
+                return
+            self.started = True
+            t = to_seconds(packet.pts, packet.time_base)
+            if t is not None:
+                self.started_at(t)  # as the server's trim counts -t (trim_filters)
+        if self.stop is not None:
+            # A frame shown before the end is decoded before it (dts <= pts): from the first
+            # packet decoded at the end on, the server's trim has everything it keeps.
+            t = to_seconds(packet.dts if packet.dts is not None else packet.pts, packet.time_base)
+            if t is not None and t >= self.stop - 1e-9:
+                self.done = True
+                return
         if self.shift:
             if packet.pts is not None:
                 packet.pts -= self.shift
@@ -240,6 +283,9 @@ class PacketTranscodeHandler(Handler):
             pkt.stream = self.out_stream
             self.packets_out += 1
             self.ctx.muxer.mux(self.out_index, pkt)
+        limit = self.ctx.output.max_frames
+        if limit is not None and self.packets_out >= limit:
+            self.done = True  # the server's trim made the last frame: it comes with the flush
 
     def finish(self) -> None:
         self._mux(self.session.flush())
