@@ -20,6 +20,10 @@ Supported (numbers only; expressions such as ``iw/2`` are refused)::
     yadif / bwdif        mode, parity, deint (numbers or FFmpeg's names)
     setparams            field_mode, range, color_primaries, color_trc, colorspace
     setsar=R             sample aspect ratio
+    tonemap=A[:P[:D]]    HDR (PQ/HLG) -> SDR BT.709: algorithm= (alias tonemap=)
+                         bt2390|hable|mobius|reinhard|clip, peak= 0 or 1..100 (units of
+                         100 cd/m², 0 = the transfer's default), desat= 0..100 (0 = off);
+                         vtremote's own filter, offered only inside ext:transcode
     null
 
 Errors: a chain that is well formed but asks for something outside the
@@ -48,8 +52,11 @@ from vtremote.wire.filter_specs import (
     FIELD_MODES,
     FORMATS,
     MAX_DIVISOR,
+    MAX_TONEMAP_DESAT,
+    MAX_TONEMAP_PEAK,
     SETPARAMS_COLOURS,
     SETPARAMS_KEYS,
+    TONEMAP_ALGORITHMS,
     Chain,
     Crop,
     Deinterlace,
@@ -60,8 +67,10 @@ from vtremote.wire.filter_specs import (
     Scale,
     SetParams,
     SetSar,
+    Tonemap,
     bit_depth,
     color_options,
+    forced_color_options,
     names,
     serialize,
 )
@@ -72,7 +81,18 @@ MAX_CHAIN_TEXT = 1024
 #: Most filters in one chain.
 MAX_FILTERS = 16
 
-ALLOWED = ("scale", "fps", "format", "crop", "yadif", "bwdif", "setparams", "setsar", "null")
+ALLOWED = (
+    "scale",
+    "fps",
+    "format",
+    "crop",
+    "yadif",
+    "bwdif",
+    "setparams",
+    "setsar",
+    "tonemap",
+    "null",
+)
 
 SCALE_FLAGS = frozenset(
     {
@@ -113,6 +133,7 @@ SPACES = colours.MATRIX.names
 
 _ITEM = re.compile(r"^[A-Za-z0-9_=:.+\-/|]*$")
 _INT = re.compile(r"^[+-]?\d{1,6}$")
+_DECIMAL = re.compile(r"^\d{1,6}(\.\d{1,6})?$")
 
 # --- parsing -----------------------------------------------------------------------------------
 
@@ -307,6 +328,40 @@ def _parse_setsar(args: str) -> SetSar:
     return SetSar(sar)
 
 
+def _decimal(filter_name: str, key: str, text: str, hi: float) -> float:
+    if not _DECIMAL.match(text):
+        raise _expression(filter_name, key, text) or ConfigError(
+            f"{filter_name} {key}={text!r} is not a decimal number like 100 or 0.5"
+        )
+    value = float(text)
+    if value > hi:
+        raise ConfigError(f"{filter_name} {key}={text} is outside 0..{hi:g}")
+    return value
+
+
+def _parse_tonemap(args: str) -> Tonemap:
+    a = _split_args(
+        "tonemap",
+        args,
+        ("algorithm", "peak", "desat"),
+        {"algorithm": "algorithm", "tonemap": "algorithm", "peak": "peak", "desat": "desat"},
+    )
+    algorithm = a.get("algorithm", "bt2390")
+    if algorithm not in TONEMAP_ALGORITHMS:
+        raise UnsupportedConfigError(
+            f"tonemap algorithm {algorithm!r} is not supported"
+            f" (supported: {', '.join(TONEMAP_ALGORITHMS)})"
+        )
+    peak = _decimal("tonemap", "peak", a.get("peak", "0"), MAX_TONEMAP_PEAK)
+    if 0 < peak < 1:
+        raise ConfigError(
+            f"tonemap peak={a['peak']} is below SDR white; give 0 (the source's default) or"
+            f" 1..{MAX_TONEMAP_PEAK:g} (units of 100 cd/m²)"
+        )
+    desat = _decimal("tonemap", "desat", a.get("desat", "0"), MAX_TONEMAP_DESAT)
+    return Tonemap(algorithm, peak, desat)
+
+
 def _parse_null(args: str) -> Null:
     if args:
         raise ConfigError("null takes no options")
@@ -323,6 +378,7 @@ _PARSERS: dict[str, Callable[[str], FilterSpec]] = {
     "bwdif": functools.partial(_parse_deinterlace, "bwdif"),
     "setparams": _parse_setparams,
     "setsar": _parse_setsar,
+    "tonemap": _parse_tonemap,
     "null": _parse_null,
 }
 
@@ -417,9 +473,12 @@ __all__ = [
     "Scale",
     "SetParams",
     "SetSar",
+    "TONEMAP_ALGORITHMS",
+    "Tonemap",
     "bit_depth",
     "coerce",
     "color_options",
+    "forced_color_options",
     "crop_box",
     "graph_steps",
     "names",

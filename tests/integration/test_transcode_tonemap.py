@@ -1,0 +1,121 @@
+"""HDR -> SDR tone mapping on the server: the ``tonemap`` filter of a packet transcode.
+
+A real vtremoted transcodes synthetic HDR10 / HLG HEVC main10 clips (hdr_media.py)
+through RemoteTranscoder; the output is decoded with FFmpeg and checked: BT.709
+tags in the bitstream, mean luma in SDR range and well below the same pictures
+left as they are, no picture clipped flat, every frame decoded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from hdr_media import HLG, PQ, make_hdr_mkv, mean_luma
+from transcode_media import check_timestamps, decode_output, run_transcode, source_frames
+
+from media import testsrc_frames
+from vtremote.client import RemoteTranscoder, transcode_capabilities
+from vtremote.errors import ConfigError, UnsupportedConfigError
+
+pytestmark = pytest.mark.skipif(
+    "libx265" not in av.codecs_available, reason="the HDR clips are written with libx265"
+)
+
+
+def _untouched(path: Path) -> tuple[list[av.VideoFrame], float]:
+    frames, _ = source_frames(path)
+    return frames, mean_luma(frames)
+
+
+def _check_sdr(decoded: list[av.VideoFrame], raw_mean: float, darker: bool) -> float:
+    """BT.709 limited-range tags, luma in SDR range and changed from the untouched pictures'
+    (well below them for the darkening curves), not flat; returns the mean luma."""
+    for f in decoded:
+        assert (int(f.color_primaries), int(f.color_trc), int(f.colorspace)) == (1, 1, 1)
+        assert int(f.color_range) == 1
+    mean = mean_luma(decoded)
+    assert 30 < mean < 170, mean
+    assert abs(mean - raw_mean) > 3, (mean, raw_mean)
+    if darker:
+        assert mean < 0.85 * raw_mean, (mean, raw_mean)
+    y = decoded[len(decoded) // 2].to_ndarray()[: decoded[0].height]
+    y = y / 4.0 if y.dtype == np.uint16 else y.astype(np.float64)  # 10-bit output
+    assert y.std() > 20 and len(np.unique(y)) > 100, (y.std(), len(np.unique(y)))
+    assert y.max() > 150 and y.min() < 60  # highlights stay bright, shadows dark
+    return mean
+
+
+def test_offer_has_tonemap(server) -> None:
+    offer = transcode_capabilities(server.addr)
+    assert offer is not None and "tonemap" in offer.filters
+
+
+@pytest.mark.parametrize("algorithm", ["bt2390", "hable", "mobius", "reinhard", "clip"])
+def test_hdr10_to_sdr_h264(server, tmp_path: Path, algorithm: str) -> None:
+    src = make_hdr_mkv(tmp_path / "hdr10.mkv", 12, 320, 180, PQ)
+    frames, raw_mean = _untouched(src)
+    assert int(frames[0].color_trc) == PQ
+    tc, sent, out = run_transcode(
+        server.addr,
+        src,
+        codec="h264",
+        filters=f"tonemap={algorithm}:peak=100:desat=0",
+        bitrate=800_000,
+        gop=12,
+    )
+    assert len(out) == len(sent) == 12
+    check_timestamps(out)
+    decoded = decode_output("h264", tc.extradata, out)
+    assert len(decoded) == 12 and decoded[0].format.name == "yuv420p"
+    _check_sdr(decoded, raw_mean, darker=algorithm == "hable")
+
+
+def test_hlg_to_sdr_hevc_10bit_output(server, tmp_path: Path) -> None:
+    src = make_hdr_mkv(tmp_path / "hlg.mkv", 8, 320, 180, HLG)
+    frames, raw_mean = _untouched(src)
+    assert int(frames[0].color_trc) == HLG
+    tc, _sent, out = run_transcode(
+        server.addr, src, codec="hevc", filters="scale=-2:144,tonemap=hable", bitrate=600_000
+    )
+    assert (tc.width, tc.height) == (256, 144)
+    decoded = decode_output("hevc", tc.extradata, out)
+    assert len(decoded) == 8 and decoded[0].format.name == "yuv420p10le"
+    _check_sdr(decoded, raw_mean, darker=True)
+
+
+def test_sdr_source_passes_unchanged(server, tmp_path: Path) -> None:
+    """A source tagged SDR (BT.709 transfer) is not tone-mapped: its pictures keep their
+    levels. (An untagged one is taken as PQ, as Jellyfin's tonemapx takes it.)"""
+    src = tmp_path / "sdr.mkv"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        ctx = stream.codec_context
+        ctx.color_primaries, ctx.color_trc, ctx.colorspace, ctx.color_range = 1, 1, 1, 1
+        for frame in testsrc_frames(10, 320, 180, pix_fmt="yuv420p", rate=24):
+            for pkt in stream.encode(frame):
+                out.mux(pkt)
+        for pkt in stream.encode(None):
+            out.mux(pkt)
+    frames, raw_mean = _untouched(src)
+    assert int(frames[0].color_trc) == 1
+    tc, _sent, out_packets = run_transcode(server.addr, src, codec="h264", filters="tonemap=hable")
+    decoded = decode_output("h264", tc.extradata, out_packets)
+    assert len(decoded) == 10
+    assert abs(mean_luma(decoded) - raw_mean) < 3
+    server.wait_for_log(r"tonemap: the source's transfer 1 is not HDR; passed unchanged")
+
+
+def test_bad_parameters_refused_before_connecting(server, tmp_path: Path) -> None:
+    src = make_hdr_mkv(tmp_path / "hdr10.mkv", 2, 320, 180, PQ)
+    with av.open(str(src)) as c:
+        stream = c.streams.video[0]
+        with pytest.raises(UnsupportedConfigError, match="tonemap algorithm 'gamma'"):
+            RemoteTranscoder.from_stream(server.addr, stream, codec="h264", filters="tonemap=gamma")
+        with pytest.raises(ConfigError, match=r"peak=1000 is outside 0..100"):
+            RemoteTranscoder.from_stream(
+                server.addr, stream, codec="h264", filters="tonemap=hable:peak=1000"
+            )
