@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hdr_media import HLG, PQ, make_hdr_mkv, mean_luma
 from transcode_media import check_timestamps, decode_output, run_transcode, source_frames
+from vtr_client import VTRClient
 
 from media import testsrc_frames
 from vtremote.client import RemoteTranscoder, transcode_capabilities
@@ -119,3 +120,16 @@ def test_bad_parameters_refused_before_connecting(server, tmp_path: Path) -> Non
             RemoteTranscoder.from_stream(
                 server.addr, stream, codec="h264", filters="tonemap=hable:peak=1000"
             )
+
+
+def test_a_v1_peer_never_meets_the_filter(start_server, tmp_path: Path) -> None:
+    """A server answering as the reference does (--no-extensions) offers no filter at all, and
+    our client refuses to send a tonemap chain to it (the job falls back to raw frames)."""
+    srv = start_server("--engine", "x264", "--no-extensions")
+    with VTRClient((srv.host, srv.port)) as client:
+        ack = client.hello("hevc")
+    assert not any("tonemap" in cap or cap.startswith("ext:") for cap in ack.capabilities)
+    assert transcode_capabilities(srv.addr) is None
+    src = make_hdr_mkv(tmp_path / "hdr10.mkv", 2, 320, 180, PQ)
+    with av.open(str(src)) as c, pytest.raises(UnsupportedConfigError, match="ext:transcode"):
+        RemoteTranscoder.from_stream(srv.addr, c.streams.video[0], codec="h264", filters="tonemap")

@@ -436,7 +436,12 @@ def _translate_filter(
 
 
 #: libplacebo's tone curves -> vtremote's (the rest: BT.2390).
-_PLACEBO_CURVES = {"bt.2390": "bt2390", "hable": "hable", "mobius": "mobius", "reinhard": "reinhard"}
+_PLACEBO_CURVES = {
+    "bt.2390": "bt2390",
+    "hable": "hable",
+    "mobius": "mobius",
+    "reinhard": "reinhard",
+}
 #: Pixel formats of linear light (zscale t=linear output): dropped before a tone mapper.
 _LINEAR_RGB = ("gbrpf32", "gbrapf32")
 
@@ -462,9 +467,7 @@ def _tone_mapping(
     if 0 < peak < 1:
         peak = 0.0
     desat = _bounded(named.get("desat"), 0.0, MAX_TONEMAP_DESAT)
-    out.append(
-        f"tonemap=algorithm={curve}:peak={decimal_text(peak)}:desat={decimal_text(desat)}"
-    )
+    out.append(f"tonemap=algorithm={curve}:peak={decimal_text(peak)}:desat={decimal_text(desat)}")
     fmt = _software_format(named["format"]) if "format" in named else None
     if fmt and not fmt.startswith(_LINEAR_RGB):
         out.append(f"format={fmt}")
