@@ -81,9 +81,8 @@ def make_hdr_mkv(path: Path, n: int, width: int, height: int, transfer: int = PQ
         ctx.options = {
             "preset": "ultrafast",
             "crf": "16",
-            "x265-params": (
-                f"log-level=error:colorprim=bt2020:transfer={trc}:colormatrix=bt2020nc:range=limited"
-            ),
+            "x265-params": f"log-level=error:colorprim=bt2020:transfer={trc}"
+            ":colormatrix=bt2020nc:range=limited",
         }
         for i, src in enumerate(sources):
             frame = hdr_frame(src.to_ndarray(), transfer)

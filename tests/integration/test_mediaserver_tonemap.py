@@ -22,7 +22,10 @@ pytestmark = pytest.mark.skipif(
 
 FRAMES = 24
 TAGS = "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,"
-SCALE = r"scale=trunc(min(max(iw\,ih*a)\,min(320\,180*a))/2)*2:trunc(min(max(iw/a\,ih)\,min(320/a\,180))/2)*2,"
+SCALE = (
+    r"scale=trunc(min(max(iw\,ih*a)\,min(320\,180*a))/2)*2:"
+    r"trunc(min(max(iw/a\,ih)\,min(320/a\,180))/2)*2,"
+)
 CHAINS = {
     "tonemapx": (
         "libx264",
@@ -46,7 +49,8 @@ CHAINS = {
     "vaapi": (
         "h264_vaapi",
         TAGS + "hwmap=derive_device=vaapi,procamp_vaapi=b=16:c=1,"
-        "tonemap_vaapi=format=nv12:p=bt709:t=bt709:m=bt709:extra_hw_frames=32,hwdownload,format=nv12",
+        "tonemap_vaapi=format=nv12:p=bt709:t=bt709:m=bt709:extra_hw_frames=32,"
+        "hwdownload,format=nv12",
         "bt2390",
     ),
     "libplacebo": (
@@ -60,7 +64,9 @@ CHAINS = {
 
 
 @pytest.mark.parametrize("name", sorted(CHAINS))
-def test_jellyfin_tonemap_line_runs_on_the_server(tmp_path: Path, server, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_jellyfin_tonemap_line_runs_on_the_server(  # type: ignore[no-untyped-def]
+    tmp_path: Path, server, name: str
+) -> None:
     encoder, chain, curve = CHAINS[name]
     src = make_hdr_mkv(tmp_path / "hdr10.mkv", FRAMES, 320, 180, PQ)
     with av.open(str(src)) as c:
