@@ -1,4 +1,4 @@
-"""HDR10 and HLG test clips made in-process: testsrc2 as an HDR grade would carry it.
+"""HDR10 and HLG test clips made in-process, and the checks of tone-mapped output.
 
 testsrc2's SDR pictures are taken to light (BT.1886, SDR white at 203 cd/m² as
 BT.2408 places it; the top third, a sky, graded to 1000 cd/m², with a 4000 cd/m²
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from transcode_media import luma, ssim
 
 from media import testsrc_frames
 
@@ -103,3 +104,54 @@ def mean_luma(frames: list[av.VideoFrame]) -> float:
             y = f.reformat(format="yuv420p").to_ndarray()[: f.height]
         values.append(float(y.mean()) / (4.0 if y.dtype == np.uint16 else 1.0))
     return float(np.mean(values))
+
+
+def expected_luma(frame: av.VideoFrame, algorithm: str, peak: float) -> np.ndarray:
+    """8-bit luma the tone mapper's model (engines/tonemap.py, in numpy, no LUT and no
+    FFmpeg) gives a decoded HDR frame: what the server's pictures must look like."""
+    from vtremote.engines import tonemap
+
+    h, w = frame.height, frame.width
+    yuv = frame.to_ndarray().astype(np.float64)
+    y = (yuv[:h] - 64) / 876
+
+    def chroma(rows: np.ndarray) -> np.ndarray:
+        c = ((rows - 512) / 896).reshape(h // 2, w // 2)
+        return np.asarray(c.repeat(2, axis=0).repeat(2, axis=1))
+
+    cb, cr = chroma(yuv[h : h + h // 4]), chroma(yuv[h + h // 4 :])
+    r, b = y + 1.4746 * cr, y + 1.8814 * cb
+    g = (y - 0.2627 * r - 0.0593 * b) / 0.6780
+    transfer = "smpte2084" if int(frame.color_trc) == PQ else "arib-std-b67"
+    out = tonemap.transform(
+        np.stack([r, g, b], axis=-1), tonemap.ToneMap(algorithm, peak, 0.0, transfer)
+    )
+    return np.asarray(16 + 219 * (out @ np.array([0.2126, 0.7152, 0.0722])))
+
+
+def check_tone_mapped(
+    decoded: list[av.VideoFrame],
+    source: list[av.VideoFrame],
+    algorithm: str,
+    peak: float,
+    darker: bool,
+) -> float:
+    """BT.709 limited-range tags; pictures like the tone mapper's numpy model of the source
+    (mean within 3 %, SSIM >= 0.9) and unlike the untouched source; luma in SDR range,
+    well below the untouched pictures' for the darkening curves, not flat."""
+    for f in decoded:
+        assert (int(f.color_primaries), int(f.color_trc), int(f.colorspace)) == (1, 1, 1)
+        assert int(f.color_range) == 1
+    mean, raw_mean = mean_luma(decoded), mean_luma(source)
+    assert 30 < mean < 170, mean
+    if darker:
+        assert mean < 0.92 * raw_mean, (mean, raw_mean)
+    for i in (0, len(decoded) // 2, len(decoded) - 1):
+        got = luma(decoded[i]).astype(np.float64)
+        model = expected_luma(source[i], algorithm, peak)
+        raw = source[i].to_ndarray()[: source[i].height] / 4.0
+        assert abs(got.mean() - model.mean()) < 0.03 * model.mean(), (got.mean(), model.mean())
+        to_model, to_raw = ssim(got, model), ssim(got, raw)
+        assert to_model >= 0.9 and to_model > to_raw + 0.01, (to_model, to_raw)
+        assert got.std() > 20 and got.max() > 150 and got.min() < 60  # not clipped flat
+    return mean

@@ -13,7 +13,7 @@ pixel:
       -> desaturation of what is brighter than ``desat`` (when > 0)
       -> tone curve on the brightest component, the same factor on all three
          (FFmpeg's tonemap: hable, mobius, reinhard, clip; BT.2390's EETF)
-      -> BT.709 OETF, clipped to 0..1.
+      -> BT.709 signal by BT.1886's inverse EOTF (gamma 2.4), clipped to 0..1.
 
 The graph around the LUT (:func:`graph_steps`): YUV -> RGB with the source's
 matrix and range (swscale), ``lut3d``, RGB -> YUV BT.709 limited range, and the
@@ -121,10 +121,10 @@ def hlg_to_linear(rgb: Array) -> Array:
     return np.asarray(scene * np.power(ys, 0.2) * (HLG_DISPLAY_PEAK / REFERENCE_WHITE))
 
 
-def bt709_oetf(linear: Array) -> Array:
-    """BT.709 OETF of linear light 0..1 (clipped)."""
-    x = np.clip(linear, 0.0, 1.0)
-    return np.asarray(np.where(x < 0.018, 4.5 * x, 1.099 * np.power(x, 0.45) - 0.099))
+def bt1886_inverse_eotf(linear: Array) -> Array:
+    """Display light 0..1 (clipped) -> BT.709 signal by BT.1886's inverse (gamma 2.4), as
+    zscale's display-referred ``t=bt709`` and Jellyfin's tonemapx write it."""
+    return np.asarray(np.power(np.clip(linear, 0.0, 1.0), 1.0 / 2.4))
 
 
 # --- tone curves (of the brightest component, in units of REFERENCE_WHITE) ---------------------
@@ -187,7 +187,7 @@ def transform(rgb: Array, tm: ToneMap) -> Array:
     sig = np.maximum(linear.max(axis=-1), 1e-6)
     mapped = tone_curve(sig, tm.algorithm, tm.source_peak)
     linear = linear * (mapped / sig)[..., None]
-    return bt709_oetf(linear)
+    return bt1886_inverse_eotf(linear)
 
 
 def lut(tm: ToneMap, size: int = LUT_SIZE) -> Array:
