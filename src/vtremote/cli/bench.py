@@ -10,6 +10,7 @@ Subcommands (each starts its own real ``vtremoted`` process on loopback)::
     vtremote bench all        [--json] [--quick]
     vtremote bench transcode  [--json] [--seconds S]             (vtremote.bench.transcode)
     vtremote bench live       [--json] [--quick] [--size 1920x1080]   (vtremote.bench.live)
+    vtremote bench tonemap    [--json] [--frames N] [--width W --height H]  (vtremote.bench.tonemap)
 
 Tables go to stdout (rich when stdout is a terminal, plain text otherwise);
 ``--json`` prints the results as JSON instead. Progress goes to stderr. The
@@ -416,6 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vtremote.bench.transcode import main as transcode_main
 
         return transcode_main(argv[1:])
+    if argv and argv[0] == "tonemap":  # the tone-mapping filter, no server involved
+        from vtremote.bench.tonemap import main as tonemap_main
+
+        return tonemap_main(list(argv[1:]))
     if argv and argv[0] == "live":  # live streaming has its own measuring code
         from vtremote.bench.live import main as live_main
 
