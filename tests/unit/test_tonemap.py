@@ -136,6 +136,16 @@ def test_cube_file_is_written_once_and_well_formed() -> None:
     assert table.min() >= 0 and table.max() <= 1
 
 
+def test_lut_files_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer asking for ever new parameter sets gets old files removed, not unbounded disk."""
+    monkeypatch.setattr(tm, "MAX_CACHED_LUTS", 1)
+    monkeypatch.setattr(tm, "_EVICT_AFTER", -1.0)
+    first = tm.cube_file(tm.ToneMap("clip", 3.0, 0.0, "smpte2084"))
+    second = tm.cube_file(tm.ToneMap("clip", 4.0, 0.0, "smpte2084"))
+    assert second.exists() and not first.exists()
+    assert len(tm._cache) == 1
+
+
 def test_graph_steps_follow_the_source_tags() -> None:
     pq = tm.graph_steps("hable", 100, 0, transfer=16, matrix=9, full_range=False)
     assert [n for n, _ in pq] == ["scale", "format", "lut3d", "scale", "setparams"]

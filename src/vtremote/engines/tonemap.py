@@ -24,12 +24,13 @@ on first use and reused by every later graph with the same parameters.
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import os
 import shutil
 import tempfile
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,7 +202,7 @@ def cube_text(table: Array, title: str) -> str:
     """``.cube`` text of a :func:`lut` table (red changes fastest)."""
     size = table.shape[0]
     rows = table.reshape(-1, 3)
-    body = "\n".join(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in rows.tolist())
+    body = "\n".join(f"{r:.5f} {g:.5f} {b:.5f}" for r, g, b in rows.tolist())
     return f'TITLE "{title}"\nLUT_3D_SIZE {size}\n{body}\n'
 
 
@@ -217,16 +218,36 @@ def _private_folder() -> Path:
     return _folder
 
 
-@functools.cache
+#: LUT files kept at most (each about 7 MB on disk, 0.5-1 s of CPU to make): a peer that asks
+#: for ever new parameter sets costs at most this much disk (docs/security.md).
+MAX_CACHED_LUTS = 16
+#: A file not used for this long may be removed to make room (a graph reads its file while it
+#: is built, right after cube_file returns it).
+_EVICT_AFTER = 30.0
+_cache: OrderedDict[ToneMap, tuple[Path, float]] = OrderedDict()
+
+
 def cube_file(tm: ToneMap) -> Path:
-    """The .cube file of ``tm``: computed and written on first use, then reused."""
+    """The .cube file of ``tm``: computed and written on first use, then reused; the least
+    recently used of more than MAX_CACHED_LUTS files are removed."""
     with _lock:
+        now = time.monotonic()
+        hit = _cache.get(tm)
+        if hit is not None:
+            _cache[tm] = (hit[0], now)
+            _cache.move_to_end(tm)
+            return hit[0]
         name = f"{tm.transfer}-{tm.algorithm}-{tm.peak:g}-{tm.desat:g}.cube"
         path = _private_folder() / name
         tmp = path.with_suffix(".tmp")
         tmp.write_text(cube_text(lut(tm), f"vtremote {name}"), encoding="ascii")
         os.replace(tmp, path)
-        log.debug("tone mapping LUT %s written", path)
+        _cache[tm] = (path, now)
+        for old, (old_path, used) in list(_cache.items())[: max(len(_cache) - MAX_CACHED_LUTS, 0)]:
+            if now - used > _EVICT_AFTER:
+                del _cache[old]
+                old_path.unlink(missing_ok=True)
+        log.info("tone mapping LUT %s made (%d cached)", name, len(_cache))
         return path
 
 
