@@ -3,6 +3,7 @@ graph it becomes, the frame path's copy of it, and how Jellyfin's chains map ont
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import av
@@ -229,3 +230,12 @@ def test_jellyfin_tone_mappers_become_the_server_filter(line: str) -> None:
     assert result.chain == JELLYFIN[line]
     assert result.tone_mapped
     assert vf.parse(result.chain or "")  # the server's allowlist takes it as it is
+
+
+def test_filters_list_tonemapx_so_jellyfin_tone_maps() -> None:
+    from vtremote.mediaserver.config import MediaServerConfig
+    from vtremote.mediaserver.info import filters_text, help_text
+
+    assert re.search(r"^ \.S\. tonemapx\s+V->V", filters_text(), re.MULTILINE)
+    text, known = help_text(MediaServerConfig(), "filter=tonemapx")
+    assert known and text.startswith("Filter tonemapx")
