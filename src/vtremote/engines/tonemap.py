@@ -307,6 +307,17 @@ class SourceTags:
         return SourceTags(trc, matrix, full)
 
 
+def _steps_for(spec: Tonemap, tags: SourceTags) -> list[tuple[str, str]]:
+    return graph_steps(
+        spec.algorithm,
+        spec.peak,
+        spec.desat,
+        transfer=tags.transfer,
+        matrix=tags.matrix,
+        full_range=tags.full_range,
+    )
+
+
 def expand(
     chain: Sequence[FilterSpec], steps: list[tuple[str, str]], source: SourceTags
 ) -> list[tuple[str, str]]:
@@ -317,14 +328,7 @@ def expand(
     tags = source
     for spec, step in zip(specs, steps, strict=False):
         if isinstance(spec, Tonemap):
-            run = graph_steps(
-                spec.algorithm,
-                spec.peak,
-                spec.desat,
-                transfer=tags.transfer,
-                matrix=tags.matrix,
-                full_range=tags.full_range,
-            )
+            run = _steps_for(spec, tags)
             if not run:
                 log.info(
                     "tonemap: the source's transfer %d is not HDR; passed unchanged", tags.transfer
@@ -358,15 +362,7 @@ def local_chain(
             except ValueError:  # ConfigError: FFmpeg's own filter, its options, runs as written
                 spec = None
         if isinstance(spec, Tonemap):
-            run = graph_steps(
-                spec.algorithm,
-                spec.peak,
-                spec.desat,
-                transfer=tags.transfer,
-                matrix=tags.matrix,
-                full_range=tags.full_range,
-            )
-            out += [(n, a) for n, a in run]
+            out += _steps_for(spec, tags)
         else:
             out.append((name, args))
         if spec is not None:
