@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import pytest
 from hdr_media import PQ, check_tone_mapped, make_hdr_mkv
-from mediaserver_helpers import run_ffmpeg
+from mediaserver_helpers import counters, run_ffmpeg
 
 pytestmark = pytest.mark.skipif(
     "libx265" not in av.codecs_available, reason="the HDR clips are written with libx265"
@@ -111,3 +111,22 @@ def test_jellyfin_tonemap_line_runs_on_the_server(  # type: ignore[no-untyped-de
     assert len(frames) == FRAMES
     assert (frames[0].width, frames[0].height) == (320, 180)
     check_tone_mapped(frames, source, curve, 100.0, darker=curve == "hable")
+
+
+def test_without_a_server_the_same_tone_mapping_runs_here(tmp_path: Path) -> None:
+    """No server reachable: the line runs on this machine (frame path, local encoder) with the
+    same LUT, so the pictures and tags are the same as the server's."""
+    src = make_hdr_mkv(tmp_path / "hdr10.mkv", 12, 320, 180, PQ)
+    with av.open(str(src)) as c:
+        source = list(c.decode(video=0))
+    out = tmp_path / "out.mkv"
+    chain = CHAINS["tonemapx"][1]
+    args = ["-f", "matroska,webm", "-i", f"file:{src}", "-map", "0:0", "-codec:v:0", "libx264"]
+    args += ["-crf", "18", "-vf", chain, "-f", "matroska", "-y", str(out)]
+    result = run_ffmpeg(tmp_path, args, host="127.0.0.1:9")  # nothing listens on port 9
+    assert result.returncode == 0, result.stderr
+    assert counters(tmp_path)["local_fallback"] == 1
+    with av.open(str(out)) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 12
+    check_tone_mapped(frames, source, "hable", 100.0, darker=True)
