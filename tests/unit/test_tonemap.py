@@ -176,17 +176,24 @@ def _hdr_frame(value: int) -> av.VideoFrame:
     return frame
 
 
-def test_local_chain_tone_maps_on_this_machine() -> None:
-    """The frame path runs the same LUT: PQ 1000 cd/m² grey comes out bright SDR, tagged."""
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "p010le"])
+def test_local_chain_tone_maps_on_this_machine(pix_fmt: str) -> None:
+    """The frame path runs the same LUT: PQ 1000 cd/m² grey comes out bright SDR, tagged,
+    from either 10-bit layout a decoder gives (planar, or P010 from hardware)."""
     chain = tm.local_chain(
         [("tonemap", "algorithm=hable:peak=100:desat=0"), ("format", "yuv420p")], 16, 9, False
     )
     g = av.filter.Graph()
-    src = g.add_buffer(width=64, height=64, format="yuv420p10le", time_base=Fraction(1, 24))
+    src = g.add_buffer(width=64, height=64, format=pix_fmt, time_base=Fraction(1, 24))
     nodes = [src] + [g.add(n, a) for n, a in chain] + [g.add("buffersink")]
     g.link_nodes(*nodes).configure()
     code = round(float(tm.pq_inverse_eotf(np.array(10.0))) * 876 + 64)  # 1000 cd/m²
-    g.vpush(_hdr_frame(code))
+    frame = _hdr_frame(code)
+    if pix_fmt != "yuv420p10le":
+        tags = frame.color_trc, frame.colorspace, frame.color_primaries, frame.color_range
+        frame = frame.reformat(format=pix_fmt)
+        frame.color_trc, frame.colorspace, frame.color_primaries, frame.color_range = tags
+    g.vpush(frame)
     out = g.vpull()
     assert (int(out.color_trc), int(out.colorspace), int(out.color_primaries)) == (1, 1, 1)
     y = out.to_ndarray()[:64]
