@@ -191,18 +191,27 @@ def transform(rgb: Array, tm: ToneMap) -> Array:
     return bt1886_inverse_eotf(linear)
 
 
-def lut(tm: ToneMap, size: int = LUT_SIZE) -> Array:
+def lut(tm: ToneMap, size: int | None = None) -> Array:
     """The LUT as an array [b][g][r] -> (r, g, b), the order a .cube file lists it."""
-    axis = np.linspace(0.0, 1.0, size)
+    axis = np.linspace(0.0, 1.0, size or LUT_SIZE)
     b, g, r = np.meshgrid(axis, axis, axis, indexing="ij")
     return transform(np.stack([r, g, b], axis=-1), tm)
 
 
+#: "0.00000" .. "1.00000": the text of every value a .cube file of ours holds (five places,
+#: a 17-bit step), looked up instead of formatted 800,000 times per LUT.
+_CUBE_DIGITS = 100_000
+_cube_values: list[str] = []
+
+
 def cube_text(table: Array, title: str) -> str:
     """``.cube`` text of a :func:`lut` table (red changes fastest)."""
+    if not _cube_values:
+        _cube_values.extend(f"{i / _CUBE_DIGITS:.5f}" for i in range(_CUBE_DIGITS + 1))
     size = table.shape[0]
-    rows = table.reshape(-1, 3)
-    body = "\n".join(f"{r:.5f} {g:.5f} {b:.5f}" for r, g, b in rows.tolist())
+    codes = np.rint(np.clip(table.reshape(-1, 3), 0.0, 1.0) * _CUBE_DIGITS).astype(np.int64)
+    r, g, b = (map(_cube_values.__getitem__, codes[:, k].tolist()) for k in range(3))
+    body = "\n".join(map(" ".join, zip(r, g, b, strict=True)))
     return f'TITLE "{title}"\nLUT_3D_SIZE {size}\n{body}\n'
 
 
