@@ -228,6 +228,7 @@ JELLYFIN = {
         "scale=1920:1080,tonemap=algorithm=bt2390:peak=0:desat=0,format=yuv420p"
     ),
     "tonemapx=tonemap=gamma:peak=0.5:desat=x": "tonemap=algorithm=bt2390:peak=0:desat=0",
+    "libplacebo=tonemapping=spline:format=nv12": "tonemap=algorithm=bt2390:peak=0:desat=0,format=nv12",
 }
 
 
@@ -236,6 +237,8 @@ def test_jellyfin_tone_mappers_become_the_server_filter(line: str) -> None:
     result = translate_chain(line, MsGeometry(3840, 2160))
     assert result.chain == JELLYFIN[line]
     assert result.tone_mapped
+    unknown = "gamma" in line or "spline" in line
+    assert any("is not available here; bt2390 is used" in n for n in result.notes) == unknown
     assert vf.parse(result.chain or "")  # the server's allowlist takes it as it is
 
 

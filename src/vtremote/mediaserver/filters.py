@@ -457,7 +457,8 @@ def _tone_mapping(
             wi, hi = scale_size(named.get("w"), named.get("h"), geo)
             geo = Geometry(wi, hi, geo.sar)
             out.append(f"scale={wi}:{hi}")
-        curve = _PLACEBO_CURVES.get(named.get("tonemapping", "bt.2390"), "bt2390")
+        curve = named.get("tonemapping", "bt.2390")
+        curve = _PLACEBO_CURVES.get(curve, curve)
     else:
         curve = named.get("tonemap", "bt2390")
     if curve not in TONEMAP_ALGORITHMS:
