@@ -228,7 +228,9 @@ JELLYFIN = {
         "scale=1920:1080,tonemap=algorithm=bt2390:peak=0:desat=0,format=yuv420p"
     ),
     "tonemapx=tonemap=gamma:peak=0.5:desat=x": "tonemap=algorithm=bt2390:peak=0:desat=0",
-    "libplacebo=tonemapping=spline:format=nv12": "tonemap=algorithm=bt2390:peak=0:desat=0,format=nv12",
+    "libplacebo=tonemapping=spline:format=nv12": (
+        "tonemap=algorithm=bt2390:peak=0:desat=0,format=nv12"
+    ),
 }
 
 
