@@ -39,7 +39,14 @@ import numpy as np
 import numpy.typing as npt
 
 from vtremote.wire import colours
-from vtremote.wire.filter_specs import TONEMAP_ALGORITHMS, FilterSpec, Null, SetParams, Tonemap
+from vtremote.wire.filter_specs import (
+    TONEMAP_ALGORITHMS,
+    TONEMAP_OUTPUT,
+    FilterSpec,
+    Null,
+    SetParams,
+    Tonemap,
+)
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +274,8 @@ _SCALE_MATRICES = {1: "bt709", 5: "bt601", 6: "bt601", 7: "smpte240m", 9: "bt202
 #: The source transfers tone mapping takes, by AVColorTransferCharacteristic number (2:
 #: unspecified is taken as PQ, as Jellyfin's tonemapx does).
 SOURCE_TRANSFERS = {16: "smpte2084", 18: "arib-std-b67", 2: "smpte2084"}
-#: Tags of what comes out: BT.709 primaries, transfer, matrix, limited range.
-OUTPUT_TAGS = "color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
+#: Tags of what comes out (wire's table: BT.709 primaries, transfer, matrix, limited range).
+OUTPUT_TAGS = ":".join(f"{k}={v}" for k, v in TONEMAP_OUTPUT.items())
 
 
 def graph_steps(
@@ -303,7 +310,12 @@ class SourceTags:
     def after(self, spec: FilterSpec) -> SourceTags:
         """The tags after ``spec``: setparams retags, tonemap makes BT.709 limited range."""
         if isinstance(spec, Tonemap):
-            return SourceTags(1, 1, False)
+            out = TONEMAP_OUTPUT
+            return SourceTags(
+                colours.TRANSFER.names[out["color_trc"]],
+                colours.MATRIX.names[out["colorspace"]],
+                colours.RANGE.names[out["range"]] == 2,
+            )
         if not isinstance(spec, SetParams):
             return self
         trc, matrix, full = self.transfer, self.matrix, self.full_range
