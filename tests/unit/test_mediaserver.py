@@ -157,11 +157,10 @@ def test_hardware_chains_become_software() -> None:
         "yadif_cuda=0:-1:0,scale_cuda=format=yuv420p:w=1920:h=1080,tonemap_cuda=format=yuv420p:tonemap=bt2390",
         geo,
     )
-    assert (
-        cuda.chain
-        == "yadif,scale=1920:1080,format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709"
+    assert cuda.chain == (
+        "yadif,scale=1920:1080,format=yuv420p,tonemap=algorithm=bt2390:peak=0:desat=0,format=yuv420p"
     )
-    assert cuda.tonemap_dropped and "tone mapping is not done" in cuda.notes[0]
+    assert cuda.tone_mapped and not cuda.notes
     qsv = translate_chain(
         "vpp_qsv=deinterlace=2:w=1280:h=720:format=p010,transpose_vaapi=dir=clock", geo
     )
@@ -478,8 +477,8 @@ HW_LINES = {
         "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 0 "
         "-hls_segment_filename /t/z%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/z.m3u8",
         "h264_videotoolbox_remote",
-        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p,"
-        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,"
+        "tonemap=algorithm=bt2390:peak=100:desat=0,format=yuv420p",
     ),
     "qsv_hevc_fmp4": (
         "-analyzeduration 200M -probesize 1G -init_hw_device vaapi=va:,kernel_driver=i915,driver=iHD "
@@ -494,8 +493,8 @@ HW_LINES = {
         "-hls_fmp4_init_filename e0-1.mp4 -start_number 0 -hls_segment_filename /t/e0%d.mp4 -hls_playlist_type vod "
         "-hls_list_size 0 -y /t/e0.m3u8",
         "hevc_videotoolbox_remote",
-        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=nv12,"
-        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,"
+        "tonemap=algorithm=bt2390:peak=0:desat=0,format=nv12",
     ),
 }
 
@@ -514,7 +513,7 @@ def test_hardware_lines_translate_for_a_server(name: str) -> None:
     assert out.video_filter == chain
     assert out.video["bitrate"] > 0 and out.format == "hls" and out.copyts
     assert out.force_key_frames  # a keyframe at every segment start
-    assert ("tone mapping is not done" in " ".join(plan.notes)) == ("tonemap" in line)
+    assert ("tonemap=algorithm=" in (out.video_filter or "")) == ("tonemap" in line)
 
 
 # Hardware encoders' options: translated to the engine's settings, or ignored with a note each.

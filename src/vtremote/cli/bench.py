@@ -11,6 +11,7 @@ Subcommands (each starts its own real ``vtremoted`` process on loopback)::
     vtremote bench transcode  [--json] [--seconds S]             (vtremote.bench.transcode)
     vtremote bench live       [--json] [--quick] [--size 1920x1080]   (vtremote.bench.live)
     vtremote bench mediaserver [--json] [--seconds S] [--seek S]   (vtremote.bench.mediaserver)
+    vtremote bench tonemap    [--json] [--frames N] [--width W --height H]  (vtremote.bench.tonemap)
 
 Tables go to stdout (rich when stdout is a terminal, plain text otherwise);
 ``--json`` prints the results as JSON instead. Progress goes to stderr. The
@@ -421,6 +422,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vtremote.bench.mediaserver import main as mediaserver_main
 
         return mediaserver_main(list(argv[1:]))
+
+    if argv and argv[0] == "tonemap":  # the tone-mapping filter, no server involved
+        from vtremote.bench.tonemap import main as tonemap_main
+
+        return tonemap_main(list(argv[1:]))
     if argv and argv[0] == "live":  # live streaming has its own measuring code
         from vtremote.bench.live import main as live_main
 

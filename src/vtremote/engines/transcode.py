@@ -32,6 +32,7 @@ from av.codec.hwaccel import HWAccel
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
+from vtremote.engines import tonemap
 from vtremote.engines.base import av_error_text
 from vtremote.errors import BitstreamError, ConfigError, EngineError, UnsupportedConfigError
 from vtremote.wire import filters as vf
@@ -159,16 +160,20 @@ class FilterStage:
         self.rebuilds = 0
         self.frames_out = 0
         self._graph: av.filter.Graph | None = None
-        self._key: tuple[int, int, str] | None = None
+        self._key: tuple[int, int, str, tonemap.SourceTags | None] | None = None
+        #: Tone mapping depends on the source's colour tags: a change of them rebuilds the graph.
+        self._tags_matter = any(isinstance(s, vf.Tonemap) for s in self.chain)
         self._sink_tb: Fraction = output.time_base
         self._last_pts: int | None = None
 
-    def _build(self, width: int, height: int, fmt: str) -> None:
+    def _build(self, width: int, height: int, fmt: str, tags: tonemap.SourceTags | None) -> None:
         geometry = vf.Geometry(width, height, self.source.time_base, self.source.frame_rate)
         try:
             steps, out = vf.graph_steps(self.chain, geometry)
         except ConfigError as e:
             raise UnsupportedConfigError(f"the input changed to {width}x{height}: {e}") from e
+        if tags is not None:
+            steps = tonemap.expand(self.chain, steps, tags)
         if (out.width, out.height) != (self.output.width, self.output.height):
             steps.append(("scale", f"{self.output.width}:{self.output.height}"))
         steps.append(("format", f"pix_fmts={self.pix_fmt}"))
@@ -192,7 +197,7 @@ class FilterStage:
                 f"filter graph {steps} for {width}x{height} {fmt} failed: {av_error_text(e)}"
             ) from e
         self._graph = graph
-        self._key = (width, height, fmt)
+        self._key = (width, height, fmt, tags)
         tb = getattr(nodes[-1], "time_base", None)  # not every PyAV exposes the sink's time base
         self._sink_tb = tb if isinstance(tb, Fraction) else out.time_base
         log.debug("filter graph for %dx%d %s: %s", width, height, fmt, steps)
@@ -204,7 +209,11 @@ class FilterStage:
             if self._graph is not None:
                 out += self._drain()
             return out
-        key = (frame.width, frame.height, frame.format.name)
+        tags = None
+        if self._tags_matter:
+            full = int(frame.color_range) == 2 or frame.format.name.startswith("yuvj")
+            tags = tonemap.SourceTags(int(frame.color_trc), int(frame.colorspace), full)
+        key = (frame.width, frame.height, frame.format.name, tags)
         if key != self._key:
             if self._graph is not None:
                 out += self._drain()  # what the old graph still holds, in the old geometry

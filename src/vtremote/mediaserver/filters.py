@@ -5,7 +5,10 @@ Media servers write chains for the hardware they think ffmpeg drives
 (``hwupload,scale_vaapi=w=1280:h=720:format=nv12``, ``scale_cuda``, ``vpp_qsv``,
 ``tonemap_opencl``...). Here the pictures are software frames on the way to a
 remote encoder, so the upload/download steps go away and the scalers,
-deinterlacers and transposers become their software twins. ``scale`` sizes
+deinterlacers and transposers become their software twins; every tone mapper
+(``tonemapx``, ``zscale``+``tonemap``, ``tonemap_opencl``/``_cuda``/``_vaapi``,
+``libplacebo``) becomes vtremote's ``tonemap`` filter, which the server runs in a
+packet transcode (wire/filters.py, engines/tonemap.py). ``scale`` sizes
 written as expressions of the input (Jellyfin's
 ``trunc(min(max(iw\\,ih*a)\\,min(1920\\,1080*a))/2)*2``) are computed from the
 input's geometry, so the chain sent on (possibly to the server, which accepts
@@ -23,6 +26,12 @@ from dataclasses import dataclass, field
 import av
 
 from vtremote.pipeline.filters import split_filter_chain
+from vtremote.wire.filter_specs import (
+    MAX_TONEMAP_DESAT,
+    MAX_TONEMAP_PEAK,
+    TONEMAP_ALGORITHMS,
+    decimal_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +215,8 @@ class ChainResult:
 
     chain: str | None
     notes: list[str] = field(default_factory=list)
-    tonemap_dropped: bool = False
+    #: The chain tone-maps HDR to SDR (vtremote's ``tonemap`` filter).
+    tone_mapped: bool = False
     geometry: Geometry | None = None
 
 
@@ -383,6 +393,8 @@ def _translate_filter(
         return geo
     if name == "format":
         sw = _software_format(args or "")
+        if sw and sw.startswith(_LINEAR_RGB):
+            return geo  # zscale's linear-light float RGB: nothing to convert to here
         if sw:
             out.append(f"format={sw}")
         return geo
@@ -407,9 +419,12 @@ def _translate_filter(
         )
         turned = geo is not None and direction not in ("reversal", "hflip", "vflip")
         return Geometry(geo.height, geo.width, geo.sar) if geo is not None and turned else geo
-    if _TONEMAPPERS.match(name) and not (name in have and name != "tonemap"):
-        _drop_tone_mapping(name, named, out, result)
+    if name == "zscale":
+        # Jellyfin's zscale only linearizes and converts around FFmpeg's tonemap: the LUT of
+        # vtremote's tonemap does all of that from the coded pictures.
         return geo
+    if _TONEMAPPERS.match(name):
+        return _tone_mapping(name, named, geo, out, result)
     if name not in have:
         raise Unsupported(f"filter {name} is not available in PyAV's FFmpeg")
     if name == "crop" and geo is not None:
@@ -420,24 +435,57 @@ def _translate_filter(
     return geo
 
 
-def _drop_tone_mapping(
-    name: str, named: dict[str, str], out: list[str], result: ChainResult
-) -> None:
-    """HDR -> SDR: no software tone mapper of PyAV's FFmpeg works on these frames (FFmpeg's
-    tonemap wants linear float RGB from zscale, which it lacks): convert, and tag as the tone
-    mapper would have (BT.709 unless it says otherwise), so players do not take 8-bit pictures
-    for HDR."""
-    result.tonemap_dropped = True
-    fmt = named.get("format")
-    out.append(f"format={_software_format(fmt) or 'yuv420p'}" if fmt else "format=yuv420p")
-    prim = named.get("p", named.get("primaries", "bt709"))
-    trc = named.get("t", named.get("transfer", "bt709"))
-    matrix = named.get("m", named.get("matrix", "bt709"))
-    out.append(f"setparams=color_primaries={prim}:color_trc={trc}:colorspace={matrix}")
-    result.notes.append(
-        f"{name}: HDR tone mapping is not done (no software tone mapper here); "
-        "the picture is converted as is"
-    )
+#: libplacebo's tone curves -> vtremote's (the rest: BT.2390).
+_PLACEBO_CURVES = {
+    "bt.2390": "bt2390",
+    "hable": "hable",
+    "mobius": "mobius",
+    "reinhard": "reinhard",
+}
+#: Pixel formats of linear light (zscale t=linear output): dropped before a tone mapper.
+_LINEAR_RGB = ("gbrpf32", "gbrapf32")
+
+
+def _tone_mapping(
+    name: str, named: dict[str, str], geo: Geometry | None, out: list[str], result: ChainResult
+) -> Geometry | None:
+    """A tone mapper -> ``tonemap=algorithm=A:peak=P:desat=D`` (the server's, BT.709 out),
+    then the software format it was asked for. Curves the server lacks become BT.2390;
+    libplacebo's ``w``/``h`` become a scale before it."""
+    if name == "libplacebo":
+        if geo is not None and ("w" in named or "h" in named):
+            wi, hi = scale_size(named.get("w"), named.get("h"), geo)
+            geo = Geometry(wi, hi, geo.sar)
+            out.append(f"scale={wi}:{hi}")
+        curve = named.get("tonemapping", "bt.2390")
+        curve = _PLACEBO_CURVES.get(curve, curve)
+    else:
+        curve = named.get("tonemap", "bt2390")
+    if curve not in TONEMAP_ALGORITHMS:
+        result.notes.append(f"{name}: tone curve {curve} is not available here; bt2390 is used")
+        curve = "bt2390"
+    peak = _bounded(named.get("peak"), 0.0, MAX_TONEMAP_PEAK)
+    if 0 < peak < 1:
+        peak = 0.0
+    desat = _bounded(named.get("desat"), 0.0, MAX_TONEMAP_DESAT)
+    out.append(f"tonemap=algorithm={curve}:peak={decimal_text(peak)}:desat={decimal_text(desat)}")
+    fmt = _software_format(named["format"]) if "format" in named else None
+    if fmt and not fmt.startswith(_LINEAR_RGB):
+        out.append(f"format={fmt}")
+    result.tone_mapped = True
+    return geo
+
+
+def _bounded(text: str | None, default: float, hi: float) -> float:
+    """A decimal option of a tone mapper, clamped to 0..hi (default when absent or not a
+    number), rounded to what a server chain carries."""
+    try:
+        value = float(text) if text is not None else default
+    except ValueError:
+        return default
+    if not math.isfinite(value):
+        return default
+    return round(min(max(value, 0.0), hi), 6)
 
 
 def _cropped(positional: list[str], named: dict[str, str], geo: Geometry) -> Geometry | None:

@@ -197,7 +197,13 @@ def filters_text() -> str:
             ("T" if flags & (1 << 16 | 1 << 17) else ".") + ("S" if flags & (1 << 2) else ".") + "."
         )
         lines.append(f" {col} {name:<16} {_filter_io(f):<10} {f.description or ''}")
+    # Jellyfin tone-maps in software only when -filters lists tonemapx (EncodingHelper's
+    # IsSwTonemapAvailable); its lines become the server's tonemap (mediaserver/filters.py).
+    lines.append(f" .S. {'tonemapx':<16} {'V->V':<10} {TONEMAPX_DESCRIPTION}")
     return "\n".join(lines) + "\n"
+
+
+TONEMAPX_DESCRIPTION = "HDR to SDR tonemapping (on the vtremoted server)"
 
 
 def help_text(config: MediaServerConfig, topic: str | None) -> tuple[str, bool]:
@@ -242,6 +248,8 @@ def help_text(config: MediaServerConfig, topic: str | None) -> tuple[str, bool]:
             text += f"    vtremote: encoded as {remote} on {', '.join(config.servers) or 'an embedded server'}\n"
         return text, True
     if kind == "filter":
+        if name == "tonemapx":
+            return (f"Filter tonemapx\n  {TONEMAPX_DESCRIPTION}\n", True)
         if name not in av.filter.filters_available:
             return (f"Unknown filter '{name}'.\n", False)
         filt: Any = av.filter.Filter(name)

@@ -163,7 +163,13 @@ class VideoFilter:
             time_base=str(tb),
             pixel_aspect=str(sar if sar and sar > 0 else Fraction(1, 1)),
         )
-        sink = link_chain(g, src, self.chain, "buffersink", "-vf")
+        chain: list[tuple[str, str | None]] = self.chain
+        if any(name == "tonemap" for name, _ in chain):  # vtremote's own (engines/tonemap.py)
+            from vtremote.engines.tonemap import local_chain
+
+            tags = int(frame.color_trc), int(frame.colorspace), int(frame.color_range) == 2
+            chain = local_chain(chain, *tags)
+        sink = link_chain(g, src, chain, "buffersink", "-vf")
         self.graph, self._src, self._sink = g, src, sink
 
     def process(self, frame: VideoFrame | None, sar: Fraction | None) -> list[VideoFrame]:

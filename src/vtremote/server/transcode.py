@@ -172,6 +172,7 @@ class TranscodeJob:
         enc = {k: v for k, v in opts.items() if k in ENCODE_KEYS}
         for key, value in vf.color_options(chain).items():
             enc.setdefault(key, value)
+        enc.update(vf.forced_color_options(chain))  # tone-mapped pictures: BT.709, not the source's
         if output.sar != 1 and "sar_num" not in enc:  # scale keeps the display aspect (as FFmpeg)
             enc["sar_num"], enc["sar_den"] = str(output.sar.numerator), str(output.sar.denominator)
         enc["a53_cc"] = "0"

@@ -158,6 +158,44 @@ class SetParams:
         ]
 
 
+#: Tone curves of ``tonemap`` (FFmpeg tonemap's names, and BT.2390's EETF).
+TONEMAP_ALGORITHMS = ("bt2390", "hable", "mobius", "reinhard", "clip")
+#: Largest ``tonemap`` peak: 10000 cd/m² (PQ's ceiling) in units of SDR white (100 cd/m²).
+MAX_TONEMAP_PEAK = 100.0
+#: Largest ``tonemap`` desat (FFmpeg's default is 2; 0 turns it off).
+MAX_TONEMAP_DESAT = 100.0
+#: The colour tags ``tonemap`` gives its output: BT.709 SDR, limited range.
+TONEMAP_OUTPUT = {
+    "range": "tv",
+    "color_primaries": "bt709",
+    "color_trc": "bt709",
+    "colorspace": "bt709",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Tonemap:
+    """HDR (PQ or HLG, BT.2020) -> SDR BT.709: vtremote's own filter, run by the server as a
+    3D LUT (engines/tonemap.py); not FFmpeg's ``tonemap``, which needs linear light.
+
+    ``peak``: the source's peak in units of 100 cd/m² (0: 100 for PQ, 10 for HLG);
+    ``desat``: desaturation of highlights above that level (0: off). Output tagged BT.709.
+    """
+
+    algorithm: str = "bt2390"
+    peak: float = 0.0
+    desat: float = 0.0
+
+    name = "tonemap"
+
+    def args(self) -> list[tuple[str, str]]:
+        return [
+            ("algorithm", self.algorithm),
+            ("peak", decimal_text(self.peak)),
+            ("desat", decimal_text(self.desat)),
+        ]
+
+
 @dataclass(frozen=True, slots=True)
 class SetSar:
     sar: Fraction
@@ -217,13 +255,21 @@ class Trim:
         return out
 
 
-FilterSpec: TypeAlias = Scale | Fps | Format | Crop | Deinterlace | SetParams | SetSar | Null | Trim
+FilterSpec: TypeAlias = (
+    Scale | Fps | Format | Crop | Deinterlace | SetParams | SetSar | Tonemap | Null | Trim
+)
 Chain: TypeAlias = tuple[FilterSpec, ...]
 
 
 def fraction_text(value: Fraction) -> str:
     """``30000/1001``: how a chain writes a rate or a ratio."""
     return f"{value.numerator}/{value.denominator}"
+
+
+def decimal_text(value: float) -> str:
+    """``100``, ``0.5``: how a chain writes a decimal (six places at most, exact for what
+    the parser takes)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def option_text(spec: FilterSpec) -> str:
@@ -258,7 +304,9 @@ def color_options(chain: Sequence[FilterSpec]) -> dict[str, str]:
     sar_den) the chain's setparams / setsar imply: the encoder writes them into the VUI."""
     out: dict[str, str] = {}
     for spec in chain:
-        if isinstance(spec, SetParams):
+        if isinstance(spec, Tonemap):
+            out.update(_tonemap_options())
+        elif isinstance(spec, SetParams):
             for key, table in SETPARAMS_COLOURS.items():
                 value = getattr(spec, key)
                 if value is not None:
@@ -266,3 +314,18 @@ def color_options(chain: Sequence[FilterSpec]) -> dict[str, str]:
         elif isinstance(spec, SetSar):
             out["sar_num"], out["sar_den"] = str(spec.sar.numerator), str(spec.sar.denominator)
     return out
+
+
+def _tonemap_options() -> dict[str, str]:
+    return {
+        SETPARAMS_COLOURS[k].option: str(SETPARAMS_COLOURS[k].names[v])
+        for k, v in TONEMAP_OUTPUT.items()
+    }
+
+
+def forced_color_options(chain: Sequence[FilterSpec]) -> dict[str, str]:
+    """Colour options the chain's pictures have whatever the source said: those of its last
+    ``tonemap`` and of the ``setparams`` after it ({} without a tonemap). They replace the
+    source's tags that a client sends with a transcode, as the pictures are no longer HDR."""
+    last = max((i for i, s in enumerate(chain) if isinstance(s, Tonemap)), default=None)
+    return {} if last is None else color_options(chain[last:])

@@ -20,6 +20,10 @@ Supported (numbers only; expressions such as ``iw/2`` are refused)::
     yadif / bwdif        mode, parity, deint (numbers or FFmpeg's names)
     setparams            field_mode, range, color_primaries, color_trc, colorspace
     setsar=R             sample aspect ratio
+    tonemap=A[:P[:D]]    HDR (PQ/HLG) -> SDR BT.709: algorithm= (alias tonemap=)
+                         bt2390|hable|mobius|reinhard|clip, peak= 0 or 1..100 (units of
+                         100 cd/m², 0 = the transfer's default), desat= 0..100 (0 = off);
+                         vtremote's own filter, offered only inside ext:transcode
     null
     trim                 start=S, end=S, duration=S (seconds, 6 decimals at most), end_frame=N:
                          the frames a trimmed job keeps (-ss, -t, -to, -frames:v)
@@ -50,10 +54,13 @@ from vtremote.wire.filter_specs import (
     FIELD_MODES,
     FORMATS,
     MAX_DIVISOR,
+    MAX_TONEMAP_DESAT,
+    MAX_TONEMAP_PEAK,
     MAX_TRIM_FRAMES,
     MAX_TRIM_SECONDS,
     SETPARAMS_COLOURS,
     SETPARAMS_KEYS,
+    TONEMAP_ALGORITHMS,
     Chain,
     Crop,
     Deinterlace,
@@ -64,9 +71,11 @@ from vtremote.wire.filter_specs import (
     Scale,
     SetParams,
     SetSar,
+    Tonemap,
     Trim,
     bit_depth,
     color_options,
+    forced_color_options,
     names,
     serialize,
 )
@@ -86,6 +95,7 @@ ALLOWED = (
     "bwdif",
     "setparams",
     "setsar",
+    "tonemap",
     "null",
     "trim",
 )
@@ -129,6 +139,7 @@ SPACES = colours.MATRIX.names
 
 _ITEM = re.compile(r"^[A-Za-z0-9_=:.+\-/|]*$")
 _INT = re.compile(r"^[+-]?\d{1,6}$")
+_DECIMAL = re.compile(r"^\d{1,6}(\.\d{1,6})?$")
 
 # --- parsing -----------------------------------------------------------------------------------
 
@@ -323,6 +334,40 @@ def _parse_setsar(args: str) -> SetSar:
     return SetSar(sar)
 
 
+def _decimal(filter_name: str, key: str, text: str, hi: float) -> float:
+    if not _DECIMAL.match(text):
+        raise _expression(filter_name, key, text) or ConfigError(
+            f"{filter_name} {key}={text!r} is not a decimal number like 100 or 0.5"
+        )
+    value = float(text)
+    if value > hi:
+        raise ConfigError(f"{filter_name} {key}={text} is outside 0..{hi:g}")
+    return value
+
+
+def _parse_tonemap(args: str) -> Tonemap:
+    a = _split_args(
+        "tonemap",
+        args,
+        ("algorithm", "peak", "desat"),
+        {"algorithm": "algorithm", "tonemap": "algorithm", "peak": "peak", "desat": "desat"},
+    )
+    algorithm = a.get("algorithm", "bt2390")
+    if algorithm not in TONEMAP_ALGORITHMS:
+        raise UnsupportedConfigError(
+            f"tonemap algorithm {algorithm!r} is not supported"
+            f" (supported: {', '.join(TONEMAP_ALGORITHMS)})"
+        )
+    peak = _decimal("tonemap", "peak", a.get("peak", "0"), MAX_TONEMAP_PEAK)
+    if 0 < peak < 1:
+        raise ConfigError(
+            f"tonemap peak={a['peak']} is below SDR white; give 0 (the source's default) or"
+            f" 1..{MAX_TONEMAP_PEAK:g} (units of 100 cd/m²)"
+        )
+    desat = _decimal("tonemap", "desat", a.get("desat", "0"), MAX_TONEMAP_DESAT)
+    return Tonemap(algorithm, peak, desat)
+
+
 def _parse_null(args: str) -> Null:
     if args:
         raise ConfigError("null takes no options")
@@ -381,6 +426,7 @@ _PARSERS: dict[str, Callable[[str], FilterSpec]] = {
     "bwdif": functools.partial(_parse_deinterlace, "bwdif"),
     "setparams": _parse_setparams,
     "setsar": _parse_setsar,
+    "tonemap": _parse_tonemap,
     "null": _parse_null,
     "trim": _parse_trim,
 }
@@ -477,9 +523,12 @@ __all__ = [
     "SetParams",
     "SetSar",
     "Trim",
+    "TONEMAP_ALGORITHMS",
+    "Tonemap",
     "bit_depth",
     "coerce",
     "color_options",
+    "forced_color_options",
     "crop_box",
     "graph_steps",
     "names",
