@@ -23,6 +23,7 @@ stops the engine at once; nothing a session does can take the process down.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import socket
@@ -45,6 +46,7 @@ from vtremote.errors import (
     UnsupportedConfigError,
     VTRemoteError,
 )
+from vtremote.server.budget import MemoryBudget, Reservation, estimate_session, packet_limit
 from vtremote.server.config import ServerConfig
 from vtremote.server.configure import (
     ConfigurePlan,
@@ -72,6 +74,7 @@ from vtremote.server.timestamps import FrameInfo
 from vtremote.server.window import RepeatedFrames
 from vtremote.server.worker import (
     POLL_INTERVAL,
+    QUEUE_DEPTH,
     AnswerPing,
     Drain,
     EncodeFrame,
@@ -93,6 +96,8 @@ from vtremote.wire.constants import (
 
 logger = logging.getLogger(__name__)
 
+#: Longest wait for the engine thread when the session ends (it checks between frames).
+ENGINE_STOP_TIMEOUT = 30.0
 #: After DONE: longest wait for the client to close before our FIN (see sockets.close_gently).
 POST_DONE_WAIT = 10.0
 
@@ -118,6 +123,10 @@ class SessionHost(Protocol):
     @property
     def faults(self) -> FaultHooks | None:
         """Test hooks (server/faults.py); None in production."""
+
+    @property
+    def budget(self) -> MemoryBudget:
+        """The memory budget sessions reserve their share of at CONFIGURE (server/budget.py)."""
 
     def acquire_slot(self) -> tuple[bool, int]: ...
 
@@ -183,6 +192,8 @@ class Session:
         self._abort_error: BaseException | None = None
         self._finished = threading.Event()  # DONE sent
         self._worker: EngineWorker | None = None
+        #: This session's share of the memory budget (taken at CONFIGURE).
+        self._reservation: Reservation | None = None
         self._last_rx = time.monotonic()
         self._eof = False
         self._slot = False
@@ -259,11 +270,14 @@ class Session:
         worker = self._worker
         if worker is not None:
             worker.stop()
-            if not worker.join(timeout=30.0):
-                self.log.error("engine thread did not stop within 30 s")
+            if not worker.join(timeout=ENGINE_STOP_TIMEOUT):
+                self._engine_stuck(worker)
             elif outcome not in ("done",):
                 self.log.info("engine %s closed", worker.engine.name)
             self.stats.output = worker.stats
+        self._release_memory(worker)
+        # The error's traceback holds this session's frames (and it, them): let both go now.
+        self._abort_error = None
         if self._slot:
             self._slot = False
             self.host.release_slot()
@@ -276,6 +290,32 @@ class Session:
             linger=LINGER_SECONDS if self._authenticated else LINGER_UNAUTHENTICATED,
             stop=lambda: self.host.shutting_down,
         )
+
+    def _engine_stuck(self, worker: EngineWorker) -> None:
+        stuck = self.host.budget.engine_stuck()
+        self.log.error(
+            "engine thread did not stop within %g s (%d such thread(s) since start); its "
+            "memory stays reserved until it does",
+            ENGINE_STOP_TIMEOUT,
+            stuck,
+        )
+        started = time.monotonic()
+        log = self.log
+        worker.when_stopped(
+            lambda: log.warning(
+                "engine thread stopped %.0f s after its session ended", time.monotonic() - started
+            )
+        )
+
+    def _release_memory(self, worker: EngineWorker | None) -> None:
+        """Return the session's share once its engine thread has closed its codecs."""
+        reservation, self._reservation = self._reservation, None
+        if reservation is None:
+            return
+        if worker is None:
+            reservation.release()
+        else:
+            worker.when_stopped(reservation.release)
 
     def _log_summary(self, outcome: str) -> None:
         plan = self.plan
@@ -452,6 +492,7 @@ class Session:
         log_request(self.log, msg, self.codec)
         plan = plan_configure(msg, codec=self.codec, client_name=self.client_name, config=self.cfg)
         self.plan = plan
+        self._reserve_memory(plan)
         self._plain_client = plan.plain_client
         if plan.watch_window:
             self._repeats = RepeatedFrames()
@@ -460,6 +501,18 @@ class Session:
         ack = configure_ack(plan, engine, extradata, self.log)
         self.send(ack)
         log_configured(plan, engine, ack, self.log)
+
+    def _reserve_memory(self, plan: ConfigurePlan) -> None:
+        """Take the session's share of the memory budget before anything is opened (or
+        refuse the session), and bound its PACKETs by its geometry (server/budget.py)."""
+        estimate = estimate_session(plan, QUEUE_DEPTH, self.cfg.limits)
+        self._reservation = self.host.budget.reserve(estimate)
+        self.log.debug("memory share %d bytes: %s", estimate.total, estimate.detail)
+        with self._state_lock:
+            receiver = self.conn.receiver
+            receiver.limits = dataclasses.replace(
+                receiver.limits, packet=packet_limit(plan, self.cfg.limits)
+            )
 
     def _start_worker(self, plan: ConfigurePlan) -> tuple[Engine, bytes]:
         """Start a worker with the first candidate engine that opens; that engine (from now
