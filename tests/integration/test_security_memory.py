@@ -10,6 +10,7 @@ triggering anything in the server); legitimate sessions run beside the attacks.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -205,14 +206,8 @@ def _ue_bits(value: int) -> str:
 
 
 def _escape(rbsp: bytes) -> bytes:
-    out, zeros = bytearray(), 0
-    for b in rbsp:
-        if zeros >= 2 and b <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(b)
-        zeros = zeros + 1 if b == 0 else 0
-    return bytes(out)
+    """Emulation prevention: 00 00 0x -> 00 00 03 0x for x <= 3."""
+    return re.sub(rb"\x00\x00(?=[\x00-\x03])", b"\x00\x00\x03", rbsp)
 
 
 def patch_sps_size(nal: bytes, width: int, height: int) -> bytes:
@@ -274,15 +269,9 @@ def test_sps_bomb_is_refused_in_transcode_and_decode(server, source: Path) -> No
     assert len(data) < 2048
     legit = threading.Thread(target=transcode_file, args=(server.addr, source))
     legit.start()
+    source_320x180 = {"input_width": 320, "input_height": 180, "framerate": 30}
     with RemoteTranscoder(
-        server.addr,
-        input_codec="h264",
-        input_time_base=Fraction(1, 30),
-        input_width=320,
-        input_height=180,
-        framerate=30,
-        codec="h264",
-        filters="scale=160:90",
+        server.addr, input_codec="h264", input_time_base=Fraction(1, 30), **source_320x180
     ) as tc:
         pkt = av.Packet(data)
         pkt.pts = pkt.dts = 0

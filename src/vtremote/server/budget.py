@@ -24,8 +24,10 @@ import ctypes
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from vtremote.engines.limits import decode_pixel_limit
 from vtremote.errors import CapacityError, UnsupportedConfigError
@@ -201,11 +203,46 @@ class MemoryBudget:
             self._reserved -= reservation.size
             return True
 
-    def engine_stuck(self) -> int:
-        """Count an engine thread that outlived its session; returns the count."""
-        with self._lock:
-            self.stuck_engines += 1
-            return self.stuck_engines
+    def session_ended(
+        self,
+        reservation: Reservation | None,
+        worker: Stoppable | None,
+        *,
+        stopped: bool,
+        log: logging.LoggerAdapter[logging.Logger],
+        waited: float,
+    ) -> None:
+        """A session ended: its share comes back once its engine thread has closed its
+        codecs. One that did not stop within ``waited`` s is logged and counted."""
+        if worker is not None and not stopped:
+            with self._lock:
+                self.stuck_engines += 1
+                stuck = self.stuck_engines
+            log.error(
+                "engine thread did not stop within %g s (%d such thread(s) since start); its "
+                "memory stays reserved until it does",
+                waited,
+                stuck,
+            )
+            ended = time.monotonic()
+            worker.when_stopped(
+                lambda: log.warning(
+                    "engine thread stopped %.0f s after its session ended",
+                    time.monotonic() - ended,
+                )
+            )
+        if reservation is None:
+            return
+        if worker is None:
+            reservation.release()
+        else:
+            worker.when_stopped(reservation.release)
+
+
+class Stoppable(Protocol):
+    """An engine worker, as far as the budget is concerned (server/worker.py)."""
+
+    def when_stopped(self, callback: Callable[[], None]) -> None: ...
 
 
 __all__ = [
@@ -214,6 +251,7 @@ __all__ = [
     "Estimate",
     "MemoryBudget",
     "Reservation",
+    "Stoppable",
     "estimate_session",
     "give_back_memory",
     "packet_limit",

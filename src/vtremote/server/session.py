@@ -268,14 +268,17 @@ class Session:
 
     def _teardown(self, outcome: str) -> None:
         worker = self._worker
+        stopped = True
         if worker is not None:
             worker.stop()
-            if not worker.join(timeout=ENGINE_STOP_TIMEOUT):
-                self._engine_stuck(worker)
-            elif outcome not in ("done",):
+            stopped = worker.join(timeout=ENGINE_STOP_TIMEOUT)
+            if stopped and outcome not in ("done",):
                 self.log.info("engine %s closed", worker.engine.name)
             self.stats.output = worker.stats
-        self._release_memory(worker)
+        reservation, self._reservation = self._reservation, None
+        self.host.budget.session_ended(
+            reservation, worker, stopped=stopped, log=self.log, waited=ENGINE_STOP_TIMEOUT
+        )
         # The error's traceback holds this session's frames (and it, them): let both go now.
         self._abort_error = None
         if self._slot:
@@ -290,32 +293,6 @@ class Session:
             linger=LINGER_SECONDS if self._authenticated else LINGER_UNAUTHENTICATED,
             stop=lambda: self.host.shutting_down,
         )
-
-    def _engine_stuck(self, worker: EngineWorker) -> None:
-        stuck = self.host.budget.engine_stuck()
-        self.log.error(
-            "engine thread did not stop within %g s (%d such thread(s) since start); its "
-            "memory stays reserved until it does",
-            ENGINE_STOP_TIMEOUT,
-            stuck,
-        )
-        started = time.monotonic()
-        log = self.log
-        worker.when_stopped(
-            lambda: log.warning(
-                "engine thread stopped %.0f s after its session ended", time.monotonic() - started
-            )
-        )
-
-    def _release_memory(self, worker: EngineWorker | None) -> None:
-        """Return the session's share once its engine thread has closed its codecs."""
-        reservation, self._reservation = self._reservation, None
-        if reservation is None:
-            return
-        if worker is None:
-            reservation.release()
-        else:
-            worker.when_stopped(reservation.release)
 
     def _log_summary(self, outcome: str) -> None:
         plan = self.plan
@@ -505,9 +482,9 @@ class Session:
     def _reserve_memory(self, plan: ConfigurePlan) -> None:
         """Take the session's share of the memory budget before anything is opened (or
         refuse the session), and bound its PACKETs by its geometry (server/budget.py)."""
-        estimate = estimate_session(plan, QUEUE_DEPTH, self.cfg.limits)
-        self._reservation = self.host.budget.reserve(estimate)
-        self.log.debug("memory share %d bytes: %s", estimate.total, estimate.detail)
+        self._reservation = self.host.budget.reserve(
+            estimate_session(plan, QUEUE_DEPTH, self.cfg.limits)
+        )
         with self._state_lock:
             receiver = self.conn.receiver
             receiver.limits = dataclasses.replace(
