@@ -305,7 +305,13 @@ class FilterStage:
     def _pull(self, graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
         made = 0
         while True:
-            if made >= MAX_FRAMES_PER_INPUT:  # a filter that multiplies frames without end
+            try:
+                frame = graph.vpull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return
+            except av.FFmpegError as e:
+                raise EngineError(f"filter graph failed: {av_error_text(e)}") from e
+            if made > MAX_FRAMES_PER_INPUT:  # the gap check let through a graph that multiplies
                 self.dropped += 1
                 log.warning(
                     "the filter graph made more than %d frames for one input frame: the rest "
@@ -314,12 +320,6 @@ class FilterStage:
                 )
                 self.close()
                 return
-            try:
-                frame = graph.vpull()
-            except (av.error.BlockingIOError, av.error.EOFError):
-                return
-            except av.FFmpegError as e:
-                raise EngineError(f"filter graph failed: {av_error_text(e)}") from e
             pts = frame.pts
             if pts is not None and self._sink_tb != self.output.time_base:
                 pts = round(pts * self._sink_tb / self.output.time_base)
