@@ -46,7 +46,13 @@ from vtremote.errors import (
     UnsupportedConfigError,
     VTRemoteError,
 )
-from vtremote.server.budget import MemoryBudget, Reservation, estimate_session, packet_limit
+from vtremote.server.budget import (
+    MemoryBudget,
+    Reservation,
+    estimate_session,
+    give_back_memory,
+    packet_limit,
+)
 from vtremote.server.config import ServerConfig
 from vtremote.server.configure import (
     ConfigurePlan,
@@ -293,6 +299,7 @@ class Session:
             linger=LINGER_SECONDS if self._authenticated else LINGER_UNAUTHENTICATED,
             stop=lambda: self.host.shutting_down,
         )
+        give_back_memory()  # what the connection side freed: its buffers, the last FRAMEs
 
     def _log_summary(self, outcome: str) -> None:
         plan = self.plan
