@@ -344,3 +344,16 @@ def test_configure_beyond_the_memory_budget_is_refused(start_server, source: Pat
             break
         time.sleep(0.2)
     assert isinstance(reply, messages.ConfigureAck), reply
+
+
+def test_a_packet_larger_than_the_geometry_allows_is_refused(server) -> None:
+    """A 320x180 decode session may decode up to 1920x1088 pictures: its PACKETs may be
+    twice such a raw picture (6267 KiB), not the 64 MiB of the protocol's limit."""
+    with VTRClient(server.address) as client:
+        client.hello("h264")
+        client.configure(320, 180, PixelFormat.NV12, [("mode", "decode")])
+        data = annexb.START_CODE + b"\x65" + b"\xaa" * (7 * MiB)
+        client.send(messages.Packet(pts=0, dts=0, duration=1, flags=1, data=data))
+        reply = client.recv()
+        assert isinstance(reply, messages.Error) and reply.code == 4, reply
+        assert f"exceeds the limit of {2 * 1920 * 1088 * 3 // 2}" in reply.message
