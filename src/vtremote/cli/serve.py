@@ -52,6 +52,13 @@ def _count(default: int, help_text: str) -> dict[str, Any]:
     return {"type": int, "default": default, "metavar": "N", "help": help_text}
 
 
+def _memory_size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 #: The server's flags in the order they are added (the usage line's); None: the parser
 #: itself, else the title of their group.
 FLAGS: tuple[tuple[str | None, tuple[Flag, ...]], ...] = (
@@ -90,7 +97,7 @@ FLAGS: tuple[tuple[str | None, tuple[Flag, ...]], ...] = (
             (
                 ("--max-memory",),
                 {
-                    "type": parse_size,
+                    "type": _memory_size,
                     "default": default_max_memory(),
                     "metavar": "SIZE",
                     "help": "memory the server may use in all, e.g. 4G or 512M; a session that "
