@@ -25,7 +25,13 @@ from vtremote.engines.base import ALL_CODECS, CODECS, MODES
 from vtremote.errors import ConfigError, VTRemoteError
 from vtremote.server import Server, ServerConfig, format_address
 from vtremote.server.advertise import Advertiser, txt_record
-from vtremote.server.config import DEFAULT_LISTEN, LOG_LEVELS, log_level_number
+from vtremote.server.config import (
+    DEFAULT_LISTEN,
+    LOG_LEVELS,
+    default_max_memory,
+    log_level_number,
+    parse_size,
+)
 from vtremote.testing.faults import ServerFaults
 
 log = logging.getLogger("vtremote.cli.serve")
@@ -44,6 +50,13 @@ def _seconds(default: float, help_text: str) -> dict[str, Any]:
 
 def _count(default: int, help_text: str) -> dict[str, Any]:
     return {"type": int, "default": default, "metavar": "N", "help": help_text}
+
+
+def _memory_size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 #: The server's flags in the order they are added (the usage line's); None: the parser
@@ -80,6 +93,16 @@ FLAGS: tuple[tuple[str | None, tuple[Flag, ...]], ...] = (
             (
                 ("--max-sessions",),
                 _count(4, "concurrent sessions; more get a busy answer (0 = unlimited, default 4)"),
+            ),
+            (
+                ("--max-memory",),
+                {
+                    "type": _memory_size,
+                    "default": default_max_memory(),
+                    "metavar": "SIZE",
+                    "help": "memory the server may use in all, e.g. 4G or 512M; a session that "
+                    "would not fit gets a busy answer (default: half of this host's memory)",
+                },
             ),
             (
                 ("--engine",),

@@ -36,6 +36,7 @@ from vtremote.engines.base import (
     capture_ffmpeg_errors,
     ffmpeg_reason,
 )
+from vtremote.engines.limits import check_parameter_sets, decoder_options
 from vtremote.engines.option_check import check_options
 from vtremote.engines.options import flag_names, parse_encode_options, unhonoured_flags
 from vtremote.errors import (
@@ -226,6 +227,9 @@ class FFmpegEngine(Engine):
             # VTR1.md §8.3: avcC/hvcC (atom header stripped) or Annex B parameter sets.
             ps = annexb.parse_extradata(config.codec, config.extradata)
             decoder_extradata = ps.annexb()
+            check_parameter_sets(
+                config.codec, decoder_extradata, config.width, config.height, "the extradata"
+            )
             depth = _bit_depth(config.codec, ps)
         # CONFIGURE_ACK states what really comes back: more than 8 bits -> P010 (issue 3).
         self.output_pix_fmt = PixelFormat.P010 if depth > 8 else config.pix_fmt
@@ -233,6 +237,8 @@ class FFmpegEngine(Engine):
         if decoder_extradata:
             ctx.extradata = decoder_extradata
         self.configure_decoder(ctx, config)
+        # Pictures larger than the session may decode are refused before allocation.
+        ctx.options = {**ctx.options, **decoder_options(config.width, config.height)}
         try:
             ctx.open()
         except av.FFmpegError as e:
@@ -256,6 +262,15 @@ class FFmpegEngine(Engine):
         ctx = self._ctx
         if ctx is None:
             raise EngineError(f"engine {self.name} decoder is not open")
+        config = self.config
+        if packet is not None and config is not None:
+            check_parameter_sets(
+                config.codec,
+                memoryview(packet),
+                config.width,
+                config.height,
+                f"PACKET pts={packet.pts}",
+            )
         try:
             return ctx.decode(packet)
         except av.error.InvalidDataError as e:

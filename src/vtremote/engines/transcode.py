@@ -20,9 +20,11 @@ encode engine. This module holds the first two.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -34,7 +36,9 @@ from av.video.frame import PictureType
 
 from vtremote.engines import tonemap
 from vtremote.engines.base import av_error_text
+from vtremote.engines.limits import check_parameter_sets, decoder_options
 from vtremote.errors import BitstreamError, ConfigError, EngineError, UnsupportedConfigError
+from vtremote.wire import annexb
 from vtremote.wire import filters as vf
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,9 @@ DECODERS: dict[str, tuple[str, ...]] = {
 HWACCEL_CODECS = frozenset({"h264", "hevc", "mpeg2video", "vc1", "wmv3", "vp9", "av1"})
 #: Largest input extradata accepted in a transcode CONFIGURE.
 MAX_EXTRADATA = 256 * 1024
+#: Most frames the filter graph may yield for one input frame: an fps filter filling a
+#: timestamp gap (20 s at 30 fps). A longer gap is a discontinuity (FilterStage).
+MAX_FRAMES_PER_INPUT = 600
 
 
 @functools.cache
@@ -81,7 +88,12 @@ class InputDecoder:
     """Decodes the source packets of one transcode session."""
 
     def __init__(
-        self, codec: str, extradata: bytes, time_base: Fraction, hwaccel_device: str | None = None
+        self,
+        codec: str,
+        extradata: bytes,
+        time_base: Fraction,
+        size: tuple[int, int],
+        hwaccel_device: str | None = None,
     ) -> None:
         name = _decoder_for(codec)
         if name is None:
@@ -94,6 +106,17 @@ class InputDecoder:
         self.time_base = time_base
         self.packets = 0
         self.frames = 0
+        #: The configured source size: decoded pictures are bounded by it (engines/limits.py).
+        self.size = size
+        self._nal_length_size = 4
+        if extradata and codec in ("h264", "hevc"):
+            params = extradata
+            if not annexb.is_annexb(extradata):  # avcC/hvcC: the packets are length-prefixed
+                params = b""  # a record the decoder refuses is reported when it opens
+                with contextlib.suppress(BitstreamError):
+                    ps = annexb.parse_extradata(codec, extradata)
+                    params, self._nal_length_size = ps.annexb(), ps.nal_length_size
+            check_parameter_sets(codec, params, *size, "the input extradata")
         hw = None
         if hwaccel_device and codec in HWACCEL_CODECS:
             hw = HWAccel(hwaccel_device, allow_software_fallback=True)
@@ -108,6 +131,7 @@ class InputDecoder:
         # not at all (its error stays in a worker), and the session must answer it with ERROR.
         ctx.thread_type = "SLICE"
         ctx.thread_count = 0
+        ctx.options = decoder_options(*size)
         try:
             ctx.open()
         except av.FFmpegError as e:
@@ -124,6 +148,13 @@ class InputDecoder:
             raise EngineError("input decoder is closed")
         if packet is not None:
             self.packets += 1
+            check_parameter_sets(
+                self.codec,
+                memoryview(packet),
+                *self.size,
+                f"PACKET {self.packets} (pts={packet.pts})",
+                self._nal_length_size,
+            )
         try:
             frames = ctx.decode(packet)
         except av.error.InvalidDataError as e:
@@ -148,6 +179,14 @@ class FilterStage:
 
     ``output`` is the geometry announced in CONFIGURE_ACK: every frame that comes
     out has its size, its pixel format ``pix_fmt`` and pts in its time base.
+
+    Frames come out one at a time (:meth:`push` is a generator): the caller encodes
+    each before the graph makes the next, so the stage buffers only what the graph
+    itself holds. An fps filter fills a gap in the source's timestamps with copies,
+    as FFmpeg's does, up to :data:`MAX_FRAMES_PER_INPUT` frames; a longer gap (a
+    timestamp jump of hours in a broken file) is a discontinuity: the graph is
+    drained and rebuilt at the new time, the gap stays empty and the output's
+    timestamps jump with the source's (logged once per session).
     """
 
     def __init__(
@@ -159,12 +198,17 @@ class FilterStage:
         self.pix_fmt = pix_fmt
         self.rebuilds = 0
         self.frames_out = 0
+        #: Timestamp gaps not filled (too long), and frames the graph yielded beyond the bound.
+        self.discontinuities = 0
+        self.dropped = 0
         self._graph: av.filter.Graph | None = None
         self._key: tuple[int, int, str, tonemap.SourceTags | None] | None = None
         #: Tone mapping depends on the source's colour tags: a change of them rebuilds the graph.
         self._tags_matter = any(isinstance(s, vf.Tonemap) for s in self.chain)
         self._sink_tb: Fraction = output.time_base
         self._last_pts: int | None = None
+        self._last_in_pts: int | None = None
+        self._fills = any(isinstance(spec, vf.Fps) for spec in self.chain)
 
     def _build(self, width: int, height: int, fmt: str, tags: tonemap.SourceTags | None) -> None:
         geometry = vf.Geometry(width, height, self.source.time_base, self.source.frame_rate)
@@ -193,6 +237,7 @@ class FilterStage:
             nodes.append(graph.add("buffersink"))
             graph.link_nodes(*nodes).configure()
         except av.FFmpegError as e:
+            _free_graph(graph)
             raise EngineError(
                 f"filter graph {steps} for {width}x{height} {fmt} failed: {av_error_text(e)}"
             ) from e
@@ -202,13 +247,12 @@ class FilterStage:
         self._sink_tb = tb if isinstance(tb, Fraction) else out.time_base
         log.debug("filter graph for %dx%d %s: %s", width, height, fmt, steps)
 
-    def push(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
-        """Filter one decoded frame (None: the end of the stream) and return what came out."""
-        out: list[av.VideoFrame] = []
+    def push(self, frame: av.VideoFrame | None) -> Iterator[av.VideoFrame]:
+        """Filter one decoded frame (None: the end of the stream); yields what comes out."""
         if frame is None:
             if self._graph is not None:
-                out += self._drain()
-            return out
+                yield from self._drain()
+            return
         tags = None
         if self._tags_matter:
             full = int(frame.color_range) == 2 or frame.format.name.startswith("yuvj")
@@ -216,23 +260,48 @@ class FilterStage:
         key = (frame.width, frame.height, frame.format.name, tags)
         if key != self._key:
             if self._graph is not None:
-                out += self._drain()  # what the old graph still holds, in the old geometry
+                yield from self._drain()  # what the old graph still holds, in the old geometry
                 self.rebuilds += 1
                 log.info("input changed from %s to %s: filter graph rebuilt", self._key, key)
             self._build(*key)
+        elif self._gap_too_long(frame):
+            yield from self._drain()  # up to the last frame before the gap
+            self._build(*key)
+        self._last_in_pts = frame.pts
         graph = self._graph
         assert graph is not None
         frame.pict_type = PictureType.NONE  # the source's frame types do not bind the encoder
         try:
             graph.vpush(frame)
         except av.error.EOFError:
-            return out  # a trim has reached its end: later frames are not wanted
+            return  # a trim has reached its end: later frames are not wanted
         except av.FFmpegError as e:
             raise EngineError(f"filter graph refused a frame: {av_error_text(e)}") from e
-        out += self._pull(graph)
-        return out
+        yield from self._pull(graph)
 
-    def _drain(self) -> list[av.VideoFrame]:
+    def _gap_too_long(self, frame: av.VideoFrame) -> bool:
+        """Would an fps filter fill the gap before ``frame`` with more than the bound?"""
+        last, rate = self._last_in_pts, self.output.frame_rate
+        if not self._fills or last is None or frame.pts is None or not rate:
+            return False
+        fill = (frame.pts - last) * self.source.time_base * rate
+        if fill <= MAX_FRAMES_PER_INPUT:
+            return False
+        self.discontinuities += 1
+        if self.discontinuities == 1:
+            gap = float((frame.pts - last) * self.source.time_base)
+            log.warning(
+                "the source's timestamps jump by %.1f s (%d frames at %s fps, at most %d are "
+                "made up for one input frame): the gap is left empty and the output's "
+                "timestamps jump with it",
+                gap,
+                round(fill),
+                rate,
+                MAX_FRAMES_PER_INPUT,
+            )
+        return True
+
+    def _drain(self) -> Iterator[av.VideoFrame]:
         graph = self._graph
         assert graph is not None
         try:
@@ -243,20 +312,27 @@ class FilterStage:
             raise EngineError(
                 f"filter graph failed at the end of the stream: {av_error_text(e)}"
             ) from e
-        out = self._pull(graph)
-        self._graph = None
-        self._key = None
-        return out
+        yield from self._pull(graph)
+        self.close()
 
-    def _pull(self, graph: av.filter.Graph) -> list[av.VideoFrame]:
-        out: list[av.VideoFrame] = []
+    def _pull(self, graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
+        made = 0
         while True:
             try:
                 frame = graph.vpull()
             except (av.error.BlockingIOError, av.error.EOFError):
-                return out
+                return
             except av.FFmpegError as e:
                 raise EngineError(f"filter graph failed: {av_error_text(e)}") from e
+            if made > MAX_FRAMES_PER_INPUT:  # the gap check let through a graph that multiplies
+                self.dropped += 1
+                log.warning(
+                    "the filter graph made more than %d frames for one input frame: the rest "
+                    "are dropped and the graph is rebuilt",
+                    MAX_FRAMES_PER_INPUT,
+                )
+                self.close()
+                return
             pts = frame.pts
             if pts is not None and self._sink_tb != self.output.time_base:
                 pts = round(pts * self._sink_tb / self.output.time_base)
@@ -266,10 +342,34 @@ class FilterStage:
             frame.time_base = self.output.time_base
             self._last_pts = pts
             self.frames_out += 1
-            out.append(frame)
+            made += 1
+            yield frame
 
     def close(self) -> None:
-        self._graph = None
+        """Free the graph now (its filters' threads and the frames it holds)."""
+        graph, self._graph, self._key = self._graph, None, None
+        if graph is not None:
+            _free_graph(graph)
 
 
-__all__ = ["DECODERS", "MAX_EXTRADATA", "FilterStage", "InputDecoder", "available_decoders"]
+def _free_graph(graph: av.filter.Graph) -> None:
+    """Let ``graph`` go when its last reference does, not at the next garbage collection.
+
+    PyAV's Graph keeps its FilterContexts in registries and each FilterContext keeps
+    the Graph: a cycle, which only Python's cyclic collector would free, with the
+    graph's worker threads and buffered frames. Emptying the registries (the Graph's
+    own dicts and lists) breaks it without running the collector.
+    """
+    for ref in gc.get_referents(graph):
+        if isinstance(ref, dict | list):
+            ref.clear()
+
+
+__all__ = [
+    "DECODERS",
+    "MAX_EXTRADATA",
+    "MAX_FRAMES_PER_INPUT",
+    "FilterStage",
+    "InputDecoder",
+    "available_decoders",
+]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 
 from vtremote.engines.registry import canonical
 from vtremote.errors import ConfigError
 from vtremote.wire.framing import Limits
 
 DEFAULT_LISTEN = "127.0.0.1:5555"
+
+MiB = 1 << 20
+#: The smallest --max-memory accepted (the process itself takes about 160 MiB).
+MIN_MAX_MEMORY = 256 * MiB
 
 #: --log-level spellings: names, and the reference daemon's 0/1/2 (VTR1.md §9.1).
 LOG_LEVELS: dict[str, int] = {
@@ -51,6 +57,29 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ConfigError(f"listen address {value!r}: port {port} is outside 0..65535")
     return host, port
+
+
+def default_max_memory() -> int:
+    """Half of the host's physical memory (``os.sysconf``), at least :data:`MIN_MAX_MEMORY`."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 0
+    if physical <= 0:
+        return 4096 * MiB
+    return max(MIN_MAX_MEMORY, physical // 2)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"4G"``, ``"512M"``, ``"1.5GiB"``, ``"1073741824"`` -> bytes (units are powers of 1024)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ConfigError(f"memory size {text!r} is not a number with an optional K, M, G or T")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def log_level_number(name: str) -> int:
@@ -106,6 +135,8 @@ class ServerConfig:
     require_tls: bool = False
     #: ``HOST:PORT`` of the Prometheus endpoint ("" = none; server/metrics.py).
     metrics: str = ""
+    #: Bytes the server may use in all (server/budget.py); by default half the host's memory.
+    max_memory: int = field(default_factory=default_max_memory)
 
     @property
     def tls_enabled(self) -> bool:
@@ -146,6 +177,11 @@ class ServerConfig:
             )
         if self.metrics:
             parse_listen(self.metrics)
+        if self.max_memory < MIN_MAX_MEMORY:
+            raise ConfigError(
+                f"max_memory={self.max_memory} bytes is below the {MIN_MAX_MEMORY // MiB} MiB "
+                "the server needs with one small session"
+            )
 
     @property
     def host(self) -> str:

@@ -23,6 +23,7 @@ stops the engine at once; nothing a session does can take the process down.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import socket
@@ -44,6 +45,13 @@ from vtremote.errors import (
     TimeoutExpiredError,
     UnsupportedConfigError,
     VTRemoteError,
+)
+from vtremote.server.budget import (
+    MemoryBudget,
+    Reservation,
+    estimate_session,
+    give_back_memory,
+    packet_limit,
 )
 from vtremote.server.config import ServerConfig
 from vtremote.server.configure import (
@@ -72,6 +80,7 @@ from vtremote.server.timestamps import FrameInfo
 from vtremote.server.window import RepeatedFrames
 from vtremote.server.worker import (
     POLL_INTERVAL,
+    QUEUE_DEPTH,
     AnswerPing,
     Drain,
     EncodeFrame,
@@ -94,6 +103,8 @@ from vtremote.wire.extensions import session_codec
 
 logger = logging.getLogger(__name__)
 
+#: Longest wait for the engine thread when the session ends (it checks between frames).
+ENGINE_STOP_TIMEOUT = 30.0
 #: After DONE: longest wait for the client to close before our FIN (see sockets.close_gently).
 POST_DONE_WAIT = 10.0
 
@@ -119,6 +130,10 @@ class SessionHost(Protocol):
     @property
     def faults(self) -> FaultHooks | None:
         """Test hooks (server/faults.py); None in production."""
+
+    @property
+    def budget(self) -> MemoryBudget:
+        """The memory budget sessions reserve their share of at CONFIGURE (server/budget.py)."""
 
     def acquire_slot(self) -> tuple[bool, int]: ...
 
@@ -184,6 +199,8 @@ class Session:
         self._abort_error: BaseException | None = None
         self._finished = threading.Event()  # DONE sent
         self._worker: EngineWorker | None = None
+        #: This session's share of the memory budget (taken at CONFIGURE).
+        self._reservation: Reservation | None = None
         self._last_rx = time.monotonic()
         self._eof = False
         self._slot = False
@@ -258,13 +275,19 @@ class Session:
 
     def _teardown(self, outcome: str) -> None:
         worker = self._worker
+        stopped = True
         if worker is not None:
             worker.stop()
-            if not worker.join(timeout=30.0):
-                self.log.error("engine thread did not stop within 30 s")
-            elif outcome not in ("done",):
+            stopped = worker.join(timeout=ENGINE_STOP_TIMEOUT)
+            if stopped and outcome not in ("done",):
                 self.log.info("engine %s closed", worker.engine.name)
             self.stats.output = worker.stats
+        reservation, self._reservation = self._reservation, None
+        self.host.budget.session_ended(
+            reservation, worker, stopped=stopped, log=self.log, waited=ENGINE_STOP_TIMEOUT
+        )
+        # The error's traceback holds this session's frames (and it, them): let both go now.
+        self._abort_error = None
         if self._slot:
             self._slot = False
             self.host.release_slot()
@@ -277,6 +300,7 @@ class Session:
             linger=LINGER_SECONDS if self._authenticated else LINGER_UNAUTHENTICATED,
             stop=lambda: self.host.shutting_down,
         )
+        give_back_memory()  # what the connection side freed: its buffers, the last FRAMEs
 
     def _log_summary(self, outcome: str) -> None:
         plan = self.plan
@@ -455,6 +479,7 @@ class Session:
         log_request(self.log, msg, self.codec)
         plan = plan_configure(msg, codec=self.codec, client_name=self.client_name, config=self.cfg)
         self.plan = plan
+        self._reserve_memory(plan)
         self._plain_client = plan.plain_client
         if plan.watch_window:
             self._repeats = RepeatedFrames()
@@ -463,6 +488,18 @@ class Session:
         ack = configure_ack(plan, engine, extradata, self.log)
         self.send(ack)
         log_configured(plan, engine, ack, self.log)
+
+    def _reserve_memory(self, plan: ConfigurePlan) -> None:
+        """Take the session's share of the memory budget before anything is opened (or
+        refuse the session), and bound its PACKETs by its geometry (server/budget.py)."""
+        self._reservation = self.host.budget.reserve(
+            estimate_session(plan, QUEUE_DEPTH, self.cfg.limits)
+        )
+        with self._state_lock:
+            receiver = self.conn.receiver
+            receiver.limits = dataclasses.replace(
+                receiver.limits, packet=packet_limit(plan, self.cfg.limits)
+            )
 
     def _start_worker(self, plan: ConfigurePlan) -> tuple[Engine, bytes]:
         """Start a worker with the first candidate engine that opens; that engine (from now

@@ -18,6 +18,7 @@ from concurrent.futures import Executor
 
 from vtremote.errors import AuthenticationError, CapacityError, TimeoutExpiredError, VTRemoteError
 from vtremote.server.admission import Admission, AdmissionLimits, AuthGuard, AuthPolicy, Ticket
+from vtremote.server.budget import MemoryBudget
 from vtremote.server.config import ServerConfig
 from vtremote.server.faults import FaultHooks
 from vtremote.server.logs import RATE_LIMITED
@@ -50,6 +51,7 @@ class ServerState:
         self._refusals: dict[Session, VTRemoteError] = {}
         self._metrics = Metrics(lambda: self.active_sessions)
         self._pool: Executor | None = None
+        self._budget = MemoryBudget(config.max_memory)
         #: The engine announced in HELLO_ACK per codec (set once the engines are probed).
         self.engine_labels: dict[str, str] = {}
 
@@ -84,6 +86,10 @@ class ServerState:
     @property
     def faults(self) -> FaultHooks | None:
         return self._faults
+
+    @property
+    def budget(self) -> MemoryBudget:
+        return self._budget
 
     def acquire_slot(self) -> tuple[bool, int]:
         """Take a session slot; (False, active) when all ``max_sessions`` are in use."""

@@ -24,6 +24,7 @@ rebuilds the filter graph; the output size stays the announced one.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -203,7 +204,13 @@ class TranscodeJob:
     def _open(self, engine: Engine) -> tuple[InputDecoder, FilterStage]:
         if self.decoder is None or self.filters is None:
             hw = getattr(type(engine), "hwaccel_device", None)
-            self.decoder = InputDecoder(self.input_codec, self.extradata, self.source.time_base, hw)
+            self.decoder = InputDecoder(
+                self.input_codec,
+                self.extradata,
+                self.source.time_base,
+                (self.source.width, self.source.height),
+                hw,
+            )
             fmt_for = getattr(engine, "encoder_pix_fmt", None)
             if callable(fmt_for):
                 pix_fmt = str(fmt_for(self.stream))
@@ -214,30 +221,32 @@ class TranscodeJob:
 
     def frames(
         self, engine: Engine, packet: av.Packet[Any] | None
-    ) -> list[tuple[av.VideoFrame, FrameInfo]]:
+    ) -> Iterator[tuple[av.VideoFrame, FrameInfo]]:
         """Decode one source packet (None: the end) and filter what it gave: frames for the
-        encoder with the FrameInfo (output pts and duration) of each."""
+        encoder with the FrameInfo (output pts and duration) of each, one at a time (the
+        caller encodes each, and may stop, before the next is made)."""
         decoder, filters = self._open(engine)
         if packet is not None:
             packet.time_base = self.source.time_base
-        out: list[av.VideoFrame] = []
-        for frame in decoder.decode(packet):
-            self._stamp(frame)
-            out += filters.push(frame)
-        if packet is None:
-            out += filters.push(None)
         now = time.monotonic()
-        result = []
-        for frame in out:
-            pts = frame.pts if frame.pts is not None else 0
-            if self._force_key(pts):
-                frame.pict_type = av.video.frame.PictureType.I
-            duration = frame.duration if frame.duration and frame.duration > 0 else 0
-            # The session gives the encoder frame indices at 1/rate (engines/ffmpeg.py); a frame in
-            # another time base would be rescaled by PyAV on the way in.
-            frame.time_base = 1 / self.stream.rate
-            result.append((frame, FrameInfo(pts, duration, now)))
-        return result
+        decoded: list[av.VideoFrame | None] = list(decoder.decode(packet))
+        if packet is None:
+            decoded.append(None)  # then the end of the stream for the filters
+        for picture in decoded:
+            if picture is not None:
+                self._stamp(picture)
+            for frame in filters.push(picture):
+                yield self._for_encoder(frame, now)
+
+    def _for_encoder(self, frame: av.VideoFrame, now: float) -> tuple[av.VideoFrame, FrameInfo]:
+        pts = frame.pts if frame.pts is not None else 0
+        if self._force_key(pts):
+            frame.pict_type = av.video.frame.PictureType.I
+        duration = frame.duration if frame.duration and frame.duration > 0 else 0
+        # The session gives the encoder frame indices at 1/rate (engines/ffmpeg.py); a frame in
+        # another time base would be rescaled by PyAV on the way in.
+        frame.time_base = 1 / self.stream.rate
+        return frame, FrameInfo(pts, duration, now)
 
     def _stamp(self, frame: av.VideoFrame) -> None:
         """Decoded frames without a pts (a source with no timestamps) get the previous
@@ -264,6 +273,7 @@ class TranscodeJob:
         return forced
 
     def close(self) -> None:
+        """Free the decoder and the filter graph now (on the engine thread, when it ends)."""
         if self.decoder is not None:
             self.decoder.close()
         if self.filters is not None:
@@ -275,6 +285,7 @@ class TranscodeJob:
             f"input={self.input_codec}{' (hw)' if d is not None and d.hardware else ''} "
             f"frames_decoded={d.frames if d else 0} frames_filtered={f.frames_out if f else 0} "
             f"graph_rebuilds={f.rebuilds if f else 0}"
+            + (f" discontinuities={f.discontinuities}" if f and f.discontinuities else "")
         )
 
 

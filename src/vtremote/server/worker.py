@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -156,6 +156,10 @@ class EngineWorker:
         self._activity = threading.Lock()
         self._busy = False
         self._active = time.monotonic()
+        # Called once the thread has closed everything (when_stopped), under this lock.
+        self._exit_lock = threading.Lock()
+        self._exited = False
+        self._on_exit: list[Callable[[], None]] = []
 
     # ==== the connection thread's side ============================================================
 
@@ -196,6 +200,15 @@ class EngineWorker:
         with contextlib.suppress(queue.Full):  # a full queue wakes the engine thread anyway
             self._queue.put_nowait(Wake())
 
+    def when_stopped(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the thread has ended and closed its codecs (at once if it
+        has): a stuck engine's memory stays reserved until then."""
+        with self._exit_lock:
+            if not self._exited:
+                self._on_exit.append(callback)
+                return
+        callback()
+
     def join(self, timeout: float) -> bool:
         """Wait for the thread; False if it is still running after ``timeout`` s."""
         thread = self._thread
@@ -224,20 +237,36 @@ class EngineWorker:
         except BaseException as e:
             if not self._stop.is_set():
                 if isinstance(e, VTRemoteError):
-                    self._outbox.abort(e)
+                    self._outbox.abort(_detached(e))
                 else:
                     self._log.exception("engine thread failed")
                     self._outbox.abort(
                         VTRemoteError(f"internal server error: {type(e).__name__}: {e}")
                     )
+            _detached(e)
         finally:
-            self._drop_queue()
+            self._close(engine, running)
+
+    def _close(self, engine: Engine, running: bool) -> None:
+        """Close every codec and graph now, on this thread: their threads and pictures go
+        with the session, not at the next garbage collection."""
+        self._drop_queue()
+        self._pending_frames.clear()
+        if self._window is not None:
+            self._window.replay = None
+        try:
             if self._transcode is not None:
                 self._transcode.close()
+        finally:
             try:
                 (self.engine if running else engine).close()
             except Exception:
                 self._log.exception("engine close failed")
+            with self._exit_lock:
+                self._exited = True
+                callbacks, self._on_exit = self._on_exit, []
+            for callback in callbacks:
+                callback()
 
     def _drop_queue(self) -> None:
         while True:
@@ -284,8 +313,7 @@ class EngineWorker:
         if isinstance(item, EncodeFrame):
             self._encode(engine, item.frame, item.info)
         elif isinstance(item, SourcePacket) and self._transcode is not None:
-            for frame, info in self._transcode.frames(engine, item.packet):
-                self._encode(engine, frame, info)
+            self._encode_all(engine, self._transcode.frames(engine, item.packet))
         elif isinstance(item, SourcePacket):
             self._decode(engine, item.packet)
         elif isinstance(item, AnswerPing):
@@ -314,6 +342,16 @@ class EngineWorker:
             self._send_packet(pkt)
         if window is not None:
             window.held(ts.pending)
+
+    def _encode_all(
+        self, engine: Engine, frames: Iterator[tuple[av.VideoFrame, FrameInfo]]
+    ) -> None:
+        """Encode what the transcode stage makes, one frame at a time; an abort stops it
+        between any two frames."""
+        for frame, info in frames:
+            if self._stop.is_set():
+                return
+            self._encode(engine, frame, info)
 
     def _packets_sent_by(self, moment: float) -> int:
         """PACKETs that had gone out when a FRAME arrived at ``moment`` (frames come in order)."""
@@ -391,8 +429,9 @@ class EngineWorker:
 
     def _drain(self, engine: Engine) -> None:
         if self._transcode is not None:  # what the decoder and the filters still hold
-            for frame, info in self._transcode.frames(engine, None):
-                self._encode(engine, frame, info)
+            self._encode_all(engine, self._transcode.frames(engine, None))
+            if self._stop.is_set():
+                return
         if self._stream.mode == "encode":
             for pkt in engine.encode(None):
                 self._send_packet(pkt)
@@ -471,6 +510,19 @@ class EngineWorker:
         self.stats.frames_out += 1
 
 
+def _detached(error: BaseException) -> BaseException:
+    """``error`` without its tracebacks (and its causes'): they hold the engine thread's
+    frames, whose locals (codec contexts, pictures) would otherwise live as long as the
+    session keeps the error, or until a garbage collection breaks the cycle."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
+    return error
+
+
 def _four_byte_start_codes(data: Buffer) -> bool:
     """True if ``data`` is Annex B whose every start code has 4 bytes."""
     raw = data if isinstance(data, bytes) else bytes(data)
@@ -481,6 +533,7 @@ def _four_byte_start_codes(data: Buffer) -> bool:
 
 __all__ = [
     "POLL_INTERVAL",
+    "QUEUE_DEPTH",
     "AnswerPing",
     "Drain",
     "EncodeFrame",

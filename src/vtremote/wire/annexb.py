@@ -155,6 +155,10 @@ class _Bits:
                 raise BitstreamError("Exp-Golomb code longer than 32 bits")
         return (1 << zeros) - 1 + (self.u(zeros) if zeros else 0)
 
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
 
 @dataclass(frozen=True, slots=True)
 class H264Sps:
@@ -166,15 +170,16 @@ class H264Sps:
     bit_depth_chroma: int = 8
 
 
-def parse_h264_sps(nal: Buffer) -> H264Sps:
+def _h264_sps_head(nal: Buffer) -> tuple[H264Sps, _Bits]:
+    """The fields a config record needs, and the reader positioned after them."""
     rbsp = unescape_rbsp(nal)
     if len(rbsp) < 4:
         raise BitstreamError(f"H.264 SPS of {len(rbsp)} bytes is too short")
     profile, constraints, level = rbsp[1], rbsp[2], rbsp[3]
-    if profile not in _HIGH_PROFILES:
-        return H264Sps(profile, constraints, level)
     b = _Bits(rbsp[4:])
     b.ue()  # seq_parameter_set_id
+    if profile not in _HIGH_PROFILES:
+        return H264Sps(profile, constraints, level), b
     chroma = b.ue()
     if chroma > 3:
         raise BitstreamError(f"H.264 SPS chroma_format_idc {chroma} is invalid")
@@ -184,7 +189,51 @@ def parse_h264_sps(nal: Buffer) -> H264Sps:
     chroma_depth = b.ue() + 8
     if luma > 14 or chroma_depth > 14:
         raise BitstreamError(f"H.264 SPS bit depth {luma}/{chroma_depth} is invalid")
-    return H264Sps(profile, constraints, level, chroma, luma, chroma_depth)
+    return H264Sps(profile, constraints, level, chroma, luma, chroma_depth), b
+
+
+def parse_h264_sps(nal: Buffer) -> H264Sps:
+    rbsp = unescape_rbsp(nal)
+    if len(rbsp) >= 4 and rbsp[1] not in _HIGH_PROFILES:
+        return H264Sps(rbsp[1], rbsp[2], rbsp[3])  # nothing more to read for these
+    return _h264_sps_head(nal)[0]
+
+
+def h264_sps_size(nal: Buffer) -> tuple[int, int]:
+    """The coded picture size (width, height, in samples, before cropping) an H.264 SPS
+    declares: what a decoder allocates for it."""
+    sps, b = _h264_sps_head(nal)
+    if sps.profile_idc in _HIGH_PROFILES:
+        b.u(1)  # qpprime_y_zero_transform_bypass_flag
+        if b.u(1):  # seq_scaling_matrix_present_flag
+            for i in range(12 if sps.chroma_format_idc == 3 else 8):
+                if b.u(1):
+                    _skip_scaling_list(b, 16 if i < 6 else 64)
+    b.ue()  # log2_max_frame_num_minus4
+    poc_type = b.ue()
+    if poc_type == 0:
+        b.ue()  # log2_max_pic_order_cnt_lsb_minus4
+    elif poc_type == 1:
+        b.u(1)
+        b.se(), b.se()
+        cycle = b.ue()
+        if cycle > 255:
+            raise BitstreamError(f"H.264 SPS num_ref_frames_in_pic_order_cnt_cycle {cycle} > 255")
+        for _ in range(cycle):
+            b.se()
+    b.ue()  # max_num_ref_frames
+    b.u(1)  # gaps_in_frame_num_value_allowed_flag
+    width_mbs, height_units = b.ue() + 1, b.ue() + 1
+    frame_mbs_only = b.u(1)
+    return width_mbs * 16, height_units * 16 * (2 - frame_mbs_only)
+
+
+def _skip_scaling_list(b: _Bits, size: int) -> None:
+    last = nxt = 8
+    for _ in range(size):
+        if nxt:
+            nxt = (last + b.se()) % 256
+        last = nxt or last
 
 
 @dataclass(frozen=True, slots=True)
