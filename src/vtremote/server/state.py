@@ -182,6 +182,8 @@ class ServerState:
                 victim.evicted,
                 extra=RATE_LIMITED,
             )
+            if victim.interrupt is not None:
+                victim.interrupt()
         with self._lock:
             self._tickets[session] = ticket
         return ticket
