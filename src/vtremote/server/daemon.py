@@ -340,13 +340,16 @@ class Server:
         except (OSError, ssl.SSLError) as e:
             if isinstance(e, ssl.SSLError):
                 self.metrics.refused.labels("tls_failed").inc()
-            reason = f"server busy: {ticket.evicted}" if ticket.evicted is not None else e
-            log.warning(
-                "connection from %s closed before a session: %s",
-                session.peer,
-                reason,
-                extra=RATE_LIMITED,
-            )
+            if ticket.evicted is None:  # an eviction was logged when it happened (state.py)
+                # The peer hanging up is its own business; a failed or late handshake is ours.
+                level = logging.DEBUG if isinstance(e, ConnectionError) else logging.WARNING
+                log.log(
+                    level,
+                    "connection from %s closed before a session: %s",
+                    session.peer,
+                    e,
+                    extra=RATE_LIMITED,
+                )
             with contextlib.suppress(OSError):
                 sock.close()
             return False
