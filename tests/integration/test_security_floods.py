@@ -15,13 +15,12 @@ import socket
 import time
 import urllib.request
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from test_security_auth import N
+from test_security_auth import encode as encode_once
 
-from media import testsrc_frames
-from vtremote.client import RemoteEncoder
 from vtremote.errors import BadRequestError
 from vtremote.server.metrics import MAX_METRICS_CONNECTIONS
 from vtremote.wire import Connection, Role, messages
@@ -29,7 +28,6 @@ from vtremote.wire import Connection, Role, messages
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 
 TOKEN = "flood-token"
-W, H, N = 64, 64, 10
 FINGERPRINT = r"SHA-256 fingerprint ([0-9A-F:]{95})"
 #: The first bytes of a TLS ClientHello record (handshake, TLS 1.0 record version, 512 bytes
 #: announced) and nothing more: a handshake that never completes.
@@ -55,13 +53,25 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 30.0) -> N
         time.sleep(0.1)
 
 
-def encode_once(addr: str, **kw: object) -> int:
-    with RemoteEncoder(
-        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), timeout=15, **kw
-    ) as enc:  # type: ignore[arg-type]
-        packets = [p for f in testsrc_frames(N, W, H, "nv12") for p in enc.encode(f)]
-        packets += enc.flush()
-    return len(packets)
+class Usage:
+    """Threads and descriptors of a server process: at idle, and the peak since."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.idle_threads, self.idle_fds = threads_of(pid), fds_of(pid)
+        self.peak_threads = self.peak_fds = 0
+
+    def sample(self) -> None:
+        self.peak_threads = max(self.peak_threads, threads_of(self.pid))
+        self.peak_fds = max(self.peak_fds, fds_of(self.pid))
+
+    def assert_peak_within(self, threads: int, fds: int) -> None:
+        assert self.peak_threads <= self.idle_threads + threads, vars(self)
+        assert self.peak_fds <= self.idle_fds + fds, vars(self)
+
+    def wait_idle(self) -> None:
+        wait_until("threads back to idle", lambda: threads_of(self.pid) <= self.idle_threads)
+        wait_until("descriptors back to idle", lambda: fds_of(self.pid) <= self.idle_fds)
 
 
 def closed_by_server(sock: socket.socket) -> bool:
@@ -91,12 +101,9 @@ def test_half_open_tls_handshakes_are_capped_per_source(start_server, tmp_path: 
         "8",
     )
     fp = server.wait_for_log(FINGERPRINT).group(1)
-    pid = server.proc.pid
     assert encode_once(server.addr, token=TOKEN, tls_fingerprint=fp) == N
-    idle_threads, idle_fds = threads_of(pid), fds_of(pid)
-
+    usage = Usage(server.proc.pid)
     flood: list[socket.socket] = []
-    peak_threads = peak_fds = 0
     ok = 0
     try:
         for i in range(200):
@@ -105,8 +112,7 @@ def test_half_open_tls_handshakes_are_capped_per_source(start_server, tmp_path: 
             flood.append(s)
             if i % 40 == 39:  # a legitimate TLS client with the token, mid-flood
                 ok += encode_once(server.addr, token=TOKEN, tls_fingerprint=fp) == N
-            peak_threads = max(peak_threads, threads_of(pid))
-            peak_fds = max(peak_fds, fds_of(pid))
+            usage.sample()
         # All but the newest 8 are closed by the server, long before their deadline.
         wait_until(
             "the server closed all but 8 of 200 half-open TLS connections",
@@ -114,17 +120,14 @@ def test_half_open_tls_handshakes_are_capped_per_source(start_server, tmp_path: 
         )
         assert not any(closed_by_server(s) for s in flood[-8:])
         ok += encode_once(server.addr, token=TOKEN, tls_fingerprint=fp) == N
-        peak_threads = max(peak_threads, threads_of(pid))
-        peak_fds = max(peak_fds, fds_of(pid))
+        usage.sample()
     finally:
         for s in flood:
             s.close()
     assert ok == 6
     # Pending handshakes cost what the cap allows (8) and the few being evicted; never 200.
-    assert peak_threads <= idle_threads + 8 + 16, (idle_threads, peak_threads)
-    assert peak_fds <= idle_fds + 8 + 16, (idle_fds, peak_fds)
-    wait_until("threads back to idle", lambda: threads_of(pid) <= idle_threads)
-    wait_until("descriptors back to idle", lambda: fds_of(pid) <= idle_fds)
+    usage.assert_peak_within(threads=8 + 16, fds=8 + 16)
+    usage.wait_idle()
     lines = server.stderr_text().splitlines()
     assert len(lines) < 100, f"{len(lines)} log lines for one flood"
 
@@ -138,12 +141,9 @@ def test_idle_metrics_connections_leave_the_vtr1_port_alone(start_server) -> Non
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     port = int(server.wait_for_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
-    pid = server.proc.pid
     assert encode_once(server.addr) == N
-    idle_threads, idle_fds = threads_of(pid), fds_of(pid)
-
+    usage = Usage(server.proc.pid)
     flood: list[socket.socket] = []
-    peak_threads = peak_fds = 0
     ok = 0
     try:
         for i in range(300):
@@ -151,18 +151,14 @@ def test_idle_metrics_connections_leave_the_vtr1_port_alone(start_server) -> Non
                 flood.append(socket.create_connection(("127.0.0.1", port), timeout=5))
             if i % 60 == 59:
                 ok += encode_once(server.addr) == N
-            peak_threads = max(peak_threads, threads_of(pid))
-            peak_fds = max(peak_fds, fds_of(pid))
+            usage.sample()
         ok += encode_once(server.addr) == N
     finally:
         for s in flood:
             s.close()
     assert ok == 6
-    cap = MAX_METRICS_CONNECTIONS
-    assert peak_fds <= idle_fds + cap + 8, (idle_fds, peak_fds)
-    assert peak_threads <= idle_threads + cap + 4, (idle_threads, peak_threads)
-    wait_until("threads back to idle", lambda: threads_of(pid) <= idle_threads)
-    wait_until("descriptors back to idle", lambda: fds_of(pid) <= idle_fds)
+    usage.assert_peak_within(threads=MAX_METRICS_CONNECTIONS + 4, fds=MAX_METRICS_CONNECTIONS + 8)
+    usage.wait_idle()
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
     assert b"vtremoted_sessions_total 7.0" in body
     log = server.stderr_text()
