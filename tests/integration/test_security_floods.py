@@ -166,6 +166,27 @@ def test_idle_metrics_connections_leave_the_vtr1_port_alone(start_server) -> Non
     assert len(log.splitlines()) < 100
 
 
+def test_idle_and_dripping_metrics_clients_are_cut_off(start_server) -> None:
+    server = start_server("--engine", "x264", "--metrics", "127.0.0.1:0")
+    port = int(server.wait_for_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as idle,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as drip,
+    ):
+        start = time.monotonic()
+        sent = 0
+        while not (closed_by_server(idle) and closed_by_server(drip)):
+            assert time.monotonic() - start < 60, "a metrics client held its connection 60 s"
+            with contextlib.suppress(OSError):
+                drip.send(request[sent : sent + 1])  # a byte every 0.5 s, never a whole request
+                sent += 1
+            time.sleep(0.5)
+    assert sent < len(request)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read()
+    assert b'"status": "ok"' in body
+
+
 def test_a_newline_in_the_client_name_stays_on_one_log_line(server) -> None:
     conn = Connection(Role.CLIENT)
     hello = messages.Hello("", "h264", "evil\nFORGED ERROR line", "b\x1b[31m")
