@@ -26,6 +26,7 @@ from vtremote.errors import ConfigError, VTRemoteError
 from vtremote.server import Server, ServerConfig, format_address
 from vtremote.server.advertise import Advertiser, txt_record
 from vtremote.server.config import DEFAULT_LISTEN, LOG_LEVELS, log_level_number
+from vtremote.server.logs import PrintableFilter
 from vtremote.testing.faults import ServerFaults
 
 log = logging.getLogger("vtremote.cli.serve")
@@ -323,6 +324,7 @@ def server_faults(args: argparse.Namespace) -> ServerFaults | None:
 def _setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s vtremoted %(levelname)s %(message)s"))
+    handler.addFilter(PrintableFilter())  # FFmpeg's lines (libav.*) too: one record, one line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(log_level_number(level))
