@@ -23,7 +23,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from vtremote.errors import ConfigError
@@ -32,6 +32,9 @@ from vtremote.errors import ConfigError
 WRITE_CHUNK = 1024 * 1024
 #: Ciphertext read from the socket at once.
 READ_CHUNK = 1024 * 1024
+#: Ciphertext read at once during the handshake (its messages are a few KiB): a pending
+#: handshake holds no large buffer.
+HANDSHAKE_CHUNK = 16 * 1024
 #: How long shutdown/close may wait to hand the last ciphertext to the kernel.
 FLUSH_ON_CLOSE = 2.0
 
@@ -78,7 +81,7 @@ class TLSSocket:
         self._lock = threading.Lock()  # the SSLObject and both BIOs
         self._send_lock = threading.Lock()  # ciphertext order on the socket
         self._unsent = b""  # ciphertext taken from the BIO, not yet taken by the kernel
-        self._rbuf = bytearray(READ_CHUNK)
+        self._rbuf = bytearray()  # READ_CHUNK bytes from the first receive after the handshake
         self._eof = False
 
     # -- making one --------------------------------------------------------------------------
@@ -92,9 +95,13 @@ class TLSSocket:
         server_side: bool,
         server_hostname: str | None = None,
         deadline: float | None = None,
+        poll: Callable[[], None] | None = None,
+        poll_interval: float = 0.25,
     ) -> TLSSocket:
         """Run the TLS handshake on ``sock`` (blocking, until ``deadline`` on the monotonic clock).
 
+        ``poll`` is called at least every ``poll_interval`` s while waiting for the peer; what
+        it raises ends the handshake (a server's admission control evicting the connection).
         Raises ``ssl.SSLError`` for a failed handshake, ``TimeoutError`` past the deadline,
         ``ConnectionError`` if the peer closes first.
         """
@@ -110,12 +117,7 @@ class TLSSocket:
                 return self
             except ssl.SSLWantReadError:
                 self._send_raw(outgoing.read(), deadline)
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError("TLS handshake timed out") from None
-                    sock.settimeout(left)
-                data = sock.recv(READ_CHUNK)
+                data = self._handshake_recv(deadline, poll, poll_interval)
                 if not data:
                     raise ConnectionError("connection closed during the TLS handshake") from None
                 incoming.write(data)
@@ -123,6 +125,26 @@ class TLSSocket:
                 with contextlib.suppress(OSError):  # tell the peer why (an alert), if it listens
                     sock.sendall(outgoing.read())
                 raise
+
+    def _handshake_recv(
+        self, deadline: float | None, poll: Callable[[], None] | None, interval: float
+    ) -> bytes:
+        while True:
+            if poll is not None:
+                poll()
+            wait = None if poll is None else interval
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("TLS handshake timed out") from None
+                wait = left if wait is None else min(wait, left)
+            if wait is not None:
+                self.sock.settimeout(wait)
+            try:
+                return self.sock.recv(HANDSHAKE_CHUNK)
+            except TimeoutError:
+                if poll is None and deadline is None:
+                    raise
 
     def _send_raw(self, data: bytes, deadline: float | None) -> None:
         if not data:
@@ -180,6 +202,8 @@ class TLSSocket:
             self._flush_unsent(blocking=False)
             if self._in.eof:
                 return 0  # the socket ended and nothing decryptable is left
+            if not self._rbuf:
+                self._rbuf = bytearray(READ_CHUNK)
             n = self.sock.recv_into(self._rbuf)
             with self._lock:
                 if n == 0:

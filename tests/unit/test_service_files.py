@@ -12,6 +12,8 @@ import pytest
 
 from vtremote.cli.serve import main as serve_main
 from vtremote.cli.service import LABEL
+from vtremote.server import fdlimit
+from vtremote.server.config import ServerConfig
 
 FLAGS = [
     "--listen",
@@ -34,6 +36,10 @@ def test_launchd_plist_parses_and_runs_the_server_with_the_flags(tmp_path: Path,
     assert doc["Label"] == LABEL and doc["RunAtLoad"] is True
     assert doc["ProgramArguments"] == [sys.executable, "-m", "vtremote.cli.serve", *FLAGS]
     assert doc["KeepAlive"] == {"SuccessfulExit": False}
+    # launchd's default of 256 descriptors is below what the connection caps need.
+    need = fdlimit.needed(ServerConfig(max_sessions=2))
+    assert doc["SoftResourceLimits"]["NumberOfFiles"] >= need
+    assert doc["HardResourceLimits"]["NumberOfFiles"] >= need
     assert "not loaded" in capsys.readouterr().out
     assert serve_main(["uninstall-service", "--platform", "macos", "--dir", str(tmp_path)]) == 0
     assert not path.exists()
@@ -55,6 +61,7 @@ def test_systemd_unit_is_valid(tmp_path: Path) -> None:
             key, value = line.split("=", 1)
             sections[current][key] = value
     assert list(sections) == ["Unit", "Service", "Install"]
+    assert int(sections["Service"]["LimitNOFILE"]) >= fdlimit.needed(ServerConfig(max_sessions=2))
     assert sections["Service"]["ExecStart"].split() == [
         sys.executable,
         "-m",

@@ -32,6 +32,7 @@ from vtremote.server.config import (
     log_level_number,
     parse_size,
 )
+from vtremote.server.logs import PrintableFilter
 from vtremote.testing.faults import ServerFaults
 
 log = logging.getLogger("vtremote.cli.serve")
@@ -346,6 +347,7 @@ def server_faults(args: argparse.Namespace) -> ServerFaults | None:
 def _setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s vtremoted %(levelname)s %(message)s"))
+    handler.addFilter(PrintableFilter())  # FFmpeg's lines (libav.*) too: one record, one line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(log_level_number(level))

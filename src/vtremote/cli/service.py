@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vtremote.server import fdlimit
+
 NAME = "vtremoted"
 LABEL = "com.vtremote.vtremoted"
 
@@ -90,6 +92,7 @@ def systemd_unit(server_args: list[str], system: bool) -> str:
             "TimeoutStopSec=45",
             "NoNewPrivileges=yes",
             "UMask=0077",
+            f"LimitNOFILE={fdlimit.SERVICE_LIMIT}",  # fits the connection caps (server/fdlimit.py)
             "",
             "[Install]",
             f"WantedBy={'multi-user.target' if system else 'default.target'}",
@@ -111,6 +114,9 @@ def launchd_plist(server_args: list[str], system: bool) -> str:
         "StandardOutPath": os.path.join(log_dir, "vtremoted.log"),
         "StandardErrorPath": os.path.join(log_dir, "vtremoted.log"),
         "Umask": 0o077,
+        # launchd's default soft limit is 256: too few for the connection caps.
+        "SoftResourceLimits": {"NumberOfFiles": fdlimit.SERVICE_LIMIT},
+        "HardResourceLimits": {"NumberOfFiles": fdlimit.SERVICE_LIMIT},
     }
     return plistlib.dumps(doc).decode()
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -43,6 +44,9 @@ class Ticket:
     authenticated: bool = False
     #: The source's auth block was checked (once, before anything is read).
     screened: bool = False
+    #: Called when the ticket is evicted while its owner blocks where it cannot poll
+    #: (a TLS handshake: no ERROR can be sent before it ends, so the socket is shut).
+    interrupt: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

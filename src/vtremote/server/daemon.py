@@ -44,7 +44,7 @@ from vtremote.errors import (
     EngineUnavailableError,
     UnsupportedConfigError,
 )
-from vtremote.server import logs
+from vtremote.server import fdlimit, logs
 from vtremote.server import tls as tlsmod
 from vtremote.server.admission import Ticket
 from vtremote.server.config import ServerConfig, parse_listen
@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 
 #: listen() backlog (the reference used 8).
 BACKLOG = 64
+#: Waits after a failed accept (e.g. EMFILE): the first, then doubling up to the last.
+ACCEPT_BACKOFF_MIN = 0.05
+ACCEPT_BACKOFF_MAX = 1.0
 
 
 def format_address(host: str, port: int) -> str:
@@ -132,6 +135,7 @@ class Server:
             target=self._accept_loop, name="vtremoted-accept", daemon=True
         )
         self._log_filter = logs.install()
+        fdlimit.check(self._config)
         if self._config.metrics:
             host, port = parse_listen(self._config.metrics)
             self._metrics_server = MetricsServer(self.metrics, host, port, self._health)
@@ -233,6 +237,7 @@ class Server:
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ)
         sel.register(wake, selectors.EVENT_READ)
+        backoff = 0.0  # after a failed accept (EMFILE...): wait, doubling up to ACCEPT_BACKOFF_MAX
         try:
             while not self.state.shutting_down:
                 if self._log_filter is not None:
@@ -245,9 +250,13 @@ class Server:
                     except (BlockingIOError, InterruptedError):
                         continue
                     except OSError as e:
-                        log.error("accept failed: %s", e)
-                        time.sleep(0.1)  # e.g. EMFILE: do not spin
+                        backoff = min(ACCEPT_BACKOFF_MAX, max(ACCEPT_BACKOFF_MIN, 2 * backoff))
+                        log.error(
+                            "accept failed: %s; retrying in %g s", e, backoff, extra=RATE_LIMITED
+                        )
+                        self._stop_requested.wait(backoff)  # do not spin on a full fd table
                         continue
+                    backoff = 0.0
                     self._spawn(conn, addr)
                     if self._config.once:
                         listener.close()  # --once: nobody else waits in the backlog for nothing
@@ -295,26 +304,18 @@ class Server:
                 self._stop_requested.set()
 
     def _start_tls(self, session: Session, ticket: Ticket) -> bool:
-        """Tell TLS from plain by the first byte; wrap TLS. False: the connection is closed."""
+        """Tell TLS from plain by the first byte; wrap TLS. False: the connection is closed.
+
+        All of it runs under the connection's admission ticket: the handshake deadline counts
+        from accept, and an eviction shuts the socket at once (``Ticket.interrupt``), so a
+        pending TLS handshake costs what a pending plain connection costs and no more.
+        """
         assert self._ssl is not None
         sock = session.sock
         deadline = ticket.accepted + self._config.handshake_timeout
-        first = b""
+        ticket.interrupt = lambda: _shut(sock)
         try:
-            while not first:
-                if ticket.evicted is not None or self.state.shutting_down:
-                    raise TimeoutError("evicted")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.metrics.refused.labels("handshake_timeout").inc()
-                    raise TimeoutError("no data")
-                sock.settimeout(min(left, POLL_INTERVAL))
-                try:
-                    first = sock.recv(1, socket.MSG_PEEK)
-                except TimeoutError:
-                    continue
-                if not first:
-                    raise ConnectionError("closed before sending anything")
+            first = self._first_byte(sock, ticket, deadline)
             if not tlsmod.is_tls_hello(first):
                 if self._config.require_tls:
                     self.metrics.refused.labels("tls_required").inc()
@@ -326,21 +327,56 @@ class Server:
                         ),
                     )
                 return True  # plain VTR1 (or the refusal, sent by the session as an ERROR)
-            tls = TLSSocket.handshake(sock, self._ssl, server_side=True, deadline=deadline)
+            tls = TLSSocket.handshake(
+                sock,
+                self._ssl,
+                server_side=True,
+                deadline=deadline,
+                poll=lambda: self._check_pending(ticket, deadline),
+                poll_interval=POLL_INTERVAL,
+            )
             session.sock = tls  # type: ignore[assignment]  # the socket API the session uses
             return True
         except (OSError, ssl.SSLError) as e:
             if isinstance(e, ssl.SSLError):
                 self.metrics.refused.labels("tls_failed").inc()
-            log.warning(
-                "connection from %s closed before a session: %s",
-                session.peer,
-                e,
-                extra=RATE_LIMITED,
-            )
+            if ticket.evicted is None:  # an eviction was logged when it happened (state.py)
+                # The peer hanging up is its own business; a failed or late handshake is ours.
+                level = logging.DEBUG if isinstance(e, ConnectionError) else logging.WARNING
+                log.log(
+                    level,
+                    "connection from %s closed before a session: %s",
+                    session.peer,
+                    e,
+                    extra=RATE_LIMITED,
+                )
             with contextlib.suppress(OSError):
                 sock.close()
             return False
+        finally:
+            ticket.interrupt = None
+
+    def _check_pending(self, ticket: Ticket, deadline: float) -> None:
+        """Raise if a connection still before its session must go (evicted, late, shutdown)."""
+        if ticket.evicted is not None or self.state.shutting_down:
+            raise TimeoutError("evicted")
+        if time.monotonic() >= deadline:
+            self.metrics.refused.labels("handshake_timeout").inc()
+            raise TimeoutError(
+                f"no TLS handshake within {self._config.handshake_timeout:g} s of connecting"
+            )
+
+    def _first_byte(self, sock: socket.socket, ticket: Ticket, deadline: float) -> bytes:
+        while True:
+            self._check_pending(ticket, deadline)
+            sock.settimeout(max(0.001, min(deadline - time.monotonic(), POLL_INTERVAL)))
+            try:
+                first = sock.recv(1, socket.MSG_PEEK)
+            except TimeoutError:
+                continue
+            if not first:
+                raise ConnectionError("closed before sending anything")
+            return first
 
     def request_shutdown(self) -> None:
         """Ask :meth:`serve_forever` to shut down (safe from a signal handler)."""
@@ -407,6 +443,12 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.shutdown()
+
+
+def _shut(sock: socket.socket) -> None:
+    """Wake a thread blocked on ``sock`` (its owner closes it)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,8 +10,15 @@ when the window ends::
     refusing connection from %s: ... (3817 more like this in the last 10 s)
 
 Records without the marker are never held back, so session summaries and
-errors of authenticated sessions always appear. Also here: the session's line
-prefix and how one message reads in a DEBUG line.
+errors of authenticated sessions always appear.
+
+Peers choose many strings that reach log lines (HELLO client name and build,
+codec names, option keys and values, filter strings, exception texts quoting
+them): :func:`printable` escapes what is not printable (``\\n``, ``\\x1b``...),
+and :class:`PrintableFilter`, installed on every ``vtremote`` logger, applies
+it to each formatted message, so one record is one line that nobody but the
+server wrote. Also here: the session's line prefix and how one message reads
+in a DEBUG line.
 """
 
 from __future__ import annotations
@@ -92,6 +99,39 @@ class RateLimitFilter(logging.Filter):
             _emit_summary(k, w, self.window)
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped as Python writes it (``\\n``,
+    ``\\x1b``, ``\\u2028``): one line, no terminal control sequences."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+class PrintableFilter(logging.Filter):
+    """Escapes the formatted message of every record with :func:`printable`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a broken format: logging reports it when it formats the record
+        if not message.isprintable():
+            record.msg, record.args = printable(message), ()
+        return True
+
+
 def _emit_summary(template: str, win: _Window, window: float) -> None:
     # The template, not a formatted line: its arguments differed between the records.
     logging.getLogger(win.name).log(
@@ -104,14 +144,24 @@ SERVER_LOGGERS = ("vtremote.server.daemon", "vtremote.server.state", "vtremote.s
 
 
 def install(burst: int = 5, window: float = 10.0) -> RateLimitFilter:
-    """Attach one filter to the server's loggers (idempotent per filter object); returns it."""
+    """Attach one rate limit to the server's loggers and the printable filter to every
+    ``vtremote`` logger (idempotent); returns the rate limit."""
     flt = RateLimitFilter(burst, window)
     for name in SERVER_LOGGERS:
         logger = logging.getLogger(name)
         for old in [f for f in logger.filters if isinstance(f, RateLimitFilter)]:
             logger.removeFilter(old)
         logger.addFilter(flt)
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "vtremote"]
+    for name in {"vtremote", *SERVER_LOGGERS, *names}:
+        logger = logging.getLogger(name)
+        for stale in [f for f in logger.filters if isinstance(f, PrintableFilter)]:
+            logger.removeFilter(stale)
+        logger.addFilter(_PRINTABLE)  # after the rate limit, which reads the template
     return flt
+
+
+_PRINTABLE = PrintableFilter()
 
 
 class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -149,4 +199,12 @@ def describe(msg: messages.Message) -> str:
     return type(msg).__name__.upper()
 
 
-__all__ = ["RATE_LIMITED", "RateLimitFilter", "SessionLog", "describe", "install"]
+__all__ = [
+    "RATE_LIMITED",
+    "PrintableFilter",
+    "RateLimitFilter",
+    "SessionLog",
+    "describe",
+    "install",
+    "printable",
+]

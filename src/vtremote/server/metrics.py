@@ -15,9 +15,12 @@ to its PACKET sent), ``errors_total{code}``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -118,17 +121,83 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+#: Connections the endpoint serves at once; more are accepted and closed at once, so no load
+#: here holds more descriptors or threads than this (the VTR1 port shares the process's).
+MAX_METRICS_CONNECTIONS = 16
+#: Each socket operation of a request (reading it, writing the answer) must finish within this.
+METRICS_IO_TIMEOUT = 5.0
+#: A whole connection, however slowly its bytes come: past this it is shut.
+METRICS_DEADLINE = 10.0
+
+
 class _Server(ThreadingMixIn, WSGIServer):
+    """wsgiref's server with a connection cap, per-operation timeouts and a per-connection
+    deadline; one request per connection (wsgiref answers one and closes)."""
+
     daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._conn_lock = threading.Lock()
+        #: Open connections -> their deadline (monotonic).
+        self._open: dict[socket.socket, float] = {}
+        self.connections_refused = 0
+        super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError:
+            time.sleep(0.05)  # e.g. EMFILE: serve_forever would retry at once, forever
+            raise
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        with self._conn_lock:
+            if len(self._open) >= MAX_METRICS_CONNECTIONS:
+                self.connections_refused += 1
+                return False  # socketserver closes it
+            self._open[request] = time.monotonic() + METRICS_DEADLINE
+        return True
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self._open.pop(request, None)
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        """Called by serve_forever about twice a second: shut connections past their deadline
+        (their thread wakes, fails its read or write and closes)."""
+        now = time.monotonic()
+        with self._conn_lock:
+            late = [sock for sock, deadline in self._open.items() if deadline <= now]
+        for sock in late:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def open_connections(self) -> int:
+        with self._conn_lock:
+            return len(self._open)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A timed-out or vanished scraper; a peer must not be able to print tracebacks.
+        log.debug("metrics connection from %s failed", client_address[0], exc_info=True)
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = METRICS_IO_TIMEOUT
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # a scraper every 15 s must not fill the log
 
 
 class MetricsServer:
-    """The HTTP endpoint; :meth:`start` binds and serves in a daemon thread."""
+    """The HTTP endpoint; :meth:`start` binds and serves in a daemon thread.
+
+    Bounded whatever its clients do: at most :data:`MAX_METRICS_CONNECTIONS` at once (one
+    thread and one descriptor each; more are closed on accept), each socket operation within
+    :data:`METRICS_IO_TIMEOUT` and each connection within :data:`METRICS_DEADLINE`.
+    """
 
     def __init__(
         self,
@@ -149,6 +218,15 @@ class MetricsServer:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def open_connections(self) -> int:
+        return self._httpd.open_connections
+
+    @property
+    def connections_refused(self) -> int:
+        """Connections closed on accept because the cap was reached."""
+        return self._httpd.connections_refused
 
     def close(self) -> None:
         self._httpd.shutdown()
@@ -175,4 +253,4 @@ class MetricsServer:
         return [b"try /metrics or /healthz\n"]
 
 
-__all__ = ["Metrics", "MetricsServer"]
+__all__ = ["MAX_METRICS_CONNECTIONS", "Metrics", "MetricsServer"]

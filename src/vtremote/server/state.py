@@ -188,6 +188,9 @@ class ServerState:
                 victim.evicted,
                 extra=RATE_LIMITED,
             )
+            interrupt = victim.interrupt  # read once: its owner clears it when done
+            if interrupt is not None:
+                interrupt()
         with self._lock:
             self._tickets[session] = ticket
         return ticket

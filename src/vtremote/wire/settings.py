@@ -449,44 +449,63 @@ class Key:
     #: What the server assumes when CONFIGURE lacks the key, where that is not the
     #: field's default.
     absent: object = None
+    #: The values a number may take (inclusive; floats for a float key): outside them the
+    #: CONFIGURE is refused, naming the key and the range. None: not a number (on/off keys).
+    limits: tuple[int, int] | tuple[float, float] | None = None
+
+
+#: A C ``int``, and the part of it that is not negative (sizes, rates, counts).
+INT32: Final = (-(1 << 31), (1 << 31) - 1)
+NATURAL: Final = (0, (1 << 31) - 1)
+#: "-1: unset" or a count.
+UNSET_OR_NATURAL: Final = (-1, (1 << 31) - 1)
+#: AVColor* enum values.
+COLOUR_ENUM: Final = (0, 255)
 
 
 #: Every encoder key of VTR1.md §3.2, in the order the reference client sends them.
 KEYS: tuple[Key, ...] = (
-    Key("bitrate", _read_int, _positive("bitrate")),
-    Key("maxrate", _read_int, _positive("maxrate")),
-    Key("gop", _read_int, _positive("gop"), absent=0),
-    Key("max_b_frames", _read_int, _positive("max_b_frames")),
-    Key("flags", _read_flags, _flags),
-    Key("global_quality", _read_int, _positive("global_quality")),
-    Key("qmin", _read_int, _not_negative("qmin")),
-    Key("qmax", _read_int, _not_negative("qmax")),
-    Key("profile", _read_int, _profile),
-    Key("level", _read_int, _level),
+    Key("bitrate", _read_int, _positive("bitrate"), limits=NATURAL),
+    Key("maxrate", _read_int, _positive("maxrate"), limits=NATURAL),
+    Key("gop", _read_int, _positive("gop"), absent=0, limits=NATURAL),
+    Key("max_b_frames", _read_int, _positive("max_b_frames"), limits=NATURAL),
+    # A signed 32-bit int on the wire; unsigned as the client's API takes it.
+    Key("flags", _read_flags, _flags, limits=(-(1 << 31), (1 << 32) - 1)),
+    Key("global_quality", _read_int, _positive("global_quality"), limits=NATURAL),
+    Key("qmin", _read_int, _not_negative("qmin"), limits=UNSET_OR_NATURAL),
+    Key("qmax", _read_int, _not_negative("qmax"), limits=UNSET_OR_NATURAL),
+    Key("profile", _read_int, _profile, limits=INT32),
+    Key("level", _read_int, _level, limits=INT32),
     # Always sent; 0 for HEVC.
-    Key("entropy", _read_int, lambda s, codec, h264: str(s.entropy_number() if h264 else 0)),
+    Key(
+        "entropy",
+        _read_int,
+        lambda s, codec, h264: str(s.entropy_number() if h264 else 0),
+        limits=INT32,
+    ),
     Key("allow_sw", _read_bool, _on("allow_sw")),
     Key("require_sw", _read_bool, _on("require_sw")),
-    Key("realtime", _read_int, _not_negative("realtime")),
+    Key("realtime", _read_int, _not_negative("realtime"), limits=INT32),
     Key("frames_before", _read_bool, _on("frames_before")),
     Key("frames_after", _read_bool, _on("frames_after")),
-    Key("prio_speed", _read_int, _not_negative("prio_speed")),
-    Key("power_efficient", _read_int, _not_negative("power_efficient")),
-    Key("spatial_aq", _read_int, _not_negative("spatial_aq")),
-    Key("max_ref_frames", _read_int, _positive("max_ref_frames")),
-    Key("max_slice_bytes", _read_int, _max_slice_bytes),
+    Key("prio_speed", _read_int, _not_negative("prio_speed"), limits=UNSET_OR_NATURAL),
+    Key("power_efficient", _read_int, _not_negative("power_efficient"), limits=UNSET_OR_NATURAL),
+    Key("spatial_aq", _read_int, _not_negative("spatial_aq"), limits=UNSET_OR_NATURAL),
+    Key("max_ref_frames", _read_int, _positive("max_ref_frames"), limits=NATURAL),
+    Key("max_slice_bytes", _read_int, _max_slice_bytes, limits=UNSET_OR_NATURAL),
     Key("constant_bit_rate", _read_bool, _on("constant_bit_rate")),
     Key(
         "alpha_quality",
         _read_float,
         lambda s, c, h264: f"{s.alpha_quality:.6f}" if not h264 and s.alpha_quality > 0 else None,
+        limits=(0.0, 1.0),
     ),
-    Key("color_range", _read_int, _colour("color_range")),
-    Key("colorspace", _read_int, _colour("colorspace")),
-    Key("color_primaries", _read_int, _colour("color_primaries")),
-    Key("color_trc", _read_int, _colour("color_trc")),
-    Key("sar_num", _read_int, _sar_part(0)),
-    Key("sar_den", _read_int, _sar_part(1)),
+    Key("color_range", _read_int, _colour("color_range"), limits=COLOUR_ENUM),
+    Key("colorspace", _read_int, _colour("colorspace"), limits=COLOUR_ENUM),
+    Key("color_primaries", _read_int, _colour("color_primaries"), limits=COLOUR_ENUM),
+    Key("color_trc", _read_int, _colour("color_trc"), limits=COLOUR_ENUM),
+    Key("sar_num", _read_int, _sar_part(0), limits=NATURAL),
+    Key("sar_den", _read_int, _sar_part(1), limits=NATURAL),
     # Always sent; captions exist in H.264 only.
     Key(
         "a53_cc", _read_int_bool, lambda s, c, h264: "1" if h264 and s.a53_cc else "0", absent=False
@@ -505,6 +524,21 @@ SESSION_KEYS: Final = frozenset(
 DECODE_KEYS: Final = frozenset(colours.TABLES)
 
 
+def check_limits(key: Key, value: str) -> None:
+    """ConfigError (ERROR 4) naming the key and its range if ``value`` is a number outside
+    ``key.limits``; text that is no number is left to the key's reader (a warning)."""
+    if key.limits is None:
+        return
+    lo, hi = key.limits
+    try:
+        number: float = float(value) if isinstance(lo, float) else int(value.strip(), 10)
+    except ValueError:
+        return
+    if not lo <= number <= hi:  # also NaN
+        shown = value.strip() if len(value.strip()) <= 40 else value.strip()[:40] + "..."
+        raise ConfigError(f"CONFIGURE {key.name}={shown} is outside the allowed range {lo}..{hi}")
+
+
 def parse_configure(options: Mapping[str, str]) -> tuple[EncoderSettings, list[str]]:
     """Settings from an encode CONFIGURE's option map, plus warnings for keys that are
     unknown or whose value does not parse (the key then reads as missing)."""
@@ -518,6 +552,7 @@ def parse_configure(options: Mapping[str, str]) -> tuple[EncoderSettings, list[s
         if key is None:
             warnings.append(f"unknown option {name}={value!r} ignored")
             continue
+        check_limits(key, value)
         parsed = key.read(name, value, warnings)
         if parsed is not None:
             values[name] = parsed
