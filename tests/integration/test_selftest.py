@@ -105,4 +105,5 @@ def test_quick_and_json_need_self_test() -> None:
 def test_list_engines_points_to_the_self_test() -> None:
     proc = serve("--list-engines")
     assert proc.returncode == 0
-    assert "vtremoted --self-test" in proc.stdout
+    assert "vtremoted --self-test" in proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("auto: ")

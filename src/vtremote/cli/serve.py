@@ -370,8 +370,13 @@ def list_engines() -> int:
             except VTRemoteError:
                 auto.append(f"{codec} {mode}=none")
     print(f"auto: {', '.join(auto)}")
-    print("probing opens each codec once; to check that an engine really works end to end, run")
-    print("    vtremoted --self-test [--engine NAME] [--json]   (docs/engines.md)")
+    # On stderr: stdout keeps one line per engine, codec and mode, then auto, for scripts.
+    print(
+        "a probe opens each codec once; to check that an engine really works end to end "
+        "(encode, decode, transcode, SSIM, bitrate), run: vtremoted --self-test "
+        "[--engine NAME] [--json] (docs/engines.md)",
+        file=sys.stderr,
+    )
     return 0
 
 
