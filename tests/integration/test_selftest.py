@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 #: The checks every step makes (besides ``session``, which carries speed and latency).
@@ -107,3 +109,18 @@ def test_list_engines_points_to_the_self_test() -> None:
     assert proc.returncode == 0
     assert "vtremoted --self-test" in proc.stderr
     assert proc.stdout.splitlines()[-1].startswith("auto: ")
+
+
+HW_ENGINE = os.environ.get("VTREMOTE_HW_ENGINE", "")
+
+
+@pytest.mark.hardware
+@pytest.mark.skipif(not HW_ENGINE, reason="set VTREMOTE_HW_ENGINE to a hardware engine")
+def test_hardware_engine_passes_every_check_it_runs() -> None:
+    """The self-test on the device VTREMOTE_HW_ENGINE names: nothing fails, something ran."""
+    rc, out, err = self_test("--engine", HW_ENGINE, "--json")
+    report = json.loads(out)
+    failed = [c for c in report["checks"] if c["status"] == "FAIL"]
+    assert not failed, f"{json.dumps(failed, indent=1)}\n{err}"
+    assert rc == 0 and report["summary"]["passed"] > 0
+    assert report["engines"][0]["hardware"] is True

@@ -13,7 +13,8 @@ import logging
 import shutil
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import av
 from vtremote.client import ConnectionOptions, RemoteDecoder, RemoteEncoder, RemoteTranscoder
 from vtremote.engines import registry
 from vtremote.engines.base import CODECS, MODES, Mode
-from vtremote.errors import ConfigError, VTRemoteError
+from vtremote.errors import ConfigError, EngineError, UnsupportedError, VTRemoteError
 from vtremote.selftest import checks as ck
 from vtremote.selftest import media
 from vtremote.selftest.report import Check, Report
@@ -32,6 +33,22 @@ log = logging.getLogger(__name__)
 
 #: What a failing session raises: ours, FFmpeg's (a local decoder), the socket's.
 FAILURES = (VTRemoteError, av.FFmpegError, OSError)
+
+
+class NotOffered(Exception):
+    """The server refused a 10-bit session at CONFIGURE: a SKIP, not a FAIL."""
+
+
+@contextmanager
+def refusal(scope: ck.Scope) -> Iterator[None]:
+    """Opening a session: a P010 session refused (by the server or the client's checks) means
+    the engine does not offer 10-bit here."""
+    try:
+        yield
+    except (UnsupportedError, ConfigError) as e:
+        if scope.pix_fmt == "p010":
+            raise NotOffered(str(e)) from e
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +182,8 @@ class SelfTest:
                 continue
             try:
                 run(scope, address)
-            except ConfigError as e:
-                if "pixel format" in str(e) or "P010" in str(e) or "10-bit" in str(e):
-                    scope.add("session", None, "", f"{pix_fmt} not offered: {e}")
-                else:
-                    scope.add("session", False, "", f"{type(e).__name__}: {e}")
+            except NotOffered as e:
+                scope.add("session", None, "", f"{pix_fmt} not offered: {e}")
             except FAILURES as e:
                 scope.add("session", False, "", f"{type(e).__name__}: {e}")
 
@@ -190,18 +204,20 @@ class SelfTest:
             packets.extend(got)
 
         start = time.perf_counter()
-        with RemoteEncoder(
-            address,
-            scope.codec,
-            width=src.width,
-            height=src.height,
-            pix_fmt=scope.pix_fmt,
-            time_base=src.time_base,
-            framerate=src.rate,
-            bitrate=s.bitrate,
-            gop=s.gop,
-            connection=self.connection,
-        ) as enc:
+        with refusal(scope):
+            enc = RemoteEncoder(
+                address,
+                scope.codec,
+                width=src.width,
+                height=src.height,
+                pix_fmt=scope.pix_fmt,
+                time_base=src.time_base,
+                framerate=src.rate,
+                bitrate=s.bitrate,
+                gop=s.gop,
+                connection=self.connection,
+            )
+        with enc:
             for i, frame in enumerate(frames):
                 sent[i] = time.perf_counter()
                 took(enc.encode(frame))
@@ -235,10 +251,12 @@ class SelfTest:
             extradata = bytes(stream.codec_context.extradata or b"")
             local, error = media.decode_locally(stream.codec_context.name, packets, extradata)
             if error:
-                raise ConfigError(error)
+                raise EngineError(f"the reference clip {path}: {error}")
             frames: list[av.VideoFrame] = []
             start = time.perf_counter()
-            with RemoteDecoder.from_stream(address, stream, connection=self.connection) as dec:
+            with refusal(scope):
+                dec = RemoteDecoder.from_stream(address, stream, connection=self.connection)
+            with dec:
                 for p in packets:
                     frames.extend(dec.decode(p))
                 frames.extend(dec.flush())
