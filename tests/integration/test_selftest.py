@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+HW_ENGINE = os.environ.get("VTREMOTE_HW_ENGINE", "")
 
 #: The checks every step makes (besides ``session``, which carries speed and latency).
 STEP_CHECKS = {
@@ -98,6 +99,14 @@ def test_null_engine_fails_the_picture_checks_with_reasons() -> None:
     ), out
 
 
+@pytest.mark.skipif(HW_ENGINE == "vaapi", reason="a VA-API device is configured")
+def test_a_named_engine_that_cannot_load_fails_with_the_reason() -> None:
+    rc, out, _ = self_test("--engine", "vaapi")
+    assert rc == 1
+    assert out.startswith("FAIL  vaapi server.start: embedded vtremoted --engine vaapi ")
+    assert "h264_vaapi" in out
+
+
 def test_quick_and_json_need_self_test() -> None:
     proc = serve("--json")
     assert proc.returncode == 2
@@ -109,9 +118,6 @@ def test_list_engines_points_to_the_self_test() -> None:
     assert proc.returncode == 0
     assert "vtremoted --self-test" in proc.stderr
     assert proc.stdout.splitlines()[-1].startswith("auto: ")
-
-
-HW_ENGINE = os.environ.get("VTREMOTE_HW_ENGINE", "")
 
 
 @pytest.mark.hardware

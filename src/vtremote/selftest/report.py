@@ -37,6 +37,8 @@ class Check:
 
     @property
     def label(self) -> str:
+        if self.codec == "-":  # about the engine as a whole
+            return f"{self.engine} {self.step}.{self.name}"
         return f"{self.engine} {self.codec}/{self.pix_fmt} {self.step}.{self.name}"
 
     def line(self) -> str:
@@ -75,7 +77,7 @@ class Report:
         return self.count("FAIL") == 0 and self.count("PASS") > 0
 
     def summary_line(self) -> str:
-        names = ", ".join(e["engine"] for e in self.engines) or "no engine"
+        names = ", ".join(e["engine"] for e in self.engines if e["tested"]) or "no engine"
         v = versions()
         verdict = "all checks passed" if self.ok else "FAILED"
         return (

@@ -355,6 +355,12 @@ def run_self_test(
     scratch = media.scratch_dir()
     try:
         run = SelfTest(settings, report, out or (lambda check: None), scratch)
+        for described in report.engines:
+            if not described["tested"]:
+                reason = next(iter(described["probe"].values()), "")
+                run.scope(described["engine"], "-", "-", "server").add(
+                    "start", None, "", f"does not load here: {reason}"
+                )
         for name in names:
             run.run_engine(name)
     finally:
