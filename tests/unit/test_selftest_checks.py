@@ -79,3 +79,15 @@ def test_bitrate_within_ten_percent() -> None:
 def test_a_failed_check_line_says_why() -> None:
     check = Check("nvenc", "hevc", "p010", "encode", "ssim", "FAIL", "mean 0.2", "too low")
     assert check.line() == "FAIL  nvenc hevc/p010 encode.ssim: too low"
+
+
+def test_ssim_check_catches_output_one_frame_late() -> None:
+    frames = make_frames(Source(96, 64, 10, 2), "nv12")
+    reference = dict(enumerate(frames))
+    s = scope()
+    ck.check_ssim(s, reference, dict(enumerate(frames)), 0.9, "source")
+    late = {i: frames[i - 1] for i in range(1, len(frames))}
+    ck.check_ssim(s, reference, late, 0.5, "source")  # a mean above 0.5 is not enough
+    good, shifted = s.checks
+    assert good.status == "PASS" and good.values["mean"] == pytest.approx(1.0)
+    assert shifted.status == "FAIL" and "looks like source frame" in shifted.reason

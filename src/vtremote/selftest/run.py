@@ -235,7 +235,7 @@ class SelfTest:
             scope.add("ssim", False, "", f"{error} after {len(decoded)} frames")
             return
         reference = {i: f for i, f in enumerate(frames)}
-        threshold = ck.ENCODE_SSIM.get(scope.codec, 0.85)
+        threshold = ck.ENCODE_SSIM.get(scope.codec, 0.90)
         ck.check_ssim(scope, reference, dict(_known(output)), threshold, "source")
 
     def decode(self, scope: ck.Scope, address: str) -> None:
@@ -320,7 +320,7 @@ class SelfTest:
             i: f.reformat(width=width, height=height) for i, f in enumerate(self.frames("nv12"))
         }
         output = {ck.frame_index(f.pts, tb, src.rate): f for f in decoded}
-        threshold = ck.ENCODE_SSIM.get(scope.codec, 0.85)
+        threshold = ck.ENCODE_SSIM.get(scope.codec, 0.90)
         ck.check_ssim(scope, reference, dict(_known(output)), threshold, "scaled source")
 
     @staticmethod
