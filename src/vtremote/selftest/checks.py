@@ -210,16 +210,18 @@ def check_ssim(
         return
     mean, low = statistics.fmean(scores), min(scores)
     ok = mean >= threshold and not shifted
-    reason = f"mean SSIM {mean:.4f} < {threshold} against the {against}"
+    reasons = []
+    if mean < threshold:
+        reasons.append(f"mean SSIM {mean:.4f} < {threshold} against the {against}")
     if shifted:
         i, j = shifted
-        reason = f"output frame {i} looks like {against} frame {j}: pictures out of step"
+        reasons.append(f"output frame {i} looks like {against} frame {j}: pictures out of step")
     scope.add(
         "ssim",
         ok,
         f"mean {mean:.4f}, min {low:.4f} against the {against} over {len(scores)} frames "
         f"(threshold {threshold}), each closest to its own frame",
-        "" if ok else reason,
+        "; ".join(reasons),
         mean=round(mean, 5),
         min=round(low, 5),
         frames=len(scores),
