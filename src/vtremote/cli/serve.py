@@ -382,13 +382,17 @@ def list_engines() -> int:
 
 def self_test(args: argparse.Namespace) -> int:
     """``--self-test``: the conformance run (vtremote/selftest), one line per check."""
-    from vtremote.selftest import run_self_test
+    from vtremote.selftest import Check, run_self_test
 
-    def show(check: Any) -> None:
+    def show(check: Check) -> None:
         if not args.json:
             print(check.line(), flush=True)
 
-    report = run_self_test(args.engine, quick=args.quick, out=show)
+    try:
+        report = run_self_test(args.engine, quick=args.quick, out=show)
+    except KeyboardInterrupt:
+        print("self-test interrupted", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
