@@ -48,6 +48,7 @@ def checks_by_key(report: dict[str, Any]) -> dict[tuple[str, str, str, str], dic
     return {(c["codec"], c["pix_fmt"], c["step"], c["name"]): c for c in report["checks"]}
 
 
+@pytest.mark.timeout(300)  # ~35 s on a loaded 2-core machine; x265 is the slow part
 def test_software_engine_passes_every_check() -> None:
     rc, out, err = self_test("--engine", "x264", "--json")
     report = json.loads(out)
@@ -122,6 +123,7 @@ def test_list_engines_points_to_the_self_test() -> None:
 
 @pytest.mark.hardware
 @pytest.mark.skipif(not HW_ENGINE, reason="set VTREMOTE_HW_ENGINE to a hardware engine")
+@pytest.mark.timeout(300)
 def test_hardware_engine_passes_every_check_it_runs() -> None:
     """The self-test on the device VTREMOTE_HW_ENGINE names: nothing fails, something ran."""
     rc, out, err = self_test("--engine", HW_ENGINE, "--json")
