@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -116,6 +117,29 @@ FLAGS: tuple[tuple[str | None, tuple[Flag, ...]], ...] = (
             (
                 ("--list-engines",),
                 {"action": "store_true", "help": "probe every engine, print what works, exit"},
+            ),
+            (
+                ("--self-test",),
+                {
+                    "action": "store_true",
+                    "help": "run the conformance checks (encode, decode, transcode through an "
+                    "embedded server) on every engine that loads, or on --engine; exit 0 only "
+                    "if every check that ran passed",
+                },
+            ),
+            (
+                ("--quick",),
+                {
+                    "action": "store_true",
+                    "help": "with --self-test: a small source (320x180 at 15 fps) for a fast run",
+                },
+            ),
+            (
+                ("--json",),
+                {
+                    "action": "store_true",
+                    "help": "with --self-test: print the report as JSON on stdout",
+                },
             ),
             (
                 ("--log-level",),
@@ -371,7 +395,34 @@ def list_engines() -> int:
             except VTRemoteError:
                 auto.append(f"{codec} {mode}=none")
     print(f"auto: {', '.join(auto)}")
+    # On stderr: stdout keeps one line per engine, codec and mode, then auto, for scripts.
+    print(
+        "a probe opens each codec once; to check that an engine really works end to end "
+        "(encode, decode, transcode, SSIM, bitrate), run: vtremoted --self-test "
+        "[--engine NAME] [--json] (docs/engines.md)",
+        file=sys.stderr,
+    )
     return 0
+
+
+def self_test(args: argparse.Namespace) -> int:
+    """``--self-test``: the conformance run (vtremote/selftest), one line per check."""
+    from vtremote.selftest import Check, run_self_test
+
+    def show(check: Check) -> None:
+        if not args.json:
+            print(check.line(), flush=True)
+
+    try:
+        report = run_self_test(args.engine, quick=args.quick, out=show)
+    except KeyboardInterrupt:
+        print("self-test interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.summary_line())
+    return 0 if report.ok else 1
 
 
 def read_token(args: argparse.Namespace) -> str:
@@ -398,9 +449,15 @@ def main(argv: list[str] | None = None) -> int:
         return service_main(argv, build_parser)
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    # A self-test's lines are its output: the embedded server logs only warnings unless
+    # asked for more (--log-level debug).
+    _setup_logging("warning" if args.self_test and args.log_level == "info" else args.log_level)
     if args.list_engines:
         return list_engines()
+    if args.self_test:
+        return self_test(args)
+    if args.quick or args.json:
+        parser.error("--quick and --json go with --self-test")
     try:
         faults = server_faults(args)
         config = server_config(args)
