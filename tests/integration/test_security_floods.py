@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from test_security_auth import N
-from test_security_auth import encode as encode_once
+from test_security_auth import encoded_count as encode_once
 
 from vtremote.errors import BadRequestError
 from vtremote.server.metrics import MAX_METRICS_CONNECTIONS
