@@ -199,6 +199,23 @@ def describe(msg: messages.Message) -> str:
     return type(msg).__name__.upper()
 
 
+def log_client_gone(
+    log: logging.Logger | logging.LoggerAdapter[Any],
+    error: BaseException,
+    *,
+    streaming: bool,
+    has_data: bool,
+) -> None:
+    """How a session whose client left says so: a warning only mid-stream with data."""
+    if streaming and has_data:
+        log.warning("client vanished mid-stream (%s); stopping the engine", error)
+    elif streaming:
+        # FFmpeg opens and closes a codec while probing a stream: not a failure.
+        log.info("client closed the session before sending data (%s)", error, extra=RATE_LIMITED)
+    else:
+        log.info("client closed the connection (%s)", error, extra=RATE_LIMITED)
+
+
 __all__ = [
     "RATE_LIMITED",
     "PrintableFilter",
@@ -206,5 +223,6 @@ __all__ = [
     "SessionLog",
     "describe",
     "install",
+    "log_client_gone",
     "printable",
 ]

@@ -63,7 +63,7 @@ from vtremote.server.configure import (
 )
 from vtremote.server.faults import FaultHooks
 from vtremote.server.hello import hello_ack, token_matches
-from vtremote.server.logs import RATE_LIMITED, SessionLog, describe
+from vtremote.server.logs import RATE_LIMITED, SessionLog, describe, log_client_gone
 from vtremote.server.metrics import Metrics
 from vtremote.server.planes import picture_from_wire
 from vtremote.server.sockets import (
@@ -231,7 +231,8 @@ class Session:
         except ClientGone as e:
             outcome = "client gone"
             self._stop(e)
-            self._log_client_gone(e)
+            streaming = self.stream is not None and not self._finished.is_set()
+            log_client_gone(self.log, e, streaming=streaming, has_data=self.stats.has_data())
         except VTRemoteError as e:
             outcome = f"error {int(e.code)}"
             self._stop(e)
@@ -250,17 +251,6 @@ class Session:
         self.abort(error)
         if self._worker is not None:
             self._worker.stop()
-
-    def _log_client_gone(self, e: ClientGone) -> None:
-        if self.stream is not None and not self._finished.is_set() and self.stats.has_data():
-            self.log.warning("client vanished mid-stream (%s); stopping the engine", e)
-        elif self.stream is not None and not self._finished.is_set():
-            # FFmpeg opens and closes a codec while probing a stream: not a failure.
-            self.log.info(
-                "client closed the session before sending data (%s)", e, extra=RATE_LIMITED
-            )
-        else:
-            self.log.info("client closed the connection (%s)", e, extra=RATE_LIMITED)
 
     def _serve(self) -> None:
         hello = self._read()
