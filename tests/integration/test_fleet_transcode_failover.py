@@ -1,0 +1,132 @@
+"""FailoverTranscoder against real vtremoted processes that really die (SIGKILL) mid-stream.
+
+A packet transcode (source PACKETs out, output PACKETs back) on a pool whose first server kills
+itself at a chosen source packet (``--die-after-frames N``) must give the output of an
+undisturbed run: the same number of frames, the same pts, dts strictly increasing, decodable
+strictly, each frame its own source picture, and packets on the wire (the surviving server's
+SUMMARY says ``mode=transcode``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from decoding import decode_stream
+from media import make_h264_mp4, plane_arrays
+from transcode_media import check_timestamps, run_transcode, source_frames
+from vtremote.client.failover_transcoder import FailoverTranscoder
+from vtremote.client.pool import Pool, PoolMember
+
+N, W, H = 75, 192, 108
+SETTINGS: dict[str, Any] = {
+    "codec": "h264",
+    "filters": "scale=-2:72",
+    "bitrate": 300_000,
+    "gop": 20,
+    "inflight": 8,
+    "timeout": 5.0,
+}
+
+
+def pool_of(*servers: Any) -> Pool:
+    return Pool("test", tuple(PoolMember(s.addr) for s in servers))
+
+
+def run_failover(
+    pool: Pool, src: Path, **kw: Any
+) -> tuple[FailoverTranscoder, list[av.Packet], int]:
+    out: list[av.Packet] = []
+    source_bytes = 0
+    with av.open(str(src)) as c:
+        stream = c.streams.video[0]
+        with FailoverTranscoder.from_stream(pool, stream, **SETTINGS, **kw) as tc:
+            for pkt in c.demux(stream):
+                source_bytes += pkt.size
+                out += tc.transcode(pkt)
+            out += tc.flush()
+    return tc, out, source_bytes
+
+
+def luma(frame: av.VideoFrame) -> np.ndarray:
+    return plane_arrays(frame.reformat(format="nv12"))[0].astype(np.int16)
+
+
+def check_like_undisturbed(
+    tc: FailoverTranscoder, out: list[av.Packet], reference: list[av.Packet]
+) -> None:
+    assert len(out) == len(reference) == N  # none lost, none twice
+    assert sorted(p.pts for p in out) == sorted(p.pts for p in reference)
+    check_timestamps(out)
+    assert out[0].is_keyframe
+    decoded = decode_stream("h264", tc.extradata, out, strict=True)
+    expected = decode_stream("h264", tc.extradata, reference, strict=True)
+    assert [f.pts for f in decoded] == [f.pts for f in expected]
+    errors = [
+        float(np.abs(luma(a) - luma(b)).mean()) for a, b in zip(decoded, expected, strict=True)
+    ]
+    assert max(errors) < 10, errors  # each frame is its own picture, not a neighbour's
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return make_h264_mp4(tmp_path / "in.mp4", N, W, H, bframes=2, gop=15)
+
+
+@pytest.mark.parametrize("die_after", [4, 38], ids=["first-gop", "mid-stream"])
+def test_transcode_moves_to_the_next_server(
+    start_server, source: Path, die_after: int, caplog
+) -> None:
+    steady = start_server("--engine", "x264")
+    _ref_tc, _sent, reference = run_transcode(steady.addr, source, **SETTINGS)
+    dying = start_server("--engine", "x264", "--die-after-frames", str(die_after))
+    with caplog.at_level(logging.WARNING):
+        tc, out, _ = run_failover(pool_of(dying, steady), source)
+    assert dying.proc.wait(timeout=30) != 0
+    check_like_undisturbed(tc, out, reference)
+    assert tc.failovers == 1 and tc.servers == [dying.addr, steady.addr]
+    assert not tc.fell_back
+    assert "transcode session with" in caplog.text
+    assert tc.stats.bytes_sent > 0
+    assert steady.stderr_text().count("SUMMARY mode=transcode") >= 2
+
+
+def test_transcode_falls_back_to_this_machine(start_server, source: Path) -> None:
+    steady = start_server("--engine", "x264")
+    _ref_tc, _sent, reference = run_transcode(steady.addr, source, **SETTINGS)
+    dying = start_server("--engine", "x264", "--die-after-frames", "41")
+    tc, out, _ = run_failover(pool_of(dying), source, fallback="local")
+    check_like_undisturbed(tc, out, reference)
+    assert tc.failovers == 1 and tc.fell_back
+    assert tc.servers == [dying.addr, "local libx264"]
+
+
+def test_transcode_survives_a_death_in_the_replay(start_server, source: Path) -> None:
+    steady = start_server("--engine", "x264")
+    _ref_tc, _sent, reference = run_transcode(steady.addr, source, **SETTINGS)
+    first = start_server("--engine", "x264", "--die-after-frames", "50")
+    second = start_server("--engine", "x264", "--die-after-frames", "3")
+    tc, out, _ = run_failover(pool_of(first, second, steady), source)
+    check_like_undisturbed(tc, out, reference)
+    assert tc.failovers == 2 and tc.servers == [first.addr, second.addr, steady.addr]
+
+
+def test_source_kept_is_a_gop_plus_the_window(start_server, source: Path) -> None:
+    steady = start_server("--engine", "x264")
+    most = 0
+    with av.open(str(source)) as c:
+        stream = c.streams.video[0]
+        with FailoverTranscoder.from_stream(pool_of(steady), stream, **SETTINGS) as tc:
+            for pkt in c.demux(stream):
+                tc.transcode(pkt)
+                most = max(most, tc.in_flight)
+            tc.flush()
+    frames, _ = source_frames(source)
+    assert len(frames) == N
+    # source GOP 15, window 8, encoder and decoder delays: well under the whole stream
+    assert most < 15 + 8 + 30 < N
