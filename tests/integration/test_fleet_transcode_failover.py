@@ -9,6 +9,7 @@ SUMMARY says ``mode=transcode``).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ import numpy as np
 import pytest
 
 from decoding import decode_stream
-from media import make_h264_mp4, plane_arrays
+from media import decode_video, make_h264_mp4, plane_arrays
 from transcode_media import check_timestamps, run_transcode, source_frames
+from vtremote.cli.main import main
 from vtremote.client.failover_transcoder import FailoverTranscoder
 from vtremote.client.pool import Pool, PoolMember
 
@@ -87,7 +89,7 @@ def test_transcode_moves_to_the_next_server(
     dying = start_server("--engine", "x264", "--die-after-frames", str(die_after))
     with caplog.at_level(logging.WARNING):
         tc, out, _ = run_failover(pool_of(dying, steady), source)
-    assert dying.proc.wait(timeout=30) != 0
+    assert dying.wait(30) == -9  # it really died, by SIGKILL
     check_like_undisturbed(tc, out, reference)
     assert tc.failovers == 1 and tc.servers == [dying.addr, steady.addr]
     assert not tc.fell_back
@@ -101,6 +103,7 @@ def test_transcode_falls_back_to_this_machine(start_server, source: Path) -> Non
     _ref_tc, _sent, reference = run_transcode(steady.addr, source, **SETTINGS)
     dying = start_server("--engine", "x264", "--die-after-frames", "41")
     tc, out, _ = run_failover(pool_of(dying), source, fallback="local")
+    assert dying.wait(30) == -9
     check_like_undisturbed(tc, out, reference)
     assert tc.failovers == 1 and tc.fell_back
     assert tc.servers == [dying.addr, "local libx264"]
@@ -112,6 +115,7 @@ def test_transcode_survives_a_death_in_the_replay(start_server, source: Path) ->
     first = start_server("--engine", "x264", "--die-after-frames", "50")
     second = start_server("--engine", "x264", "--die-after-frames", "3")
     tc, out, _ = run_failover(pool_of(first, second, steady), source)
+    assert first.wait(30) == -9 and second.wait(30) == -9
     check_like_undisturbed(tc, out, reference)
     assert tc.failovers == 2 and tc.servers == [first.addr, second.addr, steady.addr]
 
@@ -130,3 +134,32 @@ def test_source_kept_is_a_gop_plus_the_window(start_server, source: Path) -> Non
     assert len(frames) == N
     # source GOP 15, window 8, encoder and decoder delays: well under the whole stream
     assert most < 15 + 8 + 30 < N
+
+
+def test_cli_packet_transcode_on_a_pool_fails_over(
+    start_server, source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    steady = start_server("--engine", "x264")
+    dying = start_server("--engine", "x264", "--die-after-frames", "33")
+    out = tmp_path / "out.mkv"
+    args = ["-i", source, "-c:v", "h264_videotoolbox_remote", "-vt_remote_host"]
+    args += [f"{dying.addr},{steady.addr}", "-vf", "scale=-2:72", "-b:v", "300k", "-g", "20"]
+    rc = main([str(a) for a in [*args, "-y", out, "--json"]])
+    printed, err = capsys.readouterr()
+    assert rc == 0, err
+    summary = json.loads(printed)
+    assert dying.wait(30) == -9
+    video = next(s for s in summary["streams"] if s["type"] == "video")
+    assert video["strategy"] == "transcode"  # packets, not raw frames, on a pool
+    assert summary["failovers"] == 1 and summary["remote_sessions"][0]["failovers"] == 1
+    assert "SUMMARY mode=transcode" in steady.stderr_text()
+    with av.open(str(out)) as c:
+        pkts = [p for p in c.demux(c.streams.video[0]) if p.size]
+    frames, info = source_frames(source)
+    assert len(pkts) == N
+    assert sorted(float(p.pts * p.time_base) for p in pkts) == pytest.approx(
+        [float(f.pts * info.time_base) for f in frames], abs=0.002
+    )
+    dts = [p.dts for p in pkts]
+    assert all(b > a for a, b in zip(dts, dts[1:], strict=False))
+    assert len(decode_video(out)) == N
