@@ -34,7 +34,7 @@ from typing import Any
 import av
 
 from vtremote.bench.common import Progress, ServerProcess, machine_info, make_frames
-from vtremote.bench.fleet_transcode import transcode_kill_runs
+from vtremote.bench.fleet_transcode import KillPlan, transcode_kill_runs
 from vtremote.client.config import PoolMember
 from vtremote.client.failover import FailoverEncoder
 from vtremote.client.pool import Pool
@@ -248,34 +248,23 @@ def run_fleet(
     one = next((a["fps"] for a in aggregate if a["servers"] == 1), None)
     for a in aggregate:
         a["vs_n_times_one"] = round(a["fps"] / (a["servers"] * one), 3) if one else None
+    plan = KillPlan(kill_frames, (160, 96), kill_throttle, timeout, seed)
     kills = (
         kill_runs(
             runs=runs,
             stops=stops,
-            frames=kill_frames,
-            size=(160, 96),
-            throttle=kill_throttle,
-            timeout=timeout,
-            seed=seed,
+            frames=plan.frames,
+            size=plan.size,
+            throttle=plan.throttle,
+            timeout=plan.timeout,
+            seed=plan.seed,
             progress=progress,
         )
         if runs + stops
         else None
     )
     t_runs = runs if transcode_runs is None else transcode_runs
-    transcode = (
-        transcode_kill_runs(
-            runs=t_runs,
-            frames=kill_frames,
-            size=(160, 96),
-            throttle=kill_throttle,
-            timeout=timeout,
-            seed=seed,
-            progress=progress,
-        )
-        if t_runs
-        else None
-    )
+    transcode = transcode_kill_runs(t_runs, plan, progress) if t_runs else None
     return {
         "benchmark": "fleet",
         "machine": machine_info(),

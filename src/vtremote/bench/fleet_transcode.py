@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -97,20 +98,26 @@ def _transcode(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class KillPlan:
+    """What every kill run of the fleet benchmark uses: clip length and size, the servers'
+    throttle (frames/s per session), the failover timeout (s), the random seed."""
+
+    frames: int
+    size: tuple[int, int]
+    throttle: float
+    timeout: float
+    seed: int
+
+
 def transcode_kill_runs(
-    *,
-    runs: int,
-    frames: int,
-    size: tuple[int, int],
-    throttle: float,
-    timeout: float,
-    seed: int,
-    progress: Progress | None = None,
+    runs: int, plan: KillPlan, progress: Progress | None = None
 ) -> dict[str, Any]:
     """``runs`` SIGKILL runs of a packet transcode against a pool of 3 servers."""
-    rng = random.Random(seed)
+    rng = random.Random(plan.seed)
+    size, timeout, frames = plan.size, plan.timeout, plan.frames
     source = source_packets(make_frames("testsrc2", size[0], size[1], frames))
-    args = ["--throttle-fps", f"{throttle:g}", "--max-sessions", "4"]
+    args = ["--throttle-fps", f"{plan.throttle:g}", "--max-sessions", "4"]
     servers: dict[str, ServerProcess] = {}
     try:
         for _ in range(3):
@@ -125,14 +132,14 @@ def transcode_kill_runs(
         for r in range(runs):
             at = rng.randrange(len(source[0]))
             res = _transcode(pool(), source, size, timeout, at, servers)
-            res["at_packet"] = at
-            res["lost"] = len(set(reference["pts"]) - set(res["pts"]))
-            res["repeated"] = len(res["pts"]) - len(set(res["pts"]))
-            res["same_pts_as_undisturbed"] = res["pts"] == reference["pts"]
-            res["dts_increasing"] = all(
-                b > a for a, b in zip(res["dts"], res["dts"][1:], strict=False)
+            pts, dts = res.pop("pts"), res.pop("dts")
+            res.update(
+                at_packet=at,
+                lost=len(set(reference["pts"]) - set(pts)),
+                repeated=len(pts) - len(set(pts)),
+                same_pts_as_undisturbed=pts == reference["pts"],
+                dts_increasing=all(b > a for a, b in zip(dts, dts[1:], strict=False)),
             )
-            del res["pts"], res["dts"]
             results.append(res)
             if progress is not None:
                 progress(

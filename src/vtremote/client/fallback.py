@@ -10,6 +10,7 @@ server's, with pts/dts in the session's time base.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Sequence
 from fractions import Fraction
@@ -179,6 +180,7 @@ class LocalTranscoder:
             settings=settings,
         )
         self.engine = self._encoder.engine
+        self.server = self._encoder.server
         self.extradata = self._encoder.extradata
         self.config_record = b""
         self._keys = sorted(key_times)
@@ -186,10 +188,6 @@ class LocalTranscoder:
         self._next_every = Fraction(0)
         self._source_tb = source.time_base
         self._flushed = False
-
-    @property
-    def server(self) -> str:
-        return f"local {self.engine}"
 
     @property
     def stats(self) -> SessionStats:
@@ -221,14 +219,12 @@ class LocalTranscoder:
     def _forced(self, pts: int) -> bool:
         """True for the first frame at or after a key time or an interval step."""
         t = pts * self.time_base
-        forced = False
-        while self._keys and t >= self._keys[0]:
-            self._keys.pop(0)
-            forced = True
-        if self._every is not None and t >= self._next_every:
-            forced = True
-            self._next_every += self._every * ((t - self._next_every) // self._every + 1)
-        return forced
+        reached = bisect.bisect_right(self._keys, t)  # key times at or before this frame
+        del self._keys[:reached]
+        if self._every is None or t < self._next_every:
+            return reached > 0
+        self._next_every = (t // self._every + 1) * self._every
+        return True
 
     def _take(self) -> list[Packet]:
         return []
