@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,10 @@ from decoding import decode_stream
 from media import decode_video, make_h264_mp4, plane_arrays
 from transcode_media import check_timestamps, run_transcode, source_frames
 from vtremote.cli.main import main
+from vtremote.client import failover_transcoder
 from vtremote.client.failover_transcoder import FailoverTranscoder
 from vtremote.client.pool import Pool, PoolMember
+from vtremote.errors import NoServerError
 
 N, W, H = 75, 192, 108
 SETTINGS: dict[str, Any] = {
@@ -34,6 +38,10 @@ SETTINGS: dict[str, Any] = {
     "inflight": 8,
     "timeout": 5.0,
 }
+
+
+#: The server's SUMMARY of two transcode sessions (the undisturbed run's and the failover's).
+TWO_TRANSCODES = r"(?s)SUMMARY mode=transcode.*SUMMARY mode=transcode"
 
 
 def pool_of(*servers: Any) -> Pool:
@@ -95,7 +103,7 @@ def test_transcode_moves_to_the_next_server(
     assert not tc.fell_back
     assert "transcode session with" in caplog.text
     assert tc.stats.bytes_sent > 0
-    assert steady.stderr_text().count("SUMMARY mode=transcode") >= 2
+    steady.wait_for_log(TWO_TRANSCODES)  # the reference run's session and the failover's
 
 
 def test_transcode_falls_back_to_this_machine(start_server, source: Path) -> None:
@@ -152,7 +160,7 @@ def test_cli_packet_transcode_on_a_pool_fails_over(
     video = next(s for s in summary["streams"] if s["type"] == "video")
     assert video["strategy"] == "transcode"  # packets, not raw frames, on a pool
     assert summary["failovers"] == 1 and summary["remote_sessions"][0]["failovers"] == 1
-    assert "SUMMARY mode=transcode" in steady.stderr_text()
+    steady.wait_for_log("SUMMARY mode=transcode")  # packets on the wire, not raw frames
     with av.open(str(out)) as c:
         pkts = [p for p in c.demux(c.streams.video[0]) if p.size]
     frames, info = source_frames(source)
@@ -163,3 +171,42 @@ def test_cli_packet_transcode_on_a_pool_fails_over(
     dts = [p.dts for p in pkts]
     assert all(b > a for a, b in zip(dts, dts[1:], strict=False))
     assert len(decode_video(out)) == N
+
+
+def test_transcode_moves_off_a_stalled_server(start_server, source: Path) -> None:
+    """SIGSTOP: the server keeps its connection but answers nothing; the timeout moves the
+    session, and the output is still the undisturbed run's."""
+    steady = start_server("--engine", "x264")
+    _ref_tc, _sent, reference = run_transcode(steady.addr, source, **SETTINGS)
+    stalled = start_server("--engine", "x264")
+    out: list[av.Packet] = []
+    try:
+        with av.open(str(source)) as c:
+            stream = c.streams.video[0]
+            pool = pool_of(stalled, steady)
+            with FailoverTranscoder.from_stream(
+                pool, stream, **(SETTINGS | {"timeout": 1.0})
+            ) as tc:
+                for i, pkt in enumerate(c.demux(stream)):
+                    out += tc.transcode(pkt)
+                    if i == 29:
+                        os.kill(stalled.proc.pid, signal.SIGSTOP)
+                out += tc.flush()
+    finally:
+        os.kill(stalled.proc.pid, signal.SIGCONT)
+    assert tc.failovers == 1 and "no reply" in tc.switches[0].reason
+    assert tc.servers == [stalled.addr, steady.addr]
+    check_like_undisturbed(tc, out, reference)
+
+
+def test_a_gop_longer_than_what_is_kept_ends_the_job_clearly(
+    start_server, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the packets kept for a resume (here 10, the source GOP is 15), a server failing
+    before the next source keyframe cannot be resumed without a gap: the job stops, saying so."""
+    monkeypatch.setattr(failover_transcoder, "MAX_KEPT_PACKETS", 10)
+    steady = start_server("--engine", "x264")
+    dying = start_server("--engine", "x264", "--die-after-frames", "13")
+    with pytest.raises(NoServerError, match="no resume point"):
+        run_failover(pool_of(dying, steady), source)
+    assert dying.wait(30) == -9

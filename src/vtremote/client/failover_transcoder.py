@@ -123,12 +123,15 @@ class FailoverTranscoder(FailoverBase):
         super().__init__(pool, kwargs.setdefault("codec", "h264"), connection, max_switches)
         #: RemoteTranscoder's own arguments; the rest are encoder options.
         self._kwargs = {k: kwargs.pop(k) for k in SOURCE_ARGS if k in kwargs}
+        self._source_tb = to_fraction(
+            self._kwargs.get("input_time_base"), "input time base"
+        ) or Fraction(1)
         self.settings = EncoderSettings.given(kwargs.pop("settings", None), kwargs)
         self._key_times = [Fraction(t) for t in force_key_frames or ()]
         self._key_every = Fraction(force_key_every) if force_key_every is not None else None
         self._kept: list[Packet] = []  # source packets from the resume keyframe on
         self._kept_bytes = 0
-        self._resumable = True  # False while the kept packets were let go (a very long GOP)
+        self._gap = False  # True after kept packets were let go, until a keyframe can resume
         self._held: list[Packet] = []  # output packets arrived, not handed out yet
         self._handed: int | None = None  # pts P: every output frame up to P was handed out
         self._dts = IncreasingDts()
@@ -187,42 +190,47 @@ class FailoverTranscoder(FailoverBase):
     def _keep(self, packet: Packet) -> None:
         if packet.is_keyframe:
             self._trim()
-            if not self._resumable:
-                self._kept.clear()
-                self._kept_bytes = 0
-                self._resumable = True
-        if self._resumable and (
-            len(self._kept) >= MAX_KEPT_PACKETS or self._kept_bytes >= MAX_KEPT_BYTES
-        ):
+        if len(self._kept) >= MAX_KEPT_PACKETS or self._kept_bytes >= MAX_KEPT_BYTES:
             log.warning(
                 "%d source packets (%d bytes) since the resume keyframe: they are let go, and a "
-                "server failing before the next keyframe ends the job",
+                "server failing before the next keyframe can be resumed from ends the job",
                 len(self._kept),
                 self._kept_bytes,
             )
             self._kept.clear()
             self._kept_bytes = 0
-            self._resumable = False
-        if self._resumable:
+            self._gap = True
+        if self._kept or not self._gap or packet.is_keyframe:  # after a gap: from a keyframe
             self._kept.append(packet)
             self._kept_bytes += packet.size
+
+    def _seconds(self, pkt: Packet) -> Fraction:
+        return int(pkt.pts or 0) * (pkt.time_base or self._source_tb)
 
     def _trim(self) -> None:
         """Forget the kept packets before the last keyframe at or before the last output frame
         handed out: every output frame still to come is decoded from it on."""
-        if self._handed is None:
+        if self._handed is None or not self._kept:
             return
         limit = self._handed * self.time_base
-        tb = self._kept[0].time_base if self._kept else None
         start = 0
         for i, pkt in enumerate(self._kept):
             if i and pkt.is_keyframe and pkt.pts is not None:
-                if pkt.pts * (pkt.time_base or tb or 1) > limit:
+                if self._seconds(pkt) > limit:
                     break
                 start = i
         if start:
             self._kept_bytes -= sum(p.size for p in self._kept[:start])
             del self._kept[:start]
+        if self._gap and self._kept[0].is_keyframe and self._seconds(self._kept[0]) <= limit:
+            self._gap = False  # a keyframe after the gap is a resume point now
+
+    def _resumable(self) -> bool:
+        """True when the kept packets start where every output frame not handed out can be
+        made again from."""
+        if self._gap:
+            self._trim()
+        return not self._gap
 
     # -- output side ----------------------------------------------------------------------------
 
@@ -336,7 +344,7 @@ class FailoverTranscoder(FailoverBase):
             failed, _arrived = self._retire(error)  # not handed out: made again after the seam
             if not self.fell_back:
                 self._failed[failed] = str(error)
-            if not self._resumable:
+            if not self._resumable():
                 raise NoServerError(
                     f"transcode session with {failed} failed ({error}) more than "
                     f"{MAX_KEPT_PACKETS} packets after the last source keyframe: no resume point"
