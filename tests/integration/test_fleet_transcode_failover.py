@@ -55,7 +55,7 @@ def run_failover(
     source_bytes = 0
     with av.open(str(src)) as c:
         stream = c.streams.video[0]
-        with FailoverTranscoder.from_stream(pool, stream, **SETTINGS, **kw) as tc:
+        with FailoverTranscoder.from_stream(pool, stream, **(SETTINGS | kw)) as tc:
             for pkt in c.demux(stream):
                 source_bytes += pkt.size
                 out += tc.transcode(pkt)
@@ -88,15 +88,22 @@ def source(tmp_path: Path) -> Path:
     return make_h264_mp4(tmp_path / "in.mp4", N, W, H, bframes=2, gop=15)
 
 
-@pytest.mark.parametrize("die_after", [4, 38], ids=["first-gop", "mid-stream"])
+@pytest.mark.parametrize(
+    ("die_after", "b_frames"),
+    [(4, 0), (38, 0), (38, 2)],
+    ids=["first-gop", "mid-stream", "mid-stream-b-frames"],
+)
 def test_transcode_moves_to_the_next_server(
-    start_server, source: Path, die_after: int, caplog
+    start_server, source: Path, die_after: int, b_frames: int, caplog
 ) -> None:
+    settings = SETTINGS | {"max_b_frames": b_frames}
     steady = start_server("--engine", "x264")
-    _ref_tc, _sent, reference = run_transcode(steady.addr, source, **SETTINGS)
+    _ref_tc, _sent, reference = run_transcode(steady.addr, source, **settings)
+    reordered = [p.pts for p in reference] != sorted(p.pts for p in reference)
+    assert reordered == bool(b_frames)  # the output really has B-frames when asked
     dying = start_server("--engine", "x264", "--die-after-frames", str(die_after))
     with caplog.at_level(logging.WARNING):
-        tc, out, _ = run_failover(pool_of(dying, steady), source)
+        tc, out, _ = run_failover(pool_of(dying, steady), source, max_b_frames=b_frames)
     assert dying.wait(30) == -9  # it really died, by SIGKILL
     check_like_undisturbed(tc, out, reference)
     assert tc.failovers == 1 and tc.servers == [dying.addr, steady.addr]
