@@ -151,23 +151,33 @@ def test_source_kept_is_a_gop_plus_the_window(start_server, source: Path) -> Non
     assert most < 15 + 8 + 30 < N
 
 
-def test_cli_packet_transcode_on_a_pool_fails_over(
-    start_server, source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("to", ["pool", "local"])
+def test_cli_packet_transcode_fails_over(
+    start_server, source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], to: str
 ) -> None:
+    """``vtremote`` keeps packet transcode on a pool (or with a local fallback) and the file is
+    whole after its server dies."""
     steady = start_server("--engine", "x264")
     dying = start_server("--engine", "x264", "--die-after-frames", "33")
     out = tmp_path / "out.mkv"
-    args = ["-i", source, "-c:v", "h264_videotoolbox_remote", "-vt_remote_host"]
-    args += [f"{dying.addr},{steady.addr}", "-vf", "scale=-2:72", "-b:v", "300k", "-g", "20"]
+    host = f"{dying.addr},{steady.addr}" if to == "pool" else dying.addr
+    args = ["-i", source, "-c:v", "h264_videotoolbox_remote", "-vt_remote_host", host]
+    args += ["-vf", "scale=-2:72", "-b:v", "300k", "-g", "20"]
+    if to == "local":
+        args += ["-vt_remote_fallback", "local"]
     rc = main([str(a) for a in [*args, "-y", out, "--json"]])
     printed, err = capsys.readouterr()
     assert rc == 0, err
     summary = json.loads(printed)
     assert dying.wait(30) == -9
     video = next(s for s in summary["streams"] if s["type"] == "video")
-    assert video["strategy"] == "transcode"  # packets, not raw frames, on a pool
-    assert summary["failovers"] == 1 and summary["remote_sessions"][0]["failovers"] == 1
-    steady.wait_for_log("SUMMARY mode=transcode")  # packets on the wire, not raw frames
+    assert video["strategy"] == "transcode"  # packets, not raw frames
+    session = summary["remote_sessions"][0]
+    assert summary["failovers"] == 1 and session["failovers"] == 1
+    if to == "pool":
+        steady.wait_for_log("SUMMARY mode=transcode")  # packets on the wire, not raw frames
+    else:
+        assert summary["fallbacks"] == 1 and session["servers"] == [dying.addr, "local libx264"]
     with av.open(str(out)) as c:
         pkts = [p for p in c.demux(c.streams.video[0]) if p.size]
     frames, info = source_frames(source)

@@ -389,7 +389,8 @@ class FailoverTranscoder(FailoverBase):
             )
 
     def pool_info(self) -> dict[str, Any]:
-        return super().pool_info() | {"fallback": self.fell_back}
+        """Failover counters for ``--json``, with the output frames made again and dropped."""
+        return super().pool_info() | {"fallback": self.fell_back, "dropped": self.dropped}
 
 
 __all__ = ["FailoverTranscoder"]
