@@ -27,7 +27,7 @@ from vtremote.cli.main import main
 from vtremote.client import failover_transcoder
 from vtremote.client.failover_transcoder import FailoverTranscoder
 from vtremote.client.pool import Pool, PoolMember
-from vtremote.errors import NoServerError
+from vtremote.errors import BadRequestError, NoServerError
 
 N, W, H = 75, 192, 108
 SETTINGS: dict[str, Any] = {
@@ -227,3 +227,26 @@ def test_a_gop_longer_than_what_is_kept_ends_the_job_clearly(
     with pytest.raises(NoServerError, match="no resume point"):
         run_failover(pool_of(dying, steady), source)
     assert dying.wait(30) == -9
+
+
+def test_a_corrupt_source_packet_is_not_failed_over(start_server, source: Path) -> None:
+    """ERROR 4 for a packet the decoder rejects is the source's fault: every server would say
+    the same, so the job stops with it at once (host named) instead of trying them all."""
+    first = start_server("--engine", "x264")
+    second = start_server("--engine", "x264")
+    with av.open(str(source)) as c:
+        stream = c.streams.video[0]
+        packets = [p for p in c.demux(stream) if p.size]
+        tc = FailoverTranscoder.from_stream(pool_of(first, second), stream, **SETTINGS)
+        with pytest.raises(BadRequestError) as info:
+            for pkt in packets[:5]:
+                tc.transcode(pkt)
+            # a NAL length prefix that runs far past the packet (avcC framing)
+            bad = av.Packet(b"\x7f\xff\xff\xff\x65\x88\x84\x00" * 4)
+            bad.pts = bad.dts = packets[5].pts
+            tc.transcode(bad)
+            tc.flush()
+        tc.close()
+    assert info.value.wire_code == 4 and "is not valid h264" in str(info.value)
+    assert tc.failovers == 0 and tc.servers == [first.addr]
+    assert "SUMMARY" not in second.stderr_text()  # the second server never got the job

@@ -52,7 +52,7 @@ from vtremote.client.packet_transcoder import RemoteTranscoder, stream_arguments
 from vtremote.client.pool import Pool
 from vtremote.client.session import to_fraction
 from vtremote.client.transport import Transport
-from vtremote.errors import NoServerError, RemoteProtocolError
+from vtremote.errors import BadRequestError, NoServerError, RemoteProtocolError
 from vtremote.wire import filters as vf
 from vtremote.wire.constants import PixelFormat
 
@@ -341,6 +341,8 @@ class FailoverTranscoder(FailoverBase):
         """Replace the failed backend and send it the kept source packets (loops while servers
         fail)."""
         while True:
+            if isinstance(error, BadRequestError):
+                raise error  # the source or the request is at fault: every server would refuse it
             failed, _arrived = self._retire(error)  # not handed out: made again after the seam
             if not self.fell_back:
                 self._failed[failed] = str(error)
