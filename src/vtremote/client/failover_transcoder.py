@@ -76,6 +76,8 @@ SOURCE_ARGS = (
     "framerate",
     "pix_fmt",
 )
+#: Most output packets held back waiting for their reorder group to end.
+MAX_HELD = 512
 #: Most source bytes kept for a resume.
 MAX_KEPT_BYTES = 256 * 1024 * 1024
 
@@ -248,6 +250,13 @@ class FailoverTranscoder(FailoverBase):
                     pkt = with_parameter_sets(pkt, self._inband)
                     self._inband = b""
             self._held.append(pkt)
+        if len(self._held) > MAX_HELD:
+            # A reorder group is a few packets; a server whose pts never let a run end would
+            # make this side hold its whole output.
+            raise RemoteProtocolError(
+                f"{self._backend.server} sent {len(self._held)} packets in an order that lets "
+                "none of them be handed out (pts never above the earlier ones)"
+            )
 
     def _release(self, *, end: bool) -> list[Packet]:
         """Hand out the longest decode-order run after which every held packet has a later pts
