@@ -140,8 +140,6 @@ class FailoverTranscoder(FailoverBase):
         self._inband = b""  # parameter sets to put in front of a new backend's first IDR
         self._need_key = False  # True after a switch until the new backend's first IDR
         self.dropped = 0  # output frames a new server made again and that were not handed out
-        self.source_bytes = 0
-        self.output_bytes = 0
         self._backend: _TranscodeBackend = self._place(None)
         first = self._backend
         #: The output as the first session announced it (every later one makes the same).
@@ -170,7 +168,6 @@ class FailoverTranscoder(FailoverBase):
         if packet is None or packet.size == 0:
             return self.flush()
         self._keep(packet)
-        self.source_bytes += packet.size
         try:
             self._absorb(self._backend.transcode(packet))
         except FAILOVER_ERRORS as e:
@@ -278,7 +275,6 @@ class FailoverTranscoder(FailoverBase):
         self._dts.apply(out)
         self.packets += len(out)
         self.frames += len(out)
-        self.output_bytes += sum(p.size for p in out)
         return out
 
     # -- placement and failover -----------------------------------------------------------------
