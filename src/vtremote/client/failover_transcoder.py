@@ -22,9 +22,13 @@ no new option is needed); the kept source packets are sent again; output frames 
 made strictly increasing at the seam (:class:`~vtremote.client.failover.IncreasingDts`).
 
 **Very long GOPs.** Past :data:`MAX_KEPT_PACKETS` or :data:`MAX_KEPT_BYTES` since the resume
-keyframe, the kept packets are let go (one WARNING) until the next source keyframe: a server
-failing in that stretch ends the job with :class:`~vtremote.errors.NoServerError` that says so,
-rather than resuming at the next keyframe with frames missing.
+keyframe, the kept packets are let go (one WARNING); packets are kept again from the next
+source keyframe, which becomes a resume point once every output frame before it was handed out.
+A server failing in between ends the job with :class:`~vtremote.errors.NoServerError` that says
+so, rather than resuming at a later keyframe with frames missing.
+
+**Not moved:** ERROR 4 (:class:`~vtremote.errors.BadRequestError`, a source packet the decoder
+rejects): every server would refuse it the same way.
 """
 
 from __future__ import annotations
