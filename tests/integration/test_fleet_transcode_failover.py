@@ -68,14 +68,14 @@ def luma(frame: av.VideoFrame) -> np.ndarray:
 
 
 def check_like_undisturbed(
-    tc: FailoverTranscoder, out: list[av.Packet], reference: list[av.Packet]
+    tc: FailoverTranscoder, out: list[av.Packet], reference: list[av.Packet], codec: str = "h264"
 ) -> None:
     assert len(out) == len(reference) == N  # none lost, none twice
     assert sorted(p.pts for p in out) == sorted(p.pts for p in reference)
     check_timestamps(out)
     assert out[0].is_keyframe
-    decoded = decode_stream("h264", tc.extradata, out, strict=True)
-    expected = decode_stream("h264", tc.extradata, reference, strict=True)
+    decoded = decode_stream(codec, tc.extradata, out, strict=True)
+    expected = decode_stream(codec, tc.extradata, reference, strict=True)
     assert [f.pts for f in decoded] == [f.pts for f in expected]
     errors = [
         float(np.abs(luma(a) - luma(b)).mean()) for a, b in zip(decoded, expected, strict=True)
@@ -113,15 +113,20 @@ def test_transcode_moves_to_the_next_server(
     steady.wait_for_log(TWO_TRANSCODES)  # the reference run's session and the failover's
 
 
-def test_transcode_falls_back_to_this_machine(start_server, source: Path) -> None:
+@pytest.mark.parametrize(("codec", "local"), [("h264", "libx264"), ("hevc", "libx265")])
+def test_transcode_falls_back_to_this_machine(
+    start_server, source: Path, codec: str, local: str
+) -> None:
+    settings = SETTINGS | {"codec": codec}
     steady = start_server("--engine", "x264")
-    _ref_tc, _sent, reference = run_transcode(steady.addr, source, **SETTINGS)
+    _ref_tc, _sent, reference = run_transcode(steady.addr, source, **settings)
     dying = start_server("--engine", "x264", "--die-after-frames", "41")
-    tc, out, _ = run_failover(pool_of(dying), source, fallback="local")
+    tc, out, _ = run_failover(pool_of(dying), source, fallback="local", codec=codec)
     assert dying.wait(30) == -9
-    check_like_undisturbed(tc, out, reference)
+    # parameter sets of this machine that differ from the server's go in-band at the seam
+    check_like_undisturbed(tc, out, reference, codec)
     assert tc.failovers == 1 and tc.fell_back
-    assert tc.servers == [dying.addr, "local libx264"]
+    assert tc.servers == [dying.addr, f"local {local}"]
 
 
 def test_transcode_survives_a_death_in_the_replay(start_server, source: Path) -> None:
