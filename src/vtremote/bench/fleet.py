@@ -17,6 +17,9 @@ not what is measured. Two parts:
   equal an undisturbed run's, and
   the recovery time: from the kill to the delivery of the packet of the
   first frame the dead server had not answered.
+* **transcode kills**: the same for a packet transcode
+  (:mod:`vtremote.bench.fleet_transcode`): lost/repeated output frames, pts against an
+  undisturbed run, wire bytes over source plus output bytes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import av
 
 from vtremote.bench.common import Progress, ServerProcess, machine_info, make_frames
+from vtremote.bench.fleet_transcode import KillPlan, transcode_kill_runs
 from vtremote.client.config import PoolMember
 from vtremote.client.failover import FailoverEncoder
 from vtremote.client.pool import Pool
@@ -230,9 +234,11 @@ def run_fleet(
     kill_throttle: float = 120.0,
     timeout: float = 1.0,
     seed: int = 1,
+    transcode_runs: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Both parts; a JSON-ready dict."""
+    """The three parts (``transcode_runs``: packet transcode kills, default ``runs``); a
+    JSON-ready dict."""
     aggregate = []
     for n in counts:
         res = aggregate_run(n, frames=frames, size=size, throttle=throttle)
@@ -242,20 +248,23 @@ def run_fleet(
     one = next((a["fps"] for a in aggregate if a["servers"] == 1), None)
     for a in aggregate:
         a["vs_n_times_one"] = round(a["fps"] / (a["servers"] * one), 3) if one else None
+    plan = KillPlan(kill_frames, (160, 96), kill_throttle, timeout, seed)
     kills = (
         kill_runs(
             runs=runs,
             stops=stops,
-            frames=kill_frames,
-            size=(160, 96),
-            throttle=kill_throttle,
-            timeout=timeout,
-            seed=seed,
+            frames=plan.frames,
+            size=plan.size,
+            throttle=plan.throttle,
+            timeout=plan.timeout,
+            seed=plan.seed,
             progress=progress,
         )
         if runs + stops
         else None
     )
+    t_runs = runs if transcode_runs is None else transcode_runs
+    transcode = transcode_kill_runs(t_runs, plan, progress) if t_runs else None
     return {
         "benchmark": "fleet",
         "machine": machine_info(),
@@ -263,4 +272,5 @@ def run_fleet(
         "size": f"{size[0]}x{size[1]}",
         "aggregate": aggregate,
         "kills": kills,
+        "transcode_kills": transcode,
     }

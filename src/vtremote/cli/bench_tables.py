@@ -454,7 +454,47 @@ def fleet_tables(result: dict[str, Any]) -> list[Table]:
                 numeric={0, 2, 3, 4, 5, 7},
             )
         )
+    if result.get("transcode_kills"):
+        tables.append(transcode_kill_table(result["transcode_kills"], machine))
     return tables
+
+
+def transcode_kill_table(kills: dict[str, Any], machine: str) -> Table:
+    """Packet transcode on a pool of 3, the serving server killed after a random source packet."""
+    rows = [
+        [
+            str(i + 1),
+            str(r["at_packet"]),
+            str(r["failovers"]),
+            str(r["lost"]),
+            str(r["repeated"]),
+            "yes" if r["same_pts_as_undisturbed"] else "NO",
+            "yes" if r["dts_increasing"] else "NO",
+            f"{r['wire_ratio']:.3f}",
+        ]
+        for i, r in enumerate(kills["runs"])
+    ]
+    return Table(
+        f"Fleet: packet transcode, serving server killed at a random source packet "
+        f"({kills['frames']} frames, x264 engine)",
+        [
+            "run",
+            "at packet",
+            "failovers",
+            "lost",
+            "repeated",
+            "pts = undisturbed",
+            "dts up",
+            "wire / (source + output)",
+        ],
+        rows,
+        machine,
+        [
+            f"lost {kills['lost_total']}, repeated {kills['repeated_total']} in all runs; "
+            f"undisturbed wire / (source + output) = {kills['undisturbed_wire_ratio']:.3f}"
+        ],
+        numeric={0, 1, 2, 3, 4, 7},
+    )
 
 
 TABLES: dict[str, Callable[[dict[str, Any]], list[Table]]] = {

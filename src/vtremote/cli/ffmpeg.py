@@ -227,8 +227,9 @@ class Runner:
             self.pausable = None
 
     def targets(self) -> list[str | None]:
-        """Servers in order ("" = an embedded server on loopback), then None = this machine."""
-        servers: list[str | None] = list(self.config.servers) or [""]
+        """The servers as one pool ("" = an embedded server on loopback), then None = this
+        machine."""
+        servers: list[str | None] = [self.config.pool]
         if self.config.on_unavailable == "local":
             servers.append(None)
         return servers

@@ -6,8 +6,9 @@ are context managers, pipelined, and end with ``flush()``, which returns every
 remaining result before the session ends. :class:`RemoteTranscoder` takes a
 source's ``av.Packet`` and gives encoded ``av.Packet``: the server decodes,
 filters and encodes (:func:`transcode_capabilities` says whether it can).
-:class:`FailoverEncoder` and :class:`FailoverDecoder` have the same calls on a pool of
-servers and move to another one, losing no frame, when theirs dies (``client/failover.py``).
+:class:`FailoverEncoder`, :class:`FailoverDecoder` and :class:`FailoverTranscoder` have the
+same calls on a pool of servers and move to another one, losing no frame, when theirs dies
+(``client/failover.py``, ``client/failover_transcoder.py``).
 Every one of them takes its connection settings as one :class:`ConnectionOptions`
 (``connection=``) or as the loose keywords ``token``, ``timeout``, ``compression``,
 ``inflight``, ``tls``...
@@ -28,6 +29,7 @@ from vtremote.client.transport import Transport, parse_address
 if TYPE_CHECKING:
     from vtremote.client.failover import FailoverEncoder
     from vtremote.client.failover_decoder import FailoverDecoder
+    from vtremote.client.failover_transcoder import FailoverTranscoder
     from vtremote.client.packet_transcoder import (
         RemoteTranscoder,
         TranscodeOffer,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "FailoverEncoder": "vtremote.client.failover",
     "FailoverDecoder": "vtremote.client.failover_decoder",
+    "FailoverTranscoder": "vtremote.client.failover_transcoder",
     "RemoteTranscoder": "vtremote.client.packet_transcoder",
     "TranscodeOffer": "vtremote.client.packet_transcoder",
     "TranscodeStats": "vtremote.client.packet_transcoder",
@@ -61,6 +64,7 @@ __all__ = [
     "EncoderSettings",
     "FailoverDecoder",
     "FailoverEncoder",
+    "FailoverTranscoder",
     "RemoteDecoder",
     "RemoteEncoder",
     "RemoteTranscoder",

@@ -1,5 +1,6 @@
 """Sessions that survive the death of their server: :class:`FailoverEncoder` here,
-:class:`~vtremote.client.failover_decoder.FailoverDecoder` beside it.
+:class:`~vtremote.client.failover_decoder.FailoverDecoder` and
+:class:`~vtremote.client.failover_transcoder.FailoverTranscoder` beside it.
 
 Both take a :class:`~vtremote.client.pool.Pool` and place their session with
 :class:`~vtremote.client.pool.Placer`. When the server dies or stalls

@@ -10,7 +10,9 @@ server's, with pts/dts in the session's time base.
 
 from __future__ import annotations
 
+import bisect
 import time
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any, TypeAlias
 
@@ -19,7 +21,9 @@ import av.error
 
 from vtremote.client.encoder import EncoderSettings, frame_ticks
 from vtremote.client.stats import SessionStats
+from vtremote.engines.transcode import FilterStage, InputDecoder
 from vtremote.errors import EngineError
+from vtremote.wire import filters as vf
 from vtremote.wire.constants import PixelFormat, WireCompression
 
 Packet: TypeAlias = "av.Packet[Any]"
@@ -126,3 +130,107 @@ class LocalEncoder:
 
     def close(self) -> None:
         """Nothing to release: the codec context is freed with the object."""
+
+
+class LocalTranscoder:
+    """Decode -> the allowlisted filter chain -> libx264/libx265, on this machine: the local
+    fallback of a packet transcode, with the calls of a
+    :class:`~vtremote.client.packet_transcoder.RemoteTranscoder` the failover needs.
+
+    The decoder and the filter graph are the server's own stages
+    (:mod:`vtremote.engines.transcode`), so the output has the geometry and time base a
+    server announces for the same CONFIGURE; encoding is :class:`LocalEncoder`. Output
+    frames at or after each of ``key_times`` (seconds) and every ``key_every`` seconds
+    are IDR frames, as a server makes them.
+    """
+
+    compression = WireCompression.NONE
+    server_name = "local"
+    server_version = ""
+    pipelined = True
+
+    def __init__(
+        self,
+        codec: str,
+        *,
+        input_codec: str,
+        input_extradata: bytes,
+        source: vf.Geometry,
+        chain: vf.Chain,
+        pix_fmt: PixelFormat,
+        settings: EncoderSettings,
+        key_times: Sequence[Fraction] = (),
+        key_every: Fraction | None = None,
+    ) -> None:
+        out = vf.output_geometry(chain, source)
+        self.codec = codec
+        self.pix_fmt = pix_fmt
+        self.width, self.height, self.time_base = out.width, out.height, out.time_base
+        self.output_framerate = out.frame_rate
+        self._decoder = InputDecoder(
+            input_codec, input_extradata, source.time_base, (source.width, source.height)
+        )
+        fmt = "nv12" if pix_fmt is PixelFormat.NV12 else "p010le"
+        self._filters = FilterStage(chain, source, out, fmt)
+        self._encoder = LocalEncoder(
+            codec,
+            width=out.width,
+            height=out.height,
+            pix_fmt=pix_fmt,
+            time_base=out.time_base,
+            framerate=out.frame_rate,
+            settings=settings,
+        )
+        self.engine = self._encoder.engine
+        self.server = self._encoder.server
+        self.extradata = self._encoder.extradata
+        self.config_record = b""
+        self._keys = sorted(key_times)
+        self._every = key_every
+        self._next_every = Fraction(0)
+        self._source_tb = source.time_base
+        self._flushed = False
+
+    @property
+    def stats(self) -> SessionStats:
+        return self._encoder.stats
+
+    def transcode(self, packet: Packet) -> list[Packet]:
+        packet.time_base = self._source_tb
+        return self._encode(self._decoder.decode(packet), end=False)
+
+    def flush(self) -> list[Packet]:
+        if self._flushed:
+            return []
+        self._flushed = True
+        return self._encode(self._decoder.decode(None), end=True) + self._encoder.flush()
+
+    def _encode(self, decoded: list[av.VideoFrame], *, end: bool) -> list[Packet]:
+        frames: list[av.VideoFrame] = []
+        for frame in decoded:
+            frame.time_base = self._source_tb
+            frames += self._filters.push(frame)
+        if end:
+            frames += self._filters.push(None)
+        out: list[Packet] = []
+        for frame in frames:
+            frame.time_base = self.time_base
+            out += self._encoder.encode(frame, keyframe=self._forced(int(frame.pts or 0)))
+        return out
+
+    def _forced(self, pts: int) -> bool:
+        """True for the first frame at or after a key time or an interval step."""
+        t = pts * self.time_base
+        reached = bisect.bisect_right(self._keys, t)  # key times at or before this frame
+        del self._keys[:reached]
+        if self._every is None or t < self._next_every:
+            return reached > 0
+        self._next_every = (t // self._every + 1) * self._every
+        return True
+
+    def _take(self) -> list[Packet]:
+        return []
+
+    def close(self) -> None:
+        self._decoder.close()
+        self._filters.close()

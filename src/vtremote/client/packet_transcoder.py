@@ -236,23 +236,7 @@ class RemoteTranscoder(RemoteSession["Packet"]):
     ) -> RemoteTranscoder:
         """A transcoder for a demuxed PyAV video stream (codec, size, extradata, time base,
         rate)."""
-        ctx = stream.codec_context
-        kwargs.setdefault("framerate", stream.average_rate or stream.guessed_rate)
-        kwargs.setdefault("input_pix_fmt", ctx.format.name if ctx.format is not None else None)
-        kwargs.setdefault(
-            "input_sar", stream.sample_aspect_ratio or ctx.sample_aspect_ratio or None
-        )
-        if stream.time_base is None:
-            raise ConfigError(f"stream {stream.index} has no time base")
-        return cls(
-            address,
-            input_codec=ctx.codec.canonical_name,  # "av1", not the decoder "libdav1d"
-            input_extradata=bytes(ctx.extradata or b""),
-            input_time_base=stream.time_base,
-            input_width=ctx.width,
-            input_height=ctx.height,
-            **kwargs,
-        )
+        return cls(address, **stream_arguments(stream, kwargs))
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -376,6 +360,24 @@ class RemoteTranscoder(RemoteSession["Packet"]):
         self._stats.packets = self._received
 
 
+def stream_arguments(stream: av.video.stream.VideoStream, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The source arguments of a transcoder for a demuxed PyAV video stream, with ``kwargs``."""
+    ctx = stream.codec_context
+    kwargs.setdefault("framerate", stream.average_rate or stream.guessed_rate)
+    kwargs.setdefault("input_pix_fmt", ctx.format.name if ctx.format is not None else None)
+    kwargs.setdefault("input_sar", stream.sample_aspect_ratio or ctx.sample_aspect_ratio or None)
+    if stream.time_base is None:
+        raise ConfigError(f"stream {stream.index} has no time base")
+    return {
+        "input_codec": ctx.codec.canonical_name,  # "av1", not the decoder "libdav1d"
+        "input_extradata": bytes(ctx.extradata or b""),
+        "input_time_base": stream.time_base,
+        "input_width": ctx.width,
+        "input_height": ctx.height,
+        **kwargs,
+    }
+
+
 def _decimal(value: float | Fraction) -> str:
     f = Fraction(value).limit_denominator(1_000_000)
     return f"{f.numerator}/{f.denominator}" if f.denominator != 1 else str(f.numerator)
@@ -386,5 +388,6 @@ __all__ = [
     "RemoteTranscoder",
     "TranscodeOffer",
     "TranscodeStats",
+    "stream_arguments",
     "transcode_capabilities",
 ]

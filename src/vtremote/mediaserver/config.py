@@ -6,7 +6,7 @@ Files are read in order, later ones overriding earlier keys:
 ``[ffmpeg]`` table holds this command's settings::
 
     [ffmpeg]
-    servers = ["mac.local:5555", "gpu-box:5555"]   # tried in order
+    servers = ["mac.local:5555", "gpu-box:5555"]   # one pool (placement, failover)
     token = "s3cret"                               # or token_file = "/etc/vtremote/token"
     ffmpeg_path = "/usr/lib/jellyfin-ffmpeg/ffmpeg" # lines vtremote cannot run go here
     on_unavailable = "local"                       # local | ffmpeg | fail
@@ -69,7 +69,8 @@ RATE_CONTROLS = ("quality", "bitrate")
 class MediaServerConfig:
     """Everything ``vtremote-ffmpeg`` reads from files and the environment."""
 
-    #: Servers tried in order; empty = an embedded server on loopback (tests, trials).
+    #: The servers, one pool (:attr:`pool`); empty = an embedded server on loopback (tests,
+    #: trials).
     servers: tuple[str, ...] = ()
     token: str = ""
     #: A real ffmpeg for command lines vtremote cannot run (and for ``on_unavailable = "ffmpeg"``).
@@ -99,6 +100,13 @@ class MediaServerConfig:
     version_suffix: str = "vtremote"
     #: Where the values came from, for ``vtremote-ffmpeg -vtremote_config``.
     sources: tuple[str, ...] = ()
+
+    @property
+    def pool(self) -> str:
+        """The servers as one ``-vt_remote_host`` value: a pool when there are several (the
+        job is placed on the one with the most free capacity and, when it dies mid-line,
+        carries on on another without a lost or repeated frame), "" when there are none."""
+        return ",".join(self.servers)
 
     def __post_init__(self) -> None:
         if self.on_unavailable not in ON_UNAVAILABLE:

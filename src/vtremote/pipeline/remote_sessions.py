@@ -20,6 +20,8 @@ from vtremote.pipeline.spec import RemoteOptions
 if TYPE_CHECKING:  # (loaded only for a pool: one server never needs them)
     from vtremote.client.failover import FailoverEncoder
     from vtremote.client.failover_decoder import FailoverDecoder
+    from vtremote.client.failover_transcoder import FailoverTranscoder
+    from vtremote.client.packet_transcoder import RemoteTranscoder
 
 
 def uses_pool(ro: RemoteOptions) -> bool:
@@ -54,3 +56,21 @@ def open_decoder(ro: RemoteOptions, in_stream: Any) -> RemoteDecoder | FailoverD
 
         return FailoverDecoder.from_stream(pool_of(ro), in_stream, connection=ro.connection())
     return RemoteDecoder.from_stream(ro.host or "", in_stream, connection=ro.connection())
+
+
+def open_transcoder(
+    ro: RemoteOptions, in_stream: Any, **kwargs: Any
+) -> RemoteTranscoder | FailoverTranscoder:
+    """The packet transcode session for ``ro`` and a demuxed stream (``kwargs``:
+    RemoteTranscoder's, without address and connection settings)."""
+    if uses_pool(ro):
+        from vtremote.client.failover_transcoder import FailoverTranscoder
+
+        return FailoverTranscoder.from_stream(
+            pool_of(ro), in_stream, connection=ro.connection(), **kwargs
+        )
+    from vtremote.client.packet_transcoder import RemoteTranscoder
+
+    return RemoteTranscoder.from_stream(
+        ro.host or "", in_stream, connection=ro.connection(), **kwargs
+    )

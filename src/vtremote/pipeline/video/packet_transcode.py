@@ -34,7 +34,7 @@ from vtremote.pipeline.handler import Handler, JobContext
 from vtremote.pipeline.inputs import Input
 from vtremote.pipeline.keyframes import parse_force_key_frames, parse_key_frames
 from vtremote.pipeline.output import open_output_stream_for_packets
-from vtremote.pipeline.remote_sessions import uses_pool
+from vtremote.pipeline.remote_sessions import open_transcoder
 from vtremote.pipeline.spec import OutputSpec
 from vtremote.pipeline.timing import to_seconds, to_ticks
 from vtremote.pipeline.video.frame_path import output_filters
@@ -43,6 +43,7 @@ from vtremote.wire.constants import PixelFormat
 from vtremote.wire.filter_specs import Trim, serialize
 
 if TYPE_CHECKING:
+    from vtremote.client.failover_transcoder import FailoverTranscoder
     from vtremote.client.packet_transcoder import RemoteTranscoder
 
 
@@ -92,11 +93,6 @@ def why_not_transcode(ctx: JobContext, inp: Input, in_stream: Any) -> str | None
     ro = ctx.remote_output
     if ro.parallel > 1:
         return "-vt_remote_parallel splits raw frames into segments"
-    if uses_pool(ro):
-        return (
-            "a pool of servers or a local fallback needs the failover encoder, "
-            "which takes raw frames"
-        )
     if inp.spec.keyframes_only:
         return "-skip_frame nokey keeps the keyframes on this machine"
     keys = parse_key_frames(out.force_key_frames) if out.force_key_frames else None
@@ -192,16 +188,14 @@ class PacketTranscodeHandler(Handler):
         self.packets_out = 0
         ctx.muxer.set_ready(out_index)
 
-    def _open_session(self, sar: Fraction | None) -> RemoteTranscoder:
+    def _open_session(self, sar: Fraction | None) -> RemoteTranscoder | FailoverTranscoder:
+        """One server's session, or one that fails over on a pool (or to this machine)."""
         out = self.ctx.output
         key_times, key_every = key_schedule(out.force_key_frames)
-        # Loaded here: a command that transcodes nothing never needs it.
-        from vtremote.client.packet_transcoder import RemoteTranscoder
-
         before, after = trim_filters(self)
         chain = chain_text(out.video_filter, output_filters(out))
-        return RemoteTranscoder.from_stream(
-            self.ctx.remote_output.host or "",
+        return open_transcoder(
+            self.ctx.remote_output,
             self.in_stream,
             codec=out.remote_codec,
             filters=",".join(part for part in (before, chain, after) if part),
@@ -209,7 +203,6 @@ class PacketTranscodeHandler(Handler):
             force_key_frames=key_times or None,
             force_key_every=key_every,
             settings=remote_settings(self.ctx, color_settings(self.in_stream.codec_context), sar),
-            connection=self.ctx.remote_output.connection(),
         )
 
     def _configure_stream(self, tb: Fraction, rate: Fraction | None, sar: Fraction | None) -> None:
