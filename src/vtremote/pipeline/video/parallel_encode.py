@@ -30,10 +30,11 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import av
 
@@ -45,6 +46,7 @@ from vtremote.client.failover import (
     with_parameter_sets,
 )
 from vtremote.client.fallback import LocalEncoder
+from vtremote.client.options import ConnectionOptions
 from vtremote.client.pool import Placer, Pool
 from vtremote.client.stats import SessionStats, describe_session
 from vtremote.client.transport import Transport
@@ -62,6 +64,7 @@ from vtremote.wire.constants import PixelFormat, WireCompression
 log = logging.getLogger(__name__)
 
 Packet: TypeAlias = "av.Packet[Any]"
+T = TypeVar("T")
 
 #: A segment is whole GOPs and at least this many frames (sessions cost a round trip or two).
 MIN_SEGMENT_FRAMES = 60
@@ -144,6 +147,56 @@ class ParallelSessions:
         """Sessions are closed segment by segment."""
 
 
+class SegmentPlacer:
+    """Opens the session of each segment on the pool, skipping the servers that failed a
+    segment, waiting while every live server is busy with the job's other segments."""
+
+    def __init__(
+        self, pool: Pool, codec: str, connection: ConnectionOptions, report: ParallelSessions
+    ) -> None:
+        self.pool = pool
+        self.codec = codec
+        self.connection = connection
+        self.report = report
+        self._dead: set[str] = set()
+        self._lock = threading.Lock()
+
+    def failed(self, server: str) -> None:
+        """``server`` failed a segment: no later segment goes there."""
+        with self._lock:
+            self._dead.add(server)
+
+    def open(
+        self,
+        opener: Callable[[Transport], T],
+        label: str,
+        local: Callable[[], T] | None = None,
+    ) -> T:
+        """A session for one segment; with ``-vt_remote_fallback local`` and ``local``, one on
+        this machine when no server can take it."""
+        deadline = time.monotonic() + BUSY_WAIT
+        while True:
+            with self._lock:
+                dead = set(self._dead)
+            placer = Placer(self.pool, self.codec, self.connection)
+            try:
+                return placer.open(opener, exclude=dead)[0]
+            except NoServerError:
+                busy = any("busy" in why for why in placer.skipped.values())
+                if busy and time.monotonic() < deadline:
+                    time.sleep(0.1)  # every live server is taken by our other segments
+                    continue
+                if local is not None and self.pool.fallback == "local":
+                    self.report.fell_back = True
+                    log.warning(
+                        "%s: %s; encoding it here (local fallback)",
+                        label,
+                        placer.failure_message(),
+                    )
+                    return local()
+                raise
+
+
 class ParallelEncode(RemoteEncode):
     """Encode keyframe-aligned segments on several servers at once and join them."""
 
@@ -159,8 +212,8 @@ class ParallelEncode(RemoteEncode):
         self._pending: deque[tuple[Segment, Future[Segment]]] = deque()
         self._current: Segment | None = None
         self._next_index = 0
-        self._dead: set[str] = set()
-        self._dead_lock = threading.Lock()
+        self.placer = SegmentPlacer(self.pool, remote_codec, self.connection, self.report)
+        self._first_lock = threading.Lock()
         self._dts = IncreasingDts()
         self._first_extradata: bytes | None = None
         self._first_session: RemoteEncoder | None = None
@@ -268,7 +321,7 @@ class ParallelEncode(RemoteEncode):
     # -- one segment, on a worker thread -----------------------------------------------------------
 
     def _take_first_session(self) -> RemoteEncoder | None:
-        with self._dead_lock:
+        with self._first_lock:
             session, self._first_session = self._first_session, None
         return session
 
@@ -277,29 +330,10 @@ class ParallelEncode(RemoteEncode):
             first = self._take_first_session()
             if first is not None:
                 return first
-        deadline = time.monotonic() + BUSY_WAIT
-        while True:
-            with self._dead_lock:
-                dead = set(self._dead)
-            placer = Placer(self.pool, self.remote_codec, self.connection)
-            try:
-                session, _ = placer.open(self._opener, exclude=dead)
-                return session
-            except NoServerError:
-                busy = any("busy" in why for why in placer.skipped.values())
-                if busy and time.monotonic() < deadline:
-                    time.sleep(0.1)  # every live server is taken by our other segments
-                    continue
-                if self.pool.fallback == "local":
-                    self.report.fell_back = True
-                    log.warning(
-                        "segment %d: %s; encoding it here (local fallback)",
-                        seg.index,
-                        placer.failure_message(),
-                    )
-                    assert self.format is not None
-                    return self.format.local()
-                raise
+        assert self.format is not None
+        local: Callable[[], RemoteEncoder | LocalEncoder] = self.format.local
+        opener: Callable[[Transport], RemoteEncoder | LocalEncoder] = self._opener
+        return self.placer.open(opener, f"segment {seg.index}", local)
 
     def _encode_segment(self, seg: Segment) -> Segment:
         while True:
@@ -321,8 +355,7 @@ class ParallelEncode(RemoteEncode):
                     session.close()
             except FAILOVER_ERRORS as e:
                 if not isinstance(session, LocalEncoder):
-                    with self._dead_lock:
-                        self._dead.add(server)
+                    self.placer.failed(server)
                 self.report.redone += 1
                 log.warning(
                     "segment %d failed on %s (%s); encoding it again elsewhere",
