@@ -192,3 +192,32 @@ def test_uncompressed_input_keeps_segments_of_frames(start_server, tmp_path: Pat
     # The first reason: the trim; lavfi pictures would be the next one.
     assert "segments of raw frames, not of packets: -frames:v need" in err
     assert len(strict_file_frames(out)[1]) == 60
+
+
+def test_segment_of_a_dead_server_is_transcoded_again(
+    start_server, movie: Path, tmp_path: Path, capsys
+) -> None:
+    dying = start_server("--engine", "x264", "--max-sessions", "1", "--die-after-frames", "20")
+    healthy = start_server("--engine", "x264", "--max-sessions", "1", "--throttle-fps", "60")
+    out = tmp_path / "out.mp4"
+    summary = transcode(
+        capsys,
+        movie,
+        out,
+        f"{dying.addr},{healthy.addr}",
+        "-vt_remote_parallel",
+        "2",
+        "-g",
+        str(GOP),
+        "-force_key_frames",
+        "expr:gte(t,n_forced*1)",
+    )
+    assert dying.wait(10) == -9
+    video = next(s for s in summary["streams"] if s["type"] == "video")
+    assert summary["failovers"] >= 1
+    assert video["segments_by_server"] == {healthy.addr: int(SECONDS)}
+    packets, frames = strict_file_frames(out)
+    assert len(frames) == round(SECONDS * RATE)
+    assert [round(float(f.pts * f.time_base) * RATE) for f in frames] == list(range(len(frames)))
+    keys = sorted(round(float(p.pts * p.time_base) * RATE) for p in packets if p.is_keyframe)
+    assert keys == [i * GOP for i in range(int(SECONDS))]
