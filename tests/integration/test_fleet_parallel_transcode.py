@@ -8,9 +8,11 @@ import re
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 from decoding import strict_file_frames
+from media import testsrc_frames
 from mediaserver_helpers import RATE, make_movie, read_hls
 from vtremote.cli.main import main
 from vtremote.testing.servers import ServerProcess
@@ -221,3 +223,64 @@ def test_segment_of_a_dead_server_is_transcoded_again(
     assert [round(float(f.pts * f.time_base) * RATE) for f in frames] == list(range(len(frames)))
     keys = sorted(round(float(p.pts * p.time_base) * RATE) for p in packets if p.is_keyframe)
     assert keys == [i * GOP for i in range(int(SECONDS))]
+
+
+def open_gop_movie(path: Path) -> Path:
+    """H.264 with x264's open GOPs: some keyframes are followed (in decode order) by B-frames
+    shown before them, which reference the GOP before."""
+    frames = testsrc_frames(round(SECONDS * RATE), W, H, "yuv420p", RATE)
+    with av.open(str(path), "w", format="matroska") as out:
+        video = out.add_stream("libx264", rate=RATE)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        video.codec_context.options = {
+            "preset": "veryfast",
+            "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:bframes=2:open-gop=1:log=-1",
+        }
+        for frame in frames:
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    with av.open(str(path)) as c:
+        packets = [p for p in c.demux(c.streams.video[0]) if p.size]
+    leading = [
+        p.pts for i, p in enumerate(packets[:-1]) if p.is_keyframe and packets[i + 1].pts < p.pts
+    ]
+    assert leading, "x264 made no open GOP"
+    return path
+
+
+def test_open_gop_keyframes_are_not_cut(start_server, tmp_path: Path, capsys) -> None:
+    src = open_gop_movie(tmp_path / "og.mkv")
+    servers = throttled(start_server, 2)
+    one, many = tmp_path / "one.mp4", tmp_path / "many.mp4"
+    keyed = ("-force_key_frames", "expr:gte(t,n_forced*1)")
+    transcode(capsys, src, one, servers[0].addr, *keyed)
+    rc = main(
+        [
+            "-i",
+            str(src),
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            ",".join(s.addr for s in servers),
+            "-vt_remote_parallel",
+            "2",
+            "-vf",
+            "scale=128:72",
+            "-bf",
+            "2",
+            *keyed,
+            "--json",
+            "-v",
+            "info",
+            str(many),
+        ]
+    )
+    stdout, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "the source has open GOPs: segments are not cut at them" in err
+    video = next(s for s in json.loads(stdout)["streams"] if s["type"] == "video")
+    assert 2 <= video["segments"] < int(SECONDS)  # split, but not at the open GOP
+    _, f1 = strict_file_frames(one)
+    _, f2 = strict_file_frames(many)
+    assert len(f2) == len(f1) == round(SECONDS * RATE)
+    assert [f.pts for f in f2] == [f.pts for f in f1]
