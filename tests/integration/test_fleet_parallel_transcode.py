@@ -53,7 +53,9 @@ def transcode(
     )
     stdout, err = capsys.readouterr()
     assert rc == 0, err
-    return json.loads(stdout)
+    # Servers of one engine and settings send one set of parameter sets: none goes in-band.
+    assert "other parameter sets" not in err
+    return dict(json.loads(stdout))
 
 
 def segments_of(server: ServerProcess) -> list[int]:
@@ -152,6 +154,7 @@ def test_parallel_hls_writes_each_segment_once_in_order(
     hls = read_hls(out / "s.m3u8")
     names = [s.name for s in hls.segments]
     assert names == [f"s{i}.ts" for i in range(len(names))]  # each once, in order
+    assert sorted(p.name for p in out.iterdir() if p.name != "s.m3u8") == sorted(names)
     assert len(names) == int(SECONDS)
     assert all(s.first_video_packet_key for s in hls.segments)  # keyframes at segment starts
     times = [t for s in hls.segments for t, _ in s.video_frames]
