@@ -25,8 +25,10 @@ REMOTE_H264 = "h264_videotoolbox_remote"
 
 def transcode(
     capsys: pytest.CaptureFixture[str], src: Path, out: Path, hosts: str, *extra: str
-) -> dict:
-    rc = main(
+) -> tuple[dict, str]:
+    """The job's --json summary and its log."""
+    summary, err = run_cli(
+        capsys,
         [
             "-i",
             str(src),
@@ -45,17 +47,19 @@ def transcode(
             "-bf",
             "2",
             *extra,
-            "--json",
-            "-v",
-            "info",
             str(out),
-        ]
+        ],
     )
-    stdout, err = capsys.readouterr()
-    assert rc == 0, err
     # Servers of one engine and settings send one set of parameter sets: none goes in-band.
     assert "other parameter sets" not in err
-    return dict(json.loads(stdout))
+    return summary, err
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[dict, str]:
+    rc = main([*args, "--json", "-v", "info"])
+    stdout, err = capsys.readouterr()
+    assert rc == 0, err
+    return json.loads(stdout), err
 
 
 def segments_of(server: ServerProcess) -> list[int]:
@@ -103,7 +107,7 @@ def test_parallel_packets_match_one_server(
     keyed = ("-g", str(GOP), "-force_key_frames", "expr:gte(t,n_forced*1)")
     transcode(capsys, movie, one, servers[0].addr, *keyed)
     hosts = ",".join(s.addr for s in servers)
-    summary = transcode(capsys, movie, many, hosts, "-vt_remote_parallel", "3", *keyed)
+    summary, _ = transcode(capsys, movie, many, hosts, "-vt_remote_parallel", "3", *keyed)
     video = next(s for s in summary["streams"] if s["type"] == "video")
     assert video["strategy"] == "parallel transcode"
     frames = round(SECONDS * RATE)
@@ -133,7 +137,7 @@ def test_parallel_hls_writes_each_segment_once_in_order(
     servers = throttled(start_server, 2)
     out = tmp_path / "hls"
     out.mkdir()
-    summary = transcode(
+    summary, _ = transcode(
         capsys,
         movie,
         out / "s.m3u8",
@@ -170,7 +174,8 @@ def test_parallel_hls_writes_each_segment_once_in_order(
 def test_uncompressed_input_keeps_segments_of_frames(start_server, tmp_path: Path, capsys) -> None:
     srv = start_server("--engine", "x264")
     out = tmp_path / "o.mp4"
-    rc = main(
+    summary, err = run_cli(
+        capsys,
         [
             "-f",
             "lavfi",
@@ -184,15 +189,10 @@ def test_uncompressed_input_keeps_segments_of_frames(start_server, tmp_path: Pat
             srv.addr,
             "-vt_remote_parallel",
             "2",
-            "--json",
-            "-v",
-            "info",
             str(out),
-        ]
+        ],
     )
-    stdout, err = capsys.readouterr()
-    assert rc == 0, err
-    video = next(s for s in json.loads(stdout)["streams"] if s["type"] == "video")
+    video = next(s for s in summary["streams"] if s["type"] == "video")
     assert video["strategy"] != "parallel transcode"
     # The first reason: the trim; lavfi pictures would be the next one.
     assert "segments of raw frames, not of packets: -frames:v need" in err
@@ -205,7 +205,7 @@ def test_segment_of_a_dead_server_is_transcoded_again(
     dying = start_server("--engine", "x264", "--max-sessions", "1", "--die-after-frames", "20")
     healthy = start_server("--engine", "x264", "--max-sessions", "1", "--throttle-fps", "60")
     out = tmp_path / "out.mp4"
-    summary = transcode(
+    summary, _ = transcode(
         capsys,
         movie,
         out,
@@ -257,31 +257,10 @@ def test_open_gop_keyframes_are_not_cut(start_server, tmp_path: Path, capsys) ->
     one, many = tmp_path / "one.mp4", tmp_path / "many.mp4"
     keyed = ("-force_key_frames", "expr:gte(t,n_forced*1)")
     transcode(capsys, src, one, servers[0].addr, *keyed)
-    rc = main(
-        [
-            "-i",
-            str(src),
-            "-c:v",
-            REMOTE_H264,
-            "-vt_remote_host",
-            ",".join(s.addr for s in servers),
-            "-vt_remote_parallel",
-            "2",
-            "-vf",
-            "scale=128:72",
-            "-bf",
-            "2",
-            *keyed,
-            "--json",
-            "-v",
-            "info",
-            str(many),
-        ]
-    )
-    stdout, err = capsys.readouterr()
-    assert rc == 0, err
+    hosts = ",".join(s.addr for s in servers)
+    summary, err = transcode(capsys, src, many, hosts, "-vt_remote_parallel", "2", *keyed)
     assert "the source has open GOPs: segments are not cut at them" in err
-    video = next(s for s in json.loads(stdout)["streams"] if s["type"] == "video")
+    video = next(s for s in summary["streams"] if s["type"] == "video")
     assert 2 <= video["segments"] < int(SECONDS)  # split, but not at the open GOP
     _, f1 = strict_file_frames(one)
     _, f2 = strict_file_frames(many)

@@ -32,6 +32,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -85,12 +86,21 @@ def aggregate_run(n: int, *, frames: int, size: tuple[int, int], throttle: float
             ),
             overwrite=True,
         )
-        t0 = time.perf_counter()
-        stats = Job(spec).run()
-        elapsed = time.perf_counter() - t0
+        return timed_run(n, spec)
     finally:
         for s in servers:
             s.stop()
+
+
+def timed_run(
+    n: int, spec: JobSpec, on_start: Callable[[float], None] | None = None
+) -> dict[str, Any]:
+    """Run a job (``on_start`` gets its start time): seconds, frames/s, segments by server."""
+    t0 = time.perf_counter()
+    if on_start is not None:
+        on_start(t0)
+    stats = Job(spec).run()
+    elapsed = time.perf_counter() - t0
     return {
         "servers": n,
         "frames": stats.frames,
@@ -137,6 +147,11 @@ def hls_run(n: int, source: str, folder: str, throttle: float) -> dict[str, Any]
     os.mkdir(out)
     first: list[float] = []
     stop = threading.Event()
+
+    def watch(t0: float) -> None:
+        args = (os.path.join(out, "s0.ts"), stop, t0, first)
+        threading.Thread(target=_first_file, args=args, daemon=True).start()
+
     try:
         spec = JobSpec(
             inputs=[InputSpec(source)],
@@ -150,25 +165,13 @@ def hls_run(n: int, source: str, folder: str, throttle: float) -> dict[str, Any]
             ),
             overwrite=True,
         )
-        t0 = time.perf_counter()
-        watch = threading.Thread(
-            target=_first_file, args=(os.path.join(out, "s0.ts"), stop, t0, first)
-        )
-        watch.start()
-        stats = Job(spec).run()
-        elapsed = time.perf_counter() - t0
+        row = timed_run(n, spec, watch)
     finally:
         stop.set()
         for s in servers:
             s.stop()
-    return {
-        "servers": n,
-        "frames": stats.frames,
-        "seconds": round(elapsed, 3),
-        "fps": round(stats.frames / elapsed, 1),
-        "first_segment_s": round(first[0], 3) if first else None,
-        "segments": stats.remote[0].get("segments_by_server") if stats.remote else None,
-    }
+    row["first_segment_s"] = round(first[0], 3) if first else None
+    return row
 
 
 def hls_runs(

@@ -100,6 +100,14 @@ def chain_names(text: str | None) -> set[str]:
         return set()
 
 
+def shift_packet(packet: Packet, ticks: int) -> None:
+    """Move a packet ``ticks`` earlier (the run's start offset: the output starts at 0)."""
+    for name in ("pts", "dts"):
+        value = getattr(packet, name)
+        if ticks and value is not None:
+            setattr(packet, name, value - ticks)
+
+
 @dataclass
 class Segment:
     """Source packets of one segment (appended by the reader), and what its session made."""
@@ -191,11 +199,7 @@ class ParallelTranscodeHandler(PacketTranscodeHandler):
     def feed(self, packet: Packet) -> None:
         if self.done or packet.size == 0:
             return
-        if self.shift:
-            if packet.pts is not None:
-                packet.pts -= self.shift
-            if packet.dts is not None:
-                packet.dts -= self.shift
+        shift_packet(packet, self.shift)
         self.packets_in += 1
         held, self._held = self._held, None
         if held is not None:
