@@ -21,7 +21,8 @@ not what is measured. Two parts:
   1..4 servers of one session each (``--engine x264`` throttled, so the output
   is real), every count with ``-vt_remote_parallel N``. Reported against N = 1
   measured in the same run: the aggregate speed ratio (goal >= 0.9 x N) and
-  the time to the first segment file (goal <= 1).
+  the time to the first segment file (goal <= 1); one plain session (no
+  segments) on one server is measured too, for reference.
 """
 
 from __future__ import annotations
@@ -139,11 +140,13 @@ def _first_file(path: str, stop: threading.Event, t0: float, found: list[float])
             time.sleep(0.002)
 
 
-def hls_run(n: int, source: str, folder: str, throttle: float) -> dict[str, Any]:
-    """The source to HLS on ``n`` throttled x264 servers at once: seconds, frames/s and the time
-    to the first segment file."""
+def hls_run(
+    n: int, source: str, folder: str, throttle: float, parallel: bool = True
+) -> dict[str, Any]:
+    """The source to HLS on ``n`` throttled x264 servers at once (``parallel`` False: one plain
+    session): seconds, frames/s and the time to the first segment file."""
     servers = _servers(n, throttle, 1, engine="x264")
-    out = os.path.join(folder, f"n{n}")
+    out = os.path.join(folder, f"n{n}{'' if parallel else '-plain'}")
     os.mkdir(out)
     first: list[float] = []
     stop = threading.Event()
@@ -161,7 +164,9 @@ def hls_run(n: int, source: str, folder: str, throttle: float) -> dict[str, Any]
                 codecs={"v": "h264_videotoolbox_remote"},
                 video={"gop": HLS_GOP},
                 format_options={"hls_time": f"{HLS_TIME:g}", "hls_playlist_type": "vod"},
-                remote=RemoteOptions(host=",".join(s.address for s in servers), parallel=n),
+                remote=RemoteOptions(
+                    host=",".join(s.address for s in servers), parallel=n if parallel else 0
+                ),
             ),
             overwrite=True,
         )
@@ -171,6 +176,7 @@ def hls_run(n: int, source: str, folder: str, throttle: float) -> dict[str, Any]
         for s in servers:
             s.stop()
     row["first_segment_s"] = round(first[0], 3) if first else None
+    row["parallel"] = parallel
     return row
 
 
@@ -193,15 +199,23 @@ def hls_runs(
                     f"fleet hls: {n} server(s): {rows[-1]['fps']} frames/s, first segment "
                     f"{rows[-1]['first_segment_s']} s"
                 )
+        # For reference: one plain packet-transcode session (no segments).
+        plain = hls_run(1, source, folder, throttle, parallel=False)
     one = rows[0]
-    for r in rows:
+    for r in [*rows, plain]:
         r["speed_vs_n_times_one"] = round(r["fps"] / (r["servers"] * one["fps"]), 3)
         r["first_segment_vs_one"] = (
             round(r["first_segment_s"] / one["first_segment_s"], 3)
             if r["first_segment_s"] and one["first_segment_s"]
             else None
         )
-    return {"seconds": seconds, "size": f"{size[0]}x{size[1]}", "hls_time": HLS_TIME, "rows": rows}
+    return {
+        "seconds": seconds,
+        "size": f"{size[0]}x{size[1]}",
+        "hls_time": HLS_TIME,
+        "rows": rows,
+        "one_session": plain,
+    }
 
 
 def _encode(
