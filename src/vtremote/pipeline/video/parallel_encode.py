@@ -148,8 +148,8 @@ class ParallelSessions:
 
 
 class SegmentPlacer:
-    """Opens the session of each segment on the pool, skipping the servers that failed a
-    segment, waiting while every live server is busy with the job's other segments."""
+    """Opens the session of each segment on the pool, one at a time, skipping the servers that
+    failed a segment, waiting while every live server is busy with the job's other segments."""
 
     def __init__(
         self, pool: Pool, codec: str, connection: ConnectionOptions, report: ParallelSessions
@@ -160,6 +160,7 @@ class SegmentPlacer:
         self.report = report
         self._dead: set[str] = set()
         self._lock = threading.Lock()
+        self._placing = threading.Lock()
 
     def failed(self, server: str) -> None:
         """``server`` failed a segment: no later segment goes there."""
@@ -180,7 +181,10 @@ class SegmentPlacer:
                 dead = set(self._dead)
             placer = Placer(self.pool, self.codec, self.connection)
             try:
-                return placer.open(opener, exclude=dead)[0]
+                # One placement at a time: a placement greets every member, and greetings of the
+                # job's own segments would count as sessions in each other's eyes.
+                with self._placing:
+                    return placer.open(opener, exclude=dead)[0]
             except NoServerError:
                 busy = any("busy" in why for why in placer.skipped.values())
                 if busy and time.monotonic() < deadline:
