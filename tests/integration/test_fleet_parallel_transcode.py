@@ -266,3 +266,48 @@ def test_open_gop_keyframes_are_not_cut(start_server, tmp_path: Path, capsys) ->
     _, f2 = strict_file_frames(many)
     assert len(f2) == len(f1) == round(SECONDS * RATE)
     assert [f.pts for f in f2] == [f.pts for f in f1]
+
+
+def test_parallel_hls_keeps_audio_in_its_segments(start_server, tmp_path: Path, capsys) -> None:
+    # Segments of 4 s and 2 x 2 of them read ahead: the audio is read up to 16 s before the
+    # video it goes with is muxed, beyond FFmpeg's default interleaving delay of 10 s.
+    src = make_movie(tmp_path / "long.mkv", 24.0, W, H, gop=4 * RATE)
+    servers = [start_server("--engine", "x264", "--max-sessions", "1") for _ in range(2)]
+    out = tmp_path / "hls"
+    out.mkdir()
+    run_cli(
+        capsys,
+        [
+            "-i",
+            str(src),
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-c:v",
+            REMOTE_H264,
+            "-vt_remote_host",
+            ",".join(s.addr for s in servers),
+            "-vt_remote_parallel",
+            "2",
+            "-c:a",
+            "copy",
+            "-f",
+            "hls",
+            "-hls_time",
+            "4",
+            "-hls_playlist_type",
+            "vod",
+            "-hls_list_size",
+            "0",
+            "-hls_segment_filename",
+            str(out / "s%d.ts"),
+            str(out / "s.m3u8"),
+        ],
+    )
+    hls = read_hls(out / "s.m3u8")
+    assert len(hls.segments) == 6
+    for seg in hls.segments:
+        assert seg.video_frames and seg.first_video_packet_key
+        audio = seg.audio_samples / seg.audio_rate
+        assert audio == pytest.approx(seg.duration, abs=0.1), seg.name  # its own audio

@@ -24,8 +24,9 @@ packets are joined in order into one bitstream:
 Segments are muxed in order, each as soon as it and those before it are done:
 an HLS playlist grows in order while later segments are being encoded on the
 other servers. The first segment's session is opened before any packet is
-read, so it has a server first. Source packets of at most ``2 N`` segments are
-held; the reader waits beyond that.
+read, so it has a server first. Source packets of at most ``2 N`` segments
+(about ``2 N + 1`` segment lengths of source) are held; the reader waits beyond
+that, and the output's interleaving waits for the video as long.
 
 Not split: a source whose keyframes have leading pictures (open GOP, a packet
 after the keyframe in decode order shown before it) stays in the segment it is
@@ -151,6 +152,9 @@ class ParallelTranscodeHandler(PacketTranscodeHandler):
         tb = in_stream.time_base
         #: Source ticks a segment spans at least before a keyframe may start the next.
         self.segment_ticks = round(Fraction(every or SEGMENT_SECONDS) / tb) - 1
+        #: How far (source ticks) the reader may run ahead of the oldest segment not muxed yet.
+        self.read_ahead = (2 * self.workers + 1) * (self.segment_ticks + 1)
+        self._allow_interleave(float(self.read_ahead * tb))
         self._cond = threading.Condition()
         self._segments: deque[Segment] = deque()
         self._current: Segment | None = None
@@ -166,6 +170,15 @@ class ParallelTranscodeHandler(PacketTranscodeHandler):
             self.workers,
             float(every or SEGMENT_SECONDS),
         )
+
+    def _allow_interleave(self, lag: float) -> None:
+        """The other streams (audio read beside the video) run up to ``lag`` seconds ahead of the
+        video: FFmpeg's interleaving must wait that long (10 s by default), or it writes them
+        early, and an HLS muxer would put them into earlier segments."""
+        delta = max(10.0, 2 * lag)
+        options = self.ctx.container.options  # read when the header is written, at the first mux
+        if isinstance(options, dict):
+            options.setdefault("max_interleave_delta", str(round(delta * 1_000_000)))
 
     def _open_session(self, sar: Fraction | None) -> RemoteTranscoder:
         """The first segment's session, placed before any packet is read."""
@@ -233,7 +246,9 @@ class ParallelTranscodeHandler(PacketTranscodeHandler):
 
     def _start_segment(self, packet: Packet) -> None:
         self._end_current()
-        while len(self._segments) >= 2 * self.workers:
+        while self._segments and (
+            len(self._segments) >= 2 * self.workers or self._ahead(packet) > self.read_ahead
+        ):
             self._mux_done(block=True, one=True)
         seg = Segment(len(self.segments_by_index), [packet])
         self.segments_by_index.append("")
@@ -241,6 +256,11 @@ class ParallelTranscodeHandler(PacketTranscodeHandler):
             self._segments.append(seg)
         self._current = seg
         self._executor.submit(self._run, seg)
+
+    def _ahead(self, packet: Packet) -> int:
+        """Source ticks from the oldest segment not muxed yet to ``packet``."""
+        start = self._segments[0].source[0].pts
+        return 0 if packet.pts is None or start is None else packet.pts - start
 
     def _end_current(self) -> None:
         if self._current is not None:
