@@ -74,6 +74,17 @@ MAX_TRIES = 6
 BUSY_WAIT = 30.0
 
 
+def allow_interleave(container: Any, lag: float) -> None:
+    """The other streams (audio read beside the video) run up to ``lag`` seconds ahead of the
+    video of parallel segments: FFmpeg's interleaving must wait that long (10 s by default), or
+    it writes them early, and an HLS muxer puts them into earlier segments. Call before the
+    first packet is muxed (the options are read when the header is written)."""
+    options = container.options
+    if isinstance(options, dict):
+        delta = max(10.0, 2 * lag)
+        options.setdefault("max_interleave_delta", str(round(delta * 1_000_000)))
+
+
 @dataclass
 class Segment:
     index: int
@@ -238,6 +249,11 @@ class ParallelEncode(RemoteEncode):
         settings = remote_settings(self.ctx, color_settings(frame), sar)
         gop = settings.gop or 12
         self.segment_frames = gop * math.ceil(MIN_SEGMENT_FRAMES / gop)
+        # The raw frames of up to 2N segments are held while the other streams are read on.
+        fps = rate if rate else Fraction(24)
+        allow_interleave(
+            self.ctx.container, float((2 * self.workers + 1) * self.segment_frames / fps)
+        )
         self.format = EncodeFormat(
             self.remote_codec,
             frame.width,

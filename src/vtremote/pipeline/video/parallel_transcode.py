@@ -62,7 +62,11 @@ from vtremote.pipeline.video.packet_transcode import (
     key_schedule,
     why_not_transcode,
 )
-from vtremote.pipeline.video.parallel_encode import ParallelSessions, SegmentPlacer
+from vtremote.pipeline.video.parallel_encode import (
+    ParallelSessions,
+    SegmentPlacer,
+    allow_interleave,
+)
 
 if TYPE_CHECKING:
     from vtremote.client.packet_transcoder import RemoteTranscoder
@@ -154,7 +158,7 @@ class ParallelTranscodeHandler(PacketTranscodeHandler):
         self.segment_ticks = round(Fraction(every or SEGMENT_SECONDS) / tb) - 1
         #: How far (source ticks) the reader may run ahead of the oldest segment not muxed yet.
         self.read_ahead = (2 * self.workers + 1) * (self.segment_ticks + 1)
-        self._allow_interleave(float(self.read_ahead * tb))
+        allow_interleave(ctx.container, float(self.read_ahead * tb))
         self._cond = threading.Condition()
         self._segments: deque[Segment] = deque()
         self._current: Segment | None = None
@@ -170,15 +174,6 @@ class ParallelTranscodeHandler(PacketTranscodeHandler):
             self.workers,
             float(every or SEGMENT_SECONDS),
         )
-
-    def _allow_interleave(self, lag: float) -> None:
-        """The other streams (audio read beside the video) run up to ``lag`` seconds ahead of the
-        video: FFmpeg's interleaving must wait that long (10 s by default), or it writes them
-        early, and an HLS muxer would put them into earlier segments."""
-        delta = max(10.0, 2 * lag)
-        options = self.ctx.container.options  # read when the header is written, at the first mux
-        if isinstance(options, dict):
-            options.setdefault("max_interleave_delta", str(round(delta * 1_000_000)))
 
     def _open_session(self, sar: Fraction | None) -> RemoteTranscoder:
         """The first segment's session, placed before any packet is read."""
