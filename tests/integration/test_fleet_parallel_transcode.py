@@ -85,6 +85,22 @@ def wait_summaries(servers: list[ServerProcess], total: int) -> dict[str, list[i
     return by
 
 
+def hls_options(folder: Path, seconds: int) -> list[str]:
+    """A VOD playlist with every segment listed, segments ``sN.ts`` in ``folder``."""
+    return [
+        "-f",
+        "hls",
+        "-hls_time",
+        str(seconds),
+        "-hls_playlist_type",
+        "vod",
+        "-hls_list_size",
+        "0",
+        "-hls_segment_filename",
+        str(folder / "s%d.ts"),
+    ]
+
+
 @pytest.fixture
 def movie(tmp_path: Path) -> Path:
     return make_movie(tmp_path / "m.mkv", SECONDS, W, H, gop=GOP)
@@ -144,16 +160,7 @@ def test_parallel_hls_writes_each_segment_once_in_order(
         ",".join(s.addr for s in servers),
         "-vt_remote_parallel",
         "2",
-        "-f",
-        "hls",
-        "-hls_time",
-        "1",
-        "-hls_playlist_type",
-        "vod",
-        "-hls_list_size",
-        "0",
-        "-hls_segment_filename",
-        str(out / "s%d.ts"),
+        *hls_options(out, 1),
     )
     hls = read_hls(out / "s.m3u8")
     names = [s.name for s in hls.segments]
@@ -292,16 +299,7 @@ def test_parallel_hls_keeps_audio_in_its_segments(start_server, tmp_path: Path, 
             "2",
             "-c:a",
             "copy",
-            "-f",
-            "hls",
-            "-hls_time",
-            "4",
-            "-hls_playlist_type",
-            "vod",
-            "-hls_list_size",
-            "0",
-            "-hls_segment_filename",
-            str(out / "s%d.ts"),
+            *hls_options(out, 4),
             str(out / "s.m3u8"),
         ],
     )

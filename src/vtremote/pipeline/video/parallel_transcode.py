@@ -169,7 +169,8 @@ class ParallelTranscodeHandler(PacketTranscodeHandler):
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="vtremote-segment")
         self.segments_by_index: list[str] = []
         log.info(
-            "parallel transcode on pool %s: %d at once, segments from source keyframes %gs apart",
+            "parallel transcode on pool %s: %d at once, segments of at least %gs cut at source "
+            "keyframes",
             pool.name,
             self.workers,
             float(every or SEGMENT_SECONDS),
