@@ -20,6 +20,12 @@ not what is measured. Two parts:
 * **transcode kills**: the same for a packet transcode
   (:mod:`vtremote.bench.fleet_transcode`): lost/repeated output frames, pts against an
   undisturbed run, wire bytes over source plus output bytes.
+* **hls**: a packet transcode of an H.264 file to HLS (``hls_time`` 2 s) on
+  1..4 servers of one session each (``--engine x264`` throttled, so the output
+  is real), every count with ``-vt_remote_parallel N``. Reported against N = 1
+  measured in the same run: the aggregate speed ratio (goal >= 0.9 x N) and
+  the time to the first segment file (goal <= 1); one plain session (no
+  segments) on one server is measured too, for reference.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ from __future__ import annotations
 import os
 import random
 import signal
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -48,12 +57,14 @@ AGGREGATE_FRAMES = 720
 GOP = 60
 
 
-def _servers(n: int, throttle: float, max_sessions: int) -> list[ServerProcess]:
+def _servers(
+    n: int, throttle: float, max_sessions: int, engine: str = "null"
+) -> list[ServerProcess]:
     args = ["--throttle-fps", f"{throttle:g}", "--max-sessions", str(max_sessions)]
     servers: list[ServerProcess] = []
     try:
         for _ in range(n):
-            servers.append(ServerProcess("null", args).start())
+            servers.append(ServerProcess(engine, args).start())
     except BaseException:
         for s in servers:
             s.stop()
@@ -80,18 +91,134 @@ def aggregate_run(n: int, *, frames: int, size: tuple[int, int], throttle: float
             ),
             overwrite=True,
         )
-        t0 = time.perf_counter()
-        stats = Job(spec).run()
-        elapsed = time.perf_counter() - t0
+        return timed_run(n, spec)
     finally:
         for s in servers:
             s.stop()
+
+
+def timed_run(
+    n: int, spec: JobSpec, on_start: Callable[[float], None] | None = None
+) -> dict[str, Any]:
+    """Run a job (``on_start`` gets its start time): seconds, frames/s, segments by server."""
+    t0 = time.perf_counter()
+    if on_start is not None:
+        on_start(t0)
+    stats = Job(spec).run()
+    elapsed = time.perf_counter() - t0
     return {
         "servers": n,
         "frames": stats.frames,
         "seconds": round(elapsed, 3),
         "fps": round(stats.frames / elapsed, 1),
         "segments": (stats.remote[0].get("segments_by_server") if stats.remote else None),
+    }
+
+
+#: HLS part: segment length (s) and the source's keyframe interval (frames at 30 fps).
+HLS_TIME = 2.0
+HLS_GOP = 60
+
+
+def make_h264_source(path: str, seconds: float, size: tuple[int, int]) -> str:
+    """An MKV with H.264 video, a keyframe every :data:`HLS_GOP` frames (the HLS source)."""
+    frames = make_frames("testsrc2", size[0], size[1], round(seconds * 30), pix_fmt="yuv420p")
+    with av.open(path, "w", format="matroska") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        video.codec_context.options = {
+            "preset": "ultrafast",
+            "x264-params": f"keyint={HLS_GOP}:min-keyint={HLS_GOP}:scenecut=0:log=-1",
+        }
+        for frame in frames:
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def _first_file(path: str, stop: threading.Event, t0: float, found: list[float]) -> None:
+    while not stop.is_set() and not found:
+        if os.path.exists(path):
+            found.append(time.perf_counter() - t0)
+        else:
+            time.sleep(0.002)
+
+
+def hls_run(
+    n: int, source: str, folder: str, throttle: float, parallel: bool = True
+) -> dict[str, Any]:
+    """The source to HLS on ``n`` throttled x264 servers at once (``parallel`` False: one plain
+    session): seconds, frames/s and the time to the first segment file."""
+    servers = _servers(n, throttle, 1, engine="x264")
+    out = os.path.join(folder, f"n{n}{'' if parallel else '-plain'}")
+    os.mkdir(out)
+    first: list[float] = []
+    stop = threading.Event()
+
+    def watch(t0: float) -> None:
+        args = (os.path.join(out, "s0.ts"), stop, t0, first)
+        threading.Thread(target=_first_file, args=args, daemon=True).start()
+
+    try:
+        spec = JobSpec(
+            inputs=[InputSpec(source)],
+            output=OutputSpec(
+                os.path.join(out, "s.m3u8"),
+                format="hls",
+                codecs={"v": "h264_videotoolbox_remote"},
+                video={"gop": HLS_GOP},
+                format_options={"hls_time": f"{HLS_TIME:g}", "hls_playlist_type": "vod"},
+                remote=RemoteOptions(
+                    host=",".join(s.address for s in servers), parallel=n if parallel else 0
+                ),
+            ),
+            overwrite=True,
+        )
+        row = timed_run(n, spec, watch)
+    finally:
+        stop.set()
+        for s in servers:
+            s.stop()
+    row["first_segment_s"] = round(first[0], 3) if first else None
+    row["parallel"] = parallel
+    return row
+
+
+def hls_runs(
+    counts: list[int],
+    *,
+    seconds: float,
+    size: tuple[int, int],
+    throttle: float,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """:func:`hls_run` for each count, with ratios against N = 1 of the same run."""
+    with tempfile.TemporaryDirectory(prefix="vtremote-fleet-hls-") as folder:
+        source = make_h264_source(os.path.join(folder, "src.mkv"), seconds, size)
+        rows = []
+        for n in sorted(set(counts) | {1}):
+            rows.append(hls_run(n, source, folder, throttle))
+            if progress is not None:
+                progress(
+                    f"fleet hls: {n} server(s): {rows[-1]['fps']} frames/s, first segment "
+                    f"{rows[-1]['first_segment_s']} s"
+                )
+        # For reference: one plain packet-transcode session (no segments).
+        plain = hls_run(1, source, folder, throttle, parallel=False)
+    one = rows[0]
+    for r in [*rows, plain]:
+        r["speed_vs_n_times_one"] = round(r["fps"] / (r["servers"] * one["fps"]), 3)
+        r["first_segment_vs_one"] = (
+            round(r["first_segment_s"] / one["first_segment_s"], 3)
+            if r["first_segment_s"] and one["first_segment_s"]
+            else None
+        )
+    return {
+        "seconds": seconds,
+        "size": f"{size[0]}x{size[1]}",
+        "hls_time": HLS_TIME,
+        "rows": rows,
+        "one_session": plain,
     }
 
 
@@ -235,10 +362,12 @@ def run_fleet(
     timeout: float = 1.0,
     seed: int = 1,
     transcode_runs: int | None = None,
+    hls_counts: list[int] | None = None,
+    hls_seconds: float = 24.0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The three parts (``transcode_runs``: packet transcode kills, default ``runs``); a
-    JSON-ready dict."""
+    """The parts (``transcode_runs``: packet transcode kills, default ``runs``; ``hls_counts``:
+    parallel HLS server counts); a JSON-ready dict."""
     aggregate = []
     for n in counts:
         res = aggregate_run(n, frames=frames, size=size, throttle=throttle)
@@ -265,6 +394,11 @@ def run_fleet(
     )
     t_runs = runs if transcode_runs is None else transcode_runs
     transcode = transcode_kill_runs(t_runs, plan, progress) if t_runs else None
+    hls = (
+        hls_runs(hls_counts, seconds=hls_seconds, size=size, throttle=throttle, progress=progress)
+        if hls_counts
+        else None
+    )
     return {
         "benchmark": "fleet",
         "machine": machine_info(),
@@ -273,4 +407,5 @@ def run_fleet(
         "aggregate": aggregate,
         "kills": kills,
         "transcode_kills": transcode,
+        "hls": hls,
     }

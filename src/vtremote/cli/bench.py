@@ -264,6 +264,18 @@ BENCHMARKS: dict[str, tuple[str, tuple[Option, ...]]] = {
                 {"type": float, "default": 1.0, "help": "client timeout in the kill runs, s (1)"},
             ),
             _int("--seed", 1, "random seed of the kill runs (1)"),
+            (
+                ("--hls-servers",),
+                {
+                    "type": lambda t: [int(x) for x in t.split(",") if x],
+                    "default": [1, 2, 3, 4],
+                    "help": "server counts of the parallel HLS part (default 1,2,3,4; '' skips)",
+                },
+            ),
+            (
+                ("--hls-seconds",),
+                {"type": float, "default": 24.0, "help": "seconds of the HLS source (24)"},
+            ),
         ),
     ),
 }
@@ -356,6 +368,8 @@ def _fleet(args: argparse.Namespace, progress: bm.Progress) -> dict[str, Any]:
         stops=args.stops,
         timeout=args.timeout,
         seed=args.seed,
+        hls_counts=args.hls_servers,
+        hls_seconds=args.hls_seconds,
         progress=progress,
     )
 

@@ -456,6 +456,9 @@ def fleet_tables(result: dict[str, Any]) -> list[Table]:
         )
     if result.get("transcode_kills"):
         tables.append(transcode_kill_table(result["transcode_kills"], machine))
+    hls = result.get("hls")
+    if hls:
+        tables.append(_fleet_hls_table(hls, result["throttle_fps"], machine))
     return tables
 
 
@@ -494,6 +497,34 @@ def transcode_kill_table(kills: dict[str, Any], machine: str) -> Table:
             f"undisturbed wire / (source + output) = {kills['undisturbed_wire_ratio']:.3f}"
         ],
         numeric={0, 1, 2, 3, 4, 7},
+    )
+
+
+def _fleet_hls_table(hls: dict[str, Any], throttle: float, machine: str) -> Table:
+    rows = [
+        [
+            str(r["servers"]) if r["parallel"] else f"{r['servers']} (one session)",
+            str(r["frames"]),
+            f"{r['seconds']:.2f}",
+            f"{r['fps']:.1f}",
+            f"{r['speed_vs_n_times_one']:.2f}",
+            f"{r['first_segment_s']:.2f}" if r["first_segment_s"] is not None else "-",
+            f"{r['first_segment_vs_one']:.2f}" if r["first_segment_vs_one"] is not None else "-",
+        ]
+        for r in [*hls["rows"], hls["one_session"]]
+    ]
+    return Table(
+        f"Fleet: parallel HLS, packet transcode on N servers (x264 throttled to {throttle:g} fps "
+        f"each, {hls['size']}, {hls['seconds']:g} s, hls_time {hls['hls_time']:g} s)",
+        ["servers", "frames", "seconds", "frames/s", "vs N x one", "first segment s", "vs one"],
+        rows,
+        machine,
+        [
+            "-vt_remote_parallel N for every N; speed goal >= 0.90 x N, first segment goal <= "
+            "1.00 x one server's, both against N = 1 of the same run; the last row is one plain "
+            "packet-transcode session (no segments), for reference"
+        ],
+        numeric={1, 2, 3, 4, 5, 6},
     )
 
 

@@ -30,10 +30,11 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import av
 
@@ -45,6 +46,7 @@ from vtremote.client.failover import (
     with_parameter_sets,
 )
 from vtremote.client.fallback import LocalEncoder
+from vtremote.client.options import ConnectionOptions
 from vtremote.client.pool import Placer, Pool
 from vtremote.client.stats import SessionStats, describe_session
 from vtremote.client.transport import Transport
@@ -62,6 +64,7 @@ from vtremote.wire.constants import PixelFormat, WireCompression
 log = logging.getLogger(__name__)
 
 Packet: TypeAlias = "av.Packet[Any]"
+T = TypeVar("T")
 
 #: A segment is whole GOPs and at least this many frames (sessions cost a round trip or two).
 MIN_SEGMENT_FRAMES = 60
@@ -69,6 +72,17 @@ MIN_SEGMENT_FRAMES = 60
 MAX_TRIES = 6
 #: How long a segment waits for a free server when all are busy with other segments (s).
 BUSY_WAIT = 30.0
+
+
+def allow_interleave(container: Any, lag: float) -> None:
+    """The other streams (audio read beside the video) run up to ``lag`` seconds ahead of the
+    video of parallel segments: FFmpeg's interleaving must wait that long (10 s by default), or
+    it writes them early, and an HLS muxer puts them into earlier segments. Call before the
+    first packet is muxed (the options are read when the header is written)."""
+    options = container.options
+    if isinstance(options, dict):
+        delta = max(10.0, 2 * lag)
+        options.setdefault("max_interleave_delta", str(round(delta * 1_000_000)))
 
 
 @dataclass
@@ -144,6 +158,60 @@ class ParallelSessions:
         """Sessions are closed segment by segment."""
 
 
+class SegmentPlacer:
+    """Opens the session of each segment on the pool, one at a time, skipping the servers that
+    failed a segment, waiting while every live server is busy with the job's other segments."""
+
+    def __init__(
+        self, pool: Pool, codec: str, connection: ConnectionOptions, report: ParallelSessions
+    ) -> None:
+        self.pool = pool
+        self.codec = codec
+        self.connection = connection
+        self.report = report
+        self._dead: set[str] = set()
+        self._lock = threading.Lock()
+        self._placing = threading.Lock()
+
+    def failed(self, server: str) -> None:
+        """``server`` failed a segment: no later segment goes there."""
+        with self._lock:
+            self._dead.add(server)
+
+    def open(
+        self,
+        opener: Callable[[Transport], T],
+        label: str,
+        local: Callable[[], T] | None = None,
+    ) -> T:
+        """A session for one segment; with ``-vt_remote_fallback local`` and ``local``, one on
+        this machine when no server can take it."""
+        deadline = time.monotonic() + BUSY_WAIT
+        while True:
+            with self._lock:
+                dead = set(self._dead)
+            placer = Placer(self.pool, self.codec, self.connection)
+            try:
+                # One placement at a time: a placement greets every member, and greetings of the
+                # job's own segments would count as sessions in each other's eyes.
+                with self._placing:
+                    return placer.open(opener, exclude=dead)[0]
+            except NoServerError:
+                busy = any("busy" in why for why in placer.skipped.values())
+                if busy and time.monotonic() < deadline:
+                    time.sleep(0.1)  # every live server is taken by our other segments
+                    continue
+                if local is not None and self.pool.fallback == "local":
+                    self.report.fell_back = True
+                    log.warning(
+                        "%s: %s; encoding it here (local fallback)",
+                        label,
+                        placer.failure_message(),
+                    )
+                    return local()
+                raise
+
+
 class ParallelEncode(RemoteEncode):
     """Encode keyframe-aligned segments on several servers at once and join them."""
 
@@ -159,8 +227,8 @@ class ParallelEncode(RemoteEncode):
         self._pending: deque[tuple[Segment, Future[Segment]]] = deque()
         self._current: Segment | None = None
         self._next_index = 0
-        self._dead: set[str] = set()
-        self._dead_lock = threading.Lock()
+        self.placer = SegmentPlacer(self.pool, remote_codec, self.connection, self.report)
+        self._first_lock = threading.Lock()
         self._dts = IncreasingDts()
         self._first_extradata: bytes | None = None
         self._first_session: RemoteEncoder | None = None
@@ -181,6 +249,11 @@ class ParallelEncode(RemoteEncode):
         settings = remote_settings(self.ctx, color_settings(frame), sar)
         gop = settings.gop or 12
         self.segment_frames = gop * math.ceil(MIN_SEGMENT_FRAMES / gop)
+        # The raw frames of up to 2N segments are held while the other streams are read on.
+        fps = rate if rate else Fraction(24)
+        allow_interleave(
+            self.ctx.container, float((2 * self.workers + 1) * self.segment_frames / fps)
+        )
         self.format = EncodeFormat(
             self.remote_codec,
             frame.width,
@@ -268,7 +341,7 @@ class ParallelEncode(RemoteEncode):
     # -- one segment, on a worker thread -----------------------------------------------------------
 
     def _take_first_session(self) -> RemoteEncoder | None:
-        with self._dead_lock:
+        with self._first_lock:
             session, self._first_session = self._first_session, None
         return session
 
@@ -277,29 +350,10 @@ class ParallelEncode(RemoteEncode):
             first = self._take_first_session()
             if first is not None:
                 return first
-        deadline = time.monotonic() + BUSY_WAIT
-        while True:
-            with self._dead_lock:
-                dead = set(self._dead)
-            placer = Placer(self.pool, self.remote_codec, self.connection)
-            try:
-                session, _ = placer.open(self._opener, exclude=dead)
-                return session
-            except NoServerError:
-                busy = any("busy" in why for why in placer.skipped.values())
-                if busy and time.monotonic() < deadline:
-                    time.sleep(0.1)  # every live server is taken by our other segments
-                    continue
-                if self.pool.fallback == "local":
-                    self.report.fell_back = True
-                    log.warning(
-                        "segment %d: %s; encoding it here (local fallback)",
-                        seg.index,
-                        placer.failure_message(),
-                    )
-                    assert self.format is not None
-                    return self.format.local()
-                raise
+        assert self.format is not None
+        local: Callable[[], RemoteEncoder | LocalEncoder] = self.format.local
+        opener: Callable[[Transport], RemoteEncoder | LocalEncoder] = self._opener
+        return self.placer.open(opener, f"segment {seg.index}", local)
 
     def _encode_segment(self, seg: Segment) -> Segment:
         while True:
@@ -321,8 +375,7 @@ class ParallelEncode(RemoteEncode):
                     session.close()
             except FAILOVER_ERRORS as e:
                 if not isinstance(session, LocalEncoder):
-                    with self._dead_lock:
-                        self._dead.add(server)
+                    self.placer.failed(server)
                 self.report.redone += 1
                 log.warning(
                     "segment %d failed on %s (%s); encoding it again elsewhere",
