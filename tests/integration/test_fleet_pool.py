@@ -16,7 +16,7 @@ import pytest
 from media import testsrc_frames
 from vtremote.cli.main import main
 from vtremote.client import RemoteEncoder
-from vtremote.client.config import PoolMember, load_config
+from vtremote.client.config import PoolMember, WakeTarget, load_config
 from vtremote.client.failover import FailoverEncoder
 from vtremote.client.pool import Placer, Pool, is_pool, resolve_pool
 from vtremote.errors import BusyError, ConfigError, NoServerError
@@ -280,3 +280,136 @@ def test_clients_placing_at_once_share_a_pool_of_single_slots(start_server) -> N
     finally:
         for e in encoders:
             e.close()
+
+
+# -- members with their own token and TLS, and members woken by Wake-on-LAN --------------------
+
+FINGERPRINT = r"SHA-256 fingerprint ([0-9A-F:]{95})"
+
+
+def test_each_member_gets_its_own_token_and_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start_server
+) -> None:
+    plain = start_server("--engine", "x264", "--token", "plain-token")
+    secure = start_server(
+        "--engine", "x264", "--token", "tls-token", "--tls", "--tls-dir", str(tmp_path / "tls")
+    )
+    fp = secure.wait_for_log(FINGERPRINT).group(1)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        "[pools.mixed]\n"
+        'token = "plain-token"\n'
+        "hosts = [\n"
+        f'  "{plain.addr}",\n'
+        f'  {{ host = "{secure.addr}", token = "tls-token", tls_fingerprint = "{fp}", weight = 8 }},\n'
+        "]\n"
+    )
+    monkeypatch.setenv("VTREMOTE_CONFIG", str(cfg))
+    pool = resolve_pool("mixed")
+    offers = Placer(pool, "h264").offers()
+    try:  # both said yes to HELLO: each got its own token, the second over TLS
+        assert [o.member.address for o in offers] == [secure.addr, plain.addr]
+        assert offers[0].transport.tls and not offers[1].transport.tls
+    finally:
+        for o in offers:
+            o.transport.close()
+    assert placed(pool) == secure.addr  # weight 8 wins
+    # the pool's token alone does not open the TLS member: it is skipped, named, with why
+    wrong = Pool("wrong", (PoolMember(secure.addr, token="plain-token", tls=pool.members[1].tls),))
+    with pytest.raises(NoServerError, match=rf"{secure.addr}: authentication failed"):
+        placed(wrong)
+
+
+class WakeListener:
+    """A UDP socket on 127.0.0.1 standing in for the LAN broadcast: it keeps every datagram
+    and runs ``on_packet`` after the first."""
+
+    def __init__(self, on_packet=None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.packets: list[bytes] = []
+        self.seen = threading.Event()
+        self.error: BaseException | None = None
+        self._on_packet = on_packet
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, _ = self.sock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            self.packets.append(data)
+            if not self.seen.is_set():
+                self.seen.set()
+                if self._on_packet is not None:
+                    try:
+                        self._on_packet()
+                    except BaseException as e:  # noqa: BLE001 - reported by the test
+                        self.error = e
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+MAC = bytes.fromhex("3c22fb0a0b0c")
+
+
+def test_a_sleeping_member_is_woken_and_then_used(start_server, caplog) -> None:
+    asleep = dead_address()
+    port = asleep.rsplit(":", 1)[1]
+    booted: list[str] = []
+
+    def boot() -> None:  # the machine wakes: its vtremoted comes up on the same port
+        booted.append(start_server("--engine", "x264", "--listen", f"127.0.0.1:{port}").addr)
+
+    listener = WakeListener(boot)
+    try:
+        wake = WakeTarget(MAC, "127.0.0.1", listener.port, timeout_s=60)
+        pool = Pool("sleepy", (PoolMember(asleep, wake=wake),))
+        with caplog.at_level(logging.INFO, logger="vtremote.client"):
+            assert placed(pool) == asleep
+        assert listener.error is None and booted == [asleep]
+        assert listener.packets[0] == b"\xff" * 6 + MAC * 16 and len(listener.packets[0]) == 102
+        assert f"{asleep} cannot be reached: sent Wake-on-LAN for 3c:22:fb:0a:0b:0c" in caplog.text
+        assert f"{asleep} answered" in caplog.text
+    finally:
+        listener.close()
+
+
+def test_background_wake_goes_on_without_the_member(start_server) -> None:
+    srv = start_server("--engine", "x264")
+    asleep = dead_address()
+    listener = WakeListener()
+    try:
+        wake = WakeTarget(MAC, "127.0.0.1", listener.port, timeout_s=60, mode="background")
+        member = PoolMember(asleep, weight=100, wake=wake)
+        assert placed(Pool("bg", (member, PoolMember(srv.addr)))) == srv.addr
+        assert listener.seen.wait(10) and listener.packets[0] == b"\xff" * 6 + MAC * 16
+        with pytest.raises(NoServerError) as err:  # alone: no wait, the error says it was woken
+            placed(Pool("alone", (member,)))
+        assert f"{asleep}: connection refused (woken by Wake-on-LAN)" in str(err.value)
+    finally:
+        listener.close()
+
+
+def test_a_woken_member_that_stays_asleep_is_named(caplog) -> None:
+    asleep = dead_address()
+    listener = WakeListener()
+    try:
+        wake = WakeTarget(MAC, "127.0.0.1", listener.port, timeout_s=1.5)
+        with pytest.raises(NoServerError) as err:
+            placed(Pool("never", (PoolMember(asleep, wake=wake),)))
+        assert (
+            f"{asleep}: connection refused (woken by Wake-on-LAN); did not answer within 1.5 s"
+            in str(err.value)
+        )
+        assert listener.packets and listener.packets[0] == b"\xff" * 6 + MAC * 16
+    finally:
+        listener.close()

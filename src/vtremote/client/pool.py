@@ -30,6 +30,7 @@ from typing import TypeVar
 from vtremote.client.config import ClientConfig, PoolMember, load_config
 from vtremote.client.options import ConnectionOptions, client_hello
 from vtremote.client.transport import Transport
+from vtremote.client.wake import Waker, unreachable
 from vtremote.errors import BusyError, ConfigError, NoServerError, VTRemoteError
 from vtremote.wire import extensions as ext
 from vtremote.wire import messages as m
@@ -175,14 +176,24 @@ class Placer:
         self.connection = connection if connection is not None else ConnectionOptions()
         #: Reasons of the last :meth:`open`'s skipped members, ``address -> why``.
         self.skipped: dict[str, str] = {}
+        #: Members woken by Wake-on-LAN (client/wake.py).
+        self.waker = Waker(pool.name)
+
+    def token_for(self, member: PoolMember) -> str:
+        """The HELLO token of ``member``: its own, else the pool's, else ``$VTREMOTE_TOKEN``."""
+        if member.token is not None:
+            return member.token
+        return self.pool.token or self.connection.hello_token()
 
     def _greet(self, member: PoolMember) -> Offer:
         transport = GreetedTransport.connect(
-            member.address, timeout=self.connection.timeout, tls=self.connection.tls
+            member.address,
+            timeout=self.connection.timeout,
+            tls=member.tls_for(self.connection.tls),
         )
         assert isinstance(transport, GreetedTransport)  # connect() builds cls
         try:
-            ack = transport.greet(client_hello(self.pool.token, self.codec))
+            ack = transport.greet(client_hello(self.token_for(member), self.codec))
         except BaseException:
             transport.close()
             raise
@@ -213,6 +224,8 @@ class Placer:
                     results.append(fut.result())
                 except VTRemoteError as e:
                     self.skipped[mb.address] = _reason(str(e), mb.address)
+                    if unreachable(e) and self.waker.wake(mb):
+                        self.skipped[mb.address] += " (woken by Wake-on-LAN)"
                     # A full server is normal in a busy pool; one that cannot be reached is not.
                     level = logging.INFO if isinstance(e, BusyError) else logging.WARNING
                     log.log(
@@ -245,6 +258,10 @@ class Placer:
             for a, r in self.skipped.items():
                 if a not in reasons or "busy" in reasons[a]:  # keep the first real reason
                     reasons[a] = r
+            if not offers:
+                woken = self._await_woken(why, reasons)
+                if woken is not None:
+                    offers = [woken]
             if not offers:
                 live = [a for a in self.pool.addresses if a not in why]
                 if (
@@ -280,6 +297,31 @@ class Placer:
                 )
             self.skipped = skipped
             return result, address
+
+    def _await_woken(self, exclude: Mapping[str, str], reasons: dict[str, str]) -> Offer | None:
+        """With no awake member to take the session: wait for the woken ones (``wake =
+        "wait"``); the first that answers HELLO, or None."""
+        members = self.waker.waiting(exclude)
+        if not members:
+            return None
+
+        def attempt(member: PoolMember) -> Offer | None:
+            try:
+                return self._greet(member)
+            except VTRemoteError as e:
+                if not unreachable(e):
+                    reasons[member.address] = _reason(str(e), member.address)
+                return None
+
+        offer = self.waker.wait(members, attempt)
+        for mb in members:
+            if offer is None or mb is not offer.member:
+                reasons.setdefault(mb.address, "cannot be reached")
+                if "did not answer" not in reasons[mb.address] and mb.wake is not None:
+                    reasons[mb.address] += (
+                        f"; did not answer within {mb.wake.timeout_s:g} s of Wake-on-LAN"
+                    )
+        return offer
 
     def failure_message(self) -> str:
         reasons = "; ".join(f"{a}: {self.skipped.get(a, 'not tried')}" for a in self.pool.addresses)
