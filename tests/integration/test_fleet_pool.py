@@ -413,3 +413,47 @@ def test_a_woken_member_that_stays_asleep_is_named(caplog) -> None:
         assert listener.packets and listener.packets[0] == b"\xff" * 6 + MAC * 16
     finally:
         listener.close()
+
+
+def test_placement_weighs_engine_capacity_and_measured_speed(start_server, caplog) -> None:
+    """HELLO_ACK's ext:capacity: a server whose engine runs more sessions at once, or whose
+    sessions ran faster, is preferred at equal free slots."""
+    small = start_server("--engine", "x264", "--max-sessions", "8", "--capacity", "1")
+    large = start_server("--engine", "x264", "--max-sessions", "8", "--capacity", "3")
+    pool = Pool("cap", (PoolMember(small.addr), PoolMember(large.addr)))
+    placer = Placer(pool, "h264")
+    offers = placer.offers()
+    for o in offers:
+        o.transport.close()
+    by_addr = {o.member.address: o for o in offers}
+    assert (by_addr[small.addr].capacity, by_addr[large.addr].capacity) == (1, 3)
+    assert by_addr[small.addr].fps is None  # nothing measured before a session ended
+    assert [o.member.address for o in offers] == [large.addr, small.addr]
+    # past its capacity a server counts by its share: 3 running on capacity 3, plus this one,
+    # is 3/4 of a session, less than the small one's free one
+    holders = [hold(large.addr), hold(large.addr), hold(large.addr)]
+    try:
+        with caplog.at_level(logging.INFO, logger="vtremote.client.pool"):
+            assert placed(Pool("cap2", pool.members)) == small.addr
+        assert "engine capacity 1" in caplog.text
+    finally:
+        for h in holders:
+            h.close()
+    # a session that ran gives its server a measured fps, announced from then on
+    with hold(small.addr) as enc:
+        for frame in testsrc_frames(30, W, H):
+            enc.encode(frame)
+        enc.flush()
+    measured = by_fps = None
+    deadline = time.monotonic() + 20
+    while measured is None and time.monotonic() < deadline:  # the SUMMARY follows DONE
+        offers = Placer(pool, "h264").offers()
+        for o in offers:
+            o.transport.close()
+        by_fps = {o.member.address: o for o in offers}
+        measured = by_fps[small.addr].fps
+        time.sleep(0.1)
+    assert measured is not None and measured > 0 and by_fps is not None
+    assert by_fps[large.addr].fps is None
+    # the unmeasured server counts at the mean of the measured ones: capacity decides again
+    assert [o.member.address for o in offers] == [large.addr, small.addr]

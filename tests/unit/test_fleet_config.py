@@ -12,6 +12,7 @@ from vtremote.client.config import ClientConfig, PoolMember, load_config, parse_
 from vtremote.client.pool import Pool, is_pool, resolve_pool
 from vtremote.errors import ConfigError, UsageError
 from vtremote.server.advertise import txt_record
+from vtremote.server.speed import SpeedMeter
 
 DOC = """
 fallback = "local"
@@ -118,6 +119,20 @@ def test_txt_record() -> None:
     )
     assert txt["codecs"] == "h264,hevc" and txt["engines"] == "h264=nvenc,hevc=nvenc"
     assert (txt["max"], txt["token"], txt["tls"], txt["proto"]) == ("3", "1", "0", "VTR1")
+    assert int(txt["capacity"]) >= 1 and txt["fps"] == "0.0"
+    txt = txt_record(codecs={"h264": "x264"}, max_sessions=0, token=False, tls=True, capacity=5)
+    assert (txt["capacity"], txt["tls"]) == ("5", "1")
+
+
+def test_speed_meter_rolls_over_sessions() -> None:
+    meter = SpeedMeter()
+    assert meter.fps == 0.0
+    meter.record(5, 1.0)  # too few pictures to say anything
+    assert meter.fps == 0.0
+    meter.record(100, 1.0)
+    assert meter.fps == 100.0
+    meter.record(200, 1.0)  # one fast session moves it part of the way
+    assert 100.0 < meter.fps < 200.0
 
 
 MEMBERS = """

@@ -82,6 +82,14 @@ FLAGS: tuple[tuple[str | None, tuple[Flag, ...]], ...] = (
                 _count(4, "concurrent sessions; more get a busy answer (0 = unlimited, default 4)"),
             ),
             (
+                ("--capacity",),
+                _count(
+                    0,
+                    "sessions the engine runs at full speed at once, told to pools "
+                    "(default 0: the device's limit, or one per CPU core)",
+                ),
+            ),
+            (
                 ("--engine",),
                 {
                     "default": "auto",
@@ -428,6 +436,7 @@ def _advertise(server: Server, config: ServerConfig) -> Advertiser:
     props = txt_record(
         codecs={c: server.state.engine_label(c) for c in CODECS},
         max_sessions=config.max_sessions,
+        capacity=config.capacity,
         token=bool(config.token),
         tls=config.tls,
     )

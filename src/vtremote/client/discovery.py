@@ -51,6 +51,21 @@ class Advert:
         return int(value) if value.isdigit() else None
 
     @property
+    def capacity(self) -> int | None:
+        """Sessions its engine runs at full speed at once (TXT ``capacity``)."""
+        value = self.properties.get("capacity", "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    @property
+    def fps(self) -> float | None:
+        """The rolling fps of its sessions when it was announced (TXT ``fps``; None: 0)."""
+        try:
+            value = float(self.properties.get("fps", ""))
+        except ValueError:
+            return None
+        return value if value > 0 else None
+
+    @property
     def token_required(self) -> bool:
         return self.properties.get("token") == "1"
 

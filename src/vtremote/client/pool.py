@@ -8,9 +8,12 @@ A pool comes from ``-vt_remote_host``:
 
 Placement (:class:`Placer`) greets every member at once with the session's own
 HELLO (VTR1.md §2): HELLO_ACK carries ``active_sessions`` and ``max_sessions``
-(real numbers when the server announces ``ext:busy``), so the free capacity
-is known without a separate probe. Members are ranked by free slots times
-weight; the session is then configured over the connection of the best one
+(real numbers when the server announces ``ext:busy``) and, from a server
+announcing ``ext:capacity``, how many sessions its engine runs at full speed
+and the fps its sessions achieved lately, so the expected throughput is known
+without a separate probe. Members are ranked by free capacity x fps x weight
+(:meth:`Offer.expected`: a server that reports no fps counts at the mean of
+those that do; one past its capacity by its share of it); the session is then configured over the connection of the best one
 (its HELLO is already done, so no other client can take the slot between the
 look and the use), and the others are closed. A busy, unreachable or refusing
 member is skipped with the reason in the log; when every member fails, one
@@ -151,6 +154,10 @@ class Offer:
     active: int
     max: int
     counts_known: bool
+    #: ``ext:capacity``: sessions the engine runs at full speed at once (None: not said).
+    capacity: int | None = None
+    #: ``ext:capacity``: recent fps of one of its sessions (None: not said or not measured).
+    fps: float | None = None
 
     @property
     def free(self) -> int:
@@ -162,8 +169,24 @@ class Offer:
         return max(self.max - self.active + 1, 1)
 
     @property
+    def free_capacity(self) -> float:
+        """Full-speed sessions left besides this one: the engine's capacity (bounded by the
+        session limit) less the sessions running; past it, this session's share (< 1)."""
+        if self.capacity is None or not self.counts_known:
+            return float(self.free)
+        limit = self.capacity if self.max == 0 else min(self.capacity, self.max)
+        left = limit - self.active + 1
+        return float(left) if left >= 1 else limit / max(self.active, 1)
+
+    @property
     def score(self) -> float:
-        return self.free * self.member.weight
+        """Free capacity x weight (no speed: see :meth:`expected`)."""
+        return self.free_capacity * self.member.weight
+
+    def expected(self, reference_fps: float = 1.0) -> float:
+        """Expected throughput: free capacity x fps x weight (``reference_fps`` stands in
+        for a server that reports none)."""
+        return self.score * (self.fps if self.fps else reference_fps)
 
 
 class Placer:
@@ -198,7 +221,11 @@ class Placer:
             transport.close()
             raise
         known = ext.CAP_BUSY in ext.split_capabilities(ack.capabilities)[1]
-        return Offer(member, transport, ack.active_sessions, ack.max_sessions, known)
+        capacity = ext.parse_capacity(ext.capability_value(ack.capabilities, ext.CAP_CAPACITY))
+        sessions, fps = capacity if capacity is not None else (None, None)
+        return Offer(
+            member, transport, ack.active_sessions, ack.max_sessions, known, sessions, fps or None
+        )
 
     def offers(self, exclude: Mapping[str, str] | Iterable[str] = ()) -> list[Offer]:
         """Greet every member not excluded, in parallel; the ones that said yes, best first.
@@ -236,7 +263,9 @@ class Placer:
                         self.skipped[mb.address],
                     )
         order = {mb.address: i for i, mb in enumerate(self.pool.members)}
-        results.sort(key=lambda o: (-o.score, order[o.member.address]))
+        measured = [o.fps for o in results if o.fps]
+        reference = sum(measured) / len(measured) if measured else 1.0
+        results.sort(key=lambda o: (-o.expected(reference), order[o.member.address]))
         return results
 
     def open(
@@ -332,6 +361,10 @@ def _describe(offer: Offer) -> str:
     if not offer.counts_known:
         return "session counts not reported"
     limit = "no limit" if offer.max == 0 else f"{offer.active} of {offer.max} sessions in use"
+    if offer.capacity is not None:
+        limit += f", engine capacity {offer.capacity}"
+    if offer.fps:
+        limit += f", {offer.fps:g} fps per session"
     return f"{limit}, weight {offer.member.weight:g}"
 
 

@@ -13,6 +13,9 @@ engines    ``h264=x264,hevc=x264`` (what serves each codec)
 max        max sessions (0 = unlimited); live counts come from HELLO_ACK
 token      ``1`` when a token is required, else ``0``
 tls        ``1`` when TLS is required, else ``0``
+capacity   sessions the engine runs at full speed at once (server/speed.py)
+fps        the rolling fps of its sessions when announced (0: not measured
+           yet); HELLO_ACK's ``ext:capacity`` carries the live value
 ========== ===========================================================
 
 A server listening on a loopback address announces on loopback only; one on
@@ -38,13 +41,20 @@ from zeroconf import InterfaceChoice, IPVersion, ServiceInfo, Zeroconf
 from zeroconf._utils.net import get_all_addresses
 
 import vtremote
+from vtremote.server.speed import engine_capacity
 from vtremote.wire.advert import ENV_INTERFACES, SERVICE_TYPE
 
 log = logging.getLogger(__name__)
 
 
 def txt_record(
-    *, codecs: Mapping[str, str], max_sessions: int, token: bool, tls: bool
+    *,
+    codecs: Mapping[str, str],
+    max_sessions: int,
+    token: bool,
+    tls: bool,
+    capacity: int = 0,
+    fps: float = 0.0,
 ) -> dict[str, str]:
     """The TXT properties for a server (``codecs``: codec -> engine label)."""
     return {
@@ -55,6 +65,8 @@ def txt_record(
         "max": str(max_sessions),
         "token": "1" if token else "0",
         "tls": "1" if tls else "0",
+        "capacity": str(capacity or engine_capacity(next(iter(codecs.values()), ""))),
+        "fps": f"{fps:.1f}",
     }
 
 
