@@ -13,13 +13,14 @@ from pathlib import Path
 import av
 import pytest
 
+from decoding import decode_stream
 from media import testsrc_frames
 from vtremote.cli.main import main
 from vtremote.client import RemoteEncoder
 from vtremote.client.config import PoolMember, WakeTarget, load_config
 from vtremote.client.failover import FailoverEncoder
 from vtremote.client.pool import Placer, Pool, is_pool, resolve_pool
-from vtremote.errors import BusyError, ConfigError, NoServerError
+from vtremote.errors import BusyError, ConfigError, NoServerError, TimeoutExpiredError
 
 W, H = 160, 96
 REMOTE_H264 = "h264_videotoolbox_remote"
@@ -32,10 +33,10 @@ def dead_address() -> str:
         return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-def hold(addr: str) -> RemoteEncoder:
+def hold(addr: str, **options: object) -> RemoteEncoder:
     """An open encode session that occupies one slot of ``addr``."""
     return RemoteEncoder(
-        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30, gop=10
+        addr, "h264", width=W, height=H, time_base=Fraction(1, 30), framerate=30, gop=10, **options
     )
 
 
@@ -457,3 +458,48 @@ def test_placement_weighs_engine_capacity_and_measured_speed(start_server, caplo
     assert by_fps[large.addr].fps is None
     # the unmeasured server counts at the mean of the measured ones: capacity decides again
     assert [o.member.address for o in offers] == [large.addr, small.addr]
+
+
+# -- a server that stalls while the window is still open -----------------------------------------
+
+
+def test_a_stall_is_noticed_with_the_window_open(start_server) -> None:
+    """SIGSTOP with frames in flight and room in the window: the client's PING goes
+    unanswered, and the session fails naming the host without filling the window first."""
+    import os
+    import signal
+
+    srv = start_server("--engine", "x264")
+    enc = hold(srv.addr, inflight=128, timeout=1.0)
+    frames = testsrc_frames(100, W, H)
+    try:
+        for f in frames[:5]:
+            enc.encode(f)
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        with pytest.raises(TimeoutExpiredError) as err:
+            for f in frames[5:]:  # far fewer than the window: only the stall check can fail
+                enc.encode(f)
+                time.sleep(0.2)
+        assert enc.in_flight < enc.inflight
+        text = str(err.value)
+        assert f"no reply from {srv.addr}" in text and "the server stalled" in text
+        assert "a PING" in text and "went unanswered" in text
+    finally:
+        os.kill(srv.proc.pid, signal.SIGCONT)
+        enc.close()
+
+
+def test_a_live_encoder_holding_frames_is_not_a_stall(start_server) -> None:
+    """Frames held by the encoder and a slow feed: the server answers the PING, so the
+    session goes on past many timeouts and every frame comes back."""
+    srv = start_server("--engine", "x264")
+    packets = []
+    with hold(srv.addr, inflight=128, timeout=0.6) as enc:
+        frames = testsrc_frames(12, W, H)
+        for i, f in enumerate(frames):
+            packets += enc.encode(f)
+            if i in (2, 7):  # idle well past the timeout with frames in flight
+                assert enc.in_flight > 0
+                time.sleep(2.5)
+        packets += enc.flush()
+    assert len(packets) == 12 and len(decode_stream("h264", enc.extradata, packets)) == 12
