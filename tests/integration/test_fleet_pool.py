@@ -503,3 +503,39 @@ def test_a_live_encoder_holding_frames_is_not_a_stall(start_server) -> None:
                 time.sleep(2.5)
         packets += enc.flush()
     assert len(packets) == 12 and len(decode_stream("h264", enc.extradata, packets)) == 12
+
+
+def test_failover_leaves_a_server_that_stalls_with_the_window_open(start_server) -> None:
+    import os
+    import signal
+
+    stalled = start_server("--engine", "x264")
+    healthy = start_server("--engine", "x264")
+    frames = testsrc_frames(40, W, H)
+    packets: list[av.Packet] = []
+    pool = Pool("s", (PoolMember(stalled.addr, weight=10), PoolMember(healthy.addr)))
+    enc = FailoverEncoder(
+        pool,
+        "h264",
+        width=W,
+        height=H,
+        time_base=Fraction(1, 30),
+        gop=10,
+        inflight=128,
+        timeout=1.0,
+    )
+    try:
+        with enc:
+            for i, f in enumerate(frames):
+                packets += enc.encode(f)
+                if i == 9:
+                    os.kill(stalled.proc.pid, signal.SIGSTOP)
+                if 9 <= i < 25 and not enc.failovers:
+                    time.sleep(0.25)  # a slow feed: the window never fills
+            packets += enc.flush()
+    finally:
+        os.kill(stalled.proc.pid, signal.SIGCONT)
+    assert enc.servers == [stalled.addr, healthy.addr]
+    assert "the server stalled" in enc.switches[0].reason
+    assert sorted(p.pts for p in packets) == [f.pts for f in frames]
+    assert len(decode_stream("h264", enc.extradata, packets)) == len(frames)
