@@ -539,3 +539,27 @@ def test_failover_leaves_a_server_that_stalls_with_the_window_open(start_server)
     assert "the server stalled" in enc.switches[0].reason
     assert sorted(p.pts for p in packets) == [f.pts for f in frames]
     assert len(decode_stream("h264", enc.extradata, packets)) == len(frames)
+
+
+def _ipv6_loopback() -> str | None:
+    """None when ``::1`` can be bound here, else why not."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError as e:
+        return f"no IPv6 loopback here: {e}"
+    return None
+
+
+@pytest.mark.skipif(_ipv6_loopback() is not None, reason=str(_ipv6_loopback()))
+def test_a_pool_of_ipv6_members(start_server, caplog) -> None:
+    """``[::1]:PORT`` members: greeted, placed, skipped and named in the bracketed form."""
+    srv = start_server("--engine", "x264", "--listen", "[::1]:0")
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        dead = f"[::1]:{s.getsockname()[1]}"
+    assert srv.addr.startswith("[::1]:")
+    pool = resolve_pool(f"{dead},{srv.addr}")
+    with caplog.at_level(logging.INFO, logger="vtremote.client.pool"):
+        assert placed(pool) == srv.addr
+    assert f"skipping {dead}: connection refused" in caplog.text
