@@ -96,3 +96,28 @@ def test_mdns_pool_places_on_a_discovered_server(start_server) -> None:
     assert pool.name == "mdns" and pool.addresses == ours
     with FailoverEncoder(pool, "h264", width=64, height=64, time_base=Fraction(1, 30)) as enc:
         assert enc.server == srv.addr
+
+
+def test_adverts_carry_ipv6_addresses(start_server) -> None:
+    """A server on ``::`` announces its IPv6 addresses too; a client connects to ``[v6]:PORT``.
+
+    The announcement travels over loopback IPv4 multicast (zeroconf cannot listen on ``::1``:
+    loopback has no multicast), the AAAA records in it name the host's routable IPv6
+    addresses; a host without one cannot show this.
+    """
+    from vtremote.client.discovery import has_ipv6
+
+    if not has_ipv6():
+        pytest.skip("this host has no routable IPv6 address to announce")
+    srv = start_server("--engine", "x264", "--advertise", "--listen", "[::]:0")
+    srv.wait_for_log("announced .* on mDNS")
+    advert = find(srv.port)
+    assert advert is not None, srv.stderr_text()
+    v6 = [a for a in advert.addresses if ":" in a]
+    assert v6 and advert.addresses.index(v6[0]) > 0, advert.addresses  # IPv4 first
+    assert f"[{v6[0]}]:{srv.port}" in advert.all_addresses
+    with RemoteEncoder(
+        f"[{v6[0]}]:{srv.port}", "h264", width=64, height=64, time_base=Fraction(1, 30)
+    ) as enc:
+        assert enc.server == f"[{v6[0]}]:{srv.port}"
+    assert Advert("x", ("::1",), 5555).address == "[::1]:5555"

@@ -35,6 +35,7 @@ def test_names() -> None:
         "ext:window",
         "ext:transcode",
         "ext:codecs",
+        "ext:capacity",
     )
     assert all(ext.is_extension(c) and ":" in c for c in ext.KNOWN_CAPABILITIES)
     assert not ext.is_extension("h264") and not ext.is_extension("hevc")
@@ -131,3 +132,11 @@ def test_transcode_capability_and_output_note() -> None:
         with pytest.raises(RemoteProtocolError, match="malformed transcode output note"):
             ext.OutputNote.parse(bad)
     assert ext.split_notes(["slow preset", note.text()]) == (("slow preset",), (note.text(),))
+
+
+def test_capacity_capability() -> None:
+    assert ext.capacity_capability(3, 41.26) == "ext:capacity=3;fps=41.3"
+    assert ext.parse_capacity("3;fps=41.3") == (3, 41.3)
+    assert ext.parse_capacity("2") == (2, 0.0)  # fps not said: not measured
+    for bad in (None, "", "0;fps=1", "x;fps=1", "2;fps=nan", "2;fps=-1", "2;fps=1e9"):
+        assert ext.parse_capacity(bad) is None

@@ -178,6 +178,7 @@ def discover_main(wait: float, token: str, timeout: float, as_json: bool) -> int
             "name": advert.name,
             "address": advert.address,
             "addresses": list(advert.addresses),
+            "endpoints": advert.all_addresses,
             "advert": advert.properties,
             "token_required": advert.token_required,
             "tls_required": advert.tls_required,
@@ -214,4 +215,6 @@ def discover_main(wait: float, token: str, timeout: float, as_json: bool) -> int
             f"{r['address']:<22} {r['name']:<36} {r['advert'].get('version', '?'):<8} "
             f"{r['advert'].get('engines', '?'):<24} sessions {sessions:<10} needs {flags:<9} {r['status']}"
         )
+        if len(r["endpoints"]) > 1:
+            print(f"{'':<22} also at {', '.join(r['endpoints'][1:])}")
     return 0

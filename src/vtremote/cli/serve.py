@@ -107,6 +107,14 @@ FLAGS: tuple[tuple[str | None, tuple[Flag, ...]], ...] = (
                 },
             ),
             (
+                ("--capacity",),
+                _count(
+                    0,
+                    "sessions the engine runs at full speed at once, told to pools "
+                    "(default 0: the device's limit, or one per CPU core)",
+                ),
+            ),
+            (
                 ("--engine",),
                 {
                     "default": "auto",
@@ -510,6 +518,7 @@ def _advertise(server: Server, config: ServerConfig) -> Advertiser:
     props = txt_record(
         codecs={c: server.state.engine_label(c) for c in CODECS},
         max_sessions=config.max_sessions,
+        capacity=config.capacity,
         token=bool(config.token),
         tls=config.tls,
     )

@@ -193,6 +193,9 @@ class RemoteEncoder(RemoteSession["Packet"]):
 
     # -- public ----------------------------------------------------------------------------
 
+    def _awaiting(self) -> int:
+        return self._sent - self._received
+
     @property
     def in_flight(self) -> int:
         """Frames sent whose packet has not arrived yet."""

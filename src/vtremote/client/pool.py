@@ -3,18 +3,24 @@
 A pool comes from ``-vt_remote_host``:
 
 * ``a:5555,b:5555`` — a list of servers, weight 1 each;
-* ``studio`` — a ``[pools.studio]`` table of the config file (:mod:`vtremote.client.config`);
+* ``studio`` — a ``[pools.studio]`` table of the config file (:mod:`vtremote.client.config`),
+  whose hosts may carry their own token, TLS settings and a MAC to wake them by;
 * ``mdns`` — whatever answers ``_vtremote._tcp`` on the LAN (:mod:`vtremote.client.discovery`).
 
 Placement (:class:`Placer`) greets every member at once with the session's own
-HELLO (VTR1.md §2): HELLO_ACK carries ``active_sessions`` and ``max_sessions``
-(real numbers when the server announces ``ext:busy``), so the free capacity
-is known without a separate probe. Members are ranked by free slots times
-weight; the session is then configured over the connection of the best one
+HELLO (VTR1.md §2), each with its own token and TLS settings: HELLO_ACK carries ``active_sessions`` and ``max_sessions``
+(real numbers when the server announces ``ext:busy``) and, from a server
+announcing ``ext:capacity``, how many sessions its engine runs at full speed
+and the fps its sessions achieved lately, so the expected throughput is known
+without a separate probe. Members are ranked by free capacity x fps x weight
+(:meth:`Offer.expected`: a server that reports no fps counts at the mean of
+those that do; one past its capacity by its share of it); the session is then configured over the connection of the best one
 (its HELLO is already done, so no other client can take the slot between the
 look and the use), and the others are closed. A busy, unreachable or refusing
-member is skipped with the reason in the log; when every member fails, one
-:class:`~vtremote.errors.NoServerError` names each host and why.
+member is skipped with the reason in the log (an unreachable one with a MAC is
+woken, :mod:`vtremote.client.wake`, and waited for when no other can take the
+session); when every member fails, one :class:`~vtremote.errors.NoServerError`
+names each host and why.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import TypeVar
 from vtremote.client.config import ClientConfig, PoolMember, load_config
 from vtremote.client.options import ConnectionOptions, client_hello
 from vtremote.client.transport import Transport
+from vtremote.client.wake import Waker, unreachable
 from vtremote.errors import BusyError, ConfigError, NoServerError, VTRemoteError
 from vtremote.wire import extensions as ext
 from vtremote.wire import messages as m
@@ -150,6 +157,10 @@ class Offer:
     active: int
     max: int
     counts_known: bool
+    #: ``ext:capacity``: sessions the engine runs at full speed at once (None: not said).
+    capacity: int | None = None
+    #: ``ext:capacity``: recent fps of one of its sessions (None: not said or not measured).
+    fps: float | None = None
 
     @property
     def free(self) -> int:
@@ -161,8 +172,24 @@ class Offer:
         return max(self.max - self.active + 1, 1)
 
     @property
+    def free_capacity(self) -> float:
+        """Full-speed sessions left besides this one: the engine's capacity (bounded by the
+        session limit) less the sessions running; past it, this session's share (< 1)."""
+        if self.capacity is None or not self.counts_known:
+            return float(self.free)
+        limit = self.capacity if self.max == 0 else min(self.capacity, self.max)
+        left = limit - self.active + 1
+        return float(left) if left >= 1 else limit / max(self.active, 1)
+
+    @property
     def score(self) -> float:
-        return self.free * self.member.weight
+        """Free capacity x weight (no speed: see :meth:`expected`)."""
+        return self.free_capacity * self.member.weight
+
+    def expected(self, reference_fps: float = 1.0) -> float:
+        """Expected throughput: free capacity x fps x weight (``reference_fps`` stands in
+        for a server that reports none)."""
+        return self.score * (self.fps if self.fps else reference_fps)
 
 
 class Placer:
@@ -175,19 +202,33 @@ class Placer:
         self.connection = connection if connection is not None else ConnectionOptions()
         #: Reasons of the last :meth:`open`'s skipped members, ``address -> why``.
         self.skipped: dict[str, str] = {}
+        #: Members woken by Wake-on-LAN (client/wake.py).
+        self.waker = Waker(pool.name)
+
+    def token_for(self, member: PoolMember) -> str:
+        """The HELLO token of ``member``: its own, else the pool's, else ``$VTREMOTE_TOKEN``."""
+        if member.token is not None:
+            return member.token
+        return self.pool.token or self.connection.hello_token()
 
     def _greet(self, member: PoolMember) -> Offer:
         transport = GreetedTransport.connect(
-            member.address, timeout=self.connection.timeout, tls=self.connection.tls
+            member.address,
+            timeout=self.connection.timeout,
+            tls=member.tls_for(self.connection.tls),
         )
         assert isinstance(transport, GreetedTransport)  # connect() builds cls
         try:
-            ack = transport.greet(client_hello(self.pool.token, self.codec))
+            ack = transport.greet(client_hello(self.token_for(member), self.codec))
         except BaseException:
             transport.close()
             raise
         known = ext.CAP_BUSY in ext.split_capabilities(ack.capabilities)[1]
-        return Offer(member, transport, ack.active_sessions, ack.max_sessions, known)
+        capacity = ext.parse_capacity(ext.capability_value(ack.capabilities, ext.CAP_CAPACITY))
+        sessions, fps = capacity if capacity is not None else (None, None)
+        return Offer(
+            member, transport, ack.active_sessions, ack.max_sessions, known, sessions, fps or None
+        )
 
     def offers(self, exclude: Mapping[str, str] | Iterable[str] = ()) -> list[Offer]:
         """Greet every member not excluded, in parallel; the ones that said yes, best first.
@@ -213,6 +254,8 @@ class Placer:
                     results.append(fut.result())
                 except VTRemoteError as e:
                     self.skipped[mb.address] = _reason(str(e), mb.address)
+                    if unreachable(e) and self.waker.wake(mb):
+                        self.skipped[mb.address] += " (woken by Wake-on-LAN)"
                     # A full server is normal in a busy pool; one that cannot be reached is not.
                     level = logging.INFO if isinstance(e, BusyError) else logging.WARNING
                     log.log(
@@ -223,7 +266,9 @@ class Placer:
                         self.skipped[mb.address],
                     )
         order = {mb.address: i for i, mb in enumerate(self.pool.members)}
-        results.sort(key=lambda o: (-o.score, order[o.member.address]))
+        measured = [o.fps for o in results if o.fps]
+        reference = sum(measured) / len(measured) if measured else 1.0
+        results.sort(key=lambda o: (-o.expected(reference), order[o.member.address]))
         return results
 
     def open(
@@ -245,6 +290,10 @@ class Placer:
             for a, r in self.skipped.items():
                 if a not in reasons or "busy" in reasons[a]:  # keep the first real reason
                     reasons[a] = r
+            if not offers:
+                woken = self._await_woken(why, reasons)
+                if woken is not None:
+                    offers = [woken]
             if not offers:
                 live = [a for a in self.pool.addresses if a not in why]
                 if (
@@ -281,6 +330,31 @@ class Placer:
             self.skipped = skipped
             return result, address
 
+    def _await_woken(self, exclude: Mapping[str, str], reasons: dict[str, str]) -> Offer | None:
+        """With no awake member to take the session: wait for the woken ones (``wake =
+        "wait"``); the first that answers HELLO, or None."""
+        members = self.waker.waiting(exclude)
+        if not members:
+            return None
+
+        def attempt(member: PoolMember) -> Offer | None:
+            try:
+                return self._greet(member)
+            except VTRemoteError as e:
+                if not unreachable(e):
+                    reasons[member.address] = _reason(str(e), member.address)
+                return None
+
+        offer = self.waker.wait(members, attempt)
+        for mb in members:
+            if offer is None or mb is not offer.member:
+                reasons.setdefault(mb.address, "cannot be reached")
+                if "did not answer" not in reasons[mb.address] and mb.wake is not None:
+                    reasons[mb.address] += (
+                        f"; did not answer within {mb.wake.timeout_s:g} s of Wake-on-LAN"
+                    )
+        return offer
+
     def failure_message(self) -> str:
         reasons = "; ".join(f"{a}: {self.skipped.get(a, 'not tried')}" for a in self.pool.addresses)
         return f"no server of pool {self.pool.name} could take the {self.codec} session ({reasons})"
@@ -290,6 +364,10 @@ def _describe(offer: Offer) -> str:
     if not offer.counts_known:
         return "session counts not reported"
     limit = "no limit" if offer.max == 0 else f"{offer.active} of {offer.max} sessions in use"
+    if offer.capacity is not None:
+        limit += f", engine capacity {offer.capacity}"
+    if offer.fps:
+        limit += f", {offer.fps:g} fps per session"
     return f"{limit}, weight {offer.member.weight:g}"
 
 

@@ -52,6 +52,9 @@ T = TypeVar("T")
 #: PING interval when the server did not announce ext:keepalive: well inside the 10 s
 #: after which the reference daemon drops a silent session (VTR1.md §6.4).
 V1_KEEPALIVE_S = 3.0
+#: With messages in flight and no reply for this fraction of the timeout, a PING asks the
+#: server whether it is alive; no PONG or result within the whole timeout: it stalled.
+STALL_PING_FRACTION = 1 / 3
 
 #: v1's codecs and the extension codecs (AV1), which need a server announcing ext:codecs.
 CODECS = ALL_CODECS
@@ -106,6 +109,8 @@ class RemoteSession(Generic[T]):
         self._closed = False
         self._progress = 0  # messages received; waits restart their deadline on change
         self._pongs = 0
+        self._last_receive = time.monotonic()  # receiver thread: when a message last came
+        self._stall_ping = 0.0  # receiver thread: when it last asked a silent server
         #: PING ordinals sent behind PACKETs not yet answered (decoder, transcoder).
         self._unacked: deque[int] = deque()
         self._thread: threading.Thread | None = None
@@ -430,8 +435,12 @@ class RemoteSession(Generic[T]):
 
     # -- receiver thread -------------------------------------------------------------------
 
+    def _awaiting(self) -> int:
+        """Messages sent that the server has yet to answer (lock held); see the encoder."""
+        return self._unanswered()
+
     def _run(self) -> None:
-        tick = self._keepalive_s
+        tick = min(self._keepalive_s, self.timeout * STALL_PING_FRACTION)
         try:
             while True:
                 try:
@@ -441,8 +450,9 @@ class RemoteSession(Generic[T]):
                         return
                     if self._transport.mid_message:
                         raise  # a message begun and not finished in time: not idleness
-                    self._keepalive_tick()
+                    self._idle_tick()
                     continue
+                self._last_receive = time.monotonic()
                 if isinstance(msg, m.Ping):
                     self._transport.send(m.Pong())  # VTR1.md §6.3: both sides answer PING
                 elif isinstance(msg, m.Error):
@@ -481,6 +491,30 @@ class RemoteSession(Generic[T]):
                         )
                     self._error = e
                 self._cond.notify_all()
+
+    def _idle_tick(self) -> None:
+        """No message for a tick: find a stalled server while the window is open (the
+        caller is not waiting, so no wait of its own would notice), then keep alive."""
+        with self._cond:
+            awaiting = 0 if self._flushed or self._closed else self._awaiting()
+        now = time.monotonic()
+        silent = now - self._last_receive
+        if awaiting and silent >= self.timeout:
+            asked = f" (a PING {now - self._stall_ping:.1f} s ago went unanswered)"
+            raise TimeoutExpiredError(
+                f"no reply from {self.server} for {silent:.1f} s with {awaiting} message(s)"
+                f" in flight: the server stalled{asked if self._stall_ping else ''}"
+            )
+        if (
+            awaiting
+            and silent >= self.timeout * STALL_PING_FRACTION
+            and self._stall_ping < self._last_receive
+        ):
+            log.debug("%s silent for %.1f s with %d in flight: PING", self.server, silent, awaiting)
+            self._stall_ping = now
+            self._transport.send(m.Ping())
+            return
+        self._keepalive_tick()
 
     def _keepalive_tick(self) -> None:
         # Never after FLUSH: a v1 server stops reading at FLUSH and unread bytes can turn

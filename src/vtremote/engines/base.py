@@ -171,6 +171,9 @@ class Engine(abc.ABC):
     name: ClassVar[str]
     #: True when the engine needs a device; such engines never fall back to software.
     hardware: ClassVar[bool] = False
+    #: Sessions the engine runs at full speed at once (a device's session limit); None: one
+    #: per CPU core (software). Announced in ``ext:capacity`` for pool placement.
+    session_capacity: ClassVar[int | None] = None
     #: One line for --list-engines.
     description: ClassVar[str] = ""
 

@@ -13,11 +13,18 @@ engines    ``h264=x264,hevc=x264`` (what serves each codec)
 max        max sessions (0 = unlimited); live counts come from HELLO_ACK
 token      ``1`` when a token is required, else ``0``
 tls        ``1`` when TLS is required, else ``0``
+capacity   sessions the engine runs at full speed at once (server/speed.py)
+fps        the rolling fps of its sessions when announced (0: not measured
+           yet); HELLO_ACK's ``ext:capacity`` carries the live value
 ========== ===========================================================
 
 A server listening on a loopback address announces on loopback only; one on
-a specific address announces on that interface; ``0.0.0.0`` / ``::`` announce
-on every interface. Registration runs in a background thread, so the
+a specific address announces on that interface (IPv6 too: ``fd00::2``);
+``0.0.0.0`` announces its IPv4 addresses on every interface, ``::`` its IPv4
+and IPv6 ones (routable IPv6 only: a link-local address needs a scope a client's
+``HOST:PORT`` cannot carry), over IPv4 and IPv6 multicast.
+``VTREMOTE_MDNS_INTERFACES`` (comma-separated addresses) limits the interfaces
+announced on, as it limits those a client browses. Registration runs in a background thread, so the
 ``listening`` line is never delayed by mDNS probing.
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import threading
 from collections.abc import Mapping
@@ -33,14 +41,20 @@ from zeroconf import InterfaceChoice, IPVersion, ServiceInfo, Zeroconf
 from zeroconf._utils.net import get_all_addresses
 
 import vtremote
+from vtremote.server.speed import engine_capacity
+from vtremote.wire.advert import ENV_INTERFACES, SERVICE_TYPE
 
 log = logging.getLogger(__name__)
 
-SERVICE_TYPE = "_vtremote._tcp.local."
-
 
 def txt_record(
-    *, codecs: Mapping[str, str], max_sessions: int, token: bool, tls: bool
+    *,
+    codecs: Mapping[str, str],
+    max_sessions: int,
+    token: bool,
+    tls: bool,
+    capacity: int = 0,
+    fps: float = 0.0,
 ) -> dict[str, str]:
     """The TXT properties for a server (``codecs``: codec -> engine label)."""
     return {
@@ -51,6 +65,8 @@ def txt_record(
         "max": str(max_sessions),
         "token": "1" if token else "0",
         "tls": "1" if tls else "0",
+        "capacity": str(capacity or engine_capacity(next(iter(codecs.values()), ""))),
+        "fps": f"{fps:.1f}",
     }
 
 
@@ -85,13 +101,15 @@ class Advertiser:
     def _register(self) -> None:
         try:
             interfaces, addresses, version = _scope(self.listen_host)
+            named = [i.strip() for i in os.environ.get(ENV_INTERFACES, "").split(",") if i.strip()]
+            if named:
+                interfaces = named
+                version = IPVersion.All if any(":" in i for i in named) else IPVersion.V4Only
             zc = Zeroconf(
                 interfaces=interfaces if interfaces else InterfaceChoice.All, ip_version=version
             )
             if not addresses:
-                addresses = [a for a in get_all_addresses() if not a.startswith("127.")] or [
-                    "127.0.0.1"
-                ]
+                addresses = _all_addresses(ipv6=":" in self.listen_host)  # "::": both families
             info = ServiceInfo(
                 SERVICE_TYPE,
                 f"{self.name}.{SERVICE_TYPE}",
@@ -130,6 +148,22 @@ class Advertiser:
                     zc.unregister_service(info)
             finally:
                 zc.close()
+
+
+def _all_addresses(*, ipv6: bool) -> list[str]:
+    """This host's addresses to announce: IPv4 beyond loopback (127.0.0.1 when there is
+    none), then, with ``ipv6``, routable IPv6 ones."""
+    found = [a for a in get_all_addresses() if not a.startswith("127.")] or ["127.0.0.1"]
+    if ipv6:
+        import ifaddr  # zeroconf's own dependency
+
+        for adapter in ifaddr.get_adapters():
+            for ip in adapter.ips:
+                if isinstance(ip.ip, tuple):
+                    v6 = ipaddress.ip_address(ip.ip[0])
+                    if not (v6.is_link_local or v6.is_loopback) and str(v6) not in found:
+                        found.append(str(v6))
+    return found
 
 
 def _scope(host: str) -> tuple[list[str], list[str], IPVersion]:

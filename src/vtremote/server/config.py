@@ -133,6 +133,9 @@ class ServerConfig:
     tls_state_dir: str = ""
     tls_client_ca: str = ""
     require_tls: bool = False
+    #: Sessions the engine runs at full speed at once, announced to pools (ext:capacity);
+    #: 0: the engine's own (its device's session limit, or one per CPU core).
+    capacity: int = 0
     #: ``HOST:PORT`` of the Prometheus endpoint ("" = none; server/metrics.py).
     metrics: str = ""
     #: Bytes the server may use in all (server/budget.py); by default half the host's memory.
@@ -148,6 +151,8 @@ class ServerConfig:
             raise ConfigError(
                 f"max_sessions={self.max_sessions} is outside 0..65535 (0 = unlimited)"
             )
+        if not 0 <= self.capacity <= 0xFFFF:
+            raise ConfigError(f"capacity={self.capacity} is outside 0..65535 (0 = the engine's)")
         canonical(self.engine)
         if not self.drain_timeout >= 0:
             raise ConfigError(f"drain_timeout={self.drain_timeout} must be >= 0 seconds")

@@ -7,6 +7,7 @@ import hmac
 import vtremote
 from vtremote.engines import registry
 from vtremote.server.config import ServerConfig
+from vtremote.server.speed import engine_capacity
 from vtremote.server.transcode import offer as transcode_offer
 from vtremote.wire import messages
 from vtremote.wire.constants import CODECS, HelloStatus
@@ -17,6 +18,7 @@ from vtremote.wire.extensions import (
     CAP_ERRORS,
     CAP_KEEPALIVE,
     CAP_WINDOW,
+    capacity_capability,
     codecs_capability,
 )
 
@@ -31,9 +33,10 @@ def token_matches(hello: messages.Hello, token: str) -> bool:
 
 
 def hello_ack(
-    config: ServerConfig, status: HelloStatus, active: int, engine_label: str
+    config: ServerConfig, status: HelloStatus, active: int, engine_label: str, fps: float = 0.0
 ) -> messages.HelloAck:
-    """The answer to HELLO; ``engine_label`` names the engine for the client's codec."""
+    """The answer to HELLO; ``engine_label`` names the engine for the client's codec,
+    ``fps`` is the rolling speed of its sessions (server/speed.py)."""
     if not config.extensions:
         # The reference daemon's 22 bytes: empty strings, h264/hevc, constants 4 and 1.
         return messages.HelloAck(status=int(status))
@@ -47,6 +50,7 @@ def hello_ack(
         transcode_offer(),
         codecs_capability(registry.extension_codecs(config.engine)),  # AV1: on request
         f"{CAP_ENGINE_PREFIX}{engine_label}",
+        capacity_capability(config.capacity or engine_capacity(engine_label), fps),
     )
     return messages.HelloAck(
         status=int(status),

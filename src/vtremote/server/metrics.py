@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from vtremote.errors import ErrorCode
+from vtremote.server.speed import SpeedMeter
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class Metrics:
     """The server's counters; methods are cheap and thread-safe (prometheus_client locks)."""
 
     def __init__(self, active: Callable[[], int] = lambda: 0) -> None:
+        #: The rolling fps announced in ext:capacity (server/speed.py).
+        self.speed = SpeedMeter()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.sessions_active = Gauge(

@@ -305,6 +305,9 @@ class Session:
             transcode=plan.transcode.summary() if plan.transcode is not None else "",
         )
         log_summary(self.log, self.stats, closing)
+        out = self.stats.output
+        pictures = {"encode": self.stats.frames_in, "decode": out.frames_out}
+        self.host.metrics.speed.record(pictures.get(plan.mode, out.packets_out), out.busy)
 
     # ==== the worker's outbox (any thread) =====================================================
 
@@ -427,7 +430,7 @@ class Session:
 
     def _hello_ack(self, status: HelloStatus, active: int) -> messages.HelloAck:
         label = self.host.engine_label(self.codec if self.codec in CODECS else "h264")
-        return hello_ack(self.cfg, status, active, label)
+        return hello_ack(self.cfg, status, active, label, self.host.metrics.speed.fps)
 
     def _on_hello(self, hello: messages.Hello) -> None:
         self.client_name = hello.client_name

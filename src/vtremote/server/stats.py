@@ -18,6 +18,8 @@ class EngineStats:
     latency_total: float = 0.0
     latency_max: float = 0.0
     latency_count: int = 0
+    #: Seconds the engine thread spent on work items (what its speed is measured against).
+    busy: float = 0.0
 
     def latency(self, seconds: float) -> None:
         self.latency_total += seconds

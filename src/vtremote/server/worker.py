@@ -298,6 +298,7 @@ class EngineWorker:
                 return
             with self._activity:
                 self._busy = True
+            began = time.monotonic()
             try:
                 if self._handle(item):
                     return
@@ -305,6 +306,7 @@ class EngineWorker:
                 with self._activity:
                     self._busy = False
                     self._active = time.monotonic()
+                    self.stats.busy += self._active - began
 
     def _handle(self, item: WorkItem) -> bool:
         """Do one item; True once the session is finished (DONE sent)."""

@@ -80,6 +80,13 @@ OPT_WINDOW = "ext_window"
 #: ratio (a reader takes a missing ``sar`` part as 1/1).
 NOTE_OUTPUT = "ext:output"
 
+#: ``ext:capacity=<sessions>;fps=<fps>``: how many sessions the server's engine runs at
+#: full speed at once (hardware session limit, or CPU cores for software) and the frames
+#: per second one session's engine achieved lately (busy time only; 0: not measured yet).
+#: Pool placement ranks by free capacity x fps x weight. Informational; the reference
+#: client ignores it like every ``ext:`` entry.
+CAP_CAPACITY = "ext:capacity"
+
 #: All capabilities this implementation understands (for docs and tests).
 KNOWN_CAPABILITIES = (
     CAP_BUSY,
@@ -89,7 +96,29 @@ KNOWN_CAPABILITIES = (
     CAP_WINDOW,
     CAP_TRANSCODE,
     CAP_CODECS,
+    CAP_CAPACITY,
 )
+
+
+def capacity_capability(sessions: int, fps: float) -> str:
+    """``ext:capacity=<sessions>;fps=<fps>`` (fps with one decimal)."""
+    return f"{CAP_CAPACITY}={max(int(sessions), 1)};fps={max(fps, 0.0):.1f}"
+
+
+def parse_capacity(value: str | None) -> tuple[int, float] | None:
+    """The value of ``ext:capacity`` -> (sessions >= 1, fps >= 0; 0 = not measured), or None
+    when absent or malformed (it is informational: a bad one is ignored, not an error)."""
+    if not value:
+        return None
+    sessions_text, _, rest = value.partition(";")
+    fps_text = rest.removeprefix("fps=") if rest.startswith("fps=") else "0"
+    try:
+        sessions, fps = int(sessions_text), float(fps_text)
+    except ValueError:
+        return None
+    if sessions < 1 or not 0 <= fps < 1e7:
+        return None
+    return sessions, fps
 
 
 def is_extension(cap: str) -> bool:
