@@ -212,6 +212,7 @@ def discover_main(wait: float, token: str, timeout: float, as_json: bool) -> int
         )
         print(
             f"{r['address']:<22} {r['name']:<36} {r['advert'].get('version', '?'):<8} "
-            f"{r['advert'].get('engines', '?'):<24} sessions {sessions:<10} needs {flags:<9} {r['status']}"
+            f"{r['advert'].get('engines', '?'):<24} sessions {sessions:<10} needs {flags:<9} "
+            f"{r['status']}"
         )
     return 0

@@ -282,7 +282,8 @@ class Connection:
             nxt = transition(self.role, self.state, msg)
         except KeyError:
             raise LocalProtocolError(
-                f"{self.role.value} may not send {_type_label(message_type(msg))} in state {self.state.value}"
+                f"{self.role.value} may not send {_type_label(message_type(msg))} in state "
+                f"{self.state.value}"
             ) from None
         try:
             self._note(msg)
@@ -331,7 +332,8 @@ class Connection:
             nxt = transition(self.peer, self.state, msg)
         except KeyError:
             raise RemoteProtocolError(
-                f"{self.peer.value} sent {_type_label(message_type(msg))} in state {self.state.value}"
+                f"{self.peer.value} sent {_type_label(message_type(msg))} in state "
+                f"{self.state.value}"
             ) from None
         if isinstance(msg, Frame) and self.configure is not None:
             pf = self.configure.pix_fmt
