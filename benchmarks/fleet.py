@@ -1,6 +1,7 @@
 """Reproducible fleet benchmark: `python benchmarks/fleet.py [--json] [options]`.
 
-The same as `vtremote bench fleet`; see `--help` and docs/benchmarks.md ("Several servers") for the method.
+The same as `vtremote bench fleet`; see `--help` and docs/benchmarks.md ("Several servers") for the
+method.
 """
 
 from __future__ import annotations

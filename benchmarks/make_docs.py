@@ -65,7 +65,8 @@ def goals_block(results: dict[str, dict[str, Any]]) -> str:
     for name, result in results.items():
         for g in result.get("goals", []):
             rows.append(
-                f"| {name} | {g['name']} {g['goal']} | {g['value']} | {'yes' if g['met'] else '**no**'} |"
+                f"| {name} | {g['name']} {g['goal']} | {g['value']} | "
+                f"{'yes' if g['met'] else '**no**'} |"
             )
     machine = bm.machine_line(next(iter(results.values()))["machine"]) if results else ""
     return f"*Machine: {machine}*\n\n" + "\n".join(rows) + "\n"

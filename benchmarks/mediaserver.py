@@ -1,4 +1,5 @@
-"""Time to the first HLS segment: ``python benchmarks/mediaserver.py [--json] [--seconds S] [--seek S]``.
+"""Time to the first HLS segment:
+``python benchmarks/mediaserver.py [--json] [--seconds S] [--seek S]``.
 
 The same as ``vtremote bench mediaserver``; see vtremote.bench.mediaserver and docs/benchmarks.md.
 """

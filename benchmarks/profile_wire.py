@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             spy.wait()
     print(f"{args.source} {args.mode}: {frames / wall:.0f} frames/s over {frames} frames")
     print(
-        f"client CPU {client_cpu * 1000 / frames:.3f} ms/frame, server CPU {server_cpu * 1000 / frames:.3f} ms/frame",
+        f"client CPU {client_cpu * 1000 / frames:.3f} ms/frame, server CPU "
+        f"{server_cpu * 1000 / frames:.3f} ms/frame",
         end="",
     )
     if faults0 is not None and faults1 is not None:

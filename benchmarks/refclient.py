@@ -1,4 +1,5 @@
-"""The reference FFmpeg client against vtremoted: `python benchmarks/refclient.py [--rounds N] [--json]`.
+"""The reference FFmpeg client against vtremoted:
+`python benchmarks/refclient.py [--rounds N] [--json]`.
 
 Needs ``../shared/refclient/ffmpeg`` (the reference build, beside the repository).
 Starts its own ``vtremoted`` processes on loopback and times, best of ``--rounds``:

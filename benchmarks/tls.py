@@ -2,12 +2,12 @@
 
     python benchmarks/tls.py [--frames 240] [--rounds 3] [--size 1920x1080] [--json]
 
-A ``vtremoted`` process (``--in-process``: a thread of this one) with the ``null`` engine (no codec: the wire path only) and TLS
-offered on the same port (a self-signed certificate in a temporary directory); one client
-encodes ``--frames`` frames with wire compression ``none``, once over plain TCP and once over
-TLS (the client pins the fingerprint; the cipher is printed, AES-GCM on CPUs with AES
-instructions). Best of ``--rounds`` for each; the ratio TLS/plain is the result.
-Results go to docs/benchmarks.md, never into tests.
+A ``vtremoted`` process (``--in-process``: a thread of this one) with the ``null`` engine (no codec:
+the wire path only) and TLS offered on the same port (a self-signed certificate in a temporary
+directory); one client encodes ``--frames`` frames with wire compression ``none``, once over plain
+TCP and once over TLS (the client pins the fingerprint; the cipher is printed, AES-GCM on CPUs with
+AES instructions). Best of ``--rounds`` for each; the ratio TLS/plain is the result. Results go to
+docs/benchmarks.md, never into tests.
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.cpu_count()} CPUs, cipher {cipher}"
         )
         print(
-            f"plain: {result['plain_fps']} fps ({result['plain_gbps']} Gb/s)  runs {result['plain_all']}"
+            f"plain: {result['plain_fps']} fps ({result['plain_gbps']} Gb/s)  runs "
+            f"{result['plain_all']}"
         )
         print(
             f"TLS:   {result['tls_fps']} fps ({result['tls_gbps']} Gb/s)  runs {result['tls_all']}"

@@ -1,4 +1,5 @@
-"""Packet transcode benchmark: ``python benchmarks/transcode.py [--json] [--seconds S] [--compression C]``.
+"""Packet transcode benchmark:
+``python benchmarks/transcode.py [--json] [--seconds S] [--compression C]``.
 
 The same as ``vtremote bench transcode``; see vtremote.bench.transcode and docs/benchmarks.md.
 """

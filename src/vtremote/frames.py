@@ -88,7 +88,8 @@ def copy_planes_into(
         n_rows = min(rows, want_rows[i])
         if stride < row_bytes[i] or nbytes(data) < stride * n_rows:
             raise RemoteProtocolError(
-                f"plane {i}: {nbytes(data)} bytes at stride {stride} cannot hold {n_rows} rows of {row_bytes[i]}"
+                f"plane {i}: {nbytes(data)} bytes at stride {stride} cannot hold {n_rows} rows of "
+                f"{row_bytes[i]}"
             )
         dst = np.frombuffer(memoryview(dst_plane), dtype=np.uint8)
         src = np.frombuffer(data, dtype=np.uint8, count=stride * n_rows)

@@ -189,7 +189,8 @@ class TLSSocket:
             return self._obj.pending() + self._in.pending
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        """Plaintext into ``buffer``; 0 at the end of the stream. Raises TimeoutError like a socket."""
+        """Plaintext into ``buffer``; 0 at the end of the stream. Raises TimeoutError like a
+        socket."""
         view = memoryview(buffer).cast("B")
         if nbytes:
             view = view[:nbytes]
@@ -296,7 +297,8 @@ class TLSSocket:
             self._unsent = bytes(view) if view else b""  # copies only after a short write
 
     def shutdown(self, how: int) -> None:
-        """Send what is queued and, when writing ends, a close_notify; then the socket's shutdown."""
+        """Send what is queued and, when writing ends, a close_notify; then the socket's
+        shutdown."""
         if how in (socket.SHUT_WR, socket.SHUT_RDWR):
             with self._lock:
                 with contextlib.suppress(ssl.SSLError):

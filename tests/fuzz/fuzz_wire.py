@@ -5,12 +5,11 @@ Run by hand (pytest does not collect it: the name does not start with ``test_``)
 
     python tests/fuzz/fuzz_wire.py --iterations 200000 --seed 1
 
-Every iteration builds one input, either random bytes or a mutation (bit flips,
-interesting byte values, truncation, splicing with another stream, changed
-header length/type fields, inserted or deleted bytes, now and then large valid
-PACKETs) of a real session: the reference client's captures in ``../shared/protocol/vectors`` (client -> server)
-and server -> client streams built here from the same sessions. The input goes,
-in random chunks, through one of:
+Every iteration builds one input, either random bytes or a mutation (bit flips, interesting byte
+values, truncation, splicing with another stream, changed header length/type fields, inserted or
+deleted bytes, now and then large valid PACKETs) of a real session: the reference client's captures
+in ``../shared/protocol/vectors`` (client -> server) and server -> client streams built here from
+the same sessions. The input goes, in random chunks, through one of:
 
 * a bare :class:`Receiver` (``receive_data`` or ``get_buffer``/``buffer_updated``),
   with the FRAME planes decompressed and checked against the geometry, PACKET

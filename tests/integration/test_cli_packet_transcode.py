@@ -1,4 +1,5 @@
-"""``vtremote`` choosing packet transcode by itself, and falling back to raw frames with a reason."""
+"""``vtremote`` choosing packet transcode by itself, and falling back to raw frames with a
+reason."""
 
 from __future__ import annotations
 

@@ -215,7 +215,7 @@ def test_bitrate_within_tolerance(
     assert v["frames"] == 60
 
 
-# --- containers -------------------------------------------------------------------------------------
+# --- containers -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -308,7 +308,7 @@ def test_null_output_and_hevc_p010(
     assert "profile=2" in server.stderr_text() or "pix=2" in server.stderr_text()
 
 
-# --- decode paths -------------------------------------------------------------------------------------
+# --- decode paths ---------------------------------------------------------------------------------
 
 
 def test_remote_decode_then_local_encode(
@@ -453,7 +453,7 @@ def test_trim_and_forced_keyframes(
     assert [p[0] for p in copied(out, "audio")] == [p[0] for p in kept]
 
 
-# --- embedded server, JSON summary --------------------------------------------------------------------
+# --- embedded server, JSON summary ----------------------------------------------------------------
 
 
 def test_embedded_server_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -485,7 +485,7 @@ def test_embedded_server_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert abs(summary["media_seconds"] - 0.5) < 0.05
 
 
-# --- errors ---------------------------------------------------------------------------------------------
+# --- errors ---------------------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -579,7 +579,7 @@ def test_missing_input_and_existing_output(
     assert existing.read_bytes() == b"keep me"
 
 
-# --- probe ----------------------------------------------------------------------------------------------
+# --- probe ----------------------------------------------------------------------------------------
 
 
 def test_probe(start_server, capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,7 +41,8 @@ def hold(addr: str, **options: object) -> RemoteEncoder:
 
 
 def free_again(addr: str) -> RemoteEncoder:
-    """A session on ``addr`` once the slot a placement HELLO held is released (the server sees EOF)."""
+    """A session on ``addr`` once the slot a placement HELLO held is released (the server sees
+    EOF)."""
     deadline = time.monotonic() + 10
     while True:
         try:

@@ -167,7 +167,10 @@ def test_on_unavailable_ffmpeg_hands_over_when_no_server_answers(
     out = tmp_path / "t"
     out.mkdir()
     line = hls_line(movie, out)
-    config = f'[ffmpeg]\nservers = ["{closed_port()}"]\non_unavailable = "ffmpeg"\nffmpeg_path = "{fake_ffmpeg}"\n'
+    config = (
+        f'[ffmpeg]\nservers = ["{closed_port()}"]\non_unavailable = "ffmpeg"\n'
+        f'ffmpeg_path = "{fake_ffmpeg}"\n'
+    )
     result = run_ffmpeg(tmp_path, line, config=config)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "argv.txt").read_text().splitlines() == line

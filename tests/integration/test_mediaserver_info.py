@@ -93,7 +93,8 @@ def test_decoders_hwaccels_filters_and_help(tmp_path: Path) -> None:
 
 
 def parse_like_joblogger(line: str) -> dict[str, str]:
-    """Jellyfin's JobLogger: split on ' ', ``fps=`` followed by its value, ``time=``/``size=`` tokens."""
+    """Jellyfin's JobLogger: split on ' ', ``fps=`` followed by its value, ``time=``/``size=``
+    tokens."""
     parts = line.split(" ")
     found: dict[str, str] = {}
     for i, part in enumerate(parts):
@@ -118,7 +119,8 @@ def test_progress_lines_read_like_ffmpegs(tmp_path: Path, server) -> None:  # ty
     assert lines, result.stderr
     last = lines[-1]
     assert re.fullmatch(
-        r"frame=\s*30 fps=\s*\d+(\.\d)? q=-1\.0 size=\s*\d+kB time=00:00:01\.00 bitrate=\s*[\d.]+kbits/s speed=\s*[\d.e+]+x",
+        r"frame=\s*30 fps=\s*\d+(\.\d)? q=-1\.0 size=\s*\d+kB time=00:00:01\.00 "
+        r"bitrate=\s*[\d.]+kbits/s speed=\s*[\d.e+]+x",
         last,
     ), last
     parsed = parse_like_joblogger(last)

@@ -61,7 +61,8 @@ def test_existing_output_is_refused_before_any_work(tmp_path: Path) -> None:
 
 
 def _encode_until_killed(server, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """Start a long remote encode, kill the server once output is being written, wait for the CLI."""
+    """Start a long remote encode, kill the server once output is being written, wait for the
+    CLI."""
     with start_long_encode(server.addr, out, "-vt_remote_timeout_ms", "1000", "-y", *extra) as proc:
         deadline = time.monotonic() + 60
         writing = False

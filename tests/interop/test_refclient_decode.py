@@ -1,4 +1,5 @@
-"""The reference client decodes on ``vtremoted`` (lock-step, VTR1.md §10.3): framemd5 against its own decode."""
+"""The reference client decodes on ``vtremoted`` (lock-step, VTR1.md §10.3): framemd5 against its
+own decode."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The reference client encodes on ``vtremoted``: H.264/HEVC, NV12/P010, B-frames, windows, compression."""
+"""The reference client encodes on ``vtremoted``: H.264/HEVC, NV12/P010, B-frames, windows,
+compression."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The reference client and the server's session rules: token, wrong token, busy, a server stopped mid-run."""
+"""The reference client and the server's session rules: token, wrong token, busy, a server
+stopped mid-run."""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def test_busy_server_fails_at_once_and_frees_its_slot(start_refserver, tmp_path:
 
 
 def test_server_stopped_mid_run(start_refserver, tmp_path: Path) -> None:
-    """SIGTERM drains for --drain-timeout, then closes: the client ends with an error, nothing hangs."""
+    """SIGTERM drains for --drain-timeout, then closes: the client ends with an error, nothing
+    hangs."""
     server = start_refserver("--engine", "x264", "--drain-timeout", "0.5")
     client = subprocess.Popen(
         [

@@ -21,7 +21,10 @@ from vtremote.client.encoder import EncoderSettings
 from vtremote.pipeline.filters import chain_rate, split_filter_chain
 from vtremote.wire.constants import WireCompression
 
-SEED = "-i input.mkv -c:v h264_videotoolbox_remote -vt_remote_host H:5555 -b:v 6000k -g 240 -c:a copy -c:s copy output.mkv"
+SEED = (
+    "-i input.mkv -c:v h264_videotoolbox_remote -vt_remote_host H:5555 -b:v 6000k -g 240 "
+    "-c:a copy -c:s copy output.mkv"
+)
 
 
 def parse(line: str):  # type: ignore[no-untyped-def]
@@ -47,8 +50,10 @@ def test_seed_command() -> None:
 
 def test_position_decides_input_or_output() -> None:
     cmd = parse(
-        "-y -vt_remote_host a:1 -vt_remote_wire_compression lz4 -c:v hevc_videotoolbox_remote -ss 2 -i in.mp4 "
-        "-c:v h264_videotoolbox_remote -vt_remote_host b:2 -vt_remote_inflight 32 -ss 1 -t 3 out.mp4"
+        "-y -vt_remote_host a:1 -vt_remote_wire_compression lz4 -c:v hevc_videotoolbox_remote "
+        "-ss 2 -i in.mp4 "
+        "-c:v h264_videotoolbox_remote -vt_remote_host b:2 -vt_remote_inflight 32 "
+        "-ss 1 -t 3 out.mp4"
     )
     inp, out = cmd.inputs[0], cmd.output
     assert cmd.overwrite is True
@@ -64,10 +69,10 @@ def test_position_decides_input_or_output() -> None:
 
 def test_lavfi_and_video_options() -> None:
     cmd = parse(
-        "-f lavfi -i testsrc2=size=640x360:rate=30 -t 2 -c:v h264_videotoolbox_remote -b:v 2M -maxrate 3M "
-        "-bf 2 -profile:v high -level 4.1 -pix_fmt nv12 -r 30000/1001 -s 320x180 -vf hflip -realtime 1 "
-        "-force_key_frames 0,1 -coder cabac -color_range tv -colorspace bt709 -color_primaries bt709 "
-        "-color_trc bt709 -an -sn -f mp4 out.mp4"
+        "-f lavfi -i testsrc2=size=640x360:rate=30 -t 2 -c:v h264_videotoolbox_remote "
+        "-b:v 2M -maxrate 3M -bf 2 -profile:v high -level 4.1 -pix_fmt nv12 -r 30000/1001 "
+        "-s 320x180 -vf hflip -realtime 1 -force_key_frames 0,1 -coder cabac -color_range tv "
+        "-colorspace bt709 -color_primaries bt709 -color_trc bt709 -an -sn -f mp4 out.mp4"
     )
     inp, out = cmd.inputs[0], cmd.output
     assert inp.format == "lavfi" and out.format == "mp4"
@@ -216,7 +221,7 @@ def test_chain_rate() -> None:
     assert chain_rate(split_filter_chain("framerate=rate=50"), None) == 50
 
 
-# --- main(): dispatch and exit codes -------------------------------------------------------------------
+# --- main(): dispatch and exit codes --------------------------------------------------------------
 
 
 def test_main_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:

@@ -223,7 +223,8 @@ def test_encoder_options_match_reference_capture(capture_loader: Callable[[str],
         srv.send(m.Done())
 
     srv = FakeServer(script)
-    # The capture: testsrc2 (SAR 1:1), -vt_remote_wire_compression lz4, ffmpeg's FRAME_DURATION flag.
+    # The capture: testsrc2 (SAR 1:1), -vt_remote_wire_compression lz4, ffmpeg's FRAME_DURATION
+    # flag.
     with RemoteEncoder(
         srv.transport(),
         "h264",
@@ -568,7 +569,8 @@ def test_configure_refused_with_error() -> None:
 
 
 def test_decoder_lock_step_with_a_v1_server() -> None:
-    """No ext:decode-pipeline: one PACKET at a time, its FRAME (if any) returned by the same call."""
+    """No ext:decode-pipeline: one PACKET at a time, its FRAME (if any) returned by the same
+    call."""
     n = 6
 
     def script(srv: FakeServer) -> None:

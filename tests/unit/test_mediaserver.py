@@ -25,7 +25,7 @@ from vtremote.pipeline.hls import HlsOutput
 JELLYFIN_W = r"trunc(min(max(iw\,ih*a)\,min(1920\,1080*a))/2)*2"
 JELLYFIN_H = r"trunc(min(max(iw/a\,ih)\,min(1920/a\,1080))/2)*2"
 
-# --- configuration ---------------------------------------------------------------------------------
+# --- configuration --------------------------------------------------------------------------------
 
 
 def test_config_files_then_environment(tmp_path: Path) -> None:
@@ -35,7 +35,8 @@ def test_config_files_then_environment(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     user.write_text(
-        f'[ffmpeg]\ntoken_file = "{token}"\nffmpeg_path = "/usr/bin/ffmpeg"\n[ffmpeg.remote_encoders]\nh264_amf = ""\nmpeg4 = "h264"\n'
+        f'[ffmpeg]\ntoken_file = "{token}"\nffmpeg_path = "/usr/bin/ffmpeg"\n'
+        '[ffmpeg.remote_encoders]\nh264_amf = ""\nmpeg4 = "h264"\n'
     )
     cfg = load_config({"VTREMOTE_HOST": "b:1, c:2"}, [system, user, tmp_path / "missing.toml"])
     assert cfg.servers == ("b:1", "c:2")
@@ -64,7 +65,7 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
         load_config({}, [bad])
 
 
-# --- argv ------------------------------------------------------------------------------------------
+# --- argv -----------------------------------------------------------------------------------------
 
 
 def test_argv_positions_and_specifiers() -> None:
@@ -116,7 +117,7 @@ def test_argv_positions_and_specifiers() -> None:
     assert (help_cmd.info, help_cmd.help_topic) == ("help", "filter=scale_cuda")
 
 
-# --- filters and expressions -----------------------------------------------------------------------
+# --- filters and expressions ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -154,11 +155,13 @@ def test_hardware_chains_become_software() -> None:
     )
     assert vaapi.chain == "setparams=color_primaries=bt709,scale=1280:720,format=nv12"
     cuda = translate_chain(
-        "yadif_cuda=0:-1:0,scale_cuda=format=yuv420p:w=1920:h=1080,tonemap_cuda=format=yuv420p:tonemap=bt2390",
+        "yadif_cuda=0:-1:0,scale_cuda=format=yuv420p:w=1920:h=1080,tonemap_cuda=format=yuv420p:"
+        "tonemap=bt2390",
         geo,
     )
     assert cuda.chain == (
-        "yadif,scale=1920:1080,format=yuv420p,tonemap=algorithm=bt2390:peak=0:desat=0,format=yuv420p"
+        "yadif,scale=1920:1080,format=yuv420p,tonemap=algorithm=bt2390:peak=0:desat=0,"
+        "format=yuv420p"
     )
     assert cuda.tone_mapped and not cuda.notes
     qsv = translate_chain(
@@ -172,7 +175,7 @@ def test_hardware_chains_become_software() -> None:
         translate_chain("nosuchfilter=1", geo)
 
 
-# --- translation -----------------------------------------------------------------------------------
+# --- translation ----------------------------------------------------------------------------------
 
 JELLYFIN = [
     "-analyzeduration",
@@ -274,9 +277,9 @@ def test_jellyfin_line_to_remote_job() -> None:
         "level": "5.1",
     }
     assert out.codec_options == {}  # nothing local-only travels to the remote encoder
-    assert (
-        out.video_filter
-        == "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale=1920:1080,format=yuv420p"
+    assert out.video_filter == (
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,"
+        "scale=1920:1080,format=yuv420p"
     )
     assert (out.audio_bitrate, out.audio_channels, out.audio_filter) == (256000, 2, "volume=2")
     assert out.copyts and not out.start_at_zero
@@ -391,7 +394,7 @@ def test_rate_control_bitrate_and_unsupported_lines() -> None:
         )
 
 
-# --- HLS output on failure -------------------------------------------------------------------------
+# --- HLS output on failure ------------------------------------------------------------------------
 
 
 def _write_segments(hls: HlsOutput, seconds: int) -> None:
@@ -444,53 +447,65 @@ def test_failed_hls_run_keep_partial_marks_the_playlist(tmp_path: Path) -> None:
 # for a server: the hardware set-up is dropped, the chains become software ones.
 HW_LINES = {
     "vaapi": (
-        "-analyzeduration 200M -ss 00:13:15.000 -init_hw_device vaapi=va:/dev/dri/renderD128 -filter_hw_device va "
-        "-hwaccel vaapi -hwaccel_output_format vaapi -autorotate 0 -i file:/m/a.mkv -autoscale 0 -map_metadata -1 "
-        "-map_chapters -1 -threads 0 -map 0:0 -map 0:1 -map -0:s -codec:v:0 h264_vaapi -rc_mode VBR -b:v 7616000 "
-        "-maxrate 7616000 -bufsize 15232000 -profile:v:0 high -force_key_frames:0 expr:gte(t,795+n_forced*3) "
-        "-vf setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale_vaapi=format=nv12:extra_hw_frames=24 "
-        "-codec:a:0 libfdk_aac -ac 2 -ab 384000 -af volume=2 -copyts -avoid_negative_ts disabled "
-        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 265 "
+        "-analyzeduration 200M -ss 00:13:15.000 -init_hw_device vaapi=va:/dev/dri/renderD128 "
+        "-filter_hw_device va -hwaccel vaapi -hwaccel_output_format vaapi -autorotate 0 "
+        "-i file:/m/a.mkv -autoscale 0 -map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 "
+        "-map 0:1 -map -0:s -codec:v:0 h264_vaapi -rc_mode VBR -b:v 7616000 -maxrate 7616000 "
+        "-bufsize 15232000 -profile:v:0 high -force_key_frames:0 expr:gte(t,795+n_forced*3) "
+        "-vf setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,"
+        "scale_vaapi=format=nv12:extra_hw_frames=24 -codec:a:0 libfdk_aac -ac 2 -ab 384000 "
+        "-af volume=2 -copyts -avoid_negative_ts disabled -max_muxing_queue_size 2048 -f hls "
+        "-max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 265 "
         "-hls_segment_filename /t/x%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/x.m3u8",
         "h264_videotoolbox_remote",
         "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,format=nv12",
     ),
     "cuda": (
-        "-analyzeduration 200M -probesize 1G -ss 00:27:33.000 -f mov,mp4,m4a,3gp,3g2,mj2 -init_hw_device cuda=cu:0 "
-        "-filter_hw_device cu -hwaccel cuda -hwaccel_output_format cuda -noautorotate -hwaccel_flags +unsafe_output "
-        "-threads 1 -i file:/m/b.mp4 -noautoscale -map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 -map 0:1 "
-        "-map -0:s -codec:v:0 h264_nvenc -preset p1 -b:v 1321304 -maxrate 1321304 -bufsize 2642608 -profile:v:0 high "
-        "-g:v:0 75 -keyint_min:v:0 75 -vf setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,"
-        "scale_cuda=w=1280:h=720:format=yuv420p -codec:a:0 copy -copyts -avoid_negative_ts disabled "
-        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 551 "
-        "-hls_segment_filename /t/y%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/y.m3u8",
+        "-analyzeduration 200M -probesize 1G -ss 00:27:33.000 -f mov,mp4,m4a,3gp,3g2,mj2 "
+        "-init_hw_device cuda=cu:0 -filter_hw_device cu -hwaccel cuda -hwaccel_output_format cuda "
+        "-noautorotate -hwaccel_flags +unsafe_output -threads 1 -i file:/m/b.mp4 -noautoscale "
+        "-map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 -map 0:1 -map -0:s "
+        "-codec:v:0 h264_nvenc -preset p1 -b:v 1321304 -maxrate 1321304 -bufsize 2642608 "
+        "-profile:v:0 high -g:v:0 75 -keyint_min:v:0 75 -vf "
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale_cuda=w=1280:h=720:"
+        "format=yuv420p -codec:a:0 copy -copyts -avoid_negative_ts disabled "
+        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 "
+        "-hls_segment_type mpegts -start_number 551 -hls_segment_filename /t/y%d.ts "
+        "-hls_playlist_type vod -hls_list_size 0 -y /t/y.m3u8",
         "h264_videotoolbox_remote",
-        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale=1280:720,format=yuv420p",
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709,scale=1280:720,"
+        "format=yuv420p",
     ),
     "cuda_tonemap": (
-        "-analyzeduration 200M -init_hw_device cuda=cu:0 -filter_hw_device cu -hwaccel cuda -hwaccel_output_format cuda "
-        "-threads 1 -autorotate 0 -i file:/m/c.mkv -autoscale 0 -map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 "
-        "-map 0:1 -map -0:s -codec:v:0 h264_nvenc -preset p4 -b:v 41773063 -maxrate 41773063 -bufsize 83546126 "
-        "-profile:v:0 high -g:v:0 72 -keyint_min:v:0 72 -vf setparams=color_primaries=bt2020:color_trc=smpte2084:"
-        "colorspace=bt2020nc,tonemap_cuda=format=yuv420p:p=bt709:t=bt709:m=bt709:tonemap=bt2390:peak=100:desat=0 "
+        "-analyzeduration 200M -init_hw_device cuda=cu:0 -filter_hw_device cu -hwaccel cuda "
+        "-hwaccel_output_format cuda -threads 1 -autorotate 0 -i file:/m/c.mkv -autoscale 0 "
+        "-map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 -map 0:1 -map -0:s "
+        "-codec:v:0 h264_nvenc -preset p4 -b:v 41773063 -maxrate 41773063 -bufsize 83546126 "
+        "-profile:v:0 high -g:v:0 72 -keyint_min:v:0 72 -vf "
+        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,"
+        "tonemap_cuda=format=yuv420p:p=bt709:t=bt709:m=bt709:tonemap=bt2390:peak=100:desat=0 "
         "-codec:a:0 libfdk_aac -ac 2 -ab 384000 -af volume=2 -copyts -avoid_negative_ts disabled "
-        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type mpegts -start_number 0 "
-        "-hls_segment_filename /t/z%d.ts -hls_playlist_type vod -hls_list_size 0 -y /t/z.m3u8",
+        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 "
+        "-hls_segment_type mpegts -start_number 0 -hls_segment_filename /t/z%d.ts "
+        "-hls_playlist_type vod -hls_list_size 0 -y /t/z.m3u8",
         "h264_videotoolbox_remote",
         "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,"
         "tonemap=algorithm=bt2390:peak=100:desat=0,format=yuv420p",
     ),
     "qsv_hevc_fmp4": (
-        "-analyzeduration 200M -probesize 1G -init_hw_device vaapi=va:,kernel_driver=i915,driver=iHD "
-        "-init_hw_device qsv=qs@va -init_hw_device opencl=ocl@va -filter_hw_device qs -hwaccel qsv "
-        "-hwaccel_output_format qsv -c:v hevc_qsv -noautorotate -i file:/m/d.mkv -noautoscale -map_metadata -1 "
-        "-map_chapters -1 -threads 0 -map 0:0 -map 0:1 -map -0:s -codec:v:0 hevc_qsv -preset veryfast -b:v 8406205 "
-        "-maxrate 8406205 -bufsize 16812410 -g:v:0 72 -keyint_min:v:0 72 -tag:v:0 hvc1 -vf setparams=color_primaries=bt2020:"
-        "color_trc=smpte2084:colorspace=bt2020nc,hwmap=derive_device=vaapi,procamp_vaapi=b=16:c=1,"
-        "tonemap_vaapi=format=nv12:p=bt709:t=bt709:m=bt709:extra_hw_frames=32,hwmap=derive_device=qsv "
-        "-codec:a:0 libfdk_aac -ac 2 -ab 256000 -af volume=2 -copyts -avoid_negative_ts disabled "
-        "-max_muxing_queue_size 2048 -f hls -max_delay 5000000 -hls_time 3 -hls_segment_type fmp4 "
-        "-hls_fmp4_init_filename e0-1.mp4 -start_number 0 -hls_segment_filename /t/e0%d.mp4 -hls_playlist_type vod "
+        "-analyzeduration 200M -probesize 1G -init_hw_device "
+        "vaapi=va:,kernel_driver=i915,driver=iHD -init_hw_device qsv=qs@va "
+        "-init_hw_device opencl=ocl@va -filter_hw_device qs -hwaccel qsv "
+        "-hwaccel_output_format qsv -c:v hevc_qsv -noautorotate -i file:/m/d.mkv -noautoscale "
+        "-map_metadata -1 -map_chapters -1 -threads 0 -map 0:0 -map 0:1 -map -0:s "
+        "-codec:v:0 hevc_qsv -preset veryfast -b:v 8406205 -maxrate 8406205 -bufsize 16812410 "
+        "-g:v:0 72 -keyint_min:v:0 72 -tag:v:0 hvc1 -vf "
+        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,"
+        "hwmap=derive_device=vaapi,procamp_vaapi=b=16:c=1,tonemap_vaapi=format=nv12:p=bt709:"
+        "t=bt709:m=bt709:extra_hw_frames=32,hwmap=derive_device=qsv -codec:a:0 libfdk_aac -ac 2 "
+        "-ab 256000 -af volume=2 -copyts -avoid_negative_ts disabled -max_muxing_queue_size 2048 "
+        "-f hls -max_delay 5000000 -hls_time 3 -hls_segment_type fmp4 -hls_fmp4_init_filename "
+        "e0-1.mp4 -start_number 0 -hls_segment_filename /t/e0%d.mp4 -hls_playlist_type vod "
         "-hls_list_size 0 -y /t/e0.m3u8",
         "hevc_videotoolbox_remote",
         "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,"

@@ -1,4 +1,5 @@
-"""``vtremoted install-service``: the files it writes parse, carry the flags, and never the token."""
+"""``vtremoted install-service``: the files it writes parse, carry the flags, and never the
+token."""
 
 from __future__ import annotations
 

@@ -213,7 +213,8 @@ def discover_main(wait: float, token: str, timeout: float, as_json: bool) -> int
         )
         print(
             f"{r['address']:<22} {r['name']:<36} {r['advert'].get('version', '?'):<8} "
-            f"{r['advert'].get('engines', '?'):<24} sessions {sessions:<10} needs {flags:<9} {r['status']}"
+            f"{r['advert'].get('engines', '?'):<24} sessions {sessions:<10} needs {flags:<9} "
+            f"{r['status']}"
         )
         if len(r["endpoints"]) > 1:
             print(f"{'':<22} also at {', '.join(r['endpoints'][1:])}")

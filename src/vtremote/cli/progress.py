@@ -70,7 +70,8 @@ def print_summary(stats: JobStats, *, as_json: bool, quiet: bool) -> None:
     if not quiet:
         size = stats.size_bytes if stats.size_bytes is not None else stats.bytes_out
         print(
-            f"vtremote: {stats.line()} -> {stats.output} ({size / 1024:.1f} KiB in {stats.elapsed:.2f} s)",
+            f"vtremote: {stats.line()} -> {stats.output} ({size / 1024:.1f} KiB in "
+            f"{stats.elapsed:.2f} s)",
             file=sys.stderr,
         )
     if as_json:

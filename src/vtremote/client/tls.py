@@ -110,7 +110,10 @@ def _handshake(
     except ssl.SSLError as e:
         hint = ""
         if e.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
-            hint = " (the server does not speak TLS on this port: start it with --tls, or connect without TLS)"
+            hint = (
+                " (the server does not speak TLS on this port: start it with --tls, "
+                "or connect without TLS)"
+            )
         elif "CERTIFICATE_REQUIRED" in str(e.reason) or "certificate required" in str(e).lower():
             hint = " (the server requires a client certificate: give cert and key)"
         raise ConnectionLostError(f"TLS handshake with {name} failed: {e.reason or e}{hint}") from e
@@ -149,8 +152,8 @@ def _check_server(tls: TLSSocket, name: str, options: TLSOptions) -> None:
         )
     elif normalize_fingerprint(expected) != normalize_fingerprint(seen):
         raise CertificateError(
-            f"TLS fingerprint of {name} changed: {seen}, {path} has {expected}; if the server really "
-            f"got a new certificate, delete its line from {path}"
+            f"TLS fingerprint of {name} changed: {seen}, {path} has {expected}; "
+            f"if the server really got a new certificate, delete its line from {path}"
         )
 
 

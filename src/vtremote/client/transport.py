@@ -336,7 +336,8 @@ class Transport:
                 _sendmsg_all(self.sock, buffers)
             except TimeoutError as e:
                 raise TimeoutExpiredError(
-                    f"sending to {self.name} stalled for {self.timeout:g} s (the server stopped reading)"
+                    f"sending to {self.name} stalled for {self.timeout:g} s (the server stopped "
+                    "reading)"
                 ) from e
             except OSError as e:
                 raise ConnectionLostError(
@@ -487,7 +488,8 @@ class Transport:
             # VTR1.md §13.20: a v1 server closes silently when it cannot open the codec.
             raise ConnectionLostError(
                 f"{self.name} closed the connection instead of answering CONFIGURE "
-                f"({configure.width}x{configure.height}); it could not open the codec with these settings"
+                f"({configure.width}x{configure.height}); it could not open the codec with these "
+                "settings"
             ) from e
         if isinstance(msg, m.Error):
             raise self.remote_error(msg)

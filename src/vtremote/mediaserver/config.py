@@ -172,7 +172,8 @@ def _apply_table(values: dict[str, Any], table: Mapping[str, Any], where: str) -
             key, value = "servers", [value]
         if key not in _KEYS:
             raise ConfigError(
-                f"{where}: unknown key {key!r} in [ffmpeg] (known: {', '.join(sorted(_KEYS | {'token_file', 'server'}))})"
+                f"{where}: unknown key {key!r} in [ffmpeg] (known: "
+                f"{', '.join(sorted(_KEYS | {'token_file', 'server'}))})"
             )
         if key == "servers":
             if isinstance(value, str):
@@ -183,7 +184,8 @@ def _apply_table(values: dict[str, Any], table: Mapping[str, Any], where: str) -
         elif key == "remote_encoders":
             if not isinstance(value, dict):
                 raise ConfigError(
-                    f'{where}: [ffmpeg.remote_encoders] must be a table of NAME = "h264"|"hevc"|"av1"'
+                    f"{where}: [ffmpeg.remote_encoders] must be a table of "
+                    'NAME = "h264"|"hevc"|"av1"'
                 )
             value = dict(values.get("remote_encoders", DEFAULT_REMOTE_ENCODERS)) | {
                 str(k): str(v) for k, v in value.items()
@@ -194,7 +196,8 @@ def _apply_table(values: dict[str, Any], table: Mapping[str, Any], where: str) -
 def load_config(
     env: Mapping[str, str] | None = None, paths: list[Path] | None = None
 ) -> MediaServerConfig:
-    """Read the files that exist, then the environment; raises :class:`ConfigError` with the file named."""
+    """Read the files that exist, then the environment; raises :class:`ConfigError` with the file
+    named."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     sources: list[str] = []

@@ -1,12 +1,12 @@
-"""How runs ended, counted across processes in one small JSON file (``STATE_DIR/ffmpeg-counters.json``).
+"""How runs ended, counted across processes in one small JSON file
+(``STATE_DIR/ffmpeg-counters.json``).
 
-Each ``vtremote-ffmpeg`` run adds to one counter: ``remote`` (video made by a
-server), ``local_fallback`` (no server could take it: a PyAV encoder here),
-``ffmpeg_fallback`` (a line vtremote cannot run, handed to the real ffmpeg),
-``ffmpeg_passthrough`` (no video encode for a server: handed to ffmpeg by
-choice), ``no_video_encode`` (copy or audio only, run here), ``failed``;
-``server_unavailable`` counts each server that could not take a job. An exclusive ``flock`` keeps concurrent runs from
-losing counts; a state folder that cannot be written only costs the count.
+Each ``vtremote-ffmpeg`` run adds to one counter: ``remote`` (video made by a server),
+``local_fallback`` (no server could take it: a PyAV encoder here), ``ffmpeg_fallback`` (a line
+vtremote cannot run, handed to the real ffmpeg), ``ffmpeg_passthrough`` (no video encode for a
+server: handed to ffmpeg by choice), ``no_video_encode`` (copy or audio only, run here), ``failed``;
+``server_unavailable`` counts each server that could not take a job. An exclusive ``flock`` keeps
+concurrent runs from losing counts; a state folder that cannot be written only costs the count.
 """
 
 from __future__ import annotations

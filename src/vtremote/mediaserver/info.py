@@ -51,9 +51,11 @@ def version_text(config: MediaServerConfig) -> str:
     suffix = f"-{config.version_suffix}" if config.version_suffix else ""
     servers = ",".join(config.servers) or "embedded"
     lines = [
-        f"ffmpeg version {av.ffmpeg_version_info}{suffix} Copyright (c) 2000-{year} the FFmpeg developers",
+        f"ffmpeg version {av.ffmpeg_version_info}{suffix} Copyright (c) 2000-{year} the FFmpeg "
+        "developers",
         f"built with vtremote {__version__} (PyAV {av.__version__})",
-        f"configuration: --enable-vtremote --vtremote-servers={servers} --enable-gpl --enable-libx264 --enable-libx265",
+        f"configuration: --enable-vtremote --vtremote-servers={servers} --enable-gpl "
+        "--enable-libx264 --enable-libx265",
         *_lib_lines(),
     ]
     return "\n".join(lines) + "\n"
@@ -104,7 +106,8 @@ _HARDWARE = re.compile(
 
 
 def codecs_text(config: MediaServerConfig, encoders: bool) -> str:
-    """``-encoders`` / ``-decoders``: PyAV's software codecs, and the remote encoder names (encoders only)."""
+    """``-encoders`` / ``-decoders``: PyAV's software codecs, and the remote encoder names
+    (encoders only)."""
     lines = ["Encoders:" if encoders else "Decoders:", *_CODEC_LEGEND]
     mode: Literal["r", "w"] = "w" if encoders else "r"
     remote_names = {n: c for n, c in config.remote_encoders.items() if c} if encoders else {}
@@ -210,8 +213,10 @@ def help_text(config: MediaServerConfig, topic: str | None) -> tuple[str, bool]:
     """``-h encoder=NAME`` / ``decoder=`` / ``filter=``: (text, known)."""
     if not topic or "=" not in topic:
         return (
-            "usage: ffmpeg [options] [[infile options] -i infile]... {[outfile options] outfile}...\n"
-            "This is vtremote-ffmpeg: see `vtremote-ffmpeg -h encoder=NAME` or docs/mediaservers.md\n",
+            "usage: ffmpeg [options] [[infile options] -i infile]... {[outfile options] "
+            "outfile}...\n"
+            "This is vtremote-ffmpeg: see `vtremote-ffmpeg -h encoder=NAME` or "
+            "docs/mediaservers.md\n",
             True,
         )
     kind, _, name = topic.partition("=")
@@ -223,15 +228,20 @@ def help_text(config: MediaServerConfig, topic: str | None) -> tuple[str, bool]:
         except (ValueError, av.error.FFmpegError):
             if remote:
                 return (
-                    f"Encoder {name} [{'H.264' if remote == 'h264' else 'HEVC'} on a vtremoted server]:\n"
+                    f"Encoder {name} [{'H.264' if remote == 'h264' else 'HEVC'} on a vtremoted "
+                    "server]:\n"
                     "    General capabilities: dr1 delay\n"
                     "    Threading capabilities: none\n"
-                    f"    Supported pixel formats: nv12 {'p010le ' if remote == 'hevc' else ''}yuv420p\n",
+                    "    Supported pixel formats: nv12 "
+                    f"{'p010le ' if remote == 'hevc' else ''}yuv420p\n",
                     True,
                 )
             return (f"Codec '{name}' is not recognized by FFmpeg.\n", False)
         label = "Encoder" if kind == "encoder" else "Decoder"
-        text = f"{label} {codec.name} [{codec.long_name}]:\n    General capabilities: dr1 {'delay ' if codec.delay else ''}threads \n"
+        text = (
+            f"{label} {codec.name} [{codec.long_name}]:\n"
+            f"    General capabilities: dr1 {'delay ' if codec.delay else ''}threads \n"
+        )
         if codec.video_formats:
             text += (
                 "    Supported pixel formats: "
@@ -245,7 +255,8 @@ def help_text(config: MediaServerConfig, topic: str | None) -> tuple[str, bool]:
                 + "\n"
             )
         if remote:
-            text += f"    vtremote: encoded as {remote} on {', '.join(config.servers) or 'an embedded server'}\n"
+            servers = ", ".join(config.servers) or "an embedded server"
+            text += f"    vtremote: encoded as {remote} on {servers}\n"
         return text, True
     if kind == "filter":
         if name == "tonemapx":

@@ -101,7 +101,8 @@ def split_filter_chain(text: str) -> list[tuple[str, str | None]]:
             quote = not quote
         elif not quote and ch in ";[":
             raise UsageError(
-                f"-vf {text!r}: labels and ';' need -filter_complex, which vtremote does not support; use a single chain"
+                f"-vf {text!r}: labels and ';' need -filter_complex, which vtremote does not "
+                "support; use a single chain"
             )
         if ch == "," and not quote:
             items.append("".join(buf))

@@ -81,7 +81,8 @@ class Muxer:
         if len(self.pending) > MAX_PENDING_PACKETS:
             waiting = [i for i, r in enumerate(self.ready) if not r]
             raise JobError(
-                f"{len(self.pending)} packets are waiting for output stream(s) {waiting} to receive their first frame"
+                f"{len(self.pending)} packets are waiting for output stream(s) {waiting} to "
+                "receive their first frame"
             )
 
     def _write(self, index: int, packet: Packet) -> None:
@@ -106,7 +107,8 @@ class Muxer:
             waiting = [i for i, r in enumerate(self.ready) if not r]
             if waiting:
                 raise JobError(
-                    f"output stream(s) {waiting} received no frames: nothing was encoded (check -ss / -t / -map)"
+                    f"output stream(s) {waiting} received no frames: nothing was encoded (check "
+                    "-ss / -t / -map)"
                 )
         if not self.written:
             # Every stream was set up from the input (copy, packet transcode) but what -ss,
@@ -205,7 +207,8 @@ class OutputFile:
         except ValueError as e:
             self._drop()
             raise UsageError(
-                f"cannot tell the output format of {url!r}: {e}; name it with -f (mp4, mov, matroska, mpegts, nut, null)"
+                f"cannot tell the output format of {url!r}: {e}; name it with -f (mp4, mov, "
+                "matroska, mpegts, nut, null)"
             ) from e
         except av.error.FFmpegError as e:
             self._drop()
@@ -226,7 +229,8 @@ class OutputFile:
         self.done = True
 
     def abort(self) -> None:
-        """The run failed: close what is open and take the partial file away (or keep it, marked)."""
+        """The run failed: close what is open and take the partial file away (or keep it,
+        marked)."""
         if self.done:
             return
         self.done = True

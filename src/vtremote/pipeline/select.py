@@ -73,7 +73,8 @@ def drop_uncopyable_subtitles(
     for inp, stream in chosen:
         if stream.type == "subtitle" and not _can_copy(stream, output.format.name):
             log.warning(
-                "subtitle stream %d:%d (%s) left out: %s cannot hold it and vtremote does not convert subtitles",
+                "subtitle stream %d:%d (%s) left out: %s cannot hold it and vtremote does not "
+                "convert subtitles",
                 inp.index,
                 stream.index,
                 stream.codec_context.name,

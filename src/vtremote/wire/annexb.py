@@ -332,6 +332,14 @@ class _Cursor:
         return int.from_bytes(self.take(2, name), "big")
 
 
+def _nal_length_size(c: _Cursor, record: str) -> int:
+    """The record's ``lengthSizeMinusOne`` as a byte count: 1, 2 or 4."""
+    length_size = (c.u8("lengthSizeMinusOne") & 3) + 1
+    if length_size == 3:
+        raise BitstreamError(f"{record} NAL length size 3 is not allowed")
+    return length_size
+
+
 def parse_avcc(data: Buffer) -> ParameterSets:
     raw = strip_atom(data, b"avcC")
     if len(raw) < 7 or raw[0] != 1:
@@ -340,9 +348,7 @@ def parse_avcc(data: Buffer) -> ParameterSets:
         )
     c = _Cursor(raw, "avcC")
     c.take(4, "header")
-    length_size = (c.u8("lengthSizeMinusOne") & 3) + 1
-    if length_size == 3:
-        raise BitstreamError("avcC NAL length size 3 is not allowed")
+    length_size = _nal_length_size(c, "avcC")
     nals = []
     for i in range(c.u8("numOfSequenceParameterSets") & 0x1F):
         nals.append(c.take(c.u16(f"SPS {i} length"), f"SPS {i}"))
@@ -359,9 +365,7 @@ def parse_hvcc(data: Buffer) -> ParameterSets:
         raise BitstreamError(f"not an hvcC record ({len(raw)} bytes)")
     c = _Cursor(raw, "hvcC")
     c.take(21, "header")
-    length_size = (c.u8("lengthSizeMinusOne") & 3) + 1
-    if length_size == 3:
-        raise BitstreamError("hvcC NAL length size 3 is not allowed")
+    length_size = _nal_length_size(c, "hvcC")
     nals = []
     for i in range(c.u8("numOfArrays")):
         c.u8(f"array {i} type")

@@ -282,7 +282,8 @@ class Connection:
             nxt = transition(self.role, self.state, msg)
         except KeyError:
             raise LocalProtocolError(
-                f"{self.role.value} may not send {_type_label(message_type(msg))} in state {self.state.value}"
+                f"{self.role.value} may not send {_type_label(message_type(msg))} in state "
+                f"{self.state.value}"
             ) from None
         try:
             self._note(msg)
@@ -318,9 +319,13 @@ class Connection:
 
     def _check_header(self, raw_type: int, length: int) -> None:
         if not type_allowed(self.peer, self.state, raw_type):
-            raise RemoteProtocolError(
-                f"{self.peer.value} sent {_type_label(raw_type)} in state {self.state.value}"
-            )
+            raise self._out_of_order(raw_type)
+
+    def _out_of_order(self, raw_type: int) -> RemoteProtocolError:
+        """The error for a message type the peer may not send in the current state."""
+        return RemoteProtocolError(
+            f"{self.peer.value} sent {_type_label(raw_type)} in state {self.state.value}"
+        )
 
     def next_event(self) -> Message | None:
         """The next received message after checking its order, or None for "need data"."""
@@ -330,9 +335,7 @@ class Connection:
         try:
             nxt = transition(self.peer, self.state, msg)
         except KeyError:
-            raise RemoteProtocolError(
-                f"{self.peer.value} sent {_type_label(message_type(msg))} in state {self.state.value}"
-            ) from None
+            raise self._out_of_order(message_type(msg)) from None
         if isinstance(msg, Frame) and self.configure is not None:
             pf = self.configure.pix_fmt
             if self.role is Role.CLIENT and self.state in (S.DECODING, S.DRAINING_DECODE):

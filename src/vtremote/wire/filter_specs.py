@@ -230,8 +230,8 @@ def microseconds_text(us: int) -> str:
 @dataclass(frozen=True, slots=True)
 class Trim:
     """Keep the frames with ``start <= pts < end`` (microseconds on the decoded stream's clock),
-    at most ``end_frame`` of them, those within ``duration`` of the first one; timestamps are left as they are (FFmpeg's trim, as
-    ffmpeg inserts it for ``-ss``, ``-t`` and ``-frames:v``)."""
+    at most ``end_frame`` of them, those within ``duration`` of the first one; timestamps are
+    left as they are (FFmpeg's trim, as ffmpeg inserts it for ``-ss``, ``-t`` and ``-frames:v``)."""
 
     start_us: int | None = None
     end_us: int | None = None
