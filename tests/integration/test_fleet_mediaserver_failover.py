@@ -1,6 +1,6 @@
-"""The media-server drop-in's servers are one pool: a server killed mid-line (``--die-after-frames``)
-hands the line to the other, and the HLS playlist goes on without a restart, a gap or a repeated
-segment."""
+"""The media-server drop-in's servers are one pool: a server killed mid-line
+(``--die-after-frames``) hands the line to the other, and the HLS playlist goes on without a
+restart, a gap or a repeated segment."""
 
 from __future__ import annotations
 

@@ -303,7 +303,8 @@ def test_each_member_gets_its_own_token_and_tls(
         'token = "plain-token"\n'
         "hosts = [\n"
         f'  "{plain.addr}",\n'
-        f'  {{ host = "{secure.addr}", token = "tls-token", tls_fingerprint = "{fp}", weight = 8 }},\n'
+        f'  {{ host = "{secure.addr}", token = "tls-token", '
+        f'tls_fingerprint = "{fp}", weight = 8 }},\n'
         "]\n"
     )
     monkeypatch.setenv("VTREMOTE_CONFIG", str(cfg))

@@ -149,7 +149,8 @@ class PoolConfig:
             raise ConfigError(f"pool {self.name!r} has no hosts")
         if self.fallback is not None and self.fallback not in FALLBACKS:
             raise ConfigError(
-                f"pool {self.name!r}: fallback {self.fallback!r} is not one of {', '.join(FALLBACKS)}"
+                f"pool {self.name!r}: fallback {self.fallback!r} is not one of "
+                f"{', '.join(FALLBACKS)}"
             )
 
 

@@ -7,21 +7,18 @@ A pool comes from ``-vt_remote_host``:
   whose hosts may carry their own token, TLS settings and a MAC to wake them by;
 * ``mdns`` — whatever answers ``_vtremote._tcp`` on the LAN (:mod:`vtremote.client.discovery`).
 
-Placement (:class:`Placer`) greets every member at once with the session's own
-HELLO (VTR1.md §2), each with its own token and TLS settings: HELLO_ACK carries ``active_sessions`` and ``max_sessions``
-(real numbers when the server announces ``ext:busy``) and, from a server
-announcing ``ext:capacity``, how many sessions its engine runs at full speed
-and the fps its sessions achieved lately, so the expected throughput is known
-without a separate probe. Members are ranked by free capacity x fps x weight
-(:meth:`Offer.expected`: a server that reports no fps counts at the mean of
-those that do; one past its capacity by its share of it); the session is then configured over the connection of the best one
-(its HELLO is already done, so no other client can take the slot between the
-look and the use), and the others are closed. A busy, unreachable or refusing
-member is skipped with the reason in the log (an unreachable one with a MAC is
-woken, :mod:`vtremote.client.wake`, and waited for when no other can take the
-session); when every member fails, one :class:`~vtremote.errors.NoServerError`
-names each host and why.
-"""
+Placement (:class:`Placer`) greets every member at once with the session's own HELLO (VTR1.md
+§2), each with its own token and TLS settings: HELLO_ACK carries ``active_sessions`` and
+``max_sessions`` (real numbers when the server announces ``ext:busy``) and, from a server
+announcing ``ext:capacity``, how many sessions its engine runs at full speed and the fps its
+sessions achieved lately, so the expected throughput is known without a separate probe. Members
+are ranked by free capacity x fps x weight (:meth:`Offer.expected`: a server that reports no fps
+counts at the mean of those that do; one past its capacity by its share of it); the session is
+then configured over the connection of the best one (its HELLO is already done, so no other
+client can take the slot between the look and the use), and the others are closed. A busy,
+unreachable or refusing member is skipped with the reason in the log (an unreachable one with a
+MAC is woken, :mod:`vtremote.client.wake`, and waited for when no other can take the session);
+when every member fails, one :class:`~vtremote.errors.NoServerError` names each host and why."""
 
 from __future__ import annotations
 
