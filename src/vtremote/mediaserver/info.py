@@ -82,6 +82,9 @@ _CAP_DR1, _CAP_FRAME_THREADS, _CAP_SLICE_THREADS, _CAP_EXPERIMENTAL, _CAP_DRAW_H
     1 << 0,
 )
 
+#: What ``-encoders`` calls each remote codec (FFmpeg's long names).
+_CODEC_LONG_NAMES = {"h264": "H.264 / AVC", "hevc": "H.265 / HEVC", "av1": "AV1"}
+
 
 def _codec_line(
     name: str, type_: str, caps: int, long_name: str, codec_name: str | None = None
@@ -128,9 +131,7 @@ def codecs_text(config: MediaServerConfig, encoders: bool) -> str:
             )
         )
     for name, remote in sorted(remote_names.items()):
-        long_name = (
-            f"{'H.264 / AVC' if remote == 'h264' else 'H.265 / HEVC'} encoded on a vtremoted server"
-        )
+        long_name = f"{_CODEC_LONG_NAMES.get(remote, remote)} encoded on a vtremoted server"
         rows.append((f"V{name}", _codec_line(name, "video", _CAP_DR1, long_name, remote)))
     order = {"V": 0, "A": 1, "S": 2}
     rows.sort(key=lambda r: (order.get(r[0][0], 3), r[0][1:]))
