@@ -58,9 +58,14 @@ def stream_arguments(
     extradata, time base, colours), ``kwargs`` given by the caller winning."""
     ctx = stream.codec_context
     name = ctx.name
-    codec = {"h264": "h264", "hevc": "hevc", "h265": "hevc"}.get(name)
+    # By the codec, not the decoder PyAV picked for it ("libdav1d" decodes "av1").
+    codec = {"h264": "h264", "hevc": "hevc", "h265": "hevc", "av1": "av1"}.get(
+        ctx.codec.canonical_name if ctx.codec is not None else name
+    )
     if codec is None:
-        raise ConfigError(f"stream {stream.index} is {name}; remote decoding takes h264 or hevc")
+        raise ConfigError(
+            f"stream {stream.index} is {name}; remote decoding takes h264, hevc or av1"
+        )
     fmt = ctx.format.name if ctx.format is not None else ""
     deep = any(tag in fmt for tag in ("10", "12"))
     arguments = dict(kwargs)

@@ -139,9 +139,8 @@ def extension_codecs(name: str) -> tuple[str, ...]:
                 continue
             encoders = getattr(cls, "encoders", None)
             decoders = getattr(cls, "decoders", None)
-            if encoders is None or decoders is None:  # the null engine takes any codec
-                found.append(codec)
-                break
+            if encoders is None or decoders is None:
+                continue  # the null engine: placeholder bitstreams for the v1 codecs only
             names = (encoders.get(codec), decoders.get(codec))
             if all(n is not None and n in av.codecs_available for n in names):
                 found.append(codec)

@@ -107,7 +107,9 @@ def decode_locally(
     codec: str, packets: Sequence[av.Packet[Any]], extradata: bytes
 ) -> tuple[list[av.VideoFrame], str]:
     """Decode packets with this machine's FFmpeg: (frames in output order, error text)."""
-    ctx = cast("av.video.codeccontext.VideoCodecContext", av.CodecContext.create(codec, "r"))
+    # FFmpeg's own "av1" decoder needs a hardware device; libdav1d decodes in software.
+    name = "libdav1d" if codec == "av1" and "libdav1d" in av.codecs_available else codec
+    ctx = cast("av.video.codeccontext.VideoCodecContext", av.CodecContext.create(name, "r"))
     if extradata:
         ctx.extradata = extradata
     frames: list[av.VideoFrame] = []

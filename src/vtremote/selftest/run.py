@@ -151,7 +151,8 @@ class SelfTest:
         address = f"{host}:{port}"
         try:
             cls = registry.engine_class(engine)
-            for codec in CODECS:
+            # The v1 codecs, and the extension codecs (AV1) the server offers for this engine.
+            for codec in (*CODECS, *registry.extension_codecs(engine)):
                 for pix_fmt in pix_fmts(codec):
                     self.run_codec(address, cls.probe_error, engine, codec, pix_fmt)
         finally:
