@@ -90,9 +90,6 @@ def why_not_transcode(ctx: JobContext, inp: Input, in_stream: Any) -> str | None
         return "the output encoder is local"
     if out.transcode == "off":
         return "-vt_remote_transcode 0"
-    ro = ctx.remote_output
-    if ro.parallel > 1:
-        return "-vt_remote_parallel splits raw frames into segments"
     if inp.spec.keyframes_only:
         return "-skip_frame nokey keeps the keyframes on this machine"
     keys = parse_key_frames(out.force_key_frames) if out.force_key_frames else None
@@ -105,6 +102,15 @@ def why_not_transcode(ctx: JobContext, inp: Input, in_stream: Any) -> str | None
     if inp.container.format.name.split(",")[0] in UNTIMED_FORMATS or in_stream.time_base is None:
         return f"the input ({inp.container.format.name}) has no packet timestamps"
     return None
+
+
+def shift_packet(packet: Packet, ticks: int) -> None:
+    """Move a packet ``ticks`` earlier (the run's start offset: the output starts at 0)."""
+    if ticks:
+        if packet.pts is not None:
+            packet.pts -= ticks
+        if packet.dts is not None:
+            packet.dts -= ticks
 
 
 def trim_filters(handler: Handler) -> tuple[str, str]:
@@ -240,11 +246,7 @@ class PacketTranscodeHandler(Handler):
             if t is not None and t >= self.stop - 1e-9:
                 self.done = True
                 return
-        if self.shift:
-            if packet.pts is not None:
-                packet.pts -= self.shift
-            if packet.dts is not None:
-                packet.dts -= self.shift
+        shift_packet(packet, self.shift)
         self.packets_in += 1
         self._mux(self.session.transcode(packet))
 

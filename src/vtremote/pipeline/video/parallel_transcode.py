@@ -60,6 +60,7 @@ from vtremote.pipeline.video.packet_transcode import (
     chain_refusal,
     chain_text,
     key_schedule,
+    shift_packet,
     why_not_transcode,
 )
 from vtremote.pipeline.video.parallel_encode import (
@@ -107,14 +108,6 @@ def chain_names(text: str | None) -> set[str]:
         return {spec.name for spec in wire_filters.parse(text or "")}
     except ConfigError:
         return set()
-
-
-def shift_packet(packet: Packet, ticks: int) -> None:
-    """Move a packet ``ticks`` earlier (the run's start offset: the output starts at 0)."""
-    for name in ("pts", "dts"):
-        value = getattr(packet, name)
-        if ticks and value is not None:
-            setattr(packet, name, value - ticks)
 
 
 @dataclass
